@@ -1,0 +1,197 @@
+//! The `hookbridge` command: run the whole pipeline locally and look at what it did.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hookbridge::app::App;
+use hookbridge::config::{Config, Secrets};
+use hookbridge::event::Delivery;
+use hookbridge::local::Local;
+
+const EXAMPLE_CONFIG: &str = include_str!("../../config/example.toml");
+
+#[derive(Parser)]
+#[command(
+    name = "hookbridge",
+    version,
+    about = "Webhooks from HAP into DingTalk work notifications"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run webhooks, sender and sweeper in one process with an in-memory store.
+    Serve {
+        /// Config file; without it, the built-in example (DingTalk in dry-run).
+        #[arg(long, env = "HOOKBRIDGE_CONFIG_FILE")]
+        config: Option<PathBuf>,
+        /// Listen address, overriding `server.listen`.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// List recent deliveries of a running `hookbridge serve`.
+    Deliveries {
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print the full JSON, rendered requests and results included.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Config tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a config file: syntax, unknown keys, routes, secrets it references.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn load(path: Option<&PathBuf>) -> Result<Config> {
+    let text = match path {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => EXAMPLE_CONFIG.to_owned(),
+    };
+    Ok(Config::from_toml(&text)?)
+}
+
+async fn serve(config: Option<PathBuf>, listen: Option<String>) -> Result<()> {
+    let mut config = load(config.as_ref())?;
+    if let Some(l) = listen {
+        config.server.listen = l;
+    }
+    let header = config.sources.hap.as_ref().map(|h| h.header.clone());
+    let local = Local::start(config).await?;
+    println!("hookbridge is listening on http://{}", local.addr);
+    for url in local.webhook_urls() {
+        println!("  webhook  POST {url}");
+    }
+    if let Some(h) = header {
+        println!("  HAP requests must carry the header {h} (see the config)");
+    }
+    for c in &local.app.dry_run {
+        println!("  {c}: dry-run (no credentials): requests are recorded, not sent");
+    }
+    println!(
+        "  deliveries: GET http://{}/deliveries  or  hookbridge deliveries",
+        local.addr
+    );
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+async fn deliveries(url: &str, limit: usize, json: bool) -> Result<()> {
+    let url = format!("{}/deliveries?limit={limit}", url.trim_end_matches('/'));
+    let resp = reqwest::get(&url)
+        .await
+        .map_err(|e| format!("cannot reach {url}: {e} (is `hookbridge serve` running?)"))?;
+    if !resp.status().is_success() {
+        return Err(format!("{url}: HTTP {}", resp.status()).into());
+    }
+    let list: Vec<Delivery> = resp.json().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    println!(
+        "{:<9} {:<8} {:<13} {:<3} {:<24} DELIVERY / RESULT",
+        "STATUS", "CONN", "ACTION", "TRY", "RECIPIENTS"
+    );
+    for d in list {
+        let action = serde_json::to_value(d.action)?;
+        let outcome = d
+            .last_error
+            .clone()
+            .or_else(|| d.result.as_ref().map(summary))
+            .unwrap_or_default();
+        println!(
+            "{:<9} {:<8} {:<13} {:<3} {:<24} {}/{}  {}",
+            d.status.as_str(),
+            d.connector,
+            action.as_str().unwrap_or(""),
+            d.attempts,
+            d.recipients.join(","),
+            d.pk,
+            d.sk,
+            outcome
+        );
+    }
+    Ok(())
+}
+
+/// Parses the config and builds every component from it, which resolves every secret it names.
+async fn check(config: Option<PathBuf>) -> Result<()> {
+    let config = load(config.as_ref())?;
+    let routes = config.routes.len();
+    let store = std::sync::Arc::new(hookbridge::store::memory::MemoryStore::new());
+    let app = App::build(config, store, &Secrets::default()).await?;
+    println!(
+        "config OK: {routes} route(s), webhooks {}",
+        app.ingress.paths().join(" ")
+    );
+    for c in &app.dry_run {
+        println!("  {c}: dry-run (no credentials)");
+    }
+    Ok(())
+}
+
+/// One line for a result: the task ids, or the paths of the requests a dry run rendered.
+fn summary(result: &serde_json::Value) -> String {
+    match result.get("requests").and_then(|r| r.as_array()) {
+        Some(reqs) => reqs
+            .iter()
+            .map(|r| {
+                let task = r["body"]
+                    .get("task_id")
+                    .map(|t| format!(" task_id={t}"))
+                    .unwrap_or_default();
+                format!("would POST {}{task}", r["path"].as_str().unwrap_or("?"))
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        None => result.to_string(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config, listen } => serve(config, listen).await,
+        Command::Deliveries { url, limit, json } => deliveries(&url, limit, json).await,
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => check(config).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hookbridge: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn tracing_init() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

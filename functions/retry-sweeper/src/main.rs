@@ -1,0 +1,12 @@
+//! `retry-sweeper`: every minute, due retries go back to pending.
+use lambda_runtime::{Error, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let app = hookbridge::lambda::app_from_env().await?;
+    lambda_runtime::run(service_fn(|event| {
+        hookbridge::lambda::sweeper(app.store.as_ref(), event)
+    }))
+    .await
+}

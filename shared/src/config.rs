@@ -1,0 +1,429 @@
+//! The one TOML config: sources, connectors, routes, recipient maps, retry policy.
+//!
+//! Secrets are never written in the file: a [`SecretRef`] names where to fetch them
+//! (`env:NAME` locally, `secretsmanager:<arn>#<json key>` on AWS). `plain:` exists only for
+//! throw-away local setups and is warned about.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::OnceCell;
+use tracing::warn;
+
+use crate::event::RetryPolicy;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config is not valid TOML for hookbridge: {0}")]
+    Parse(String),
+    #[error("config: {0}")]
+    Invalid(String),
+    #[error("secret {reference}: {reason}")]
+    Secret { reference: String, reason: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub sources: Sources,
+    #[serde(default)]
+    pub connectors: Connectors,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Per connector: how source user ids become connector recipients.
+    #[serde(default)]
+    pub recipients: BTreeMap<String, RecipientMap>,
+    #[serde(default)]
+    pub delivery: RetryPolicy,
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address `hookbridge serve` listens on.
+    pub listen: String,
+    /// How often `serve` looks for due retries.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:3000".into(),
+            sweep_interval_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Days events and deliveries are kept (DynamoDB TTL). At least 7: the DingTalk status bar
+    /// can be updated for 7 days after a send.
+    pub retention_days: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { retention_days: 30 }
+    }
+}
+
+impl StoreConfig {
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.retention_days) * 86_400)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sources {
+    pub hap: Option<HapConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HapConfig {
+    /// The header set in HAP's `WebhookHeaders`.
+    #[serde(default = "default_hap_header")]
+    pub header: String,
+    /// Accepted values of that header; more than one allows rotation.
+    pub tokens: Vec<SecretRef>,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_hap_header() -> String {
+    "X-Hookbridge-Token".into()
+}
+
+fn default_max_body() -> usize {
+    256 * 1024
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connectors {
+    pub dingtalk: Option<DingTalkConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DingTalkConfig {
+    pub agent_id: i64,
+    /// AppKey and AppSecret of the internal app. Both absent: dry-run (render and record only).
+    pub app_key: Option<String>,
+    pub app_secret: Option<SecretRef>,
+    #[serde(default = "default_dingtalk_url")]
+    pub base_url: String,
+    /// `per_user`: one OA card per to-do recipient, so each card turns done when that person
+    /// finishes. `chunk5`: up to 5 recipients share a card (fewer API calls; the card turns done
+    /// for all of them when any one finishes).
+    #[serde(default)]
+    pub todo_fanout: TodoFanout,
+    /// Client-side pace per API, below DingTalk's 20 QPS per app and API.
+    #[serde(default = "default_qps")]
+    pub max_qps: u32,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// Where an OA card links when the source gave no URL.
+    pub default_url: Option<String>,
+}
+
+fn default_dingtalk_url() -> String {
+    "https://oapi.dingtalk.com".into()
+}
+
+fn default_qps() -> u32 {
+    15
+}
+
+fn default_timeout() -> u64 {
+    10
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TodoFanout {
+    #[default]
+    PerUser,
+    Chunk5,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub source: String,
+    pub connector: String,
+    /// Event kinds this route takes (HAP: `todo`, `worksheet_system`, `mention`, `reply`,
+    /// `workflow_system`, `workflow_system_recorded`, `unknown`). Absent: every kind.
+    pub kinds: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientMap {
+    #[serde(default)]
+    pub mode: MapMode,
+    #[serde(default)]
+    pub map: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MapMode {
+    /// Unmapped ids are used as they are (HAP with DingTalk SSO sends DingTalk userids).
+    #[default]
+    Passthrough,
+    /// Unmapped ids are dropped (and reported).
+    Require,
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        for (i, r) in self.routes.iter().enumerate() {
+            let source_known = match r.source.as_str() {
+                "hap" => self.sources.hap.is_some(),
+                _ => false,
+            };
+            if !source_known {
+                return invalid(format!(
+                    "routes[{i}]: source \"{}\" is not configured (configured: {})",
+                    r.source,
+                    self.source_names().join(", ")
+                ));
+            }
+            let connector_known = match r.connector.as_str() {
+                "dingtalk" => self.connectors.dingtalk.is_some(),
+                _ => false,
+            };
+            if !connector_known {
+                return invalid(format!(
+                    "routes[{i}]: connector \"{}\" is not configured (add [connectors.{}])",
+                    r.connector, r.connector
+                ));
+            }
+        }
+        if let Some(d) = &self.connectors.dingtalk
+            && d.app_key.is_some() != d.app_secret.is_some()
+        {
+            return invalid(
+                "connectors.dingtalk: set both app_key and app_secret, or neither for dry-run"
+                    .into(),
+            );
+        }
+        if self.store.retention_days < 7 {
+            return invalid("store.retention_days must be at least 7 (DingTalk status bars can be updated for 7 days)".into());
+        }
+        if self.delivery.max_attempts == 0 {
+            return invalid("delivery.max_attempts must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    fn source_names(&self) -> Vec<&'static str> {
+        let mut names = vec![];
+        if self.sources.hap.is_some() {
+            names.push("hap");
+        }
+        names
+    }
+}
+
+/// Where a secret comes from: `env:NAME`, `secretsmanager:<arn>[#json-key]`, or `plain:value`.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub enum SecretRef {
+    Env(String),
+    SecretsManager { id: String, key: Option<String> },
+    Plain(String),
+}
+
+impl std::fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretRef::Env(name) => write!(f, "env:{name}"),
+            SecretRef::SecretsManager { id, key } => {
+                write!(f, "secretsmanager:{id}#{}", key.as_deref().unwrap_or(""))
+            }
+            SecretRef::Plain(_) => f.write_str("plain:<redacted>"),
+        }
+    }
+}
+
+impl TryFrom<String> for SecretRef {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if let Some(name) = s.strip_prefix("env:") {
+            Ok(SecretRef::Env(name.to_owned()))
+        } else if let Some(rest) = s.strip_prefix("secretsmanager:") {
+            let (id, key) = match rest.rsplit_once('#') {
+                Some((id, key)) => (id.to_owned(), Some(key.to_owned())),
+                None => (rest.to_owned(), None),
+            };
+            Ok(SecretRef::SecretsManager { id, key })
+        } else if let Some(value) = s.strip_prefix("plain:") {
+            Ok(SecretRef::Plain(value.to_owned()))
+        } else {
+            Err(
+                "a secret must be a reference: \"env:NAME\", \"secretsmanager:<arn>#<key>\" \
+                 (or \"plain:<value>\" for local experiments)"
+                    .into(),
+            )
+        }
+    }
+}
+
+/// Resolves [`SecretRef`]s; creates a Secrets Manager client only if one is referenced.
+#[derive(Default)]
+pub struct Secrets {
+    client: OnceCell<aws_sdk_secretsmanager::Client>,
+}
+
+impl Secrets {
+    pub async fn resolve(&self, r: &SecretRef) -> Result<String, ConfigError> {
+        let fail = |reason: String| ConfigError::Secret {
+            reference: format!("{r:?}"),
+            reason,
+        };
+        let value = match r {
+            SecretRef::Env(name) => std::env::var(name)
+                .map_err(|_| fail(format!("environment variable {name} is not set")))?,
+            SecretRef::Plain(v) => {
+                warn!("a secret is written in plain text in the config; use env:NAME instead");
+                v.clone()
+            }
+            SecretRef::SecretsManager { id, key } => {
+                let client = self
+                    .client
+                    .get_or_init(|| async {
+                        aws_sdk_secretsmanager::Client::new(&aws_config::load_from_env().await)
+                    })
+                    .await;
+                let out = client
+                    .get_secret_value()
+                    .secret_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        fail(aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string())
+                    })?;
+                let text = out
+                    .secret_string()
+                    .ok_or_else(|| fail("the secret has no string value".into()))?;
+                match key {
+                    None => text.to_owned(),
+                    Some(k) => serde_json::from_str::<serde_json::Value>(text)
+                        .ok()
+                        .and_then(|v| v.get(k)?.as_str().map(str::to_owned))
+                        .ok_or_else(|| {
+                            fail(format!(
+                                "the secret is not a JSON object with a string \"{k}\""
+                            ))
+                        })?,
+                }
+            }
+        };
+        if value.is_empty() {
+            return Err(fail("the secret is empty".into()));
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [sources.hap]
+        tokens = ["plain:t"]
+        [connectors.dingtalk]
+        agent_id = 1
+        [[routes]]
+        source = "hap"
+        connector = "dingtalk"
+    "#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        let hap = c.sources.hap.unwrap();
+        assert_eq!(hap.header, "X-Hookbridge-Token");
+        assert_eq!(hap.max_body_bytes, 256 * 1024);
+        let d = c.connectors.dingtalk.unwrap();
+        assert_eq!(d.base_url, "https://oapi.dingtalk.com");
+        assert_eq!(d.todo_fanout, TodoFanout::PerUser);
+        assert_eq!(c.delivery, RetryPolicy::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_line() {
+        let err = Config::from_toml(&format!("{MINIMAL}\n[delivery]\nmax_attempt = 3\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_attempt"), "{err}");
+        assert!(err.contains("line 11"), "{err}");
+    }
+
+    #[test]
+    fn routes_must_name_configured_parts() {
+        let err = Config::from_toml(
+            &MINIMAL.replace("connector = \"dingtalk\"", "connector = \"zentao\""),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("connector \"zentao\" is not configured"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn half_configured_credentials_are_rejected() {
+        let err =
+            Config::from_toml(&MINIMAL.replace("agent_id = 1", "agent_id = 1\napp_key = \"k\""))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("both app_key and app_secret"), "{err}");
+    }
+
+    #[test]
+    fn secrets_must_be_references() {
+        let err = Config::from_toml(&MINIMAL.replace("plain:t", "hunter2"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("env:NAME"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn env_secrets_resolve_and_missing_ones_say_which() {
+        let s = Secrets::default();
+        assert!(
+            !s.resolve(&SecretRef::Env("PATH".into()))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let err = s
+            .resolve(&SecretRef::Env("HOOKBRIDGE_SURELY_UNSET".into()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HOOKBRIDGE_SURELY_UNSET is not set"), "{err}");
+    }
+}

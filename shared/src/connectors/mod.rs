@@ -1,0 +1,4 @@
+//! Outbound connectors. Each is one file: typed API client, error classes, token handling.
+//! They plug into [`crate::delivery`].
+
+pub mod dingtalk;

@@ -1,0 +1,223 @@
+//! The one sender loop every connector shares (DESIGN §1.2): claim a pending delivery, call its
+//! connector, record the outcome through [`settle`]. And the sweeper that brings due retries
+//! (and claims whose sender died) back to `pending`.
+//!
+//! A Lambda stream batch, the local change feed and tests all go through [`Sender::process`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use crate::event::{
+    Delivery, DeliveryKey, Failure, Millis, Outcome, RetryPolicy, Status, now_ms, settle,
+};
+use crate::store::{DeliveryStore, StoreError};
+
+/// An outbound connector: one file in `connectors/`.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Makes the call for one claimed delivery. Never panics, never retries in place beyond
+    /// what the protocol itself asks for (a token refresh): retries are the loop's job.
+    async fn deliver(&self, delivery: &Delivery, store: &dyn DeliveryStore) -> Outcome;
+}
+
+pub struct Sender {
+    connectors: Vec<Arc<dyn Connector>>,
+    store: Arc<dyn DeliveryStore>,
+    policy: RetryPolicy,
+}
+
+impl Sender {
+    pub fn new(
+        connectors: Vec<Arc<dyn Connector>>,
+        store: Arc<dyn DeliveryStore>,
+        policy: RetryPolicy,
+    ) -> Self {
+        Sender {
+            connectors,
+            store,
+            policy,
+        }
+    }
+
+    /// Processes one delivery. `Ok(None)`: it was not pending (a stale or repeated record).
+    /// `Err`: the store failed, so the outcome may not be recorded and the caller must retry.
+    pub async fn process(&self, key: &DeliveryKey) -> Result<Option<Status>, StoreError> {
+        let span = info_span!("deliver", delivery = %key, connector = tracing::field::Empty, attempt = tracing::field::Empty);
+        self.process_inner(key).instrument(span).await
+    }
+
+    async fn process_inner(&self, key: &DeliveryKey) -> Result<Option<Status>, StoreError> {
+        let now = now_ms();
+        let lease_until = now + i64::from(self.policy.claim_lease_secs) * 1000;
+        let Some(claimed) = self.store.claim(key, now, lease_until).await? else {
+            debug!("not pending any more; nothing to do");
+            return Ok(None);
+        };
+        let span = tracing::Span::current();
+        span.record("connector", claimed.connector.as_str());
+        span.record("attempt", claimed.attempts);
+        let outcome = match self
+            .connectors
+            .iter()
+            .find(|c| c.name() == claimed.connector)
+        {
+            Some(c) => c.deliver(&claimed, self.store.as_ref()).await,
+            None => Outcome::Failed(Failure::Permanent(format!(
+                "no connector \"{}\" is configured here",
+                claimed.connector
+            ))),
+        };
+        let settled = settle(&claimed, outcome, &self.policy, now_ms());
+        match settled.status {
+            Status::Dead => error!(reason = settled.last_error.as_deref(), "delivery is dead"),
+            Status::Retrying => warn!(
+                reason = settled.last_error.as_deref(),
+                next_attempt_at = settled.next_attempt_at,
+                "delivery will be retried"
+            ),
+            Status::Skipped => info!(reason = settled.last_error.as_deref(), "delivery skipped"),
+            s => info!(
+                status = s.as_str(),
+                result = %settled.result.clone().unwrap_or_default(),
+                "delivery done"
+            ),
+        }
+        if !self.store.record(&claimed, &settled, now_ms()).await? {
+            warn!("the claim lapsed and another sender took over; this outcome is discarded");
+        }
+        Ok(Some(settled.status))
+    }
+
+    /// Drives the sender from the local change feed until the feed closes (`hookbridge serve`).
+    pub async fn run_feed(&self, mut feed: mpsc::UnboundedReceiver<DeliveryKey>) {
+        while let Some(key) = feed.recv().await {
+            if let Err(e) = self.process(&key).await {
+                // The delivery stays claimed; the sweeper re-queues it when the claim lapses.
+                error!(delivery = %key, error = %e, "could not record a delivery outcome");
+            }
+        }
+    }
+}
+
+/// Re-queues due deliveries; returns how many. Several sweepers may run at once: each
+/// re-queue is conditional, so a delivery is re-queued once.
+pub async fn sweep(
+    store: &dyn DeliveryStore,
+    now: Millis,
+    limit: usize,
+) -> Result<usize, StoreError> {
+    let mut requeued = 0;
+    for key in store.due(now, limit).await? {
+        if store.requeue(&key, now).await? {
+            debug!(delivery = %key, "re-queued");
+            requeued += 1;
+        }
+    }
+    if requeued > 0 {
+        info!(requeued, "sweep re-queued due deliveries");
+    }
+    Ok(requeued)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::event::{Action, Event};
+    use crate::store::EventStore;
+    use crate::store::memory::MemoryStore;
+
+    /// A connector that answers from a script, one outcome per call.
+    struct Scripted(std::sync::Mutex<Vec<Outcome>>);
+
+    #[async_trait]
+    impl Connector for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        async fn deliver(&self, _: &Delivery, _: &dyn DeliveryStore) -> Outcome {
+            self.0.lock().unwrap().remove(0)
+        }
+    }
+
+    async fn setup(
+        script: Vec<Outcome>,
+        connector: &str,
+    ) -> (Arc<MemoryStore>, Sender, DeliveryKey) {
+        let store = Arc::new(MemoryStore::new());
+        let event = Event {
+            source: "t".into(),
+            key: "k".into(),
+            kind: "x".into(),
+            received_at: 0,
+            payload: json!({}),
+            raw: String::new(),
+        };
+        let d = Delivery::new(
+            &event.pk(),
+            connector,
+            0,
+            Action::Send,
+            vec![],
+            json!({}),
+            0,
+        );
+        let key = d.key();
+        store.insert(&event, &[d]).await.unwrap();
+        let sender = Sender::new(
+            vec![Arc::new(Scripted(std::sync::Mutex::new(script)))],
+            store.clone(),
+            RetryPolicy::default(),
+        );
+        (store, sender, key)
+    }
+
+    #[tokio::test]
+    async fn transient_then_sweep_then_sent() {
+        let (store, sender, key) = setup(
+            vec![
+                Outcome::Failed(Failure::Transient("busy".into())),
+                Outcome::Sent(json!({"task_id": 1})),
+            ],
+            "scripted",
+        )
+        .await;
+        assert_eq!(sender.process(&key).await.unwrap(), Some(Status::Retrying));
+        assert_eq!(
+            sender.process(&key).await.unwrap(),
+            None,
+            "retrying is not pending"
+        );
+        assert_eq!(
+            sweep(store.as_ref(), now_ms(), 10).await.unwrap(),
+            0,
+            "not due yet"
+        );
+        let later = now_ms() + 3_600_000;
+        assert_eq!(sweep(store.as_ref(), later, 10).await.unwrap(), 1);
+        assert_eq!(sender.process(&key).await.unwrap(), Some(Status::Sent));
+        let d = &store.deliveries_of(&key.pk).await.unwrap()[0];
+        assert_eq!(
+            (d.attempts, d.result.clone()),
+            (2, Some(json!({"task_id": 1})))
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_connector_is_dead_with_a_reason() {
+        let (store, sender, key) = setup(vec![], "nowhere").await;
+        assert_eq!(sender.process(&key).await.unwrap(), Some(Status::Dead));
+        let d = &store.deliveries_of(&key.pk).await.unwrap()[0];
+        assert!(
+            d.last_error
+                .as_deref()
+                .unwrap()
+                .contains("no connector \"nowhere\"")
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! The one pipeline every source goes through (DESIGN §1.1):
+//! find the source by path → authenticate → body limit → content type → parse → route and
+//! render → one conditional write of the event and its deliveries → acknowledge.
+//!
+//! Nothing is acknowledged that was not stored: a store failure answers 503 so the source
+//! retries, a duplicate answers 200 and writes nothing. Each source answers in its own format.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use tracing::{Span, error, info, instrument, warn};
+
+use crate::event::{Event, Millis};
+use crate::routing::Router;
+use crate::sources::SourceEvent;
+use crate::store::{EventStore, Inserted};
+
+/// An HTTP request as the pipeline sees it, whatever server or Lambda event carried it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A JSON response in the source's own format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub status: StatusCode,
+    pub body: String,
+}
+
+/// Why a request was not accepted. Every variant but `Unavailable` is the sender's to fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    #[error("body is {size} bytes; the limit is {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("content type {0:?} is not supported; send the body as application/json")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("could not store the event, please retry: {0}")]
+    Unavailable(String),
+}
+
+impl Rejection {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Rejection::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Rejection::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Rejection::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// What the pipeline did with an accepted request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub event: String,
+    pub duplicate: bool,
+    pub deliveries: usize,
+}
+
+/// A parsed request: the event to store and the typed view routing works from.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub event: Event,
+    pub input: SourceEvent,
+}
+
+/// A webhook source: one file in `sources/`.
+pub trait Source: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// The paths this source serves, e.g. `/hap/message`.
+    fn paths(&self) -> &'static [&'static str];
+    fn max_body_bytes(&self) -> usize;
+    fn authenticate(&self, headers: &HeaderMap) -> Result<(), Rejection>;
+    fn parse(&self, path: &str, body: &[u8], now: Millis) -> Result<Parsed, Rejection>;
+    /// The response body in the source's format.
+    fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String;
+}
+
+pub struct Ingress {
+    sources: Vec<Arc<dyn Source>>,
+    router: Router,
+    store: Arc<dyn EventStore>,
+}
+
+impl Ingress {
+    pub fn new(sources: Vec<Arc<dyn Source>>, router: Router, store: Arc<dyn EventStore>) -> Self {
+        Ingress {
+            sources,
+            router,
+            store,
+        }
+    }
+
+    pub fn paths(&self) -> Vec<&'static str> {
+        self.sources
+            .iter()
+            .flat_map(|s| s.paths())
+            .copied()
+            .collect()
+    }
+
+    /// Serves one webhook request. Never fails: every outcome is a response.
+    #[instrument(skip_all, fields(path = %req.path, source, event))]
+    pub async fn handle(&self, req: Request, now: Millis) -> Response {
+        let path = req.path.trim_end_matches('/');
+        let Some((source, endpoint)) = self.sources.iter().find_map(|s| {
+            s.paths()
+                .iter()
+                .find(|p| path.ends_with(**p))
+                .map(|p| (s, *p))
+        }) else {
+            return Response {
+                status: StatusCode::NOT_FOUND,
+                body: serde_json::json!({
+                    "success": false,
+                    "error": format!("no webhook at {path}; hookbridge serves {}", self.paths().join(", ")),
+                })
+                .to_string(),
+            };
+        };
+        Span::current().record("source", source.name());
+        let outcome = self.accept(source.as_ref(), endpoint, &req, now).await;
+        match &outcome {
+            Ok(a) => info!(
+                duplicate = a.duplicate,
+                deliveries = a.deliveries,
+                "accepted"
+            ),
+            Err(r @ Rejection::Unavailable(_)) => error!(error = %r, "not accepted"),
+            Err(r) => warn!(error = %r, "rejected"),
+        }
+        Response {
+            status: outcome
+                .as_ref()
+                .map_or_else(Rejection::status, |_| StatusCode::OK),
+            body: source.reply(outcome.as_ref()),
+        }
+    }
+
+    async fn accept(
+        &self,
+        source: &dyn Source,
+        endpoint: &str,
+        req: &Request,
+        now: Millis,
+    ) -> Result<Accepted, Rejection> {
+        source.authenticate(&req.headers)?;
+        let limit = source.max_body_bytes();
+        if req.body.len() > limit {
+            return Err(Rejection::TooLarge {
+                size: req.body.len(),
+                limit,
+            });
+        }
+        check_content_type(&req.headers)?;
+        let parsed = source.parse(endpoint, &req.body, now)?;
+        let pk = parsed.event.pk();
+        Span::current().record("event", pk.as_str());
+        let deliveries = self.router.plan(&parsed, now);
+        match self.store.insert(&parsed.event, &deliveries).await {
+            Ok(Inserted::Created) => Ok(Accepted {
+                event: pk,
+                duplicate: false,
+                deliveries: deliveries.len(),
+            }),
+            Ok(Inserted::Duplicate) => Ok(Accepted {
+                event: pk,
+                duplicate: true,
+                deliveries: 0,
+            }),
+            Err(e) => Err(Rejection::Unavailable(e.to_string())),
+        }
+    }
+}
+
+/// JSON, or no content type at all (some senders omit it); anything else is a mistake.
+fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
+    let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or("<not text>");
+    let media = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if media == "application/json" || media.ends_with("+json") {
+        Ok(())
+    } else {
+        Err(Rejection::UnsupportedMediaType(text.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_type(t: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::CONTENT_TYPE, t.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn content_types() {
+        assert!(check_content_type(&HeaderMap::new()).is_ok());
+        assert!(check_content_type(&with_type("application/json; charset=utf-8")).is_ok());
+        assert!(check_content_type(&with_type("Application/JSON")).is_ok());
+        assert!(check_content_type(&with_type("application/problem+json")).is_ok());
+        let err = check_content_type(&with_type("application/x-www-form-urlencoded")).unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(err.to_string().contains("application/json"));
+    }
+}

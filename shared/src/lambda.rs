@@ -1,0 +1,104 @@
+//! Lambda adapters: API Gateway v2 requests ↔ the ingress pipeline, DynamoDB stream records →
+//! the sender loop, the schedule → the sweeper. Each function's `main.rs` calls one of these.
+
+use std::sync::Arc;
+
+use aws_lambda_events::dynamodb::Event as StreamEvent;
+use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use bytes::Bytes;
+use lambda_http::{Body, Request as HttpRequest, Response as HttpResponse};
+use lambda_runtime::LambdaEvent;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::{error, warn};
+
+use crate::app::App;
+use crate::config::{Config, Secrets};
+use crate::delivery::sweep;
+use crate::event::{DeliveryKey, Status, now_ms};
+use crate::ingress::Request;
+use crate::store::DeliveryStore;
+use crate::store::dynamodb::DynamoStore;
+
+pub type Error = lambda_runtime::Error;
+
+/// Builds the app from the environment: `HOOKBRIDGE_CONFIG` (the TOML text) and `TABLE_NAME`.
+pub async fn app_from_env() -> Result<Arc<App>, Error> {
+    let text = std::env::var("HOOKBRIDGE_CONFIG")
+        .map_err(|_| "HOOKBRIDGE_CONFIG is not set: it must hold the config TOML")?;
+    let table = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set")?;
+    let config = Config::from_toml(&text)?;
+    let aws = aws_config::load_from_env().await;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        table,
+        config.store.retention(),
+    );
+    Ok(Arc::new(
+        App::build(config, Arc::new(store), &Secrets::default()).await?,
+    ))
+}
+
+/// `hap-webhook`: one API Gateway request through the pipeline.
+pub async fn http(app: &App, req: HttpRequest) -> Result<HttpResponse<Body>, Error> {
+    let (parts, body) = req.into_parts();
+    let req = Request {
+        path: parts.uri.path().to_owned(),
+        headers: parts.headers,
+        body: Bytes::copy_from_slice(body.as_ref()),
+    };
+    let resp = app.ingress.handle(req, now_ms()).await;
+    Ok(HttpResponse::builder()
+        .status(resp.status)
+        .header("content-type", "application/json")
+        .body(Body::Text(resp.body))?)
+}
+
+#[derive(Deserialize)]
+struct StreamImage {
+    status: Option<Status>,
+}
+
+/// `dingtalk-sender`: every pending delivery in the batch through the sender loop. Connector
+/// failures are recorded on the delivery (retrying/dead) and never fail the batch; only a
+/// failure to record an outcome is reported, so that Lambda retries just that record.
+pub async fn stream(
+    app: &App,
+    event: LambdaEvent<StreamEvent>,
+) -> Result<DynamoDbEventResponse, Error> {
+    let mut failures = vec![];
+    for record in event.payload.records {
+        let change = record.change;
+        let pending = serde_dynamo::from_item::<_, StreamImage>(change.new_image)
+            .is_ok_and(|i| i.status == Some(Status::Pending));
+        if !pending {
+            continue;
+        }
+        let key: DeliveryKey = match serde_dynamo::from_item(change.keys) {
+            Ok(k) => k,
+            Err(e) => {
+                warn!(error = %e, "stream record without pk/sk keys; ignored");
+                continue;
+            }
+        };
+        if let Err(e) = app.sender.process(&key).await {
+            error!(delivery = %key, error = %e, "outcome not recorded; reporting the record as failed");
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = change.sequence_number;
+            failures.push(failure);
+        }
+    }
+    let mut response = DynamoDbEventResponse::default();
+    response.batch_item_failures = failures;
+    Ok(response)
+}
+
+/// `retry-sweeper`: re-queues due deliveries. A store failure fails the invocation; the next
+/// scheduled run picks up where it left off.
+pub async fn sweeper(
+    store: &dyn DeliveryStore,
+    _event: LambdaEvent<Value>,
+) -> Result<Value, Error> {
+    let requeued = sweep(store, now_ms(), 500).await?;
+    Ok(json!({ "requeued": requeued }))
+}

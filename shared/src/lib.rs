@@ -1,0 +1,17 @@
+//! hookbridge: webhooks from HAP into DingTalk work notifications.
+//!
+//! Every line of logic lives here; the Lambda functions and the `hookbridge` binary only wire
+//! it up. Start at [`ingress`] (requests in) and [`delivery`] (calls out); `DESIGN.md` has the
+//! map.
+
+pub mod app;
+pub mod config;
+pub mod connectors;
+pub mod delivery;
+pub mod event;
+pub mod ingress;
+pub mod lambda;
+pub mod local;
+pub mod routing;
+pub mod sources;
+pub mod store;

@@ -1,0 +1,563 @@
+//! Routes from the config decide which connectors an event goes to; this module turns a parsed
+//! event into the deliveries to store with it, recipients mapped and messages fully rendered.
+//! Pure: no I/O, the same input always renders the same bytes (so a retried send is an exact
+//! resend, which DingTalk drops as a same-day duplicate instead of showing twice).
+
+use std::collections::BTreeMap;
+
+use chrono::{FixedOffset, TimeZone};
+use serde_json::Value;
+use tracing::warn;
+
+use crate::config::{Config, MapMode, RecipientMap, Route, TodoFanout};
+use crate::connectors::dingtalk::{
+    self, AsyncSend, FormRow, MAX_STATUS_BAR_USERS, MAX_USERIDS, Markdown, Msg, Oa, OaBody, OaHead,
+    StatusUpdate,
+};
+use crate::event::{Action, Delivery, Millis, event_pk};
+use crate::ingress::Parsed;
+use crate::sources::SourceEvent;
+use crate::sources::hap::{FinishTodo, HapKind, HapMessage};
+
+/// DynamoDB takes at most 100 items in one transaction: the event and 99 deliveries.
+pub const MAX_DELIVERIES: usize = 99;
+
+#[derive(Debug, Clone)]
+struct DingTalkRender {
+    agent_id: i64,
+    fanout: TodoFanout,
+    default_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Router {
+    routes: Vec<Route>,
+    dingtalk: Option<DingTalkRender>,
+    recipients: BTreeMap<String, RecipientMap>,
+}
+
+impl Router {
+    pub fn new(config: &Config) -> Self {
+        Router {
+            routes: config.routes.clone(),
+            dingtalk: config.connectors.dingtalk.as_ref().map(|d| DingTalkRender {
+                agent_id: d.agent_id,
+                fanout: d.todo_fanout,
+                default_url: d.default_url.clone(),
+            }),
+            recipients: config.recipients.clone(),
+        }
+    }
+
+    /// The deliveries for one event. Several routes to the same connector: the first wins, so
+    /// an overlap in the config cannot send the same message twice.
+    pub fn plan(&self, parsed: &Parsed, now: Millis) -> Vec<Delivery> {
+        let event = &parsed.event;
+        let mut connectors: Vec<&str> = vec![];
+        for r in &self.routes {
+            let kind_matches = r.kinds.as_ref().is_none_or(|kinds| {
+                kinds
+                    .iter()
+                    .any(|k| k == &event.kind || (event.kind == "todo_finished" && k == "todo"))
+            });
+            if r.source == event.source
+                && kind_matches
+                && !connectors.contains(&r.connector.as_str())
+            {
+                connectors.push(&r.connector);
+            }
+        }
+        let mut out = vec![];
+        for connector in connectors {
+            match (connector, &self.dingtalk) {
+                (dingtalk::CONNECTOR, Some(dt)) => {
+                    out.extend(self.dingtalk_deliveries(dt, parsed, now));
+                }
+                _ => warn!(connector, "route to a connector that is not configured"),
+            }
+        }
+        out
+    }
+
+    fn map_users(&self, connector: &str, ids: &[String]) -> Vec<String> {
+        let map = self.recipients.get(connector);
+        let mut out: Vec<String> = vec![];
+        for id in ids {
+            let mapped = match map.and_then(|m| m.map.get(id)) {
+                Some(m) => Some(m.clone()),
+                None if map.is_some_and(|m| m.mode == MapMode::Require) => {
+                    warn!(connector, user = %id, "no recipient mapping; dropped (mode = require)");
+                    None
+                }
+                None => {
+                    if looks_like_guid(id) {
+                        warn!(connector, user = %id, "unmapped id looks like a HAP account id, which {connector} will not know; add it to [recipients.{connector}.map]");
+                    }
+                    Some(id.clone())
+                }
+            };
+            if let Some(m) = mapped
+                && !out.contains(&m)
+            {
+                out.push(m);
+            }
+        }
+        out
+    }
+
+    fn dingtalk_deliveries(
+        &self,
+        dt: &DingTalkRender,
+        parsed: &Parsed,
+        now: Millis,
+    ) -> Vec<Delivery> {
+        let pk = parsed.event.pk();
+        let new = |n, action, users: Vec<String>, message: Value| {
+            Delivery::new(&pk, dingtalk::CONNECTOR, n, action, users, message, now)
+        };
+        match &parsed.input {
+            SourceEvent::HapFinish(f) => vec![new(
+                0,
+                Action::UpdateStatus,
+                vec![],
+                serde_json::to_value(self.finish_update(f)).unwrap_or_default(),
+            )],
+            SourceEvent::HapMessage(m) => {
+                let users = self.map_users(dingtalk::CONNECTOR, &m.targets);
+                if users.is_empty() {
+                    warn!("HAP message has no recipients; stored without deliveries");
+                    return vec![];
+                }
+                let url = (!m.redirect_url.is_empty())
+                    .then(|| m.redirect_url.clone())
+                    .or_else(|| dt.default_url.clone());
+                let groups = match (m.kind(), url) {
+                    (HapKind::Todo, Some(url)) => todo_groups(&users, dt.fanout)
+                        .into_iter()
+                        .map(|g| {
+                            let with_bar = g.len() <= MAX_STATUS_BAR_USERS;
+                            (
+                                g.clone(),
+                                todo_card(
+                                    dt.agent_id,
+                                    m,
+                                    &url,
+                                    with_bar,
+                                    parsed.event.received_at,
+                                    g,
+                                ),
+                            )
+                        })
+                        .collect::<Vec<_>>(),
+                    _ => users
+                        .chunks(MAX_USERIDS)
+                        .map(|g| {
+                            (
+                                g.to_vec(),
+                                notice(dt.agent_id, m, parsed.event.received_at, g),
+                            )
+                        })
+                        .collect(),
+                };
+                groups
+                    .into_iter()
+                    .enumerate()
+                    .map(|(n, (users, send))| {
+                        new(
+                            n,
+                            Action::Send,
+                            users,
+                            serde_json::to_value(send).unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn finish_update(&self, f: &FinishTodo) -> StatusUpdate {
+        let done = dingtalk::todo_done();
+        StatusUpdate {
+            event: event_pk("hap", &f.message_id),
+            user: f
+                .user()
+                .and_then(|u| self.map_users(dingtalk::CONNECTOR, &[u.to_owned()]).pop()),
+            status_value: done.status_value,
+            status_bg: done.status_bg,
+        }
+    }
+}
+
+/// Card groups for a to-do: one per user (each flips on its own), or up to 5 per card.
+/// Falls back to larger groups when the cards would not fit in one transaction.
+fn todo_groups(users: &[String], fanout: TodoFanout) -> Vec<Vec<String>> {
+    let per_user = fanout == TodoFanout::PerUser && users.len() <= MAX_DELIVERIES;
+    let size = if per_user {
+        1
+    } else if users.len().div_ceil(MAX_STATUS_BAR_USERS) <= MAX_DELIVERIES {
+        MAX_STATUS_BAR_USERS
+    } else {
+        warn!(
+            users = users.len(),
+            "too many to-do recipients for status bars; sending plain cards"
+        );
+        MAX_USERIDS
+    };
+    users.chunks(size).map(<[String]>::to_vec).collect()
+}
+
+fn looks_like_guid(id: &str) -> bool {
+    let parts: Vec<&str> = id.split('-').collect();
+    parts.len() == 5
+        && parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && parts
+            .iter()
+            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Short, stable tag from the event id: the same event renders the same content (a retry is a
+/// harmless duplicate), different events differ (DingTalk drops same-content-same-day repeats).
+fn tag(message_id: &str) -> String {
+    let short: String = message_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(6)
+        .collect();
+    format!("#{short}")
+}
+
+/// Beijing time, as the people reading the notification see it.
+fn local_time(at: Millis) -> String {
+    let beijing = FixedOffset::east_opt(8 * 3600).expect("fixed offset in range");
+    beijing
+        .timestamp_millis_opt(at)
+        .single()
+        .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M").to_string())
+}
+
+fn title(m: &HapMessage) -> String {
+    match m.app_name.as_str() {
+        "" => m.kind().label().to_owned(),
+        app => format!("{}｜{app}", m.kind().label()),
+    }
+}
+
+fn pc_link(url: &str) -> String {
+    let encoded: String = form_urlencoded::byte_serialize(url.as_bytes()).collect();
+    format!("dingtalk://dingtalkclient/page/link?url={encoded}&pc_slide=false")
+}
+
+fn attachment_line(m: &HapMessage) -> Option<String> {
+    let a = m.attachments();
+    if a.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = a
+        .iter()
+        .map(|a| a.name.as_str())
+        .filter(|n| !n.is_empty())
+        .collect();
+    Some(format!("附件 {} 个：{}", a.len(), names.join("、")))
+}
+
+fn todo_card(
+    agent_id: i64,
+    m: &HapMessage,
+    url: &str,
+    with_status_bar: bool,
+    at: Millis,
+    users: Vec<String>,
+) -> AsyncSend {
+    let mut form = vec![];
+    if !m.app_name.is_empty() {
+        form.push(FormRow {
+            key: "应用：".into(),
+            value: m.app_name.clone(),
+        });
+    }
+    form.push(FormRow {
+        key: "消息：".into(),
+        value: m.message.clone(),
+    });
+    form.push(FormRow {
+        key: "时间：".into(),
+        value: local_time(at),
+    });
+    let content = match attachment_line(m) {
+        Some(line) => format!("{line} {}", tag(&m.message_id)),
+        None => tag(&m.message_id),
+    };
+    let attachments = m.attachments().len();
+    let mut msg = Msg::Oa {
+        oa: Oa {
+            message_url: url.to_owned(),
+            pc_message_url: Some(pc_link(url)),
+            head: OaHead {
+                bgcolor: "FFFF6A00".into(),
+                text: if m.app_name.is_empty() {
+                    "HAP".into()
+                } else {
+                    m.app_name.clone()
+                },
+            },
+            status_bar: with_status_bar.then(dingtalk::todo_open),
+            body: OaBody {
+                title: Some(title(m)),
+                form,
+                content: Some(content),
+                file_count: (attachments > 0).then(|| attachments.to_string()),
+            },
+        },
+    };
+    if !msg.fit() {
+        warn!(message = %m.message_id, "card does not fit in 2048 bytes even with the message cut");
+    }
+    AsyncSend {
+        agent_id,
+        userid_list: users.join(","),
+        to_all_user: false,
+        msg,
+    }
+}
+
+/// Anything that is not a to-do: a markdown notification. The tag goes in the heading so that
+/// shortening the tail cannot cut it.
+fn notice(agent_id: i64, m: &HapMessage, at: Millis, users: &[String]) -> AsyncSend {
+    let mut lines = vec![
+        format!("#### {} {}", title(m), tag(&m.message_id)),
+        m.message.lines().collect::<Vec<_>>().join("  \n  "),
+    ];
+    for a in m.attachments().iter().filter(|a| a.is_image()) {
+        lines.push(format!("![{}]({})", a.name, a.link));
+    }
+    lines.extend(attachment_line(m));
+    if !m.redirect_url.is_empty() {
+        lines.push(format!("[查看详情]({})", m.redirect_url));
+    }
+    lines.push(format!("###### {}", local_time(at)));
+    let mut msg = Msg::Markdown {
+        markdown: Markdown {
+            title: title(m),
+            text: lines.join("  \n  "),
+        },
+    };
+    if !msg.fit() {
+        warn!(message = %m.message_id, "notice does not fit in 2048 bytes even with the text cut");
+    }
+    AsyncSend {
+        agent_id,
+        userid_list: users.join(","),
+        to_all_user: false,
+        msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingress::Source;
+    use crate::sources::hap::{HapSource, MESSAGE_PATH, TODO_PATH};
+
+    fn router(extra: &str) -> Router {
+        let config = Config::from_toml(&format!(
+            r#"
+            [sources.hap]
+            tokens = ["plain:t"]
+            [connectors.dingtalk]
+            agent_id = 77
+            {extra}
+            [[routes]]
+            source = "hap"
+            connector = "dingtalk"
+            "#
+        ))
+        .unwrap();
+        Router::new(&config)
+    }
+
+    fn parse(path: &str, body: &str) -> Parsed {
+        HapSource::new("x-t", vec!["t".into()], 1 << 20)
+            .unwrap()
+            .parse(path, body.as_bytes(), 1_715_495_400_000)
+            .unwrap()
+    }
+
+    fn todo(targets: usize) -> Parsed {
+        let users: Vec<String> = (0..targets).map(|i| format!("\"u{i}\"")).collect();
+        parse(
+            MESSAGE_PATH,
+            &format!(
+                r#"{{"messageId":"8d3e6f1a-4c2b","messageTypeV2":14,"appName":"采购管理","message":"请审批","redirectUrl":"https://hap/x","targets":[{}]}}"#,
+                users.join(",")
+            ),
+        )
+    }
+
+    fn send_of(d: &Delivery) -> AsyncSend {
+        serde_json::from_value(d.message.clone()).unwrap()
+    }
+
+    #[test]
+    fn todo_is_one_card_per_user_with_a_status_bar() {
+        let plan = router("").plan(&todo(12), 0);
+        assert_eq!(plan.len(), 12);
+        for (i, d) in plan.iter().enumerate() {
+            assert_eq!(d.recipients, [format!("u{i}")]);
+            let s = send_of(d);
+            assert_eq!(
+                (s.agent_id, s.userid_list.as_str()),
+                (77, format!("u{i}").as_str())
+            );
+            let Msg::Oa { oa } = s.msg else {
+                panic!("not OA")
+            };
+            assert_eq!(oa.status_bar.unwrap().status_value, "待处理");
+            assert_eq!(oa.message_url, "https://hap/x");
+            assert_eq!(oa.body.content.as_deref(), Some("#8d3e6f"));
+            let rows: Vec<_> = oa
+                .body
+                .form
+                .iter()
+                .map(|r| (r.key.as_str(), r.value.as_str()))
+                .collect();
+            assert_eq!(
+                rows,
+                [
+                    ("应用：", "采购管理"),
+                    ("消息：", "请审批"),
+                    ("时间：", "2024-05-12 14:30")
+                ]
+            );
+        }
+        assert_eq!(plan[11].sk, "DLV#dingtalk#011");
+    }
+
+    #[test]
+    fn chunk5_groups_five_per_card() {
+        let plan = router("todo_fanout = \"chunk5\"").plan(&todo(12), 0);
+        let sizes: Vec<usize> = plan.iter().map(|d| d.recipients.len()).collect();
+        assert_eq!(sizes, [5, 5, 2]);
+        assert!(plan.iter().all(|d| send_of(d).msg.has_status_bar()));
+    }
+
+    #[test]
+    fn huge_todos_stay_within_one_transaction() {
+        let plan = router("").plan(&todo(150), 0);
+        assert_eq!(plan.len(), 30, "per_user falls back to 5 per card");
+        let plan = router("").plan(&todo(600), 0);
+        assert_eq!(plan.len(), 6, "beyond 495 users: plain cards of 100");
+        assert!(plan.iter().all(|d| !send_of(d).msg.has_status_bar()));
+    }
+
+    #[test]
+    fn other_kinds_are_markdown_in_chunks_of_100() {
+        let users: Vec<String> = (0..150).map(|i| format!("\"u{i}\"")).collect();
+        let p = parse(
+            MESSAGE_PATH,
+            &format!(
+                r#"{{"messageId":"1a2b3c4d","messageTypeV2":16,"appName":"合同","message":"第一行\n第二行","targets":[{}]}}"#,
+                users.join(",")
+            ),
+        );
+        let plan = router("").plan(&p, 0);
+        assert_eq!(
+            plan.iter().map(|d| d.recipients.len()).collect::<Vec<_>>(),
+            [100, 50]
+        );
+        let Msg::Markdown { markdown } = send_of(&plan[0]).msg else {
+            panic!()
+        };
+        assert_eq!(markdown.title, "系统消息｜合同");
+        assert!(
+            markdown
+                .text
+                .starts_with("#### 系统消息｜合同 #1a2b3c  \n  第一行  \n  第二行"),
+            "{}",
+            markdown.text
+        );
+    }
+
+    #[test]
+    fn recipients_are_mapped() {
+        let r = router(
+            r#"
+            [recipients.dingtalk]
+            mode = "require"
+            map = { u0 = "ding0", u2 = "ding0" }
+            "#,
+        );
+        let plan = r.plan(&todo(3), 0);
+        assert_eq!(
+            plan.len(),
+            1,
+            "u1 unmapped is dropped, u2 maps to the same user as u0"
+        );
+        assert_eq!(plan[0].recipients, ["ding0"]);
+    }
+
+    #[test]
+    fn finish_becomes_a_status_update_for_the_mapped_user() {
+        let r = router("[recipients.dingtalk]\nmap = { hapuser = \"ding9\" }");
+        let plan = r.plan(
+            &parse(TODO_PATH, r#"{"messageId":"m1","userId":"hapuser"}"#),
+            0,
+        );
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan[0].action, Action::UpdateStatus);
+        let u: StatusUpdate = serde_json::from_value(plan[0].message.clone()).unwrap();
+        assert_eq!(
+            (u.event.as_str(), u.user.as_deref()),
+            ("EVT#hap#m1", Some("ding9"))
+        );
+        assert_eq!(u.status_value, "已处理");
+    }
+
+    #[test]
+    fn kinds_filter_routes_and_finishes_follow_todos() {
+        let config = Config::from_toml(
+            r#"
+            [sources.hap]
+            tokens = ["plain:t"]
+            [connectors.dingtalk]
+            agent_id = 1
+            [[routes]]
+            source = "hap"
+            connector = "dingtalk"
+            kinds = ["todo"]
+            "#,
+        )
+        .unwrap();
+        let r = Router::new(&config);
+        assert_eq!(r.plan(&todo(1), 0).len(), 1);
+        assert_eq!(
+            r.plan(&parse(TODO_PATH, r#"{"messageId":"m"}"#), 0).len(),
+            1
+        );
+        let mention = parse(
+            MESSAGE_PATH,
+            r#"{"messageId":"m","messageTypeV2":12,"targets":["a"]}"#,
+        );
+        assert!(r.plan(&mention, 0).is_empty());
+    }
+
+    #[test]
+    fn todo_without_any_url_becomes_a_notice() {
+        let p = parse(
+            MESSAGE_PATH,
+            r#"{"messageId":"m","messageTypeV2":14,"targets":["a"]}"#,
+        );
+        assert!(matches!(
+            send_of(&router("").plan(&p, 0)[0]).msg,
+            Msg::Markdown { .. }
+        ));
+        let plan = router("default_url = \"https://hap.example.com\"").plan(&p, 0);
+        assert!(send_of(&plan[0]).msg.has_status_bar());
+    }
+
+    #[test]
+    fn guid_detection() {
+        assert!(looks_like_guid("3f2a9c1e-7b4d-4e6a-9f0c-1d2e3f4a5b6c"));
+        assert!(!looks_like_guid("manager4220"));
+        assert!(!looks_like_guid("3f2a9c1e-7b4d-4e6a-9f0c-1d2e3f4a5b6"));
+    }
+}

@@ -1,0 +1,432 @@
+//! HAP (MingDao private deployment) message integration: `POST /hap/message` (every app
+//! message) and `POST /hap/todo` (a to-do was finished). See `protocols/hap.md`.
+//!
+//! HAP signs nothing; it sends the static headers configured in `WebhookHeaders`, so one of
+//! them carries a shared token that we compare in constant time.
+
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use super::{SourceEvent, lenient};
+use crate::event::{Event, Millis};
+use crate::ingress::{Accepted, Parsed, Rejection, Source};
+
+pub const MESSAGE_PATH: &str = "/hap/message";
+pub const TODO_PATH: &str = "/hap/todo";
+
+/// What a HAP message is, from `messageTypeV2`, falling back to the legacy `messageType`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HapKind {
+    /// 11
+    WorksheetSystem,
+    /// 12
+    Mention,
+    /// 13
+    Reply,
+    /// 14 (V2: fill-in or approval only; legacy 14 alone is treated as a to-do too: a spurious
+    /// status bar is harmless, a missing one is not)
+    Todo,
+    /// 15
+    WorkflowSystem,
+    /// 16
+    WorkflowSystemRecorded,
+    /// Any other code, or none: still delivered, as a plain notification.
+    #[default]
+    Unknown,
+}
+
+impl HapKind {
+    pub fn from_code(code: Option<u16>) -> Self {
+        match code {
+            Some(11) => HapKind::WorksheetSystem,
+            Some(12) => HapKind::Mention,
+            Some(13) => HapKind::Reply,
+            Some(14) => HapKind::Todo,
+            Some(15) => HapKind::WorkflowSystem,
+            Some(16) => HapKind::WorkflowSystemRecorded,
+            _ => HapKind::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HapKind::WorksheetSystem => "worksheet_system",
+            HapKind::Mention => "mention",
+            HapKind::Reply => "reply",
+            HapKind::Todo => "todo",
+            HapKind::WorkflowSystem => "workflow_system",
+            HapKind::WorkflowSystemRecorded => "workflow_system_recorded",
+            HapKind::Unknown => "unknown",
+        }
+    }
+
+    /// How a reader should see the kind (product wording, protocols/hap.md §4.2).
+    pub fn label(self) -> &'static str {
+        match self {
+            HapKind::Mention => "@提及",
+            HapKind::Reply => "回复",
+            HapKind::Todo => "待办",
+            _ => "系统消息",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    pub link: String,
+    pub name: String,
+}
+
+impl Attachment {
+    /// `link|name`, split at the first `|` (names may contain `|`, links are URL-encoded).
+    fn parse(entry: &str) -> Self {
+        let (link, name) = entry.split_once('|').unwrap_or((entry, ""));
+        Attachment {
+            link: link.trim().to_owned(),
+            name: name.trim().to_owned(),
+        }
+    }
+
+    pub fn is_image(&self) -> bool {
+        const EXT: [&str; 6] = [".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"];
+        let lower = |s: &str| s.to_ascii_lowercase();
+        let path = lower(self.link.split(['?', '#']).next().unwrap_or(""));
+        EXT.iter()
+            .any(|e| path.ends_with(e) || lower(&self.name).ends_with(e))
+            || path.contains("/mdpic/")
+    }
+}
+
+/// A message push, normalized.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HapMessage {
+    #[serde(deserialize_with = "lenient::id")]
+    pub message_id: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub message: String,
+    #[serde(default, deserialize_with = "lenient::code")]
+    pub message_type: Option<u16>,
+    #[serde(default, deserialize_with = "lenient::code")]
+    pub message_type_v2: Option<u16>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub app_id: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub app_name: String,
+    #[serde(default, deserialize_with = "lenient::string_list")]
+    pub attachments: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub redirect_url: String,
+    #[serde(default, deserialize_with = "lenient::id_list")]
+    pub targets: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub project_id: String,
+    /// Empty for system-triggered messages.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub create_user_id: String,
+    /// Only present for workflow messages.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub process_id: String,
+}
+
+impl HapMessage {
+    pub fn kind(&self) -> HapKind {
+        HapKind::from_code(self.message_type_v2.or(self.message_type))
+    }
+
+    pub fn attachments(&self) -> Vec<Attachment> {
+        self.attachments
+            .iter()
+            .map(|a| Attachment::parse(a))
+            .collect()
+    }
+}
+
+/// A to-do was finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FinishTodo {
+    #[serde(deserialize_with = "lenient::id")]
+    pub message_id: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub project_id: String,
+    /// Who finished it; empty means "close it for everyone".
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub user_id: String,
+    /// Not in the vendor page; accepted as a synonym of `userId` when that is missing.
+    #[serde(default, deserialize_with = "lenient::string", skip_serializing)]
+    account_id: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub process_id: String,
+}
+
+impl FinishTodo {
+    pub fn user(&self) -> Option<&str> {
+        [&self.user_id, &self.account_id]
+            .into_iter()
+            .map(|s| s.trim())
+            .find(|s| !s.is_empty())
+    }
+}
+
+pub struct HapSource {
+    header: http::HeaderName,
+    tokens: Vec<String>,
+    max_body_bytes: usize,
+}
+
+impl HapSource {
+    pub fn new(header: &str, tokens: Vec<String>, max_body_bytes: usize) -> Result<Self, String> {
+        let header = http::HeaderName::try_from(header)
+            .map_err(|_| format!("sources.hap.header {header:?} is not a valid header name"))?;
+        if tokens.is_empty() {
+            return Err("sources.hap.tokens must list at least one token".into());
+        }
+        Ok(HapSource {
+            header,
+            tokens,
+            max_body_bytes,
+        })
+    }
+}
+
+/// Decodes a JSON object body into `T`, with errors that say which field is wrong.
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Rejection> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Rejection::BadRequest(format!("{what}: body is not valid JSON ({e})")))?;
+    if !value.is_object() {
+        return Err(Rejection::BadRequest(format!(
+            "{what}: body must be a JSON object, not {}",
+            match value {
+                Value::Array(_) => "an array",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                Value::Bool(_) => "a boolean",
+                _ => "null",
+            }
+        )));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        Rejection::BadRequest(if path == "." {
+            format!("{what}: {inner}")
+        } else {
+            format!("{what}: field {path}: {inner}")
+        })
+    })
+}
+
+impl Source for HapSource {
+    fn name(&self) -> &'static str {
+        "hap"
+    }
+
+    fn paths(&self) -> &'static [&'static str] {
+        &[MESSAGE_PATH, TODO_PATH]
+    }
+
+    fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    fn authenticate(&self, headers: &HeaderMap) -> Result<(), Rejection> {
+        let Some(given) = headers.get(&self.header) else {
+            return Err(Rejection::Unauthorized(format!(
+                "missing header {}: add it to WebhookHeaders in HAP's appextensions.json",
+                self.header
+            )));
+        };
+        // Check every token, so the time taken does not tell which one was close.
+        let matched = self.tokens.iter().fold(0u8, |acc, t| {
+            acc | given.as_bytes().ct_eq(t.as_bytes()).unwrap_u8()
+        });
+        if matched == 1 {
+            Ok(())
+        } else {
+            Err(Rejection::Unauthorized(format!(
+                "header {} does not match the configured token",
+                self.header
+            )))
+        }
+    }
+
+    fn parse(&self, path: &str, body: &[u8], now: Millis) -> Result<Parsed, Rejection> {
+        let raw = String::from_utf8_lossy(body).into_owned();
+        if path == TODO_PATH {
+            let finish: FinishTodo = decode(body, "HAP finish-to-do")?;
+            let key = format!(
+                "done#{}#{}",
+                finish.message_id,
+                finish.user().unwrap_or("*")
+            );
+            return Ok(Parsed {
+                event: Event {
+                    source: "hap".into(),
+                    key,
+                    kind: "todo_finished".into(),
+                    received_at: now,
+                    payload: serde_json::to_value(&finish).unwrap_or_default(),
+                    raw,
+                },
+                input: SourceEvent::HapFinish(finish),
+            });
+        }
+        let msg: HapMessage = decode(body, "HAP message")?;
+        let mut payload = serde_json::to_value(&msg).unwrap_or_default();
+        payload["kind"] = json!(msg.kind().as_str());
+        Ok(Parsed {
+            event: Event {
+                source: "hap".into(),
+                key: msg.message_id.clone(),
+                kind: msg.kind().as_str().into(),
+                received_at: now,
+                payload,
+                raw,
+            },
+            input: SourceEvent::HapMessage(msg),
+        })
+    }
+
+    fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String {
+        match outcome {
+            Ok(a) => json!({
+                "success": true,
+                "event": a.event,
+                "duplicate": a.duplicate,
+                "deliveries": a.deliveries,
+            }),
+            Err(r) => json!({ "success": false, "error": r.to_string() }),
+        }
+        .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(path: &str, body: &str) -> Result<Parsed, Rejection> {
+        HapSource::new("X-Hookbridge-Token", vec!["t".into()], 1024)
+            .unwrap()
+            .parse(path, body.as_bytes(), 7)
+    }
+
+    fn message(body: &str) -> HapMessage {
+        match parse(MESSAGE_PATH, body).unwrap().input {
+            SourceEvent::HapMessage(m) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn kind_prefers_v2_and_falls_back_to_legacy() {
+        let m = message(r#"{"messageId":"a","messageType":14,"messageTypeV2":16}"#);
+        assert_eq!(m.kind(), HapKind::WorkflowSystemRecorded);
+        let m = message(r#"{"messageId":"a","messageType":"14"}"#);
+        assert_eq!(m.kind(), HapKind::Todo);
+        let m = message(r#"{"messageId":"a","messageTypeV2":99}"#);
+        assert_eq!(m.kind(), HapKind::Unknown);
+        let m = message(r#"{"messageId":"a","messageTypeV2":"x","messageType":12}"#);
+        assert_eq!(
+            m.kind(),
+            HapKind::Mention,
+            "an unreadable V2 counts as absent"
+        );
+    }
+
+    #[test]
+    fn targets_are_tolerant_and_deduplicated() {
+        let m = message(r#"{"messageId":"a","targets":["u1"," u2 ",3,"u1","",null]}"#);
+        assert_eq!(m.targets, ["u1", "u2", "3"]);
+        let m = message(r#"{"messageId":"a","targets":"u1,u2, u1"}"#);
+        assert_eq!(m.targets, ["u1", "u2"]);
+    }
+
+    #[test]
+    fn attachments_split_at_the_first_pipe() {
+        let m = message(
+            r#"{"messageId":"a","attachments":["https://x/a.PNG?s=1|pic|1.png","https://x/doc","",null,"https://x/f|合同.pdf"]}"#,
+        );
+        let a = m.attachments();
+        assert_eq!(a.len(), 3);
+        assert_eq!(
+            (a[0].link.as_str(), a[0].name.as_str()),
+            ("https://x/a.PNG?s=1", "pic|1.png")
+        );
+        assert!(a[0].is_image());
+        assert_eq!(
+            (a[1].link.as_str(), a[1].name.as_str()),
+            ("https://x/doc", "")
+        );
+        assert!(!a[2].is_image());
+    }
+
+    #[test]
+    fn missing_optional_fields_default_and_unknown_fields_are_ignored() {
+        let m = message(r#"{"messageId":42,"future":{"x":1},"processId":null}"#);
+        assert_eq!(m.message_id, "42");
+        assert_eq!(m.message, "");
+        assert!(m.targets.is_empty() && m.attachments.is_empty());
+        assert_eq!(m.process_id, "");
+    }
+
+    #[test]
+    fn bad_bodies_say_what_is_wrong() {
+        let cases = [
+            ("", "not valid JSON"),
+            ("{\"messageId\":", "not valid JSON"),
+            ("[1,2]", "must be a JSON object, not an array"),
+            ("\"hi\"", "not a string"),
+            ("{}", "missing field `messageId`"),
+            (r#"{"messageId":""}"#, "field messageId: must not be empty"),
+            (
+                r#"{"messageId":{"a":1}}"#,
+                "field messageId: expected a string",
+            ),
+            (
+                r#"{"messageId":"a","targets":{"u":1}}"#,
+                "field targets: expected a list",
+            ),
+            (
+                r#"{"messageId":"a","message":[1]}"#,
+                "field message: expected a string",
+            ),
+        ];
+        for (body, want) in cases {
+            let err = parse(MESSAGE_PATH, body).unwrap_err();
+            assert_eq!(err.status(), http::StatusCode::BAD_REQUEST, "{body}");
+            assert!(err.to_string().contains(want), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn finish_keys_on_message_and_user() {
+        let p = parse(TODO_PATH, r#"{"messageId":"m","userId":"u"}"#).unwrap();
+        assert_eq!(p.event.key, "done#m#u");
+        let p = parse(TODO_PATH, r#"{"messageId":"m","accountId":"acc"}"#).unwrap();
+        assert_eq!(p.event.key, "done#m#acc");
+        let p = parse(TODO_PATH, r#"{"messageId":"m","userId":""}"#).unwrap();
+        assert_eq!(p.event.key, "done#m#*");
+        assert!(parse(TODO_PATH, r#"{"userId":"u"}"#).is_err());
+    }
+
+    #[test]
+    fn auth_compares_every_token() {
+        let s = HapSource::new("X-Token", vec!["old".into(), "new".into()], 10).unwrap();
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-token", v.parse().unwrap());
+            h
+        };
+        assert!(s.authenticate(&with("new")).is_ok());
+        assert!(s.authenticate(&with("old")).is_ok());
+        let err = s.authenticate(&with("ne")).unwrap_err();
+        assert!(err.to_string().contains("does not match"));
+        let err = s.authenticate(&HeaderMap::new()).unwrap_err();
+        assert!(err.to_string().contains("missing header x-token"));
+    }
+}

@@ -1,0 +1,587 @@
+//! The DynamoDB store: one table (DESIGN §3), items mapped with `serde_dynamo`.
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | event | `EVT#<source>#<key>` | `EVT` |
+//! | delivery | the event's pk | `DLV#<connector>#<n>` |
+//! | token | `TOKEN#<name>` | `TOKEN` |
+//!
+//! Deliveries in `sending`, `retrying` or `dead` carry `due_status`/`due_at`, the keys of the
+//! sparse GSI `status-due` the sweeper queries. `ttl` (epoch seconds) expires old items; DynamoDB
+//! Local does not delete them, and nothing here relies on deletion.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+pub use aws_sdk_dynamodb as sdk;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
+    StreamSpecification, StreamViewType, TransactWriteItem,
+};
+use serde::{Deserialize, Serialize};
+use tracing::{instrument, warn};
+
+use super::{DeliveryStore, EventStore, Inserted, StoreError, TokenRecord, TokenStore};
+use crate::event::{Action, Delivery, DeliveryKey, Event, Millis, Settled, Status};
+
+pub const STATUS_DUE_INDEX: &str = "status-due";
+const EVENT_SK: &str = "EVT";
+const TOKEN_SK: &str = "TOKEN";
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    retention: Duration,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EventItem {
+    pk: String,
+    sk: String,
+    source: String,
+    key: String,
+    kind: String,
+    received_at: Millis,
+    /// JSON text: numbers and nesting survive exactly, whatever the source sent.
+    payload: String,
+    raw: String,
+    ttl: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DeliveryItem {
+    pk: String,
+    sk: String,
+    connector: String,
+    action: Action,
+    status: Status,
+    attempts: u32,
+    recipients: Vec<String>,
+    message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    result: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_attempt_at: Option<Millis>,
+    created_at: Millis,
+    updated_at: Millis,
+    ttl: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    due_status: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    due_at: Option<Millis>,
+}
+
+#[derive(Deserialize)]
+struct TokenItem {
+    access_token: Option<String>,
+    refresh_at: Option<Millis>,
+    token_expires_at: Option<Millis>,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>, retention: Duration) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+            retention,
+        }
+    }
+
+    fn ttl(&self, now: Millis) -> i64 {
+        now / 1000 + self.retention.as_secs() as i64
+    }
+
+    fn delivery_item(&self, d: &Delivery) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        let item = DeliveryItem {
+            pk: d.pk.clone(),
+            sk: d.sk.clone(),
+            connector: d.connector.clone(),
+            action: d.action,
+            status: d.status,
+            attempts: d.attempts,
+            recipients: d.recipients.clone(),
+            message: d.message.to_string(),
+            result: d.result.as_ref().map(ToString::to_string),
+            last_error: d.last_error.clone(),
+            next_attempt_at: d.next_attempt_at,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+            ttl: self.ttl(d.created_at),
+            due_status: d.status.is_indexed().then_some(d.status),
+            due_at: d
+                .status
+                .is_indexed()
+                .then(|| d.next_attempt_at.unwrap_or(d.updated_at)),
+        };
+        serde_dynamo::to_item(item)
+            .map_err(|e| StoreError::Corrupt(d.key().to_string(), e.to_string()))
+    }
+
+    fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
+            ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+        ])
+    }
+
+    /// Creates the table as `template.yaml` declares it (for tests and local DynamoDB).
+    pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+        let attr = |name: &str, t| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(t)
+                .build()
+                .expect("static attribute definition")
+        };
+        let key = |name: &str, t| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(t)
+                .build()
+                .expect("static key schema")
+        };
+        client
+            .create_table()
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("pk", ScalarAttributeType::S))
+            .attribute_definitions(attr("sk", ScalarAttributeType::S))
+            .attribute_definitions(attr("due_status", ScalarAttributeType::S))
+            .attribute_definitions(attr("due_at", ScalarAttributeType::N))
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(STATUS_DUE_INDEX)
+                    .key_schema(key("due_status", KeyType::Hash))
+                    .key_schema(key("due_at", KeyType::Range))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::KeysOnly)
+                            .build(),
+                    )
+                    .build()
+                    .expect("static index"),
+            )
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewImage)
+                    .build()
+                    .expect("static stream specification"),
+            )
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+fn unavailable<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Unavailable(DisplayErrorContext(&e).to_string())
+}
+
+fn is_condition_failed<R>(
+    e: &SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>,
+) -> bool {
+    e.as_service_error()
+        .is_some_and(|se| se.is_conditional_check_failed_exception())
+}
+
+fn decode_delivery(item: HashMap<String, AttributeValue>) -> Result<Delivery, StoreError> {
+    let it: DeliveryItem = serde_dynamo::from_item(item)
+        .map_err(|e| StoreError::Corrupt("delivery".into(), e.to_string()))?;
+    let json = |s: &str| {
+        serde_json::from_str(s)
+            .map_err(|e| StoreError::Corrupt(format!("{}/{}", it.pk, it.sk), e.to_string()))
+    };
+    Ok(Delivery {
+        message: json(&it.message)?,
+        result: it.result.as_deref().map(json).transpose()?,
+        pk: it.pk.clone(),
+        sk: it.sk.clone(),
+        connector: it.connector,
+        action: it.action,
+        status: it.status,
+        attempts: it.attempts,
+        recipients: it.recipients,
+        last_error: it.last_error,
+        next_attempt_at: it.next_attempt_at,
+        created_at: it.created_at,
+        updated_at: it.updated_at,
+    })
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+#[async_trait]
+impl EventStore for DynamoStore {
+    #[instrument(skip_all, fields(event = %event.pk(), deliveries = deliveries.len()))]
+    async fn insert(&self, event: &Event, deliveries: &[Delivery]) -> Result<Inserted, StoreError> {
+        let event_item = serde_dynamo::to_item(EventItem {
+            pk: event.pk(),
+            sk: EVENT_SK.into(),
+            source: event.source.clone(),
+            key: event.key.clone(),
+            kind: event.kind.clone(),
+            received_at: event.received_at,
+            payload: event.payload.to_string(),
+            raw: event.raw.clone(),
+            ttl: self.ttl(event.received_at),
+        })
+        .map_err(|e| StoreError::Corrupt(event.pk(), e.to_string()))?;
+        let put = |item, condition: Option<&str>| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .set_condition_expression(condition.map(str::to_owned))
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+                .map_err(|e| StoreError::Corrupt(event.pk(), e.to_string()))
+        };
+        let mut items = vec![put(event_item, Some("attribute_not_exists(pk)"))?];
+        for d in deliveries {
+            items.push(put(self.delivery_item(d)?, None)?);
+        }
+        // Concurrent duplicates collide as TransactionConflict while the first is in flight;
+        // once it commits, a retry sees the condition fail and is a plain duplicate.
+        for attempt in 1..=4u64 {
+            let err = match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(Inserted::Created),
+                Err(e) => e,
+            };
+            let reasons: Vec<String> = err
+                .as_service_error()
+                .and_then(|se| match se {
+                    sdk::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
+                        Some(c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_owned()).collect())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default();
+            if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") {
+                return Ok(Inserted::Duplicate);
+            }
+            let conflict = reasons.iter().any(|r| r == "TransactionConflict")
+                || err
+                    .as_service_error()
+                    .is_some_and(|se| se.is_transaction_in_progress_exception());
+            if !conflict || attempt == 4 {
+                return Err(unavailable(err));
+            }
+            warn!(attempt, "transaction conflict on insert, retrying");
+            tokio::time::sleep(Duration::from_millis(25 * attempt + fastrand::u64(0..25))).await;
+        }
+        unreachable!("the loop returns on its last attempt")
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for DynamoStore {
+    #[instrument(skip(self), fields(delivery = %key))]
+    async fn claim(
+        &self,
+        key: &DeliveryKey,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&key.pk, &key.sk)))
+            .condition_expression("#st = :pending")
+            .update_expression(
+                "SET #st = :sending, attempts = attempts + :one, next_attempt_at = :lease, \
+                 updated_at = :now, due_status = :sending, due_at = :lease",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
+            .expression_attribute_values(":sending", s(Status::Sending.as_str()))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":lease", n(lease_until))
+            .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match res {
+            Ok(out) => out.attributes.map(decode_delivery).transpose(),
+            Err(e) if is_condition_failed(&e) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    #[instrument(skip_all, fields(delivery = %claimed.key(), status = settled.status.as_str()))]
+    async fn record(
+        &self,
+        claimed: &Delivery,
+        settled: &Settled,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&claimed.pk, &claimed.sk)))
+            .condition_expression("#st = :sending AND attempts = :attempts")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":sending", s(Status::Sending.as_str()))
+            .expression_attribute_values(":attempts", n(i64::from(claimed.attempts)))
+            .expression_attribute_values(":status", s(settled.status.as_str()))
+            .expression_attribute_values(":now", n(now));
+        // Optional attributes: SET when present, REMOVE when absent.
+        let fields: [(&str, &str, Option<AttributeValue>); 5] = [
+            (
+                "result",
+                ":result",
+                settled.result.as_ref().map(|r| s(&r.to_string())),
+            ),
+            (
+                "last_error",
+                ":last_error",
+                settled.last_error.as_deref().map(s),
+            ),
+            ("next_attempt_at", ":next", settled.next_attempt_at.map(n)),
+            (
+                "due_status",
+                ":due_status",
+                settled
+                    .status
+                    .is_indexed()
+                    .then(|| s(settled.status.as_str())),
+            ),
+            (
+                "due_at",
+                ":due_at",
+                settled
+                    .status
+                    .is_indexed()
+                    .then(|| n(settled.next_attempt_at.unwrap_or(now))),
+            ),
+        ];
+        let mut set_parts = vec!["#st = :status".to_owned(), "updated_at = :now".to_owned()];
+        let mut remove = vec![];
+        for (name, placeholder, value) in fields {
+            match value {
+                Some(v) => {
+                    set_parts.push(format!("{name} = {placeholder}"));
+                    req = req.expression_attribute_values(placeholder, v);
+                }
+                None => remove.push(name),
+            }
+        }
+        let mut expr = format!("SET {}", set_parts.join(", "));
+        if !remove.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        match req.update_expression(expr).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn deliveries_of(&self, pk: &str) -> Result<Vec<Delivery>, StoreError> {
+        let items: Vec<_> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :dlv)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":dlv", s("DLV#"))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(unavailable)?;
+        items.into_iter().map(decode_delivery).collect()
+    }
+
+    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError> {
+        let mut keys = vec![];
+        for status in [Status::Retrying, Status::Sending] {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(STATUS_DUE_INDEX)
+                .key_condition_expression("due_status = :s AND due_at <= :now")
+                .expression_attribute_values(":s", s(status.as_str()))
+                .expression_attribute_values(":now", n(now))
+                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in out.items() {
+                let key: DeliveryKey = serde_dynamo::from_item(item.clone())
+                    .map_err(|e| StoreError::Corrupt("status-due entry".into(), e.to_string()))?;
+                keys.push(key);
+            }
+        }
+        keys.truncate(limit);
+        Ok(keys)
+    }
+
+    async fn requeue(&self, key: &DeliveryKey, now: Millis) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&key.pk, &key.sk)))
+            .condition_expression("(#st = :retrying OR #st = :sending) AND next_attempt_at <= :now")
+            .update_expression(
+                "SET #st = :pending, updated_at = :now REMOVE next_attempt_at, due_status, due_at",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":retrying", s(Status::Retrying.as_str()))
+            .expression_attribute_values(":sending", s(Status::Sending.as_str()))
+            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        let items: Vec<_> = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(sk, :dlv)")
+            .expression_attribute_values(":dlv", s("DLV#"))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(unavailable)?;
+        let mut all = items
+            .into_iter()
+            .map(decode_delivery)
+            .collect::<Result<Vec<_>, _>>()?;
+        all.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.sk.cmp(&b.sk)));
+        all.truncate(limit);
+        Ok(all)
+    }
+}
+
+#[async_trait]
+impl TokenStore for DynamoStore {
+    async fn token(&self, name: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&format!("TOKEN#{name}"), TOKEN_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let t: TokenItem = serde_dynamo::from_item(item)
+            .map_err(|e| StoreError::Corrupt(format!("TOKEN#{name}"), e.to_string()))?;
+        Ok(match (t.access_token, t.refresh_at, t.token_expires_at) {
+            (Some(access_token), Some(refresh_at), Some(expires_at)) => Some(TokenRecord {
+                access_token,
+                refresh_at,
+                expires_at,
+            }),
+            _ => None,
+        })
+    }
+
+    async fn lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Millis,
+        until: Millis,
+    ) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&format!("TOKEN#{name}"), TOKEN_SK)))
+            .condition_expression("attribute_not_exists(lease_until) OR lease_until <= :now")
+            .update_expression("SET lease_owner = :owner, lease_until = :until")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn save_token(&self, name: &str, token: &TokenRecord) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&format!("TOKEN#{name}"), TOKEN_SK)))
+            .update_expression(
+                "SET access_token = :t, refresh_at = :r, token_expires_at = :e, #ttl = :ttl \
+                 REMOVE lease_owner, lease_until",
+            )
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":t", s(&token.access_token))
+            .expression_attribute_values(":r", n(token.refresh_at))
+            .expression_attribute_values(":e", n(token.expires_at))
+            .expression_attribute_values(":ttl", n(token.expires_at / 1000 + 3600))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn drop_token(&self, name: &str, access_token: &str) -> Result<(), StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&format!("TOKEN#{name}"), TOKEN_SK)))
+            .condition_expression("access_token = :t")
+            .update_expression("REMOVE access_token, refresh_at, token_expires_at")
+            .expression_attribute_values(":t", s(access_token))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}

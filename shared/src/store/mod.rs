@@ -1,0 +1,98 @@
+//! Narrow storage traits: what ingress, the sender loop, the sweeper and the token cache need,
+//! and nothing more. [`dynamodb::DynamoStore`] is the real one; [`memory::MemoryStore`] backs
+//! `hookbridge serve` and unit tests. One conformance suite (tests crate) runs against both.
+
+pub mod dynamodb;
+pub mod memory;
+
+use async_trait::async_trait;
+
+use crate::event::{Delivery, DeliveryKey, Event, Millis, Settled};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or refused the call; the caller should answer 5xx.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// An item read back from storage does not decode (a bug or a hand-edited item).
+    #[error("corrupt item {0}: {1}")]
+    Corrupt(String, String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    Created,
+    /// An event with this key exists already; nothing was written.
+    Duplicate,
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Writes the event and all its deliveries atomically, unless the event exists.
+    async fn insert(&self, event: &Event, deliveries: &[Delivery]) -> Result<Inserted, StoreError>;
+}
+
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// `pending → sending`, one more attempt, claim lapsing at `lease_until`. `None` when the
+    /// delivery is not pending (another sender has it, it is done, or the record was stale).
+    async fn claim(
+        &self,
+        key: &DeliveryKey,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Option<Delivery>, StoreError>;
+
+    /// Writes the outcome of the attempt `claimed` holds. `false` when the claim was lost
+    /// (the sweeper re-queued it and another sender took it): the outcome is then discarded.
+    async fn record(
+        &self,
+        claimed: &Delivery,
+        settled: &Settled,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
+
+    /// Every delivery of one event.
+    async fn deliveries_of(&self, pk: &str) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Deliveries that are `retrying` and due, or `sending` with a lapsed claim.
+    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError>;
+
+    /// Makes a due delivery `pending` again (which hands it to a sender). `false` if it was no
+    /// longer due (another sweeper got there first).
+    async fn requeue(&self, key: &DeliveryKey, now: Millis) -> Result<bool, StoreError>;
+
+    /// The most recently updated deliveries, newest first (for operators, not for the pipeline).
+    async fn recent(&self, limit: usize) -> Result<Vec<Delivery>, StoreError>;
+}
+
+/// A shared access token with its refresh lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub access_token: String,
+    /// Refresh from this time on (a margin before the real expiry).
+    pub refresh_at: Millis,
+    /// The token is no longer valid from this time on.
+    pub expires_at: Millis,
+}
+
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    async fn token(&self, name: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Takes the refresh lease for `name` until `until`, unless another holder's lease is live.
+    async fn lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Millis,
+        until: Millis,
+    ) -> Result<bool, StoreError>;
+    /// Stores a fresh token and releases the lease.
+    async fn save_token(&self, name: &str, token: &TokenRecord) -> Result<(), StoreError>;
+    /// Forgets `access_token` if it is still the stored one (DingTalk rejected it).
+    async fn drop_token(&self, name: &str, access_token: &str) -> Result<(), StoreError>;
+}
+
+/// Everything hookbridge stores, in one table.
+pub trait Store: EventStore + DeliveryStore + TokenStore {}
+impl<T: EventStore + DeliveryStore + TokenStore> Store for T {}
