@@ -1,1 +1,181 @@
+//! Shared pieces of the integration tests: fixtures, configs, a harness that runs the pipeline
+//! in-process, DynamoDB Local, and the fake DingTalk server.
 
+pub mod fake_dingtalk;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hookbridge::app::App;
+use hookbridge::config::{Config, Secrets};
+use hookbridge::delivery::sweep;
+use hookbridge::event::{Delivery, DeliveryKey, Status, now_ms};
+use hookbridge::ingress::{Request, Response};
+use hookbridge::store::Store;
+use hookbridge::store::dynamodb::{DynamoStore, sdk};
+use hookbridge::store::memory::MemoryStore;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+pub const HAP_TOKEN: &str = "test-hap-token";
+
+pub fn fixture(name: &str) -> String {
+    let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A config with HAP → DingTalk. `dingtalk_url`: live against that server, else dry-run.
+/// `extra` is appended inside `[connectors.dingtalk]` (key lines first, then any tables).
+pub fn config(dingtalk_url: Option<&str>, extra: &str) -> Config {
+    let credentials = dingtalk_url.map_or(String::new(), |url| {
+        format!(
+            "app_key = \"{}\"\napp_secret = \"plain:{}\"\nbase_url = \"{url}\"\n",
+            fake_dingtalk::APP_KEY,
+            fake_dingtalk::APP_SECRET
+        )
+    });
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+sweep_interval_secs = 1
+
+[sources.hap]
+tokens = ["plain:{HAP_TOKEN}"]
+
+[[routes]]
+source = "hap"
+connector = "dingtalk"
+
+[connectors.dingtalk]
+agent_id = {}
+{credentials}
+{extra}
+"#,
+        fake_dingtalk::AGENT_ID
+    );
+    Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+pub fn request(path: &str, body: impl Into<Bytes>, token: Option<&str>) -> Request {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        "application/json".parse().unwrap(),
+    );
+    if let Some(t) = token {
+        headers.insert("x-hookbridge-token", t.parse().unwrap());
+    }
+    Request {
+        path: path.to_owned(),
+        headers,
+        body: body.into(),
+    }
+}
+
+/// The pipeline in-process on the in-memory store, with its change feed.
+pub struct Harness {
+    pub app: Arc<App>,
+    feed: UnboundedReceiver<DeliveryKey>,
+}
+
+impl Harness {
+    pub async fn new(config: Config) -> Harness {
+        let (store, feed) = MemoryStore::with_feed();
+        let app = App::build(config, Arc::new(store), &Secrets::default())
+            .await
+            .unwrap();
+        Harness {
+            app: Arc::new(app),
+            feed,
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> Response {
+        let req = request(path, body.to_owned(), Some(HAP_TOKEN));
+        self.app.ingress.handle(req, now_ms()).await
+    }
+
+    /// The next delivery the feed announced, without processing it.
+    pub fn next_key(&mut self) -> Option<DeliveryKey> {
+        self.feed.try_recv().ok()
+    }
+
+    /// Processes announced deliveries until none is left; returns the statuses they reached.
+    pub async fn drain(&mut self) -> Vec<Status> {
+        let mut out = vec![];
+        while let Some(key) = self.next_key() {
+            if let Some(status) = self.app.sender.process(&key).await.unwrap() {
+                out.push(status);
+            }
+        }
+        out
+    }
+
+    /// Runs the sweeper as if `secs` had passed, then drains.
+    pub async fn sweep_after(&mut self, secs: i64) -> Vec<Status> {
+        sweep(self.app.store.as_ref(), now_ms() + secs * 1000, 1000)
+            .await
+            .unwrap();
+        self.drain().await
+    }
+
+    pub async fn deliveries(&self, event_pk: &str) -> Vec<Delivery> {
+        self.app.store.deliveries_of(event_pk).await.unwrap()
+    }
+}
+
+/// DynamoDB Local's endpoint, started by `scripts/test` (or set by hand).
+pub fn dynamodb_endpoint() -> String {
+    std::env::var("HOOKBRIDGE_TEST_DYNAMODB").unwrap_or_else(|_| {
+        panic!(
+            "HOOKBRIDGE_TEST_DYNAMODB is not set. Run the tests with ./scripts/test, which \
+             installs and starts DynamoDB Local, or start it yourself and set the variable to \
+             its endpoint (e.g. http://127.0.0.1:8000)"
+        )
+    })
+}
+
+pub fn dynamo_client(endpoint: &str) -> sdk::Client {
+    let config = sdk::Config::builder()
+        .behavior_version(sdk::config::BehaviorVersion::latest())
+        .region(sdk::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(sdk::config::Credentials::new("x", "x", None, None, "test"))
+        .retry_config(sdk::config::retry::RetryConfig::standard().with_max_attempts(2))
+        .timeout_config(
+            sdk::config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .build();
+    sdk::Client::from_conf(config)
+}
+
+/// A store on a fresh table of its own in DynamoDB Local.
+pub async fn dynamo_store() -> DynamoStore {
+    let client = dynamo_client(&dynamodb_endpoint());
+    let table = format!("hookbridge-test-{:016x}", fastrand::u64(..));
+    DynamoStore::create_table(&client, &table).await.unwrap();
+    DynamoStore::new(client, table, Duration::from_secs(30 * 86_400))
+}
+
+/// A store whose endpoint refuses connections: DynamoDB down.
+pub async fn unreachable_store() -> DynamoStore {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let client = dynamo_client(&format!("http://127.0.0.1:{port}"));
+    DynamoStore::new(client, "nowhere", Duration::from_secs(86_400))
+}
+
+/// `App` over any store (for the DynamoDB-backed tests).
+pub async fn app_on(config: Config, store: Arc<dyn Store>) -> Arc<App> {
+    Arc::new(
+        App::build(config, store, &Secrets::default())
+            .await
+            .unwrap(),
+    )
+}

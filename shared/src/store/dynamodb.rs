@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 pub use aws_sdk_dynamodb as sdk;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
@@ -184,12 +184,20 @@ impl DynamoStore {
     }
 }
 
+/// A short, actionable text: the service's error code and message, or the transport failure.
 fn unavailable<E, R>(e: SdkError<E, R>) -> StoreError
 where
-    E: std::error::Error + 'static,
+    E: std::error::Error + ProvideErrorMetadata + 'static,
     R: std::fmt::Debug,
 {
-    StoreError::Unavailable(DisplayErrorContext(&e).to_string())
+    StoreError::Unavailable(match e.as_service_error() {
+        Some(se) => format!(
+            "DynamoDB {}: {}",
+            se.code().unwrap_or("error"),
+            se.message().unwrap_or("")
+        ),
+        None => DisplayErrorContext(&e).to_string(),
+    })
 }
 
 fn is_condition_failed<R>(
@@ -385,12 +393,15 @@ impl DeliveryStore for DynamoStore {
         let mut set_parts = vec!["#st = :status".to_owned(), "updated_at = :now".to_owned()];
         let mut remove = vec![];
         for (name, placeholder, value) in fields {
+            // Attribute names go through #aliases: `result` is a DynamoDB reserved word.
+            let alias = format!("#{name}");
+            req = req.expression_attribute_names(&alias, name);
             match value {
                 Some(v) => {
-                    set_parts.push(format!("{name} = {placeholder}"));
+                    set_parts.push(format!("{alias} = {placeholder}"));
                     req = req.expression_attribute_values(placeholder, v);
                 }
-                None => remove.push(name),
+                None => remove.push(alias),
             }
         }
         let mut expr = format!("SET {}", set_parts.join(", "));

@@ -1,0 +1,324 @@
+//! A fake `oapi.dingtalk.com` on 127.0.0.1 that keeps state and enforces the rules of
+//! `protocols/dingtalk.md`: HTTP 200 with `errcode` on failure, the access token only in the
+//! query, an expired or unknown token as `errcode 88` / `sub_code 40014`, 90018 above 20 calls
+//! per second per API, `userid_list` ≤ 100, `msg` ≤ 2048 bytes, and status bars that only work
+//! for sends to ≤ 5 users (DingTalk ignores them silently; the fake records a violation).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+pub const APP_KEY: &str = "ding-fake-key";
+pub const APP_SECRET: &str = "fake-secret";
+pub const AGENT_ID: i64 = 1185599675;
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub body: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub task_id: i64,
+    pub userids: Vec<String>,
+    pub msgtype: String,
+    /// The status bar as the recipients see it (`None`: no bar, or DingTalk ignored it).
+    pub status: Option<String>,
+    pub content: Value,
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    token: Option<String>,
+    token_seq: u32,
+    expires_in: Option<i64>,
+    next_task: i64,
+    tasks: Vec<Task>,
+    recent: HashMap<String, VecDeque<Instant>>,
+    /// Canned answers for the next calls to a path: (HTTP status, body).
+    injected: HashMap<String, VecDeque<(u16, String)>>,
+    violations: Vec<String>,
+    latency: Duration,
+}
+
+#[derive(Clone)]
+pub struct FakeDingTalk {
+    pub url: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+fn err(code: i64, msg: &str) -> Value {
+    json!({ "errcode": code, "errmsg": msg, "request_id": "fake" })
+}
+
+fn wrapped(sub_code: &str, sub_msg: &str) -> Value {
+    json!({
+        "errcode": 88,
+        "sub_code": sub_code,
+        "sub_msg": sub_msg,
+        "errmsg": format!("ding talk error[subcode={sub_code},submsg={sub_msg}]"),
+        "request_id": "fake",
+    })
+}
+
+impl FakeDingTalk {
+    pub async fn start() -> FakeDingTalk {
+        let inner = Arc::new(Mutex::new(Inner {
+            next_task: 256271667526,
+            expires_in: Some(7200),
+            ..Default::default()
+        }));
+        let app = Router::new()
+            .route("/gettoken", get(gettoken))
+            .route(
+                "/topapi/message/corpconversation/asyncsend_v2",
+                post(asyncsend),
+            )
+            .route(
+                "/topapi/message/corpconversation/status_bar/update",
+                post(status_bar),
+            )
+            .fallback(|| async { axum::Json(err(22, "Invalid method")) })
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeDingTalk {
+            url: format!("http://{addr}"),
+            inner,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap()
+    }
+
+    /// The current token stops working, as when it expires: the next gettoken issues a new one.
+    pub fn expire_token(&self) {
+        self.lock().token = None;
+    }
+
+    /// What gettoken reports as `expires_in` (`None`: the field is left out).
+    pub fn set_expires_in(&self, v: Option<i64>) {
+        self.lock().expires_in = v;
+    }
+
+    /// Answer the next `times` calls to `path` with `body` and HTTP `status`.
+    pub fn inject(&self, path: &str, status: u16, body: &str, times: usize) {
+        let mut inner = self.lock();
+        let q = inner.injected.entry(path.to_owned()).or_default();
+        q.extend(std::iter::repeat_n((status, body.to_owned()), times));
+    }
+
+    /// Every call takes at least this long (to make concurrent callers overlap).
+    pub fn set_latency(&self, d: Duration) {
+        self.lock().latency = d;
+    }
+
+    pub fn calls(&self, path_suffix: &str) -> Vec<Call> {
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| c.path.ends_with(path_suffix))
+            .cloned()
+            .collect()
+    }
+
+    pub fn count(&self, path_suffix: &str) -> usize {
+        self.calls(path_suffix).len()
+    }
+
+    pub fn tasks(&self) -> Vec<Task> {
+        self.lock().tasks.clone()
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        self.lock().violations.clone()
+    }
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+async fn enter(
+    s: &Shared,
+    path: &str,
+    query: &HashMap<String, String>,
+    body: Value,
+) -> Option<Response> {
+    let latency = {
+        let mut inner = s.lock().unwrap();
+        inner.calls.push(Call {
+            path: path.to_owned(),
+            query: query.clone(),
+            body,
+        });
+        inner.latency
+    };
+    tokio::time::sleep(latency).await;
+    let mut inner = s.lock().unwrap();
+    if let Some((status, body)) = inner.injected.get_mut(path).and_then(VecDeque::pop_front) {
+        return Some((StatusCode::from_u16(status).unwrap(), body).into_response());
+    }
+    // 20 QPS per app and API.
+    let now = Instant::now();
+    let window = inner.recent.entry(path.to_owned()).or_default();
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+    {
+        window.pop_front();
+    }
+    window.push_back(now);
+    if window.len() > 20 {
+        return Some(
+            axum::Json(err(90018, "当前应用调用该接口的并发量已超过上限")).into_response(),
+        );
+    }
+    None
+}
+
+fn check_token(inner: &Inner, query: &HashMap<String, String>) -> Result<(), Value> {
+    match query.get("access_token").map(String::as_str) {
+        None | Some("") => Err(err(41001, "缺少access_token参数")),
+        Some(t) if Some(t) == inner.token.as_deref() => Ok(()),
+        Some(_) => Err(wrapped("40014", "不合法的access_token")),
+    }
+}
+
+async fn gettoken(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
+    if let Some(r) = enter(&s, "/gettoken", &q, Value::Null).await {
+        return r;
+    }
+    let mut inner = s.lock().unwrap();
+    if q.get("appkey").map(String::as_str) != Some(APP_KEY)
+        || q.get("appsecret").map(String::as_str) != Some(APP_SECRET)
+    {
+        return axum::Json(err(40096, "不合法的appKey或appSecret")).into_response();
+    }
+    // Within validity the same token comes back; after expiry a new one is issued.
+    if inner.token.is_none() {
+        inner.token_seq += 1;
+        inner.token = Some(format!("fake-token-{}", inner.token_seq));
+    }
+    let mut answer = json!({ "errcode": 0, "errmsg": "ok", "access_token": inner.token });
+    if let Some(v) = inner.expires_in {
+        answer["expires_in"] = json!(v);
+    }
+    axum::Json(answer).into_response()
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, Value> {
+    serde_json::from_slice(body).map_err(|_| err(43004, "需要POST JSON"))
+}
+
+async fn asyncsend(
+    State(s): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let path = "/topapi/message/corpconversation/asyncsend_v2";
+    let parsed = parse_body(&body);
+    if let Some(r) = enter(&s, path, &q, parsed.clone().unwrap_or(Value::Null)).await {
+        return r;
+    }
+    let mut inner = s.lock().unwrap();
+    let answer = (|| {
+        let body = parsed?;
+        check_token(&inner, &q)?;
+        if body["agent_id"].as_i64() != Some(AGENT_ID) {
+            return Err(err(40056, "不合法的agentid"));
+        }
+        let users: Vec<String> = body["userid_list"]
+            .as_str()
+            .unwrap_or("")
+            .split(',')
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if users.is_empty() {
+            return Err(err(40035, "缺少参数 userid_list"));
+        }
+        if users.len() > 100 {
+            return Err(err(40032, "userid_list长度超过限制"));
+        }
+        let msg = &body["msg"];
+        if serde_json::to_vec(msg).unwrap().len() > 2048 {
+            return Err(err(34016, "消息内容过长"));
+        }
+        let msgtype = msg["msgtype"].as_str().unwrap_or("").to_owned();
+        if msg.get(&msgtype).is_none() {
+            return Err(err(34014, "消息体不完整"));
+        }
+        let bar = msg["oa"]["status_bar"]["status_value"]
+            .as_str()
+            .map(str::to_owned);
+        let status = match bar {
+            Some(_) if users.len() > 5 => {
+                inner.violations.push(format!(
+                    "status bar sent to {} users; DingTalk ignores it",
+                    users.len()
+                ));
+                None
+            }
+            b => b,
+        };
+        inner.next_task += 1;
+        let task_id = inner.next_task;
+        inner.tasks.push(Task {
+            task_id,
+            userids: users,
+            msgtype,
+            status,
+            content: msg.clone(),
+        });
+        Ok(json!({ "errcode": 0, "task_id": task_id, "request_id": "fake" }))
+    })();
+    axum::Json(answer.unwrap_or_else(|e| e)).into_response()
+}
+
+async fn status_bar(
+    State(s): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let path = "/topapi/message/corpconversation/status_bar/update";
+    let parsed = parse_body(&body);
+    if let Some(r) = enter(&s, path, &q, parsed.clone().unwrap_or(Value::Null)).await {
+        return r;
+    }
+    let mut inner = s.lock().unwrap();
+    let answer = (|| {
+        let body = parsed?;
+        check_token(&inner, &q)?;
+        if body["agent_id"].as_i64() != Some(AGENT_ID) {
+            return Err(err(40056, "不合法的agentid"));
+        }
+        let task_id = body["task_id"]
+            .as_i64()
+            .ok_or_else(|| err(40035, "不合法的参数 task_id"))?;
+        let value = body["status_value"].as_str().unwrap_or("").to_owned();
+        let Some(task) = inner.tasks.iter_mut().find(|t| t.task_id == task_id) else {
+            return Err(err(40035, "不合法的参数 task_id"));
+        };
+        if task.msgtype != "oa" || task.status.is_none() {
+            let v = format!("status bar update of task {task_id}, which shows no status bar");
+            inner.violations.push(v);
+            return Ok(json!({ "errcode": 0, "errmsg": "ok" }));
+        }
+        task.status = Some(value);
+        Ok(json!({ "errcode": 0, "errmsg": "ok" }))
+    })();
+    axum::Json(answer.unwrap_or_else(|e| e)).into_response()
+}

@@ -1,0 +1,305 @@
+//! One suite, two stores: every behaviour the pipeline relies on, against the in-memory store
+//! and against DynamoDB Local (real conditional writes, transactions and the GSI).
+
+use std::sync::Arc;
+
+use hookbridge::event::{Action, Delivery, Event, Settled, Status};
+use hookbridge::store::memory::MemoryStore;
+use hookbridge::store::{EventStore, Inserted, Store, TokenRecord};
+use serde_json::json;
+
+fn event(key: &str) -> Event {
+    Event {
+        source: "hap".into(),
+        key: key.into(),
+        kind: "todo".into(),
+        received_at: 1_000,
+        payload: json!({"messageId": key, "n": 1.5, "big": 1185599675123i64}),
+        raw: format!("{{\"messageId\":\"{key}\"}}"),
+    }
+}
+
+fn deliveries(e: &Event, n: usize) -> Vec<Delivery> {
+    (0..n)
+        .map(|i| {
+            Delivery::new(
+                &e.pk(),
+                "dingtalk",
+                i,
+                Action::Send,
+                vec![format!("u{i}")],
+                json!({"agent_id": 1185599675, "msg": {"text": "你好"}}),
+                1_000,
+            )
+        })
+        .collect()
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test] async fn $name() { super::$name(std::sync::Arc::new(hookbridge::store::memory::MemoryStore::new())).await })*
+        }
+        mod dynamodb {
+            $(#[tokio::test] async fn $name() { super::$name(std::sync::Arc::new(hookbridge_tests::dynamo_store().await)).await })*
+        }
+    };
+}
+
+conformance!(
+    insert_is_all_or_nothing_and_once,
+    claim_takes_a_pending_delivery_once,
+    record_needs_the_current_claim,
+    optional_fields_are_set_and_cleared,
+    due_lists_retries_and_lapsed_claims,
+    requeue_happens_once,
+    recent_is_newest_first,
+    token_lease_is_exclusive_until_it_lapses,
+    dropping_a_token_only_drops_that_token,
+    ninety_nine_deliveries_fit_in_one_insert,
+);
+
+async fn insert_is_all_or_nothing_and_once(store: Arc<dyn Store>) {
+    let e = event("m1");
+    assert_eq!(
+        store.insert(&e, &deliveries(&e, 2)).await.unwrap(),
+        Inserted::Created
+    );
+    let again = deliveries(&e, 5);
+    assert_eq!(store.insert(&e, &again).await.unwrap(), Inserted::Duplicate);
+    let stored = store.deliveries_of(&e.pk()).await.unwrap();
+    assert_eq!(stored.len(), 2, "a duplicate writes nothing");
+    assert_eq!(
+        stored[0],
+        deliveries(&e, 1)[0],
+        "a delivery reads back exactly as written"
+    );
+    assert!(
+        store
+            .deliveries_of("EVT#hap#other")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn claim_takes_a_pending_delivery_once(store: Arc<dyn Store>) {
+    let e = event("m2");
+    let d = deliveries(&e, 1).remove(0);
+    store.insert(&e, std::slice::from_ref(&d)).await.unwrap();
+    let claimed = store
+        .claim(&d.key(), 5_000, 65_000)
+        .await
+        .unwrap()
+        .expect("pending");
+    assert_eq!((claimed.status, claimed.attempts), (Status::Sending, 1));
+    assert_eq!(claimed.next_attempt_at, Some(65_000));
+    assert!(
+        store
+            .claim(&d.key(), 5_000, 65_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let missing = hookbridge::event::DeliveryKey {
+        pk: e.pk(),
+        sk: "DLV#dingtalk#999".into(),
+    };
+    assert!(
+        store
+            .claim(&missing, 5_000, 65_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn record_needs_the_current_claim(store: Arc<dyn Store>) {
+    let e = event("m3");
+    let d = deliveries(&e, 1).remove(0);
+    store.insert(&e, std::slice::from_ref(&d)).await.unwrap();
+    let first = store.claim(&d.key(), 1, 10).await.unwrap().unwrap();
+    // The claim lapses, the sweeper re-queues it and a second sender claims it.
+    assert!(store.requeue(&d.key(), 20).await.unwrap());
+    let second = store.claim(&d.key(), 21, 100).await.unwrap().unwrap();
+    let sent = Settled {
+        status: Status::Sent,
+        result: Some(json!({"task_id": 7})),
+        last_error: None,
+        next_attempt_at: None,
+    };
+    assert!(
+        !store.record(&first, &sent, 30).await.unwrap(),
+        "the stale claim cannot record"
+    );
+    assert!(store.record(&second, &sent, 30).await.unwrap());
+    assert!(
+        !store.record(&second, &sent, 31).await.unwrap(),
+        "recorded once"
+    );
+    let stored = &store.deliveries_of(&e.pk()).await.unwrap()[0];
+    assert_eq!(
+        (stored.status, stored.attempts, stored.updated_at),
+        (Status::Sent, 2, 30)
+    );
+    assert_eq!(stored.result, Some(json!({"task_id": 7})));
+}
+
+async fn optional_fields_are_set_and_cleared(store: Arc<dyn Store>) {
+    let e = event("m4");
+    let d = deliveries(&e, 1).remove(0);
+    store.insert(&e, std::slice::from_ref(&d)).await.unwrap();
+    let c = store.claim(&d.key(), 1, 10).await.unwrap().unwrap();
+    let retry = Settled {
+        status: Status::Retrying,
+        result: None,
+        last_error: Some("busy".into()),
+        next_attempt_at: Some(50),
+    };
+    assert!(store.record(&c, &retry, 2).await.unwrap());
+    assert!(store.requeue(&d.key(), 60).await.unwrap());
+    let c = store.claim(&d.key(), 61, 70).await.unwrap().unwrap();
+    assert_eq!((c.last_error.as_deref(), c.attempts), (Some("busy"), 2));
+    let sent = Settled {
+        status: Status::Sent,
+        result: Some(json!({"task_id": 1})),
+        last_error: None,
+        next_attempt_at: None,
+    };
+    assert!(store.record(&c, &sent, 62).await.unwrap());
+    let stored = &store.deliveries_of(&e.pk()).await.unwrap()[0];
+    assert_eq!(
+        (stored.last_error.clone(), stored.next_attempt_at),
+        (None, None)
+    );
+}
+
+async fn due_lists_retries_and_lapsed_claims(store: Arc<dyn Store>) {
+    let e = event("m5");
+    let ds = deliveries(&e, 4);
+    store.insert(&e, &ds).await.unwrap();
+    // 0: retrying, due at 100. 1: sending, claim lapses at 200. 2: dead. 3: pending.
+    let c0 = store.claim(&ds[0].key(), 1, 10).await.unwrap().unwrap();
+    let retry = Settled {
+        status: Status::Retrying,
+        result: None,
+        last_error: Some("x".into()),
+        next_attempt_at: Some(100),
+    };
+    store.record(&c0, &retry, 2).await.unwrap();
+    store.claim(&ds[1].key(), 1, 200).await.unwrap().unwrap();
+    let c2 = store.claim(&ds[2].key(), 1, 10).await.unwrap().unwrap();
+    let dead = Settled {
+        status: Status::Dead,
+        result: None,
+        last_error: Some("no".into()),
+        next_attempt_at: None,
+    };
+    store.record(&c2, &dead, 2).await.unwrap();
+    let keys = |v: Vec<hookbridge::event::DeliveryKey>| {
+        let mut s: Vec<String> = v.into_iter().map(|k| k.sk).collect();
+        s.sort();
+        s
+    };
+    assert!(store.due(99, 10).await.unwrap().is_empty());
+    assert_eq!(
+        keys(store.due(100, 10).await.unwrap()),
+        ["DLV#dingtalk#000"]
+    );
+    assert_eq!(
+        keys(store.due(500, 10).await.unwrap()),
+        ["DLV#dingtalk#000", "DLV#dingtalk#001"]
+    );
+    assert_eq!(store.due(500, 1).await.unwrap().len(), 1, "limit holds");
+}
+
+async fn requeue_happens_once(store: Arc<dyn Store>) {
+    let e = event("m6");
+    let d = deliveries(&e, 1).remove(0);
+    store.insert(&e, std::slice::from_ref(&d)).await.unwrap();
+    let c = store.claim(&d.key(), 1, 10).await.unwrap().unwrap();
+    let retry = Settled {
+        status: Status::Retrying,
+        result: None,
+        last_error: None,
+        next_attempt_at: Some(100),
+    };
+    store.record(&c, &retry, 2).await.unwrap();
+    assert!(!store.requeue(&d.key(), 99).await.unwrap(), "not due yet");
+    let key = d.key();
+    let (a, b) = tokio::join!(store.requeue(&key, 100), store.requeue(&key, 100));
+    assert_eq!([a.unwrap(), b.unwrap()].iter().filter(|x| **x).count(), 1);
+    assert!(
+        store.due(1_000, 10).await.unwrap().is_empty(),
+        "pending is not in the due index"
+    );
+    assert!(store.claim(&d.key(), 101, 200).await.unwrap().is_some());
+}
+
+async fn recent_is_newest_first(store: Arc<dyn Store>) {
+    let e = event("m7");
+    let ds = deliveries(&e, 3);
+    store.insert(&e, &ds).await.unwrap();
+    let c = store
+        .claim(&ds[1].key(), 5_000, 6_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let recent = store.recent(2).await.unwrap();
+    assert_eq!(recent.len(), 2);
+    assert_eq!(recent[0].key(), c.key());
+}
+
+async fn token_lease_is_exclusive_until_it_lapses(store: Arc<dyn Store>) {
+    assert_eq!(store.token("dingtalk#k").await.unwrap(), None);
+    assert!(store.lease("dingtalk#k", "a", 0, 100).await.unwrap());
+    assert!(!store.lease("dingtalk#k", "b", 50, 150).await.unwrap());
+    assert!(
+        store.lease("dingtalk#k", "b", 100, 200).await.unwrap(),
+        "a lapsed lease can be taken"
+    );
+    let t = TokenRecord {
+        access_token: "tok".into(),
+        refresh_at: 1_000,
+        expires_at: 2_000,
+    };
+    store.save_token("dingtalk#k", &t).await.unwrap();
+    assert_eq!(store.token("dingtalk#k").await.unwrap(), Some(t));
+    assert!(
+        store.lease("dingtalk#k", "c", 150, 300).await.unwrap(),
+        "saving releases the lease"
+    );
+    assert_eq!(store.token("dingtalk#other").await.unwrap(), None);
+}
+
+async fn dropping_a_token_only_drops_that_token(store: Arc<dyn Store>) {
+    let t = TokenRecord {
+        access_token: "new".into(),
+        refresh_at: 1_000,
+        expires_at: 2_000,
+    };
+    store.save_token("dingtalk#k", &t).await.unwrap();
+    store.drop_token("dingtalk#k", "old").await.unwrap();
+    assert_eq!(store.token("dingtalk#k").await.unwrap(), Some(t));
+    store.drop_token("dingtalk#k", "new").await.unwrap();
+    assert_eq!(store.token("dingtalk#k").await.unwrap(), None);
+}
+
+async fn ninety_nine_deliveries_fit_in_one_insert(store: Arc<dyn Store>) {
+    let e = event("m8");
+    let ds = deliveries(&e, hookbridge::routing::MAX_DELIVERIES);
+    assert_eq!(store.insert(&e, &ds).await.unwrap(), Inserted::Created);
+    assert_eq!(store.deliveries_of(&e.pk()).await.unwrap().len(), 99);
+}
+
+#[tokio::test]
+async fn the_memory_feed_announces_every_pending_delivery() {
+    let (store, mut feed) = MemoryStore::with_feed();
+    let e = event("feed");
+    let ds = deliveries(&e, 2);
+    store.insert(&e, &ds).await.unwrap();
+    store.insert(&e, &ds).await.unwrap();
+    assert_eq!(feed.try_recv().unwrap(), ds[0].key());
+    assert_eq!(feed.try_recv().unwrap(), ds[1].key());
+    assert!(feed.try_recv().is_err(), "a duplicate announces nothing");
+}
