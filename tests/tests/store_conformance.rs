@@ -266,8 +266,12 @@ async fn token_lease_is_exclusive_until_it_lapses(store: Arc<dyn Store>) {
     store.save_token("dingtalk#k", &t).await.unwrap();
     assert_eq!(store.token("dingtalk#k").await.unwrap(), Some(t));
     assert!(
-        store.lease("dingtalk#k", "c", 150, 300).await.unwrap(),
-        "saving releases the lease"
+        !store.lease("dingtalk#k", "c", 150, 300).await.unwrap(),
+        "no lease while the token is fresh"
+    );
+    assert!(
+        store.lease("dingtalk#k", "c", 1_000, 1_300).await.unwrap(),
+        "saving released the lease; the token is due for refresh"
     );
     assert_eq!(store.token("dingtalk#other").await.unwrap(), None);
 }

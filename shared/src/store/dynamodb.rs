@@ -544,7 +544,10 @@ impl TokenStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(&format!("TOKEN#{name}"), TOKEN_SK)))
-            .condition_expression("attribute_not_exists(lease_until) OR lease_until <= :now")
+            .condition_expression(
+                "(attribute_not_exists(lease_until) OR lease_until <= :now) \
+                 AND (attribute_not_exists(refresh_at) OR refresh_at <= :now)",
+            )
             .update_expression("SET lease_owner = :owner, lease_until = :until")
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":until", n(until))

@@ -187,13 +187,16 @@ impl TokenStore for MemoryStore {
     ) -> Result<bool, StoreError> {
         let mut state = self.lock();
         let entry = state.tokens.entry(name.to_owned()).or_default();
-        match &entry.1 {
-            Some((_, held_until)) if *held_until > now => Ok(false),
-            _ => {
-                entry.1 = Some((owner.to_owned(), until));
-                Ok(true)
-            }
+        let held = entry
+            .1
+            .as_ref()
+            .is_some_and(|(_, held_until)| *held_until > now);
+        let fresh = entry.0.as_ref().is_some_and(|t| t.refresh_at > now);
+        if held || fresh {
+            return Ok(false);
         }
+        entry.1 = Some((owner.to_owned(), until));
+        Ok(true)
     }
 
     async fn save_token(&self, name: &str, token: &TokenRecord) -> Result<(), StoreError> {

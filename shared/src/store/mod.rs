@@ -79,7 +79,9 @@ pub struct TokenRecord {
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     async fn token(&self, name: &str) -> Result<Option<TokenRecord>, StoreError>;
-    /// Takes the refresh lease for `name` until `until`, unless another holder's lease is live.
+    /// Takes the refresh lease for `name` until `until`, unless another holder's lease is live
+    /// or the stored token does not need refreshing yet. Checked atomically: a process that
+    /// read "no token" just before another saved one cannot win the lease and fetch again.
     async fn lease(
         &self,
         name: &str,

@@ -1,0 +1,429 @@
+//! The DingTalk connector through the whole pipeline (ingress → store → sender loop) against
+//! the fake DingTalk server, which enforces the real rules.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookbridge::event::{Delivery, Status};
+use hookbridge::store::Store;
+use hookbridge::store::memory::MemoryStore;
+use hookbridge_tests::fake_dingtalk::FakeDingTalk;
+use hookbridge_tests::{Harness, app_on, config, dynamo_store};
+use serde_json::{Value, json};
+
+const SEND: &str = "asyncsend_v2";
+const BAR: &str = "status_bar/update";
+const TOKEN: &str = "/gettoken";
+
+fn todo(id: &str, targets: usize) -> String {
+    let users: Vec<Value> = (0..targets).map(|i| json!(format!("u{i}"))).collect();
+    json!({
+        "messageId": id,
+        "message": "张三 提交了「办公设备采购申请」，请您审批。",
+        "messageTypeV2": 14,
+        "appName": "采购管理",
+        "redirectUrl": "https://hap.example.com/app/1/workflow/2/record/3",
+        "targets": users,
+    })
+    .to_string()
+}
+
+fn notice(id: &str, targets: usize) -> String {
+    let users: Vec<Value> = (0..targets).map(|i| json!(format!("u{i}"))).collect();
+    json!({"messageId": id, "message": "合同将于 7 天后到期", "messageTypeV2": 16, "appName": "合同管理", "targets": users})
+        .to_string()
+}
+
+fn finish(id: &str, user: Option<&str>) -> String {
+    match user {
+        Some(u) => json!({"messageId": id, "userId": u}),
+        None => json!({"messageId": id}),
+    }
+    .to_string()
+}
+
+async fn live(extra: &str) -> (FakeDingTalk, Harness) {
+    let fake = FakeDingTalk::start().await;
+    let h = Harness::new(config(Some(&fake.url), extra)).await;
+    (fake, h)
+}
+
+fn task_id(d: &Delivery) -> i64 {
+    d.result
+        .as_ref()
+        .and_then(|r| r["task_id"].as_i64())
+        .expect("task_id")
+}
+
+fn status_of(fake: &FakeDingTalk, user: &str) -> Vec<Option<String>> {
+    fake.tasks()
+        .into_iter()
+        .filter(|t| t.userids.iter().any(|u| u == user))
+        .map(|t| t.status)
+        .collect()
+}
+
+#[tokio::test]
+async fn one_token_serves_many_sends_and_goes_only_in_the_query() {
+    let (fake, mut h) = live("").await;
+    for i in 0..10 {
+        assert_eq!(
+            h.post("/hap/message", &notice(&format!("m{i}"), 1))
+                .await
+                .status,
+            200
+        );
+    }
+    assert_eq!(h.drain().await, vec![Status::Sent; 10]);
+    assert_eq!(fake.count(TOKEN), 1);
+    let sends = fake.calls(SEND);
+    assert_eq!(sends.len(), 10);
+    assert!(
+        sends
+            .iter()
+            .all(|c| c.query.get("access_token").map(String::as_str) == Some("fake-token-1"))
+    );
+}
+
+#[tokio::test]
+async fn a_token_that_expires_mid_run_is_refreshed_once() {
+    let (fake, mut h) = live("").await;
+    for i in 0..3 {
+        h.post("/hap/message", &notice(&format!("a{i}"), 1)).await;
+    }
+    h.drain().await;
+    fake.expire_token();
+    for i in 0..3 {
+        h.post("/hap/message", &notice(&format!("b{i}"), 1)).await;
+    }
+    assert_eq!(h.drain().await, vec![Status::Sent; 3]);
+    assert_eq!(fake.count(TOKEN), 2, "one refresh, not one per send");
+    assert_eq!(fake.count(SEND), 7, "the rejected send was retried at once");
+    assert_eq!(fake.tasks().len(), 6);
+}
+
+#[tokio::test]
+async fn missing_or_zero_expires_in_does_not_cause_a_refresh_loop() {
+    for expires_in in [None, Some(0), Some(-5)] {
+        let (fake, mut h) = live("").await;
+        fake.set_expires_in(expires_in);
+        for i in 0..5 {
+            h.post("/hap/message", &notice(&format!("m{i}"), 1)).await;
+        }
+        assert_eq!(h.drain().await, vec![Status::Sent; 5]);
+        assert_eq!(fake.count(TOKEN), 1, "expires_in {expires_in:?}");
+    }
+}
+
+/// Eight containers start at once, each with an empty in-memory token cache, sharing the
+/// table: the lease lets one of them call gettoken.
+async fn concurrent_cold_starts_fetch_one_token(store: Arc<dyn Store>) {
+    let fake = FakeDingTalk::start().await;
+    fake.set_latency(Duration::from_millis(150));
+    let cfg = config(Some(&fake.url), "max_qps = 1000");
+    let mut apps = vec![];
+    for _ in 0..8 {
+        apps.push(app_on(cfg.clone(), store.clone()).await);
+    }
+    let mut keys = vec![];
+    for i in 0..8 {
+        let req = hookbridge_tests::request(
+            "/hap/message",
+            notice(&format!("c{i}"), 1),
+            Some(hookbridge_tests::HAP_TOKEN),
+        );
+        let resp = apps[0]
+            .ingress
+            .handle(req, hookbridge::event::now_ms())
+            .await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        keys.extend(
+            store
+                .deliveries_of(&format!("EVT#hap#c{i}"))
+                .await
+                .unwrap()
+                .iter()
+                .map(Delivery::key),
+        );
+    }
+    let mut runs = tokio::task::JoinSet::new();
+    for (app, key) in apps.into_iter().zip(keys) {
+        runs.spawn(async move { app.sender.process(&key).await.unwrap() });
+    }
+    let statuses = runs.join_all().await;
+    assert!(
+        statuses.iter().all(|s| *s == Some(Status::Sent)),
+        "{statuses:?}"
+    );
+    assert_eq!(fake.count(TOKEN), 1);
+}
+
+#[tokio::test]
+async fn concurrent_cold_starts_fetch_one_token_memory() {
+    concurrent_cold_starts_fetch_one_token(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn concurrent_cold_starts_fetch_one_token_dynamodb() {
+    concurrent_cold_starts_fetch_one_token(Arc::new(dynamo_store().await)).await;
+}
+
+#[tokio::test]
+async fn twelve_todo_targets_get_twelve_cards_and_one_finish_flips_one() {
+    let (fake, mut h) = live("").await;
+    let resp = h.post("/hap/message", &todo("t12", 12)).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(h.drain().await, vec![Status::Sent; 12]);
+    let tasks = fake.tasks();
+    assert_eq!(tasks.len(), 12);
+    let mut ids: Vec<i64> = tasks.iter().map(|t| t.task_id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 12, "12 distinct task ids");
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t.userids.len() == 1 && t.status.as_deref() == Some("待处理"))
+    );
+    let cards = h.deliveries("EVT#hap#t12").await;
+    for (card, task) in cards.iter().zip(&tasks) {
+        assert_eq!(
+            (task_id(card), &card.recipients),
+            (task.task_id, &task.userids)
+        );
+    }
+
+    h.post("/hap/todo", &finish("t12", Some("u7"))).await;
+    assert_eq!(h.drain().await, vec![Status::Sent]);
+    assert_eq!(fake.count(BAR), 1);
+    assert_eq!(status_of(&fake, "u7"), [Some("已处理".to_owned())]);
+    for u in (0..12).filter(|i| *i != 7) {
+        assert_eq!(
+            status_of(&fake, &format!("u{u}")),
+            [Some("待处理".to_owned())],
+            "u{u}"
+        );
+    }
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
+
+#[tokio::test]
+async fn a_finish_without_user_or_with_an_unknown_user_flips_every_card() {
+    for user in [None, Some("stranger")] {
+        let (fake, mut h) = live("").await;
+        h.post("/hap/message", &todo("t", 4)).await;
+        h.drain().await;
+        h.post("/hap/todo", &finish("t", user)).await;
+        assert_eq!(h.drain().await, vec![Status::Sent]);
+        assert_eq!(fake.count(BAR), 4, "{user:?}");
+        assert!(
+            fake.tasks()
+                .iter()
+                .all(|t| t.status.as_deref() == Some("已处理"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn grouped_mode_sends_three_cards_for_twelve_and_flips_a_group() {
+    let (fake, mut h) = live("todo_fanout = \"chunk5\"").await;
+    h.post("/hap/message", &todo("g", 12)).await;
+    assert_eq!(h.drain().await, vec![Status::Sent; 3]);
+    let sizes: Vec<usize> = fake.tasks().iter().map(|t| t.userids.len()).collect();
+    assert_eq!(sizes, [5, 5, 2]);
+    h.post("/hap/todo", &finish("g", Some("u6"))).await;
+    h.drain().await;
+    let done: Vec<usize> = fake
+        .tasks()
+        .iter()
+        .filter(|t| t.status.as_deref() == Some("已处理"))
+        .map(|t| t.userids.len())
+        .collect();
+    assert_eq!(done, [5], "the card u6 shares with four others");
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
+
+#[tokio::test]
+async fn a_finish_that_arrives_before_the_cards_are_sent_waits() {
+    let (fake, mut h) = live("").await;
+    h.post("/hap/message", &todo("early", 2)).await;
+    h.post("/hap/todo", &finish("early", Some("u1"))).await;
+    let cards = [h.next_key().unwrap(), h.next_key().unwrap()];
+    let update = h.next_key().unwrap();
+    assert_eq!(
+        h.app.sender.process(&update).await.unwrap(),
+        Some(Status::Retrying)
+    );
+    let waiting = &h.deliveries(&update.pk).await[0];
+    assert!(
+        waiting
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("is pending"),
+        "{waiting:?}"
+    );
+    for c in &cards {
+        assert_eq!(h.app.sender.process(c).await.unwrap(), Some(Status::Sent));
+    }
+    assert_eq!(h.sweep_after(3600).await, vec![Status::Sent]);
+    assert_eq!(status_of(&fake, "u1"), [Some("已处理".to_owned())]);
+    assert_eq!(status_of(&fake, "u0"), [Some("待处理".to_owned())]);
+}
+
+#[tokio::test]
+async fn a_finish_for_an_unknown_todo_is_skipped_not_dead() {
+    let (fake, mut h) = live("").await;
+    assert_eq!(
+        h.post("/hap/todo", &finish("never-seen", Some("u1")))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(h.drain().await, vec![Status::Skipped]);
+    assert_eq!(fake.count(BAR), 0);
+}
+
+#[tokio::test]
+async fn a_notice_to_150_users_is_two_sends() {
+    let (fake, mut h) = live("").await;
+    h.post("/hap/message", &notice("n150", 150)).await;
+    assert_eq!(h.drain().await, vec![Status::Sent; 2]);
+    let sizes: Vec<usize> = fake.tasks().iter().map(|t| t.userids.len()).collect();
+    assert_eq!(sizes, [100, 50]);
+    assert!(fake.tasks().iter().all(|t| t.msgtype == "markdown"));
+}
+
+#[tokio::test]
+async fn a_long_message_is_cut_to_fit_2048_bytes() {
+    let (fake, mut h) = live("").await;
+    let long = "很长的审批说明。".repeat(300);
+    let body = json!({"messageId": "long", "message": long, "messageTypeV2": 14, "redirectUrl": "https://hap/x", "targets": ["u1"]});
+    h.post("/hap/message", &body.to_string()).await;
+    assert_eq!(h.drain().await, vec![Status::Sent]);
+    let msg = &fake.tasks()[0].content;
+    assert!(serde_json::to_vec(msg).unwrap().len() <= 2048);
+    let rows = msg["oa"]["body"]["form"].as_array().unwrap();
+    let message = rows.iter().find(|r| r["key"] == "消息：").unwrap();
+    assert!(
+        message["value"].as_str().unwrap().ends_with('…'),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn transient_failures_retry_through_the_sweeper() {
+    for (status, answer) in [
+        (200, r#"{"errcode":-1,"errmsg":"系统繁忙"}"#),
+        (
+            200,
+            r#"{"errcode":88,"sub_code":"90018","sub_msg":"调用太频繁"}"#,
+        ),
+        (200, "<html><body>访问受限</body></html>"),
+        (502, "Bad Gateway"),
+    ] {
+        let (fake, mut h) = live("").await;
+        fake.inject(
+            "/topapi/message/corpconversation/asyncsend_v2",
+            status,
+            answer,
+            1,
+        );
+        h.post("/hap/message", &notice("tr", 1)).await;
+        assert_eq!(h.drain().await, vec![Status::Retrying], "{answer}");
+        assert_eq!(h.sweep_after(1).await, vec![], "not due within a second");
+        assert_eq!(h.sweep_after(3600).await, vec![Status::Sent], "{answer}");
+        let d = &h.deliveries("EVT#hap#tr").await[0];
+        assert_eq!((d.attempts, d.last_error.clone()), (2, None));
+    }
+}
+
+#[tokio::test]
+async fn permanent_failures_are_dead_with_the_reason() {
+    let (fake, mut h) = live("").await;
+    fake.inject(
+        "/topapi/message/corpconversation/asyncsend_v2",
+        200,
+        r#"{"errcode":60020,"errmsg":"访问ip不在白名单之中"}"#,
+        1,
+    );
+    h.post("/hap/message", &notice("dead", 1)).await;
+    assert_eq!(h.drain().await, vec![Status::Dead]);
+    let d = &h.deliveries("EVT#hap#dead").await[0];
+    let reason = d.last_error.as_deref().unwrap();
+    assert!(
+        reason.contains("60020") && reason.contains("whitelist"),
+        "{reason}"
+    );
+    assert!(h.sweep_after(86_400).await.is_empty(), "dead stays dead");
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_dead_with_a_hint() {
+    let fake = FakeDingTalk::start().await;
+    let mut cfg = config(Some(&fake.url), "");
+    let dingtalk = cfg.connectors.dingtalk.as_mut().unwrap();
+    dingtalk.app_secret = Some(String::from("plain:wrong").try_into().unwrap());
+    let mut h = Harness::new(cfg).await;
+    h.post("/hap/message", &notice("cred", 1)).await;
+    assert_eq!(h.drain().await, vec![Status::Dead]);
+    let reason = h.deliveries("EVT#hap#cred").await[0]
+        .last_error
+        .clone()
+        .unwrap();
+    assert!(
+        reason.contains("40096") && reason.contains("app_secret"),
+        "{reason}"
+    );
+    assert_eq!(fake.count(SEND), 0);
+}
+
+#[tokio::test]
+async fn the_last_attempt_makes_a_transient_failure_dead() {
+    let (fake, mut h) = live("").await;
+    let busy = r#"{"errcode":-1,"errmsg":"系统繁忙"}"#;
+    fake.inject(
+        "/topapi/message/corpconversation/asyncsend_v2",
+        200,
+        busy,
+        100,
+    );
+    h.post("/hap/message", &notice("budget", 1)).await;
+    let mut last = h.drain().await;
+    for _ in 0..20 {
+        if last == [Status::Dead] {
+            break;
+        }
+        last = h.sweep_after(86_400).await;
+    }
+    assert_eq!(last, [Status::Dead]);
+    let d = &h.deliveries("EVT#hap#budget").await[0];
+    assert_eq!(d.attempts, 8, "the default max_attempts");
+    assert!(
+        d.last_error
+            .as_deref()
+            .unwrap()
+            .contains("gave up after 8 attempts")
+    );
+}
+
+#[tokio::test]
+async fn pacing_stays_under_the_20_qps_limit() {
+    // Unpaced, a burst of 30 trips DingTalk's 20 QPS limit...
+    let (fake, mut h) = live("max_qps = 1000").await;
+    for i in 0..30 {
+        h.post("/hap/message", &notice(&format!("p{i}"), 1)).await;
+    }
+    let statuses = h.drain().await;
+    assert!(
+        statuses.contains(&Status::Retrying),
+        "the fake must throttle an unpaced burst"
+    );
+    assert!(fake.count(SEND) == 30);
+    // ...paced at the default 15 QPS, it does not.
+    let (fake, mut h) = live("").await;
+    for i in 0..30 {
+        h.post("/hap/message", &notice(&format!("p{i}"), 1)).await;
+    }
+    assert_eq!(h.drain().await, vec![Status::Sent; 30]);
+    assert_eq!(fake.count(SEND), 30);
+}
