@@ -1,0 +1,404 @@
+//! HAP webhooks through the ingress pipeline: every fixture, bad input of every kind, auth,
+//! idempotency, and a store that is down.
+
+use std::sync::Arc;
+
+use hookbridge::connectors::dingtalk::AsyncSend;
+use hookbridge::event::{Action, now_ms};
+use hookbridge::store::Store;
+use hookbridge::store::memory::MemoryStore;
+use hookbridge_tests::{
+    HAP_TOKEN, Harness, app_on, config, dynamo_store, fixture, request, unreachable_store,
+};
+use serde_json::{Value, json};
+
+fn body(resp: &hookbridge::ingress::Response) -> Value {
+    serde_json::from_str(&resp.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", resp.body))
+}
+
+async fn dry_run() -> Harness {
+    Harness::new(config(None, "")).await
+}
+
+#[tokio::test]
+async fn every_fixture_is_accepted_with_the_expected_deliveries() {
+    let h = dry_run().await;
+    for (path, name, event, deliveries) in [
+        (
+            "/hap/message",
+            "hap-message-todo.json",
+            "EVT#hap#8d3e6f1a-4c2b-4a9e-b7d5-0f1e2a3b4c5d",
+            2,
+        ),
+        (
+            "/hap/message",
+            "hap-message-system.json",
+            "EVT#hap#1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+            1,
+        ),
+        (
+            "/hap/message",
+            "hap-message-mention.json",
+            "EVT#hap#9f8e7d6c-5b4a-4392-8171-6f5e4d3c2b1a",
+            1,
+        ),
+        (
+            "/hap/todo",
+            "hap-finish-todo.json",
+            "EVT#hap#done#8d3e6f1a-4c2b-4a9e-b7d5-0f1e2a3b4c5d#manager4220",
+            1,
+        ),
+    ] {
+        let resp = h.post(path, &fixture(name)).await;
+        assert_eq!(resp.status, 200, "{name}: {}", resp.body);
+        assert_eq!(
+            body(&resp),
+            json!({"success": true, "event": event, "duplicate": false, "deliveries": deliveries}),
+            "{name}"
+        );
+        assert_eq!(h.deliveries(event).await.len(), deliveries, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_system_fixture_is_a_notice_because_v2_wins() {
+    let h = dry_run().await;
+    h.post("/hap/message", &fixture("hap-message-system.json"))
+        .await;
+    let d = &h
+        .deliveries("EVT#hap#1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d")
+        .await[0];
+    assert_eq!(
+        d.message["msg"]["msgtype"], "markdown",
+        "legacy 14 must not make it a to-do"
+    );
+}
+
+/// Our card for the to-do fixture, in grouped mode, against the team's reference rendering.
+#[tokio::test]
+async fn the_todo_card_matches_the_reference_asyncsend_body() {
+    let h = Harness::new(config(None, "todo_fanout = \"chunk5\"")).await;
+    h.post("/hap/message", &fixture("hap-message-todo.json"))
+        .await;
+    let ds = h
+        .deliveries("EVT#hap#8d3e6f1a-4c2b-4a9e-b7d5-0f1e2a3b4c5d")
+        .await;
+    assert_eq!(ds.len(), 1);
+    let ours: AsyncSend = serde_json::from_value(ds[0].message.clone()).unwrap();
+    let reference: Value = serde_json::from_str(&fixture("dingtalk-asyncsend-oa.json")).unwrap();
+    let ours = serde_json::to_value(ours).unwrap();
+    for pointer in [
+        "/agent_id",
+        "/userid_list",
+        "/to_all_user",
+        "/msg/msgtype",
+        "/msg/oa/message_url",
+        "/msg/oa/pc_message_url",
+        "/msg/oa/head/bgcolor",
+        "/msg/oa/head/text",
+        "/msg/oa/status_bar/status_bg",
+        "/msg/oa/body/file_count",
+    ] {
+        assert_eq!(
+            ours.pointer(pointer),
+            reference.pointer(pointer),
+            "{pointer}"
+        );
+    }
+    assert_eq!(ours["msg"]["oa"]["status_bar"]["status_value"], "待处理");
+    let content = ours["msg"]["oa"]["body"]["content"].as_str().unwrap();
+    assert!(content.ends_with("#8d3e6f"), "{content}");
+    assert!(serde_json::to_vec(&ours["msg"]).unwrap().len() <= 2048);
+}
+
+#[tokio::test]
+async fn bad_bodies_get_a_400_that_says_what_to_fix() {
+    let h = dry_run().await;
+    for (path, bad, want) in [
+        ("/hap/message", "", "not valid JSON"),
+        ("/hap/message", "not json", "not valid JSON"),
+        ("/hap/message", "[]", "must be a JSON object"),
+        ("/hap/message", "null", "must be a JSON object, not null"),
+        ("/hap/message", "{}", "missing field `messageId`"),
+        ("/hap/message", r#"{"messageId":true}"#, "field messageId"),
+        (
+            "/hap/message",
+            r#"{"messageId":"m","targets":7}"#,
+            "field targets",
+        ),
+        (
+            "/hap/message",
+            r#"{"messageId":"m","attachments":{"a":"b"}}"#,
+            "field attachments",
+        ),
+        (
+            "/hap/message",
+            r#"{"messageId":"m","appName":["x"]}"#,
+            "field appName",
+        ),
+        (
+            "/hap/todo",
+            r#"{"userId":"u"}"#,
+            "missing field `messageId`",
+        ),
+        (
+            "/hap/todo",
+            r#"{"messageId":" "}"#,
+            "field messageId: must not be empty",
+        ),
+    ] {
+        let resp = h.post(path, bad).await;
+        assert_eq!(resp.status, 400, "{bad}: {}", resp.body);
+        let b = body(&resp);
+        assert_eq!(b["success"], false);
+        assert!(b["error"].as_str().unwrap().contains(want), "{bad}: {b}");
+    }
+    let invalid_utf8 = request(
+        "/hap/message",
+        &b"{\"messageId\":\"\xff\"}"[..],
+        Some(HAP_TOKEN),
+    );
+    let resp = h.app.ingress.handle(invalid_utf8, now_ms()).await;
+    assert_eq!(resp.status, 400);
+    assert!(
+        body(&resp)["error"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON")
+    );
+    assert!(
+        h.app.store.recent(10).await.unwrap().is_empty(),
+        "nothing stored"
+    );
+}
+
+#[tokio::test]
+async fn every_truncation_of_every_fixture_is_a_clean_400() {
+    let h = dry_run().await;
+    for (path, name) in [
+        ("/hap/message", "hap-message-todo.json"),
+        ("/hap/message", "hap-message-mention.json"),
+        ("/hap/todo", "hap-finish-todo.json"),
+    ] {
+        let full = fixture(name).into_bytes();
+        for cut in 0..full.len() - 2 {
+            let req = request(path, full[..cut].to_vec(), Some(HAP_TOKEN));
+            let resp = h.app.ingress.handle(req, now_ms()).await;
+            assert_eq!(resp.status, 400, "{name} cut at {cut}: {}", resp.body);
+        }
+    }
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_a_413_in_haps_format() {
+    let h = Harness::new(config(None, "").clone()).await;
+    let limit = h.app.config.sources.hap.as_ref().unwrap().max_body_bytes;
+    let big =
+        json!({"messageId": "big", "message": "x".repeat(limit), "targets": ["u"]}).to_string();
+    let resp = h.post("/hap/message", &big).await;
+    assert_eq!(resp.status, 413);
+    assert!(
+        body(&resp)["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("the limit is {limit} bytes"))
+    );
+}
+
+#[tokio::test]
+async fn auth_is_checked_first_and_never_leaks() {
+    let h = dry_run().await;
+    let todo = fixture("hap-message-todo.json");
+    for (token, status, want) in [
+        (None, 401, "missing header x-hookbridge-token"),
+        (Some("wrong"), 401, "does not match"),
+        (Some(""), 401, "does not match"),
+        (Some("test-hap-token "), 401, "does not match"),
+        (Some(HAP_TOKEN), 200, ""),
+    ] {
+        let resp = h
+            .app
+            .ingress
+            .handle(request("/hap/message", todo.clone(), token), now_ms())
+            .await;
+        assert_eq!(resp.status, status, "{token:?}: {}", resp.body);
+        assert!(
+            !resp.body.contains(HAP_TOKEN),
+            "the configured token must never be echoed"
+        );
+        if status == 401 {
+            assert!(
+                body(&resp)["error"].as_str().unwrap().contains(want),
+                "{}",
+                resp.body
+            );
+        }
+    }
+    let garbage = h
+        .app
+        .ingress
+        .handle(request("/hap/message", "%%%", None), now_ms())
+        .await;
+    assert_eq!(
+        garbage.status, 401,
+        "unauthenticated requests are not parsed"
+    );
+}
+
+#[tokio::test]
+async fn wrong_content_type_and_unknown_paths() {
+    let h = dry_run().await;
+    let mut req = request(
+        "/hap/message",
+        fixture("hap-message-todo.json"),
+        Some(HAP_TOKEN),
+    );
+    req.headers.insert(
+        "content-type",
+        "application/x-www-form-urlencoded".parse().unwrap(),
+    );
+    let resp = h.app.ingress.handle(req, now_ms()).await;
+    assert_eq!(resp.status, 415);
+    assert!(
+        body(&resp)["error"]
+            .as_str()
+            .unwrap()
+            .contains("application/json")
+    );
+    let resp = h.post("/hap/messages", "{}").await;
+    assert_eq!(resp.status, 404);
+    assert!(
+        body(&resp)["error"]
+            .as_str()
+            .unwrap()
+            .contains("/hap/message")
+    );
+    let staged = h
+        .post("/prod/hap/message/", &fixture("hap-message-mention.json"))
+        .await;
+    assert_eq!(
+        staged.status, 200,
+        "a stage prefix and a trailing slash are fine"
+    );
+}
+
+#[tokio::test]
+async fn a_message_without_targets_is_stored_and_acknowledged() {
+    let h = dry_run().await;
+    let resp = h
+        .post("/hap/message", r#"{"messageId":"lonely","targets":[]}"#)
+        .await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(body(&resp)["deliveries"], 0);
+}
+
+async fn the_same_message_twice_is_one_event(store: Arc<dyn Store>) {
+    let app = app_on(config(None, ""), store.clone()).await;
+    let post = |name: &str| {
+        let app = app.clone();
+        let body = fixture(name);
+        async move {
+            app.ingress
+                .handle(request("/hap/message", body, Some(HAP_TOKEN)), now_ms())
+                .await
+        }
+    };
+    let first = post("hap-message-todo.json").await;
+    assert_eq!(body(&first)["duplicate"], false);
+    let second = post("hap-message-todo.json").await;
+    assert_eq!(second.status, 200);
+    assert_eq!(body(&second)["duplicate"], true);
+    assert_eq!(body(&second)["deliveries"], 0);
+    let pk = "EVT#hap#8d3e6f1a-4c2b-4a9e-b7d5-0f1e2a3b4c5d";
+    assert_eq!(store.deliveries_of(pk).await.unwrap().len(), 2);
+}
+
+async fn concurrent_duplicates_are_one_event(store: Arc<dyn Store>) {
+    let app = app_on(config(None, ""), store.clone()).await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..24 {
+        let app = app.clone();
+        set.spawn(async move {
+            let req = request(
+                "/hap/message",
+                fixture("hap-message-todo.json"),
+                Some(HAP_TOKEN),
+            );
+            app.ingress.handle(req, now_ms()).await
+        });
+    }
+    let responses = set.join_all().await;
+    assert!(
+        responses.iter().all(|r| r.status == 200),
+        "{:?}",
+        responses.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    let created = responses
+        .iter()
+        .filter(|r| body(r)["duplicate"] == false)
+        .count();
+    assert_eq!(created, 1);
+    let pk = "EVT#hap#8d3e6f1a-4c2b-4a9e-b7d5-0f1e2a3b4c5d";
+    assert_eq!(store.deliveries_of(pk).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn the_same_message_twice_is_one_event_memory() {
+    the_same_message_twice_is_one_event(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn the_same_message_twice_is_one_event_dynamodb() {
+    the_same_message_twice_is_one_event(Arc::new(dynamo_store().await)).await;
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_are_one_event_memory() {
+    concurrent_duplicates_are_one_event(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_are_one_event_dynamodb() {
+    concurrent_duplicates_are_one_event(Arc::new(dynamo_store().await)).await;
+}
+
+#[tokio::test]
+async fn a_repeated_finish_is_one_status_update() {
+    let h = dry_run().await;
+    for _ in 0..3 {
+        assert_eq!(
+            h.post("/hap/todo", &fixture("hap-finish-todo.json"))
+                .await
+                .status,
+            200
+        );
+    }
+    let pk = "EVT#hap#done#8d3e6f1a-4c2b-4a9e-b7d5-0f1e2a3b4c5d#manager4220";
+    let ds = h.deliveries(pk).await;
+    assert_eq!(ds.len(), 1);
+    assert_eq!(ds[0].action, Action::UpdateStatus);
+}
+
+#[tokio::test]
+async fn a_store_that_is_down_gets_a_503_and_nothing_is_acknowledged() {
+    let app = app_on(config(None, ""), Arc::new(unreachable_store().await)).await;
+    for (path, name) in [
+        ("/hap/message", "hap-message-todo.json"),
+        ("/hap/todo", "hap-finish-todo.json"),
+    ] {
+        let resp = app
+            .ingress
+            .handle(request(path, fixture(name), Some(HAP_TOKEN)), now_ms())
+            .await;
+        assert_eq!(resp.status, 503, "{}", resp.body);
+        let b = body(&resp);
+        assert_eq!(b["success"], false);
+        assert!(b["error"].as_str().unwrap().contains("please retry"), "{b}");
+    }
+    // Bad input is still the sender's problem, not a 5xx.
+    let resp = app
+        .ingress
+        .handle(request("/hap/message", "[]", Some(HAP_TOKEN)), now_ms())
+        .await;
+    assert_eq!(resp.status, 400);
+}
