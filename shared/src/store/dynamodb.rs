@@ -94,6 +94,10 @@ impl DynamoStore {
         }
     }
 
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
     fn ttl(&self, now: Millis) -> i64 {
         now / 1000 + self.retention.as_secs() as i64
     }

@@ -1,0 +1,386 @@
+//! The Lambda entry points, driven with real event payloads: API Gateway HTTP API (v2)
+//! requests for `hap-webhook`, DynamoDB stream batches (images read from DynamoDB Local) for
+//! `dingtalk-sender`, and an EventBridge schedule for `retry-sweeper`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_lambda_events::dynamodb::Event as StreamEvent;
+use base64::Engine;
+use hookbridge::event::{Delivery, DeliveryKey, Event, Millis, Settled, Status};
+use hookbridge::store::memory::MemoryStore;
+use hookbridge::store::{
+    DeliveryStore, EventStore, Inserted, Store, StoreError, TokenRecord, TokenStore,
+};
+use hookbridge_tests::fake_dingtalk::FakeDingTalk;
+use hookbridge_tests::{HAP_TOKEN, app_on, config, dynamo_client, dynamodb_endpoint, fixture};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{Value, json};
+
+/// An API Gateway HTTP API payload (format 2.0) as it reaches the function.
+fn apigw_v2(path: &str, body: &str, token: Option<&str>, base64: bool) -> lambda_http::Request {
+    let mut headers = json!({
+        "content-type": "application/json; charset=utf-8",
+        "host": "abc123.execute-api.cn-north-1.amazonaws.com.cn",
+        "user-agent": "HAP-Webhook",
+        "x-forwarded-for": "10.1.2.3",
+    });
+    if let Some(t) = token {
+        headers["x-hookbridge-token"] = json!(t);
+    }
+    let payload = json!({
+        "version": "2.0",
+        "routeKey": format!("POST {path}"),
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.cn-north-1.amazonaws.com.cn",
+            "domainPrefix": "abc123",
+            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "10.1.2.3", "userAgent": "HAP-Webhook"},
+            "requestId": "LV7fzho-PHcEJPw=",
+            "routeKey": format!("POST {path}"),
+            "stage": "$default",
+            "time": "22/Nov/2026:13:08:21 +0000",
+            "timeEpoch": 1795871301067i64
+        },
+        "body": if base64 { base64::engine::general_purpose::STANDARD.encode(body) } else { body.to_owned() },
+        "isBase64Encoded": base64
+    });
+    lambda_http::request::from_str(&payload.to_string()).expect("a valid API Gateway v2 payload")
+}
+
+async fn invoke_http(app: &hookbridge::app::App, req: lambda_http::Request) -> (u16, Value) {
+    let resp = hookbridge::lambda::http(app, req).await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let body = match resp.body() {
+        lambda_http::Body::Text(t) => t.clone(),
+        other => panic!("expected a text body, got {other:?}"),
+    };
+    (resp.status().as_u16(), serde_json::from_str(&body).unwrap())
+}
+
+#[tokio::test]
+async fn hap_webhook_answers_api_gateway_v2_requests() {
+    let app = app_on(config(None, ""), Arc::new(MemoryStore::new())).await;
+    let todo = fixture("hap-message-todo.json");
+    let (status, body) = invoke_http(
+        &app,
+        apigw_v2("/hap/message", &todo, Some(HAP_TOKEN), false),
+    )
+    .await;
+    assert_eq!((status, &body["deliveries"]), (200, &json!(2)), "{body}");
+    let (status, body) =
+        invoke_http(&app, apigw_v2("/hap/message", &todo, Some(HAP_TOKEN), true)).await;
+    assert_eq!(
+        (status, &body["duplicate"]),
+        (200, &json!(true)),
+        "a base64 body is the same event: {body}"
+    );
+    let (status, body) = invoke_http(
+        &app,
+        apigw_v2(
+            "/hap/todo",
+            &fixture("hap-finish-todo.json"),
+            Some(HAP_TOKEN),
+            false,
+        ),
+    )
+    .await;
+    assert_eq!((status, &body["deliveries"]), (200, &json!(1)), "{body}");
+    let (status, body) =
+        invoke_http(&app, apigw_v2("/hap/message", &todo, Some("nope"), false)).await;
+    assert_eq!((status, body["success"].clone()), (401, json!(false)));
+    let (status, _) = invoke_http(
+        &app,
+        apigw_v2("/hap/message", "{\"messageId\":", Some(HAP_TOKEN), false),
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+/// One stream record per item, with the image as DynamoDB Local stores it.
+async fn stream_batch(store_table: &str, items: &[(&str, &str, &str)]) -> StreamEvent {
+    let client = dynamo_client(&dynamodb_endpoint());
+    let mut records = vec![];
+    for (i, (event_name, pk, sk)) in items.iter().enumerate() {
+        let out = client
+            .get_item()
+            .table_name(store_table)
+            .key(
+                "pk",
+                hookbridge::store::dynamodb::sdk::types::AttributeValue::S((*pk).to_owned()),
+            )
+            .key(
+                "sk",
+                hookbridge::store::dynamodb::sdk::types::AttributeValue::S((*sk).to_owned()),
+            )
+            .send()
+            .await
+            .unwrap();
+        let image: serde_dynamo::Item = out.item.expect("item exists").into();
+        records.push(json!({
+            "eventID": format!("c4ca4238a0b923820dcc509a6f75849{i}"),
+            "eventName": event_name,
+            "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb",
+            "awsRegion": "cn-north-1",
+            "dynamodb": {
+                "ApproximateCreationDateTime": 1795871301,
+                "Keys": {"pk": {"S": pk}, "sk": {"S": sk}},
+                "NewImage": image,
+                "SequenceNumber": format!("11100000000000{i:010}"),
+                "SizeBytes": 512,
+                "StreamViewType": "NEW_IMAGE"
+            },
+            "eventSourceARN": format!("arn:aws-cn:dynamodb:cn-north-1:123456789012:table/{store_table}/stream/2026-11-22T00:00:00.000")
+        }));
+    }
+    serde_json::from_value(json!({ "Records": records })).expect("a valid DynamoDB stream event")
+}
+
+fn invocation<T>(payload: T) -> LambdaEvent<T> {
+    LambdaEvent::new(payload, Context::default())
+}
+
+#[tokio::test]
+async fn dingtalk_sender_consumes_stream_batches_once() {
+    let fake = FakeDingTalk::start().await;
+    let store = hookbridge_tests::dynamo_store().await;
+    let table = store.table().to_owned();
+    let app = app_on(config(Some(&fake.url), ""), Arc::new(store)).await;
+    let req = hookbridge_tests::request(
+        "/hap/message",
+        fixture("hap-message-todo.json"),
+        Some(HAP_TOKEN),
+    );
+    assert_eq!(
+        app.ingress
+            .handle(req, hookbridge::event::now_ms())
+            .await
+            .status,
+        200
+    );
+    let pk = "EVT#hap#8d3e6f1a-4c2b-4a9e-b7d5-0f1e2a3b4c5d";
+    let batch = stream_batch(
+        &table,
+        &[
+            ("INSERT", pk, "EVT"),
+            ("INSERT", pk, "DLV#dingtalk#000"),
+            ("INSERT", pk, "DLV#dingtalk#001"),
+        ],
+    )
+    .await;
+    let resp = hookbridge::lambda::stream(&app, invocation(batch.clone()))
+        .await
+        .unwrap();
+    assert!(resp.batch_item_failures.is_empty());
+    assert_eq!(fake.count("asyncsend_v2"), 2);
+    let statuses: Vec<Status> = app
+        .store
+        .deliveries_of(pk)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.status)
+        .collect();
+    assert_eq!(statuses, [Status::Sent, Status::Sent]);
+
+    // Streams deliver at least once: the same batch again sends nothing.
+    let resp = hookbridge::lambda::stream(&app, invocation(batch))
+        .await
+        .unwrap();
+    assert!(resp.batch_item_failures.is_empty());
+    assert_eq!(fake.count("asyncsend_v2"), 2);
+
+    // Records of sent deliveries (what the filter keeps out) are ignored if they get through.
+    let sent = stream_batch(&table, &[("MODIFY", pk, "DLV#dingtalk#000")]).await;
+    hookbridge::lambda::stream(&app, invocation(sent))
+        .await
+        .unwrap();
+    assert_eq!(fake.count("asyncsend_v2"), 2);
+}
+
+#[tokio::test]
+async fn retry_sweeper_requeues_due_deliveries_on_schedule() {
+    let fake = FakeDingTalk::start().await;
+    fake.inject(
+        "/topapi/message/corpconversation/asyncsend_v2",
+        200,
+        r#"{"errcode":-1,"errmsg":"系统繁忙"}"#,
+        1,
+    );
+    let cfg = config(Some(&fake.url), "\n[delivery]\nbackoff_base_secs = 0");
+    let (store, mut feed) = MemoryStore::with_feed();
+    let store = Arc::new(store);
+    let app = app_on(cfg, store.clone()).await;
+    let req = hookbridge_tests::request(
+        "/hap/message",
+        fixture("hap-message-mention.json"),
+        Some(HAP_TOKEN),
+    );
+    app.ingress.handle(req, hookbridge::event::now_ms()).await;
+    let key = feed.try_recv().unwrap();
+    assert_eq!(
+        app.sender.process(&key).await.unwrap(),
+        Some(Status::Retrying)
+    );
+    let schedule: Value = json!({
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-11-22T13:40:00Z",
+        "region": "cn-north-1",
+        "resources": ["arn:aws-cn:events:cn-north-1:123456789012:rule/hookbridge-sweeper"],
+        "detail": {}
+    });
+    let out = hookbridge::lambda::sweeper(app.store.as_ref(), invocation(schedule.clone()))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"requeued": 1}));
+    assert_eq!(
+        feed.try_recv().unwrap(),
+        key,
+        "re-queued deliveries go back to the senders"
+    );
+    assert_eq!(app.sender.process(&key).await.unwrap(), Some(Status::Sent));
+    let out = hookbridge::lambda::sweeper(app.store.as_ref(), invocation(schedule))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"requeued": 0}));
+}
+
+/// A store whose `record` fails for one delivery, as when DynamoDB throttles that write.
+struct FailsToRecord {
+    inner: MemoryStore,
+    broken: DeliveryKey,
+}
+
+#[async_trait]
+impl EventStore for FailsToRecord {
+    async fn insert(&self, e: &Event, d: &[Delivery]) -> Result<Inserted, StoreError> {
+        self.inner.insert(e, d).await
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for FailsToRecord {
+    async fn claim(
+        &self,
+        k: &DeliveryKey,
+        now: Millis,
+        until: Millis,
+    ) -> Result<Option<Delivery>, StoreError> {
+        self.inner.claim(k, now, until).await
+    }
+    async fn record(&self, c: &Delivery, s: &Settled, now: Millis) -> Result<bool, StoreError> {
+        if c.key() == self.broken {
+            return Err(StoreError::Unavailable(
+                "ProvisionedThroughputExceededException".into(),
+            ));
+        }
+        self.inner.record(c, s, now).await
+    }
+    async fn deliveries_of(&self, pk: &str) -> Result<Vec<Delivery>, StoreError> {
+        self.inner.deliveries_of(pk).await
+    }
+    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError> {
+        self.inner.due(now, limit).await
+    }
+    async fn requeue(&self, k: &DeliveryKey, now: Millis) -> Result<bool, StoreError> {
+        self.inner.requeue(k, now).await
+    }
+    async fn recent(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        self.inner.recent(limit).await
+    }
+}
+
+#[async_trait]
+impl TokenStore for FailsToRecord {
+    async fn token(&self, n: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.inner.token(n).await
+    }
+    async fn lease(
+        &self,
+        n: &str,
+        o: &str,
+        now: Millis,
+        until: Millis,
+    ) -> Result<bool, StoreError> {
+        self.inner.lease(n, o, now, until).await
+    }
+    async fn save_token(&self, n: &str, t: &TokenRecord) -> Result<(), StoreError> {
+        self.inner.save_token(n, t).await
+    }
+    async fn drop_token(&self, n: &str, t: &str) -> Result<(), StoreError> {
+        self.inner.drop_token(n, t).await
+    }
+}
+
+#[tokio::test]
+async fn a_record_whose_outcome_cannot_be_stored_is_reported_alone() {
+    let fake = FakeDingTalk::start().await;
+    let pk = "EVT#hap#8d3e6f1a-4c2b-4a9e-b7d5-0f1e2a3b4c5d";
+    let store: Arc<dyn Store> = Arc::new(FailsToRecord {
+        inner: MemoryStore::new(),
+        broken: DeliveryKey {
+            pk: pk.into(),
+            sk: "DLV#dingtalk#001".into(),
+        },
+    });
+    let app = app_on(config(Some(&fake.url), ""), store.clone()).await;
+    let req = hookbridge_tests::request(
+        "/hap/message",
+        fixture("hap-message-todo.json"),
+        Some(HAP_TOKEN),
+    );
+    app.ingress.handle(req, hookbridge::event::now_ms()).await;
+    let record = |seq: &str, sk: &str| {
+        json!({
+            "eventID": seq, "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+            "awsRegion": "cn-north-1",
+            "dynamodb": {
+                "Keys": {"pk": {"S": pk}, "sk": {"S": sk}},
+                "NewImage": {"pk": {"S": pk}, "sk": {"S": sk}, "connector": {"S": "dingtalk"}, "status": {"S": "pending"}, "attempts": {"N": "0"}},
+                "SequenceNumber": seq, "SizeBytes": 120, "StreamViewType": "NEW_IMAGE"
+            },
+            "eventSourceARN": "arn:aws-cn:dynamodb:cn-north-1:123456789012:table/hookbridge/stream/2026-11-22T00:00:00.000"
+        })
+    };
+    let batch: StreamEvent = serde_json::from_value(json!({
+        "Records": [record("400000000000000000001", "DLV#dingtalk#000"), record("400000000000000000002", "DLV#dingtalk#001")]
+    }))
+    .unwrap();
+    let resp = hookbridge::lambda::stream(&app, invocation(batch))
+        .await
+        .unwrap();
+    let failed: Vec<Option<String>> = resp
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, [Some("400000000000000000002".to_owned())]);
+    let serialized = serde_json::to_value(&resp).unwrap();
+    assert_eq!(
+        serialized,
+        json!({"batchItemFailures": [{"itemIdentifier": "400000000000000000002"}]})
+    );
+    let statuses: HashMap<String, Status> = store
+        .deliveries_of(pk)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.sk, d.status))
+        .collect();
+    assert_eq!(statuses["DLV#dingtalk#000"], Status::Sent);
+    assert_eq!(
+        statuses["DLV#dingtalk#001"],
+        Status::Sending,
+        "stays claimed; the sweeper re-queues it when the claim lapses"
+    );
+}
