@@ -1,0 +1,68 @@
+//! The README's walkthrough against the real binary: `hookbridge serve` on the built-in
+//! config, the fixtures posted over HTTP, `hookbridge deliveries` showing the outcome.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures");
+
+struct Serve(std::process::Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_with_the_built_in_config_handles_the_fixtures() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookbridge"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _guard = Serve(child);
+    let first = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    let base = first.rsplit(' ').next().unwrap().to_owned();
+    assert!(base.starts_with("http://127.0.0.1:"), "{first}");
+
+    let client = reqwest::Client::new();
+    let post = |path: &str, fixture: &str| {
+        let req = client
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .header("X-Hookbridge-Token", "hookbridge-demo-token")
+            .body(std::fs::read(format!("{FIXTURES}/{fixture}")).unwrap());
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+    let answer = post("/hap/message", "hap-message-todo.json").await;
+    assert!(answer.contains("\"success\":true"), "{answer}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answer = post("/hap/todo", "hap-finish-todo.json").await;
+    assert!(answer.contains("\"success\":true"), "{answer}");
+
+    let mut table = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let out = Command::new(env!("CARGO_BIN_EXE_hookbridge"))
+            .args(["deliveries", "--url", &base])
+            .output()
+            .unwrap();
+        table = String::from_utf8(out.stdout).unwrap();
+        if table.lines().filter(|l| l.starts_with("dry_run")).count() == 3 {
+            break;
+        }
+    }
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(rows.iter().all(|r| r.starts_with("dry_run")), "{table}");
+    assert!(
+        table.contains("update_status") && table.contains("status_bar/update"),
+        "{table}"
+    );
+    assert_eq!(table.matches("asyncsend_v2").count(), 2, "{table}");
+}
