@@ -26,7 +26,16 @@ async fn serve_with_the_built_in_config_handles_the_fixtures() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let _guard = Serve(child);
-    let first = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    // Keep reading stdout: closing the pipe would kill serve on its next line of output.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("serve printed its address");
     let base = first.rsplit(' ').next().unwrap().to_owned();
     assert!(base.starts_with("http://127.0.0.1:"), "{first}");
 

@@ -440,7 +440,7 @@ impl TokenCache {
 
 enum Mode {
     Live {
-        api: Api,
+        api: Box<Api>,
         tokens: TokenCache,
     },
     /// No credentials: render every request and record it without calling DingTalk.
@@ -467,12 +467,12 @@ impl DingTalk {
                     .build()
                     .map_err(|e| format!("HTTP client: {e}"))?;
                 Mode::Live {
-                    api: Api {
+                    api: Box::new(Api {
                         http,
                         base: config.base_url.trim_end_matches('/').to_owned(),
                         slots: Mutex::default(),
                         interval: Duration::from_secs(1) / config.max_qps.max(1),
-                    },
+                    }),
                     tokens: TokenCache::new(key.clone(), secret, tokens),
                 }
             }

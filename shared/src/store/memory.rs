@@ -15,7 +15,14 @@ use crate::event::{Delivery, DeliveryKey, Event, Millis, Settled, Status};
 struct State {
     events: HashMap<String, Event>,
     deliveries: BTreeMap<DeliveryKey, Delivery>,
-    tokens: HashMap<String, (Option<TokenRecord>, Option<(String, Millis)>)>,
+    tokens: HashMap<String, TokenSlot>,
+}
+
+/// A token item: the token, and the refresh lease (owner, held until).
+#[derive(Default)]
+struct TokenSlot {
+    token: Option<TokenRecord>,
+    lease: Option<(String, Millis)>,
 }
 
 #[derive(Default)]
@@ -175,7 +182,7 @@ fn is_due(d: &Delivery, now: Millis) -> bool {
 #[async_trait]
 impl TokenStore for MemoryStore {
     async fn token(&self, name: &str) -> Result<Option<TokenRecord>, StoreError> {
-        Ok(self.lock().tokens.get(name).and_then(|(t, _)| t.clone()))
+        Ok(self.lock().tokens.get(name).and_then(|s| s.token.clone()))
     }
 
     async fn lease(
@@ -187,31 +194,30 @@ impl TokenStore for MemoryStore {
     ) -> Result<bool, StoreError> {
         let mut state = self.lock();
         let entry = state.tokens.entry(name.to_owned()).or_default();
-        let held = entry
-            .1
-            .as_ref()
-            .is_some_and(|(_, held_until)| *held_until > now);
-        let fresh = entry.0.as_ref().is_some_and(|t| t.refresh_at > now);
+        let held = entry.lease.as_ref().is_some_and(|(_, until)| *until > now);
+        let fresh = entry.token.as_ref().is_some_and(|t| t.refresh_at > now);
         if held || fresh {
             return Ok(false);
         }
-        entry.1 = Some((owner.to_owned(), until));
+        entry.lease = Some((owner.to_owned(), until));
         Ok(true)
     }
 
     async fn save_token(&self, name: &str, token: &TokenRecord) -> Result<(), StoreError> {
-        self.lock()
-            .tokens
-            .insert(name.to_owned(), (Some(token.clone()), None));
+        let slot = TokenSlot {
+            token: Some(token.clone()),
+            lease: None,
+        };
+        self.lock().tokens.insert(name.to_owned(), slot);
         Ok(())
     }
 
     async fn drop_token(&self, name: &str, access_token: &str) -> Result<(), StoreError> {
         let mut state = self.lock();
-        if let Some(entry) = state.tokens.get_mut(name)
-            && entry.0.as_ref().map(|t| t.access_token.as_str()) == Some(access_token)
+        if let Some(slot) = state.tokens.get_mut(name)
+            && slot.token.as_ref().map(|t| t.access_token.as_str()) == Some(access_token)
         {
-            entry.0 = None;
+            slot.token = None;
         }
         Ok(())
     }
