@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hookbridge::app::App;
+use hookbridge::app::{App, Parts};
 use hookbridge::config::{Config, Secrets};
 use hookbridge::event::Delivery;
 use hookbridge::local::Local;
@@ -138,7 +138,7 @@ async fn check(config: Option<PathBuf>) -> Result<()> {
     let config = load(config.as_ref())?;
     let routes = config.routes.len();
     let store = std::sync::Arc::new(hookbridge::store::memory::MemoryStore::new());
-    let app = App::build(config, store, &Secrets::default()).await?;
+    let app = App::build(config, store, &Secrets::default(), Parts::All).await?;
     println!(
         "config OK: {routes} route(s), webhooks {}",
         app.ingress.paths().join(" ")

@@ -14,6 +14,18 @@ use crate::routing::Router;
 use crate::sources::hap::HapSource;
 use crate::store::Store;
 
+/// Which halves of the pipeline to build. Each Lambda builds only its own half, so it only
+/// resolves (and only has IAM access to) the secrets that half needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parts {
+    /// Sources: the webhook functions (HAP tokens, no connector secrets).
+    Ingress,
+    /// Connectors: the sender functions (connector secrets, no source tokens).
+    Delivery,
+    /// Both: `hookbridge serve` and tests.
+    All,
+}
+
 pub struct App {
     pub ingress: Ingress,
     pub sender: Sender,
@@ -28,10 +40,11 @@ impl App {
         config: Config,
         store: Arc<dyn Store>,
         secrets: &Secrets,
+        parts: Parts,
     ) -> Result<App, ConfigError> {
         let invalid = ConfigError::Invalid;
         let mut sources: Vec<Arc<dyn Source>> = vec![];
-        if let Some(hap) = &config.sources.hap {
+        if let (Some(hap), true) = (&config.sources.hap, parts != Parts::Delivery) {
             let mut tokens = vec![];
             for t in &hap.tokens {
                 tokens.push(secrets.resolve(t).await?);
@@ -42,7 +55,7 @@ impl App {
         }
         let mut connectors: Vec<Arc<dyn Connector>> = vec![];
         let mut dry_run = vec![];
-        if let Some(dt) = &config.connectors.dingtalk {
+        if let (Some(dt), true) = (&config.connectors.dingtalk, parts != Parts::Ingress) {
             let secret = match &dt.app_secret {
                 Some(s) => Some(secrets.resolve(s).await?),
                 None => None,
@@ -63,5 +76,57 @@ impl App {
             config,
             dry_run,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    async fn build(
+        hap_token: &str,
+        dingtalk_secret: &str,
+        parts: Parts,
+    ) -> Result<App, ConfigError> {
+        let text = format!(
+            r#"
+            [sources.hap]
+            tokens = ["{hap_token}"]
+            [connectors.dingtalk]
+            agent_id = 1
+            app_key = "k"
+            app_secret = "{dingtalk_secret}"
+            [[routes]]
+            source = "hap"
+            connector = "dingtalk"
+            "#
+        );
+        let config = Config::from_toml(&text).unwrap();
+        App::build(
+            config,
+            Arc::new(MemoryStore::new()),
+            &Secrets::default(),
+            parts,
+        )
+        .await
+    }
+
+    const UNSET: &str = "env:HOOKBRIDGE_TEST_UNSET";
+
+    #[tokio::test]
+    async fn each_part_resolves_only_its_own_secrets() {
+        let ingress = build("plain:t", UNSET, Parts::Ingress).await.unwrap();
+        assert!(ingress.dry_run.is_empty() && !ingress.ingress.paths().is_empty());
+        assert!(build(UNSET, "plain:s", Parts::Ingress).await.is_err());
+        let delivery = build(UNSET, "plain:s", Parts::Delivery).await.unwrap();
+        assert!(delivery.ingress.paths().is_empty());
+        assert!(build("plain:t", UNSET, Parts::Delivery).await.is_err());
+        let err = build("plain:t", UNSET, Parts::All)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("HOOKBRIDGE_TEST_UNSET is not set"), "{err}");
     }
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{error, warn};
 
-use crate::app::App;
+use crate::app::{App, Parts};
 use crate::config::{Config, Secrets};
 use crate::delivery::sweep;
 use crate::event::{DeliveryKey, Status, now_ms};
@@ -22,21 +22,23 @@ use crate::store::dynamodb::DynamoStore;
 
 pub type Error = lambda_runtime::Error;
 
-/// Builds the app from the environment: `HOOKBRIDGE_CONFIG` (the TOML text) and `TABLE_NAME`.
-pub async fn app_from_env() -> Result<Arc<App>, Error> {
+/// The config from `HOOKBRIDGE_CONFIG` (the TOML text itself) and the store on `TABLE_NAME`.
+pub async fn store_from_env() -> Result<(Config, DynamoStore), Error> {
     let text = std::env::var("HOOKBRIDGE_CONFIG")
         .map_err(|_| "HOOKBRIDGE_CONFIG is not set: it must hold the config TOML")?;
     let table = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set")?;
     let config = Config::from_toml(&text)?;
     let aws = aws_config::load_from_env().await;
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&aws),
-        table,
-        config.store.retention(),
-    );
-    Ok(Arc::new(
-        App::build(config, Arc::new(store), &Secrets::default()).await?,
-    ))
+    let client = aws_sdk_dynamodb::Client::new(&aws);
+    let store = DynamoStore::new(client, table, config.store.retention());
+    Ok((config, store))
+}
+
+/// The app from the environment, with only the `parts` this function runs.
+pub async fn app_from_env(parts: Parts) -> Result<Arc<App>, Error> {
+    let (config, store) = store_from_env().await?;
+    let app = App::build(config, Arc::new(store), &Secrets::default(), parts).await?;
+    Ok(Arc::new(app))
 }
 
 /// `hap-webhook`: one API Gateway request through the pipeline.

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tracing::error;
 
-use crate::app::App;
+use crate::app::{App, Parts};
 use crate::config::{Config, Secrets};
 use crate::delivery::sweep;
 use crate::event::now_ms;
@@ -83,7 +83,8 @@ impl Local {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
         let addr = listener.local_addr()?;
-        let app = Arc::new(App::build(config, Arc::new(store), &Secrets::default()).await?);
+        let app =
+            Arc::new(App::build(config, Arc::new(store), &Secrets::default(), Parts::All).await?);
         let sender = app.clone();
         let sweeper = app.clone();
         let server = router(app.clone());

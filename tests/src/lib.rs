@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hookbridge::app::App;
+use hookbridge::app::{App, Parts};
 use hookbridge::config::{Config, Secrets};
 use hookbridge::delivery::sweep;
 use hookbridge::event::{Delivery, DeliveryKey, Status, now_ms};
@@ -82,7 +82,7 @@ pub struct Harness {
 impl Harness {
     pub async fn new(config: Config) -> Harness {
         let (store, feed) = MemoryStore::with_feed();
-        let app = App::build(config, Arc::new(store), &Secrets::default())
+        let app = App::build(config, Arc::new(store), &Secrets::default(), Parts::All)
             .await
             .unwrap();
         Harness {
@@ -174,7 +174,7 @@ pub async fn unreachable_store() -> DynamoStore {
 /// `App` over any store (for the DynamoDB-backed tests).
 pub async fn app_on(config: Config, store: Arc<dyn Store>) -> Arc<App> {
     Arc::new(
-        App::build(config, store, &Secrets::default())
+        App::build(config, store, &Secrets::default(), Parts::All)
             .await
             .unwrap(),
     )

@@ -1,12 +1,12 @@
-//! `retry-sweeper`: every minute, due retries go back to pending.
+//! `retry-sweeper`: every minute, due retries go back to pending. Needs the table, no secrets.
 use lambda_runtime::{Error, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let app = hookbridge::lambda::app_from_env().await?;
+    let (_, store) = hookbridge::lambda::store_from_env().await?;
     lambda_runtime::run(service_fn(|event| {
-        hookbridge::lambda::sweeper(app.store.as_ref(), event)
+        hookbridge::lambda::sweeper(&store, event)
     }))
     .await
 }
