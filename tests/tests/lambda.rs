@@ -384,3 +384,76 @@ async fn a_record_whose_outcome_cannot_be_stored_is_reported_alone() {
         "stays claimed; the sweeper re-queues it when the claim lapses"
     );
 }
+
+/// The stream filter in template.yaml, as text: the folded `Pattern: >-` block.
+fn template_filter() -> Value {
+    let template =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
+    let mut lines = template
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("- Pattern: >-"))
+        .skip(1);
+    let first = lines
+        .next()
+        .expect("template.yaml has a stream filter pattern");
+    let indent = first.len() - first.trim_start().len();
+    let rest = lines.take_while(|l| l.len() - l.trim_start().len() > indent);
+    let text: Vec<&str> = std::iter::once(first).chain(rest).map(str::trim).collect();
+    serde_json::from_str(&text.join(" ")).expect("the filter pattern is JSON")
+}
+
+/// EventBridge-style matching as Lambda filters do it, for the subset the template uses:
+/// objects nest, arrays list the accepted values.
+fn filter_matches(pattern: &Value, event: &Value) -> bool {
+    match pattern {
+        Value::Object(fields) => fields
+            .iter()
+            .all(|(k, p)| filter_matches(p, event.get(k).unwrap_or(&Value::Null))),
+        Value::Array(accepted) => accepted.contains(event),
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn the_template_stream_filter_passes_exactly_pending_dingtalk_deliveries() {
+    let filter = template_filter();
+    let fake = FakeDingTalk::start().await;
+    let store = hookbridge_tests::dynamo_store().await;
+    let table = store.table().to_owned();
+    let app = app_on(config(Some(&fake.url), ""), Arc::new(store)).await;
+    let req = hookbridge_tests::request(
+        "/hap/message",
+        fixture("hap-message-mention.json"),
+        Some(HAP_TOKEN),
+    );
+    app.ingress.handle(req, hookbridge::event::now_ms()).await;
+    let pk = "EVT#hap#9f8e7d6c-5b4a-4392-8171-6f5e4d3c2b1a";
+    let passes = |batch: StreamEvent| {
+        let records = serde_json::to_value(batch).unwrap()["Records"].clone();
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| filter_matches(&filter, r))
+            .collect::<Vec<bool>>()
+    };
+    let inserted = stream_batch(
+        &table,
+        &[("INSERT", pk, "EVT"), ("INSERT", pk, "DLV#dingtalk#000")],
+    )
+    .await;
+    assert_eq!(
+        passes(inserted.clone()),
+        [false, true],
+        "the event item stays out, the pending delivery gets in"
+    );
+    hookbridge::lambda::stream(&app, invocation(inserted))
+        .await
+        .unwrap();
+    let sent = stream_batch(&table, &[("MODIFY", pk, "DLV#dingtalk#000")]).await;
+    assert_eq!(
+        passes(sent),
+        [false],
+        "a sent delivery does not trigger the sender again"
+    );
+}
