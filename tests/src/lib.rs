@@ -1,7 +1,9 @@
 //! Shared pieces of the integration tests: fixtures, configs, a harness that runs the pipeline
 //! in-process, DynamoDB Local, and the fake DingTalk server.
 
+pub mod events;
 pub mod fake_dingtalk;
+pub mod fake_runtime;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,4 +180,28 @@ pub async fn app_on(config: Config, store: Arc<dyn Store>) -> Arc<App> {
             .await
             .unwrap(),
     )
+}
+
+/// The environment a function binary gets in the SAM stack, pointed at DynamoDB Local and,
+/// with `dingtalk_url`, at a fake DingTalk.
+pub fn lambda_env(table: &str, dingtalk_url: Option<&str>) -> Vec<(&'static str, String)> {
+    let credentials = dingtalk_url.map_or(String::new(), |url| {
+        format!(
+            "app_key = \"{}\"\napp_secret = \"plain:{}\"\nbase_url = \"{url}\"\n",
+            fake_dingtalk::APP_KEY,
+            fake_dingtalk::APP_SECRET
+        )
+    });
+    let config = format!(
+        "[sources.hap]\ntokens = [\"plain:{HAP_TOKEN}\"]\n[[routes]]\nsource = \"hap\"\nconnector = \"dingtalk\"\n\
+         [connectors.dingtalk]\nagent_id = {}\n{credentials}",
+        fake_dingtalk::AGENT_ID
+    );
+    vec![
+        ("HOOKBRIDGE_CONFIG", config),
+        ("TABLE_NAME", table.to_owned()),
+        ("AWS_ENDPOINT_URL", dynamodb_endpoint()),
+        ("AWS_ACCESS_KEY_ID", "x".into()),
+        ("AWS_SECRET_ACCESS_KEY", "x".into()),
+    ]
 }

@@ -7,50 +7,24 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_lambda_events::dynamodb::Event as StreamEvent;
-use base64::Engine;
 use hookbridge::event::{Delivery, DeliveryKey, Event, Millis, Settled, Status};
 use hookbridge::store::memory::MemoryStore;
 use hookbridge::store::{
     DeliveryStore, EventStore, Inserted, Store, StoreError, TokenRecord, TokenStore,
 };
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
-use hookbridge_tests::{HAP_TOKEN, app_on, config, dynamo_client, dynamodb_endpoint, fixture};
+use hookbridge_tests::{HAP_TOKEN, app_on, config, events, fixture};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 
-/// An API Gateway HTTP API payload (format 2.0) as it reaches the function.
 fn apigw_v2(path: &str, body: &str, token: Option<&str>, base64: bool) -> lambda_http::Request {
-    let mut headers = json!({
-        "content-type": "application/json; charset=utf-8",
-        "host": "abc123.execute-api.cn-north-1.amazonaws.com.cn",
-        "user-agent": "HAP-Webhook",
-        "x-forwarded-for": "10.1.2.3",
-    });
-    if let Some(t) = token {
-        headers["x-hookbridge-token"] = json!(t);
-    }
-    let payload = json!({
-        "version": "2.0",
-        "routeKey": format!("POST {path}"),
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abc123",
-            "domainName": "abc123.execute-api.cn-north-1.amazonaws.com.cn",
-            "domainPrefix": "abc123",
-            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "10.1.2.3", "userAgent": "HAP-Webhook"},
-            "requestId": "LV7fzho-PHcEJPw=",
-            "routeKey": format!("POST {path}"),
-            "stage": "$default",
-            "time": "22/Nov/2026:13:08:21 +0000",
-            "timeEpoch": 1795871301067i64
-        },
-        "body": if base64 { base64::engine::general_purpose::STANDARD.encode(body) } else { body.to_owned() },
-        "isBase64Encoded": base64
-    });
+    let payload = events::apigw_v2(path, body, token, base64);
     lambda_http::request::from_str(&payload.to_string()).expect("a valid API Gateway v2 payload")
+}
+
+async fn stream_batch(table: &str, items: &[(&str, &str, &str)]) -> StreamEvent {
+    serde_json::from_value(events::stream_batch(table, items).await)
+        .expect("a valid DynamoDB stream event")
 }
 
 async fn invoke_http(app: &hookbridge::app::App, req: lambda_http::Request) -> (u16, Value) {
@@ -100,46 +74,6 @@ async fn hap_webhook_answers_api_gateway_v2_requests() {
     )
     .await;
     assert_eq!(status, 400);
-}
-
-/// One stream record per item, with the image as DynamoDB Local stores it.
-async fn stream_batch(store_table: &str, items: &[(&str, &str, &str)]) -> StreamEvent {
-    let client = dynamo_client(&dynamodb_endpoint());
-    let mut records = vec![];
-    for (i, (event_name, pk, sk)) in items.iter().enumerate() {
-        let out = client
-            .get_item()
-            .table_name(store_table)
-            .key(
-                "pk",
-                hookbridge::store::dynamodb::sdk::types::AttributeValue::S((*pk).to_owned()),
-            )
-            .key(
-                "sk",
-                hookbridge::store::dynamodb::sdk::types::AttributeValue::S((*sk).to_owned()),
-            )
-            .send()
-            .await
-            .unwrap();
-        let image: serde_dynamo::Item = out.item.expect("item exists").into();
-        records.push(json!({
-            "eventID": format!("c4ca4238a0b923820dcc509a6f75849{i}"),
-            "eventName": event_name,
-            "eventVersion": "1.1",
-            "eventSource": "aws:dynamodb",
-            "awsRegion": "cn-north-1",
-            "dynamodb": {
-                "ApproximateCreationDateTime": 1795871301,
-                "Keys": {"pk": {"S": pk}, "sk": {"S": sk}},
-                "NewImage": image,
-                "SequenceNumber": format!("11100000000000{i:010}"),
-                "SizeBytes": 512,
-                "StreamViewType": "NEW_IMAGE"
-            },
-            "eventSourceARN": format!("arn:aws-cn:dynamodb:cn-north-1:123456789012:table/{store_table}/stream/2026-11-22T00:00:00.000")
-        }));
-    }
-    serde_json::from_value(json!({ "Records": records })).expect("a valid DynamoDB stream event")
 }
 
 fn invocation<T>(payload: T) -> LambdaEvent<T> {
@@ -228,17 +162,7 @@ async fn retry_sweeper_requeues_due_deliveries_on_schedule() {
         app.sender.process(&key).await.unwrap(),
         Some(Status::Retrying)
     );
-    let schedule: Value = json!({
-        "version": "0",
-        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "123456789012",
-        "time": "2026-11-22T13:40:00Z",
-        "region": "cn-north-1",
-        "resources": ["arn:aws-cn:events:cn-north-1:123456789012:rule/hookbridge-sweeper"],
-        "detail": {}
-    });
+    let schedule = events::schedule();
     let out = hookbridge::lambda::sweeper(app.store.as_ref(), invocation(schedule.clone()))
         .await
         .unwrap();
