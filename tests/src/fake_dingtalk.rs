@@ -219,6 +219,20 @@ async fn gettoken(State(s): State<Shared>, Query(q): Query<HashMap<String, Strin
     axum::Json(answer).into_response()
 }
 
+/// What every topapi call checks first: a JSON body, the token in the query, our agent id.
+fn checked(
+    inner: &Inner,
+    parsed: Result<Value, Value>,
+    query: &HashMap<String, String>,
+) -> Result<Value, Value> {
+    let body = parsed?;
+    check_token(inner, query)?;
+    if body["agent_id"].as_i64() != Some(AGENT_ID) {
+        return Err(err(40056, "不合法的agentid"));
+    }
+    Ok(body)
+}
+
 fn parse_body(body: &Bytes) -> Result<Value, Value> {
     serde_json::from_slice(body).map_err(|_| err(43004, "需要POST JSON"))
 }
@@ -235,11 +249,7 @@ async fn asyncsend(
     }
     let mut inner = s.lock().unwrap();
     let answer = (|| {
-        let body = parsed?;
-        check_token(&inner, &q)?;
-        if body["agent_id"].as_i64() != Some(AGENT_ID) {
-            return Err(err(40056, "不合法的agentid"));
-        }
+        let body = checked(&inner, parsed, &q)?;
         let users: Vec<String> = body["userid_list"]
             .as_str()
             .unwrap_or("")
@@ -300,11 +310,7 @@ async fn status_bar(
     }
     let mut inner = s.lock().unwrap();
     let answer = (|| {
-        let body = parsed?;
-        check_token(&inner, &q)?;
-        if body["agent_id"].as_i64() != Some(AGENT_ID) {
-            return Err(err(40056, "不合法的agentid"));
-        }
+        let body = checked(&inner, parsed, &q)?;
         let task_id = body["task_id"]
             .as_i64()
             .ok_or_else(|| err(40035, "不合法的参数 task_id"))?;

@@ -26,9 +26,9 @@ pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// A config with HAP → DingTalk. `dingtalk_url`: live against that server, else dry-run.
+/// Config text with HAP → DingTalk. `dingtalk_url`: live against that server, else dry-run.
 /// `extra` is appended inside `[connectors.dingtalk]` (key lines first, then any tables).
-pub fn config(dingtalk_url: Option<&str>, extra: &str) -> Config {
+pub fn config_text(dingtalk_url: Option<&str>, extra: &str) -> String {
     let credentials = dingtalk_url.map_or(String::new(), |url| {
         format!(
             "app_key = \"{}\"\napp_secret = \"plain:{}\"\nbase_url = \"{url}\"\n",
@@ -36,7 +36,7 @@ pub fn config(dingtalk_url: Option<&str>, extra: &str) -> Config {
             fake_dingtalk::APP_SECRET
         )
     });
-    let text = format!(
+    format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
@@ -55,7 +55,11 @@ agent_id = {}
 {extra}
 "#,
         fake_dingtalk::AGENT_ID
-    );
+    )
+}
+
+pub fn config(dingtalk_url: Option<&str>, extra: &str) -> Config {
+    let text = config_text(dingtalk_url, extra);
     Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
@@ -185,20 +189,8 @@ pub async fn app_on(config: Config, store: Arc<dyn Store>) -> Arc<App> {
 /// The environment a function binary gets in the SAM stack, pointed at DynamoDB Local and,
 /// with `dingtalk_url`, at a fake DingTalk.
 pub fn lambda_env(table: &str, dingtalk_url: Option<&str>) -> Vec<(&'static str, String)> {
-    let credentials = dingtalk_url.map_or(String::new(), |url| {
-        format!(
-            "app_key = \"{}\"\napp_secret = \"plain:{}\"\nbase_url = \"{url}\"\n",
-            fake_dingtalk::APP_KEY,
-            fake_dingtalk::APP_SECRET
-        )
-    });
-    let config = format!(
-        "[sources.hap]\ntokens = [\"plain:{HAP_TOKEN}\"]\n[[routes]]\nsource = \"hap\"\nconnector = \"dingtalk\"\n\
-         [connectors.dingtalk]\nagent_id = {}\n{credentials}",
-        fake_dingtalk::AGENT_ID
-    );
     vec![
-        ("HOOKBRIDGE_CONFIG", config),
+        ("HOOKBRIDGE_CONFIG", config_text(dingtalk_url, "")),
         ("TABLE_NAME", table.to_owned()),
         ("AWS_ENDPOINT_URL", dynamodb_endpoint()),
         ("AWS_ACCESS_KEY_ID", "x".into()),

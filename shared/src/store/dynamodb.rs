@@ -17,6 +17,8 @@ use async_trait::async_trait;
 pub use aws_sdk_dynamodb as sdk;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
@@ -128,6 +130,14 @@ impl DynamoStore {
             .map_err(|e| StoreError::Corrupt(d.key().to_string(), e.to_string()))
     }
 
+    /// An UpdateItem on one item of the table.
+    fn update(&self, pk: &str, sk: &str) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(pk, sk)))
+    }
+
     fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
         HashMap::from([
             ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
@@ -204,11 +214,20 @@ where
     })
 }
 
-fn is_condition_failed<R>(
-    e: &SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>,
-) -> bool {
+fn is_condition_failed<R>(e: &SdkError<UpdateItemError, R>) -> bool {
     e.as_service_error()
         .is_some_and(|se| se.is_conditional_check_failed_exception())
+}
+
+/// A conditional write: `true` if it was applied, `false` if its condition did not hold.
+fn applied<T, R: std::fmt::Debug>(
+    res: Result<T, SdkError<UpdateItemError, R>>,
+) -> Result<bool, StoreError> {
+    match res {
+        Ok(_) => Ok(true),
+        Err(e) if is_condition_failed(&e) => Ok(false),
+        Err(e) => Err(unavailable(e)),
+    }
 }
 
 fn decode_delivery(item: HashMap<String, AttributeValue>) -> Result<Delivery, StoreError> {
@@ -321,10 +340,7 @@ impl DeliveryStore for DynamoStore {
         lease_until: Millis,
     ) -> Result<Option<Delivery>, StoreError> {
         let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(&key.pk, &key.sk)))
+            .update(&key.pk, &key.sk)
             .condition_expression("#st = :pending")
             .update_expression(
                 "SET #st = :sending, attempts = attempts + :one, next_attempt_at = :lease, \
@@ -354,10 +370,7 @@ impl DeliveryStore for DynamoStore {
         now: Millis,
     ) -> Result<bool, StoreError> {
         let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(&claimed.pk, &claimed.sk)))
+            .update(&claimed.pk, &claimed.sk)
             .condition_expression("#st = :sending AND attempts = :attempts")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":sending", s(Status::Sending.as_str()))
@@ -412,11 +425,7 @@ impl DeliveryStore for DynamoStore {
         if !remove.is_empty() {
             expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
-        match req.update_expression(expr).send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        applied(req.update_expression(expr).send().await)
     }
 
     async fn deliveries_of(&self, pk: &str) -> Result<Vec<Delivery>, StoreError> {
@@ -464,10 +473,7 @@ impl DeliveryStore for DynamoStore {
 
     async fn requeue(&self, key: &DeliveryKey, now: Millis) -> Result<bool, StoreError> {
         let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(&key.pk, &key.sk)))
+            .update(&key.pk, &key.sk)
             .condition_expression("(#st = :retrying OR #st = :sending) AND next_attempt_at <= :now")
             .update_expression(
                 "SET #st = :pending, updated_at = :now REMOVE next_attempt_at, due_status, due_at",
@@ -479,11 +485,7 @@ impl DeliveryStore for DynamoStore {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        applied(res)
     }
 
     async fn recent(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
@@ -558,11 +560,7 @@ impl TokenStore for DynamoStore {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        applied(res)
     }
 
     async fn save_token(&self, name: &str, token: &TokenRecord) -> Result<(), StoreError> {
@@ -596,10 +594,6 @@ impl TokenStore for DynamoStore {
             .expression_attribute_values(":t", s(access_token))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failed(&e) => Ok(()),
-            Err(e) => Err(unavailable(e)),
-        }
+        applied(res).map(drop)
     }
 }
