@@ -134,6 +134,17 @@ pub struct DingTalkConfig {
     pub timeout_secs: u64,
     /// Where an OA card links when the source gave no URL.
     pub default_url: Option<String>,
+    /// How messages that are not to-dos read: `markdown` (headings, images, a link) or `text`.
+    #[serde(default)]
+    pub notice_format: NoticeFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeFormat {
+    #[default]
+    Markdown,
+    Text,
 }
 
 fn default_dingtalk_url() -> String {

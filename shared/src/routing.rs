@@ -9,10 +9,10 @@ use chrono::{FixedOffset, TimeZone};
 use serde_json::Value;
 use tracing::warn;
 
-use crate::config::{Config, MapMode, RecipientMap, Route, TodoFanout};
+use crate::config::{Config, MapMode, NoticeFormat, RecipientMap, Route, TodoFanout};
 use crate::connectors::dingtalk::{
     self, AsyncSend, FormRow, MAX_STATUS_BAR_USERS, MAX_USERIDS, Markdown, Msg, Oa, OaBody, OaHead,
-    StatusUpdate,
+    StatusUpdate, Text,
 };
 use crate::event::{Action, Delivery, Millis, event_pk};
 use crate::ingress::Parsed;
@@ -27,6 +27,7 @@ struct DingTalkRender {
     agent_id: i64,
     fanout: TodoFanout,
     default_url: Option<String>,
+    notice_format: NoticeFormat,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +45,7 @@ impl Router {
                 agent_id: d.agent_id,
                 fanout: d.todo_fanout,
                 default_url: d.default_url.clone(),
+                notice_format: d.notice_format,
             }),
             recipients: config.recipients.clone(),
         }
@@ -151,12 +153,7 @@ impl Router {
                         .collect::<Vec<_>>(),
                     _ => users
                         .chunks(MAX_USERIDS)
-                        .map(|g| {
-                            (
-                                g.to_vec(),
-                                notice(dt.agent_id, m, parsed.event.received_at, g),
-                            )
-                        })
+                        .map(|g| (g.to_vec(), notice(dt, m, parsed.event.received_at, g)))
                         .collect(),
                 };
                 groups
@@ -320,32 +317,49 @@ fn todo_card(
     }
 }
 
-/// Anything that is not a to-do: a markdown notification. The tag goes in the heading so that
-/// shortening the tail cannot cut it.
-fn notice(agent_id: i64, m: &HapMessage, at: Millis, users: &[String]) -> AsyncSend {
-    let mut lines = vec![
-        format!("#### {} {}", title(m), tag(&m.message_id)),
-        m.message.lines().collect::<Vec<_>>().join("  \n  "),
-    ];
-    for a in m.attachments().iter().filter(|a| a.is_image()) {
-        lines.push(format!("![{}]({})", a.name, a.link));
-    }
-    lines.extend(attachment_line(m));
-    if !m.redirect_url.is_empty() {
-        lines.push(format!("[查看详情]({})", m.redirect_url));
-    }
-    lines.push(format!("###### {}", local_time(at)));
-    let mut msg = Msg::Markdown {
-        markdown: Markdown {
-            title: title(m),
-            text: lines.join("  \n  "),
-        },
+/// Anything that is not a to-do: a markdown (or plain text) notification. The tag goes first
+/// so that shortening the tail cannot cut it.
+fn notice(dt: &DingTalkRender, m: &HapMessage, at: Millis, users: &[String]) -> AsyncSend {
+    let link = (!m.redirect_url.is_empty()).then_some(m.redirect_url.as_str());
+    let mut msg = match dt.notice_format {
+        NoticeFormat::Markdown => {
+            let mut lines = vec![
+                format!("#### {} {}", title(m), tag(&m.message_id)),
+                m.message.lines().collect::<Vec<_>>().join("  \n  "),
+            ];
+            for a in m.attachments().iter().filter(|a| a.is_image()) {
+                lines.push(format!("![{}]({})", a.name, a.link));
+            }
+            lines.extend(attachment_line(m));
+            lines.extend(link.map(|url| format!("[查看详情]({url})")));
+            lines.push(format!("###### {}", local_time(at)));
+            Msg::Markdown {
+                markdown: Markdown {
+                    title: title(m),
+                    text: lines.join("  \n  "),
+                },
+            }
+        }
+        NoticeFormat::Text => {
+            let mut lines = vec![
+                format!("【{}】{}", title(m), tag(&m.message_id)),
+                m.message.clone(),
+            ];
+            lines.extend(attachment_line(m));
+            lines.extend(link.map(|url| format!("查看详情：{url}")));
+            lines.push(local_time(at));
+            Msg::Text {
+                text: Text {
+                    content: lines.join("\n"),
+                },
+            }
+        }
     };
     if !msg.fit() {
         warn!(message = %m.message_id, "notice does not fit in 2048 bytes even with the text cut");
     }
     AsyncSend {
-        agent_id,
+        agent_id: dt.agent_id,
         userid_list: users.join(","),
         to_all_user: false,
         msg,
@@ -474,6 +488,22 @@ mod tests {
                 .starts_with("#### 系统消息｜合同 #1a2b3c  \n  第一行  \n  第二行"),
             "{}",
             markdown.text
+        );
+    }
+
+    #[test]
+    fn notices_can_be_plain_text() {
+        let p = parse(
+            MESSAGE_PATH,
+            r#"{"messageId":"9f8e7d6c","messageTypeV2":12,"appName":"客户","message":"请补充报价","redirectUrl":"https://hap/r","targets":["a"]}"#,
+        );
+        let plan = router("notice_format = \"text\"").plan(&p, 1_715_495_400_000);
+        let Msg::Text { text } = send_of(&plan[0]).msg else {
+            panic!("not text")
+        };
+        assert_eq!(
+            text.content,
+            "【@提及｜客户】#9f8e7d\n请补充报价\n查看详情：https://hap/r\n2024-05-12 14:30"
         );
     }
 
