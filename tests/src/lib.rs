@@ -4,6 +4,7 @@
 pub mod events;
 pub mod fake_dingtalk;
 pub mod fake_runtime;
+pub mod fake_secrets;
 
 use std::sync::Arc;
 use std::time::Duration;

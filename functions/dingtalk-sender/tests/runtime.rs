@@ -4,6 +4,7 @@ use std::sync::Arc;
 use hookbridge::store::DeliveryStore;
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
 use hookbridge_tests::fake_runtime::{Answer, invoke};
+use hookbridge_tests::fake_secrets::FakeSecrets;
 use hookbridge_tests::{
     HAP_TOKEN, app_on, config, dynamo_store, events, fixture, lambda_env, request,
 };
@@ -53,5 +54,54 @@ async fn sends_the_pending_deliveries_of_a_stream_batch() {
         sent.iter()
             .all(|d| d.status == hookbridge::event::Status::Sent),
         "{sent:?}"
+    );
+}
+
+/// The DingTalk AppSecret comes from Secrets Manager, as in the SAM stack.
+#[tokio::test]
+async fn reads_the_app_secret_from_secrets_manager() {
+    let arn = "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:hookbridge-dt-AbCdEf";
+    let secrets = FakeSecrets::start(&[(arn, r#"{"app_secret":"fake-secret"}"#)]).await;
+    let fake = FakeDingTalk::start().await;
+    let store = dynamo_store().await;
+    let table = store.table().to_owned();
+    let ingress = app_on(config(None, ""), Arc::new(store.clone())).await;
+    let req = request(
+        "/hap/message",
+        fixture("hap-message-mention.json"),
+        Some(HAP_TOKEN),
+    );
+    ingress
+        .ingress
+        .handle(req, hookbridge::event::now_ms())
+        .await;
+    let pk = "EVT#hap#9f8e7d6c-5b4a-4392-8171-6f5e4d3c2b1a";
+    let batch = events::stream_batch(&table, &[("INSERT", pk, "DLV#dingtalk#000")]).await;
+    let mut env = lambda_env(&table, Some(&fake.url));
+    for (k, v) in env.iter_mut() {
+        if *k == "HOOKBRIDGE_CONFIG" {
+            *v = v.replace(
+                "plain:fake-secret",
+                &format!("secretsmanager:{arn}#app_secret"),
+            );
+        }
+    }
+    env.push(("AWS_ENDPOINT_URL_SECRETS_MANAGER", secrets.url.clone()));
+    let (answer, logs) = invoke(env!("CARGO_BIN_EXE_dingtalk-sender"), &env, batch).await;
+    assert_eq!(
+        answer,
+        Answer::Response(serde_json::json!({"batchItemFailures": []})),
+        "{logs}"
+    );
+    assert_eq!(*secrets.requested.lock().unwrap(), [arn]);
+    assert_eq!(
+        fake.count("/gettoken"),
+        1,
+        "the secret from Secrets Manager was accepted"
+    );
+    assert_eq!(fake.count("asyncsend_v2"), 1);
+    assert!(
+        !logs.contains("fake-secret"),
+        "the secret must not be logged"
     );
 }
