@@ -8,6 +8,7 @@ use hookbridge::app::{App, Parts};
 use hookbridge::config::{Config, Secrets};
 use hookbridge::event::Delivery;
 use hookbridge::local::Local;
+use hookbridge::sources::dms;
 
 const EXAMPLE_CONFIG: &str = include_str!("../../config/example.toml");
 
@@ -47,6 +48,27 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Alibaba Cloud DMS tools.
+    Dms {
+        #[command(subcommand)]
+        command: DmsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DmsCommand {
+    /// Which signature construction, if any, produced a captured request's signatureText.
+    Verify {
+        /// The request body DMS sent (e.g. saved from the log in signature_mode = "log").
+        #[arg(long)]
+        body: PathBuf,
+        /// The 签名密钥 configured in DMS.
+        #[arg(long)]
+        key: String,
+        /// The webhook URL exactly as configured in DMS.
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -149,6 +171,39 @@ async fn check(config: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// Runs every known construction over a captured DMS request and says which matched.
+fn dms_verify(body: &PathBuf, key: &str, url: Option<&str>) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Signed<'a> {
+        #[serde(borrow)]
+        message_event: &'a serde_json::value::RawValue,
+        signature_text: Option<String>,
+    }
+    let text = std::fs::read_to_string(body).map_err(|e| format!("{}: {e}", body.display()))?;
+    let signed: Signed = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not a DMS webhook body ({e})", body.display()))?;
+    let signature = signed
+        .signature_text
+        .ok_or("the body has no signatureText")?;
+    let tried = dms::constructions(signed.message_event.get(), key, url).len();
+    let found = dms::matching(signed.message_event.get(), key, url, &signature);
+    if found.is_empty() {
+        let hint = if url.is_none() {
+            " (give --url to try the constructions that sign it)"
+        } else {
+            ""
+        };
+        return Err(format!("no construction of {tried} matched{hint}: check the key, and the URL exactly as configured in DMS").into());
+    }
+    println!("matched: {}", found.join(", "));
+    println!(
+        "pin it with  signature_variant = \"{}\"  in [sources.dms]",
+        found[0]
+    );
+    Ok(())
+}
+
 /// One line for a result: the task ids, or the paths of the requests a dry run rendered.
 fn summary(result: &serde_json::Value) -> String {
     match result.get("requests").and_then(|r| r.as_array()) {
@@ -177,6 +232,9 @@ async fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { config },
         } => check(config).await,
+        Command::Dms {
+            command: DmsCommand::Verify { body, key, url },
+        } => dms_verify(&body, &key, url.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -75,3 +75,37 @@ async fn serve_with_the_built_in_config_handles_the_fixtures() {
     );
     assert_eq!(table.matches("asyncsend_v2").count(), 2, "{table}");
 }
+
+fn dms_verify(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hookbridge"))
+        .args(["dms", "verify"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn dms_verify_names_the_construction_of_a_captured_request() {
+    let body = format!("{FIXTURES}/dms-approval-pending.json");
+    let out = dms_verify(&["--body", &body, "--key", "dms-secret"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("matched: A/sorted"), "{stdout}");
+    assert!(
+        stdout.contains("signature_variant = \"A/sorted\""),
+        "{stdout}"
+    );
+
+    let vendor = format!("{FIXTURES}/dms-test-message.json");
+    let out = dms_verify(&[
+        "--body",
+        &vendor,
+        "--key",
+        "dms-secret",
+        "--url",
+        "https://hook.example.com/dms",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("no construction of 26 matched"), "{stderr}");
+}

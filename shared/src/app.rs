@@ -11,6 +11,7 @@ use crate::connectors::dingtalk::DingTalk;
 use crate::delivery::{Connector, Sender};
 use crate::ingress::{Ingress, Source};
 use crate::routing::Router;
+use crate::sources::dms::{DmsSource, SignatureCheck, SignatureMode};
 use crate::sources::hap::HapSource;
 use crate::store::Store;
 
@@ -52,6 +53,23 @@ impl App {
             sources.push(Arc::new(
                 HapSource::new(&hap.header, tokens, hap.max_body_bytes).map_err(invalid)?,
             ));
+        }
+        if let (Some(dms), true) = (&config.sources.dms, parts != Parts::Delivery) {
+            let signature = match &dms.signature_key {
+                Some(k) => Some(SignatureCheck {
+                    key: secrets.resolve(k).await?,
+                    mode: dms.signature_mode.unwrap_or(SignatureMode::Enforce),
+                    url: dms.webhook_url.clone(),
+                    pinned: dms.signature_variant.clone(),
+                }),
+                None => None,
+            };
+            let basic = match &dms.basic_auth {
+                Some(b) => Some((b.user.clone(), secrets.resolve(&b.password).await?)),
+                None => None,
+            };
+            let source = DmsSource::new(signature, basic, dms.max_body_bytes, dms.forward_test);
+            sources.push(Arc::new(source));
         }
         let mut connectors: Vec<Arc<dyn Connector>> = vec![];
         let mut dry_run = vec![];

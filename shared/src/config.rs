@@ -12,6 +12,7 @@ use tokio::sync::OnceCell;
 use tracing::warn;
 
 use crate::event::RetryPolicy;
+use crate::sources::dms::SignatureMode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -85,6 +86,34 @@ impl StoreConfig {
 #[serde(deny_unknown_fields)]
 pub struct Sources {
     pub hap: Option<HapConfig>,
+    pub dms: Option<DmsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmsConfig {
+    /// The 签名密钥 set in DMS next to 签名方式 HMAC_SHA1.
+    pub signature_key: Option<SecretRef>,
+    /// `off`, `log` or `enforce`; default `enforce` when a key is set, else `off`.
+    pub signature_mode: Option<SignatureMode>,
+    /// Accept only this construction (as `hookbridge dms verify` names it), once known.
+    pub signature_variant: Option<String>,
+    /// The webhook URL exactly as entered in DMS (some constructions sign it).
+    pub webhook_url: Option<String>,
+    /// HTTP Basic credentials, for a webhook URL of the form `https://user:password@host/dms`.
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Deliver the console's Test button message too (default: acknowledge it only).
+    #[serde(default)]
+    pub forward_test: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub user: String,
+    pub password: SecretRef,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,6 +237,7 @@ impl Config {
         for (i, r) in self.routes.iter().enumerate() {
             let source_known = match r.source.as_str() {
                 "hap" => self.sources.hap.is_some(),
+                "dms" => self.sources.dms.is_some(),
                 _ => false,
             };
             if !source_known {
@@ -236,6 +266,21 @@ impl Config {
                     .into(),
             );
         }
+        if let Some(dms) = &self.sources.dms {
+            let mode = dms.signature_mode.unwrap_or(SignatureMode::Off);
+            if mode != SignatureMode::Off && dms.signature_key.is_none() {
+                return invalid("sources.dms: signature_mode needs a signature_key".into());
+            }
+            if let Some(v) = &dms.signature_variant
+                && !crate::sources::dms::constructions("{}", "k", Some("https://h/p"))
+                    .iter()
+                    .any(|c| &c.name == v)
+            {
+                return invalid(format!(
+                    "sources.dms.signature_variant {v:?} is not a construction `hookbridge dms verify` knows"
+                ));
+            }
+        }
         if self.store.retention_days < 7 {
             return invalid("store.retention_days must be at least 7 (DingTalk status bars can be updated for 7 days)".into());
         }
@@ -249,6 +294,9 @@ impl Config {
         let mut names = vec![];
         if self.sources.hap.is_some() {
             names.push("hap");
+        }
+        if self.sources.dms.is_some() {
+            names.push("dms");
         }
         names
     }

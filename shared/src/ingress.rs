@@ -79,7 +79,17 @@ pub trait Source: Send + Sync {
     /// The paths this source serves, e.g. `/hap/message`.
     fn paths(&self) -> &'static [&'static str];
     fn max_body_bytes(&self) -> usize;
+    /// Checks the request's headers (tokens, Basic auth) before the body is looked at.
     fn authenticate(&self, headers: &HeaderMap) -> Result<(), Rejection>;
+    /// Checks what covers the body (signatures). Runs after the size and content-type checks.
+    fn verify(&self, _body: &[u8]) -> Result<(), Rejection> {
+        Ok(())
+    }
+    /// Whether a non-JSON `Content-Type` is rejected; sources that send JSON with no or a
+    /// wrong content type say no.
+    fn strict_content_type(&self) -> bool {
+        true
+    }
     fn parse(&self, path: &str, body: &[u8], now: Millis) -> Result<Parsed, Rejection>;
     /// The response body in the source's format.
     fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String;
@@ -161,7 +171,10 @@ impl Ingress {
                 limit,
             });
         }
-        check_content_type(&req.headers)?;
+        if source.strict_content_type() {
+            check_content_type(&req.headers)?;
+        }
+        source.verify(&req.body)?;
         let parsed = source.parse(endpoint, &req.body, now)?;
         let pk = parsed.event.pk();
         Span::current().record("event", pk.as_str());

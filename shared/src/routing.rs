@@ -14,9 +14,10 @@ use crate::connectors::dingtalk::{
     self, AsyncSend, FormRow, MAX_STATUS_BAR_USERS, MAX_USERIDS, Markdown, Msg, Oa, OaBody, OaHead,
     StatusUpdate, Text,
 };
-use crate::event::{Action, Delivery, Millis, event_pk};
+use crate::event::{Action, Delivery, Millis, Status, event_pk};
 use crate::ingress::Parsed;
 use crate::sources::SourceEvent;
+use crate::sources::dms::DmsEvent;
 use crate::sources::hap::{FinishTodo, HapKind, HapMessage};
 
 /// DynamoDB takes at most 100 items in one transaction: the event and 99 deliveries.
@@ -33,6 +34,7 @@ struct DingTalkRender {
 #[derive(Debug, Clone)]
 pub struct Router {
     routes: Vec<Route>,
+    forward_dms_test: bool,
     dingtalk: Option<DingTalkRender>,
     recipients: BTreeMap<String, RecipientMap>,
 }
@@ -41,6 +43,7 @@ impl Router {
     pub fn new(config: &Config) -> Self {
         Router {
             routes: config.routes.clone(),
+            forward_dms_test: config.sources.dms.as_ref().is_some_and(|d| d.forward_test),
             dingtalk: config.connectors.dingtalk.as_ref().map(|d| DingTalkRender {
                 agent_id: d.agent_id,
                 fanout: d.todo_fanout,
@@ -81,30 +84,38 @@ impl Router {
         out
     }
 
-    fn map_users(&self, connector: &str, ids: &[String]) -> Vec<String> {
+    /// Maps source user ids to connector recipients: `(mapped, unmapped)`. Unmapped ids are
+    /// passed through unless the map's mode is `require` or the source's ids can never be the
+    /// connector's (`always_require`, e.g. Alibaba Cloud UIDs).
+    fn map_users(
+        &self,
+        connector: &str,
+        ids: &[String],
+        always_require: bool,
+    ) -> (Vec<String>, Vec<String>) {
         let map = self.recipients.get(connector);
-        let mut out: Vec<String> = vec![];
+        let require = always_require || map.is_some_and(|m| m.mode == MapMode::Require);
+        let (mut out, mut unmapped): (Vec<String>, Vec<String>) = (vec![], vec![]);
         for id in ids {
             let mapped = match map.and_then(|m| m.map.get(id)) {
-                Some(m) => Some(m.clone()),
-                None if map.is_some_and(|m| m.mode == MapMode::Require) => {
-                    warn!(connector, user = %id, "no recipient mapping; dropped (mode = require)");
-                    None
+                Some(m) => m.clone(),
+                None if require => {
+                    warn!(connector, user = %id, "no recipient mapping; not sent to this user");
+                    unmapped.push(id.clone());
+                    continue;
                 }
                 None => {
                     if looks_like_guid(id) {
                         warn!(connector, user = %id, "unmapped id looks like a HAP account id, which {connector} will not know; add it to [recipients.{connector}.map]");
                     }
-                    Some(id.clone())
+                    id.clone()
                 }
             };
-            if let Some(m) = mapped
-                && !out.contains(&m)
-            {
-                out.push(m);
+            if !out.contains(&mapped) {
+                out.push(mapped);
             }
         }
-        out
+        (out, unmapped)
     }
 
     fn dingtalk_deliveries(
@@ -124,11 +135,36 @@ impl Router {
                 vec![],
                 serde_json::to_value(self.finish_update(f)).unwrap_or_default(),
             )],
+            SourceEvent::Dms(e) => {
+                if e.is_test() && !self.forward_dms_test {
+                    return vec![];
+                }
+                let ids: Vec<String> = e.recipients().iter().map(|u| u.uid.clone()).collect();
+                let (users, unmapped) = self.map_users(dingtalk::CONNECTOR, &ids, true);
+                let content = dms_notice(e, &parsed.event.key);
+                let at = e.event_time.unwrap_or(parsed.event.received_at);
+                let mut out: Vec<Delivery> = users
+                    .chunks(MAX_USERIDS)
+                    .enumerate()
+                    .map(|(n, g)| {
+                        let send = notice(dt, &content, at, g);
+                        new(
+                            n,
+                            Action::Send,
+                            g.to_vec(),
+                            serde_json::to_value(send).unwrap_or_default(),
+                        )
+                    })
+                    .collect();
+                out.extend(unmapped_report(&pk, out.len(), &unmapped, now));
+                out
+            }
             SourceEvent::HapMessage(m) => {
-                let users = self.map_users(dingtalk::CONNECTOR, &m.targets);
+                let (users, unmapped) = self.map_users(dingtalk::CONNECTOR, &m.targets, false);
+                let report = unmapped_report(&pk, 0, &unmapped, now);
                 if users.is_empty() {
                     warn!("HAP message has no recipients; stored without deliveries");
-                    return vec![];
+                    return report.into_iter().collect();
                 }
                 let url = (!m.redirect_url.is_empty())
                     .then(|| m.redirect_url.clone())
@@ -153,10 +189,13 @@ impl Router {
                         .collect::<Vec<_>>(),
                     _ => users
                         .chunks(MAX_USERIDS)
-                        .map(|g| (g.to_vec(), notice(dt, m, parsed.event.received_at, g)))
+                        .map(|g| {
+                            let send = notice(dt, &hap_notice(m), parsed.event.received_at, g);
+                            (g.to_vec(), send)
+                        })
                         .collect(),
                 };
-                groups
+                let mut out: Vec<Delivery> = groups
                     .into_iter()
                     .enumerate()
                     .map(|(n, (users, send))| {
@@ -167,7 +206,9 @@ impl Router {
                             serde_json::to_value(send).unwrap_or_default(),
                         )
                     })
-                    .collect()
+                    .collect();
+                out.extend(unmapped_report(&pk, out.len(), &unmapped, now));
+                out
             }
         }
     }
@@ -176,9 +217,11 @@ impl Router {
         let done = dingtalk::todo_done();
         StatusUpdate {
             event: event_pk("hap", &f.message_id),
-            user: f
-                .user()
-                .and_then(|u| self.map_users(dingtalk::CONNECTOR, &[u.to_owned()]).pop()),
+            user: f.user().and_then(|u| {
+                self.map_users(dingtalk::CONNECTOR, &[u.to_owned()], false)
+                    .0
+                    .pop()
+            }),
             status_value: done.status_value,
             status_bg: done.status_bg,
         }
@@ -317,36 +360,103 @@ fn todo_card(
     }
 }
 
+/// What a notice says, whichever source it came from.
+struct NoticeContent {
+    title: String,
+    /// Stable per event, unique between events (see [`tag`]).
+    tag: String,
+    text: String,
+    /// `(name, link)` of images to show.
+    images: Vec<(String, String)>,
+    /// Further lines: attachments, task, submitter.
+    details: Vec<String>,
+    link: Option<String>,
+}
+
+fn hap_notice(m: &HapMessage) -> NoticeContent {
+    NoticeContent {
+        title: title(m),
+        tag: tag(&m.message_id),
+        text: m.message.clone(),
+        images: m
+            .attachments()
+            .into_iter()
+            .filter(|a| a.is_image())
+            .map(|a| (a.name, a.link))
+            .collect(),
+        details: attachment_line(m).into_iter().collect(),
+        link: (!m.redirect_url.is_empty()).then(|| m.redirect_url.clone()),
+    }
+}
+
+fn dms_notice(e: &DmsEvent, event_key: &str) -> NoticeContent {
+    let task = match (e.task_name.as_str(), e.task_id.as_str()) {
+        ("", "") => None,
+        (name, "") => Some(format!("任务：{name}")),
+        ("", id) => Some(format!("工单号：{id}")),
+        (name, id) => Some(format!("任务：{name}（{id}）")),
+    };
+    let submitter = (!e.submitter_name.is_empty()).then(|| format!("提交人：{}", e.submitter_name));
+    NoticeContent {
+        title: format!("【DMS】{}{}", e.module, e.event),
+        tag: tag(event_key),
+        text: e.message.trim().to_owned(),
+        images: vec![],
+        details: task.into_iter().chain(submitter).collect(),
+        link: None,
+    }
+}
+
+/// A delivery that records, visibly and never sent, which recipients had no mapping.
+fn unmapped_report(pk: &str, n: usize, unmapped: &[String], now: Millis) -> Option<Delivery> {
+    if unmapped.is_empty() {
+        return None;
+    }
+    let mut d = Delivery::new(
+        pk,
+        dingtalk::CONNECTOR,
+        n,
+        Action::Send,
+        unmapped.to_vec(),
+        Value::Null,
+        now,
+    );
+    d.status = Status::Skipped;
+    d.last_error = Some(format!(
+        "no DingTalk userid for {}: add them to [recipients.dingtalk.map]",
+        unmapped.join(", ")
+    ));
+    Some(d)
+}
+
 /// Anything that is not a to-do: a markdown (or plain text) notification. The tag goes first
 /// so that shortening the tail cannot cut it.
-fn notice(dt: &DingTalkRender, m: &HapMessage, at: Millis, users: &[String]) -> AsyncSend {
-    let link = (!m.redirect_url.is_empty()).then_some(m.redirect_url.as_str());
+fn notice(dt: &DingTalkRender, c: &NoticeContent, at: Millis, users: &[String]) -> AsyncSend {
     let mut msg = match dt.notice_format {
         NoticeFormat::Markdown => {
             let mut lines = vec![
-                format!("#### {} {}", title(m), tag(&m.message_id)),
-                m.message.lines().collect::<Vec<_>>().join("  \n  "),
+                format!("#### {} {}", c.title, c.tag),
+                c.text.lines().collect::<Vec<_>>().join("  \n  "),
             ];
-            for a in m.attachments().iter().filter(|a| a.is_image()) {
-                lines.push(format!("![{}]({})", a.name, a.link));
-            }
-            lines.extend(attachment_line(m));
-            lines.extend(link.map(|url| format!("[查看详情]({url})")));
+            lines.extend(
+                c.images
+                    .iter()
+                    .map(|(name, link)| format!("![{name}]({link})")),
+            );
+            lines.extend(c.details.iter().cloned());
+            lines.extend(c.link.as_ref().map(|url| format!("[查看详情]({url})")));
             lines.push(format!("###### {}", local_time(at)));
             Msg::Markdown {
                 markdown: Markdown {
-                    title: title(m),
+                    title: c.title.clone(),
                     text: lines.join("  \n  "),
                 },
             }
         }
         NoticeFormat::Text => {
-            let mut lines = vec![
-                format!("【{}】{}", title(m), tag(&m.message_id)),
-                m.message.clone(),
-            ];
-            lines.extend(attachment_line(m));
-            lines.extend(link.map(|url| format!("查看详情：{url}")));
+            let mut lines = vec![format!("【{}】{}", c.title, c.tag), c.text.clone()];
+            lines.extend(c.details.iter().cloned());
+            lines.extend(c.link.as_ref().map(|url| format!("查看详情：{url}")));
             lines.push(local_time(at));
             Msg::Text {
                 text: Text {
@@ -356,7 +466,7 @@ fn notice(dt: &DingTalkRender, m: &HapMessage, at: Millis, users: &[String]) -> 
         }
     };
     if !msg.fit() {
-        warn!(message = %m.message_id, "notice does not fit in 2048 bytes even with the text cut");
+        warn!(tag = %c.tag, "notice does not fit in 2048 bytes even with the text cut");
     }
     AsyncSend {
         agent_id: dt.agent_id,
@@ -517,12 +627,23 @@ mod tests {
             "#,
         );
         let plan = r.plan(&todo(3), 0);
+        assert_eq!(plan.len(), 2, "one card: u2 maps to the same user as u0");
         assert_eq!(
-            plan.len(),
-            1,
-            "u1 unmapped is dropped, u2 maps to the same user as u0"
+            (plan[0].recipients.clone(), plan[0].status),
+            (vec!["ding0".to_owned()], Status::Pending)
         );
-        assert_eq!(plan[0].recipients, ["ding0"]);
+        // u1 is not sent to, and says so where operators look.
+        assert_eq!(
+            (plan[1].recipients.clone(), plan[1].status),
+            (vec!["u1".to_owned()], Status::Skipped)
+        );
+        assert!(
+            plan[1]
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("no DingTalk userid for u1")
+        );
     }
 
     #[test]

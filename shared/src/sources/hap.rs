@@ -6,10 +6,10 @@
 
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::{SourceEvent, lenient};
+use super::{SourceEvent, decode, lenient};
 use crate::event::{Event, Millis};
 use crate::ingress::{Accepted, Parsed, Rejection, Source};
 
@@ -191,33 +191,6 @@ impl HapSource {
             max_body_bytes,
         })
     }
-}
-
-/// Decodes a JSON object body into `T`, with errors that say which field is wrong.
-fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Rejection> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| Rejection::BadRequest(format!("{what}: body is not valid JSON ({e})")))?;
-    if !value.is_object() {
-        return Err(Rejection::BadRequest(format!(
-            "{what}: body must be a JSON object, not {}",
-            match value {
-                Value::Array(_) => "an array",
-                Value::String(_) => "a string",
-                Value::Number(_) => "a number",
-                Value::Bool(_) => "a boolean",
-                _ => "null",
-            }
-        )));
-    }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        Rejection::BadRequest(if path == "." {
-            format!("{what}: {inner}")
-        } else {
-            format!("{what}: field {path}: {inner}")
-        })
-    })
 }
 
 impl Source for HapSource {

@@ -1,0 +1,560 @@
+//! Alibaba Cloud DMS custom webhook (自定义Webhook通知): `POST /dms`. See `protocols/dms.md`.
+//!
+//! DMS signs `signatureText` = Base64(HMAC-SHA1) over "the webhook address, the password and
+//! the message event", but the exact construction is not published. So every known candidate
+//! ([`constructions`]) is tried in constant time, the one that matched is logged, and config can
+//! pin it once known; `hookbridge dms verify` settles it from one captured request.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, KeyInit, Mac};
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use sha1::{Digest, Sha1};
+use subtle::ConstantTimeEq;
+use tracing::{info, warn};
+
+use super::{SourceEvent, decode, lenient};
+use crate::event::{Event, Millis};
+use crate::ingress::{Accepted, Parsed, Rejection, Source};
+
+pub const PATH: &str = "/dms";
+
+/// `taskName` of the message the DMS console's Test button sends (it has no `taskId`).
+const TEST_TASK_NAME: &str = "Webhook test";
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureMode {
+    /// Never computed.
+    Off,
+    /// Computed and logged, never rejects (to find the construction at setup time).
+    Log,
+    /// A signed request must match; an unsigned one is rejected too, because a key is set.
+    #[default]
+    Enforce,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmsUser {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub uid: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub name: String,
+}
+
+/// `messageEvent`, normalized. `category`/`module`/`event` are localized display strings
+/// (工单/工單/Ticket…): they are carried as text for routes to match, never used as keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DmsEvent {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub submitter_uid: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub submitter_name: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub category: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub module: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub event: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub task_id: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub task_name: String,
+    #[serde(default, deserialize_with = "event_time")]
+    pub event_time: Option<Millis>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub message: String,
+    #[serde(default, deserialize_with = "users")]
+    pub target_users: Vec<DmsUser>,
+    #[serde(default, deserialize_with = "users")]
+    pub receivers: Vec<DmsUser>,
+}
+
+impl DmsEvent {
+    /// The Test button's message: answer success, deliver nothing unless asked to.
+    pub fn is_test(&self) -> bool {
+        self.task_name == TEST_TASK_NAME && self.task_id.is_empty()
+    }
+
+    /// Who should read it: the actual `receivers`, or the intended `targetUsers` when empty.
+    pub fn recipients(&self) -> &[DmsUser] {
+        if self.receivers.is_empty() {
+            &self.target_users
+        } else {
+            &self.receivers
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Body {
+    message_event: DmsEvent,
+}
+
+/// The envelope with `messageEvent` as the exact bytes received (one signing candidate).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Signed<'a> {
+    #[serde(borrow)]
+    message_event: &'a RawValue,
+    #[serde(default)]
+    signature_method: Option<String>,
+    #[serde(default)]
+    signature_text: Option<String>,
+}
+
+fn users<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<DmsUser>, D::Error> {
+    Ok(Option::<Vec<DmsUser>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Epoch milliseconds as a number, a numeric string (10 digits: seconds, 13: milliseconds) or
+/// a `yyyy-MM-dd HH:mm:ss` date in Beijing time.
+fn event_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Millis>, D::Error> {
+    use serde::de::Error;
+    let fail =
+        || D::Error::custom("expected epoch milliseconds, a numeric string or yyyy-MM-dd HH:mm:ss");
+    let from_digits = |n: i64, digits: usize| if digits <= 10 { n * 1000 } else { n };
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::Number(n) => n
+            .as_i64()
+            .map(|n| Some(from_digits(n, n.to_string().len())))
+            .ok_or_else(fail),
+        Value::String(s) if s.trim().is_empty() => Ok(None),
+        Value::String(s) => {
+            let s = s.trim();
+            if let Ok(n) = s.parse::<i64>() {
+                return Ok(Some(from_digits(n, s.len())));
+            }
+            let beijing = chrono::FixedOffset::east_opt(8 * 3600).expect("fixed offset in range");
+            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+                .ok()
+                .and_then(|t| t.and_local_timezone(beijing).single())
+                .map(|t| Some(t.timestamp_millis()))
+                .ok_or_else(fail)
+        }
+        _ => Err(fail()),
+    }
+}
+
+// ---- signature candidates ----
+
+/// One way DMS may have built its signature: a name (`A/raw`, `B/sorted/url`…), the HMAC key
+/// and the signed message.
+pub struct Construction {
+    pub name: String,
+    key: Vec<u8>,
+    message: Vec<u8>,
+}
+
+/// Every candidate of protocols/dms.md §5.2: variants A–F over the event JSON forms (`raw`
+/// bytes, `sorted` compact, `ordered` compact, each also `-esc` with non-ASCII as `\uXXXX`) and
+/// the URL forms (`url` as configured, `url-no-query`, `url-no-userinfo`).
+pub fn constructions(raw_event: &str, secret: &str, url: Option<&str>) -> Vec<Construction> {
+    let sorted = serde_json::from_str::<Value>(raw_event)
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let ordered = minify(raw_event);
+    let forms = [
+        ("raw", raw_event.to_owned()),
+        ("sorted-esc", escape_non_ascii(&sorted)),
+        ("ordered-esc", escape_non_ascii(&ordered)),
+        ("sorted", sorted),
+        ("ordered", ordered),
+    ];
+    let urls = url.map(url_forms).unwrap_or_default();
+    let mut out = vec![];
+    let mut add = |name: String, key: String, message: String| {
+        out.push(Construction {
+            name,
+            key: key.into_bytes(),
+            message: message.into_bytes(),
+        });
+    };
+    for (form, json) in &forms {
+        add(format!("A/{form}"), secret.to_owned(), json.clone());
+        for (u, url) in &urls {
+            add(
+                format!("B/{form}/{u}"),
+                secret.to_owned(),
+                format!("{url}{json}"),
+            );
+            add(
+                format!("C/{form}/{u}"),
+                format!("{url}{secret}"),
+                json.clone(),
+            );
+            add(
+                format!("D/{form}/{u}"),
+                secret.to_owned(),
+                format!("{json}{url}"),
+            );
+            add(
+                format!("E/{form}/{u}"),
+                secret.to_owned(),
+                format!("{url}\n{json}"),
+            );
+        }
+    }
+    for (u, url) in &urls {
+        add(format!("F/{u}"), secret.to_owned(), url.clone());
+    }
+    out
+}
+
+/// The names of the constructions that produce `signature` (Base64), in constant time each.
+pub fn matching(raw_event: &str, secret: &str, url: Option<&str>, signature: &str) -> Vec<String> {
+    let Ok(expected) = BASE64.decode(signature.trim()) else {
+        return vec![];
+    };
+    constructions(raw_event, secret, url)
+        .into_iter()
+        .filter(|c| {
+            <Hmac<Sha1> as KeyInit>::new_from_slice(&c.key)
+                .map(|mut mac| {
+                    mac.update(&c.message);
+                    mac.verify_slice(&expected).is_ok()
+                })
+                .unwrap_or(false)
+        })
+        .map(|c| c.name)
+        .collect()
+}
+
+fn url_forms(url: &str) -> Vec<(&'static str, String)> {
+    let no_query = url.split(['?', '#']).next().unwrap_or(url).to_owned();
+    let no_userinfo = match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p)) {
+            (host, path) if host.contains('@') => {
+                let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+                let sep = if rest.contains('/') { "/" } else { "" };
+                format!("{scheme}://{host}{sep}{path}")
+            }
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    };
+    let mut out = vec![("url", url.to_owned())];
+    for (name, u) in [("url-no-query", no_query), ("url-no-userinfo", no_userinfo)] {
+        if !out.iter().any(|(_, o)| *o == u) {
+            out.push((name, u));
+        }
+    }
+    out
+}
+
+/// JSON without the whitespace between tokens, keys in the order received.
+fn minify(json: &str) -> String {
+    let (mut out, mut in_string, mut escaped) = (String::with_capacity(json.len()), false, false);
+    for c in json.chars() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if !c.is_whitespace() {
+            in_string = c == '"';
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Non-ASCII characters as `\uXXXX` (UTF-16, lowercase hex, like Java's and Python's encoders).
+/// Outside strings JSON is ASCII, so escaping every such character is exact.
+fn escape_non_ascii(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() * 2);
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+// ---- the source ----
+
+pub struct SignatureCheck {
+    pub key: String,
+    pub mode: SignatureMode,
+    /// The webhook URL exactly as configured in DMS (candidates B–F sign it).
+    pub url: Option<String>,
+    /// Only this construction is accepted, once known.
+    pub pinned: Option<String>,
+}
+
+pub struct DmsSource {
+    signature: Option<SignatureCheck>,
+    /// `user:password` expected in HTTP Basic auth.
+    basic: Option<String>,
+    max_body_bytes: usize,
+    forward_test: bool,
+}
+
+impl DmsSource {
+    pub fn new(
+        signature: Option<SignatureCheck>,
+        basic: Option<(String, String)>,
+        max_body_bytes: usize,
+        forward_test: bool,
+    ) -> Self {
+        DmsSource {
+            signature,
+            basic: basic.map(|(u, p)| format!("{u}:{p}")),
+            max_body_bytes,
+            forward_test,
+        }
+    }
+
+    pub fn forwards_test(&self) -> bool {
+        self.forward_test
+    }
+}
+
+impl Source for DmsSource {
+    fn name(&self) -> &'static str {
+        "dms"
+    }
+
+    fn paths(&self) -> &'static [&'static str] {
+        &[PATH]
+    }
+
+    fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    fn strict_content_type(&self) -> bool {
+        // DMS does not say which Content-Type it sends; the body is JSON regardless.
+        false
+    }
+
+    fn authenticate(&self, headers: &HeaderMap) -> Result<(), Rejection> {
+        if headers.get("dms-event").is_none() {
+            info!("request to /dms without the DMS-Event header");
+        }
+        let Some(expected) = &self.basic else {
+            return Ok(());
+        };
+        let given = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+            .and_then(|b| BASE64.decode(b.trim()).ok())
+            .ok_or_else(|| {
+                Rejection::Unauthorized(
+                    "missing HTTP Basic credentials: put user:password@ in the webhook URL configured in DMS".into(),
+                )
+            })?;
+        if bool::from(given.ct_eq(expected.as_bytes())) {
+            Ok(())
+        } else {
+            Err(Rejection::Unauthorized(
+                "HTTP Basic credentials do not match sources.dms.basic_auth".into(),
+            ))
+        }
+    }
+
+    fn verify(&self, body: &[u8]) -> Result<(), Rejection> {
+        let Some(check) = self
+            .signature
+            .as_ref()
+            .filter(|c| c.mode != SignatureMode::Off)
+        else {
+            return Ok(());
+        };
+        // A body that is not even shaped like DMS's is left to `parse`, which says what is wrong.
+        let Ok(signed) = serde_json::from_slice::<Signed>(body) else {
+            return Ok(());
+        };
+        if !signed.message_event.get().starts_with('{') {
+            return Ok(());
+        }
+        let method = signed
+            .signature_method
+            .as_deref()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_uppercase();
+        let reject = |reason: String| {
+            warn!(%reason, "DMS signature check failed");
+            if check.mode == SignatureMode::Enforce {
+                Err(Rejection::Unauthorized(reason))
+            } else {
+                Ok(())
+            }
+        };
+        match method.as_str() {
+            "" | "NONE" => {
+                return reject("the request is not signed (signatureMethod None), but sources.dms.signature_key is set: \
+                     choose HMAC_SHA1 as 签名方式 in DMS, or remove the key"
+                    .into());
+            }
+            "HMAC_SHA1" => {}
+            other => {
+                return reject(format!(
+                    "signatureMethod {other} is not supported (HMAC_SHA1 or None)"
+                ));
+            }
+        }
+        let text = signed.signature_text.unwrap_or_default();
+        let found = matching(
+            signed.message_event.get(),
+            &check.key,
+            check.url.as_deref(),
+            &text,
+        );
+        let accepted = match &check.pinned {
+            Some(p) => found.iter().find(|f| *f == p),
+            None => found.first(),
+        };
+        match accepted {
+            Some(name) => {
+                info!(construction = %name, "DMS signature verified");
+                Ok(())
+            }
+            None => reject(format!(
+                "signatureText matches no known construction{}: check that sources.dms.signature_key equals the \
+                 签名密钥 set in DMS and that sources.dms.webhook_url is exactly the URL configured there; \
+                 capture the body and run `hookbridge dms verify --body F --key K --url U`",
+                check
+                    .pinned
+                    .as_ref()
+                    .map(|p| format!(" (pinned to {p})"))
+                    .unwrap_or_default()
+            )),
+        }
+    }
+
+    fn parse(&self, _path: &str, body: &[u8], now: Millis) -> Result<Parsed, Rejection> {
+        let parsed: Body = decode(body, "DMS message")?;
+        let event = parsed.message_event;
+        // No id in the body: the key is a hash of the canonical (key-sorted, compact) event, so
+        // a retry of the same event is recognized however DMS formats it.
+        let canonical = serde_json::from_slice::<Value>(body)
+            .map(|v| v["messageEvent"].to_string())
+            .unwrap_or_default();
+        let digest = Sha1::digest(canonical.as_bytes());
+        let key: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Parsed {
+            event: Event {
+                source: "dms".into(),
+                key,
+                kind: if event.is_test() { "test" } else { "message" }.into(),
+                received_at: now,
+                payload: serde_json::to_value(&event).unwrap_or_default(),
+                raw: String::from_utf8_lossy(body).into_owned(),
+            },
+            input: SourceEvent::Dms(event),
+        })
+    }
+
+    fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String {
+        match outcome {
+            Ok(_) => json!({ "root": "", "success": true }),
+            Err(r) => json!({ "root": r.to_string(), "success": false }),
+        }
+        .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The inputs of the vectors in protocols/dms.md §5.2.
+    const EVENT: &str = r#"{"category":"工单","event":"执行成功","eventTime":1625630049930,"message":"【DMS数据管理】Webhook test, code: 144619 ","module":"数据变更","receivers":[{"name":"u1","uid":"1"}],"submitterName":"u1","submitterUid":"1","targetUsers":[{"name":"u1","uid":"1"}],"taskName":"Webhook test"}"#;
+    const URL: &str = "https://hook.example.com/dms";
+
+    #[test]
+    fn every_documented_vector_is_found_under_its_variant() {
+        for (variant, signature) in [
+            ("A/raw", "qIimXpJWt7W2JyZH/VVPCh4yO3k="),
+            ("B/raw/url", "NI+sYWHbvapJOcUEGBmg9oKj4Oo="),
+            ("C/raw/url", "6xnlfLh4LTD+TCWexhNJqB7IjS8="),
+            ("D/raw/url", "qzw35WOKuEsTVjFUL7Em/G8gMDg="),
+            ("E/raw/url", "EVNcrDMfVWLHNPlffPZQkJu6jSg="),
+            ("F/url", "5SpjibNoeuOnQda5ZYyLDKvSRjE="),
+            ("A/raw-esc", "RL//Wm/QKg1moN7Ih5qvlWPnuyM="),
+        ] {
+            let found = matching(EVENT, "dms-secret", Some(URL), signature);
+            let want = variant.replace("raw-esc", "sorted-esc");
+            assert!(found.contains(&want), "{variant}: {found:?}");
+            assert!(
+                matching(EVENT, "wrong-secret", Some(URL), signature).is_empty(),
+                "{variant}"
+            );
+        }
+    }
+
+    #[test]
+    fn event_forms_cover_pretty_printed_and_reordered_bodies() {
+        let pretty = "{\n  \"b\": \"值 \\\" x\",\n  \"a\": 1\n}";
+        assert_eq!(minify(pretty), "{\"b\":\"值 \\\" x\",\"a\":1}");
+        assert_eq!(
+            escape_non_ascii("{\"a\":\"工😀\"}"),
+            "{\"a\":\"\\u5de5\\ud83d\\ude00\"}"
+        );
+        let names: Vec<String> = constructions(pretty, "k", None)
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "A/raw",
+                "A/sorted-esc",
+                "A/ordered-esc",
+                "A/sorted",
+                "A/ordered"
+            ]
+        );
+    }
+
+    #[test]
+    fn url_forms_drop_query_and_userinfo() {
+        let forms = url_forms("https://dms:pw@hook.example.com/dms?t=1");
+        let urls: Vec<&str> = forms.iter().map(|(_, u)| u.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://dms:pw@hook.example.com/dms?t=1",
+                "https://dms:pw@hook.example.com/dms",
+                "https://hook.example.com/dms?t=1"
+            ]
+        );
+        assert_eq!(url_forms(URL).len(), 1, "identical forms are tried once");
+    }
+
+    #[test]
+    fn event_time_accepts_numbers_numeric_strings_and_beijing_dates() {
+        let t = |v: &str| {
+            serde_json::from_str::<DmsEvent>(&format!(r#"{{"eventTime":{v}}}"#))
+                .map(|e| e.event_time)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(t("1625630049930"), Ok(Some(1625630049930)));
+        assert_eq!(t("\"1625630049930\""), Ok(Some(1625630049930)));
+        assert_eq!(t("\"1625630049\""), Ok(Some(1625630049000)));
+        assert_eq!(t("\"2021-07-07 11:54:09\""), Ok(Some(1625630049000)));
+        assert_eq!(t("null"), Ok(None));
+        assert!(
+            t("\"yesterday\"")
+                .unwrap_err()
+                .contains("yyyy-MM-dd HH:mm:ss")
+        );
+        assert!(t("true").is_err());
+    }
+}
