@@ -19,8 +19,8 @@ use crate::store::Store;
 /// resolves (and only has IAM access to) the secrets that half needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parts {
-    /// Sources: the webhook functions (HAP tokens, no connector secrets).
-    Ingress,
+    /// One source: a webhook function (its own secrets, no connector's, no other source's).
+    Source(&'static str),
     /// Connectors: the sender functions (connector secrets, no source tokens).
     Delivery,
     /// Both: `hookbridge serve` and tests.
@@ -45,7 +45,8 @@ impl App {
     ) -> Result<App, ConfigError> {
         let invalid = ConfigError::Invalid;
         let mut sources: Vec<Arc<dyn Source>> = vec![];
-        if let (Some(hap), true) = (&config.sources.hap, parts != Parts::Delivery) {
+        let source = |name| parts == Parts::All || parts == Parts::Source(name);
+        if let (Some(hap), true) = (&config.sources.hap, source("hap")) {
             let mut tokens = vec![];
             for t in &hap.tokens {
                 tokens.push(secrets.resolve(t).await?);
@@ -54,12 +55,12 @@ impl App {
                 HapSource::new(&hap.header, tokens, hap.max_body_bytes).map_err(invalid)?,
             ));
         }
-        if let (Some(dms), true) = (&config.sources.dms, parts != Parts::Delivery) {
+        if let (Some(dms), true) = (&config.sources.dms, source("dms")) {
             let signature = match &dms.signature_key {
                 Some(k) => Some(SignatureCheck {
                     key: secrets.resolve(k).await?,
                     mode: dms.signature_mode.unwrap_or(SignatureMode::Enforce),
-                    url: dms.webhook_url.clone(),
+                    url: dms.webhook_url.clone().filter(|u| !u.is_empty()),
                     pinned: dms.signature_variant.clone(),
                 }),
                 None => None,
@@ -73,7 +74,8 @@ impl App {
         }
         let mut connectors: Vec<Arc<dyn Connector>> = vec![];
         let mut dry_run = vec![];
-        if let (Some(dt), true) = (&config.connectors.dingtalk, parts != Parts::Ingress) {
+        let connectors_wanted = matches!(parts, Parts::All | Parts::Delivery);
+        if let (Some(dt), true) = (&config.connectors.dingtalk, connectors_wanted) {
             let secret = match &dt.app_secret {
                 Some(s) => Some(secrets.resolve(s).await?),
                 None => None,
@@ -134,9 +136,14 @@ mod tests {
 
     #[tokio::test]
     async fn each_part_resolves_only_its_own_secrets() {
-        let ingress = build("plain:t", UNSET, Parts::Ingress).await.unwrap();
+        let ingress = build("plain:t", UNSET, Parts::Source("hap")).await.unwrap();
         assert!(ingress.dry_run.is_empty() && !ingress.ingress.paths().is_empty());
-        assert!(build(UNSET, "plain:s", Parts::Ingress).await.is_err());
+        assert!(build(UNSET, "plain:s", Parts::Source("hap")).await.is_err());
+        let other = build(UNSET, "plain:s", Parts::Source("dms")).await.unwrap();
+        assert!(
+            other.ingress.paths().is_empty(),
+            "no DMS configured, and HAP's token is not read"
+        );
         let delivery = build(UNSET, "plain:s", Parts::Delivery).await.unwrap();
         assert!(delivery.ingress.paths().is_empty());
         assert!(build("plain:t", UNSET, Parts::Delivery).await.is_err());

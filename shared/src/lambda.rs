@@ -41,7 +41,14 @@ pub async fn app_from_env(parts: Parts) -> Result<Arc<App>, Error> {
     Ok(Arc::new(app))
 }
 
-/// `hap-webhook`: one API Gateway request through the pipeline.
+/// A webhook function for one source: every API Gateway request through the pipeline.
+pub async fn run_webhook(source: &'static str) -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let app = app_from_env(Parts::Source(source)).await?;
+    lambda_http::run(lambda_http::service_fn(|req| http(&app, req))).await
+}
+
+/// One API Gateway request through the pipeline.
 pub async fn http(app: &App, req: HttpRequest) -> Result<HttpResponse<Body>, Error> {
     let (parts, body) = req.into_parts();
     let req = Request {

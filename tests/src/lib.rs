@@ -188,10 +188,14 @@ pub async fn app_on(config: Config, store: Arc<dyn Store>) -> Arc<App> {
 }
 
 /// The environment a function binary gets in the SAM stack, pointed at DynamoDB Local and,
-/// with `dingtalk_url`, at a fake DingTalk.
-pub fn lambda_env(table: &str, dingtalk_url: Option<&str>) -> Vec<(&'static str, String)> {
+/// with `dingtalk_url`, at a fake DingTalk; `extra` as for [`config_text`].
+pub fn lambda_env(
+    table: &str,
+    dingtalk_url: Option<&str>,
+    extra: &str,
+) -> Vec<(&'static str, String)> {
     vec![
-        ("HOOKBRIDGE_CONFIG", config_text(dingtalk_url, "")),
+        ("HOOKBRIDGE_CONFIG", config_text(dingtalk_url, extra)),
         ("TABLE_NAME", table.to_owned()),
         ("AWS_ENDPOINT_URL", dynamodb_endpoint()),
         ("AWS_ACCESS_KEY_ID", "x".into()),

@@ -381,3 +381,67 @@ async fn the_template_stream_filter_passes_exactly_pending_dingtalk_deliveries()
         "a sent delivery does not trigger the sender again"
     );
 }
+
+/// The config the template assembles for the functions, as CloudFormation would substitute it.
+fn template_config(dms_key_line: &str) -> String {
+    let template =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
+    let start = template
+        .find("HOOKBRIDGE_CONFIG: !Sub")
+        .expect("the template sets HOOKBRIDGE_CONFIG");
+    let mut lines = template[start..]
+        .lines()
+        .skip_while(|l| l.trim() != "- |")
+        .skip(1);
+    let first = lines.next().unwrap();
+    let indent = first.len() - first.trim_start().len();
+    let body: Vec<&str> = std::iter::once(first)
+        .chain(
+            lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent),
+        )
+        .map(|l| l.get(indent..).unwrap_or(""))
+        .collect();
+    let mut text = body.join("\n");
+    for (name, value) in [
+        (
+            "HapTokenSecretArn",
+            "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:hap-AbCdEf",
+        ),
+        (
+            "DingTalkSecretArn",
+            "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:dt-AbCdEf",
+        ),
+        ("DingTalkAgentId", "1185599675"),
+        ("DingTalkAppKey", "dingexample"),
+        ("TodoFanout", "chunk5"),
+        ("DmsWebhookUrl", ""),
+        ("DingTalkRecipientMap", r#"{ "1673826650168842" = "lisi" }"#),
+        ("DmsKeyLine", dms_key_line),
+    ] {
+        text = text.replace(&format!("${{{name}}}"), value);
+    }
+    assert!(
+        !text.contains("${"),
+        "every variable is substituted:\n{text}"
+    );
+    text
+}
+
+#[test]
+fn the_template_gives_the_functions_a_valid_config() {
+    let key = r#"signature_key = "secretsmanager:arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:dms-AbCdEf""#;
+    for dms_key_line in ["", key] {
+        let text = template_config(dms_key_line);
+        let config =
+            hookbridge::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(config.routes.len(), 2);
+        assert_eq!(
+            config.recipients["dingtalk"].map["1673826650168842"],
+            "lisi"
+        );
+        assert_eq!(
+            config.sources.dms.unwrap().signature_key.is_some(),
+            !dms_key_line.is_empty()
+        );
+    }
+}

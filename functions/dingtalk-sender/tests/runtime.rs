@@ -39,7 +39,7 @@ async fn sends_the_pending_deliveries_of_a_stream_batch() {
     .await;
     let (answer, logs) = invoke(
         env!("CARGO_BIN_EXE_dingtalk-sender"),
-        &lambda_env(&table, Some(&fake.url)),
+        &lambda_env(&table, Some(&fake.url), ""),
         batch,
     )
     .await;
@@ -77,7 +77,7 @@ async fn reads_the_app_secret_from_secrets_manager() {
         .await;
     let pk = "EVT#hap#9f8e7d6c-5b4a-4392-8171-6f5e4d3c2b1a";
     let batch = events::stream_batch(&table, &[("INSERT", pk, "DLV#dingtalk#000")]).await;
-    let mut env = lambda_env(&table, Some(&fake.url));
+    let mut env = lambda_env(&table, Some(&fake.url), "");
     for (k, v) in env.iter_mut() {
         if *k == "HOOKBRIDGE_CONFIG" {
             *v = v.replace(

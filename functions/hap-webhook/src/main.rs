@@ -1,9 +1,5 @@
-//! `hap-webhook`: API Gateway HTTP API → `POST /hap/message`, `POST /hap/todo`.
-use lambda_http::{Error, service_fn};
-
+//! `hap-webhook`: API Gateway HTTP API → POST /hap/message, POST /hap/todo (HAP message integration).
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
-    let app = hookbridge::lambda::app_from_env(hookbridge::app::Parts::Ingress).await?;
-    lambda_http::run(service_fn(|req| hookbridge::lambda::http(&app, req))).await
+async fn main() -> Result<(), lambda_http::Error> {
+    hookbridge::lambda::run_webhook("hap").await
 }

@@ -14,7 +14,7 @@ async fn answers_an_api_gateway_request_and_stores_the_event() {
     );
     let (answer, logs) = invoke(
         env!("CARGO_BIN_EXE_hap-webhook"),
-        &lambda_env(store.table(), None),
+        &lambda_env(store.table(), None, ""),
         payload,
     )
     .await;

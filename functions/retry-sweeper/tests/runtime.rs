@@ -7,7 +7,7 @@ async fn sweeps_on_a_schedule_event() {
     let store = dynamo_store().await;
     let (answer, logs) = invoke(
         env!("CARGO_BIN_EXE_retry-sweeper"),
-        &lambda_env(store.table(), None),
+        &lambda_env(store.table(), None, ""),
         events::schedule(),
     )
     .await;
