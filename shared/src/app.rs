@@ -8,6 +8,7 @@ use tracing::warn;
 
 use crate::config::{Config, ConfigError, Secrets};
 use crate::connectors::dingtalk::DingTalk;
+use crate::connectors::zentao::ZenTao;
 use crate::delivery::{Connector, Sender};
 use crate::ingress::{Ingress, Source};
 use crate::routing::Router;
@@ -88,6 +89,22 @@ impl App {
                 dry_run.push(crate::connectors::dingtalk::CONNECTOR);
             }
             connectors.push(Arc::new(connector));
+        }
+        if connectors_wanted && !config.connectors.zentao.is_empty() {
+            let mut instances = vec![];
+            for (name, z) in &config.connectors.zentao {
+                let key = match &z.key {
+                    Some(k) => Some(secrets.resolve(k).await?),
+                    None => None,
+                };
+                instances.push((name.clone(), z.clone(), key));
+            }
+            let zentao = ZenTao::new(instances).map_err(invalid)?;
+            if !zentao.dry_run_instances().is_empty() {
+                warn!(instances = ?zentao.dry_run_instances(), "ZenTao instances without a key: dry-run");
+                dry_run.push(crate::connectors::zentao::CONNECTOR);
+            }
+            connectors.push(Arc::new(zentao));
         }
         Ok(App {
             ingress: Ingress::new(sources, Router::new(&config), store.clone()),

@@ -140,6 +140,72 @@ fn default_max_body() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct Connectors {
     pub dingtalk: Option<DingTalkConfig>,
+    /// ZenTao / Xuanxuan instances by name.
+    #[serde(default)]
+    pub zentao: BTreeMap<String, ZenTaoInstance>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZenTaoInstance {
+    /// e.g. `https://zentao.example.com` (the directory holding the entry script).
+    pub base_url: String,
+    /// `x.php` (Xuanxuan ≥ 2.5.5, ZenTao 12+) or `api.php`.
+    #[serde(default = "default_entry")]
+    pub entry: String,
+    /// The app's 代号.
+    pub code: String,
+    /// The app's 密钥; absent: dry-run.
+    pub key: Option<SecretRef>,
+    #[serde(default)]
+    pub sender: ZenTaoSender,
+    /// Whether recipients are ZenTao `account`s or numeric `id`s (never mixed in one call).
+    #[serde(default)]
+    pub users_by: UsersBy,
+    #[serde(default)]
+    pub token_mode: TokenMode,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_entry() -> String {
+    "x.php".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZenTaoSender {
+    pub id: String,
+    pub name: String,
+    pub avatar: String,
+}
+
+impl Default for ZenTaoSender {
+    fn default() -> Self {
+        ZenTaoSender {
+            id: "hookbridge".into(),
+            name: "hookbridge".into(),
+            avatar: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsersBy {
+    #[default]
+    Account,
+    Id,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenMode {
+    /// `md5(md5(query) + key)` (T1).
+    #[default]
+    Classic,
+    /// `md5(code + key + time)` (T2): single use per second per app, so not for concurrent senders.
+    Time,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -204,6 +270,12 @@ pub struct Route {
     /// Event kinds this route takes (HAP: `todo`, `worksheet_system`, `mention`, `reply`,
     /// `workflow_system`, `workflow_system_recorded`, `unknown`). Absent: every kind.
     pub kinds: Option<Vec<String>>,
+    /// ZenTao: which instance (optional when there is one).
+    pub instance: Option<String>,
+    /// ZenTao: send to this group chat (`gid`) instead of users.
+    pub group: Option<String>,
+    /// Send to these connector users instead of the event's recipients.
+    pub users: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -249,12 +321,50 @@ impl Config {
             }
             let connector_known = match r.connector.as_str() {
                 "dingtalk" => self.connectors.dingtalk.is_some(),
+                "zentao" => !self.connectors.zentao.is_empty(),
                 _ => false,
             };
             if !connector_known {
                 return invalid(format!(
                     "routes[{i}]: connector \"{}\" is not configured (add [connectors.{}])",
                     r.connector, r.connector
+                ));
+            }
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if r.connector == "zentao" {
+                if self.zentao_instance(r).is_none() {
+                    return invalid(format!(
+                        "routes[{i}]: instance {:?} is not one of the ZenTao instances ({}); name one with `instance`",
+                        r.instance.as_deref().unwrap_or(""),
+                        self.connectors
+                            .zentao
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            } else if r.group.is_some() || r.instance.is_some() {
+                return invalid(format!(
+                    "routes[{i}]: `group` and `instance` are for ZenTao routes"
+                ));
+            }
+        }
+        for (name, z) in &self.connectors.zentao {
+            if !matches!(z.entry.trim_start_matches('/'), "x.php" | "api.php") {
+                return invalid(format!(
+                    "connectors.zentao.{name}.entry must be x.php or api.php"
+                ));
+            }
+            if z.code.is_empty()
+                || !z
+                    .code
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return invalid(format!(
+                    "connectors.zentao.{name}.code must be the app's 代号 (letters, digits, _)"
                 ));
             }
         }
@@ -288,6 +398,21 @@ impl Config {
             return invalid("delivery.max_attempts must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// The ZenTao instance a route sends to: the one it names, or the only one there is.
+    pub fn zentao_instance(&self, route: &Route) -> Option<&str> {
+        match &route.instance {
+            Some(name) => self
+                .connectors
+                .zentao
+                .get_key_value(name)
+                .map(|(k, _)| k.as_str()),
+            None if self.connectors.zentao.len() == 1 => {
+                self.connectors.zentao.keys().next().map(String::as_str)
+            }
+            None => None,
+        }
     }
 
     fn source_names(&self) -> Vec<&'static str> {

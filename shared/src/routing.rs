@@ -9,11 +9,14 @@ use chrono::{FixedOffset, TimeZone};
 use serde_json::Value;
 use tracing::warn;
 
-use crate::config::{Config, MapMode, NoticeFormat, RecipientMap, Route, TodoFanout};
+use crate::config::{
+    Config, MapMode, NoticeFormat, RecipientMap, Route, TodoFanout, UsersBy, ZenTaoInstance,
+};
 use crate::connectors::dingtalk::{
     self, AsyncSend, FormRow, MAX_STATUS_BAR_USERS, MAX_USERIDS, Markdown, Msg, Oa, OaBody, OaHead,
     StatusUpdate, Text,
 };
+use crate::connectors::zentao::{self, Notice, Sender, ZenTaoAction, ZenTaoMessage};
 use crate::event::{Action, Delivery, Millis, Status, event_pk};
 use crate::ingress::Parsed;
 use crate::sources::SourceEvent;
@@ -33,16 +36,23 @@ struct DingTalkRender {
 
 #[derive(Debug, Clone)]
 pub struct Router {
-    routes: Vec<Route>,
+    /// Each route with the ZenTao instance it resolves to (for ZenTao routes).
+    routes: Vec<(Route, Option<String>)>,
     forward_dms_test: bool,
     dingtalk: Option<DingTalkRender>,
+    zentao: BTreeMap<String, ZenTaoInstance>,
     recipients: BTreeMap<String, RecipientMap>,
 }
 
 impl Router {
     pub fn new(config: &Config) -> Self {
         Router {
-            routes: config.routes.clone(),
+            routes: config
+                .routes
+                .iter()
+                .map(|r| (r.clone(), config.zentao_instance(r).map(str::to_owned)))
+                .collect(),
+            zentao: config.connectors.zentao.clone(),
             forward_dms_test: config.sources.dms.as_ref().is_some_and(|d| d.forward_test),
             dingtalk: config.connectors.dingtalk.as_ref().map(|d| DingTalkRender {
                 agent_id: d.agent_id,
@@ -58,8 +68,9 @@ impl Router {
     /// an overlap in the config cannot send the same message twice.
     pub fn plan(&self, parsed: &Parsed, now: Millis) -> Vec<Delivery> {
         let event = &parsed.event;
-        let mut connectors: Vec<&str> = vec![];
-        for r in &self.routes {
+        let mut chosen: Vec<&(Route, Option<String>)> = vec![];
+        for route in &self.routes {
+            let r = &route.0;
             let kind_matches = r.kinds.as_ref().is_none_or(|kinds| {
                 kinds
                     .iter()
@@ -67,20 +78,114 @@ impl Router {
             });
             if r.source == event.source
                 && kind_matches
-                && !connectors.contains(&r.connector.as_str())
+                && !chosen.iter().any(|c| c.0.connector == r.connector)
             {
-                connectors.push(&r.connector);
+                chosen.push(route);
             }
         }
         let mut out = vec![];
-        for connector in connectors {
-            match (connector, &self.dingtalk) {
-                (dingtalk::CONNECTOR, Some(dt)) => {
-                    out.extend(self.dingtalk_deliveries(dt, parsed, now));
+        for (route, instance) in chosen {
+            match (route.connector.as_str(), &self.dingtalk, instance) {
+                (dingtalk::CONNECTOR, Some(dt), _) => {
+                    out.extend(self.dingtalk_deliveries(dt, route, parsed, now));
                 }
-                _ => warn!(connector, "route to a connector that is not configured"),
+                (zentao::CONNECTOR, _, Some(instance)) => {
+                    out.extend(self.zentao_deliveries(instance, route, parsed, now));
+                }
+                (connector, _, _) => {
+                    warn!(connector, "route to a connector that is not configured")
+                }
             }
         }
+        out
+    }
+
+    /// The route's fixed users, or the event's, mapped.
+    fn recipients(
+        &self,
+        route: &Route,
+        connector: &str,
+        ids: &[String],
+        always_require: bool,
+    ) -> (Vec<String>, Vec<String>) {
+        match &route.users {
+            Some(fixed) => (fixed.clone(), vec![]),
+            None => self.map_users(connector, ids, always_require),
+        }
+    }
+
+    fn zentao_deliveries(
+        &self,
+        instance: &str,
+        route: &Route,
+        parsed: &Parsed,
+        now: Millis,
+    ) -> Vec<Delivery> {
+        let Some(settings) = self.zentao.get(instance) else {
+            return vec![];
+        };
+        let pk = parsed.event.pk();
+        let (content, ids, always_require) = match &parsed.input {
+            // ZenTao cannot update a notification it showed: a finished to-do sends nothing.
+            SourceEvent::HapFinish(_) => return vec![],
+            SourceEvent::HapMessage(m) => (hap_notice(m), m.targets.clone(), false),
+            SourceEvent::Dms(e) if e.is_test() && !self.forward_dms_test => return vec![],
+            SourceEvent::Dms(e) => {
+                let ids = e.recipients().iter().map(|u| u.uid.clone()).collect();
+                (dms_notice(e, &parsed.event.key), ids, true)
+            }
+        };
+        let todo = matches!(&parsed.input, SourceEvent::HapMessage(m) if m.kind() == HapKind::Todo);
+        let (users, mut unmapped) = match &route.group {
+            Some(_) => (vec![], vec![]),
+            None => self.recipients(route, zentao::CONNECTOR, &ids, always_require),
+        };
+        // ZenTao picks accounts or ids by the first entry: every entry must be of one kind.
+        let users: Vec<Value> = match settings.users_by {
+            UsersBy::Account => users.into_iter().map(Value::String).collect(),
+            UsersBy::Id => users
+                .into_iter()
+                .filter_map(|u| match u.parse::<u64>() {
+                    Ok(id) => Some(Value::from(id)),
+                    Err(_) => {
+                        unmapped.push(u);
+                        None
+                    }
+                })
+                .collect(),
+        };
+        let mut out = vec![];
+        if route.group.is_some() || !users.is_empty() {
+            let recipients: Vec<String> = match &route.group {
+                Some(gid) => vec![format!("group:{gid}")],
+                None => users
+                    .iter()
+                    .map(|u| u.as_str().map_or_else(|| u.to_string(), str::to_owned))
+                    .collect(),
+            };
+            let notice = zentao_notice(settings, &content, route.group.clone(), users, todo);
+            let message = ZenTaoMessage {
+                instance: instance.to_owned(),
+                notice,
+            };
+            let message = serde_json::to_value(message).unwrap_or_default();
+            out.push(Delivery::new(
+                &pk,
+                zentao::CONNECTOR,
+                0,
+                Action::Send,
+                recipients,
+                message,
+                now,
+            ));
+        }
+        out.extend(unmapped_report(
+            &pk,
+            zentao::CONNECTOR,
+            out.len(),
+            &unmapped,
+            now,
+        ));
         out
     }
 
@@ -121,6 +226,7 @@ impl Router {
     fn dingtalk_deliveries(
         &self,
         dt: &DingTalkRender,
+        route: &Route,
         parsed: &Parsed,
         now: Millis,
     ) -> Vec<Delivery> {
@@ -140,7 +246,7 @@ impl Router {
                     return vec![];
                 }
                 let ids: Vec<String> = e.recipients().iter().map(|u| u.uid.clone()).collect();
-                let (users, unmapped) = self.map_users(dingtalk::CONNECTOR, &ids, true);
+                let (users, unmapped) = self.recipients(route, dingtalk::CONNECTOR, &ids, true);
                 let content = dms_notice(e, &parsed.event.key);
                 let at = e.event_time.unwrap_or(parsed.event.received_at);
                 let mut out: Vec<Delivery> = users
@@ -156,12 +262,19 @@ impl Router {
                         )
                     })
                     .collect();
-                out.extend(unmapped_report(&pk, out.len(), &unmapped, now));
+                out.extend(unmapped_report(
+                    &pk,
+                    dingtalk::CONNECTOR,
+                    out.len(),
+                    &unmapped,
+                    now,
+                ));
                 out
             }
             SourceEvent::HapMessage(m) => {
-                let (users, unmapped) = self.map_users(dingtalk::CONNECTOR, &m.targets, false);
-                let report = unmapped_report(&pk, 0, &unmapped, now);
+                let (users, unmapped) =
+                    self.recipients(route, dingtalk::CONNECTOR, &m.targets, false);
+                let report = unmapped_report(&pk, dingtalk::CONNECTOR, 0, &unmapped, now);
                 if users.is_empty() {
                     warn!("HAP message has no recipients; stored without deliveries");
                     return report.into_iter().collect();
@@ -207,7 +320,13 @@ impl Router {
                         )
                     })
                     .collect();
-                out.extend(unmapped_report(&pk, out.len(), &unmapped, now));
+                out.extend(unmapped_report(
+                    &pk,
+                    dingtalk::CONNECTOR,
+                    out.len(),
+                    &unmapped,
+                    now,
+                ));
                 out
             }
         }
@@ -408,13 +527,19 @@ fn dms_notice(e: &DmsEvent, event_key: &str) -> NoticeContent {
 }
 
 /// A delivery that records, visibly and never sent, which recipients had no mapping.
-fn unmapped_report(pk: &str, n: usize, unmapped: &[String], now: Millis) -> Option<Delivery> {
+fn unmapped_report(
+    pk: &str,
+    connector: &str,
+    n: usize,
+    unmapped: &[String],
+    now: Millis,
+) -> Option<Delivery> {
     if unmapped.is_empty() {
         return None;
     }
     let mut d = Delivery::new(
         pk,
-        dingtalk::CONNECTOR,
+        connector,
         n,
         Action::Send,
         unmapped.to_vec(),
@@ -422,11 +547,53 @@ fn unmapped_report(pk: &str, n: usize, unmapped: &[String], now: Millis) -> Opti
         now,
     );
     d.status = Status::Skipped;
+    let who = if connector == dingtalk::CONNECTOR {
+        "DingTalk userid"
+    } else {
+        "recipient"
+    };
     d.last_error = Some(format!(
-        "no DingTalk userid for {}: add them to [recipients.dingtalk.map]",
+        "no {who} for {}: add them to [recipients.{connector}.map]",
         unmapped.join(", ")
     ));
     Some(d)
+}
+
+/// A ZenTao notification for one notice: to `gid`'s group or to `users`. Plain text, so
+/// nothing in a source's text is read as Markdown.
+fn zentao_notice(
+    z: &ZenTaoInstance,
+    c: &NoticeContent,
+    gid: Option<String>,
+    users: Vec<Value>,
+    todo: bool,
+) -> Notice {
+    let mut content = vec![format!("{} {}", c.text, c.tag)];
+    content.extend(c.details.iter().cloned());
+    let actions = match (&c.link, todo) {
+        (Some(url), true) => vec![ZenTaoAction {
+            label: "去处理".into(),
+            url: url.clone(),
+            kind: "primary".into(),
+        }],
+        _ => vec![],
+    };
+    Notice {
+        users: gid.is_none().then_some(users),
+        gid,
+        title: c.title.clone(),
+        subtitle: None,
+        content: content.join("\n"),
+        content_type: "plain".into(),
+        url: c.link.clone(),
+        actions,
+        sender: Sender {
+            id: z.sender.id.clone(),
+            name: z.sender.name.clone(),
+            display_name: z.sender.name.clone(),
+            avatar: z.sender.avatar.clone(),
+        },
+    }
 }
 
 /// Anything that is not a to-do: a markdown (or plain text) notification. The tag goes first

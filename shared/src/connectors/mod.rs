@@ -2,3 +2,4 @@
 //! They plug into [`crate::delivery`].
 
 pub mod dingtalk;
+pub mod zentao;

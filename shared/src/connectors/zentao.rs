@@ -1,0 +1,497 @@
+//! ZenTao (禅道) / Xuanxuan (喧喧) third-party notifications: `im/sendNotification` to users and
+//! `im/sendChatMessage` to a group, signed with `token = md5(md5(query) + key)` over exactly the
+//! query string sent. See `protocols/zentao.md`.
+//!
+//! ZenTao re-encodes the query PHP-style before checking the token, so the query is built with
+//! a PHP-`urlencode`-compatible encoder and signed as sent. Failures come as HTTP 200 with
+//! `result: fail`, an `{errcode, errmsg}` entry envelope, a deny redirect or an HTML page: all
+//! configuration or data problems, so only network errors and HTTP 5xx are retried.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing::info;
+
+use crate::config::{TokenMode, ZenTaoInstance};
+use crate::delivery::Connector;
+use crate::event::{Action, Delivery, Failure, Outcome};
+use crate::store::DeliveryStore;
+
+pub const CONNECTOR: &str = "zentao";
+
+/// PHP `urlencode`: `[A-Za-z0-9_.-]` kept, space as `+`, every other byte `%XX` (uppercase).
+pub fn php_urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// `http_build_query` over ordered pairs, as ZenTao rebuilds it to check the token.
+pub fn build_query(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", php_urlencode(k), php_urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn md5_hex(s: &str) -> String {
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// T1: `md5(md5(query) + key)`, lowercase hex.
+pub fn token(query: &str, key: &str) -> String {
+    md5_hex(&(md5_hex(query) + key))
+}
+
+/// T2: `md5(code + key + time)`, time in unix seconds (10 digits).
+pub fn time_token(code: &str, key: &str, time: i64) -> String {
+    md5_hex(&format!("{code}{key}{time}"))
+}
+
+/// The methods hookbridge calls (generation G2, `m=im`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Method {
+    SendNotification,
+    SendChatMessage,
+    GetGroupChats,
+    GetChatUsers,
+}
+
+impl Method {
+    fn name(self) -> &'static str {
+        match self {
+            Method::SendNotification => "sendNotification",
+            Method::SendChatMessage => "sendChatMessage",
+            Method::GetGroupChats => "getGroupChats",
+            Method::GetChatUsers => "getChatUsers",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZenTaoAction {
+    pub label: String,
+    pub url: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sender {
+    pub id: String,
+    pub name: String,
+    /// xxd reads `displayName`, ZenTao `name`: both are sent.
+    pub display_name: String,
+    pub avatar: String,
+}
+
+/// The JSON body of `sendNotification` (with `users`) or `sendChatMessage` (with `gid`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notice {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtitle: Option<String>,
+    pub content: String,
+    /// `text` is Markdown, `plain` is plain text.
+    pub content_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<ZenTaoAction>,
+    pub sender: Sender,
+}
+
+/// What a `zentao` delivery carries: which instance, and the body to post there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZenTaoMessage {
+    pub instance: String,
+    pub notice: Notice,
+}
+
+impl ZenTaoMessage {
+    fn method(&self) -> Method {
+        if self.notice.gid.is_some() {
+            Method::SendChatMessage
+        } else {
+            Method::SendNotification
+        }
+    }
+}
+
+/// Judges a ZenTao answer; the reasons say what an operator has to change.
+pub fn judge(status: u16, body: &[u8]) -> Result<Value, Failure> {
+    let permanent = |m: String| Err(Failure::Permanent(m));
+    if status >= 500 {
+        return Err(Failure::Transient(format!("ZenTao answered HTTP {status}")));
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        let head: String = String::from_utf8_lossy(body).chars().take(120).collect();
+        return permanent(format!(
+            "ZenTao answered HTTP {status} with a page, not JSON (wrong entry point or a missing/invalid token sends \
+             x.php into client mode): {head:?}"
+        ));
+    };
+    match v.get("result") {
+        Some(Value::String(r)) if r == "success" => return Ok(v),
+        Some(Value::Bool(true)) => return Ok(v),
+        Some(_) => {
+            let message = v.get("message").and_then(Value::as_str).unwrap_or("");
+            return permanent(format!("ZenTao refused the message: {message}"));
+        }
+        None => {}
+    }
+    if let Some(code) = v
+        .get("errcode")
+        .and_then(|c| c.as_i64().or_else(|| c.as_str()?.parse().ok()))
+    {
+        let errmsg = v.get("errmsg").and_then(Value::as_str).unwrap_or("");
+        let hint = match code {
+            401 => {
+                "the token does not check out: connectors.zentao key must be the app's 密钥, code its 代号"
+            }
+            403 => {
+                "the app refuses this caller: add this server's egress IP to the app's IP list, or bind an account to the app"
+            }
+            404 => "no app with this code: check connectors.zentao code (代号)",
+            405 | 407 => "the time-based token was refused: use token_mode = \"classic\"",
+            406 => "the account bound to the app is invalid",
+            _ => "entry check failed",
+        };
+        return permanent(format!("ZenTao errcode {code} {errmsg}: {hint}"));
+    }
+    if v.get("md5").is_some()
+        && v.get("data")
+            .and_then(Value::as_str)
+            .is_some_and(|d| d.contains("f=deny"))
+    {
+        return permanent(
+            "ZenTao denied the call: the account bound to the app lacks the im privileges \
+             (grant its group every im method)"
+                .into(),
+        );
+    }
+    permanent(format!("ZenTao answered in an unknown shape: {v}"))
+}
+
+struct Client {
+    http: reqwest::Client,
+    instance: ZenTaoInstance,
+    key: String,
+}
+
+impl Client {
+    /// The signed URL of one method call.
+    fn url(&self, method: Method, extra: &[(&str, &str)]) -> String {
+        let time = chrono::Utc::now().timestamp().to_string();
+        let mut pairs: Vec<(&str, &str)> = vec![("m", "im"), ("f", method.name())];
+        pairs.extend_from_slice(extra);
+        if self.instance.token_mode == TokenMode::Time {
+            pairs.push(("time", &time));
+        }
+        pairs.push(("code", &self.instance.code));
+        let query = build_query(&pairs);
+        let token = match self.instance.token_mode {
+            TokenMode::Classic => token(&query, &self.key),
+            TokenMode::Time => {
+                time_token(&self.instance.code, &self.key, time.parse().unwrap_or(0))
+            }
+        };
+        let base = self.instance.base_url.trim_end_matches('/');
+        format!(
+            "{base}/{}?{query}&token={token}",
+            self.instance.entry.trim_start_matches('/')
+        )
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        extra: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Value, Failure> {
+        let url = self.url(method, extra);
+        let req = match body {
+            Some(b) => self.http.post(url).json(b),
+            None => self.http.get(url),
+        };
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::Transient(format!("ZenTao unreachable: {}", e.without_url())))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| {
+            Failure::Transient(format!(
+                "ZenTao: reading the answer failed: {}",
+                e.without_url()
+            ))
+        })?;
+        judge(status, &bytes)
+    }
+}
+
+/// The ZenTao connector: one or more instances by name; an instance without a key is dry-run.
+pub struct ZenTao {
+    clients: BTreeMap<String, Option<Client>>,
+}
+
+impl ZenTao {
+    /// `instances`: name → (settings, resolved key or `None` for dry-run).
+    pub fn new(instances: Vec<(String, ZenTaoInstance, Option<String>)>) -> Result<Self, String> {
+        let mut clients = BTreeMap::new();
+        for (name, instance, key) in instances {
+            let client = match key {
+                Some(key) => Some(Client {
+                    http: reqwest::Client::builder()
+                        .timeout(Duration::from_secs(instance.timeout_secs))
+                        .build()
+                        .map_err(|e| format!("HTTP client: {e}"))?,
+                    instance,
+                    key,
+                }),
+                None => None,
+            };
+            clients.insert(name, client);
+        }
+        Ok(ZenTao { clients })
+    }
+
+    /// Instances without a key: requests are recorded, not sent.
+    pub fn dry_run_instances(&self) -> Vec<&str> {
+        self.clients
+            .iter()
+            .filter(|(_, c)| c.is_none())
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+
+    fn client(&self, instance: &str) -> Result<&Client, String> {
+        match self.clients.get(instance) {
+            Some(Some(c)) => Ok(c),
+            Some(None) => Err(format!("ZenTao instance {instance} has no key (dry-run)")),
+            None => Err(format!("no ZenTao instance {instance} is configured")),
+        }
+    }
+
+    /// Group chats of an instance: gid → name (for writing routes).
+    pub async fn group_chats(&self, instance: &str) -> Result<BTreeMap<String, String>, String> {
+        let v = self
+            .client(instance)?
+            .call(Method::GetGroupChats, &[], None)
+            .await
+            .map_err(|f| f.to_string())?;
+        Ok(string_map(&v["data"]))
+    }
+
+    /// Users of an instance, or of one group: id → display name.
+    pub async fn users(
+        &self,
+        instance: &str,
+        gid: Option<&str>,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let extra: Vec<(&str, &str)> = gid.map(|g| ("gid", g)).into_iter().collect();
+        let v = self
+            .client(instance)?
+            .call(Method::GetChatUsers, &extra, None)
+            .await
+            .map_err(|f| f.to_string())?;
+        Ok(string_map(&v["data"]))
+    }
+}
+
+fn string_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl Connector for ZenTao {
+    fn name(&self) -> &'static str {
+        CONNECTOR
+    }
+
+    async fn deliver(&self, d: &Delivery, _store: &dyn DeliveryStore) -> Outcome {
+        if d.action != Action::Send {
+            return Outcome::Skipped(
+                "ZenTao has no API to update a notification it already showed".into(),
+            );
+        }
+        let message: ZenTaoMessage = match serde_json::from_value(d.message.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                return Outcome::Failed(Failure::Permanent(format!("bad ZenTao delivery: {e}")));
+            }
+        };
+        let method = message.method();
+        let body = serde_json::to_value(&message.notice).unwrap_or_default();
+        match self.clients.get(&message.instance) {
+            None => Outcome::Failed(Failure::Permanent(format!(
+                "no ZenTao instance {} is configured",
+                message.instance
+            ))),
+            Some(None) => Outcome::DryRun(json!({
+                "requests": [{ "path": format!("?m=im&f={}", method.name()), "body": body }]
+            })),
+            Some(Some(client)) => match client.call(method, &[], Some(&body)).await {
+                Ok(_) => {
+                    info!(instance = %message.instance, method = method.name(), "ZenTao accepted the message");
+                    Outcome::Sent(json!({ "instance": message.instance, "method": method.name() }))
+                }
+                Err(f) => Outcome::Failed(f),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// protocols/zentao.md §3.1, key 3cd0914d…: the first row reproduces the vendor page.
+    #[test]
+    fn classic_tokens_match_the_documented_vectors() {
+        let key = "3cd0914d656e90ab181f1d52ff352cfe";
+        for (query, want) in [
+            (
+                "m=chat&f=getChatUsers&code=myAppCode",
+                "f5633c34c0c551a16c1d63bceb38d6a8",
+            ),
+            (
+                "m=im&f=getChatUsers&code=myAppCode",
+                "6611ac3952bcdeb4277274d081885dd2",
+            ),
+            (
+                "m=im&f=getGroupChats&code=myAppCode",
+                "07a22de5b9c287eaaf5c04320fe48aba",
+            ),
+            (
+                "m=im&f=getChatUsers&gid=30683aea-7a1f-4ec8-a6d6-834e0310fd7d&code=myAppCode",
+                "47b5ee6196ce02951e07b737509f1228",
+            ),
+            (
+                "m=im&f=sendNotification&code=myAppCode",
+                "1547b22b788502aae7988973eb6d2e79",
+            ),
+            (
+                "m=im&f=sendChatMessage&code=myAppCode",
+                "885451499b031367881b9a1d6274471f",
+            ),
+        ] {
+            assert_eq!(token(query, key), want, "{query}");
+        }
+    }
+
+    /// The vendor's own vectors (xuanim/skills tests/test_sign.sh).
+    #[test]
+    fn classic_tokens_match_the_vendor_vectors() {
+        let key = "dgqfkys6lq6v9xm7n1xofhgwkvcat12n";
+        for (query, want) in [
+            (
+                "m=im&f=getGroupChats&code=appcode",
+                "3c49a8b9cf6be9b8c0496c9cd1938d76",
+            ),
+            (
+                "m=im&f=getChatUsers&gid=30683aea-7a1f-4ec8-a6d6-834e0310fd7d&code=appcode",
+                "29b61082610621da5234e89e27a51ac2",
+            ),
+            (
+                "m=im&f=getChatUsers&code=appcode",
+                "ac08eda86a9a1269c01bc9837820a54a",
+            ),
+            (
+                "m=im&f=sendChatMessage&code=appcode",
+                "8e21e776f6056d9a5e59d4022050f06a",
+            ),
+            (
+                "m=im&f=sendNotification&code=appcode",
+                "71873ed1a80091cdca425e7e6f303af1",
+            ),
+        ] {
+            assert_eq!(token(query, key), want, "{query}");
+        }
+    }
+
+    #[test]
+    fn time_token_matches_the_documented_vector() {
+        let t = time_token("myApp", "427c579384224abf9570779d82969d1e", 1557034496);
+        assert_eq!(t, "020ec7c33a7f1a048743849d15fb218a");
+    }
+
+    #[test]
+    fn queries_are_encoded_like_php() {
+        assert_eq!(php_urlencode("a b~c/d_e.f-g"), "a+b%7Ec%2Fd_e.f-g");
+        assert_eq!(php_urlencode("组"), "%E7%BB%84");
+        assert_eq!(
+            build_query(&[
+                ("m", "im"),
+                ("f", "getChatUsers"),
+                ("gid", "a b"),
+                ("code", "c")
+            ]),
+            "m=im&f=getChatUsers&gid=a+b&code=c"
+        );
+    }
+
+    #[test]
+    fn answers_are_judged_with_actionable_reasons() {
+        assert!(judge(200, br#"{"result":"success"}"#).is_ok());
+        assert!(judge(200, br#"{"result":true,"message":""}"#).is_ok());
+        let reason = |status, body: &str| match judge(status, body.as_bytes()) {
+            Err(Failure::Permanent(m)) => format!("permanent: {m}"),
+            Err(Failure::Transient(m)) => format!("transient: {m}"),
+            Ok(_) => "ok".into(),
+        };
+        assert!(
+            reason(
+                200,
+                r#"{"result":"fail","message":"请提供通知信息的标题。"}"#
+            )
+            .contains("permanent: ZenTao refused the message: 请提供通知信息的标题。")
+        );
+        assert!(
+            reason(200, r#"{"result":false,"message":"没有设置接收者类型"}"#)
+                .starts_with("permanent")
+        );
+        assert!(
+            reason(200, r#"{"errcode":401,"errmsg":"INVALID_TOKEN"}"#)
+                .contains("key must be the app's 密钥")
+        );
+        assert!(reason(200, r#"{"errcode":"403","errmsg":"IP_DENIED"}"#).contains("egress IP"));
+        assert!(reason(200, r#"{"errcode":404,"errmsg":"EMPTY_ENTRY"}"#).contains("代号"));
+        let deny = r#"{"status":"success","data":"{\"locate\":\"/x.php?m=user&f=deny&t=json\"}","md5":"x"}"#;
+        assert!(reason(200, deny).contains("im privileges"));
+        assert!(reason(200, "<html>Uncaught LengthException</html>").contains("client mode"));
+        assert!(reason(502, "").starts_with("transient"));
+        assert!(reason(503, r#"{"result":"success"}"#).starts_with("transient"));
+    }
+}
