@@ -5,6 +5,7 @@ pub mod events;
 pub mod fake_dingtalk;
 pub mod fake_runtime;
 pub mod fake_secrets;
+pub mod fake_zentao;
 
 use std::sync::Arc;
 use std::time::Duration;

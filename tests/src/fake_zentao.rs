@@ -1,0 +1,220 @@
+//! A fake ZenTao/Xuanxuan on 127.0.0.1 that checks requests as ZenTao 15 does: the query is
+//! parsed, `token` dropped, the rest rebuilt with PHP's `http_build_query` and compared with
+//! `md5(md5(query) . key)`; then `im/*` validates and answers `{"result": ...}`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use md5::{Digest, Md5};
+use serde_json::{Value, json};
+
+pub const CODE: &str = "hookbridge";
+pub const KEY: &str = "3cd0914d656e90ab181f1d52ff352cfe";
+pub const GROUP: &str = "30683aea-7a1f-4ec8-a6d6-834e0310fd7d";
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub entry: String,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    /// Canned answers for the next calls: (HTTP status, body).
+    injected: VecDeque<(u16, String)>,
+    deny_ip: bool,
+}
+
+#[derive(Clone)]
+pub struct FakeZenTao {
+    pub url: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// PHP `urlencode`, written again here so the fake does not trust the code under test.
+fn php_urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b if b.is_ascii_alphanumeric() || b"-_.".contains(&b) => (b as char).to_string(),
+            b' ' => "+".to_owned(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn php_urldecode(s: &str) -> String {
+    let bytes = s.replace('+', " ").into_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
+        {
+            out.push(hex);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn md5_hex(s: &str) -> String {
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn users() -> BTreeMap<&'static str, (&'static str, &'static str)> {
+    BTreeMap::from([
+        ("1", ("admin", "管理员")),
+        ("3", ("zhangsan", "张三")),
+        ("4", ("lisi", "李四")),
+    ])
+}
+
+fn fail(message: &str) -> Value {
+    json!({ "result": "fail", "message": message })
+}
+
+impl FakeZenTao {
+    pub async fn start() -> FakeZenTao {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = Router::new()
+            .route("/{entry}", any(handle))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeZenTao { url, inner }
+    }
+
+    pub fn inject(&self, status: u16, body: &str, times: usize) {
+        let mut inner = self.inner.lock().unwrap();
+        inner
+            .injected
+            .extend(std::iter::repeat_n((status, body.to_owned()), times));
+    }
+
+    /// This server's IP is not in the app's IP list.
+    pub fn deny_ip(&self) {
+        self.inner.lock().unwrap().deny_ip = true;
+    }
+
+    /// Calls that passed the entry checks, by method.
+    pub fn calls(&self, method: &str) -> Vec<Call> {
+        self.inner
+            .lock()
+            .unwrap()
+            .calls
+            .iter()
+            .filter(|c| c.method == method)
+            .cloned()
+            .collect()
+    }
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+async fn handle(
+    State(s): State<Shared>,
+    axum::extract::Path(entry): axum::extract::Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    if entry != "x.php" && entry != "api.php" {
+        return (StatusCode::NOT_FOUND, "no such file").into_response();
+    }
+    let mut inner = s.lock().unwrap();
+    if let Some((status, body)) = inner.injected.pop_front() {
+        return (StatusCode::from_u16(status).unwrap(), body).into_response();
+    }
+    let answer = (|| {
+        let pairs: Vec<(String, String)> = query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (php_urldecode(k), php_urldecode(v))
+            })
+            .collect();
+        let get = |k: &str| pairs.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone());
+        if inner.deny_ip {
+            return json!({"errcode": 403, "errmsg": "IP_DENIED"});
+        }
+        let Some(code) = get("code") else {
+            return json!({"errcode": 401, "errmsg": "PARAM_CODE_MISSING"});
+        };
+        if code != CODE {
+            return json!({"errcode": 404, "errmsg": "EMPTY_ENTRY"});
+        }
+        let Some(token) = get("token") else {
+            return json!({"errcode": 401, "errmsg": "PARAM_TOKEN_MISSING"});
+        };
+        let rebuilt: Vec<String> = pairs
+            .iter()
+            .filter(|(k, _)| k != "token")
+            .map(|(k, v)| format!("{}={}", php_urlencode(k), php_urlencode(v)))
+            .collect();
+        if token != md5_hex(&(md5_hex(&rebuilt.join("&")) + KEY)) {
+            return json!({"errcode": 401, "errmsg": "INVALID_TOKEN"});
+        }
+        if get("m").as_deref() != Some("im") {
+            return fail("unknown module");
+        }
+        let method = get("f").unwrap_or_default();
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        inner.calls.push(Call {
+            method: method.clone(),
+            entry: entry.clone(),
+            body: body.clone(),
+        });
+        match method.as_str() {
+            "getGroupChats" => json!({"result": "success", "data": {GROUP: "运维群"}}),
+            "getChatUsers" => {
+                let all: BTreeMap<&str, &str> = users()
+                    .into_iter()
+                    .map(|(id, (_, name))| (id, name))
+                    .collect();
+                match get("gid") {
+                    Some(g) if g == GROUP => {
+                        json!({"result": "success", "data": {"3": "张三", "4": "李四"}})
+                    }
+                    Some(_) => fail("讨论组不存在"),
+                    None => json!({"result": "success", "data": all}),
+                }
+            }
+            "sendNotification" | "sendChatMessage" => {
+                let to_group = method == "sendChatMessage";
+                if to_group && body["gid"].as_str() != Some(GROUP) {
+                    return fail("讨论组不存在");
+                }
+                if !to_group && body["users"].as_array().is_none_or(Vec::is_empty) {
+                    return fail("应当设置接收者用户列表。");
+                }
+                if body["sender"].as_object().is_none_or(|o| o.is_empty()) {
+                    return fail("请设置消息发送者。");
+                }
+                if body["title"].as_str().is_none_or(str::is_empty) {
+                    return fail("请提供通知信息的标题。");
+                }
+                json!({"result": "success", "message": ""})
+            }
+            _ => fail("unknown method"),
+        }
+    })();
+    axum::Json(answer).into_response()
+}

@@ -1,0 +1,209 @@
+//! The ZenTao connector through the pipeline against the fake ZenTao, which checks every token
+//! the way ZenTao does.
+
+use hookbridge::event::Status;
+use hookbridge_tests::fake_zentao::{CODE, FakeZenTao, GROUP, KEY};
+use hookbridge_tests::{Harness, config, fixture};
+use serde_json::json;
+
+/// HAP → ZenTao (and DMS → ZenTao) with `route` lines added to the ZenTao route.
+fn zentao(url: &str, instance: &str, route: &str) -> String {
+    format!(
+        r#"
+[connectors.zentao.main]
+base_url = "{url}"
+code = "{CODE}"
+key = "plain:{KEY}"
+sender = {{ id = "hookbridge", name = "HAP 通知", avatar = "https://hookbridge.example.com/a.png" }}
+{instance}
+
+[[routes]]
+source = "hap"
+connector = "zentao"
+{route}
+
+[sources.dms]
+
+[[routes]]
+source = "dms"
+connector = "zentao"
+{route}
+
+[recipients.zentao.map]
+manager4220 = "zhangsan"
+"0147282552401293909" = "lisi"
+"1673826650168842" = "lisi"
+"#
+    )
+}
+
+/// The status of the ZenTao delivery of one event (the shared config also routes HAP to a
+/// dry-run DingTalk).
+async fn zentao_status(h: &Harness, event: &str) -> Status {
+    let all = h.deliveries(event).await;
+    all.iter()
+        .find(|d| d.connector == "zentao")
+        .map(|d| d.status)
+        .expect("a ZenTao delivery")
+}
+
+const MENTION: &str = "EVT#hap#9f8e7d6c-5b4a-4392-8171-6f5e4d3c2b1a";
+const SYSTEM: &str = "EVT#hap#1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
+
+async fn harness(fake: &FakeZenTao, instance: &str, route: &str) -> Harness {
+    Harness::new(config(None, &zentao(&fake.url, instance, route))).await
+}
+
+#[tokio::test]
+async fn a_todo_is_a_notification_to_mapped_accounts() {
+    let fake = FakeZenTao::start().await;
+    let mut h = harness(&fake, "", "").await;
+    assert_eq!(
+        h.post("/hap/message", &fixture("hap-message-todo.json"))
+            .await
+            .status,
+        200
+    );
+    let statuses = h.drain().await;
+    assert!(statuses.contains(&Status::Sent), "{statuses:?}");
+    let calls = fake.calls("sendNotification");
+    assert_eq!(calls.len(), 1);
+    let body = &calls[0].body;
+    assert_eq!(body["users"], json!(["zhangsan", "lisi"]));
+    assert_eq!(body["title"], "待办｜采购管理");
+    assert_eq!(body["contentType"], "plain");
+    assert!(
+        body["content"]
+            .as_str()
+            .unwrap()
+            .ends_with("#8d3e6f\n附件 2 个：报价单截图.png、采购合同 v2.pdf"),
+        "{body}"
+    );
+    assert_eq!(body["actions"][0]["label"], "去处理");
+    assert_eq!(body["sender"]["name"], "HAP 通知");
+    assert_eq!(body["sender"]["displayName"], "HAP 通知");
+    assert_eq!(calls[0].entry, "x.php");
+    // Finishing the to-do changes nothing in ZenTao, which has no update API.
+    h.post("/hap/todo", &fixture("hap-finish-todo.json")).await;
+    h.drain().await;
+    assert_eq!(fake.calls("sendNotification").len(), 1);
+}
+
+#[tokio::test]
+async fn users_by_id_are_numbers_and_non_numeric_ids_are_reported() {
+    let fake = FakeZenTao::start().await;
+    let mut h = harness(
+        &fake,
+        "users_by = \"id\"\nentry = \"api.php\"",
+        "users = [\"3\", \"4\", \"wangwu\"]",
+    )
+    .await;
+    h.post("/hap/message", &fixture("hap-message-mention.json"))
+        .await;
+    h.drain().await;
+    let calls = fake.calls("sendNotification");
+    assert_eq!(calls[0].body["users"], json!([3, 4]));
+    assert_eq!(calls[0].entry, "api.php");
+    let report = h
+        .app
+        .store
+        .recent(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.status == Status::Skipped)
+        .unwrap();
+    assert!(report.last_error.unwrap().contains("wangwu"));
+}
+
+#[tokio::test]
+async fn a_group_route_is_a_chat_message() {
+    let fake = FakeZenTao::start().await;
+    let mut h = harness(&fake, "", &format!("group = \"{GROUP}\"")).await;
+    h.post("/dms", &fixture("dms-approval-pending.json")).await;
+    assert_eq!(h.drain().await, [Status::Sent]);
+    let calls = fake.calls("sendChatMessage");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].body["gid"], GROUP);
+    assert!(calls[0].body.get("users").is_none());
+    assert_eq!(calls[0].body["title"], "【DMS】数据变更待审批");
+}
+
+#[tokio::test]
+async fn a_wrong_key_or_a_denied_ip_is_dead_with_what_to_fix() {
+    for (setup, want) in [("key", "密钥"), ("ip", "egress IP")] {
+        let fake = FakeZenTao::start().await;
+        let mut cfg = config(None, &zentao(&fake.url, "", ""));
+        if setup == "key" {
+            let main = cfg.connectors.zentao.get_mut("main").unwrap();
+            main.key = Some(String::from("plain:0000").try_into().unwrap());
+        } else {
+            fake.deny_ip();
+        }
+        let mut h = Harness::new(cfg).await;
+        h.post("/hap/message", &fixture("hap-message-mention.json"))
+            .await;
+        h.drain().await;
+        assert_eq!(zentao_status(&h, MENTION).await, Status::Dead, "{setup}");
+        let all = h.deliveries(MENTION).await;
+        let dead = all.iter().find(|d| d.connector == "zentao").unwrap();
+        assert!(
+            dead.last_error.as_deref().unwrap().contains(want),
+            "{setup}: {dead:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refusals_are_dead_and_server_errors_are_retried() {
+    let fake = FakeZenTao::start().await;
+    let mut h = harness(&fake, "", "").await;
+    fake.inject(
+        200,
+        r#"{"result":"fail","message":"请提供通知信息的标题。"}"#,
+        1,
+    );
+    h.post("/hap/message", &fixture("hap-message-mention.json"))
+        .await;
+    h.drain().await;
+    assert_eq!(zentao_status(&h, MENTION).await, Status::Dead);
+    fake.inject(502, "<html>Bad Gateway</html>", 1);
+    h.post("/hap/message", &fixture("hap-message-system.json"))
+        .await;
+    h.drain().await;
+    assert_eq!(zentao_status(&h, SYSTEM).await, Status::Retrying);
+    assert_eq!(h.sweep_after(3600).await, [Status::Sent]);
+    assert_eq!(
+        fake.calls("sendNotification").len(),
+        1,
+        "the fake records only calls that got through"
+    );
+}
+
+#[tokio::test]
+async fn an_instance_without_a_key_is_a_dry_run() {
+    let fake = FakeZenTao::start().await;
+    let mut cfg = config(None, &zentao(&fake.url, "", ""));
+    cfg.connectors.zentao.get_mut("main").unwrap().key = None;
+    let mut h = Harness::new(cfg).await;
+    h.post("/hap/message", &fixture("hap-message-mention.json"))
+        .await;
+    assert!(h.drain().await.iter().all(|s| *s == Status::DryRun));
+    let d = h
+        .app
+        .store
+        .recent(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.connector == "zentao")
+        .unwrap();
+    let request = &d.result.unwrap()["requests"][0];
+    assert_eq!(request["path"], "?m=im&f=sendNotification");
+    assert_eq!(
+        request["body"]["users"],
+        json!(["wangwu_2231"]),
+        "unmapped HAP ids pass through"
+    );
+    assert!(fake.calls("sendNotification").is_empty());
+}
