@@ -36,6 +36,11 @@ def main() -> int:
         "DingTalkSecretArn": "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:dt-AbCdEf",
         "DingTalkAppKey": "dingexample",
         "DingTalkAgentId": "1185599675",
+        # Every optional feature on, so the conditional resources are linted too.
+        "DmsSignatureSecretArn": "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:dms-AbCdEf",
+        "ZenTaoBaseUrl": "https://zentao.example.com",
+        "ZenTaoKeySecretArn": "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:zt-AbCdEf",
+        "AlarmTopicArn": "arn:aws-cn:sns:cn-north-1:123456789012:hookbridge-alarms",
     }
     try:
         output = transform(template, parameters, NoManagedPolicies())

@@ -22,8 +22,8 @@ use crate::store::Store;
 pub enum Parts {
     /// One source: a webhook function (its own secrets, no connector's, no other source's).
     Source(&'static str),
-    /// Connectors: the sender functions (connector secrets, no source tokens).
-    Delivery,
+    /// One connector: a sender function (its own secrets, no source's, no other connector's).
+    Connector(&'static str),
     /// Both: `hookbridge serve` and tests.
     All,
 }
@@ -75,8 +75,8 @@ impl App {
         }
         let mut connectors: Vec<Arc<dyn Connector>> = vec![];
         let mut dry_run = vec![];
-        let connectors_wanted = matches!(parts, Parts::All | Parts::Delivery);
-        if let (Some(dt), true) = (&config.connectors.dingtalk, connectors_wanted) {
+        let connector = |name| parts == Parts::All || parts == Parts::Connector(name);
+        if let (Some(dt), true) = (&config.connectors.dingtalk, connector("dingtalk")) {
             let secret = match &dt.app_secret {
                 Some(s) => Some(secrets.resolve(s).await?),
                 None => None,
@@ -90,7 +90,7 @@ impl App {
             }
             connectors.push(Arc::new(connector));
         }
-        if connectors_wanted && !config.connectors.zentao.is_empty() {
+        if connector("zentao") && !config.connectors.zentao.is_empty() {
             let mut instances = vec![];
             for (name, z) in &config.connectors.zentao {
                 let key = match &z.key {
@@ -161,9 +161,15 @@ mod tests {
             other.ingress.paths().is_empty(),
             "no DMS configured, and HAP's token is not read"
         );
-        let delivery = build(UNSET, "plain:s", Parts::Delivery).await.unwrap();
+        let delivery = build(UNSET, "plain:s", Parts::Connector("dingtalk"))
+            .await
+            .unwrap();
         assert!(delivery.ingress.paths().is_empty());
-        assert!(build("plain:t", UNSET, Parts::Delivery).await.is_err());
+        assert!(
+            build("plain:t", UNSET, Parts::Connector("dingtalk"))
+                .await
+                .is_err()
+        );
         let err = build("plain:t", UNSET, Parts::All)
             .await
             .err()

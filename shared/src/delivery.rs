@@ -43,6 +43,11 @@ impl Sender {
         }
     }
 
+    /// Whether this sender runs `connector` (a Lambda sender runs one).
+    pub fn handles(&self, connector: &str) -> bool {
+        self.connectors.iter().any(|c| c.name() == connector)
+    }
+
     /// Processes one delivery. `Ok(None)`: it was not pending (a stale or repeated record).
     /// `Err`: the store failed, so the outcome may not be recorded and the caller must retry.
     pub async fn process(&self, key: &DeliveryKey) -> Result<Option<Status>, StoreError> {

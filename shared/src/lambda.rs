@@ -66,9 +66,17 @@ pub async fn http(app: &App, req: HttpRequest) -> Result<HttpResponse<Body>, Err
 #[derive(Deserialize)]
 struct StreamImage {
     status: Option<Status>,
+    connector: Option<String>,
 }
 
-/// `dingtalk-sender`: every pending delivery in the batch through the sender loop. Connector
+/// A sender function for one connector: every stream batch through the sender loop.
+pub async fn run_sender(connector: &'static str) -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let app = app_from_env(Parts::Connector(connector)).await?;
+    lambda_runtime::run(lambda_runtime::service_fn(|event| stream(&app, event))).await
+}
+
+/// Every pending delivery in the batch through the sender loop. Connector
 /// failures are recorded on the delivery (retrying/dead) and never fail the batch; only a
 /// failure to record an outcome is reported, so that Lambda retries just that record.
 pub async fn stream(
@@ -78,9 +86,12 @@ pub async fn stream(
     let mut failures = vec![];
     for record in event.payload.records {
         let change = record.change;
-        let pending = serde_dynamo::from_item::<_, StreamImage>(change.new_image)
-            .is_ok_and(|i| i.status == Some(Status::Pending));
-        if !pending {
+        // The mapping's filter already passes only this sender's pending deliveries; checking
+        // again means a misconfigured filter cannot make one sender claim (and kill) another's.
+        let mine = serde_dynamo::from_item::<_, StreamImage>(change.new_image).is_ok_and(|i| {
+            i.status == Some(Status::Pending) && i.connector.is_some_and(|c| app.sender.handles(&c))
+        });
+        if !mine {
             continue;
         }
         let key: DeliveryKey = match serde_dynamo::from_item(change.keys) {

@@ -309,21 +309,39 @@ async fn a_record_whose_outcome_cannot_be_stored_is_reported_alone() {
     );
 }
 
-/// The stream filter in template.yaml, as text: the folded `Pattern: >-` block.
-fn template_filter() -> Value {
-    let template =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
-    let mut lines = template
+fn template() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap()
+}
+
+/// The block of lines after the first line of `text` from `from` on that is `marker`, up to
+/// the first line indented less than the block's first line, with that indent removed.
+fn block_after(text: &str, from: &str, marker: &str) -> Vec<String> {
+    let start = text
+        .find(from)
+        .unwrap_or_else(|| panic!("template.yaml has {from}"));
+    let mut lines = text[start..]
         .lines()
-        .skip_while(|l| !l.trim_start().starts_with("- Pattern: >-"))
+        .skip_while(|l| l.trim() != marker)
         .skip(1);
-    let first = lines
-        .next()
-        .expect("template.yaml has a stream filter pattern");
+    let first = lines.next().unwrap();
     let indent = first.len() - first.trim_start().len();
-    let rest = lines.take_while(|l| l.len() - l.trim_start().len() > indent);
-    let text: Vec<&str> = std::iter::once(first).chain(rest).map(str::trim).collect();
-    serde_json::from_str(&text.join(" ")).expect("the filter pattern is JSON")
+    std::iter::once(first)
+        .chain(
+            lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent),
+        )
+        .map(|l| l.get(indent..).unwrap_or("").to_owned())
+        .collect()
+}
+
+/// The stream filters of the sender functions, in template order.
+fn template_filters() -> Vec<Value> {
+    let text = template();
+    text.match_indices("- Pattern: >-")
+        .map(|(at, _)| {
+            let lines = block_after(&text[at..], "- Pattern", "- Pattern: >-");
+            serde_json::from_str(&lines.join(" ")).expect("the filter pattern is JSON")
+        })
+        .collect()
 }
 
 /// EventBridge-style matching as Lambda filters do it, for the subset the template uses:
@@ -339,8 +357,10 @@ fn filter_matches(pattern: &Value, event: &Value) -> bool {
 }
 
 #[tokio::test]
-async fn the_template_stream_filter_passes_exactly_pending_dingtalk_deliveries() {
-    let filter = template_filter();
+async fn the_template_stream_filters_pass_exactly_each_senders_pending_deliveries() {
+    let filters = template_filters();
+    assert_eq!(filters.len(), 2, "dingtalk-sender and zentao-sender");
+    let (filter, zentao_filter) = (&filters[0], &filters[1]);
     let fake = FakeDingTalk::start().await;
     let store = hookbridge_tests::dynamo_store().await;
     let table = store.table().to_owned();
@@ -358,7 +378,7 @@ async fn the_template_stream_filter_passes_exactly_pending_dingtalk_deliveries()
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| filter_matches(&filter, r))
+            .map(|r| filter_matches(filter, r))
             .collect::<Vec<bool>>()
     };
     let inserted = stream_batch(
@@ -371,6 +391,14 @@ async fn the_template_stream_filter_passes_exactly_pending_dingtalk_deliveries()
         [false, true],
         "the event item stays out, the pending delivery gets in"
     );
+    let records = serde_json::to_value(inserted.clone()).unwrap()["Records"].clone();
+    assert!(
+        !filter_matches(zentao_filter, &records[1]),
+        "a DingTalk delivery is not ZenTao's"
+    );
+    let mut as_zentao = records[1].clone();
+    as_zentao["dynamodb"]["NewImage"]["connector"] = json!({"S": "zentao"});
+    assert!(filter_matches(zentao_filter, &as_zentao) && !filter_matches(filter, &as_zentao));
     hookbridge::lambda::stream(&app, invocation(inserted))
         .await
         .unwrap();
@@ -383,26 +411,9 @@ async fn the_template_stream_filter_passes_exactly_pending_dingtalk_deliveries()
 }
 
 /// The config the template assembles for the functions, as CloudFormation would substitute it.
-fn template_config(dms_key_line: &str) -> String {
-    let template =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
-    let start = template
-        .find("HOOKBRIDGE_CONFIG: !Sub")
-        .expect("the template sets HOOKBRIDGE_CONFIG");
-    let mut lines = template[start..]
-        .lines()
-        .skip_while(|l| l.trim() != "- |")
-        .skip(1);
-    let first = lines.next().unwrap();
-    let indent = first.len() - first.trim_start().len();
-    let body: Vec<&str> = std::iter::once(first)
-        .chain(
-            lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent),
-        )
-        .map(|l| l.get(indent..).unwrap_or(""))
-        .collect();
-    let mut text = body.join("\n");
-    for (name, value) in [
+fn template_config(dms_key_line: &str, zentao: bool, group_line: &str) -> String {
+    let text = template();
+    let mut vars: Vec<(&str, String)> = [
         (
             "HapTokenSecretArn",
             "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:hap-AbCdEf",
@@ -417,24 +428,51 @@ fn template_config(dms_key_line: &str) -> String {
         ("DmsWebhookUrl", ""),
         ("DingTalkRecipientMap", r#"{ "1673826650168842" = "lisi" }"#),
         ("DmsKeyLine", dms_key_line),
-    ] {
-        text = text.replace(&format!("${{{name}}}"), value);
-    }
+        ("ZenTaoBaseUrl", "https://zentao.example.com"),
+        ("ZenTaoEntry", "x.php"),
+        ("ZenTaoCode", "hookbridge"),
+        (
+            "ZenTaoKeySecretArn",
+            "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:zt-AbCdEf",
+        ),
+        ("ZenTaoRecipientMap", r#"{ "manager4220" = "zhangsan" }"#),
+        ("GroupLine", group_line),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_owned()))
+    .collect();
+    let substitute = |block: Vec<String>, vars: &[(&str, String)]| {
+        let mut text = block.join("\n");
+        for (name, value) in vars {
+            text = text.replace(&format!("${{{name}}}"), value);
+        }
+        text
+    };
+    let zentao_block = substitute(block_after(&text, "ZenTaoBlock: !If", "- |"), &vars);
+    vars.push((
+        "ZenTaoBlock",
+        if zentao { zentao_block } else { String::new() },
+    ));
+    let config = substitute(block_after(&text, "HOOKBRIDGE_CONFIG: !Sub", "- |"), &vars);
     assert!(
-        !text.contains("${"),
-        "every variable is substituted:\n{text}"
+        !config.contains("${"),
+        "every variable is substituted:\n{config}"
     );
-    text
+    config
 }
 
 #[test]
 fn the_template_gives_the_functions_a_valid_config() {
     let key = r#"signature_key = "secretsmanager:arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:dms-AbCdEf""#;
-    for dms_key_line in ["", key] {
-        let text = template_config(dms_key_line);
+    for (dms_key_line, zentao, group_line) in [
+        ("", false, ""),
+        (key, true, ""),
+        (key, true, "group = \"g1\""),
+    ] {
+        let text = template_config(dms_key_line, zentao, group_line);
         let config =
             hookbridge::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        assert_eq!(config.routes.len(), 2);
+        assert_eq!(config.routes.len(), if zentao { 4 } else { 2 });
         assert_eq!(
             config.recipients["dingtalk"].map["1673826650168842"],
             "lisi"
@@ -443,5 +481,12 @@ fn the_template_gives_the_functions_a_valid_config() {
             config.sources.dms.unwrap().signature_key.is_some(),
             !dms_key_line.is_empty()
         );
+        assert_eq!(config.connectors.zentao.contains_key("main"), zentao);
+        let group = config
+            .routes
+            .iter()
+            .find(|r| r.connector == "zentao")
+            .and_then(|r| r.group.clone());
+        assert_eq!(group.is_some(), !group_line.is_empty());
     }
 }

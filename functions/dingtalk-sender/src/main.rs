@@ -1,9 +1,5 @@
-//! `dingtalk-sender`: DynamoDB stream (pending DingTalk deliveries) → DingTalk.
-use lambda_runtime::{Error, service_fn};
-
+//! `dingtalk-sender`: DynamoDB stream (pending DingTalk deliveries) → DingTalk work notifications.
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    let app = hookbridge::lambda::app_from_env(hookbridge::app::Parts::Delivery).await?;
-    lambda_runtime::run(service_fn(|event| hookbridge::lambda::stream(&app, event))).await
+async fn main() -> Result<(), lambda_runtime::Error> {
+    hookbridge::lambda::run_sender("dingtalk").await
 }
