@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use hookbridge::app::{App, Parts};
 use hookbridge::config::{Config, Secrets};
+use hookbridge::connectors::zentao::ZenTao;
 use hookbridge::event::Delivery;
 use hookbridge::local::Local;
 use hookbridge::sources::dms;
@@ -53,6 +54,28 @@ enum Command {
     Dms {
         #[command(subcommand)]
         command: DmsCommand,
+    },
+    /// ZenTao / Xuanxuan discovery: the ids to put in routes and recipient maps.
+    Zentao {
+        /// Config file naming the instance (base_url, code, key).
+        #[arg(long, env = "HOOKBRIDGE_CONFIG_FILE")]
+        config: PathBuf,
+        /// Which [connectors.zentao.<name>] (optional when there is one).
+        #[arg(long)]
+        instance: Option<String>,
+        #[command(subcommand)]
+        command: ZentaoCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ZentaoCommand {
+    /// Group chats: gid and name (for `group = "<gid>"` in a route).
+    Chats,
+    /// Users: id and name, of everyone or of one group chat.
+    Users {
+        #[arg(long)]
+        gid: Option<String>,
     },
 }
 
@@ -171,6 +194,28 @@ async fn check(config: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// Lists group chats or users of a ZenTao instance, with the key from the config.
+async fn zentao(config: &PathBuf, instance: Option<String>, command: ZentaoCommand) -> Result<()> {
+    let config = load(Some(config))?;
+    let name = config
+        .zentao_instance_named(instance.as_deref())
+        .ok_or("name one of the [connectors.zentao.<name>] instances with --instance")?
+        .to_owned();
+    let settings = config.connectors.zentao[&name].clone();
+    let key_ref = settings.key.clone().ok_or("this instance has no key")?;
+    let key = Secrets::default().resolve(&key_ref).await?;
+    let client = ZenTao::new(vec![(name.clone(), settings, Some(key))])?;
+    let (list, what) = match command {
+        ZentaoCommand::Chats => (client.group_chats(&name).await?, "gid"),
+        ZentaoCommand::Users { gid } => (client.users(&name, gid.as_deref()).await?, "id"),
+    };
+    println!("{what:<38} NAME");
+    for (id, display) in list {
+        println!("{id:<38} {display}");
+    }
+    Ok(())
+}
+
 /// Runs every known construction over a captured DMS request and says which matched.
 fn dms_verify(body: &PathBuf, key: &str, url: Option<&str>) -> Result<()> {
     #[derive(serde::Deserialize)]
@@ -235,6 +280,11 @@ async fn main() -> ExitCode {
         Command::Dms {
             command: DmsCommand::Verify { body, key, url },
         } => dms_verify(&body, &key, url.as_deref()),
+        Command::Zentao {
+            config,
+            instance,
+            command,
+        } => zentao(&config, instance, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

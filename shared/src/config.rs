@@ -402,15 +402,15 @@ impl Config {
 
     /// The ZenTao instance a route sends to: the one it names, or the only one there is.
     pub fn zentao_instance(&self, route: &Route) -> Option<&str> {
-        match &route.instance {
-            Some(name) => self
-                .connectors
-                .zentao
-                .get_key_value(name)
-                .map(|(k, _)| k.as_str()),
-            None if self.connectors.zentao.len() == 1 => {
-                self.connectors.zentao.keys().next().map(String::as_str)
-            }
+        self.zentao_instance_named(route.instance.as_deref())
+    }
+
+    /// The instance called `name`, or without a name the only one there is.
+    pub fn zentao_instance_named(&self, name: Option<&str>) -> Option<&str> {
+        let zentao = &self.connectors.zentao;
+        match name {
+            Some(name) => zentao.get_key_value(name).map(|(k, _)| k.as_str()),
+            None if zentao.len() == 1 => zentao.keys().next().map(String::as_str),
             None => None,
         }
     }
