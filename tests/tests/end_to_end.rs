@@ -120,3 +120,59 @@ async fn dry_run_records_every_request_it_would_have_made() {
     );
     assert_eq!(sent["body"], card.message, "the full asyncsend_v2 body");
 }
+
+#[tokio::test]
+async fn a_dms_approval_reaches_dingtalk_and_a_zentao_group() {
+    use hookbridge_tests::fake_zentao::{CODE, FakeZenTao, GROUP, KEY};
+    let dingtalk = FakeDingTalk::start().await;
+    let zentao = FakeZenTao::start().await;
+    let extra = format!(
+        r#"
+[sources.dms]
+signature_key = "plain:dms-secret"
+
+[connectors.zentao.ops]
+base_url = "{}"
+code = "{CODE}"
+key = "plain:{KEY}"
+
+[[routes]]
+source = "dms"
+connector = "dingtalk"
+
+[[routes]]
+source = "dms"
+connector = "zentao"
+group = "{GROUP}"
+
+[recipients.dingtalk.map]
+"1673826650168842" = "lisi_ding"
+"#,
+        zentao.url
+    );
+    let local = Local::start(config(Some(&dingtalk.url), &extra))
+        .await
+        .unwrap();
+    let base = format!("http://{}", local.addr);
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("{base}/dms"))
+        .header("DMS-Event", "Message Hook")
+        .body(fixture("dms-approval-pending.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), r#"{"root":"","success":true}"#);
+    let all = settled(&client, &base, 2).await;
+    assert!(all.iter().all(|d| d.status == Status::Sent), "{all:?}");
+    assert_eq!(dingtalk.tasks()[0].userids, ["lisi_ding"]);
+    let chat = zentao.calls("sendChatMessage");
+    assert_eq!(chat.len(), 1);
+    assert_eq!(chat[0].body["gid"], GROUP);
+    let content = chat[0].body["content"].as_str().unwrap();
+    assert!(
+        content.contains("任务：订单表历史数据修复（4829103）\n提交人：张三"),
+        "{content}"
+    );
+}
