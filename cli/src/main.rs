@@ -97,10 +97,17 @@ enum DmsCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Check a config file: syntax, unknown keys, routes, secrets it references.
+    /// Check a config file: syntax, unknown keys, routes, templates, secrets it references;
+    /// with --fixture, show exactly what each connector would send for that request body.
     Check {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// A request body (e.g. from tests/fixtures) to route and render.
+        #[arg(long)]
+        fixture: Option<PathBuf>,
+        /// The webhook path it is posted to; guessed from the body when left out.
+        #[arg(long)]
+        path: Option<String>,
     },
 }
 
@@ -178,8 +185,13 @@ async fn deliveries(url: &str, limit: usize, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Parses the config and builds every component from it, which resolves every secret it names.
-async fn check(config: Option<PathBuf>) -> Result<()> {
+/// Parses the config and builds every component from it, which resolves every secret it
+/// names; then renders `fixture`, if given, through the routes.
+async fn check(
+    config: Option<PathBuf>,
+    fixture: Option<PathBuf>,
+    path: Option<String>,
+) -> Result<()> {
     let config = load(config.as_ref())?;
     let routes = config.routes.len();
     let store = std::sync::Arc::new(hookbridge::store::memory::MemoryStore::new());
@@ -191,7 +203,46 @@ async fn check(config: Option<PathBuf>) -> Result<()> {
     for c in &app.dry_run {
         println!("  {c}: dry-run (no credentials)");
     }
+    let Some(fixture) = fixture else {
+        return Ok(());
+    };
+    let body = std::fs::read(&fixture).map_err(|e| format!("{}: {e}", fixture.display()))?;
+    let path = path.unwrap_or_else(|| guess_path(&body).to_owned());
+    let deliveries = app
+        .ingress
+        .preview(&path, &body, hookbridge::event::now_ms())?;
+    println!(
+        "\n{} → {path}: {} deliveries",
+        fixture.display(),
+        deliveries.len()
+    );
+    for d in deliveries {
+        let action = serde_json::to_value(d.action)?;
+        println!(
+            "\n{} {} → {} [{}]",
+            d.connector,
+            action.as_str().unwrap_or(""),
+            d.recipients.join(","),
+            d.status.as_str()
+        );
+        match &d.last_error {
+            Some(reason) => println!("  {reason}"),
+            None => println!("{}", serde_json::to_string_pretty(&d.message)?),
+        }
+    }
     Ok(())
+}
+
+/// DMS bodies carry `messageEvent`, HAP messages `targets`/`message`, finished to-dos neither.
+fn guess_path(body: &[u8]) -> &'static str {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    if v.get("messageEvent").is_some() {
+        "/dms"
+    } else if v.get("targets").is_some() || v.get("message").is_some() {
+        "/hap/message"
+    } else {
+        "/hap/todo"
+    }
 }
 
 /// Lists group chats or users of a ZenTao instance, with the key from the config.
@@ -275,8 +326,13 @@ async fn main() -> ExitCode {
         Command::Serve { config, listen } => serve(config, listen).await,
         Command::Deliveries { url, limit, json } => deliveries(&url, limit, json).await,
         Command::Config {
-            command: ConfigCommand::Check { config },
-        } => check(config).await,
+            command:
+                ConfigCommand::Check {
+                    config,
+                    fixture,
+                    path,
+                },
+        } => check(config, fixture, path).await,
         Command::Dms {
             command: DmsCommand::Verify { body, key, url },
         } => dms_verify(&body, &key, url.as_deref()),

@@ -109,3 +109,56 @@ fn dms_verify_names_the_construction_of_a_captured_request() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("no construction of 26 matched"), "{stderr}");
 }
+
+fn config_check(config: Option<&str>, extra: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookbridge"));
+    cmd.args(["config", "check"]).args(extra);
+    if let Some(text) = config {
+        let path = std::env::temp_dir().join(format!(
+            "hookbridge-check-{}-{}.toml",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::write(&path, text).unwrap();
+        cmd.arg("--config").arg(path);
+    }
+    let out = cmd.output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn config_check_renders_a_fixture_and_points_at_mistakes() {
+    let (ok, out) = config_check(
+        None,
+        &["--fixture", &format!("{FIXTURES}/hap-message-todo.json")],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("→ /hap/message: 2 deliveries"), "{out}");
+    assert!(
+        out.contains("\"status_value\": \"待处理\""),
+        "the full asyncsend_v2 body: {out}"
+    );
+
+    let unknown = "[sources.hap]\ntokens = [\"plain:t\"]\ntoken_header = \"x\"\n";
+    let (ok, out) = config_check(Some(unknown), &[]);
+    assert!(
+        !ok && out.contains("token_header") && out.contains("line 3"),
+        "{out}"
+    );
+
+    let template = "[sources.hap]\ntokens = [\"plain:t\"]\n[templates.t]\ntitle = \"ok\"\ntext = \"{% if %}\"\n";
+    let (ok, out) = config_check(Some(template), &[]);
+    assert!(
+        !ok && out.contains("templates.t.text") && out.contains("line 1"),
+        "{out}"
+    );
+
+    let secret = "[sources.hap]\ntokens = [\"env:HOOKBRIDGE_CHECK_UNSET\"]\n";
+    let (ok, out) = config_check(Some(secret), &[]);
+    assert!(
+        !ok && out.contains("HOOKBRIDGE_CHECK_UNSET is not set"),
+        "{out}"
+    );
+}

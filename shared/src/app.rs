@@ -107,7 +107,11 @@ impl App {
             connectors.push(Arc::new(zentao));
         }
         Ok(App {
-            ingress: Ingress::new(sources, Router::new(&config), store.clone()),
+            ingress: Ingress::new(
+                sources,
+                Router::new(&config).map_err(invalid)?,
+                store.clone(),
+            ),
             sender: Sender::new(connectors, store.clone(), config.delivery),
             store,
             config,

@@ -13,6 +13,7 @@ use tracing::warn;
 
 use crate::event::RetryPolicy;
 use crate::sources::dms::SignatureMode;
+use crate::templates::TemplateConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -35,6 +36,9 @@ pub struct Config {
     pub connectors: Connectors,
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// Message templates by name (title and text, minijinja), used by routes' `template`.
+    #[serde(default)]
+    pub templates: BTreeMap<String, TemplateConfig>,
     /// Per connector: how source user ids become connector recipients.
     #[serde(default)]
     pub recipients: BTreeMap<String, RecipientMap>,
@@ -276,6 +280,33 @@ pub struct Route {
     pub group: Option<String>,
     /// Send to these connector users instead of the event's recipients.
     pub users: Option<Vec<String>>,
+    /// Only events whose fields have one of these values, e.g. `{ appName = ["采购管理"] }`
+    /// or `{ event = ["待审批", "待審批"] }` (DMS texts are localized: list every spelling).
+    pub when: Option<BTreeMap<String, Vec<FieldValue>>>,
+    /// A `[templates.<name>]`; default: the source's built-in template.
+    pub template: Option<String>,
+}
+
+/// A value to match an event field against: text or a number, compared as text.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum FieldValue {
+    Text(String),
+    Number(i64),
+}
+
+impl FieldValue {
+    pub fn matches(&self, field: &serde_json::Value) -> bool {
+        let text = match field {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return false,
+        };
+        match self {
+            FieldValue::Text(t) => *t == text,
+            FieldValue::Number(n) => n.to_string() == text,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -348,6 +379,17 @@ impl Config {
             } else if r.group.is_some() || r.instance.is_some() {
                 return invalid(format!(
                     "routes[{i}]: `group` and `instance` are for ZenTao routes"
+                ));
+            }
+        }
+        let templates =
+            crate::templates::Templates::new(&self.templates).map_err(ConfigError::Invalid)?;
+        for (i, r) in self.routes.iter().enumerate() {
+            if let Some(t) = &r.template
+                && !templates.contains(t)
+            {
+                return invalid(format!(
+                    "routes[{i}]: template {t:?} is not defined (add [templates.{t}])"
                 ));
             }
         }

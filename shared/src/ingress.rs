@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use tracing::{Span, error, info, instrument, warn};
 
-use crate::event::{Event, Millis};
+use crate::event::{Delivery, Event, Millis};
 use crate::routing::Router;
 use crate::sources::SourceEvent;
 use crate::store::{EventStore, Inserted};
@@ -118,21 +118,43 @@ impl Ingress {
             .collect()
     }
 
-    /// Serves one webhook request. Never fails: every outcome is a response.
-    #[instrument(skip_all, fields(path = %req.path, source, event))]
-    pub async fn handle(&self, req: Request, now: Millis) -> Response {
-        let path = req.path.trim_end_matches('/');
-        let Some((source, endpoint)) = self.sources.iter().find_map(|s| {
+    /// What a request body would become, without authentication or storage: for checking a
+    /// config against a captured or sample body (`hookbridge config check --fixture`).
+    pub fn preview(
+        &self,
+        path: &str,
+        body: &[u8],
+        now: Millis,
+    ) -> Result<Vec<Delivery>, Rejection> {
+        let (source, endpoint) = self.find(path).ok_or_else(|| {
+            Rejection::BadRequest(format!(
+                "no webhook at {path}; hookbridge serves {}",
+                self.paths().join(", ")
+            ))
+        })?;
+        let parsed = source.parse(endpoint, body, now)?;
+        Ok(self.router.plan(&parsed, now))
+    }
+
+    fn find(&self, path: &str) -> Option<(&Arc<dyn Source>, &'static str)> {
+        let path = path.trim_end_matches('/');
+        self.sources.iter().find_map(|s| {
             s.paths()
                 .iter()
                 .find(|p| path.ends_with(**p))
                 .map(|p| (s, *p))
-        }) else {
+        })
+    }
+
+    /// Serves one webhook request. Never fails: every outcome is a response.
+    #[instrument(skip_all, fields(path = %req.path, source, event))]
+    pub async fn handle(&self, req: Request, now: Millis) -> Response {
+        let Some((source, endpoint)) = self.find(&req.path) else {
             return Response {
                 status: StatusCode::NOT_FOUND,
                 body: serde_json::json!({
                     "success": false,
-                    "error": format!("no webhook at {path}; hookbridge serves {}", self.paths().join(", ")),
+                    "error": format!("no webhook at {}; hookbridge serves {}", req.path, self.paths().join(", ")),
                 })
                 .to_string(),
             };

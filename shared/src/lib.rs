@@ -15,3 +15,4 @@ pub mod local;
 pub mod routing;
 pub mod sources;
 pub mod store;
+pub mod templates;

@@ -4,6 +4,7 @@
 //! resend, which DingTalk drops as a same-day duplicate instead of showing twice).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{FixedOffset, TimeZone};
 use serde_json::Value;
@@ -22,6 +23,7 @@ use crate::ingress::Parsed;
 use crate::sources::SourceEvent;
 use crate::sources::dms::DmsEvent;
 use crate::sources::hap::{FinishTodo, HapKind, HapMessage};
+use crate::templates::{Rendered, Templates};
 
 /// DynamoDB takes at most 100 items in one transaction: the event and 99 deliveries.
 pub const MAX_DELIVERIES: usize = 99;
@@ -42,11 +44,12 @@ pub struct Router {
     dingtalk: Option<DingTalkRender>,
     zentao: BTreeMap<String, ZenTaoInstance>,
     recipients: BTreeMap<String, RecipientMap>,
+    templates: Arc<Templates>,
 }
 
 impl Router {
-    pub fn new(config: &Config) -> Self {
-        Router {
+    pub fn new(config: &Config) -> Result<Self, String> {
+        Ok(Router {
             routes: config
                 .routes
                 .iter()
@@ -61,7 +64,26 @@ impl Router {
                 notice_format: d.notice_format,
             }),
             recipients: config.recipients.clone(),
-        }
+            templates: Arc::new(Templates::new(&config.templates)?),
+        })
+    }
+
+    /// The route's template (or the source's built-in one) rendered for this event.
+    fn render(&self, route: &Route, parsed: &Parsed, markdown: bool) -> Rendered {
+        let source = parsed.event.source.as_str();
+        let context = context(parsed);
+        let name = route.template.as_deref().unwrap_or(source);
+        self.templates
+            .render(name, &context, markdown)
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "template failed; using the built-in one");
+                self.templates
+                    .render(source, &context, markdown)
+                    .unwrap_or(Rendered {
+                        title: source.to_owned(),
+                        text: String::new(),
+                    })
+            })
     }
 
     /// The deliveries for one event. Several routes to the same connector: the first wins, so
@@ -76,8 +98,14 @@ impl Router {
                     .iter()
                     .any(|k| k == &event.kind || (event.kind == "todo_finished" && k == "todo"))
             });
+            let when_matches = r.when.as_ref().is_none_or(|when| {
+                when.iter().all(|(field, accepted)| {
+                    accepted.iter().any(|v| v.matches(&event.payload[field]))
+                })
+            });
             if r.source == event.source
                 && kind_matches
+                && when_matches
                 && !chosen.iter().any(|c| c.0.connector == r.connector)
             {
                 chosen.push(route);
@@ -128,11 +156,19 @@ impl Router {
         let (content, ids, always_require) = match &parsed.input {
             // ZenTao cannot update a notification it showed: a finished to-do sends nothing.
             SourceEvent::HapFinish(_) => return vec![],
-            SourceEvent::HapMessage(m) => (hap_notice(m), m.targets.clone(), false),
+            SourceEvent::HapMessage(m) => (
+                hap_notice(m, self.render(route, parsed, false)),
+                m.targets.clone(),
+                false,
+            ),
             SourceEvent::Dms(e) if e.is_test() && !self.forward_dms_test => return vec![],
             SourceEvent::Dms(e) => {
                 let ids = e.recipients().iter().map(|u| u.uid.clone()).collect();
-                (dms_notice(e, &parsed.event.key), ids, true)
+                (
+                    dms_notice(e, &parsed.event.key, self.render(route, parsed, false)),
+                    ids,
+                    true,
+                )
             }
         };
         let todo = matches!(&parsed.input, SourceEvent::HapMessage(m) if m.kind() == HapKind::Todo);
@@ -247,7 +283,9 @@ impl Router {
                 }
                 let ids: Vec<String> = e.recipients().iter().map(|u| u.uid.clone()).collect();
                 let (users, unmapped) = self.recipients(route, dingtalk::CONNECTOR, &ids, true);
-                let content = dms_notice(e, &parsed.event.key);
+                let markdown = dt.notice_format == NoticeFormat::Markdown;
+                let content =
+                    dms_notice(e, &parsed.event.key, self.render(route, parsed, markdown));
                 let at = e.event_time.unwrap_or(parsed.event.received_at);
                 let mut out: Vec<Delivery> = users
                     .chunks(MAX_USERIDS)
@@ -292,6 +330,7 @@ impl Router {
                                 todo_card(
                                     dt.agent_id,
                                     m,
+                                    &self.render(route, parsed, false),
                                     &url,
                                     with_bar,
                                     parsed.event.received_at,
@@ -303,7 +342,9 @@ impl Router {
                     _ => users
                         .chunks(MAX_USERIDS)
                         .map(|g| {
-                            let send = notice(dt, &hap_notice(m), parsed.event.received_at, g);
+                            let markdown = dt.notice_format == NoticeFormat::Markdown;
+                            let content = hap_notice(m, self.render(route, parsed, markdown));
+                            let send = notice(dt, &content, parsed.event.received_at, g);
                             (g.to_vec(), send)
                         })
                         .collect(),
@@ -394,11 +435,25 @@ fn local_time(at: Millis) -> String {
         .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M").to_string())
 }
 
-fn title(m: &HapMessage) -> String {
-    match m.app_name.as_str() {
-        "" => m.kind().label().to_owned(),
-        app => format!("{}｜{app}", m.kind().label()),
+/// What templates see: the event's fields by name, plus `label` (HAP), `tag` and `time`.
+fn context(parsed: &Parsed) -> Value {
+    let mut context = parsed.event.payload.clone();
+    let (tag_source, at) = match &parsed.input {
+        SourceEvent::HapMessage(m) => {
+            context["label"] = Value::from(m.kind().label());
+            (m.message_id.as_str(), parsed.event.received_at)
+        }
+        SourceEvent::HapFinish(f) => (f.message_id.as_str(), parsed.event.received_at),
+        SourceEvent::Dms(e) => (
+            parsed.event.key.as_str(),
+            e.event_time.unwrap_or(parsed.event.received_at),
+        ),
+    };
+    if context.is_object() {
+        context["tag"] = Value::from(tag(tag_source));
+        context["time"] = Value::from(local_time(at));
     }
+    context
 }
 
 fn pc_link(url: &str) -> String {
@@ -422,6 +477,7 @@ fn attachment_line(m: &HapMessage) -> Option<String> {
 fn todo_card(
     agent_id: i64,
     m: &HapMessage,
+    rendered: &Rendered,
     url: &str,
     with_status_bar: bool,
     at: Millis,
@@ -436,7 +492,7 @@ fn todo_card(
     }
     form.push(FormRow {
         key: "消息：".into(),
-        value: m.message.clone(),
+        value: rendered.text.clone(),
     });
     form.push(FormRow {
         key: "时间：".into(),
@@ -461,7 +517,7 @@ fn todo_card(
             },
             status_bar: with_status_bar.then(dingtalk::todo_open),
             body: OaBody {
-                title: Some(title(m)),
+                title: Some(rendered.title.clone()),
                 form,
                 content: Some(content),
                 file_count: (attachments > 0).then(|| attachments.to_string()),
@@ -492,11 +548,11 @@ struct NoticeContent {
     link: Option<String>,
 }
 
-fn hap_notice(m: &HapMessage) -> NoticeContent {
+fn hap_notice(m: &HapMessage, rendered: Rendered) -> NoticeContent {
     NoticeContent {
-        title: title(m),
+        title: rendered.title,
         tag: tag(&m.message_id),
-        text: m.message.clone(),
+        text: rendered.text,
         images: m
             .attachments()
             .into_iter()
@@ -508,7 +564,7 @@ fn hap_notice(m: &HapMessage) -> NoticeContent {
     }
 }
 
-fn dms_notice(e: &DmsEvent, event_key: &str) -> NoticeContent {
+fn dms_notice(e: &DmsEvent, event_key: &str, rendered: Rendered) -> NoticeContent {
     let task = match (e.task_name.as_str(), e.task_id.as_str()) {
         ("", "") => None,
         (name, "") => Some(format!("任务：{name}")),
@@ -517,9 +573,9 @@ fn dms_notice(e: &DmsEvent, event_key: &str) -> NoticeContent {
     };
     let submitter = (!e.submitter_name.is_empty()).then(|| format!("提交人：{}", e.submitter_name));
     NoticeContent {
-        title: format!("【DMS】{}{}", e.module, e.event),
+        title: rendered.title,
         tag: tag(event_key),
-        text: e.message.trim().to_owned(),
+        text: rendered.text,
         images: vec![],
         details: task.into_iter().chain(submitter).collect(),
         link: None,
@@ -663,7 +719,7 @@ mod tests {
             "#
         ))
         .unwrap();
-        Router::new(&config)
+        Router::new(&config).unwrap()
     }
 
     fn parse(path: &str, body: &str) -> Parsed {
@@ -845,7 +901,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let r = Router::new(&config);
+        let r = Router::new(&config).unwrap();
         assert_eq!(r.plan(&todo(1), 0).len(), 1);
         assert_eq!(
             r.plan(&parse(TODO_PATH, r#"{"messageId":"m"}"#), 0).len(),

@@ -402,3 +402,140 @@ async fn a_store_that_is_down_gets_a_503_and_nothing_is_acknowledged() {
         .await;
     assert_eq!(resp.status, 400);
 }
+
+/// Which events each route takes: a table of routes × events → the connectors and titles the
+/// event's deliveries get.
+#[tokio::test]
+async fn routes_match_on_source_kind_and_event_fields() {
+    let routes = r#"
+[sources.hap]
+tokens = ["plain:test-hap-token"]
+
+[sources.dms]
+
+[connectors.dingtalk]
+agent_id = 1
+
+[connectors.zentao.main]
+base_url = "http://127.0.0.1:9"
+code = "c"
+
+[[routes]]
+source = "hap"
+connector = "dingtalk"
+when = { appName = ["采购管理", "合同管理"], messageTypeV2 = [14, 16] }
+
+[[routes]]
+source = "dms"
+connector = "dingtalk"
+when = { event = ["待审批", "待審批"] }
+template = "approval"
+
+[[routes]]
+source = "hap"
+connector = "zentao"
+kinds = ["mention"]
+users = ["admin"]
+
+[templates.approval]
+title = "{{ submitterName }} 的{{ module }}工单待您审批"
+text = "{{ taskName }}（{{ taskId }}）"
+
+[recipients.dingtalk.map]
+"1673826650168842" = "lisi"
+"#;
+    let h = Harness::new(hookbridge::config::Config::from_toml(routes).unwrap()).await;
+    let mut zh_tw: Value = serde_json::from_str(&fixture("dms-approval-pending.json")).unwrap();
+    zh_tw["messageEvent"]["event"] = json!("待審批");
+    zh_tw["signatureMethod"] = json!("None");
+    let mut done = zh_tw.clone();
+    done["messageEvent"]["event"] = json!("执行成功");
+    let mut dms_signed_none: Value =
+        serde_json::from_str(&fixture("dms-approval-pending.json")).unwrap();
+    dms_signed_none["signatureMethod"] = json!("None");
+    for (path, body, want) in [
+        (
+            "/hap/message",
+            fixture("hap-message-todo.json"),
+            vec![
+                ("dingtalk", "待办｜采购管理"),
+                ("dingtalk", "待办｜采购管理"),
+            ],
+        ),
+        (
+            "/hap/message",
+            fixture("hap-message-system.json"),
+            vec![("dingtalk", "系统消息｜合同管理")],
+        ),
+        (
+            "/hap/message",
+            fixture("hap-message-mention.json"),
+            vec![("zentao", "@提及｜客户管理")],
+        ),
+        (
+            "/dms",
+            dms_signed_none.to_string(),
+            vec![("dingtalk", "张三 的数据变更工单待您审批")],
+        ),
+        (
+            "/dms",
+            zh_tw.to_string(),
+            vec![("dingtalk", "张三 的数据变更工单待您审批")],
+        ),
+        ("/dms", done.to_string(), vec![]),
+    ] {
+        let before = h.app.store.recent(1000).await.unwrap();
+        let resp = h
+            .app
+            .ingress
+            .handle(request(path, body.clone(), Some(HAP_TOKEN)), now_ms())
+            .await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        let mut added: Vec<_> = h.app.store.recent(1000).await.unwrap();
+        added.retain(|d| !before.iter().any(|b| b.key() == d.key()));
+        added.sort_by(|a, b| a.sk.cmp(&b.sk));
+        let got: Vec<(String, String)> = added
+            .iter()
+            .map(|d| {
+                let title = match d.connector.as_str() {
+                    "zentao" => d.message["notice"]["title"].clone(),
+                    _ if d.message["msg"]["msgtype"] == "oa" => {
+                        d.message["msg"]["oa"]["body"]["title"].clone()
+                    }
+                    _ => d.message["msg"]["markdown"]["title"].clone(),
+                };
+                (d.connector.clone(), title.as_str().unwrap_or("").to_owned())
+            })
+            .collect();
+        let want: Vec<(String, String)> = want
+            .into_iter()
+            .map(|(c, t)| (c.to_owned(), t.to_owned()))
+            .collect();
+        assert_eq!(got, want, "{path} {}", &body[..60.min(body.len())]);
+    }
+    let zentao = h
+        .deliveries("EVT#hap#9f8e7d6c-5b4a-4392-8171-6f5e4d3c2b1a")
+        .await;
+    assert_eq!(
+        zentao[0].message["notice"]["users"],
+        json!(["admin"]),
+        "fixed users"
+    );
+}
+
+#[tokio::test]
+async fn markdown_notices_escape_what_the_source_wrote() {
+    let h = dry_run().await;
+    let body = json!({"messageId": "md1", "messageTypeV2": 11, "appName": "项目", "message": "# 不是标题 *不加粗* [假链接](http://x)", "targets": ["u1"]});
+    h.post("/hap/message", &body.to_string()).await;
+    let d = &h.deliveries("EVT#hap#md1").await[0];
+    let text = d.message["msg"]["markdown"]["text"].as_str().unwrap();
+    assert!(
+        text.contains(r"\# 不是标题 \*不加粗\* \[假链接\]\(http://x\)"),
+        "{text}"
+    );
+    assert!(
+        text.starts_with("#### 系统消息｜项目 #md1"),
+        "the template's own Markdown stays: {text}"
+    );
+}

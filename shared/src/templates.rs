@@ -1,0 +1,249 @@
+//! Message templates (minijinja): a `title` and a `text` per template, rendered with the event's
+//! fields by name. Each source has a built-in template (what hookbridge has always sent);
+//! `[templates.<name>]` in the config adds more, and a route picks one with `template = "<name>"`.
+//!
+//! When the output is Markdown, the event's values are escaped before rendering, so text from
+//! a source cannot turn into headings, links or emphasis; the template's own text is not.
+
+use std::collections::BTreeMap;
+
+use minijinja::Environment;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Built-in templates, named after their source.
+const BUILTIN: &[(&str, &str, &str)] = &[
+    (
+        "hap",
+        "{{ label }}{% if appName %}｜{{ appName }}{% endif %}",
+        "{{ message }}",
+    ),
+    (
+        "dms",
+        "【DMS】{{ module }}{{ event }}",
+        "{{ message | trim }}",
+    ),
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateConfig {
+    pub title: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub title: String,
+    pub text: String,
+}
+
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates").finish_non_exhaustive()
+    }
+}
+
+impl Templates {
+    /// Compiles the built-ins and the config's templates; an error names the template, the
+    /// part and the line.
+    pub fn new(user: &BTreeMap<String, TemplateConfig>) -> Result<Templates, String> {
+        let mut env = Environment::new();
+        // Missing fields render empty: sources leave out what they do not know.
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+        let builtin = BUILTIN
+            .iter()
+            .map(|(n, t, x)| ((*n).to_owned(), (*t).to_owned(), (*x).to_owned()));
+        let user = user
+            .iter()
+            .map(|(n, t)| (n.clone(), t.title.clone(), t.text.clone()));
+        for (name, title, text) in builtin.chain(user) {
+            for (part, source) in [("title", title), ("text", text)] {
+                env.add_template_owned(format!("{name}.{part}"), source)
+                    .map_err(|e| format!("templates.{name}.{part}: {}", describe(&e)))?;
+            }
+        }
+        Ok(Templates { env })
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.env.get_template(&format!("{name}.title")).is_ok()
+    }
+
+    /// Renders template `name` with `context` (a JSON object of the event's fields).
+    pub fn render(&self, name: &str, context: &Value, markdown: bool) -> Result<Rendered, String> {
+        let escaped;
+        let context = if markdown {
+            escaped = escape_strings(context);
+            &escaped
+        } else {
+            context
+        };
+        let part = |part: &str| {
+            self.env
+                .get_template(&format!("{name}.{part}"))
+                .and_then(|t| t.render(minijinja::value::Serde(context)))
+                .map(|s| s.trim().to_owned())
+                .map_err(|e| format!("templates.{name}.{part}: {}", describe(&e)))
+        };
+        Ok(Rendered {
+            title: part("title")?,
+            text: part("text")?,
+        })
+    }
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    match e.line() {
+        Some(line) => format!("{e} (line {line})"),
+        None => e.to_string(),
+    }
+}
+
+/// Every string in `v` with the characters that carry meaning in Markdown backslash-escaped.
+fn escape_strings(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(escape_markdown(s)),
+        Value::Array(items) => Value::Array(items.iter().map(escape_strings).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (k.clone(), escape_strings(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+pub fn escape_markdown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(
+            c,
+            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '#' | '>' | '!' | '|' | '~' | '<'
+        ) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn templates(extra: &[(&str, &str, &str)]) -> Templates {
+        let user = extra
+            .iter()
+            .map(|(n, t, x)| {
+                (
+                    (*n).to_owned(),
+                    TemplateConfig {
+                        title: (*t).to_owned(),
+                        text: (*x).to_owned(),
+                    },
+                )
+            })
+            .collect();
+        Templates::new(&user).unwrap()
+    }
+
+    #[test]
+    fn built_ins_render_chinese_and_tolerate_missing_fields() {
+        let t = templates(&[]);
+        let hap = t
+            .render(
+                "hap",
+                &json!({"label": "待办", "appName": "采购管理", "message": "请审批"}),
+                false,
+            )
+            .unwrap();
+        assert_eq!(
+            hap,
+            Rendered {
+                title: "待办｜采购管理".into(),
+                text: "请审批".into()
+            }
+        );
+        let bare = t
+            .render("hap", &json!({"label": "系统消息"}), false)
+            .unwrap();
+        assert_eq!(
+            bare,
+            Rendered {
+                title: "系统消息".into(),
+                text: String::new()
+            }
+        );
+        let dms = t
+            .render(
+                "dms",
+                &json!({"module": "数据变更", "event": "待审批", "message": " 工单 4829103 "}),
+                false,
+            )
+            .unwrap();
+        assert_eq!(
+            dms,
+            Rendered {
+                title: "【DMS】数据变更待审批".into(),
+                text: "工单 4829103".into()
+            }
+        );
+    }
+
+    #[test]
+    fn user_templates_use_fields_by_name_and_missing_ones_are_empty() {
+        let t = templates(&[(
+            "ops",
+            "{{ appName }} 有新{{ label }}",
+            "{{ message }}（{{ nothere.deeper }}）{{ targets | length }} 人",
+        )]);
+        let r = t.render("ops", &json!({"appName": "合同", "label": "待办", "message": "续签", "targets": ["a", "b"]}), false).unwrap();
+        assert_eq!(
+            r,
+            Rendered {
+                title: "合同 有新待办".into(),
+                text: "续签（）2 人".into()
+            }
+        );
+        assert!(t.contains("ops") && t.contains("hap") && !t.contains("nope"));
+    }
+
+    #[test]
+    fn markdown_output_escapes_the_values_not_the_template() {
+        let t = templates(&[("md", "{{ title }}", "**{{ message }}** [link]({{ url }})")]);
+        let ctx =
+            json!({"title": "*t*", "message": "# 不是标题 [x](y) a_b", "url": "https://h/p_(1)"});
+        let r = t.render("md", &ctx, true).unwrap();
+        assert_eq!(
+            r.text,
+            r"**\# 不是标题 \[x\]\(y\) a\_b** [link](https://h/p\_\(1\))"
+        );
+        let plain = t.render("md", &ctx, false).unwrap();
+        assert_eq!(
+            plain.text,
+            "**# 不是标题 [x](y) a_b** [link](https://h/p_(1))"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_the_template_and_line() {
+        let user = [(
+            "broken".to_owned(),
+            TemplateConfig {
+                title: "ok".into(),
+                text: "line one\n{{ message ".into(),
+            },
+        )]
+        .into();
+        let err = Templates::new(&user).unwrap_err();
+        assert!(err.starts_with("templates.broken.text:"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+}
