@@ -267,16 +267,20 @@ impl Router {
         now: Millis,
     ) -> Vec<Delivery> {
         let pk = parsed.event.pk();
-        let new = |n, action, users: Vec<String>, message: Value| {
-            Delivery::new(&pk, dingtalk::CONNECTOR, n, action, users, message, now)
-        };
         match &parsed.input {
-            SourceEvent::HapFinish(f) => vec![new(
-                0,
-                Action::UpdateStatus,
-                vec![],
-                serde_json::to_value(self.finish_update(f)).unwrap_or_default(),
-            )],
+            SourceEvent::HapFinish(f) => {
+                let update = serde_json::to_value(self.finish_update(f)).unwrap_or_default();
+                let action = Action::UpdateStatus;
+                vec![Delivery::new(
+                    &pk,
+                    dingtalk::CONNECTOR,
+                    0,
+                    action,
+                    vec![],
+                    update,
+                    now,
+                )]
+            }
             SourceEvent::Dms(e) => {
                 if e.is_test() && !self.forward_dms_test {
                     return vec![];
@@ -287,27 +291,11 @@ impl Router {
                 let content =
                     dms_notice(e, &parsed.event.key, self.render(route, parsed, markdown));
                 let at = e.event_time.unwrap_or(parsed.event.received_at);
-                let mut out: Vec<Delivery> = users
+                let sends = users
                     .chunks(MAX_USERIDS)
-                    .enumerate()
-                    .map(|(n, g)| {
-                        let send = notice(dt, &content, at, g);
-                        new(
-                            n,
-                            Action::Send,
-                            g.to_vec(),
-                            serde_json::to_value(send).unwrap_or_default(),
-                        )
-                    })
+                    .map(|g| (g.to_vec(), notice(dt, &content, at, g)))
                     .collect();
-                out.extend(unmapped_report(
-                    &pk,
-                    dingtalk::CONNECTOR,
-                    out.len(),
-                    &unmapped,
-                    now,
-                ));
-                out
+                numbered(&pk, sends, &unmapped, now)
             }
             SourceEvent::HapMessage(m) => {
                 let (users, unmapped) =
@@ -349,26 +337,7 @@ impl Router {
                         })
                         .collect(),
                 };
-                let mut out: Vec<Delivery> = groups
-                    .into_iter()
-                    .enumerate()
-                    .map(|(n, (users, send))| {
-                        new(
-                            n,
-                            Action::Send,
-                            users,
-                            serde_json::to_value(send).unwrap_or_default(),
-                        )
-                    })
-                    .collect();
-                out.extend(unmapped_report(
-                    &pk,
-                    dingtalk::CONNECTOR,
-                    out.len(),
-                    &unmapped,
-                    now,
-                ));
-                out
+                numbered(&pk, groups, &unmapped, now)
             }
         }
     }
@@ -580,6 +549,39 @@ fn dms_notice(e: &DmsEvent, event_key: &str, rendered: Rendered) -> NoticeConten
         details: task.into_iter().chain(submitter).collect(),
         link: None,
     }
+}
+
+/// DingTalk sends numbered in order, then the report of recipients without a mapping.
+fn numbered(
+    pk: &str,
+    sends: Vec<(Vec<String>, AsyncSend)>,
+    unmapped: &[String],
+    now: Millis,
+) -> Vec<Delivery> {
+    let mut out: Vec<Delivery> = sends
+        .into_iter()
+        .enumerate()
+        .map(|(n, (users, send))| {
+            let message = serde_json::to_value(send).unwrap_or_default();
+            Delivery::new(
+                pk,
+                dingtalk::CONNECTOR,
+                n,
+                Action::Send,
+                users,
+                message,
+                now,
+            )
+        })
+        .collect();
+    out.extend(unmapped_report(
+        pk,
+        dingtalk::CONNECTOR,
+        out.len(),
+        unmapped,
+        now,
+    ));
+    out
 }
 
 /// A delivery that records, visibly and never sent, which recipients had no mapping.
