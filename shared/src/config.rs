@@ -168,8 +168,19 @@ pub struct ZenTaoInstance {
     pub users_by: UsersBy,
     #[serde(default)]
     pub token_mode: TokenMode,
+    /// `plain` text, or `markdown` (ZenTao's contentType `text`; the event's values are escaped).
+    #[serde(default)]
+    pub content: ContentFormat,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentFormat {
+    #[default]
+    Plain,
+    Markdown,
 }
 
 fn default_entry() -> String {

@@ -40,6 +40,11 @@ pub fn event_pk(source: &str, key: &str) -> String {
     format!("EVT#{source}#{key}")
 }
 
+/// The sort key of an event's `n`th delivery through `connector`.
+pub fn delivery_sk(connector: &str, n: usize) -> String {
+    format!("DLV#{connector}#{n:03}")
+}
+
 /// Where a delivery lives: the event's partition key and the delivery's sort key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DeliveryKey {
@@ -146,7 +151,7 @@ impl Delivery {
     ) -> Self {
         Delivery {
             pk: event_pk.to_owned(),
-            sk: format!("DLV#{connector}#{n:03}"),
+            sk: delivery_sk(connector, n),
             connector: connector.to_owned(),
             action,
             status: Status::Pending,

@@ -11,14 +11,15 @@ use serde_json::Value;
 use tracing::warn;
 
 use crate::config::{
-    Config, MapMode, NoticeFormat, RecipientMap, Route, TodoFanout, UsersBy, ZenTaoInstance,
+    Config, ContentFormat, MapMode, NoticeFormat, RecipientMap, Route, TodoFanout, UsersBy,
+    ZenTaoInstance,
 };
 use crate::connectors::dingtalk::{
     self, AsyncSend, FormRow, MAX_STATUS_BAR_USERS, MAX_USERIDS, Markdown, Msg, Oa, OaBody, OaHead,
     StatusUpdate, Text,
 };
 use crate::connectors::zentao::{self, Notice, Sender, ZenTaoAction, ZenTaoMessage};
-use crate::event::{Action, Delivery, Millis, Status, event_pk};
+use crate::event::{Action, Delivery, Millis, Status, delivery_sk, event_pk};
 use crate::ingress::Parsed;
 use crate::sources::SourceEvent;
 use crate::sources::dms::DmsEvent;
@@ -86,8 +87,9 @@ impl Router {
             })
     }
 
-    /// The deliveries for one event. Several routes to the same connector: the first wins, so
-    /// an overlap in the config cannot send the same message twice.
+    /// The deliveries for one event: every matching route applies, except that of routes with
+    /// the same target (connector, instance, group, fixed users) only the first does, so an
+    /// overlap in the config cannot send the same message twice.
     pub fn plan(&self, parsed: &Parsed, now: Millis) -> Vec<Delivery> {
         let event = &parsed.event;
         let mut chosen: Vec<&(Route, Option<String>)> = vec![];
@@ -103,10 +105,16 @@ impl Router {
                     accepted.iter().any(|v| v.matches(&event.payload[field]))
                 })
             });
+            let same_target = |c: &&(Route, Option<String>)| {
+                c.0.connector == r.connector
+                    && c.1 == route.1
+                    && c.0.group == r.group
+                    && c.0.users == r.users
+            };
             if r.source == event.source
                 && kind_matches
                 && when_matches
-                && !chosen.iter().any(|c| c.0.connector == r.connector)
+                && !chosen.iter().any(same_target)
             {
                 chosen.push(route);
             }
@@ -124,6 +132,13 @@ impl Router {
                     warn!(connector, "route to a connector that is not configured")
                 }
             }
+        }
+        // Several routes may send with one connector: number its deliveries across them.
+        let mut next: BTreeMap<String, usize> = BTreeMap::new();
+        for d in &mut out {
+            let n = next.entry(d.connector.clone()).or_default();
+            d.sk = delivery_sk(&d.connector, *n);
+            *n += 1;
         }
         out
     }
@@ -153,11 +168,12 @@ impl Router {
             return vec![];
         };
         let pk = parsed.event.pk();
+        let markdown = settings.content == ContentFormat::Markdown;
         let (content, ids, always_require) = match &parsed.input {
             // ZenTao cannot update a notification it showed: a finished to-do sends nothing.
             SourceEvent::HapFinish(_) => return vec![],
             SourceEvent::HapMessage(m) => (
-                hap_notice(m, self.render(route, parsed, false)),
+                hap_notice(m, self.render(route, parsed, markdown)),
                 m.targets.clone(),
                 false,
             ),
@@ -165,7 +181,7 @@ impl Router {
             SourceEvent::Dms(e) => {
                 let ids = e.recipients().iter().map(|u| u.uid.clone()).collect();
                 (
-                    dms_notice(e, &parsed.event.key, self.render(route, parsed, false)),
+                    dms_notice(e, &parsed.event.key, self.render(route, parsed, markdown)),
                     ids,
                     true,
                 )
@@ -199,7 +215,14 @@ impl Router {
                     .map(|u| u.as_str().map_or_else(|| u.to_string(), str::to_owned))
                     .collect(),
             };
-            let notice = zentao_notice(settings, &content, route.group.clone(), users, todo);
+            let notice = zentao_notice(
+                settings,
+                &content,
+                route.group.clone(),
+                users,
+                todo,
+                markdown,
+            );
             let message = ZenTaoMessage {
                 instance: instance.to_owned(),
                 notice,
@@ -617,14 +640,15 @@ fn unmapped_report(
     Some(d)
 }
 
-/// A ZenTao notification for one notice: to `gid`'s group or to `users`. Plain text, so
-/// nothing in a source's text is read as Markdown.
+/// A ZenTao notification for one notice: to `gid`'s group or to `users`, as plain text or
+/// Markdown (then `c` was rendered with the event's values escaped).
 fn zentao_notice(
     z: &ZenTaoInstance,
     c: &NoticeContent,
     gid: Option<String>,
     users: Vec<Value>,
     todo: bool,
+    markdown: bool,
 ) -> Notice {
     let mut content = vec![format!("{} {}", c.text, c.tag)];
     content.extend(c.details.iter().cloned());
@@ -641,8 +665,8 @@ fn zentao_notice(
         gid,
         title: c.title.clone(),
         subtitle: None,
-        content: content.join("\n"),
-        content_type: "plain".into(),
+        content: content.join(if markdown { "  \n" } else { "\n" }),
+        content_type: if markdown { "text" } else { "plain" }.into(),
         url: c.link.clone(),
         actions,
         sender: Sender {

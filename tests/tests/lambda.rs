@@ -490,3 +490,68 @@ fn the_template_gives_the_functions_a_valid_config() {
         assert_eq!(group.is_some(), !group_line.is_empty());
     }
 }
+
+/// DMS → dms-webhook → DynamoDB Local → stream → dingtalk-sender and zentao-sender, each
+/// built with only its own part, as the functions are.
+#[tokio::test]
+async fn a_dms_event_flows_through_the_lambda_entry_points_to_both_connectors() {
+    use hookbridge::app::{App, Parts};
+    use hookbridge_tests::fake_zentao::{CODE, FakeZenTao, KEY};
+    let dingtalk = FakeDingTalk::start().await;
+    let zentao = FakeZenTao::start().await;
+    let extra = format!(
+        "\n[sources.dms]\nsignature_key = \"plain:dms-secret\"\n\
+         [connectors.zentao.main]\nbase_url = \"{}\"\ncode = \"{CODE}\"\nkey = \"plain:{KEY}\"\n\
+         [[routes]]\nsource = \"dms\"\nconnector = \"dingtalk\"\n\
+         [[routes]]\nsource = \"dms\"\nconnector = \"zentao\"\n\
+         [recipients.dingtalk.map]\n\"1673826650168842\" = \"lisi_ding\"\n\
+         [recipients.zentao.map]\n\"1673826650168842\" = \"lisi\"\n",
+        zentao.url
+    );
+    let cfg = config(Some(&dingtalk.url), &extra);
+    let store = Arc::new(hookbridge_tests::dynamo_store().await);
+    let table = store.table().to_owned();
+    let secrets = hookbridge::config::Secrets::default();
+    let part = |p| App::build(cfg.clone(), store.clone(), &secrets, p);
+    let (webhook, dt_sender, zt_sender) = (
+        part(Parts::Source("dms")).await.unwrap(),
+        part(Parts::Connector("dingtalk")).await.unwrap(),
+        part(Parts::Connector("zentao")).await.unwrap(),
+    );
+
+    let (status, body) = invoke_http(
+        &webhook,
+        apigw_v2("/dms", &fixture("dms-approval-pending.json"), None, false),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"root": "", "success": true})));
+    let delivery = &store.recent(10).await.unwrap()[0];
+    let pk = delivery.pk.clone();
+    let batch = stream_batch(
+        &table,
+        &[
+            ("INSERT", &pk, "DLV#dingtalk#000"),
+            ("INSERT", &pk, "DLV#zentao#000"),
+        ],
+    )
+    .await;
+    for sender in [&dt_sender, &zt_sender] {
+        let resp = hookbridge::lambda::stream(sender, invocation(batch.clone()))
+            .await
+            .unwrap();
+        assert!(resp.batch_item_failures.is_empty());
+    }
+    assert_eq!(dingtalk.tasks().len(), 1);
+    assert_eq!(dingtalk.tasks()[0].userids, ["lisi_ding"]);
+    let notes = zentao.calls("sendNotification");
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].body["users"], json!(["lisi"]));
+    assert!(
+        store
+            .deliveries_of(&pk)
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.status == Status::Sent)
+    );
+}

@@ -207,3 +207,51 @@ async fn an_instance_without_a_key_is_a_dry_run() {
     );
     assert!(fake.calls("sendNotification").is_empty());
 }
+
+#[tokio::test]
+async fn one_event_can_go_to_several_targets_but_never_twice_to_one() {
+    let fake = FakeZenTao::start().await;
+    // zentao() already routes DMS to mapped users; add a group route, and the same group again.
+    let more = format!(
+        "\n[[routes]]\nsource = \"dms\"\nconnector = \"zentao\"\ngroup = \"{GROUP}\"\n\
+         [[routes]]\nsource = \"dms\"\nconnector = \"zentao\"\ngroup = \"{GROUP}\"\n"
+    );
+    let text = hookbridge_tests::config_text(None, &(zentao(&fake.url, "", "") + &more));
+    let mut h = Harness::new(hookbridge::config::Config::from_toml(&text).unwrap()).await;
+    h.post("/dms", &fixture("dms-approval-pending.json")).await;
+    assert_eq!(h.drain().await, [Status::Sent, Status::Sent]);
+    let sks: Vec<String> = h
+        .app
+        .store
+        .recent(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.sk)
+        .collect();
+    assert!(
+        sks.contains(&"DLV#zentao#000".to_owned()) && sks.contains(&"DLV#zentao#001".to_owned()),
+        "{sks:?}"
+    );
+    assert_eq!(
+        fake.calls("sendNotification")[0].body["users"],
+        json!(["lisi"])
+    );
+    assert_eq!(
+        fake.calls("sendChatMessage").len(),
+        1,
+        "the repeated group route adds nothing"
+    );
+}
+
+#[tokio::test]
+async fn markdown_content_is_sent_as_text_with_the_values_escaped() {
+    let fake = FakeZenTao::start().await;
+    let mut h = harness(&fake, "content = \"markdown\"", "").await;
+    let body = json!({"messageId": "md2", "messageTypeV2": 11, "appName": "项目", "message": "**不加粗** #1", "targets": ["manager4220"]});
+    h.post("/hap/message", &body.to_string()).await;
+    h.drain().await;
+    let sent = &fake.calls("sendNotification")[0].body;
+    assert_eq!(sent["contentType"], "text");
+    assert_eq!(sent["content"], r"\*\*不加粗\*\* \#1 #md2");
+}
