@@ -46,3 +46,24 @@ async fn answers_dms_in_its_format_and_serves_only_dms() {
     };
     assert_eq!(r["statusCode"], 404);
 }
+
+#[tokio::test]
+async fn log_mode_accepts_a_mismatch_and_says_so() {
+    let store = dynamo_store().await;
+    let log_mode = DMS.replace(
+        "signature_key = \"plain:dms-secret\"",
+        "signature_key = \"plain:dms-secret\"\nsignature_mode = \"log\"",
+    );
+    let env = lambda_env(store.table(), None, &log_mode);
+    let vendor = events::apigw_v2("/dms", &fixture("dms-test-message.json"), None, false);
+    let (answer, logs) = invoke(env!("CARGO_BIN_EXE_dms-webhook"), &env, vendor).await;
+    let Answer::Response(r) = answer else {
+        panic!("{answer:?}\n{logs}")
+    };
+    assert_eq!(r["statusCode"], 200, "{r}\n{logs}");
+    assert!(logs.contains("DMS signature check failed"), "{logs}");
+    assert!(
+        logs.contains("hookbridge dms verify"),
+        "the log says what to do: {logs}"
+    );
+}
