@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{FixedOffset, TimeZone};
+use chrono::TimeZone;
 use serde_json::Value;
 use tracing::warn;
 
@@ -19,7 +19,7 @@ use crate::connectors::dingtalk::{
     StatusUpdate, Text,
 };
 use crate::connectors::zentao::{self, Notice, Sender, ZenTaoAction, ZenTaoMessage};
-use crate::event::{Action, Delivery, Millis, Status, delivery_sk, event_pk};
+use crate::event::{Action, Delivery, Millis, Status, beijing, delivery_sk, event_pk};
 use crate::ingress::Parsed;
 use crate::sources::SourceEvent;
 use crate::sources::dms::DmsEvent;
@@ -420,8 +420,7 @@ fn tag(message_id: &str) -> String {
 
 /// Beijing time, as the people reading the notification see it.
 fn local_time(at: Millis) -> String {
-    let beijing = FixedOffset::east_opt(8 * 3600).expect("fixed offset in range");
-    beijing
+    beijing()
         .timestamp_millis_opt(at)
         .single()
         .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M").to_string())

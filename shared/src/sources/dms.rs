@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
 use super::{SourceEvent, decode, lenient};
-use crate::event::{Event, Millis};
+use crate::event::{Event, Millis, beijing};
 use crate::ingress::{Accepted, Parsed, Rejection, Source};
 
 pub const PATH: &str = "/dms";
@@ -131,10 +131,9 @@ fn event_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Millis>, 
             if let Ok(n) = s.parse::<i64>() {
                 return Ok(Some(from_digits(n, s.len())));
             }
-            let beijing = chrono::FixedOffset::east_opt(8 * 3600).expect("fixed offset in range");
             chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
                 .ok()
-                .and_then(|t| t.and_local_timezone(beijing).single())
+                .and_then(|t| t.and_local_timezone(beijing()).single())
                 .map(|t| Some(t.timestamp_millis()))
                 .ok_or_else(fail)
         }
