@@ -51,6 +51,8 @@ struct Inner {
     injected: HashMap<String, VecDeque<(u16, String)>>,
     violations: Vec<String>,
     latency: Duration,
+    /// Calls per second per API before 90018 (DingTalk's standard edition: 20).
+    qps_limit: usize,
 }
 
 #[derive(Clone)]
@@ -78,6 +80,7 @@ impl FakeDingTalk {
         let inner = Arc::new(Mutex::new(Inner {
             next_task: 256271667526,
             expires_in: Some(7200),
+            qps_limit: 20,
             ..Default::default()
         }));
         let app = Router::new()
@@ -120,6 +123,11 @@ impl FakeDingTalk {
         let mut inner = self.lock();
         let q = inner.injected.entry(path.to_owned()).or_default();
         q.extend(std::iter::repeat_n((status, body.to_owned()), times));
+    }
+
+    /// Answer 90018 above `qps` calls per second per API, as a smaller or busier org does.
+    pub fn set_qps_limit(&self, qps: usize) {
+        self.lock().qps_limit = qps;
     }
 
     /// Every call takes at least this long (to make concurrent callers overlap).
@@ -171,7 +179,8 @@ async fn enter(
     if let Some((status, body)) = inner.injected.get_mut(path).and_then(VecDeque::pop_front) {
         return Some((StatusCode::from_u16(status).unwrap(), body).into_response());
     }
-    // 20 QPS per app and API.
+    // 20 QPS per app and API (or the limit set).
+    let limit = inner.qps_limit;
     let now = Instant::now();
     let window = inner.recent.entry(path.to_owned()).or_default();
     while window
@@ -181,7 +190,7 @@ async fn enter(
         window.pop_front();
     }
     window.push_back(now);
-    if window.len() > 20 {
+    if window.len() > limit {
         return Some(
             axum::Json(err(90018, "当前应用调用该接口的并发量已超过上限")).into_response(),
         );
