@@ -269,21 +269,15 @@ async fn zentao(config: &PathBuf, instance: Option<String>, command: ZentaoComma
 
 /// Runs every known construction over a captured DMS request and says which matched.
 fn dms_verify(body: &PathBuf, key: &str, url: Option<&str>) -> Result<()> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Signed<'a> {
-        #[serde(borrow)]
-        message_event: &'a serde_json::value::RawValue,
-        signature_text: Option<String>,
-    }
-    let text = std::fs::read_to_string(body).map_err(|e| format!("{}: {e}", body.display()))?;
-    let signed: Signed = serde_json::from_str(&text)
-        .map_err(|e| format!("{}: not a DMS webhook body ({e})", body.display()))?;
-    let signature = signed
-        .signature_text
+    let bytes = std::fs::read(body).map_err(|e| format!("{}: {e}", body.display()))?;
+    let envelope = dms::Envelope::read(&bytes)
+        .map_err(|e| format!("{}: not a DMS webhook body: {e}", body.display()))?;
+    let signature = envelope
+        .signature_text()?
         .ok_or("the body has no signatureText")?;
-    let tried = dms::constructions(signed.message_event.get(), key, url).len();
-    let found = dms::matching(signed.message_event.get(), key, url, &signature);
+    let event = envelope.event_json();
+    let tried = dms::constructions(event, key, url).len();
+    let found = dms::matching(event, key, url, &signature);
     if found.is_empty() {
         let hint = if url.is_none() {
             " (give --url to try the constructions that sign it)"

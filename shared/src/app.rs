@@ -70,7 +70,7 @@ impl App {
                 Some(b) => Some((b.user.clone(), secrets.resolve(&b.password).await?)),
                 None => None,
             };
-            let source = DmsSource::new(signature, basic, dms.max_body_bytes, dms.forward_test);
+            let source = DmsSource::new(signature, basic, dms.max_body_bytes);
             sources.push(Arc::new(source));
         }
         let mut connectors: Vec<Arc<dyn Connector>> = vec![];

@@ -73,6 +73,14 @@ pub struct Parsed {
     pub input: SourceEvent,
 }
 
+/// Whether `parse` checks what covers the body (signatures) on the reading it parses.
+/// `Skip` is only for previewing a body (`config check --fixture`), never for storing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    Yes,
+    Skip,
+}
+
 /// A webhook source: one file in `sources/`.
 pub trait Source: Send + Sync {
     fn name(&self) -> &'static str;
@@ -81,16 +89,21 @@ pub trait Source: Send + Sync {
     fn max_body_bytes(&self) -> usize;
     /// Checks the request's headers (tokens, Basic auth) before the body is looked at.
     fn authenticate(&self, headers: &HeaderMap) -> Result<(), Rejection>;
-    /// Checks what covers the body (signatures). Runs after the size and content-type checks.
-    fn verify(&self, _body: &[u8]) -> Result<(), Rejection> {
-        Ok(())
-    }
     /// Whether a non-JSON `Content-Type` is rejected; sources that send JSON with no or a
     /// wrong content type say no.
     fn strict_content_type(&self) -> bool {
         true
     }
-    fn parse(&self, path: &str, body: &[u8], now: Millis) -> Result<Parsed, Rejection>;
+    /// Reads the body once and, with `Verify::Yes`, checks its signature on that same reading:
+    /// what is verified is exactly what is parsed and delivered. Runs after the size and
+    /// content-type checks.
+    fn parse(
+        &self,
+        path: &str,
+        body: &[u8],
+        now: Millis,
+        verify: Verify,
+    ) -> Result<Parsed, Rejection>;
     /// The response body in the source's format.
     fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String;
 }
@@ -132,7 +145,7 @@ impl Ingress {
                 self.paths().join(", ")
             ))
         })?;
-        let parsed = source.parse(endpoint, body, now)?;
+        let parsed = source.parse(endpoint, body, now, Verify::Skip)?;
         Ok(self.router.plan(&parsed, now))
     }
 
@@ -196,8 +209,7 @@ impl Ingress {
         if source.strict_content_type() {
             check_content_type(&req.headers)?;
         }
-        source.verify(&req.body)?;
-        let parsed = source.parse(endpoint, &req.body, now)?;
+        let parsed = source.parse(endpoint, &req.body, now, Verify::Yes)?;
         let pk = parsed.event.pk();
         Span::current().record("event", pk.as_str());
         let deliveries = self.router.plan(&parsed, now);

@@ -750,7 +750,12 @@ mod tests {
     fn parse(path: &str, body: &str) -> Parsed {
         HapSource::new("x-t", vec!["t".into()], 1 << 20)
             .unwrap()
-            .parse(path, body.as_bytes(), 1_715_495_400_000)
+            .parse(
+                path,
+                body.as_bytes(),
+                1_715_495_400_000,
+                crate::ingress::Verify::Yes,
+            )
             .unwrap()
     }
 

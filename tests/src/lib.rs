@@ -6,6 +6,7 @@ pub mod fake_dingtalk;
 pub mod fake_runtime;
 pub mod fake_secrets;
 pub mod fake_zentao;
+pub mod forgeries;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -230,35 +230,30 @@ async fn basic_auth_is_checked_when_configured() {
 }
 
 #[tokio::test]
-async fn garbled_bodies_get_a_clear_400_in_dms_format() {
+async fn garbled_bodies_get_a_clear_400_in_dms_format_and_401_when_a_key_is_enforced() {
     let unsigned = harness(None, "", "").await;
     let enforcing = harness(None, "signature_key = \"plain:dms-secret\"", "").await;
-    // The last column: still a 400 when a key is enforced (the body is not DMS-shaped, so
-    // there is nothing to check a signature of); otherwise the unsigned body is a 401 first.
-    for (body, want, shape_error) in [
-        ("", "not valid JSON", true),
-        ("[]", "must be a JSON object", true),
+    for (body, want) in [
+        ("", "not valid JSON"),
+        ("[]", "must be a JSON object, not an array"),
         (
             r#"{"signatureMethod":"None"}"#,
             "missing field `messageEvent`",
-            true,
         ),
-        (r#"{"messageEvent":"x"}"#, "field messageEvent", true),
         (
-            r#"{"messageEvent":{"receivers":"x"}}"#,
-            "field messageEvent.receivers",
-            false,
+            r#"{"messageEvent":"x"}"#,
+            "messageEvent must be a JSON object, not a string",
         ),
+        (r#"{"messageEvent":{"receivers":"x"}}"#, "field receivers"),
         (
             r#"{"messageEvent":{"receivers":[{"uid":{}}]}}"#,
-            "field messageEvent.receivers",
-            false,
+            "field receivers[0].uid",
         ),
         (
             r#"{"messageEvent":{"eventTime":"soon"}}"#,
             "yyyy-MM-dd HH:mm:ss",
-            false,
         ),
+        (r#"{"messageEvent":{"a":1,"a":1}}"#, "twice in one object"),
     ] {
         let (status, answer) = post(&unsigned, body, &[]).await;
         assert_eq!(status, 400, "{body}: {answer}");
@@ -267,12 +262,9 @@ async fn garbled_bodies_get_a_clear_400_in_dms_format() {
             answer["root"].as_str().unwrap().contains(want),
             "{body}: {answer}"
         );
-        let (status, _) = post(&enforcing, body, &[]).await;
-        assert_eq!(
-            status,
-            if shape_error { 400 } else { 401 },
-            "enforcing: {body}"
-        );
+        // With a key enforced, what cannot be verified is refused as unauthenticated.
+        let (status, answer) = post(&enforcing, body, &[]).await;
+        assert_eq!(status, 401, "enforcing: {body}: {answer}");
     }
 }
 
@@ -296,4 +288,106 @@ async fn a_resent_event_is_one_delivery_set_however_it_is_formatted() {
         2,
         "a different event is new"
     );
+}
+
+// ---- forgeries ----
+
+/// Every forgery is refused with 401 in DMS's format by `serve`, and only the genuine request
+/// reaches the fake DingTalk and ZenTao.
+#[tokio::test]
+async fn forged_requests_are_refused_by_serve_and_nothing_forged_is_delivered() {
+    use hookbridge::local::Local;
+    use hookbridge_tests::fake_zentao::{CODE, FakeZenTao, KEY};
+    use hookbridge_tests::forgeries::{self, FORGED};
+
+    let fake = FakeDingTalk::start().await;
+    let zentao = FakeZenTao::start().await;
+    let extra = format!(
+        r#"{}
+[connectors.zentao.main]
+base_url = "{}"
+code = "{CODE}"
+key = "plain:{KEY}"
+
+[[routes]]
+source = "dms"
+connector = "zentao"
+
+[recipients.zentao.map]
+"{LISI}" = "lisi"
+"#,
+        dms(&format!("signature_key = \"plain:{}\"", forgeries::KEY), ""),
+        zentao.url
+    );
+    let local = Local::start(config(Some(&fake.url), &extra)).await.unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/dms", local.addr);
+    for (name, body) in forgeries::forgeries() {
+        let resp = client.post(&url).body(body).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let answer: Value = resp.json().await.unwrap();
+        assert_eq!(status, 401, "{name}: {answer}");
+        assert_eq!(answer["success"], false, "{name}");
+        assert!(!answer["root"].as_str().unwrap().is_empty(), "{name}");
+    }
+    let resp = client
+        .post(&url)
+        .body(forgeries::genuine())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    for _ in 0..200 {
+        if fake.tasks().len() == 1 && zentao.calls("sendNotification").len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let tasks = fake.tasks();
+    assert_eq!(tasks.len(), 1, "only the genuine request is delivered");
+    assert!(!tasks[0].content.to_string().contains(FORGED));
+    let notices = zentao.calls("sendNotification");
+    assert_eq!(notices.len(), 1);
+    assert!(!notices[0].body.to_string().contains(FORGED));
+    assert_eq!(local.app.store.recent(100).await.unwrap().len(), 2);
+}
+
+/// Flip every bit of a validly signed request, one at a time: whatever is still accepted must
+/// parse to exactly the event that was signed.
+#[test]
+fn no_single_bit_flip_gets_a_different_event_past_the_signature() {
+    use hookbridge::ingress::{Source, Verify};
+    use hookbridge::sources::dms::{DmsSource, SignatureCheck, SignatureMode};
+    use hookbridge_tests::forgeries;
+
+    for pinned in [None, Some("A/sorted")] {
+        let source = DmsSource::new(
+            Some(SignatureCheck {
+                key: forgeries::KEY.into(),
+                mode: SignatureMode::Enforce,
+                url: None,
+                pinned: pinned.map(str::to_owned),
+            }),
+            None,
+            1 << 20,
+        );
+        let body = forgeries::genuine().into_bytes();
+        let original = source.parse("/dms", &body, 0, Verify::Yes).unwrap();
+        let (mut accepted, mut flips) = (0, 0);
+        for i in 0..body.len() {
+            for bit in 0..8 {
+                let mut flipped = body.clone();
+                flipped[i] ^= 1 << bit;
+                flips += 1;
+                if let Ok(p) = source.parse("/dms", &flipped, 0, Verify::Yes) {
+                    accepted += 1;
+                    assert_eq!(p.input, original.input, "byte {i} bit {bit}");
+                    assert_eq!(p.event.key, original.event.key, "byte {i} bit {bit}");
+                }
+            }
+        }
+        assert!(flips > 4000, "{flips}");
+        // Case changes of "HMAC_SHA1" are the harmless flips that remain.
+        assert!(accepted < 20, "{accepted} of {flips} flips accepted");
+    }
 }

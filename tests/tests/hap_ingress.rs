@@ -539,3 +539,61 @@ async fn markdown_notices_escape_what_the_source_wrote() {
         "the template's own Markdown stays: {text}"
     );
 }
+
+/// The token header sent twice is refused, however the server presents it: `serve` sees two
+/// values (the first one right), API Gateway joins them with a comma.
+#[tokio::test]
+async fn a_token_header_sent_twice_is_refused_by_serve() {
+    let local = hookbridge::local::Local::start(config(None, ""))
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/hap/message", local.addr);
+    let resp = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("X-Hookbridge-Token", HAP_TOKEN)
+        .header("X-Hookbridge-Token", "something-else")
+        .body(fixture("hap-message-todo.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let answer: Value = resp.json().await.unwrap();
+    assert!(
+        answer["error"].as_str().unwrap().contains("sent 2 times"),
+        "{answer}"
+    );
+    assert!(local.app.store.recent(10).await.unwrap().is_empty());
+}
+
+/// Ids are their exact text: two 30-digit ids that a float would make equal are two events.
+#[tokio::test]
+async fn long_numeric_message_ids_stay_distinct() {
+    let h = dry_run().await;
+    let a = "123456789012345678901234567890";
+    let b = "123456789012345678901234567891";
+    for id in [a, b] {
+        let msg = format!(r#"{{"messageId":{id},"message":"x","targets":[1673826650168842]}}"#);
+        let resp = h.post("/hap/message", &msg).await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        assert_eq!(body(&resp)["duplicate"], false, "{id}");
+        assert_eq!(body(&resp)["event"], format!("EVT#hap#{id}"));
+    }
+    let d = h.deliveries(&format!("EVT#hap#{b}")).await;
+    assert_eq!(d[0].recipients, ["1673826650168842"]);
+}
+
+#[tokio::test]
+async fn bodies_with_a_key_twice_are_refused() {
+    let h = dry_run().await;
+    for body in [
+        r#"{"messageId":"a","messageId":"b","targets":["u"]}"#,
+        r#"{"messageId":"a","targets":["u"],"extra":{"x":1,"x":2}}"#,
+    ] {
+        let resp = h.post("/hap/message", body).await;
+        assert_eq!(resp.status, 400, "{body}");
+        assert!(resp.body.contains("twice in one object"), "{}", resp.body);
+    }
+    assert!(h.app.store.recent(10).await.unwrap().is_empty());
+}

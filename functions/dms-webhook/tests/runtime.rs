@@ -67,3 +67,44 @@ async fn log_mode_accepts_a_mismatch_and_says_so() {
         "the log says what to do: {logs}"
     );
 }
+
+/// Every forgery is refused with 401 through the function's real entry point and nothing is
+/// stored (so nothing can be delivered); in log mode each is logged as a failed check.
+#[tokio::test]
+async fn forged_requests_are_refused_and_stored_nowhere() {
+    use hookbridge_tests::forgeries;
+
+    let store = dynamo_store().await;
+    let enforce = lambda_env(store.table(), None, DMS);
+    let log_store = dynamo_store().await;
+    let log_mode = lambda_env(
+        log_store.table(),
+        None,
+        &DMS.replace(
+            "signature_key = \"plain:dms-secret\"",
+            "signature_key = \"plain:dms-secret\"\nsignature_mode = \"log\"",
+        ),
+    );
+    for (name, body) in forgeries::forgeries() {
+        let request = events::apigw_v2("/dms", &body, None, false);
+        let (answer, logs) =
+            invoke(env!("CARGO_BIN_EXE_dms-webhook"), &enforce, request.clone()).await;
+        let Answer::Response(r) = answer else {
+            panic!("{name}: {answer:?}\n{logs}")
+        };
+        assert_eq!(r["statusCode"], 401, "{name}: {r}\n{logs}");
+        let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["success"], false, "{name}");
+        assert!(
+            logs.contains("DMS signature check failed"),
+            "{name}: {logs}"
+        );
+        assert!(store.recent(10).await.unwrap().is_empty(), "{name}: stored");
+
+        let (_, logs) = invoke(env!("CARGO_BIN_EXE_dms-webhook"), &log_mode, request).await;
+        assert!(
+            logs.contains("DMS signature check failed"),
+            "log mode, {name}: {logs}"
+        );
+    }
+}

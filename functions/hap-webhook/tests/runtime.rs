@@ -44,3 +44,27 @@ async fn exits_with_a_clear_error_when_the_config_is_missing() {
     );
     assert!(logs.contains("HOOKBRIDGE_CONFIG is not set"), "{logs}");
 }
+
+/// API Gateway joins a header sent twice with a comma; that joined value is refused.
+#[tokio::test]
+async fn a_token_header_sent_twice_is_refused() {
+    let store = dynamo_store().await;
+    let joined = format!("{HAP_TOKEN},{HAP_TOKEN}x");
+    let payload = events::apigw_v2(
+        "/hap/message",
+        &fixture("hap-message-todo.json"),
+        Some(&joined),
+        false,
+    );
+    let (answer, logs) = invoke(
+        env!("CARGO_BIN_EXE_hap-webhook"),
+        &lambda_env(store.table(), None, ""),
+        payload,
+    )
+    .await;
+    let Answer::Response(r) = answer else {
+        panic!("{answer:?}\n{logs}")
+    };
+    assert_eq!(r["statusCode"], 401, "{r}");
+    assert!(store.recent(10).await.unwrap().is_empty());
+}

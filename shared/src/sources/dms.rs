@@ -16,9 +16,9 @@ use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
-use super::{SourceEvent, decode, lenient};
+use super::{SourceEvent, decode, json as strict, lenient};
 use crate::event::{Event, Millis, beijing};
-use crate::ingress::{Accepted, Parsed, Rejection, Source};
+use crate::ingress::{Accepted, Parsed, Rejection, Source, Verify};
 
 pub const PATH: &str = "/dms";
 
@@ -90,22 +90,67 @@ impl DmsEvent {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Body {
-    message_event: DmsEvent,
+/// A DMS body read once: the exact bytes of `messageEvent`, which are what DMS signs and what
+/// is parsed and delivered, and the signature fields as sent.
+pub struct Envelope<'a> {
+    event: &'a RawValue,
+    method: Option<&'a RawValue>,
+    text: Option<&'a RawValue>,
 }
 
-/// The envelope with `messageEvent` as the exact bytes received (one signing candidate).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Signed<'a> {
-    #[serde(borrow)]
-    message_event: &'a RawValue,
-    #[serde(default)]
-    signature_method: Option<String>,
-    #[serde(default)]
-    signature_text: Option<String>,
+impl<'a> Envelope<'a> {
+    /// Reads the body strictly (see [`strict`]): one JSON object, no key twice anywhere, and a
+    /// `messageEvent` that is an object. The error says what is wrong.
+    pub fn read(body: &'a [u8]) -> Result<Self, String> {
+        let kind = strict::kind_of(body);
+        let members = strict::members(body).map_err(|e| match e {
+            strict::JsonError::Syntax(_) if kind != "an object" && strict::check(body).is_ok() => {
+                format!("body must be a JSON object, not {kind}")
+            }
+            e => e.to_string(),
+        })?;
+        let event = *members
+            .get("messageEvent")
+            .ok_or("missing field `messageEvent`")?;
+        if !event.get().starts_with('{') {
+            return Err(format!(
+                "messageEvent must be a JSON object, not {}",
+                strict::kind_of(event.get().as_bytes())
+            ));
+        }
+        Ok(Envelope {
+            event,
+            method: members.get("signatureMethod").copied(),
+            text: members.get("signatureText").copied(),
+        })
+    }
+
+    /// `messageEvent` exactly as received.
+    pub fn event_json(&self) -> &'a str {
+        self.event.get()
+    }
+
+    /// `signatureText`: absent or null is `None`; any type but a string is an error.
+    pub fn signature_text(&self) -> Result<Option<String>, String> {
+        text_field(self.text, "signatureText")
+    }
+
+    fn signature_method(&self) -> Result<Option<String>, String> {
+        text_field(self.method, "signatureMethod")
+    }
+}
+
+fn text_field(raw: Option<&RawValue>, name: &str) -> Result<Option<String>, String> {
+    match raw.map(RawValue::get) {
+        None | Some("null") => Ok(None),
+        Some(t) if t.starts_with('"') => serde_json::from_str(t)
+            .map(Some)
+            .map_err(|e| format!("{name}: {e}")),
+        Some(t) => Err(format!(
+            "{name} must be a string, not {}",
+            strict::kind_of(t.as_bytes())
+        )),
+    }
 }
 
 fn users<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<DmsUser>, D::Error> {
@@ -155,9 +200,7 @@ pub struct Construction {
 /// bytes, `sorted` compact, `ordered` compact, each also `-esc` with non-ASCII as `\uXXXX`) and
 /// the URL forms (`url` as configured, `url-no-query`, `url-no-userinfo`).
 pub fn constructions(raw_event: &str, secret: &str, url: Option<&str>) -> Vec<Construction> {
-    let sorted = serde_json::from_str::<Value>(raw_event)
-        .map(|v| v.to_string())
-        .unwrap_or_default();
+    let sorted = strict::canonical(raw_event).unwrap_or_default();
     let ordered = minify(raw_event);
     let forms = [
         ("raw", raw_event.to_owned()),
@@ -294,12 +337,68 @@ pub struct SignatureCheck {
     pub pinned: Option<String>,
 }
 
+impl SignatureCheck {
+    /// A request that does not verify: refused when enforcing, logged either way.
+    fn failed(&self, reason: String) -> Result<(), Rejection> {
+        warn!(%reason, "DMS signature check failed");
+        match self.mode {
+            SignatureMode::Enforce => Err(Rejection::Unauthorized(reason)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks the signature over the envelope's own `messageEvent` bytes.
+    fn verify(&self, envelope: &Envelope) -> Result<(), Rejection> {
+        let (method, text) = match (envelope.signature_method(), envelope.signature_text()) {
+            (Ok(m), Ok(t)) => (m.unwrap_or_default(), t.unwrap_or_default()),
+            (Err(e), _) | (_, Err(e)) => {
+                return self.failed(format!("the body cannot be verified: {e}"));
+            }
+        };
+        match method.trim().to_ascii_uppercase().as_str() {
+            "" | "NONE" => {
+                return self.failed(
+                    "the request is not signed (signatureMethod None), but sources.dms.signature_key is set: \
+                     choose HMAC_SHA1 as 签名方式 in DMS, or remove the key"
+                        .into(),
+                );
+            }
+            "HMAC_SHA1" => {}
+            other => {
+                let other: String = other.chars().take(32).collect();
+                return self.failed(format!(
+                    "signatureMethod {other:?} is not supported (HMAC_SHA1 or None)"
+                ));
+            }
+        }
+        let found = matching(envelope.event_json(), &self.key, self.url.as_deref(), &text);
+        let accepted = match &self.pinned {
+            Some(p) => found.iter().find(|f| *f == p),
+            None => found.first(),
+        };
+        match accepted {
+            Some(name) => {
+                info!(construction = %name, "DMS signature verified");
+                Ok(())
+            }
+            None => self.failed(format!(
+                "signatureText matches no known construction{}: check that sources.dms.signature_key equals the \
+                 签名密钥 set in DMS and that sources.dms.webhook_url is exactly the URL configured there; \
+                 capture the body and run `hookbridge dms verify --body F --key K --url U`",
+                self.pinned
+                    .as_ref()
+                    .map(|p| format!(" (pinned to {p})"))
+                    .unwrap_or_default()
+            )),
+        }
+    }
+}
+
 pub struct DmsSource {
     signature: Option<SignatureCheck>,
     /// `user:password` expected in HTTP Basic auth.
     basic: Option<String>,
     max_body_bytes: usize,
-    forward_test: bool,
 }
 
 impl DmsSource {
@@ -307,18 +406,12 @@ impl DmsSource {
         signature: Option<SignatureCheck>,
         basic: Option<(String, String)>,
         max_body_bytes: usize,
-        forward_test: bool,
     ) -> Self {
         DmsSource {
             signature,
             basic: basic.map(|(u, p)| format!("{u}:{p}")),
             max_body_bytes,
-            forward_test,
         }
-    }
-
-    pub fn forwards_test(&self) -> bool {
-        self.forward_test
     }
 }
 
@@ -366,85 +459,34 @@ impl Source for DmsSource {
         }
     }
 
-    fn verify(&self, body: &[u8]) -> Result<(), Rejection> {
-        let Some(check) = self
+    fn parse(
+        &self,
+        _path: &str,
+        body: &[u8],
+        now: Millis,
+        verify: Verify,
+    ) -> Result<Parsed, Rejection> {
+        let check = self
             .signature
             .as_ref()
-            .filter(|c| c.mode != SignatureMode::Off)
-        else {
-            return Ok(());
+            .filter(|c| c.mode != SignatureMode::Off && verify == Verify::Yes);
+        let envelope = match Envelope::read(body) {
+            Ok(e) => e,
+            Err(reason) => {
+                if let Some(check) = check {
+                    check.failed(format!("the body cannot be verified: {reason}"))?;
+                }
+                return Err(Rejection::BadRequest(format!("DMS message: {reason}")));
+            }
         };
-        // A body that is not even shaped like DMS's is left to `parse`, which says what is wrong.
-        let Ok(signed) = serde_json::from_slice::<Signed>(body) else {
-            return Ok(());
-        };
-        if !signed.message_event.get().starts_with('{') {
-            return Ok(());
+        if let Some(check) = check {
+            check.verify(&envelope)?;
         }
-        let method = signed
-            .signature_method
-            .as_deref()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_uppercase();
-        let reject = |reason: String| {
-            warn!(%reason, "DMS signature check failed");
-            if check.mode == SignatureMode::Enforce {
-                Err(Rejection::Unauthorized(reason))
-            } else {
-                Ok(())
-            }
-        };
-        match method.as_str() {
-            "" | "NONE" => {
-                return reject("the request is not signed (signatureMethod None), but sources.dms.signature_key is set: \
-                     choose HMAC_SHA1 as 签名方式 in DMS, or remove the key"
-                    .into());
-            }
-            "HMAC_SHA1" => {}
-            other => {
-                return reject(format!(
-                    "signatureMethod {other} is not supported (HMAC_SHA1 or None)"
-                ));
-            }
-        }
-        let text = signed.signature_text.unwrap_or_default();
-        let found = matching(
-            signed.message_event.get(),
-            &check.key,
-            check.url.as_deref(),
-            &text,
-        );
-        let accepted = match &check.pinned {
-            Some(p) => found.iter().find(|f| *f == p),
-            None => found.first(),
-        };
-        match accepted {
-            Some(name) => {
-                info!(construction = %name, "DMS signature verified");
-                Ok(())
-            }
-            None => reject(format!(
-                "signatureText matches no known construction{}: check that sources.dms.signature_key equals the \
-                 签名密钥 set in DMS and that sources.dms.webhook_url is exactly the URL configured there; \
-                 capture the body and run `hookbridge dms verify --body F --key K --url U`",
-                check
-                    .pinned
-                    .as_ref()
-                    .map(|p| format!(" (pinned to {p})"))
-                    .unwrap_or_default()
-            )),
-        }
-    }
-
-    fn parse(&self, _path: &str, body: &[u8], now: Millis) -> Result<Parsed, Rejection> {
-        let parsed: Body = decode(body, "DMS message")?;
-        let event = parsed.message_event;
+        // What was verified is what is parsed: the same `messageEvent` bytes.
+        let event: DmsEvent = decode(envelope.event_json().as_bytes(), "DMS messageEvent")?;
         // No id in the body: the key is a hash of the canonical (key-sorted, compact) event, so
         // a retry of the same event is recognized however DMS formats it.
-        let canonical = serde_json::from_slice::<Value>(body)
-            .map(|v| v["messageEvent"].to_string())
-            .unwrap_or_default();
+        let canonical = strict::canonical(envelope.event_json()).unwrap_or_default();
         let digest = Sha1::digest(canonical.as_bytes());
         let key: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         Ok(Parsed {

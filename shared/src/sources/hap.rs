@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 use super::{SourceEvent, decode, lenient};
 use crate::event::{Event, Millis};
-use crate::ingress::{Accepted, Parsed, Rejection, Source};
+use crate::ingress::{Accepted, Parsed, Rejection, Source, Verify};
 
 pub const MESSAGE_PATH: &str = "/hap/message";
 pub const TODO_PATH: &str = "/hap/todo";
@@ -207,11 +207,19 @@ impl Source for HapSource {
     }
 
     fn authenticate(&self, headers: &HeaderMap) -> Result<(), Rejection> {
-        let Some(given) = headers.get(&self.header) else {
-            return Err(Rejection::Unauthorized(format!(
-                "missing header {}: add it to WebhookHeaders in HAP's appextensions.json",
-                self.header
-            )));
+        // One value, read the same way by every server: with the header twice, one proxy would
+        // check the first and another the joined "a, b".
+        let mut values = headers.get_all(&self.header).iter();
+        let (Some(given), None) = (values.next(), values.next()) else {
+            return Err(Rejection::Unauthorized(
+                match headers.get_all(&self.header).iter().count() {
+                    0 => format!(
+                        "missing header {}: add it to WebhookHeaders in HAP's appextensions.json",
+                        self.header
+                    ),
+                    n => format!("header {} was sent {n} times; send it once", self.header),
+                },
+            ));
         };
         // Check every token, so the time taken does not tell which one was close.
         let matched = self.tokens.iter().fold(0u8, |acc, t| {
@@ -227,7 +235,14 @@ impl Source for HapSource {
         }
     }
 
-    fn parse(&self, path: &str, body: &[u8], now: Millis) -> Result<Parsed, Rejection> {
+    /// HAP signs nothing: the header token is its whole check, so `_verify` changes nothing.
+    fn parse(
+        &self,
+        path: &str,
+        body: &[u8],
+        now: Millis,
+        _verify: Verify,
+    ) -> Result<Parsed, Rejection> {
         let raw = String::from_utf8_lossy(body).into_owned();
         if path == TODO_PATH {
             let finish: FinishTodo = decode(body, "HAP finish-to-do")?;
@@ -285,7 +300,7 @@ mod tests {
     fn parse(path: &str, body: &str) -> Result<Parsed, Rejection> {
         HapSource::new("X-Hookbridge-Token", vec!["t".into()], 1024)
             .unwrap()
-            .parse(path, body.as_bytes(), 7)
+            .parse(path, body.as_bytes(), 7, Verify::Yes)
     }
 
     fn message(body: &str) -> HapMessage {

@@ -1,25 +1,18 @@
 //! Tolerant field decoders for hand-built webhook bodies: numbers where strings were expected,
 //! numeric strings where numbers were, `null` for absent. Anything else is an error that names
-//! the field, so the sender knows what to fix.
+//! the field, so the sender knows what to fix. Ids keep their exact text whatever their JSON type.
+
+use std::collections::HashSet;
 
 use serde::Deserialize;
 use serde::de::{Deserializer, Error};
 use serde_json::Value;
 
-fn as_text(v: Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
+use super::json::{ListOrOne, Scalar};
 
-/// A string, a number (stringified) or `null` (empty).
+/// A string, a number (its exact digits) or `null` (empty).
 pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    match Value::deserialize(d)? {
-        Value::Null => Ok(String::new()),
-        v => as_text(v).ok_or_else(|| D::Error::custom("expected a string")),
-    }
+    Ok(Scalar::deserialize(d)?.0.unwrap_or_default())
 }
 
 /// A required id: non-empty string or number.
@@ -46,28 +39,35 @@ pub fn id_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
     list(d, true)
 }
 
-/// A list of strings; numbers are stringified, a single string is one entry, `null` is empty.
-/// Entries are trimmed, empties dropped, duplicates removed keeping the first.
+/// A list of strings; numbers are kept as their digits, a single string is one entry, `null` is
+/// empty. Entries are trimmed, empties dropped, duplicates removed keeping the first.
 pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     list(d, false)
 }
 
 fn list<'de, D: Deserializer<'de>>(d: D, split_commas: bool) -> Result<Vec<String>, D::Error> {
-    let items: Vec<String> = match Value::deserialize(d)? {
-        Value::Null => vec![],
-        Value::String(s) if split_commas => s.split(',').map(str::to_owned).collect(),
-        Value::String(s) => vec![s],
-        Value::Array(items) => items
-            .into_iter()
-            .filter(|v| !v.is_null())
-            .map(|v| as_text(v).ok_or_else(|| D::Error::custom("expected a list of strings")))
-            .collect::<Result<_, _>>()?,
-        _ => return Err(D::Error::custom("expected a list of strings")),
+    let wrong = || D::Error::custom("expected a list of strings");
+    let items: Vec<String> = match ListOrOne::deserialize(d)? {
+        ListOrOne::One(Scalar(None)) => vec![],
+        ListOrOne::One(Scalar(Some(s))) if split_commas => {
+            s.split(',').map(str::to_owned).collect()
+        }
+        ListOrOne::One(Scalar(Some(s))) => vec![s],
+        ListOrOne::List(raw) => raw
+            .iter()
+            .filter_map(|r| {
+                serde_json::from_str::<Scalar>(r.get())
+                    .map(|s| s.0)
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|_| wrong())?,
     };
-    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    let mut seen = HashSet::with_capacity(items.len());
+    let mut out = Vec::with_capacity(items.len());
     for item in items {
         let item = item.trim();
-        if !item.is_empty() && !out.iter().any(|o| o == item) {
+        if !item.is_empty() && seen.insert(item.to_owned()) {
             out.push(item.to_owned());
         }
     }

@@ -3,9 +3,8 @@
 
 pub mod dms;
 pub mod hap;
+pub mod json;
 mod lenient;
-
-use serde_json::Value;
 
 use crate::ingress::Rejection;
 
@@ -17,23 +16,18 @@ pub enum SourceEvent {
     Dms(dms::DmsEvent),
 }
 
-/// Decodes a JSON object body into `T`, with errors that say which field is wrong.
+/// Decodes a JSON object body into `T`, read strictly ([`json::check`]), with errors that say
+/// which field is wrong.
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Rejection> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| Rejection::BadRequest(format!("{what}: body is not valid JSON ({e})")))?;
-    if !value.is_object() {
+    json::check(body).map_err(|e| Rejection::BadRequest(format!("{what}: {e}")))?;
+    let kind = json::kind_of(body);
+    if kind != "an object" {
         return Err(Rejection::BadRequest(format!(
-            "{what}: body must be a JSON object, not {}",
-            match value {
-                Value::Array(_) => "an array",
-                Value::String(_) => "a string",
-                Value::Number(_) => "a number",
-                Value::Bool(_) => "a boolean",
-                _ => "null",
-            }
+            "{what}: body must be a JSON object, not {kind}"
         )));
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         Rejection::BadRequest(if path == "." {
