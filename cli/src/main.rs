@@ -35,7 +35,8 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
-    /// List recent deliveries of a running `hookbridge serve`.
+    /// List recent deliveries of a running `hookbridge serve` (another machine's: set
+    /// HOOKBRIDGE_OPERATOR_TOKEN to its server.operator_token).
     Deliveries {
         #[arg(long, default_value = "http://127.0.0.1:3000")]
         url: String,
@@ -142,13 +143,31 @@ async fn serve(config: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         "  deliveries: GET http://{}/deliveries  or  hookbridge deliveries",
         local.addr
     );
-    tokio::signal::ctrl_c().await?;
+    shutdown_signal().await?;
+    eprintln!("hookbridge: stopping: finishing the requests and sends in flight");
+    local.shutdown().await;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM (what `kill`, systemd and container runtimes send).
+async fn shutdown_signal() -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
     Ok(())
 }
 
 async fn deliveries(url: &str, limit: usize, json: bool) -> Result<()> {
     let url = format!("{}/deliveries?limit={limit}", url.trim_end_matches('/'));
-    let resp = reqwest::get(&url)
+    let mut req = reqwest::Client::new().get(&url);
+    // The token of `server.operator_token`, for a serve that is not on this machine.
+    if let Ok(token) = std::env::var("HOOKBRIDGE_OPERATOR_TOKEN") {
+        req = req.bearer_auth(token);
+    }
+    let resp = req
+        .send()
         .await
         .map_err(|e| format!("cannot reach {url}: {e} (is `hookbridge serve` running?)"))?;
     if !resp.status().is_success() {

@@ -30,7 +30,7 @@ pub enum Parts {
 
 pub struct App {
     pub ingress: Ingress,
-    pub sender: Sender,
+    pub sender: Arc<Sender>,
     pub store: Arc<dyn Store>,
     pub config: Config,
     /// Connectors with no credentials, which record requests instead of sending them.
@@ -112,7 +112,7 @@ impl App {
                 Router::new(&config).map_err(invalid)?,
                 store.clone(),
             ),
-            sender: Sender::new(connectors, store.clone(), config.delivery),
+            sender: Arc::new(Sender::new(connectors, store.clone(), config.delivery)),
             store,
             config,
             dry_run,

@@ -55,6 +55,18 @@ pub struct ServerConfig {
     pub listen: String,
     /// How often `serve` looks for due retries.
     pub sweep_interval_secs: u64,
+    /// Deliveries each connector sends at once in `serve`; every connector has its own, so a
+    /// slow one never holds up another.
+    pub sender_concurrency: usize,
+    /// A client must send its request headers within this time, and its body within
+    /// `body_timeout_secs`, or the connection is closed (slow clients hold no connection).
+    pub header_timeout_secs: u64,
+    pub body_timeout_secs: u64,
+    /// Connections served at once; more wait in the listen queue.
+    pub max_connections: usize,
+    /// Lets clients that are not on this machine read `GET /deliveries` with
+    /// `Authorization: Bearer <token>`. Without it, only loopback clients may.
+    pub operator_token: Option<SecretRef>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +74,11 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:3000".into(),
             sweep_interval_secs: 5,
+            sender_concurrency: 8,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            max_connections: 512,
+            operator_token: None,
         }
     }
 }
@@ -237,7 +254,8 @@ pub struct DingTalkConfig {
     /// for all of them when any one finishes).
     #[serde(default)]
     pub todo_fanout: TodoFanout,
-    /// Client-side pace per API, below DingTalk's 20 QPS per app and API.
+    /// Calls per second per API for this app at most (DingTalk allows 20 on the standard
+    /// edition). The pace slows by itself when DingTalk answers that it is too fast.
     #[serde(default = "default_qps")]
     pub max_qps: u32,
     #[serde(default = "default_timeout")]
@@ -262,7 +280,7 @@ fn default_dingtalk_url() -> String {
 }
 
 fn default_qps() -> u32 {
-    15
+    20
 }
 
 fn default_timeout() -> u64 {
@@ -348,6 +366,14 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.delivery.max_wait_secs > crate::event::MAX_WAIT_LIMIT_SECS {
+            return invalid(format!(
+                "delivery.max_wait_secs is {}, more than {} (7 days): DingTalk's status bar cannot \
+                 change after that",
+                self.delivery.max_wait_secs,
+                crate::event::MAX_WAIT_LIMIT_SECS
+            ));
+        }
         for (i, r) in self.routes.iter().enumerate() {
             let source_known = match r.source.as_str() {
                 "hap" => self.sources.hap.is_some(),

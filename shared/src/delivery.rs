@@ -4,10 +4,12 @@
 //!
 //! A Lambda stream batch, the local change feed and tests all go through [`Sender::process`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio::task::JoinSet;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::event::{
@@ -84,6 +86,11 @@ impl Sender {
                 next_attempt_at = settled.next_attempt_at,
                 "delivery will be retried"
             ),
+            Status::Waiting => info!(
+                reason = settled.last_error.as_deref(),
+                next_attempt_at = settled.next_attempt_at,
+                "delivery is waiting"
+            ),
             Status::Skipped => info!(reason = settled.last_error.as_deref(), "delivery skipped"),
             s => info!(
                 status = s.as_str(),
@@ -97,15 +104,63 @@ impl Sender {
         Ok(Some(settled.status))
     }
 
-    /// Drives the sender from the local change feed until the feed closes (`hookbridge serve`).
-    pub async fn run_feed(&self, mut feed: mpsc::UnboundedReceiver<DeliveryKey>) {
-        while let Some(key) = feed.recv().await {
+    /// Drives the sender from the local change feed (`hookbridge serve`). Each connector gets
+    /// `concurrency` workers of its own, so a slow or failing connector never delays another.
+    /// Returns when the feed closes or `stop` turns true, once the sends in flight are done.
+    pub async fn run_feed(
+        self: Arc<Self>,
+        mut feed: mpsc::UnboundedReceiver<DeliveryKey>,
+        concurrency: usize,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut lanes: HashMap<String, mpsc::UnboundedSender<DeliveryKey>> = HashMap::new();
+        let mut workers = JoinSet::new();
+        loop {
+            let key = tokio::select! {
+                key = feed.recv() => key,
+                _ = until_stopped(&mut stop) => None,
+            };
+            let Some(key) = key else { break };
+            let lane = key.connector().unwrap_or_default().to_owned();
+            let queue = lanes.entry(lane).or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let rx = Arc::new(Mutex::new(rx));
+                for _ in 0..concurrency.max(1) {
+                    workers.spawn(self.clone().work(rx.clone(), stop.clone()));
+                }
+                tx
+            });
+            // The worker side only closes after the queue is dropped below.
+            let _ = queue.send(key);
+        }
+        drop(lanes);
+        while workers.join_next().await.is_some() {}
+    }
+
+    /// One worker of a connector: takes the next key until the queue closes or `stop` turns
+    /// true; a send in flight is always finished.
+    async fn work(
+        self: Arc<Self>,
+        queue: Arc<Mutex<mpsc::UnboundedReceiver<DeliveryKey>>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let key = tokio::select! {
+                key = async { queue.lock().await.recv().await } => key,
+                _ = until_stopped(&mut stop) => None,
+            };
+            let Some(key) = key else { return };
             if let Err(e) = self.process(&key).await {
                 // The delivery stays claimed; the sweeper re-queues it when the claim lapses.
                 error!(delivery = %key, error = %e, "could not record a delivery outcome");
             }
         }
     }
+}
+
+/// Returns once `stop` turns true (or its sender is gone).
+pub async fn until_stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Re-queues due deliveries; returns how many. Several sweepers may run at once: each

@@ -2,8 +2,13 @@
 //!
 //! An event is what a source sent us, stored once under its dedupe key. Each delivery is one
 //! call a connector must make for it. A delivery moves through
-//! `pending → sending → sent | dry_run | skipped | retrying | dead`, and `retrying → pending`
-//! when the sweeper finds it due. [`settle`] is the only place that decides the next status.
+//! `pending → sending → sent | dry_run | skipped | retrying | waiting | dead`, and
+//! `retrying | waiting → pending` when the sweeper finds it due. [`settle`] is the only place
+//! that decides the next status.
+//!
+//! Only a real failure spends the attempt budget. Waiting for another delivery (a to-do card
+//! still being sent) and being throttled (the connector asked us to slow down) do not: they
+//! have their own deadline, `max_wait_secs` from the delivery's creation.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -58,6 +63,16 @@ pub struct DeliveryKey {
     pub sk: String,
 }
 
+impl DeliveryKey {
+    /// The connector named in the sort key (`DLV#<connector>#<n>`).
+    pub fn connector(&self) -> Option<&str> {
+        self.sk
+            .strip_prefix("DLV#")?
+            .rsplit_once('#')
+            .map(|(c, _)| c)
+    }
+}
+
 impl std::fmt::Display for DeliveryKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.pk, self.sk)
@@ -78,6 +93,9 @@ pub enum Status {
     Skipped,
     /// Parked until `next_attempt_at`; the sweeper makes it pending again.
     Retrying,
+    /// Parked until `next_attempt_at` because it depends on another delivery (the card whose
+    /// status bar it changes); the reason is in `last_error`. Not an attempt.
+    Waiting,
     /// Given up; the reason is in `last_error`.
     Dead,
 }
@@ -91,13 +109,23 @@ impl Status {
             Status::DryRun => "dry_run",
             Status::Skipped => "skipped",
             Status::Retrying => "retrying",
+            Status::Waiting => "waiting",
             Status::Dead => "dead",
         }
     }
 
     /// Whether the status-due index lists deliveries in this status.
     pub fn is_indexed(self) -> bool {
-        matches!(self, Status::Sending | Status::Retrying | Status::Dead)
+        matches!(
+            self,
+            Status::Sending | Status::Retrying | Status::Waiting | Status::Dead
+        )
+    }
+
+    /// Parked until `next_attempt_at`, when the sweeper makes it pending again (for `sending`:
+    /// when its claim lapses).
+    pub fn is_parked(self) -> bool {
+        matches!(self, Status::Sending | Status::Retrying | Status::Waiting)
     }
 
     /// The connector call has been made (or rendered, in dry-run) and its result recorded.
@@ -183,9 +211,13 @@ impl Delivery {
 /// Why a connector call did not succeed, classified by the protocol's own codes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
-    /// Worth retrying later (throttling, busy, 5xx, network).
+    /// Worth retrying later (5xx, network, a send not finished yet).
     #[error("{0}")]
     Transient(String),
+    /// The connector asked us to slow down (rate limit, system busy): back-pressure, not a
+    /// failure of this delivery. Try again after `wait` ms; no attempt is spent.
+    #[error("{reason}")]
+    Throttled { reason: String, wait: Millis },
     /// Retrying cannot help (bad recipient, bad config, client bug).
     #[error("{0}")]
     Permanent(String),
@@ -210,8 +242,9 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     pub backoff_base_secs: u32,
     pub backoff_cap_secs: u32,
-    /// How long a delivery may wait for something else before it is dead (the DingTalk
-    /// status bar can only be updated within 7 days).
+    /// How long a delivery may wait, without spending attempts, for another delivery (the card
+    /// whose status bar it changes) or while its connector throttles us, counted from its
+    /// creation. At most 7 days: DingTalk's status bar can only change within 7 days.
     pub max_wait_secs: u32,
     /// How long a claim may stay in `sending` before the sweeper assumes its sender died.
     pub claim_lease_secs: u32,
@@ -223,13 +256,24 @@ impl Default for RetryPolicy {
             max_attempts: 8,
             backoff_base_secs: 30,
             backoff_cap_secs: 3600,
-            max_wait_secs: 7 * 24 * 3600,
+            max_wait_secs: 24 * 3600,
             claim_lease_secs: 300,
         }
     }
 }
 
+/// The longest `max_wait_secs` may be: DingTalk's 7-day status-bar window.
+pub const MAX_WAIT_LIMIT_SECS: u32 = 7 * 24 * 3600;
+
 impl RetryPolicy {
+    /// How long after a "wait" to look again: an eighth of the time waited so far, between the
+    /// backoff base and 15 minutes, so a short wait is noticed soon and a long one costs few
+    /// claims.
+    pub fn wait_poll(&self, waited: Millis) -> Millis {
+        let base = i64::from(self.backoff_base_secs) * 1000;
+        (waited / 8).clamp(base, base.max(15 * 60 * 1000))
+    }
+
     /// Exponential backoff with "equal jitter": half fixed, half random, so retries of many
     /// deliveries that failed together spread out but never come back sooner than half the step.
     pub fn backoff(&self, attempts: u32) -> Millis {
@@ -246,6 +290,9 @@ impl RetryPolicy {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settled {
     pub status: Status,
+    /// The attempts spent: the claim's count, or one less when the claim was not an attempt
+    /// (a wait, a throttle).
+    pub attempts: u32,
     pub result: Option<Value>,
     pub last_error: Option<String>,
     pub next_attempt_at: Option<Millis>,
@@ -253,50 +300,73 @@ pub struct Settled {
 
 /// Decides what a claimed delivery becomes after `outcome`.
 pub fn settle(claimed: &Delivery, outcome: Outcome, policy: &RetryPolicy, now: Millis) -> Settled {
-    let done = |status, result| Settled {
+    let spent = claimed.attempts;
+    let unspent = claimed.attempts.saturating_sub(1);
+    let parked = |status, attempts, reason: String, at: Millis| Settled {
         status,
-        result: Some(result),
-        last_error: None,
-        next_attempt_at: None,
-    };
-    let dead = |reason: String| Settled {
-        status: Status::Dead,
+        attempts,
         result: claimed.result.clone(),
         last_error: Some(reason),
+        next_attempt_at: Some(at),
+    };
+    let final_ = |status, attempts, result, reason| Settled {
+        status,
+        attempts,
+        result,
+        last_error: reason,
         next_attempt_at: None,
     };
-    let retry = |reason: String| Settled {
-        status: Status::Retrying,
-        result: claimed.result.clone(),
-        last_error: Some(reason),
-        next_attempt_at: Some(now + policy.backoff(claimed.attempts)),
-    };
+    let waited = now - claimed.created_at;
+    let out_of_time = waited > i64::from(policy.max_wait_secs) * 1000;
     match outcome {
-        Outcome::Sent(result) => done(Status::Sent, result),
-        Outcome::DryRun(result) => done(Status::DryRun, result),
-        Outcome::Skipped(reason) => Settled {
-            status: Status::Skipped,
-            result: claimed.result.clone(),
-            last_error: Some(reason),
-            next_attempt_at: None,
-        },
-        Outcome::Failed(Failure::Permanent(reason)) => dead(reason),
-        Outcome::Failed(Failure::Transient(reason)) if claimed.attempts >= policy.max_attempts => {
-            dead(format!(
-                "gave up after {} attempts; last error: {reason}",
-                claimed.attempts
-            ))
+        Outcome::Sent(result) => final_(Status::Sent, spent, Some(result), None),
+        Outcome::DryRun(result) => final_(Status::DryRun, spent, Some(result), None),
+        Outcome::Skipped(reason) => {
+            final_(Status::Skipped, spent, claimed.result.clone(), Some(reason))
         }
-        Outcome::Failed(Failure::Transient(reason)) => retry(reason),
-        Outcome::Wait(reason)
-            if now - claimed.created_at > i64::from(policy.max_wait_secs) * 1000 =>
-        {
-            dead(format!(
-                "waited longer than {} s; last reason: {reason}",
+        Outcome::Failed(Failure::Permanent(reason)) => {
+            final_(Status::Dead, spent, claimed.result.clone(), Some(reason))
+        }
+        Outcome::Failed(Failure::Transient(reason)) if spent >= policy.max_attempts => final_(
+            Status::Dead,
+            spent,
+            claimed.result.clone(),
+            Some(format!(
+                "gave up after {spent} attempts; last error: {reason}"
+            )),
+        ),
+        Outcome::Failed(Failure::Transient(reason)) => {
+            let at = now + policy.backoff(spent);
+            parked(Status::Retrying, spent, reason, at)
+        }
+        Outcome::Failed(Failure::Throttled { reason, .. }) if out_of_time => final_(
+            Status::Dead,
+            unspent,
+            claimed.result.clone(),
+            Some(format!(
+                "throttled for longer than delivery.max_wait_secs ({} s); last answer: {reason}",
                 policy.max_wait_secs
-            ))
+            )),
+        ),
+        Outcome::Failed(Failure::Throttled { reason, wait }) => {
+            // Equal jitter, so deliveries throttled together do not return together.
+            let wait = wait.max(1000);
+            let at = now + wait + fastrand::i64(0..=wait / 2);
+            parked(Status::Retrying, unspent, reason, at)
         }
-        Outcome::Wait(reason) => retry(reason),
+        Outcome::Wait(reason) if out_of_time => final_(
+            Status::Dead,
+            unspent,
+            claimed.result.clone(),
+            Some(format!(
+                "waited longer than delivery.max_wait_secs ({} s): {reason}",
+                policy.max_wait_secs
+            )),
+        ),
+        Outcome::Wait(reason) => {
+            let at = now + policy.wait_poll(waited);
+            parked(Status::Waiting, unspent, reason, at)
+        }
     }
 }
 
@@ -345,19 +415,38 @@ mod tests {
     }
 
     #[test]
-    fn waiting_ends_after_max_wait() {
+    fn waiting_and_throttling_spend_no_attempt_and_end_after_max_wait() {
         let policy = RetryPolicy::default();
         let s = settle(
-            &claimed(30),
+            &claimed(1),
             Outcome::Wait("card pending".into()),
             &policy,
             5_000,
         );
+        assert_eq!((s.status, s.attempts), (Status::Waiting, 0));
         assert_eq!(
-            s.status,
-            Status::Retrying,
-            "waiting does not use the attempt budget"
+            s.next_attempt_at,
+            Some(5_000 + 30_000),
+            "first look after the base"
         );
+        let throttled = || {
+            Outcome::Failed(Failure::Throttled {
+                reason: "90018".into(),
+                wait: 2_000,
+            })
+        };
+        let s = settle(&claimed(policy.max_attempts), throttled(), &policy, 5_000);
+        assert_eq!(
+            (s.status, s.attempts),
+            (Status::Retrying, policy.max_attempts - 1),
+            "a throttle at the last attempt is not the last attempt"
+        );
+        let at = s.next_attempt_at.unwrap();
+        assert!((7_000..=8_000).contains(&at), "{at}");
+        let late = 1_000 + i64::from(policy.max_wait_secs) * 1000 + 1;
+        let s = settle(&claimed(1), throttled(), &policy, late);
+        assert_eq!(s.status, Status::Dead);
+        assert!(s.last_error.unwrap().contains("throttled for longer"));
         let late = 1_000 + i64::from(policy.max_wait_secs) * 1000 + 1;
         let s = settle(
             &claimed(3),
@@ -366,6 +455,19 @@ mod tests {
             late,
         );
         assert_eq!(s.status, Status::Dead);
+        assert!(
+            s.last_error
+                .unwrap()
+                .contains("delivery.max_wait_secs (86400 s)")
+        );
+    }
+
+    #[test]
+    fn wait_polls_grow_with_the_time_waited() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.wait_poll(0), 30_000);
+        assert_eq!(p.wait_poll(3_600_000), 450_000);
+        assert_eq!(p.wait_poll(86_400_000), 900_000);
     }
 
     #[test]

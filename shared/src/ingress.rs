@@ -19,6 +19,9 @@ use crate::store::{EventStore, Inserted};
 /// An HTTP request as the pipeline sees it, whatever server or Lambda event carried it.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// Names this request in the log and in a 503 answer (API Gateway's request id on Lambda).
+    pub id: String,
+    pub method: http::Method,
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -34,26 +37,33 @@ pub struct Response {
 /// Why a request was not accepted. Every variant but `Unavailable` is the sender's to fix.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Rejection {
-    #[error("body is {size} bytes; the limit is {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
+    #[error("{method} is not allowed here: webhooks are POST requests")]
+    MethodNotAllowed { method: String },
+    #[error("body is too large: the limit is {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the body did not arrive within {secs} s")]
+    Timeout { secs: u64 },
     #[error("content type {0:?} is not supported; send the body as application/json")]
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
     BadRequest(String),
-    #[error("could not store the event, please retry: {0}")]
-    Unavailable(String),
+    /// The details are in the log under the request id, never in the answer.
+    #[error("could not store the event, please retry (request id {request_id})")]
+    Unavailable { request_id: String },
 }
 
 impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self {
+            Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Rejection::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Rejection::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -149,28 +159,49 @@ impl Ingress {
         Ok(self.router.plan(&parsed, now))
     }
 
+    /// The source serving exactly `path` (no prefix or suffix matching: `/x/hap/message` is not
+    /// `/hap/message`).
     fn find(&self, path: &str) -> Option<(&Arc<dyn Source>, &'static str)> {
-        let path = path.trim_end_matches('/');
-        self.sources.iter().find_map(|s| {
-            s.paths()
-                .iter()
-                .find(|p| path.ends_with(**p))
-                .map(|p| (s, *p))
-        })
+        self.sources
+            .iter()
+            .find_map(|s| s.paths().iter().find(|p| **p == path).map(|p| (s, *p)))
+    }
+
+    /// The body limit of the source at `path`, for servers that read the body themselves.
+    pub fn body_limit(&self, path: &str) -> Option<usize> {
+        self.find(path).map(|(s, _)| s.max_body_bytes())
+    }
+
+    /// The answer to a request refused before it reached the pipeline (a body too slow or too
+    /// large for the server to read), in the format of the source at `path`.
+    pub fn refuse(&self, path: &str, rejection: Rejection) -> Response {
+        match self.find(path) {
+            Some((source, _)) => answer(source.as_ref(), Err(rejection)),
+            None => self.not_found(path),
+        }
+    }
+
+    /// The JSON 404 for a path no source serves; it lists the webhooks.
+    pub fn not_found(&self, path: &str) -> Response {
+        let path: String = path.chars().take(200).collect();
+        Response {
+            status: StatusCode::NOT_FOUND,
+            body: serde_json::json!({
+                "success": false,
+                "error": format!(
+                    "no webhook at {path}; hookbridge serves POST {}",
+                    self.paths().join(", POST ")
+                ),
+            })
+            .to_string(),
+        }
     }
 
     /// Serves one webhook request. Never fails: every outcome is a response.
-    #[instrument(skip_all, fields(path = %req.path, source, event))]
+    #[instrument(skip_all, fields(request = %req.id, path = %req.path, source, event))]
     pub async fn handle(&self, req: Request, now: Millis) -> Response {
         let Some((source, endpoint)) = self.find(&req.path) else {
-            return Response {
-                status: StatusCode::NOT_FOUND,
-                body: serde_json::json!({
-                    "success": false,
-                    "error": format!("no webhook at {}; hookbridge serves {}", req.path, self.paths().join(", ")),
-                })
-                .to_string(),
-            };
+            return self.not_found(&req.path);
         };
         Span::current().record("source", source.name());
         let outcome = self.accept(source.as_ref(), endpoint, &req, now).await;
@@ -180,15 +211,10 @@ impl Ingress {
                 deliveries = a.deliveries,
                 "accepted"
             ),
-            Err(r @ Rejection::Unavailable(_)) => error!(error = %r, "not accepted"),
+            Err(r @ Rejection::Unavailable { .. }) => error!(error = %r, "not accepted"),
             Err(r) => warn!(error = %r, "rejected"),
         }
-        Response {
-            status: outcome
-                .as_ref()
-                .map_or_else(Rejection::status, |_| StatusCode::OK),
-            body: source.reply(outcome.as_ref()),
-        }
+        answer(source.as_ref(), outcome)
     }
 
     async fn accept(
@@ -198,13 +224,15 @@ impl Ingress {
         req: &Request,
         now: Millis,
     ) -> Result<Accepted, Rejection> {
+        if req.method != http::Method::POST {
+            return Err(Rejection::MethodNotAllowed {
+                method: req.method.to_string(),
+            });
+        }
         source.authenticate(&req.headers)?;
         let limit = source.max_body_bytes();
         if req.body.len() > limit {
-            return Err(Rejection::TooLarge {
-                size: req.body.len(),
-                limit,
-            });
+            return Err(Rejection::TooLarge { limit });
         }
         if source.strict_content_type() {
             check_content_type(&req.headers)?;
@@ -224,9 +252,28 @@ impl Ingress {
                 duplicate: true,
                 deliveries: 0,
             }),
-            Err(e) => Err(Rejection::Unavailable(e.to_string())),
+            Err(e) => {
+                error!(request = %req.id, error = %e, "the store failed; answering 503 so the source retries");
+                Err(Rejection::Unavailable {
+                    request_id: req.id.clone(),
+                })
+            }
         }
     }
+}
+
+fn answer(source: &dyn Source, outcome: Result<Accepted, Rejection>) -> Response {
+    Response {
+        status: outcome
+            .as_ref()
+            .map_or_else(Rejection::status, |_| StatusCode::OK),
+        body: source.reply(outcome.as_ref()),
+    }
+}
+
+/// A short random id for a request that arrived without one.
+pub fn request_id() -> String {
+    format!("{:016x}", fastrand::u64(..))
 }
 
 /// JSON, or no content type at all (some senders omit it); anything else is a mistake.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use bytes::Bytes;
-use lambda_http::{Body, Request as HttpRequest, Response as HttpResponse};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request as HttpRequest, RequestExt, Response as HttpResponse};
 use lambda_runtime::LambdaEvent;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -16,7 +17,7 @@ use crate::app::{App, Parts};
 use crate::config::{Config, Secrets};
 use crate::delivery::sweep;
 use crate::event::{DeliveryKey, Status, now_ms};
-use crate::ingress::Request;
+use crate::ingress::{Request, request_id};
 use crate::store::DeliveryStore;
 use crate::store::dynamodb::DynamoStore;
 
@@ -50,9 +51,27 @@ pub async fn run_webhook(source: &'static str) -> Result<(), Error> {
 
 /// One API Gateway request through the pipeline.
 pub async fn http(app: &App, req: HttpRequest) -> Result<HttpResponse<Body>, Error> {
+    // Lambda's request id: it is on every log line of this invocation too.
+    let id = req
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_else(request_id);
+    // A named stage (not `$default`) prefixes the path with exactly `/<stage>`; it is known from
+    // API Gateway's own context, so it is removed exactly, never matched loosely.
+    let stage = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(c)) => c.stage.clone().filter(|s| s != "$default"),
+        _ => None,
+    };
     let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let path = stage
+        .and_then(|s| path.strip_prefix(&format!("/{s}")).map(str::to_owned))
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or_else(|| path.to_owned());
     let req = Request {
-        path: parts.uri.path().to_owned(),
+        id,
+        method: parts.method,
+        path,
         headers: parts.headers,
         body: Bytes::copy_from_slice(body.as_ref()),
     };

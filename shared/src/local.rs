@@ -1,57 +1,126 @@
-//! `hookbridge serve`: the whole pipeline in one process. The same ingress handlers behind an
-//! axum server, the in-memory store's change feed in place of the DynamoDB stream, and the
-//! sweeper on a timer.
+//! `hookbridge serve`: the whole pipeline in one process. The same ingress handlers behind a
+//! local HTTP server, the in-memory store's change feed in place of the DynamoDB stream, a
+//! sender per connector, and the sweeper on a timer.
+//!
+//! The server is built for the open network: request headers and bodies have deadlines, the
+//! number of connections is capped, paths match exactly, every answer is JSON, `/deliveries`
+//! answers only loopback clients unless an operator token is set, and [`Local::shutdown`]
+//! stops accepting, finishes the requests and sends in flight, then returns.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
+use axum::{Json, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tracing::error;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tower::Service;
+use tracing::{debug, error, info, warn};
 
 use crate::app::{App, Parts};
-use crate::config::{Config, Secrets};
-use crate::delivery::sweep;
+use crate::config::{Config, Secrets, ServerConfig};
+use crate::delivery::{sweep, until_stopped};
 use crate::event::now_ms;
-use crate::ingress::Request;
+use crate::ingress::{Rejection, Request, request_id};
 use crate::store::memory::MemoryStore;
 
-/// Larger than any source's own limit, so oversized bodies still get the source's 413.
-const HTTP_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// How long shutdown waits for the requests in flight before it closes their connections.
+const DRAIN: Duration = Duration::from_secs(30);
 
-pub fn router(app: Arc<App>) -> axum::Router {
-    axum::Router::new()
-        .route("/deliveries", get(deliveries))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/{*path}", post(webhook))
-        .layer(axum::extract::DefaultBodyLimit::max(HTTP_BODY_LIMIT))
-        .with_state(app)
+struct Serve {
+    app: Arc<App>,
+    operator_token: Option<String>,
+    body_timeout: Duration,
 }
 
+fn router(serve: Arc<Serve>) -> Router {
+    let json_405 = |allowed: &'static str| {
+        move |method: Method| async move {
+            error_json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("{method} is not allowed here; use {allowed}"),
+            )
+        }
+    };
+    Router::new()
+        .route(
+            "/deliveries",
+            get(deliveries).fallback(json_405("GET /deliveries")),
+        )
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "ok": true })) }).fallback(json_405("GET /healthz")),
+        )
+        .fallback(webhook)
+        .with_state(serve)
+}
+
+fn error_json(status: StatusCode, error: &str) -> Response {
+    (status, Json(json!({ "success": false, "error": error }))).into_response()
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Every path but the operator endpoints: the source at exactly that path answers, in its own
+/// format; without one, a JSON 404 that lists the webhooks.
 async fn webhook(
-    State(app): State<Arc<App>>,
+    State(serve): State<Arc<Serve>>,
+    method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let ingress = &serve.app.ingress;
+    let path = uri.path().to_owned();
+    let id = request_id();
+    let Some(limit) = ingress.body_limit(&path) else {
+        let r = ingress.not_found(&path);
+        return json_response(r.status, r.body);
+    };
+    // Read at most one byte past the source's limit, within the body deadline.
+    let read = tokio::time::timeout(serve.body_timeout, axum::body::to_bytes(body, limit));
+    let body = match read.await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let rejection = if too_large {
+                Rejection::TooLarge { limit }
+            } else {
+                Rejection::BadRequest("the body could not be read to its end".into())
+            };
+            debug!(request = %id, error = %e, "body not read");
+            let r = ingress.refuse(&path, rejection);
+            return json_response(r.status, r.body);
+        }
+        Err(_) => {
+            let secs = serve.body_timeout.as_secs();
+            let r = ingress.refuse(&path, Rejection::Timeout { secs });
+            return json_response(r.status, r.body);
+        }
+    };
     let req = Request {
-        path: uri.path().to_owned(),
+        id,
+        method,
+        path,
         headers,
         body,
     };
-    let resp = app.ingress.handle(req, now_ms()).await;
-    (
-        resp.status,
-        [(header::CONTENT_TYPE, "application/json")],
-        resp.body,
-    )
-        .into_response()
+    let resp = ingress.handle(req, now_ms()).await;
+    json_response(resp.status, resp.body)
 }
 
 #[derive(Deserialize)]
@@ -59,53 +128,104 @@ struct Limit {
     limit: Option<usize>,
 }
 
-async fn deliveries(State(app): State<Arc<App>>, Query(q): Query<Limit>) -> Response {
-    match app.store.recent(q.limit.unwrap_or(100)).await {
+async fn deliveries(
+    State(serve): State<Arc<Serve>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<Limit>,
+) -> Response {
+    match &serve.operator_token {
+        Some(token) => {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+                return error_json(
+                    StatusCode::UNAUTHORIZED,
+                    "send Authorization: Bearer <server.operator_token>",
+                );
+            }
+        }
+        None if !peer.ip().is_loopback() => {
+            return error_json(
+                StatusCode::FORBIDDEN,
+                "GET /deliveries answers only clients on this machine; set server.operator_token to allow others",
+            );
+        }
+        None => {}
+    }
+    match serve.app.store.recent(q.limit.unwrap_or(100)).await {
         Ok(list) => Json(list).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        Err(e) => {
+            let id = request_id();
+            error!(request = %id, error = %e, "listing deliveries failed");
+            error_json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("the store is unavailable (request id {id})"),
+            )
+        }
     }
 }
 
 /// A running local pipeline (also what the end-to-end tests start).
 pub struct Local {
     pub app: Arc<App>,
-    pub addr: std::net::SocketAddr,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    server: Option<JoinHandle<()>>,
+    senders: Option<JoinHandle<()>>,
+    sweeper: JoinHandle<()>,
 }
 
 impl Local {
-    /// Binds `config.server.listen` (port 0 picks a free one) and starts the server, the sender
-    /// and the sweeper in the background.
+    /// Binds `config.server.listen` (port 0 picks a free one) and starts the server, the
+    /// senders and the sweeper in the background.
     pub async fn start(config: Config) -> Result<Local, Box<dyn std::error::Error + Send + Sync>> {
         let (store, feed) = MemoryStore::with_feed();
-        let sweep_every = Duration::from_secs(config.server.sweep_interval_secs.max(1));
-        let listener = TcpListener::bind(&config.server.listen)
+        let server = config.server.clone();
+        let listener = TcpListener::bind(&server.listen)
             .await
-            .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
+            .map_err(|e| format!("cannot listen on {}: {e}", server.listen))?;
         let addr = listener.local_addr()?;
-        let app =
-            Arc::new(App::build(config, Arc::new(store), &Secrets::default(), Parts::All).await?);
-        let sender = app.clone();
+        let secrets = Secrets::default();
+        let operator_token = match &server.operator_token {
+            Some(r) => Some(secrets.resolve(r).await?),
+            None => None,
+        };
+        let app = Arc::new(App::build(config, Arc::new(store), &secrets, Parts::All).await?);
+        let (stop, stopped) = watch::channel(false);
+        let serve = Arc::new(Serve {
+            app: app.clone(),
+            operator_token,
+            body_timeout: Duration::from_secs(server.body_timeout_secs.max(1)),
+        });
+        let senders = tokio::spawn(app.sender.clone().run_feed(
+            feed,
+            server.sender_concurrency,
+            stopped.clone(),
+        ));
         let sweeper = app.clone();
-        let server = router(app.clone());
-        let tasks = vec![
-            tokio::spawn(async move { sender.sender.run_feed(feed).await }),
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(sweep_every);
-                loop {
-                    tick.tick().await;
-                    if let Err(e) = sweep(sweeper.store.as_ref(), now_ms(), 100).await {
-                        error!(error = %e, "sweep failed");
-                    }
+        let every = Duration::from_secs(server.sweep_interval_secs.max(1));
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = sweep(sweeper.store.as_ref(), now_ms(), 100).await {
+                    error!(error = %e, "sweep failed");
                 }
-            }),
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, server).await {
-                    error!(error = %e, "server stopped");
-                }
-            }),
-        ];
-        Ok(Local { app, addr, tasks })
+            }
+        });
+        let server = tokio::spawn(accept(listener, router(serve), server, stopped));
+        Ok(Local {
+            app,
+            addr,
+            stop,
+            server: Some(server),
+            senders: Some(senders),
+            sweeper,
+        })
     }
 
     pub fn webhook_urls(&self) -> Vec<String> {
@@ -116,12 +236,82 @@ impl Local {
             .map(|p| format!("http://{}{p}", self.addr))
             .collect()
     }
+
+    /// Stops accepting connections, lets the requests and sends in flight finish, and returns.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        self.sweeper.abort();
+        for task in [self.server.take(), self.senders.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = task.await;
+        }
+        info!("stopped");
+    }
 }
 
 impl Drop for Local {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
+        let _ = self.stop.send(true);
+        self.sweeper.abort();
+        for task in [&self.server, &self.senders].into_iter().flatten() {
+            task.abort();
         }
+    }
+}
+
+/// Accepts connections until `stop`, each served with the header deadline and a place among
+/// `max_connections`; then waits (up to [`DRAIN`]) for the requests in flight.
+async fn accept(
+    listener: TcpListener,
+    router: Router,
+    limits: ServerConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let places = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_timeout_secs.max(1)));
+    loop {
+        let place = tokio::select! {
+            p = places.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = until_stopped(&mut stop) => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = until_stopped(&mut stop) => break,
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().call(req)
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(error = %e, %peer, "connection ended");
+            }
+            drop(place);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(
+            "requests still in flight after {} s were cut off",
+            DRAIN.as_secs()
+        );
     }
 }

@@ -76,6 +76,8 @@ pub fn request(path: &str, body: impl Into<Bytes>, token: Option<&str>) -> Reque
         headers.insert("x-hookbridge-token", t.parse().unwrap());
     }
     Request {
+        id: hookbridge::ingress::request_id(),
+        method: http::Method::POST,
         path: path.to_owned(),
         headers,
         body: body.into(),

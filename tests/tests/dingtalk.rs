@@ -251,7 +251,7 @@ async fn a_finish_that_arrives_before_the_cards_are_sent_waits() {
     let update = h.next_key().unwrap();
     assert_eq!(
         h.app.sender.process(&update).await.unwrap(),
-        Some(Status::Retrying)
+        Some(Status::Waiting)
     );
     let waiting = &h.deliveries(&update.pk).await[0];
     assert!(
@@ -268,6 +268,57 @@ async fn a_finish_that_arrives_before_the_cards_are_sent_waits() {
     assert_eq!(h.sweep_after(3600).await, vec![Status::Sent]);
     assert_eq!(status_of(&fake, "u1"), [Some("已处理".to_owned())]);
     assert_eq!(status_of(&fake, "u0"), [Some("待处理".to_owned())]);
+}
+
+/// The card needs seven attempts; the finish waits through all of them without spending its
+/// budget, then survives a transient failure of its own, and the card ends done.
+#[tokio::test]
+async fn a_finish_that_waits_long_for_its_card_still_turns_it_done() {
+    let (fake, mut h) = live("").await;
+    let failing = r#"{"errcode":500,"errmsg":"系统错误"}"#;
+    fake.inject(
+        "/topapi/message/corpconversation/asyncsend_v2",
+        200,
+        failing,
+        7,
+    );
+    h.post("/hap/message", &todo("slow", 1)).await;
+    h.post("/hap/todo", &finish("slow", Some("u0"))).await;
+    let mut waits = 0;
+    let mut statuses = h.drain().await;
+    for _ in 0..30 {
+        waits += statuses.iter().filter(|s| **s == Status::Waiting).count();
+        if statuses.contains(&Status::Sent) {
+            break;
+        }
+        statuses = h.sweep_after(3600).await;
+    }
+    assert!(
+        waits >= 8,
+        "the finish waited {waits} times: more than a whole budget"
+    );
+    let finish_pk = "EVT#hap#done#slow#u0";
+    assert_eq!(h.deliveries(finish_pk).await[0].attempts, 0);
+    // The card is sent; the finish's own first call fails once.
+    fake.inject(
+        "/topapi/message/corpconversation/status_bar/update",
+        200,
+        failing,
+        1,
+    );
+    for _ in 0..10 {
+        if h.deliveries(finish_pk).await[0].status == Status::Sent {
+            break;
+        }
+        h.sweep_after(3600).await;
+    }
+    let update = &h.deliveries(finish_pk).await[0];
+    assert_eq!(
+        (update.status, update.attempts),
+        (Status::Sent, 2),
+        "{update:?}"
+    );
+    assert_eq!(status_of(&fake, "u0"), [Some("已处理".to_owned())]);
 }
 
 #[tokio::test]
@@ -311,15 +362,17 @@ async fn a_long_message_is_cut_to_fit_2048_bytes() {
 }
 
 #[tokio::test]
-async fn transient_failures_retry_through_the_sweeper() {
-    for (status, answer) in [
-        (200, r#"{"errcode":-1,"errmsg":"系统繁忙"}"#),
+async fn transient_failures_and_throttles_retry_through_the_sweeper() {
+    // (status, answer, attempts spent when it is finally sent): a throttle spends none.
+    for (status, answer, attempts) in [
+        (200, r#"{"errcode":-1,"errmsg":"系统繁忙"}"#, 1),
         (
             200,
             r#"{"errcode":88,"sub_code":"90018","sub_msg":"调用太频繁"}"#,
+            1,
         ),
-        (200, "<html><body>访问受限</body></html>"),
-        (502, "Bad Gateway"),
+        (200, r#"{"errcode":500,"errmsg":"系统错误"}"#, 2),
+        (502, "Bad Gateway", 2),
     ] {
         let (fake, mut h) = live("").await;
         fake.inject(
@@ -330,11 +383,67 @@ async fn transient_failures_retry_through_the_sweeper() {
         );
         h.post("/hap/message", &notice("tr", 1)).await;
         assert_eq!(h.drain().await, vec![Status::Retrying], "{answer}");
-        assert_eq!(h.sweep_after(1).await, vec![], "not due within a second");
+        assert_eq!(h.sweep_after(0).await, vec![], "not due at once");
         assert_eq!(h.sweep_after(3600).await, vec![Status::Sent], "{answer}");
         let d = &h.deliveries("EVT#hap#tr").await[0];
-        assert_eq!((d.attempts, d.last_error.clone()), (2, None));
+        assert_eq!(
+            (d.attempts, d.last_error.clone()),
+            (attempts, None),
+            "{answer}"
+        );
     }
+}
+
+/// An IP ban (an HTML page or a `punish` answer) holds every call for five minutes: the sweeps
+/// in between make no call and spend no attempt.
+#[tokio::test]
+async fn an_ip_ban_holds_every_call_without_calling() {
+    let (fake, mut h) = live("").await;
+    fake.inject(
+        "/topapi/message/corpconversation/asyncsend_v2",
+        200,
+        "<html><body>访问受限</body></html>",
+        1,
+    );
+    h.post("/hap/message", &notice("ban", 1)).await;
+    h.post("/hap/message", &notice("ban2", 1)).await;
+    assert_eq!(h.drain().await, vec![Status::Retrying; 2]);
+    assert_eq!(fake.count(SEND), 1, "the second send was held, not made");
+    assert_eq!(h.sweep_after(3600).await, vec![Status::Retrying; 2]);
+    assert_eq!(fake.count(SEND), 1);
+    for pk in ["EVT#hap#ban", "EVT#hap#ban2"] {
+        let d = &h.deliveries(pk).await[0];
+        assert!(d.attempts <= 1, "{d:?}");
+        assert!(
+            d.last_error.as_deref().unwrap().contains("holding calls"),
+            "{d:?}"
+        );
+    }
+}
+
+/// Back-pressure is not failure: more throttles in a row than the attempt budget spend no
+/// attempt, and the notification still goes out.
+#[tokio::test]
+async fn a_long_run_of_throttles_spends_no_attempt() {
+    let (fake, mut h) = live("").await;
+    let too_fast = r#"{"errcode":90018,"errmsg":"当前应用调用该接口的并发量已超过上限"}"#;
+    fake.inject(
+        "/topapi/message/corpconversation/asyncsend_v2",
+        200,
+        too_fast,
+        9,
+    );
+    h.post("/hap/message", &notice("busy", 1)).await;
+    let mut last = h.drain().await;
+    for _ in 0..40 {
+        if last == [Status::Sent] {
+            break;
+        }
+        last = h.sweep_after(3600).await;
+    }
+    assert_eq!(last, [Status::Sent]);
+    assert_eq!(fake.count(SEND), 10);
+    assert_eq!(h.deliveries("EVT#hap#busy").await[0].attempts, 1);
 }
 
 #[tokio::test]
@@ -380,11 +489,11 @@ async fn wrong_credentials_are_dead_with_a_hint() {
 #[tokio::test]
 async fn the_last_attempt_makes_a_transient_failure_dead() {
     let (fake, mut h) = live("").await;
-    let busy = r#"{"errcode":-1,"errmsg":"系统繁忙"}"#;
+    let failing = r#"{"errcode":500,"errmsg":"系统错误"}"#;
     fake.inject(
         "/topapi/message/corpconversation/asyncsend_v2",
         200,
-        busy,
+        failing,
         100,
     );
     h.post("/hap/message", &notice("budget", 1)).await;
@@ -419,8 +528,8 @@ async fn pacing_stays_under_the_20_qps_limit() {
         "the fake must throttle an unpaced burst"
     );
     assert!(fake.count(SEND) == 30);
-    // ...paced at the default 15 QPS, it does not.
-    let (fake, mut h) = live("").await;
+    // ...paced below the limit, it does not.
+    let (fake, mut h) = live("max_qps = 15").await;
     for i in 0..30 {
         h.post("/hap/message", &notice(&format!("p{i}"), 1)).await;
     }

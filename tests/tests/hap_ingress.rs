@@ -273,13 +273,17 @@ async fn wrong_content_type_and_unknown_paths() {
             .unwrap()
             .contains("/hap/message")
     );
-    let staged = h
-        .post("/prod/hap/message/", &fixture("hap-message-mention.json"))
-        .await;
-    assert_eq!(
-        staged.status, 200,
-        "a stage prefix and a trailing slash are fine"
-    );
+    // Paths match exactly: no prefix, no suffix, no trailing slash.
+    for path in [
+        "/prod/hap/message",
+        "/hap/message/",
+        "/x/hap/message",
+        "/hap/message/x",
+    ] {
+        let resp = h.post(path, &fixture("hap-message-mention.json")).await;
+        assert_eq!(resp.status, 404, "{path}");
+    }
+    assert!(h.app.store.recent(10).await.unwrap().is_empty());
 }
 
 #[tokio::test]

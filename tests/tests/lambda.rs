@@ -37,6 +37,29 @@ async fn invoke_http(app: &hookbridge::app::App, req: lambda_http::Request) -> (
     (resp.status().as_u16(), serde_json::from_str(&body).unwrap())
 }
 
+/// On a named stage the path carries exactly `/<stage>` in front, which is removed; anything
+/// else in front of a webhook path is a 404.
+#[tokio::test]
+async fn a_named_stage_prefix_is_removed_exactly() {
+    let app = app_on(config(None, ""), Arc::new(MemoryStore::new())).await;
+    let todo = fixture("hap-message-todo.json");
+    let staged = |path: &str| {
+        let mut payload = events::apigw_v2(path, &todo, Some(HAP_TOKEN), false);
+        payload["requestContext"]["stage"] = json!("prod");
+        lambda_http::request::from_str(&payload.to_string()).unwrap()
+    };
+    let (status, body) = invoke_http(&app, staged("/prod/hap/message")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = invoke_http(&app, staged("/other/hap/message")).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = invoke_http(
+        &app,
+        apigw_v2("/x/hap/message", &todo, Some(HAP_TOKEN), false),
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
 #[tokio::test]
 async fn hap_webhook_answers_api_gateway_v2_requests() {
     let app = app_on(config(None, ""), Arc::new(MemoryStore::new())).await;
@@ -144,7 +167,7 @@ async fn retry_sweeper_requeues_due_deliveries_on_schedule() {
     fake.inject(
         "/topapi/message/corpconversation/asyncsend_v2",
         200,
-        r#"{"errcode":-1,"errmsg":"系统繁忙"}"#,
+        r#"{"errcode":500,"errmsg":"系统错误"}"#,
         1,
     );
     let cfg = config(Some(&fake.url), "\n[delivery]\nbackoff_base_secs = 0");

@@ -124,6 +124,7 @@ async fn record_needs_the_current_claim(store: Arc<dyn Store>) {
     let second = store.claim(&d.key(), 21, 100).await.unwrap().unwrap();
     let sent = Settled {
         status: Status::Sent,
+        attempts: second.attempts,
         result: Some(json!({"task_id": 7})),
         last_error: None,
         next_attempt_at: None,
@@ -152,6 +153,7 @@ async fn optional_fields_are_set_and_cleared(store: Arc<dyn Store>) {
     let c = store.claim(&d.key(), 1, 10).await.unwrap().unwrap();
     let retry = Settled {
         status: Status::Retrying,
+        attempts: c.attempts,
         result: None,
         last_error: Some("busy".into()),
         next_attempt_at: Some(50),
@@ -162,6 +164,7 @@ async fn optional_fields_are_set_and_cleared(store: Arc<dyn Store>) {
     assert_eq!((c.last_error.as_deref(), c.attempts), (Some("busy"), 2));
     let sent = Settled {
         status: Status::Sent,
+        attempts: c.attempts,
         result: Some(json!({"task_id": 1})),
         last_error: None,
         next_attempt_at: None,
@@ -176,12 +179,14 @@ async fn optional_fields_are_set_and_cleared(store: Arc<dyn Store>) {
 
 async fn due_lists_retries_and_lapsed_claims(store: Arc<dyn Store>) {
     let e = event("m5");
-    let ds = deliveries(&e, 4);
+    let ds = deliveries(&e, 5);
     store.insert(&e, &ds).await.unwrap();
     // 0: retrying, due at 100. 1: sending, claim lapses at 200. 2: dead. 3: pending.
+    // 4: waiting, due at 300, its claim not counted as an attempt.
     let c0 = store.claim(&ds[0].key(), 1, 10).await.unwrap().unwrap();
     let retry = Settled {
         status: Status::Retrying,
+        attempts: c0.attempts,
         result: None,
         last_error: Some("x".into()),
         next_attempt_at: Some(100),
@@ -191,11 +196,29 @@ async fn due_lists_retries_and_lapsed_claims(store: Arc<dyn Store>) {
     let c2 = store.claim(&ds[2].key(), 1, 10).await.unwrap().unwrap();
     let dead = Settled {
         status: Status::Dead,
+        attempts: c2.attempts,
         result: None,
         last_error: Some("no".into()),
         next_attempt_at: None,
     };
     store.record(&c2, &dead, 2).await.unwrap();
+    let c4 = store.claim(&ds[4].key(), 1, 10).await.unwrap().unwrap();
+    let wait = Settled {
+        status: Status::Waiting,
+        attempts: c4.attempts - 1,
+        result: None,
+        last_error: Some("card pending".into()),
+        next_attempt_at: Some(300),
+    };
+    assert!(store.record(&c4, &wait, 2).await.unwrap());
+    let waiting = store
+        .deliveries_of(&e.pk())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.sk == ds[4].sk)
+        .unwrap();
+    assert_eq!((waiting.status, waiting.attempts), (Status::Waiting, 0));
     let keys = |v: Vec<hookbridge::event::DeliveryKey>| {
         let mut s: Vec<String> = v.into_iter().map(|k| k.sk).collect();
         s.sort();
@@ -207,10 +230,18 @@ async fn due_lists_retries_and_lapsed_claims(store: Arc<dyn Store>) {
         ["DLV#dingtalk#000"]
     );
     assert_eq!(
-        keys(store.due(500, 10).await.unwrap()),
+        keys(store.due(299, 10).await.unwrap()),
         ["DLV#dingtalk#000", "DLV#dingtalk#001"]
     );
+    assert_eq!(
+        keys(store.due(500, 10).await.unwrap()),
+        ["DLV#dingtalk#000", "DLV#dingtalk#001", "DLV#dingtalk#004"]
+    );
     assert_eq!(store.due(500, 1).await.unwrap().len(), 1, "limit holds");
+    assert!(
+        store.requeue(&ds[4].key(), 500).await.unwrap(),
+        "waiting is re-queued"
+    );
 }
 
 async fn requeue_happens_once(store: Arc<dyn Store>) {
@@ -220,6 +251,7 @@ async fn requeue_happens_once(store: Arc<dyn Store>) {
     let c = store.claim(&d.key(), 1, 10).await.unwrap().unwrap();
     let retry = Settled {
         status: Status::Retrying,
+        attempts: c.attempts,
         result: None,
         last_error: None,
         next_attempt_at: Some(100),

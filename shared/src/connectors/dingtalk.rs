@@ -5,7 +5,6 @@
 //! real code in `sub_code`, and an IP ban answers with HTML. Every answer goes through
 //! [`judge`], which maps the protocol's codes to the three error classes.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,12 +12,12 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
-use tokio::time::Instant;
 use tracing::{debug, info, instrument, warn};
 
 use crate::config::DingTalkConfig;
 use crate::delivery::Connector;
 use crate::event::{Action, Delivery, Failure, Millis, Outcome, now_ms};
+use crate::pacer::Pacer;
 use crate::store::{DeliveryStore, TokenRecord, TokenStore};
 
 pub const CONNECTOR: &str = "dingtalk";
@@ -182,20 +181,27 @@ pub enum ApiError {
 /// Judges a DingTalk answer by its body, not its HTTP status (which is 200 on failure).
 pub fn judge(path: &str, status: u16, body: &[u8]) -> Result<Value, ApiError> {
     let transient = |m: String| Err(ApiError::Failed(Failure::Transient(m)));
+    let throttled =
+        |reason: String, wait: Millis| Err(ApiError::Failed(Failure::Throttled { reason, wait }));
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        if status >= 500 {
+            return transient(format!("DingTalk {path}: HTTP {status}"));
+        }
         let head: String = String::from_utf8_lossy(body).chars().take(80).collect();
-        return transient(if status >= 500 {
-            format!("DingTalk {path}: HTTP {status}")
-        } else {
+        return throttled(
             format!(
                 "DingTalk {path}: HTTP {status} with a non-JSON answer (IP rate limit page?): {head:?}"
-            )
-        });
+            ),
+            IP_BAN_MS,
+        );
     };
     if v.get("punish").is_some() || v.get("wait").is_some() {
-        return transient(format!(
-            "DingTalk {path}: this IP is rate-limited (10 000 calls / 20 s); wait at least 5 minutes"
-        ));
+        return throttled(
+            format!(
+                "DingTalk {path}: this IP is rate-limited (10 000 calls / 20 s); waiting at least 5 minutes"
+            ),
+            IP_BAN_MS,
+        );
     }
     let errcode = v.get("errcode").and_then(as_code);
     let code = match errcode {
@@ -215,10 +221,14 @@ pub fn judge(path: &str, status: u16, body: &[u8]) -> Result<Value, ApiError> {
     let message = format!("DingTalk {path}: errcode {code} {text}{}", hint(code));
     match class(code, path == TOKEN_PATH) {
         Class::Token => Err(ApiError::TokenExpired(message)),
+        Class::Throttled(wait) => throttled(message, wait),
         Class::Transient => transient(message),
         Class::Permanent => Err(ApiError::Failed(Failure::Permanent(message))),
     }
 }
+
+/// An IP ban lasts 5 minutes (protocols/dingtalk.md §5).
+const IP_BAN_MS: Millis = 5 * 60 * 1000;
 
 fn as_code(v: &Value) -> Option<i64> {
     v.as_i64().or_else(|| v.as_str()?.trim().parse().ok())
@@ -226,15 +236,21 @@ fn as_code(v: &Value) -> Option<i64> {
 
 enum Class {
     Token,
+    /// Back-pressure: slow down and try again after this many ms, spending no attempt.
+    Throttled(Millis),
     Transient,
     Permanent,
 }
 
-/// protocols/dingtalk.md §6.
+/// protocols/dingtalk.md §5 and §6.
 fn class(code: i64, is_gettoken: bool) -> Class {
     match code {
         40014 | 42001 | 40001 if !is_gettoken => Class::Token,
-        -1 | 500 | 90001..=90014 | 90017 | 90018 | 41052 => Class::Transient,
+        // QPS limits (per app and API, per API) and "system busy": wait ≥ 1 s.
+        90018 | 90002 | -1 => Class::Throttled(1000),
+        // Temporarily disabled: minutes.
+        90001 | 90003..=90014 | 90017 => Class::Throttled(60_000),
+        500 | 41052 => Class::Transient,
         _ => Class::Permanent,
     }
 }
@@ -259,30 +275,49 @@ fn hint(code: i64) -> &'static str {
 struct Api {
     http: reqwest::Client,
     base: String,
-    /// Per API: the earliest time the next call may start.
-    slots: Mutex<HashMap<&'static str, Instant>>,
-    interval: Duration,
+    /// This app's pace per API, shared by every sender task of the process.
+    pacer: Pacer,
 }
 
 impl Api {
-    async fn pace(&self, path: &'static str) {
-        let wait_until = {
-            let mut slots = self.slots.lock().await;
-            let now = Instant::now();
-            let slot = slots.get(path).copied().unwrap_or(now).max(now);
-            slots.insert(path, slot + self.interval);
-            slot
-        };
-        tokio::time::sleep_until(wait_until).await;
-    }
-
     async fn call(
         &self,
         path: &'static str,
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
-        self.pace(path).await;
+        if let Err(held) = self.pacer.wait(path).await {
+            return Err(ApiError::Failed(Failure::Throttled {
+                reason: format!(
+                    "DingTalk {path}: holding calls for {} s after DingTalk said too fast",
+                    held.as_secs()
+                ),
+                wait: Millis::try_from(held.as_millis()).unwrap_or(Millis::MAX),
+            }));
+        }
+        let answer = self.send(path, query, body).await;
+        match &answer {
+            Err(ApiError::Failed(Failure::Throttled { wait, .. })) => {
+                let pause = Duration::from_millis(u64::try_from(*wait).unwrap_or(0));
+                warn!(
+                    api = path,
+                    qps = self.pacer.qps(path) / 2.0,
+                    "DingTalk says too fast; slowing down"
+                );
+                self.pacer.throttled(path, pause);
+            }
+            Ok(_) => self.pacer.succeeded(path),
+            Err(_) => {}
+        }
+        answer
+    }
+
+    async fn send(
+        &self,
+        path: &'static str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
         let url = format!("{}{path}", self.base);
         let req = match body {
             Some(b) => self.http.post(url).json(b),
@@ -470,8 +505,7 @@ impl DingTalk {
                     api: Box::new(Api {
                         http,
                         base: config.base_url.trim_end_matches('/').to_owned(),
-                        slots: Mutex::default(),
-                        interval: Duration::from_secs(1) / config.max_qps.max(1),
+                        pacer: Pacer::new(config.max_qps),
                     }),
                     tokens: TokenCache::new(key.clone(), secret, tokens),
                 }
@@ -666,7 +700,10 @@ mod tests {
         let r = class_of(r#"{"errcode":88,"sub_code":"40014","sub_msg":"不合法的access_token"}"#);
         assert!(matches!(r, Err(ApiError::TokenExpired(m)) if m.contains("40014")));
         let r = class_of(r#"{"errcode":88,"sub_code":"90018","sub_msg":"too fast"}"#);
-        assert!(matches!(r, Err(ApiError::Failed(Failure::Transient(_)))));
+        assert!(matches!(
+            r,
+            Err(ApiError::Failed(Failure::Throttled { wait: 1000, .. }))
+        ));
         let r = class_of(r#"{"errcode":88,"sub_code":"40000","sub_msg":"access_token is blank"}"#);
         assert!(matches!(r, Err(ApiError::Failed(Failure::Permanent(_)))));
     }
@@ -677,10 +714,11 @@ mod tests {
             (40014, "token"),
             (42001, "token"),
             (40001, "token"),
-            (-1, "transient"),
+            (-1, "throttled"),
             (500, "transient"),
-            (90018, "transient"),
-            (90002, "transient"),
+            (90018, "throttled"),
+            (90002, "throttled"),
+            (90006, "throttled"),
             (41052, "transient"),
             (90020, "permanent"),
             (40056, "permanent"),
@@ -690,6 +728,7 @@ mod tests {
             let got = match class_of(&format!(r#"{{"errcode":{code},"errmsg":"x"}}"#)) {
                 Err(ApiError::TokenExpired(_)) => "token",
                 Err(ApiError::Failed(Failure::Transient(_))) => "transient",
+                Err(ApiError::Failed(Failure::Throttled { .. })) => "throttled",
                 Err(ApiError::Failed(Failure::Permanent(_))) => "permanent",
                 Ok(_) => "ok",
             };
@@ -703,7 +742,7 @@ mod tests {
     }
 
     #[test]
-    fn throttle_pages_and_http_errors_are_transient() {
+    fn ip_bans_are_throttles_and_http_errors_are_transient() {
         for (status, body) in [
             (200, "<html><body>访问被拒绝</body></html>"),
             (403, "<html>deny</html>"),
@@ -711,9 +750,20 @@ mod tests {
                 200,
                 r#"{"status":1111,"wait":5,"source":"x5","punish":"deny","uuid":"x"}"#,
             ),
-            (502, ""),
-            (503, r#"{"message":"bad gateway"}"#),
         ] {
+            let r = judge(SEND_PATH, status, body.as_bytes());
+            assert!(
+                matches!(
+                    r,
+                    Err(ApiError::Failed(Failure::Throttled {
+                        wait: IP_BAN_MS,
+                        ..
+                    }))
+                ),
+                "{status} {body}"
+            );
+        }
+        for (status, body) in [(502, ""), (503, r#"{"message":"bad gateway"}"#)] {
             let r = judge(SEND_PATH, status, body.as_bytes());
             assert!(
                 matches!(r, Err(ApiError::Failed(Failure::Transient(_)))),

@@ -240,6 +240,9 @@ impl Client {
             .await
             .map_err(|e| Failure::Transient(format!("ZenTao unreachable: {}", e.without_url())))?;
         let status = resp.status().as_u16();
+        if let Some(throttled) = overloaded(status, resp.headers()) {
+            return Err(throttled);
+        }
         let bytes = resp.bytes().await.map_err(|e| {
             Failure::Transient(format!(
                 "ZenTao: reading the answer failed: {}",
@@ -248,6 +251,23 @@ impl Client {
         })?;
         judge(status, &bytes)
     }
+}
+
+/// HTTP 429 and 503 are the server (or the proxy before it) asking us to slow down: back-pressure
+/// that spends no attempt, after `Retry-After` seconds when it says (5 s if not, 10 min at most).
+fn overloaded(status: u16, headers: &http::HeaderMap) -> Option<Failure> {
+    if !matches!(status, 429 | 503) {
+        return None;
+    }
+    let secs = headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<i64>().ok())
+        .unwrap_or(5)
+        .clamp(1, 600);
+    Some(Failure::Throttled {
+        reason: format!("ZenTao answered HTTP {status}: overloaded, trying again in {secs} s"),
+        wait: secs * 1000,
+    })
 }
 
 /// The ZenTao connector: one or more instances by name; an instance without a key is dry-run.
@@ -469,6 +489,7 @@ mod tests {
         let reason = |status, body: &str| match judge(status, body.as_bytes()) {
             Err(Failure::Permanent(m)) => format!("permanent: {m}"),
             Err(Failure::Transient(m)) => format!("transient: {m}"),
+            Err(Failure::Throttled { reason, .. }) => format!("throttled: {reason}"),
             Ok(_) => "ok".into(),
         };
         assert!(

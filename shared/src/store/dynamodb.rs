@@ -375,6 +375,7 @@ impl DeliveryStore for DynamoStore {
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":sending", s(Status::Sending.as_str()))
             .expression_attribute_values(":attempts", n(i64::from(claimed.attempts)))
+            .expression_attribute_values(":spent", n(i64::from(settled.attempts)))
             .expression_attribute_values(":status", s(settled.status.as_str()))
             .expression_attribute_values(":now", n(now));
         // Optional attributes: SET when present, REMOVE when absent.
@@ -407,7 +408,11 @@ impl DeliveryStore for DynamoStore {
                     .then(|| n(settled.next_attempt_at.unwrap_or(now))),
             ),
         ];
-        let mut set_parts = vec!["#st = :status".to_owned(), "updated_at = :now".to_owned()];
+        let mut set_parts = vec![
+            "#st = :status".to_owned(),
+            "attempts = :spent".to_owned(),
+            "updated_at = :now".to_owned(),
+        ];
         let mut remove = vec![];
         for (name, placeholder, value) in fields {
             // Attribute names go through #aliases: `result` is a DynamoDB reserved word.
@@ -448,7 +453,7 @@ impl DeliveryStore for DynamoStore {
 
     async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError> {
         let mut keys = vec![];
-        for status in [Status::Retrying, Status::Sending] {
+        for status in [Status::Retrying, Status::Waiting, Status::Sending] {
             let out = self
                 .client
                 .query()
@@ -474,12 +479,15 @@ impl DeliveryStore for DynamoStore {
     async fn requeue(&self, key: &DeliveryKey, now: Millis) -> Result<bool, StoreError> {
         let res = self
             .update(&key.pk, &key.sk)
-            .condition_expression("(#st = :retrying OR #st = :sending) AND next_attempt_at <= :now")
+            .condition_expression(
+                "(#st = :retrying OR #st = :waiting OR #st = :sending) AND next_attempt_at <= :now",
+            )
             .update_expression(
                 "SET #st = :pending, updated_at = :now REMOVE next_attempt_at, due_status, due_at",
             )
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":retrying", s(Status::Retrying.as_str()))
+            .expression_attribute_values(":waiting", s(Status::Waiting.as_str()))
             .expression_attribute_values(":sending", s(Status::Sending.as_str()))
             .expression_attribute_values(":pending", s(Status::Pending.as_str()))
             .expression_attribute_values(":now", n(now))

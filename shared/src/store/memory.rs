@@ -116,6 +116,7 @@ impl DeliveryStore for MemoryStore {
         match state.deliveries.get_mut(&claimed.key()) {
             Some(d) if d.status == Status::Sending && d.attempts == claimed.attempts => {
                 d.status = settled.status;
+                d.attempts = settled.attempts;
                 d.result = settled.result.clone();
                 d.last_error = settled.last_error.clone();
                 d.next_attempt_at = settled.next_attempt_at;
@@ -175,8 +176,7 @@ impl DeliveryStore for MemoryStore {
 }
 
 fn is_due(d: &Delivery, now: Millis) -> bool {
-    matches!(d.status, Status::Retrying | Status::Sending)
-        && d.next_attempt_at.is_some_and(|at| at <= now)
+    d.status.is_parked() && d.next_attempt_at.is_some_and(|at| at <= now)
 }
 
 #[async_trait]

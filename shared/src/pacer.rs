@@ -1,0 +1,138 @@
+//! Client-side pacing for one API account (a DingTalk app), shared by every sender task of a
+//! process: calls per API are spaced to at most `max_qps`, and when the server says "too fast"
+//! the pace halves and pauses, then climbs back one call per second per second of success
+//! (additive increase, multiplicative decrease, as TCP does).
+//!
+//! Fleet-wide pacing across Lambda instances is the store's job; this keeps one process from
+//! overrunning the limit on its own and backs off together when the limit is shared.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The slowest pace a throttle can push an API to.
+const MIN_QPS: f64 = 1.0;
+/// The longest a call waits for its slot. A later slot (after an IP ban, or with many senders
+/// queued at a slow pace) is not waited for in place: the delivery is parked instead, so no
+/// function sleeps through its timeout and no worker is held.
+pub const MAX_SLEEP: Duration = Duration::from_secs(2);
+
+struct Lane {
+    /// When the next call may start.
+    next: Instant,
+    qps: f64,
+}
+
+pub struct Pacer {
+    max_qps: f64,
+    lanes: Mutex<HashMap<&'static str, Lane>>,
+}
+
+impl Pacer {
+    pub fn new(max_qps: u32) -> Self {
+        Pacer {
+            max_qps: f64::from(max_qps.max(1)),
+            lanes: Mutex::default(),
+        }
+    }
+
+    fn lane<T>(&self, api: &'static str, f: impl FnOnce(&mut Lane, Instant) -> T) -> T {
+        let now = Instant::now();
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        let lane = lanes.entry(api).or_insert(Lane {
+            next: now,
+            qps: self.max_qps,
+        });
+        f(lane, now)
+    }
+
+    /// Waits for this call's slot, or says how long until the API takes calls again when that
+    /// is more than [`MAX_SLEEP`] away (then no slot is taken).
+    pub async fn wait(&self, api: &'static str) -> Result<(), Duration> {
+        let slot = self.lane(api, |lane, now| {
+            let slot = lane.next.max(now);
+            if slot - now > MAX_SLEEP {
+                return Err(slot - now);
+            }
+            lane.next = slot + Duration::from_secs_f64(1.0 / lane.qps);
+            Ok(slot)
+        })?;
+        tokio::time::sleep_until(slot).await;
+        Ok(())
+    }
+
+    /// The server said "too fast": halve the pace and hold every call to `api` for `pause`.
+    pub fn throttled(&self, api: &'static str, pause: Duration) {
+        self.lane(api, |lane, now| {
+            lane.qps = (lane.qps / 2.0).max(MIN_QPS);
+            lane.next = lane.next.max(now + pause);
+        });
+    }
+
+    /// A call went through: speed up by one call per second over about a second of calls.
+    pub fn succeeded(&self, api: &'static str) {
+        let max = self.max_qps;
+        self.lane(api, |lane, _| {
+            lane.qps = (lane.qps + 1.0 / lane.qps).min(max)
+        });
+    }
+
+    /// The current pace of `api`, in calls per second.
+    pub fn qps(&self, api: &'static str) -> f64 {
+        self.lane(api, |lane, _| lane.qps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttles_halve_the_pace_and_successes_win_it_back() {
+        let p = Pacer::new(20);
+        assert_eq!(p.qps("a"), 20.0);
+        p.throttled("a", Duration::ZERO);
+        p.throttled("a", Duration::ZERO);
+        assert_eq!(p.qps("a"), 5.0);
+        assert_eq!(p.qps("b"), 20.0, "each API has its own pace");
+        let mut calls = 0;
+        while p.qps("a") < 10.0 {
+            p.succeeded("a");
+            calls += 1;
+        }
+        assert!((30..45).contains(&calls), "{calls}");
+        for _ in 0..1000 {
+            p.succeeded("a");
+        }
+        assert_eq!(p.qps("a"), 20.0, "never above the configured pace");
+        for _ in 0..10 {
+            p.throttled("a", Duration::ZERO);
+        }
+        assert_eq!(p.qps("a"), MIN_QPS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_are_spaced_and_a_throttle_pauses_them() {
+        let p = Pacer::new(10);
+        let start = Instant::now();
+        for _ in 0..5 {
+            p.wait("a").await.unwrap();
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(400));
+        p.throttled("a", Duration::from_secs(1));
+        p.wait("a").await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_millis(1400));
+        p.wait("a").await.unwrap();
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(1600),
+            "then at half the pace"
+        );
+        p.throttled("a", Duration::from_secs(300));
+        let held = p.wait("a").await.unwrap_err();
+        assert!(held > Duration::from_secs(299), "{held:?}");
+        assert_eq!(start.elapsed(), Duration::from_millis(1600), "not slept");
+    }
+}
