@@ -162,3 +162,32 @@ fn config_check_renders_a_fixture_and_points_at_mistakes() {
         "{out}"
     );
 }
+
+/// SIGTERM (what `kill`, systemd and container runtimes send) stops serve cleanly: exit 0.
+#[test]
+fn serve_exits_zero_on_sigterm() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookbridge"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("listening on"), "{first}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = (0..100)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            child.try_wait().unwrap()
+        })
+        .expect("serve exited within 10 s of SIGTERM");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("stopping"), "{stderr}");
+}

@@ -44,7 +44,14 @@ struct Serve {
     body_timeout: Duration,
 }
 
-fn router(serve: Arc<Serve>) -> Router {
+/// The HTTP routes of `serve` over `app`, with the operator token resolved. What [`Local`]
+/// serves; public so tests can drive it with any peer address.
+pub fn router(app: Arc<App>, server: &ServerConfig, operator_token: Option<String>) -> Router {
+    let serve = Arc::new(Serve {
+        app,
+        operator_token,
+        body_timeout: Duration::from_secs(server.body_timeout_secs.max(1)),
+    });
     let json_405 = |allowed: &'static str| {
         move |method: Method| async move {
             error_json(
@@ -196,11 +203,7 @@ impl Local {
         };
         let app = Arc::new(App::build(config, Arc::new(store), &secrets, Parts::All).await?);
         let (stop, stopped) = watch::channel(false);
-        let serve = Arc::new(Serve {
-            app: app.clone(),
-            operator_token,
-            body_timeout: Duration::from_secs(server.body_timeout_secs.max(1)),
-        });
+        let routes = router(app.clone(), &server, operator_token);
         let senders = tokio::spawn(app.sender.clone().run_feed(
             feed,
             server.sender_concurrency,
@@ -217,7 +220,7 @@ impl Local {
                 }
             }
         });
-        let server = tokio::spawn(accept(listener, router(serve), server, stopped));
+        let server = tokio::spawn(accept(listener, routes, server, stopped));
         Ok(Local {
             app,
             addr,

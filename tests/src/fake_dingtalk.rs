@@ -53,6 +53,8 @@ struct Inner {
     latency: Duration,
     /// Calls per second per API before 90018 (DingTalk's standard edition: 20).
     qps_limit: usize,
+    /// While false, every call waits (DingTalk hanging).
+    open: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 #[derive(Clone)]
@@ -81,6 +83,7 @@ impl FakeDingTalk {
             next_task: 256271667526,
             expires_in: Some(7200),
             qps_limit: 20,
+            open: Some(tokio::sync::watch::channel(true).0),
             ..Default::default()
         }));
         let app = Router::new()
@@ -130,6 +133,15 @@ impl FakeDingTalk {
         self.lock().qps_limit = qps;
     }
 
+    /// Every call hangs until [`FakeDingTalk::release`].
+    pub fn hold(&self) {
+        self.lock().open.as_ref().unwrap().send_replace(false);
+    }
+
+    pub fn release(&self) {
+        self.lock().open.as_ref().unwrap().send_replace(true);
+    }
+
     /// Every call takes at least this long (to make concurrent callers overlap).
     pub fn set_latency(&self, d: Duration) {
         self.lock().latency = d;
@@ -165,15 +177,16 @@ async fn enter(
     query: &HashMap<String, String>,
     body: Value,
 ) -> Option<Response> {
-    let latency = {
+    let (latency, mut open) = {
         let mut inner = s.lock().unwrap();
         inner.calls.push(Call {
             path: path.to_owned(),
             query: query.clone(),
             body,
         });
-        inner.latency
+        (inner.latency, inner.open.as_ref().unwrap().subscribe())
     };
+    let _ = open.wait_for(|open| *open).await;
     tokio::time::sleep(latency).await;
     let mut inner = s.lock().unwrap();
     if let Some((status, body)) = inner.injected.get_mut(path).and_then(VecDeque::pop_front) {
