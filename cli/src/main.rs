@@ -333,7 +333,7 @@ fn summary(result: &serde_json::Value) -> String {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_init();
+    hookbridge::logging::init_text();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config, listen } => serve(config, listen).await,
@@ -362,13 +362,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn tracing_init() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }

@@ -191,3 +191,66 @@ fn serve_exits_zero_on_sigterm() {
     assert!(status.success(), "{status}: {stderr}");
     assert!(stderr.contains("stopping"), "{stderr}");
 }
+
+/// Values from a request cannot forge a log line, hide NUL bytes or colour the terminal, and a
+/// long id is cut with a hash; stderr is not a terminal here, so there is no ANSI at all.
+#[tokio::test]
+async fn hostile_values_are_escaped_in_serve_log() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookbridge"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first.rsplit(' ').next().unwrap().to_owned();
+    let stderr = child.stderr.take().unwrap();
+    let _guard = Serve(child);
+    let forged = "x\n2026-12-02T00:00:00.000000Z  INFO hookbridge: forged\u{0}\u{1b}[31m";
+    let long = "L".repeat(300);
+    let client = reqwest::Client::new();
+    for id in [forged, long.as_str()] {
+        let body = serde_json::json!({"messageId": id, "message": id, "targets": [id]});
+        let resp = client
+            .post(format!("{base}/hap/message"))
+            .header("X-Hookbridge-Token", "hookbridge-demo-token")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    // Read what serve logged so far (it keeps running; the reader stops at a quiet moment).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut stderr = stderr;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut stderr, &mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = vec![];
+    while let Ok(chunk) = rx.recv_timeout(Duration::from_millis(1500)) {
+        log.extend(chunk);
+    }
+    let log = String::from_utf8(log).unwrap();
+    assert!(log.contains("accepted"), "{log}");
+    assert!(!log.contains('\0') && !log.contains('\u{1b}'), "{log:?}");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("INFO hookbridge: forged") && !l.contains("\\n")),
+        "a forged line: {log}"
+    );
+    assert!(
+        log.contains("x\\n2026-12-02"),
+        "escaped, still readable: {log}"
+    );
+    assert!(!log.contains(&long), "a 300-character id is cut");
+    assert!(
+        log.contains(&format!("EVT#hap#{}…#", "L".repeat(92))),
+        "{log}"
+    );
+}

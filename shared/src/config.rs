@@ -343,8 +343,40 @@ impl FieldValue {
 pub struct RecipientMap {
     #[serde(default)]
     pub mode: MapMode,
-    #[serde(default)]
+    /// Source id → connector recipient: a table, or a string `id:recipient,id:recipient` (the
+    /// form a CloudFormation parameter can carry without quotes or spaces).
+    #[serde(default, deserialize_with = "table_or_pairs")]
     pub map: BTreeMap<String, String>,
+}
+
+fn table_or_pairs<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Table(BTreeMap<String, String>),
+        Pairs(String),
+    }
+    let pairs = match Form::deserialize(d)? {
+        Form::Table(t) => return Ok(t),
+        Form::Pairs(p) => p,
+    };
+    let mut map = BTreeMap::new();
+    for entry in pairs.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        match entry.split_once(':') {
+            Some((from, to)) if !from.trim().is_empty() && !to.trim().is_empty() => {
+                map.insert(from.trim().to_owned(), to.trim().to_owned());
+            }
+            _ => {
+                let shown: String = entry.chars().take(40).collect();
+                return Err(serde::de::Error::custom(format!(
+                    "{shown:?} is not source_id:recipient (write id:recipient,id:recipient, or a table)"
+                )));
+            }
+        }
+    }
+    Ok(map)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -654,6 +686,31 @@ mod tests {
             err.contains("connector \"zentao\" is not configured"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn recipient_maps_are_tables_or_pairs() {
+        let with = |map: &str| {
+            Config::from_toml(&format!("{MINIMAL}\n[recipients.dingtalk]\nmap = {map}\n"))
+                .map(|c| c.recipients["dingtalk"].map.clone())
+                .map_err(|e| e.to_string())
+        };
+        let table = with(r#"{ "1673826650168842" = "lisi", u2 = "zhangsan" }"#).unwrap();
+        let pairs = with(r#""1673826650168842:lisi, u2:zhangsan""#).unwrap();
+        assert_eq!(table, pairs);
+        assert_eq!(table.len(), 2);
+        assert!(with(r#""""#).unwrap().is_empty());
+        let err = with(r#""u1:lisi,{""#).unwrap_err();
+        assert!(err.contains("not source_id:recipient"), "{err}");
+    }
+
+    #[test]
+    fn max_wait_is_at_most_seven_days() {
+        let err = Config::from_toml(&format!("{MINIMAL}\n[delivery]\nmax_wait_secs = 604801\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("7 days"), "{err}");
+        assert_eq!(RetryPolicy::default().max_wait_secs, 86_400);
     }
 
     #[test]

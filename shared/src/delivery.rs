@@ -15,6 +15,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::event::{
     Delivery, DeliveryKey, Failure, Millis, Outcome, RetryPolicy, Status, now_ms, settle,
 };
+use crate::logging::LogId;
 use crate::store::{DeliveryStore, StoreError};
 
 /// An outbound connector: one file in `connectors/`.
@@ -94,7 +95,8 @@ impl Sender {
             Status::Skipped => info!(reason = settled.last_error.as_deref(), "delivery skipped"),
             s => info!(
                 status = s.as_str(),
-                result = %settled.result.clone().unwrap_or_default(),
+                // A dry run's result is the whole rendered request: its start is enough here.
+                result = %LogId(&settled.result.clone().unwrap_or_default().to_string()),
                 "delivery done"
             ),
         }

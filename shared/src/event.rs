@@ -73,9 +73,11 @@ impl DeliveryKey {
     }
 }
 
+/// For log lines: a key made from a very long source id is cut ([`crate::logging::LogId`]).
 impl std::fmt::Display for DeliveryKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.pk, self.sk)
+        let key = format!("{}/{}", self.pk, self.sk);
+        crate::logging::LogId(&key).fmt(f)
     }
 }
 

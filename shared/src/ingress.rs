@@ -12,7 +12,8 @@ use http::{HeaderMap, StatusCode};
 use tracing::{Span, error, info, instrument, warn};
 
 use crate::event::{Delivery, Event, Millis};
-use crate::routing::Router;
+use crate::logging::LogId;
+use crate::routing::{MAX_DELIVERIES, Router};
 use crate::sources::SourceEvent;
 use crate::store::{EventStore, Inserted};
 
@@ -198,7 +199,7 @@ impl Ingress {
     }
 
     /// Serves one webhook request. Never fails: every outcome is a response.
-    #[instrument(skip_all, fields(request = %req.id, path = %req.path, source, event))]
+    #[instrument(skip_all, fields(request = %req.id, path = %LogId(&req.path), source, event))]
     pub async fn handle(&self, req: Request, now: Millis) -> Response {
         let Some((source, endpoint)) = self.find(&req.path) else {
             return self.not_found(&req.path);
@@ -239,8 +240,17 @@ impl Ingress {
         }
         let parsed = source.parse(endpoint, &req.body, now, Verify::Yes)?;
         let pk = parsed.event.pk();
-        Span::current().record("event", pk.as_str());
+        Span::current().record("event", tracing::field::display(LogId(&pk)));
         let deliveries = self.router.plan(&parsed, now);
+        // The event and its deliveries are written at once, and a store writes at most 100
+        // items at once: an event that needs more would fail on every retry, so it is refused.
+        if deliveries.len() > MAX_DELIVERIES {
+            return Err(Rejection::BadRequest(format!(
+                "this event needs {} deliveries but one event carries at most {MAX_DELIVERIES} \
+                 (100 recipients each for notices): send it to fewer recipients",
+                deliveries.len()
+            )));
+        }
         match self.store.insert(&parsed.event, &deliveries).await {
             Ok(Inserted::Created) => Ok(Accepted {
                 event: pk,

@@ -12,6 +12,7 @@ pub mod event;
 pub mod ingress;
 pub mod lambda;
 pub mod local;
+pub mod logging;
 pub mod pacer;
 pub mod routing;
 pub mod sources;

@@ -21,6 +21,7 @@ use crate::connectors::dingtalk::{
 use crate::connectors::zentao::{self, Notice, Sender, ZenTaoAction, ZenTaoMessage};
 use crate::event::{Action, Delivery, Millis, Status, beijing, delivery_sk, event_pk};
 use crate::ingress::Parsed;
+use crate::logging::LogId;
 use crate::sources::SourceEvent;
 use crate::sources::dms::DmsEvent;
 use crate::sources::hap::{FinishTodo, HapKind, HapMessage};
@@ -260,24 +261,34 @@ impl Router {
         let map = self.recipients.get(connector);
         let require = always_require || map.is_some_and(|m| m.mode == MapMode::Require);
         let (mut out, mut unmapped): (Vec<String>, Vec<String>) = (vec![], vec![]);
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        let mut guid_like = 0usize;
         for id in ids {
             let mapped = match map.and_then(|m| m.map.get(id)) {
                 Some(m) => m.clone(),
                 None if require => {
-                    warn!(connector, user = %id, "no recipient mapping; not sent to this user");
                     unmapped.push(id.clone());
                     continue;
                 }
                 None => {
-                    if looks_like_guid(id) {
-                        warn!(connector, user = %id, "unmapped id looks like a HAP account id, which {connector} will not know; add it to [recipients.{connector}.map]");
-                    }
+                    guid_like += usize::from(looks_like_guid(id));
                     id.clone()
                 }
             };
-            if !out.contains(&mapped) {
+            if seen.insert(mapped.clone()) {
                 out.push(mapped);
             }
+        }
+        // One line per event, not one per recipient: 25,000 targets must not be 25,000 lines.
+        if let Some(first) = unmapped.first() {
+            warn!(connector, count = unmapped.len(), first = %LogId(first), "no recipient mapping; not sent to these users");
+        }
+        if guid_like > 0 {
+            warn!(
+                connector,
+                count = guid_like,
+                "unmapped ids look like HAP account ids, which {connector} will not know; add them to [recipients.{connector}.map]"
+            );
         }
         (out, unmapped)
     }

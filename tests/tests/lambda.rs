@@ -449,7 +449,10 @@ fn template_config(dms_key_line: &str, zentao: bool, group_line: &str) -> String
         ("DingTalkAppKey", "dingexample"),
         ("TodoFanout", "chunk5"),
         ("DmsWebhookUrl", ""),
-        ("DingTalkRecipientMap", r#"{ "1673826650168842" = "lisi" }"#),
+        (
+            "DingTalkRecipientMap",
+            "1673826650168842:lisi,1673826650152371:zhangsan",
+        ),
         ("DmsKeyLine", dms_key_line),
         ("ZenTaoBaseUrl", "https://zentao.example.com"),
         ("ZenTaoEntry", "x.php"),
@@ -458,7 +461,7 @@ fn template_config(dms_key_line: &str, zentao: bool, group_line: &str) -> String
             "ZenTaoKeySecretArn",
             "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:zt-AbCdEf",
         ),
-        ("ZenTaoRecipientMap", r#"{ "manager4220" = "zhangsan" }"#),
+        ("ZenTaoRecipientMap", "manager4220:zhangsan"),
         ("GroupLine", group_line),
     ]
     .into_iter()
@@ -577,4 +580,28 @@ async fn a_dms_event_flows_through_the_lambda_entry_points_to_both_connectors() 
             .iter()
             .all(|d| d.status == Status::Sent)
     );
+}
+
+/// The README's `sam deploy` line, parsed by SAM CLI's own parser and evaluated through the
+/// template (scripts/deploy-config.py), gives the functions a config that loads, with the
+/// recipient map it shows.
+#[test]
+fn the_readme_deploy_line_gives_a_working_config() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/deploy-config.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .output()
+        .expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{stderr}\n(SAM CLI is needed: scripts/test installs it with pip)"
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let config =
+        hookbridge::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let map = &config.recipients["dingtalk"].map;
+    assert_eq!(map.len(), 2, "{text}");
+    assert_eq!(map["1673826650168842"], "lisi");
+    assert!(config.sources.dms.unwrap().signature_key.is_some());
 }

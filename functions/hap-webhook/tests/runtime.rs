@@ -68,3 +68,29 @@ async fn a_token_header_sent_twice_is_refused() {
     assert_eq!(r["statusCode"], 401, "{r}");
     assert!(store.recent(10).await.unwrap().is_empty());
 }
+
+/// On Lambda (LogFormat JSON) every log line is one JSON object, whatever a request carries.
+#[tokio::test]
+async fn json_logs_stay_one_object_a_line_with_hostile_values() {
+    let store = dynamo_store().await;
+    let body = serde_json::json!({
+        "messageId": "x\n{\"level\":\"ERROR\",\"forged\":true}\u{0}",
+        "message": "m",
+        "targets": ["u\r\nINFO forged"],
+    });
+    let payload = events::apigw_v2("/hap/message", &body.to_string(), Some(HAP_TOKEN), false);
+    let mut env = lambda_env(store.table(), None, "");
+    env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON".into()));
+    let (answer, logs) = invoke(env!("CARGO_BIN_EXE_hap-webhook"), &env, payload).await;
+    let Answer::Response(r) = answer else {
+        panic!("{answer:?}\n{logs}")
+    };
+    assert_eq!(r["statusCode"], 200, "{r}");
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v.get("forged").is_none(), "{line}");
+    }
+}

@@ -29,7 +29,8 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, 
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
+        // serde quotes the offending value, which may be huge: the start is enough to act on.
+        let inner: String = e.into_inner().to_string().chars().take(300).collect();
         Rejection::BadRequest(if path == "." {
             format!("{what}: {inner}")
         } else {

@@ -264,7 +264,7 @@ fn n(v: i64) -> AttributeValue {
 
 #[async_trait]
 impl EventStore for DynamoStore {
-    #[instrument(skip_all, fields(event = %event.pk(), deliveries = deliveries.len()))]
+    #[instrument(skip_all, fields(event = %crate::logging::LogId(&event.pk()), deliveries = deliveries.len()))]
     async fn insert(&self, event: &Event, deliveries: &[Delivery]) -> Result<Inserted, StoreError> {
         let event_item = serde_dynamo::to_item(EventItem {
             pk: event.pk(),
@@ -332,7 +332,7 @@ impl EventStore for DynamoStore {
 
 #[async_trait]
 impl DeliveryStore for DynamoStore {
-    #[instrument(skip(self), fields(delivery = %key))]
+    #[instrument(skip_all, fields(delivery = %key))]
     async fn claim(
         &self,
         key: &DeliveryKey,

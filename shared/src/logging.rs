@@ -1,0 +1,101 @@
+//! What reaches a log line. Values that come from requests (ids, paths, titles, the error
+//! messages that quote them) are hostile until shown otherwise: in the text log of `serve` and
+//! the CLI every field is escaped, so a value cannot start a forged line, hide in NUL bytes or
+//! drive the terminal; ids are cut to a readable length with a hash that still tells them
+//! apart. Lambda keeps its JSON log, whose encoding already escapes.
+
+use std::fmt;
+use std::io::IsTerminal;
+
+use sha1::{Digest, Sha1};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::MakeExt;
+
+/// Ids longer than this are cut in log lines.
+pub const MAX_ID_CHARS: usize = 128;
+
+/// An id as a log line shows it: itself, or when longer than [`MAX_ID_CHARS`] its first 100
+/// characters, `…` and 8 hex digits of its SHA-1.
+pub struct LogId<'a>(pub &'a str);
+
+impl fmt::Display for LogId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.chars().count() <= MAX_ID_CHARS {
+            return f.write_str(self.0);
+        }
+        let head: String = self.0.chars().take(100).collect();
+        let digest = Sha1::digest(self.0.as_bytes());
+        let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        write!(f, "{head}…#{hash}")
+    }
+}
+
+/// `text` with every character that could forge a line or drive a terminal written as an
+/// escape: control characters (newlines, NUL, ESC…), line and paragraph separators, and
+/// bidirectional overrides.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The text log of `serve` and the CLI, on stderr: fields escaped, colours only when stderr is
+/// a terminal, `RUST_LOG` to filter (default `info`).
+pub fn init_text() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let value = escape(&format!("{value:?}"));
+        match field.name() {
+            "message" => write!(w, "{value}"),
+            name => write!(w, "{name}={value}"),
+        }
+    })
+    .delimited(" ");
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .fmt_fields(fields)
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_that_forges_a_line_survives() {
+        let hostile = "a\nINFO forged\r\0\u{1b}[31m\u{202e}b\u{2028}";
+        let out = escape(hostile);
+        assert_eq!(
+            out,
+            "a\\nINFO forged\\r\\u{0}\\u{1b}[31m\\u{202e}b\\u{2028}"
+        );
+        assert!(!out.chars().any(char::is_control));
+        assert_eq!(escape("普通的 text"), "普通的 text");
+    }
+
+    #[test]
+    fn long_ids_are_cut_with_a_hash_that_tells_them_apart() {
+        let short = "x".repeat(128);
+        assert_eq!(LogId(&short).to_string(), short);
+        let a = format!("{}a", "x".repeat(300));
+        let b = format!("{}b", "x".repeat(300));
+        let (la, lb) = (LogId(&a).to_string(), LogId(&b).to_string());
+        assert_eq!(la.chars().count(), 100 + 1 + 1 + 8);
+        assert!(la.starts_with(&"x".repeat(100)) && la.contains('…'));
+        assert_ne!(la, lb);
+    }
+}
