@@ -1,7 +1,9 @@
 //! Client-side pacing for one API account (a DingTalk app), shared by every sender task of a
 //! process: calls per API are spaced to at most `max_qps`, and when the server says "too fast"
 //! the pace halves and pauses, then climbs back one call per second per second of success
-//! (additive increase, multiplicative decrease, as TCP does).
+//! (additive increase, multiplicative decrease, as TCP does). The calls already under way when
+//! the server first objects are answered "too fast" together: they halve the pace once, not
+//! once each.
 //!
 //! Fleet-wide pacing across Lambda instances is the store's job; this keeps one process from
 //! overrunning the limit on its own and backs off together when the limit is shared.
@@ -23,6 +25,8 @@ struct Lane {
     /// When the next call may start.
     next: Instant,
     qps: f64,
+    /// Further "too fast" answers before this time belong to the same overload.
+    calm_until: Instant,
 }
 
 pub struct Pacer {
@@ -44,6 +48,7 @@ impl Pacer {
         let lane = lanes.entry(api).or_insert(Lane {
             next: now,
             qps: self.max_qps,
+            calm_until: now,
         });
         f(lane, now)
     }
@@ -63,10 +68,14 @@ impl Pacer {
         Ok(())
     }
 
-    /// The server said "too fast": halve the pace and hold every call to `api` for `pause`.
+    /// The server said "too fast": halve the pace (once per overload) and hold every call to
+    /// `api` for `pause`.
     pub fn throttled(&self, api: &'static str, pause: Duration) {
         self.lane(api, |lane, now| {
-            lane.qps = (lane.qps / 2.0).max(MIN_QPS);
+            if now >= lane.calm_until {
+                lane.qps = (lane.qps / 2.0).max(MIN_QPS);
+                lane.calm_until = now + pause.max(Duration::from_secs(1));
+            }
             lane.next = lane.next.max(now + pause);
         });
     }
@@ -89,11 +98,18 @@ impl Pacer {
 mod tests {
     use super::*;
 
-    #[test]
-    fn throttles_halve_the_pace_and_successes_win_it_back() {
+    #[tokio::test(start_paused = true)]
+    async fn throttles_halve_the_pace_once_per_overload_and_successes_win_it_back() {
         let p = Pacer::new(20);
         assert_eq!(p.qps("a"), 20.0);
         p.throttled("a", Duration::ZERO);
+        p.throttled("a", Duration::ZERO);
+        assert_eq!(
+            p.qps("a"),
+            10.0,
+            "answers to calls already under way count once"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
         p.throttled("a", Duration::ZERO);
         assert_eq!(p.qps("a"), 5.0);
         assert_eq!(p.qps("b"), 20.0, "each API has its own pace");
@@ -108,6 +124,7 @@ mod tests {
         }
         assert_eq!(p.qps("a"), 20.0, "never above the configured pace");
         for _ in 0..10 {
+            tokio::time::advance(Duration::from_secs(1)).await;
             p.throttled("a", Duration::ZERO);
         }
         assert_eq!(p.qps("a"), MIN_QPS);
