@@ -22,6 +22,8 @@ pub const GROUP: &str = "30683aea-7a1f-4ec8-a6d6-834e0310fd7d";
 pub struct Call {
     pub method: String,
     pub entry: String,
+    /// The query string exactly as sent (token included).
+    pub query: String,
     pub body: Value,
 }
 
@@ -113,6 +115,11 @@ impl FakeZenTao {
         self.inner.lock().unwrap().deny_ip = true;
     }
 
+    /// Every call that passed the entry checks, in order.
+    pub fn all_calls(&self) -> Vec<Call> {
+        self.inner.lock().unwrap().calls.clone()
+    }
+
     /// Calls that passed the entry checks, by method.
     pub fn calls(&self, method: &str) -> Vec<Call> {
         self.inner
@@ -141,9 +148,9 @@ async fn handle(
     if let Some((status, body)) = inner.injected.pop_front() {
         return (StatusCode::from_u16(status).unwrap(), body).into_response();
     }
+    let raw_query = query.unwrap_or_default();
     let answer = (|| {
-        let pairs: Vec<(String, String)> = query
-            .unwrap_or_default()
+        let pairs: Vec<(String, String)> = raw_query
             .split('&')
             .filter(|p| !p.is_empty())
             .map(|p| {
@@ -180,6 +187,7 @@ async fn handle(
         inner.calls.push(Call {
             method: method.clone(),
             entry: entry.clone(),
+            query: raw_query.clone(),
             body: body.clone(),
         });
         match method.as_str() {

@@ -103,8 +103,19 @@ impl Harness {
     }
 
     pub async fn post(&self, path: &str, body: &str) -> Response {
+        self.post_at(path, body, now_ms()).await
+    }
+
+    /// As [`Harness::post`], received at `now` (what messages show as the time when the
+    /// source gives none).
+    pub async fn post_at(
+        &self,
+        path: &str,
+        body: &str,
+        now: hookbridge::event::Millis,
+    ) -> Response {
         let req = request(path, body.to_owned(), Some(HAP_TOKEN));
-        self.app.ingress.handle(req, now_ms()).await
+        self.app.ingress.handle(req, now).await
     }
 
     /// The next delivery the feed announced, without processing it.

@@ -180,6 +180,30 @@ async fn refusals_are_dead_and_server_errors_are_retried() {
     );
 }
 
+/// HTTP 429 and 503 (ZenTao or the proxy in front of it overloaded) are back-pressure: the
+/// notice waits without spending an attempt, then goes out.
+#[tokio::test]
+async fn an_overloaded_zentao_spends_no_attempt() {
+    for status in [429, 503] {
+        let fake = FakeZenTao::start().await;
+        let mut h = harness(&fake, "", "").await;
+        fake.inject(status, "", 3);
+        h.post("/hap/message", &fixture("hap-message-system.json"))
+            .await;
+        h.drain().await;
+        for _ in 0..5 {
+            if zentao_status(&h, SYSTEM).await == Status::Sent {
+                break;
+            }
+            h.sweep_after(3600).await;
+        }
+        let d = h.deliveries(SYSTEM).await;
+        let z = d.iter().find(|d| d.connector == "zentao").unwrap();
+        assert_eq!((z.status, z.attempts), (Status::Sent, 1), "{status}: {z:?}");
+        assert_eq!(fake.calls("sendNotification").len(), 1);
+    }
+}
+
 #[tokio::test]
 async fn an_instance_without_a_key_is_a_dry_run() {
     let fake = FakeZenTao::start().await;

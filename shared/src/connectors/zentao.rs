@@ -397,6 +397,33 @@ impl Connector for ZenTao {
 mod tests {
     use super::*;
 
+    #[test]
+    fn overload_answers_are_throttles_that_honour_retry_after() {
+        let with = |status, retry: Option<&str>| {
+            let mut h = http::HeaderMap::new();
+            if let Some(r) = retry {
+                h.insert(http::header::RETRY_AFTER, r.parse().unwrap());
+            }
+            overloaded(status, &h)
+        };
+        assert!(with(200, None).is_none() && with(502, None).is_none());
+        let wait = |f: Option<Failure>| match f {
+            Some(Failure::Throttled { wait, .. }) => wait,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(wait(with(429, Some("12"))), 12_000);
+        assert_eq!(wait(with(503, None)), 5_000);
+        assert_eq!(
+            wait(with(503, Some("Wed, 21 Oct 2026 07:28:00 GMT"))),
+            5_000
+        );
+        assert_eq!(
+            wait(with(429, Some("86400"))),
+            600_000,
+            "at most 10 minutes"
+        );
+    }
+
     /// protocols/zentao.md §3.1, key 3cd0914d…: the first row reproduces the vendor page.
     #[test]
     fn classic_tokens_match_the_documented_vectors() {

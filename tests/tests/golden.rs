@@ -1,0 +1,152 @@
+//! Golden outbound requests: what each fixture and scenario makes hookbridge send to DingTalk
+//! and ZenTao, byte for byte (method, path, query, JSON body), against `tests/golden/*.json`.
+//! A refactor must not change them; a deliberate change is re-recorded with
+//! `HOOKBRIDGE_BLESS=1 scripts/test -p hookbridge-tests --test golden` and reviewed in the diff.
+
+use std::collections::BTreeMap;
+
+use hookbridge_tests::fake_dingtalk::FakeDingTalk;
+use hookbridge_tests::fake_zentao::{CODE, FakeZenTao, KEY};
+use hookbridge_tests::forgeries;
+use hookbridge_tests::{Harness, config, fixture};
+use serde_json::{Value, json};
+
+/// HAP and DMS routed to both connectors, with the mappings the fixtures need.
+fn both(dingtalk: &str, zentao: &str, dingtalk_extra: &str) -> String {
+    format!(
+        r#"{dingtalk_extra}
+[connectors.zentao.main]
+base_url = "{zentao}"
+code = "{CODE}"
+key = "plain:{KEY}"
+sender = {{ id = "hookbridge", name = "HAP 通知", avatar = "" }}
+
+[[routes]]
+source = "hap"
+connector = "zentao"
+
+[sources.dms]
+signature_key = "plain:{dms_key}"
+
+[[routes]]
+source = "dms"
+connector = "dingtalk"
+
+[[routes]]
+source = "dms"
+connector = "zentao"
+
+[recipients.dingtalk.map]
+"1673826650168842" = "lisi_ding"
+
+[recipients.zentao.map]
+manager4220 = "zhangsan"
+"0147282552401293909" = "lisi"
+"1673826650168842" = "lisi"
+"#,
+        dms_key = forgeries::KEY,
+    )
+    .replace("{dingtalk}", dingtalk)
+}
+
+/// The requests the fakes received, in order per connector.
+fn wire(dingtalk: &FakeDingTalk, zentao: &FakeZenTao) -> Value {
+    let dingtalk: Vec<Value> = dingtalk
+        .calls("")
+        .into_iter()
+        .map(|c| {
+            let query: BTreeMap<String, String> = c.query.into_iter().collect();
+            json!({ "path": c.path, "query": query, "body": c.body })
+        })
+        .collect();
+    let zentao: Vec<Value> = zentao
+        .all_calls()
+        .into_iter()
+        .map(|c| json!({ "entry": c.entry, "query": c.query, "body": c.body }))
+        .collect();
+    json!({ "dingtalk": dingtalk, "zentao": zentao })
+}
+
+fn check(name: &str, got: &Value) {
+    let path = format!("{}/golden/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = serde_json::to_string_pretty(got).unwrap() + "\n";
+    if std::env::var_os("HOOKBRIDGE_BLESS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}; record it with HOOKBRIDGE_BLESS=1"));
+    assert!(
+        want == text,
+        "{name}: the requests sent differ from {path}\n--- recorded\n{want}\n--- now\n{text}"
+    );
+}
+
+/// Posts `(path, body)` in order, draining the senders after each.
+async fn scenario(name: &str, dingtalk_extra: &str, posts: &[(&str, String)]) {
+    let dingtalk = FakeDingTalk::start().await;
+    let zentao = FakeZenTao::start().await;
+    let extra = both(&dingtalk.url, &zentao.url, dingtalk_extra);
+    let mut h = Harness::new(config(Some(&dingtalk.url), &extra)).await;
+    // Received at a fixed time: messages without a time of their own show when they arrived.
+    const RECEIVED: i64 = 1_796_000_000_000;
+    for (path, body) in posts {
+        let resp = h.post_at(path, body, RECEIVED).await;
+        assert_eq!(resp.status, 200, "{name} {path}: {}", resp.body);
+        h.drain().await;
+    }
+    check(name, &wire(&dingtalk, &zentao));
+}
+
+#[tokio::test]
+async fn a_todo_and_its_finish() {
+    let posts = [
+        ("/hap/message", fixture("hap-message-todo.json")),
+        ("/hap/todo", fixture("hap-finish-todo.json")),
+    ];
+    scenario("hap-todo-and-finish", "", &posts).await;
+}
+
+#[tokio::test]
+async fn a_todo_in_cards_of_five() {
+    let posts = [
+        ("/hap/message", fixture("hap-message-todo.json")),
+        ("/hap/todo", fixture("hap-finish-todo.json")),
+    ];
+    scenario("hap-todo-chunk5", "todo_fanout = \"chunk5\"", &posts).await;
+}
+
+#[tokio::test]
+async fn a_mention_and_a_system_message() {
+    let posts = [
+        ("/hap/message", fixture("hap-message-mention.json")),
+        ("/hap/message", fixture("hap-message-system.json")),
+    ];
+    scenario("hap-mention-and-system", "", &posts).await;
+}
+
+#[tokio::test]
+async fn messages_as_plain_text() {
+    let posts = [("/hap/message", fixture("hap-message-mention.json"))];
+    scenario("hap-mention-text", "notice_format = \"text\"", &posts).await;
+}
+
+#[tokio::test]
+async fn a_notice_to_150_users() {
+    let targets: Vec<String> = (0..150).map(|i| format!("user{i:03}")).collect();
+    let body = json!({
+        "messageId": "golden-150",
+        "message": "系统维护通知：今晚 22:00 停机",
+        "messageTypeV2": 11,
+        "appName": "运维",
+        "redirectUrl": "https://hap.example.com/app/9",
+        "targets": targets,
+    });
+    scenario("hap-notice-150", "", &[("/hap/message", body.to_string())]).await;
+}
+
+#[tokio::test]
+async fn a_signed_dms_approval() {
+    let posts = [("/dms", forgeries::genuine())];
+    scenario("dms-approval", "", &posts).await;
+}
