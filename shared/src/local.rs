@@ -32,7 +32,8 @@ use crate::app::{App, Parts};
 use crate::config::{Config, Secrets, ServerConfig};
 use crate::delivery::{sweep, until_stopped};
 use crate::event::now_ms;
-use crate::ingress::{Rejection, Request, request_id};
+use crate::ingress::{Request, request_id};
+use crate::sources::Rejection;
 use crate::store::memory::MemoryStore;
 
 /// How long shutdown waits for the requests in flight before it closes their connections.

@@ -20,8 +20,8 @@ use crate::connectors::dingtalk::{
 };
 use crate::connectors::zentao::{self, Notice, Sender, ZenTaoAction, ZenTaoMessage};
 use crate::event::{Action, Delivery, Millis, Status, beijing, delivery_sk, event_pk};
-use crate::ingress::Parsed;
 use crate::logging::LogId;
+use crate::sources::Parsed;
 use crate::sources::SourceEvent;
 use crate::sources::dms::DmsEvent;
 use crate::sources::hap::{FinishTodo, HapKind, HapMessage};
@@ -738,7 +738,7 @@ fn notice(dt: &DingTalkRender, c: &NoticeContent, at: Millis, users: &[String]) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingress::Source;
+    use crate::sources::Source;
     use crate::sources::hap::{HapSource, MESSAGE_PATH, TODO_PATH};
 
     fn router(extra: &str) -> Router {
@@ -765,7 +765,7 @@ mod tests {
                 path,
                 body.as_bytes(),
                 1_715_495_400_000,
-                crate::ingress::Verify::Yes,
+                crate::sources::Verify::Yes,
             )
             .unwrap()
     }

@@ -356,8 +356,8 @@ connector = "zentao"
 /// parse to exactly the event that was signed.
 #[test]
 fn no_single_bit_flip_gets_a_different_event_past_the_signature() {
-    use hookbridge::ingress::{Source, Verify};
     use hookbridge::sources::dms::{DmsSource, SignatureCheck, SignatureMode};
+    use hookbridge::sources::{Source, Verify};
     use hookbridge_tests::forgeries;
 
     for pinned in [None, Some("A/sorted")] {

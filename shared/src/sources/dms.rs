@@ -16,9 +16,9 @@ use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
+use super::{Accepted, Parsed, Rejection, Source, Verify};
 use super::{SourceEvent, decode, json as strict, lenient};
 use crate::event::{Event, Millis, beijing};
-use crate::ingress::{Accepted, Parsed, Rejection, Source, Verify};
 
 pub const PATH: &str = "/dms";
 

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use super::{Accepted, Parsed, Rejection, Source, Verify};
 use super::{SourceEvent, decode, lenient};
 use crate::event::{Event, Millis};
-use crate::ingress::{Accepted, Parsed, Rejection, Source, Verify};
 
 pub const MESSAGE_PATH: &str = "/hap/message";
 pub const TODO_PATH: &str = "/hap/todo";

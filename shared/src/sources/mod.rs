@@ -1,12 +1,15 @@
 //! Webhook sources. Each is one file: authenticate, parse, normalize, and answer in the
-//! source's own response format. They plug into [`crate::ingress`].
+//! source's own response format. This module owns their contract ([`Source`], [`Parsed`],
+//! [`Rejection`], [`Accepted`]); they plug into [`crate::ingress`].
 
 pub mod dms;
 pub mod hap;
 pub mod json;
 mod lenient;
 
-use crate::ingress::Rejection;
+use http::{HeaderMap, StatusCode};
+
+use crate::event::{Event, Millis};
 
 /// The typed view of a parsed request that routing works from.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +17,90 @@ pub enum SourceEvent {
     HapMessage(hap::HapMessage),
     HapFinish(hap::FinishTodo),
     Dms(dms::DmsEvent),
+}
+
+/// Why a request was not accepted. Every variant but `Unavailable` is the sender's to fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    #[error("{method} is not allowed here: webhooks are POST requests")]
+    MethodNotAllowed { method: String },
+    #[error("body is too large: the limit is {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the body did not arrive within {secs} s")]
+    Timeout { secs: u64 },
+    #[error("content type {0:?} is not supported; send the body as application/json")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    BadRequest(String),
+    /// The details are in the log under the request id, never in the answer.
+    #[error("could not store the event, please retry (request id {request_id})")]
+    Unavailable { request_id: String },
+}
+
+impl Rejection {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Rejection::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Rejection::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Rejection::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// What the pipeline did with an accepted request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub event: String,
+    pub duplicate: bool,
+    pub deliveries: usize,
+}
+
+/// A parsed request: the event to store and the typed view routing works from.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub event: Event,
+    pub input: SourceEvent,
+}
+
+/// Whether `parse` checks what covers the body (signatures) on the reading it parses.
+/// `Skip` is only for previewing a body (`config check --fixture`), never for storing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    Yes,
+    Skip,
+}
+
+/// A webhook source: one file in `sources/`.
+pub trait Source: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// The paths this source serves, e.g. `/hap/message`.
+    fn paths(&self) -> &'static [&'static str];
+    fn max_body_bytes(&self) -> usize;
+    /// Checks the request's headers (tokens, Basic auth) before the body is looked at.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<(), Rejection>;
+    /// Whether a non-JSON `Content-Type` is rejected; sources that send JSON with no or a
+    /// wrong content type say no.
+    fn strict_content_type(&self) -> bool {
+        true
+    }
+    /// Reads the body once and, with `Verify::Yes`, checks its signature on that same reading:
+    /// what is verified is exactly what is parsed and delivered. Runs after the size and
+    /// content-type checks.
+    fn parse(
+        &self,
+        path: &str,
+        body: &[u8],
+        now: Millis,
+        verify: Verify,
+    ) -> Result<Parsed, Rejection>;
+    /// The response body in the source's format.
+    fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String;
 }
 
 /// Decodes a JSON object body into `T`, read strictly ([`json::check`]), with errors that say

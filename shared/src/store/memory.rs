@@ -46,10 +46,6 @@ impl MemoryStore {
         (store, rx)
     }
 
-    pub fn event(&self, pk: &str) -> Option<Event> {
-        self.lock().events.get(pk).cloned()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave State half-written (every change is a
         // single insert), so a poisoned lock is still safe to use.
