@@ -1,27 +1,17 @@
-//! ZenTao (禅道) / Xuanxuan (喧喧) third-party notifications: `im/sendNotification` to users and
-//! `im/sendChatMessage` to a group, signed with `token = md5(md5(query) + key)` over exactly the
-//! query string sent. See `protocols/zentao.md`.
-//!
-//! ZenTao re-encodes the query PHP-style before checking the token, so the query is built with
-//! a PHP-`urlencode`-compatible encoder and signed as sent. Failures come as HTTP 200 with
-//! `result: fail`, an `{errcode, errmsg}` entry envelope, a deny redirect or an HTML page: all
-//! configuration or data problems, so only network errors and HTTP 5xx are retried.
+//! ZenTao's `im` API as hookbridge calls it: the query built with a PHP-`urlencode`-compatible
+//! encoder and signed as sent (ZenTao re-encodes it before checking the token), and every answer
+//! judged into an actionable reason. Failures come as HTTP 200 with `result: fail`, an
+//! `{errcode, errmsg}` entry envelope, a deny redirect or an HTML page: configuration or data
+//! problems, so only network errors and HTTP 5xx are retried, and 429/503 are back-pressure.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use tracing::info;
+use serde_json::Value;
 
 use crate::config::{TokenMode, ZenTaoInstance};
-use crate::delivery::Connector;
-use crate::event::{Action, Delivery, Failure, Outcome};
-use crate::store::DeliveryStore;
-
-pub const CONNECTOR: &str = "zentao";
+use crate::event::Failure;
 
 /// PHP `urlencode`: `[A-Za-z0-9_.-]` kept, space as `+`, every other byte `%XX` (uppercase).
 pub fn php_urlencode(s: &str) -> String {
@@ -73,68 +63,12 @@ pub enum Method {
 }
 
 impl Method {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Method::SendNotification => "sendNotification",
             Method::SendChatMessage => "sendChatMessage",
             Method::GetGroupChats => "getGroupChats",
             Method::GetChatUsers => "getChatUsers",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ZenTaoAction {
-    pub label: String,
-    pub url: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Sender {
-    pub id: String,
-    pub name: String,
-    /// xxd reads `displayName`, ZenTao `name`: both are sent.
-    pub display_name: String,
-    pub avatar: String,
-}
-
-/// The JSON body of `sendNotification` (with `users`) or `sendChatMessage` (with `gid`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Notice {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub users: Option<Vec<Value>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gid: Option<String>,
-    pub title: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subtitle: Option<String>,
-    pub content: String,
-    /// `text` is Markdown, `plain` is plain text.
-    pub content_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub actions: Vec<ZenTaoAction>,
-    pub sender: Sender,
-}
-
-/// What a `zentao` delivery carries: which instance, and the body to post there.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ZenTaoMessage {
-    pub instance: String,
-    pub notice: Notice,
-}
-
-impl ZenTaoMessage {
-    fn method(&self) -> Method {
-        if self.notice.gid.is_some() {
-            Method::SendChatMessage
-        } else {
-            Method::SendNotification
         }
     }
 }
@@ -194,13 +128,26 @@ pub fn judge(status: u16, body: &[u8]) -> Result<Value, Failure> {
     permanent(format!("ZenTao answered in an unknown shape: {v}"))
 }
 
-struct Client {
+/// One instance's HTTP client, with its settings and key.
+pub(super) struct Client {
     http: reqwest::Client,
     instance: ZenTaoInstance,
     key: String,
 }
 
 impl Client {
+    pub(super) fn new(instance: ZenTaoInstance, key: String) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(instance.timeout_secs))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Client {
+            http,
+            instance,
+            key,
+        })
+    }
+
     /// The signed URL of one method call.
     fn url(&self, method: Method, extra: &[(&str, &str)]) -> String {
         let time = chrono::Utc::now().timestamp().to_string();
@@ -224,7 +171,7 @@ impl Client {
         )
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         extra: &[(&str, &str)],
@@ -268,129 +215,6 @@ fn overloaded(status: u16, headers: &http::HeaderMap) -> Option<Failure> {
         reason: format!("ZenTao answered HTTP {status}: overloaded, trying again in {secs} s"),
         wait: secs * 1000,
     })
-}
-
-/// The ZenTao connector: one or more instances by name; an instance without a key is dry-run.
-pub struct ZenTao {
-    clients: BTreeMap<String, Option<Client>>,
-}
-
-impl ZenTao {
-    /// `instances`: name → (settings, resolved key or `None` for dry-run).
-    pub fn new(instances: Vec<(String, ZenTaoInstance, Option<String>)>) -> Result<Self, String> {
-        let mut clients = BTreeMap::new();
-        for (name, instance, key) in instances {
-            let client = match key {
-                Some(key) => Some(Client {
-                    http: reqwest::Client::builder()
-                        .timeout(Duration::from_secs(instance.timeout_secs))
-                        .build()
-                        .map_err(|e| format!("HTTP client: {e}"))?,
-                    instance,
-                    key,
-                }),
-                None => None,
-            };
-            clients.insert(name, client);
-        }
-        Ok(ZenTao { clients })
-    }
-
-    /// Instances without a key: requests are recorded, not sent.
-    pub fn dry_run_instances(&self) -> Vec<&str> {
-        self.clients
-            .iter()
-            .filter(|(_, c)| c.is_none())
-            .map(|(n, _)| n.as_str())
-            .collect()
-    }
-
-    fn client(&self, instance: &str) -> Result<&Client, String> {
-        match self.clients.get(instance) {
-            Some(Some(c)) => Ok(c),
-            Some(None) => Err(format!("ZenTao instance {instance} has no key (dry-run)")),
-            None => Err(format!("no ZenTao instance {instance} is configured")),
-        }
-    }
-
-    /// Group chats of an instance: gid → name (for writing routes).
-    pub async fn group_chats(&self, instance: &str) -> Result<BTreeMap<String, String>, String> {
-        let v = self
-            .client(instance)?
-            .call(Method::GetGroupChats, &[], None)
-            .await
-            .map_err(|f| f.to_string())?;
-        Ok(string_map(&v["data"]))
-    }
-
-    /// Users of an instance, or of one group: id → display name.
-    pub async fn users(
-        &self,
-        instance: &str,
-        gid: Option<&str>,
-    ) -> Result<BTreeMap<String, String>, String> {
-        let extra: Vec<(&str, &str)> = gid.map(|g| ("gid", g)).into_iter().collect();
-        let v = self
-            .client(instance)?
-            .call(Method::GetChatUsers, &extra, None)
-            .await
-            .map_err(|f| f.to_string())?;
-        Ok(string_map(&v["data"]))
-    }
-}
-
-fn string_map(v: &Value) -> BTreeMap<String, String> {
-    v.as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-#[async_trait]
-impl Connector for ZenTao {
-    fn name(&self) -> &'static str {
-        CONNECTOR
-    }
-
-    async fn deliver(&self, d: &Delivery, _store: &dyn DeliveryStore) -> Outcome {
-        if d.action != Action::Send {
-            return Outcome::Skipped(
-                "ZenTao has no API to update a notification it already showed".into(),
-            );
-        }
-        let message: ZenTaoMessage = match serde_json::from_value(d.message.clone()) {
-            Ok(m) => m,
-            Err(e) => {
-                return Outcome::Failed(Failure::Permanent(format!("bad ZenTao delivery: {e}")));
-            }
-        };
-        let method = message.method();
-        let body = serde_json::to_value(&message.notice).unwrap_or_default();
-        match self.clients.get(&message.instance) {
-            None => Outcome::Failed(Failure::Permanent(format!(
-                "no ZenTao instance {} is configured",
-                message.instance
-            ))),
-            Some(None) => Outcome::DryRun(json!({
-                "requests": [{ "path": format!("?m=im&f={}", method.name()), "body": body }]
-            })),
-            Some(Some(client)) => match client.call(method, &[], Some(&body)).await {
-                Ok(_) => {
-                    info!(instance = %message.instance, method = method.name(), "ZenTao accepted the message");
-                    Outcome::Sent(json!({ "instance": message.instance, "method": method.name() }))
-                }
-                Err(f) => Outcome::Failed(f),
-            },
-        }
-    }
 }
 
 #[cfg(test)]

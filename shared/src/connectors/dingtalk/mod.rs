@@ -1,0 +1,220 @@
+//! DingTalk work notifications (工作通知) through the classic `oapi.dingtalk.com` API:
+//! `gettoken`, `asyncsend_v2`, `status_bar/update`. See `protocols/dingtalk.md`.
+//!
+//! DingTalk answers HTTP 200 on failure: success is `errcode == 0`, `errcode 88` carries the
+//! real code in `sub_code`, and an IP ban answers with HTML. Every answer goes through
+//! [`judge`], which maps the protocol's codes to the three error classes.
+
+mod api;
+mod render;
+mod token;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use tracing::{debug, warn};
+
+pub use api::{ApiError, SEND_PATH, STATUS_BAR_PATH, TOKEN_PATH, judge};
+pub use render::*;
+pub use token::TokenCache;
+
+use crate::config::DingTalkConfig;
+use crate::delivery::Connector;
+use crate::event::{Action, Delivery, Failure, Outcome};
+use crate::store::{DeliveryStore, TokenStore};
+use api::{Api, as_code};
+
+pub const CONNECTOR: &str = "dingtalk";
+
+// ---- the connector ----
+
+enum Mode {
+    Live {
+        api: Box<Api>,
+        tokens: TokenCache,
+    },
+    /// No credentials: render every request and record it without calling DingTalk.
+    DryRun,
+}
+
+pub struct DingTalk {
+    agent_id: i64,
+    mode: Mode,
+}
+
+impl DingTalk {
+    /// A live connector when `app_secret` is given, a dry-run one otherwise.
+    pub fn new(
+        config: &DingTalkConfig,
+        app_secret: Option<String>,
+        tokens: Arc<dyn TokenStore>,
+    ) -> Result<Self, String> {
+        let mode = match (&config.app_key, app_secret) {
+            (Some(key), Some(secret)) => {
+                let http = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(config.timeout_secs))
+                    .connect_timeout(Duration::from_secs(config.timeout_secs.min(5)))
+                    .build()
+                    .map_err(|e| format!("HTTP client: {e}"))?;
+                Mode::Live {
+                    api: Box::new(Api::new(http, &config.base_url, config.max_qps)),
+                    tokens: TokenCache::new(key.clone(), secret, tokens),
+                }
+            }
+            _ => Mode::DryRun,
+        };
+        Ok(DingTalk {
+            agent_id: config.agent_id,
+            mode,
+        })
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        matches!(self.mode, Mode::DryRun)
+    }
+
+    /// Calls an API with the shared token; on a token error, refreshes once and retries at once.
+    async fn call(&self, path: &'static str, body: &Value) -> Result<Value, Failure> {
+        let Mode::Live { api, tokens } = &self.mode else {
+            unreachable!("dry-run never calls DingTalk");
+        };
+        let token = tokens.get(api).await?;
+        match api
+            .call(path, &[("access_token", &token)], Some(body))
+            .await
+        {
+            Err(ApiError::TokenExpired(m)) => {
+                warn!(reason = %m, "access token rejected; refreshing once");
+                tokens.invalidate(&token).await?;
+                let token = tokens.get(api).await?;
+                api.call(path, &[("access_token", &token)], Some(body))
+                    .await
+                    .map_err(|e| match e {
+                        ApiError::TokenExpired(m) => {
+                            Failure::Transient(format!("a freshly fetched token was rejected: {m}"))
+                        }
+                        ApiError::Failed(f) => f,
+                    })
+            }
+            Err(ApiError::Failed(f)) => Err(f),
+            Ok(v) => Ok(v),
+        }
+    }
+
+    async fn send(&self, d: &Delivery) -> Outcome {
+        if self.is_dry_run() {
+            return Outcome::DryRun(
+                json!({ "requests": [{ "path": SEND_PATH, "body": d.message }] }),
+            );
+        }
+        match self.call(SEND_PATH, &d.message).await {
+            Ok(v) => match v.get("task_id").and_then(as_code) {
+                Some(task_id) => Outcome::Sent(json!({ "task_id": task_id })),
+                None => Outcome::Failed(Failure::Permanent(format!(
+                    "DingTalk accepted the send but returned no task_id: {v}"
+                ))),
+            },
+            Err(f) => Outcome::Failed(f),
+        }
+    }
+
+    /// Flips the status bar of the cards an earlier send created. Waits while any of them is
+    /// still being sent.
+    async fn update_status(&self, d: &Delivery, store: &dyn DeliveryStore) -> Outcome {
+        let update: StatusUpdate = match serde_json::from_value(d.message.clone()) {
+            Ok(u) => u,
+            Err(e) => {
+                return Outcome::Failed(Failure::Permanent(format!("bad status update: {e}")));
+            }
+        };
+        let cards: Vec<Delivery> = match store.deliveries_of(&update.event).await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|c| c.connector == CONNECTOR && c.action == Action::Send)
+                .filter(|c| {
+                    serde_json::from_value::<AsyncSend>(c.message.clone())
+                        .is_ok_and(|s| s.msg.has_status_bar())
+                })
+                .collect(),
+            Err(e) => return Outcome::Failed(Failure::Transient(e.to_string())),
+        };
+        if cards.is_empty() {
+            return Outcome::Skipped(format!(
+                "no DingTalk to-do card was sent for {} (unknown messageId, not a to-do, or expired)",
+                update.event
+            ));
+        }
+        let mine: Vec<&Delivery> = match &update.user {
+            Some(u) if cards.iter().any(|c| c.recipients.contains(u)) => {
+                cards.iter().filter(|c| c.recipients.contains(u)).collect()
+            }
+            _ => cards.iter().collect(),
+        };
+        if let Some(c) = mine.iter().find(|c| !c.status.is_final()) {
+            return Outcome::Wait(format!(
+                "card {} is {} ; the status bar can change once it is sent",
+                c.sk,
+                c.status.as_str()
+            ));
+        }
+        let done: Vec<(&Delivery, Option<i64>)> = mine
+            .iter()
+            .filter(|c| c.status.is_done())
+            .map(|c| {
+                (
+                    *c,
+                    c.result
+                        .as_ref()
+                        .and_then(|r| r.get("task_id"))
+                        .and_then(as_code),
+                )
+            })
+            .collect();
+        if done.is_empty() {
+            return Outcome::Skipped("every card of this to-do failed to send".into());
+        }
+        let body = |task_id: Option<i64>| {
+            json!({
+                "agent_id": self.agent_id,
+                "task_id": task_id,
+                "status_value": update.status_value,
+                "status_bg": update.status_bg,
+            })
+        };
+        if self.is_dry_run() {
+            let requests: Vec<Value> = done
+                .iter()
+                .map(|(_, t)| json!({ "path": STATUS_BAR_PATH, "body": body(*t) }))
+                .collect();
+            return Outcome::DryRun(json!({ "requests": requests }));
+        }
+        let mut updated = vec![];
+        for (card, task_id) in done {
+            let Some(task_id) = task_id else {
+                debug!(card = %card.sk, "card was a dry run: no task to update");
+                continue;
+            };
+            if let Err(f) = self.call(STATUS_BAR_PATH, &body(Some(task_id))).await {
+                return Outcome::Failed(f);
+            }
+            updated.push(task_id);
+        }
+        Outcome::Sent(json!({ "updated_task_ids": updated }))
+    }
+}
+
+#[async_trait]
+impl Connector for DingTalk {
+    fn name(&self) -> &'static str {
+        CONNECTOR
+    }
+
+    async fn deliver(&self, d: &Delivery, store: &dyn DeliveryStore) -> Outcome {
+        match d.action {
+            Action::Send => self.send(d).await,
+            Action::UpdateStatus => self.update_status(d, store).await,
+        }
+    }
+}

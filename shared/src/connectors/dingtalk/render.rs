@@ -1,0 +1,231 @@
+//! DingTalk work-notification bodies (`asyncsend_v2`, OA cards, markdown, text) and the rules
+//! that make them valid by construction: `msg` ≤ 2048 bytes, ≤ 100 userids a call, status bars
+//! only for ≤ 5. Pure: no I/O, no secrets, so a webhook function can render without any.
+
+use serde::{Deserialize, Serialize};
+
+/// `msg` must serialize to at most this many bytes.
+pub const MAX_MSG_BYTES: usize = 2048;
+/// `userid_list` entries per call.
+pub const MAX_USERIDS: usize = 100;
+/// The OA status bar only shows when a send has at most this many userids.
+pub const MAX_STATUS_BAR_USERS: usize = 5;
+
+/// The `asyncsend_v2` body (JSON form).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AsyncSend {
+    pub agent_id: i64,
+    pub userid_list: String,
+    pub to_all_user: bool,
+    pub msg: Msg,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "msgtype", rename_all = "snake_case")]
+pub enum Msg {
+    Oa { oa: Oa },
+    Markdown { markdown: Markdown },
+    Text { text: Text },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Oa {
+    pub message_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pc_message_url: Option<String>,
+    pub head: OaHead,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_bar: Option<StatusBar>,
+    pub body: OaBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OaHead {
+    pub bgcolor: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusBar {
+    pub status_value: String,
+    pub status_bg: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OaBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub form: Vec<FormRow>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_count: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FormRow {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Markdown {
+    pub title: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Text {
+    pub content: String,
+}
+
+/// The message of an `update_status` delivery: which cards to flip, and to what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusUpdate {
+    /// The event whose cards to update.
+    pub event: String,
+    /// Only this user's card(s); `None`, or a user with no card, means every card.
+    pub user: Option<String>,
+    pub status_value: String,
+    pub status_bg: String,
+}
+
+impl Msg {
+    pub fn byte_len(&self) -> usize {
+        serde_json::to_vec(self).map_or(usize::MAX, |v| v.len())
+    }
+
+    /// The text that may be shortened to fit: the OA form row holding the message (or the
+    /// content), the markdown text, the text content. Unique tags are kept elsewhere or in
+    /// front, so cutting the tail keeps them.
+    fn long_text(&mut self) -> Option<&mut String> {
+        match self {
+            Msg::Oa { oa } => match oa.body.form.iter_mut().max_by_key(|r| r.value.len()) {
+                Some(row) => Some(&mut row.value),
+                None => oa.body.content.as_mut(),
+            },
+            Msg::Markdown { markdown } => Some(&mut markdown.text),
+            Msg::Text { text } => Some(&mut text.content),
+        }
+    }
+
+    /// Shortens the long text (ending it with `…`) until the message fits in `MAX_MSG_BYTES`.
+    /// Returns whether it fits.
+    pub fn fit(&mut self) -> bool {
+        if self.byte_len() <= MAX_MSG_BYTES {
+            return true;
+        }
+        let Some(original) = self.long_text().map(|t| t.clone()) else {
+            return false;
+        };
+        let chars: Vec<char> = original.chars().collect();
+        let set = |msg: &mut Msg, keep: usize| {
+            if let Some(t) = msg.long_text() {
+                *t = chars[..keep].iter().collect::<String>() + "…";
+            }
+        };
+        // Largest prefix that fits, by binary search over the number of chars kept.
+        let (mut lo, mut hi) = (0usize, chars.len());
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            set(self, mid);
+            if self.byte_len() <= MAX_MSG_BYTES {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        set(self, lo);
+        self.byte_len() <= MAX_MSG_BYTES
+    }
+
+    pub fn has_status_bar(&self) -> bool {
+        matches!(self, Msg::Oa { oa } if oa.status_bar.is_some())
+    }
+}
+
+/// Statuses the to-do lifecycle uses (colours from the vendor page).
+pub fn todo_open() -> StatusBar {
+    StatusBar {
+        status_value: "待处理".into(),
+        status_bg: "0xFFFF9D46".into(),
+    }
+}
+
+pub fn todo_done() -> StatusBar {
+    StatusBar {
+        status_value: "已处理".into(),
+        status_bg: "0xFF78C06E".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn oa_with(message: &str) -> Msg {
+        Msg::Oa {
+            oa: Oa {
+                message_url: "https://hap.example.com/x".into(),
+                pc_message_url: None,
+                head: OaHead {
+                    bgcolor: "FFFF6A00".into(),
+                    text: "采购".into(),
+                },
+                status_bar: Some(todo_open()),
+                body: OaBody {
+                    title: Some("待办".into()),
+                    form: vec![
+                        FormRow {
+                            key: "应用：".into(),
+                            value: "采购管理".into(),
+                        },
+                        FormRow {
+                            key: "消息：".into(),
+                            value: message.into(),
+                        },
+                    ],
+                    content: Some("#8d3e6f".into()),
+                    file_count: None,
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn fit_shortens_the_message_to_2048_bytes_and_keeps_the_tag() {
+        let mut small = oa_with("请审批");
+        let before = small.clone();
+        assert!(small.fit());
+        assert_eq!(small, before, "a message that fits is untouched");
+
+        let mut big = oa_with(&"审批\"引号\"\n".repeat(400));
+        assert!(big.byte_len() > MAX_MSG_BYTES);
+        assert!(big.fit());
+        let len = big.byte_len();
+        assert!(len <= MAX_MSG_BYTES && len > MAX_MSG_BYTES - 16, "{len}");
+        let Msg::Oa { oa } = &big else { panic!() };
+        assert!(oa.body.form[1].value.ends_with('…'));
+        assert_eq!(oa.body.content.as_deref(), Some("#8d3e6f"));
+    }
+
+    #[test]
+    fn msg_serializes_in_dingtalk_shape() {
+        let v = serde_json::to_value(oa_with("x")).unwrap();
+        assert_eq!(v["msgtype"], "oa");
+        assert_eq!(v["oa"]["status_bar"]["status_bg"], "0xFFFF9D46");
+        let md = Msg::Markdown {
+            markdown: Markdown {
+                title: "t".into(),
+                text: "x".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(md).unwrap(),
+            json!({"msgtype":"markdown","markdown":{"title":"t","text":"x"}})
+        );
+    }
+}

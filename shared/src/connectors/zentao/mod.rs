@@ -1,0 +1,142 @@
+//! ZenTao (禅道) / Xuanxuan (喧喧) third-party notifications: `im/sendNotification` to users and
+//! `im/sendChatMessage` to a group, signed with `token = md5(md5(query) + key)` over exactly the
+//! query string sent. See `protocols/zentao.md`.
+//!
+//! `api.rs` has the signing and the error classes, `render.rs` the bodies; this file is the
+//! connector the sender loop calls.
+
+mod api;
+mod render;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use tracing::info;
+
+pub use api::{Method, build_query, judge, php_urlencode, time_token, token};
+pub use render::*;
+
+use crate::config::ZenTaoInstance;
+use crate::delivery::Connector;
+use crate::event::{Action, Delivery, Failure, Outcome};
+use crate::store::DeliveryStore;
+use api::Client;
+
+pub const CONNECTOR: &str = "zentao";
+
+/// The ZenTao connector: one or more instances by name; an instance without a key is dry-run.
+pub struct ZenTao {
+    clients: BTreeMap<String, Option<Client>>,
+}
+
+impl ZenTao {
+    /// `instances`: name → (settings, resolved key or `None` for dry-run).
+    pub fn new(instances: Vec<(String, ZenTaoInstance, Option<String>)>) -> Result<Self, String> {
+        let mut clients = BTreeMap::new();
+        for (name, instance, key) in instances {
+            let client = match key {
+                Some(key) => Some(Client::new(instance, key)?),
+                None => None,
+            };
+            clients.insert(name, client);
+        }
+        Ok(ZenTao { clients })
+    }
+
+    /// Instances without a key: requests are recorded, not sent.
+    pub fn dry_run_instances(&self) -> Vec<&str> {
+        self.clients
+            .iter()
+            .filter(|(_, c)| c.is_none())
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+
+    fn client(&self, instance: &str) -> Result<&Client, String> {
+        match self.clients.get(instance) {
+            Some(Some(c)) => Ok(c),
+            Some(None) => Err(format!("ZenTao instance {instance} has no key (dry-run)")),
+            None => Err(format!("no ZenTao instance {instance} is configured")),
+        }
+    }
+
+    /// Group chats of an instance: gid → name (for writing routes).
+    pub async fn group_chats(&self, instance: &str) -> Result<BTreeMap<String, String>, String> {
+        let v = self
+            .client(instance)?
+            .call(Method::GetGroupChats, &[], None)
+            .await
+            .map_err(|f| f.to_string())?;
+        Ok(string_map(&v["data"]))
+    }
+
+    /// Users of an instance, or of one group: id → display name.
+    pub async fn users(
+        &self,
+        instance: &str,
+        gid: Option<&str>,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let extra: Vec<(&str, &str)> = gid.map(|g| ("gid", g)).into_iter().collect();
+        let v = self
+            .client(instance)?
+            .call(Method::GetChatUsers, &extra, None)
+            .await
+            .map_err(|f| f.to_string())?;
+        Ok(string_map(&v["data"]))
+    }
+}
+
+fn string_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl Connector for ZenTao {
+    fn name(&self) -> &'static str {
+        CONNECTOR
+    }
+
+    async fn deliver(&self, d: &Delivery, _store: &dyn DeliveryStore) -> Outcome {
+        if d.action != Action::Send {
+            return Outcome::Skipped(
+                "ZenTao has no API to update a notification it already showed".into(),
+            );
+        }
+        let message: ZenTaoMessage = match serde_json::from_value(d.message.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                return Outcome::Failed(Failure::Permanent(format!("bad ZenTao delivery: {e}")));
+            }
+        };
+        let method = message.method();
+        let body = serde_json::to_value(&message.notice).unwrap_or_default();
+        match self.clients.get(&message.instance) {
+            None => Outcome::Failed(Failure::Permanent(format!(
+                "no ZenTao instance {} is configured",
+                message.instance
+            ))),
+            Some(None) => Outcome::DryRun(json!({
+                "requests": [{ "path": format!("?m=im&f={}", method.name()), "body": body }]
+            })),
+            Some(Some(client)) => match client.call(method, &[], Some(&body)).await {
+                Ok(_) => {
+                    info!(instance = %message.instance, method = method.name(), "ZenTao accepted the message");
+                    Outcome::Sent(json!({ "instance": message.instance, "method": method.name() }))
+                }
+                Err(f) => Outcome::Failed(f),
+            },
+        }
+    }
+}
