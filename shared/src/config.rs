@@ -11,8 +11,11 @@ use serde::Deserialize;
 use tokio::sync::OnceCell;
 use tracing::warn;
 
+use crate::connectors::dingtalk::DingTalkConfig;
+use crate::connectors::zentao::ZenTaoInstance;
 use crate::event::RetryPolicy;
-use crate::sources::dms::SignatureMode;
+use crate::sources::dms::DmsConfig;
+use crate::sources::hap::HapConfig;
 use crate::templates::TemplateConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -110,50 +113,8 @@ pub struct Sources {
     pub dms: Option<DmsConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DmsConfig {
-    /// The 签名密钥 set in DMS next to 签名方式 HMAC_SHA1.
-    pub signature_key: Option<SecretRef>,
-    /// `off`, `log` or `enforce`; default `enforce` when a key is set, else `off`.
-    pub signature_mode: Option<SignatureMode>,
-    /// Accept only this construction (as `hookbridge dms verify` names it), once known.
-    pub signature_variant: Option<String>,
-    /// The webhook URL exactly as entered in DMS (some constructions sign it).
-    pub webhook_url: Option<String>,
-    /// HTTP Basic credentials, for a webhook URL of the form `https://user:password@host/dms`.
-    pub basic_auth: Option<BasicAuth>,
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: usize,
-    /// Deliver the console's Test button message too (default: acknowledge it only).
-    #[serde(default)]
-    pub forward_test: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    pub user: String,
-    pub password: SecretRef,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HapConfig {
-    /// The header set in HAP's `WebhookHeaders`.
-    #[serde(default = "default_hap_header")]
-    pub header: String,
-    /// Accepted values of that header; more than one allows rotation.
-    pub tokens: Vec<SecretRef>,
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: usize,
-}
-
-fn default_hap_header() -> String {
-    "X-Hookbridge-Token".into()
-}
-
-fn default_max_body() -> usize {
+/// The body limit of a source that does not set its own.
+pub(crate) fn default_max_body() -> usize {
     256 * 1024
 }
 
@@ -166,133 +127,9 @@ pub struct Connectors {
     pub zentao: BTreeMap<String, ZenTaoInstance>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ZenTaoInstance {
-    /// e.g. `https://zentao.example.com` (the directory holding the entry script).
-    pub base_url: String,
-    /// `x.php` (Xuanxuan ≥ 2.5.5, ZenTao 12+) or `api.php`.
-    #[serde(default = "default_entry")]
-    pub entry: String,
-    /// The app's 代号.
-    pub code: String,
-    /// The app's 密钥; absent: dry-run.
-    pub key: Option<SecretRef>,
-    #[serde(default)]
-    pub sender: ZenTaoSender,
-    /// Whether recipients are ZenTao `account`s or numeric `id`s (never mixed in one call).
-    #[serde(default)]
-    pub users_by: UsersBy,
-    #[serde(default)]
-    pub token_mode: TokenMode,
-    /// `plain` text, or `markdown` (ZenTao's contentType `text`; the event's values are escaped).
-    #[serde(default)]
-    pub content: ContentFormat,
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ContentFormat {
-    #[default]
-    Plain,
-    Markdown,
-}
-
-fn default_entry() -> String {
-    "x.php".into()
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ZenTaoSender {
-    pub id: String,
-    pub name: String,
-    pub avatar: String,
-}
-
-impl Default for ZenTaoSender {
-    fn default() -> Self {
-        ZenTaoSender {
-            id: "hookbridge".into(),
-            name: "hookbridge".into(),
-            avatar: String::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UsersBy {
-    #[default]
-    Account,
-    Id,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenMode {
-    /// `md5(md5(query) + key)` (T1).
-    #[default]
-    Classic,
-    /// `md5(code + key + time)` (T2): single use per second per app, so not for concurrent senders.
-    Time,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DingTalkConfig {
-    pub agent_id: i64,
-    /// AppKey and AppSecret of the internal app. Both absent: dry-run (render and record only).
-    pub app_key: Option<String>,
-    pub app_secret: Option<SecretRef>,
-    #[serde(default = "default_dingtalk_url")]
-    pub base_url: String,
-    /// `per_user`: one OA card per to-do recipient, so each card turns done when that person
-    /// finishes. `chunk5`: up to 5 recipients share a card (fewer API calls; the card turns done
-    /// for all of them when any one finishes).
-    #[serde(default)]
-    pub todo_fanout: TodoFanout,
-    /// Calls per second per API for this app at most (DingTalk allows 20 on the standard
-    /// edition). The pace slows by itself when DingTalk answers that it is too fast.
-    #[serde(default = "default_qps")]
-    pub max_qps: u32,
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
-    /// Where an OA card links when the source gave no URL.
-    pub default_url: Option<String>,
-    /// How messages that are not to-dos read: `markdown` (headings, images, a link) or `text`.
-    #[serde(default)]
-    pub notice_format: NoticeFormat,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NoticeFormat {
-    #[default]
-    Markdown,
-    Text,
-}
-
-fn default_dingtalk_url() -> String {
-    "https://oapi.dingtalk.com".into()
-}
-
-fn default_qps() -> u32 {
-    20
-}
-
-fn default_timeout() -> u64 {
+/// A connector's per-request timeout when it does not set its own.
+pub(crate) fn default_timeout() -> u64 {
     10
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TodoFanout {
-    #[default]
-    PerUser,
-    Chunk5,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -488,19 +325,7 @@ impl Config {
             );
         }
         if let Some(dms) = &self.sources.dms {
-            let mode = dms.signature_mode.unwrap_or(SignatureMode::Off);
-            if mode != SignatureMode::Off && dms.signature_key.is_none() {
-                return invalid("sources.dms: signature_mode needs a signature_key".into());
-            }
-            if let Some(v) = &dms.signature_variant
-                && !crate::sources::dms::constructions("{}", "k", Some("https://h/p"))
-                    .iter()
-                    .any(|c| &c.name == v)
-            {
-                return invalid(format!(
-                    "sources.dms.signature_variant {v:?} is not a construction `hookbridge dms verify` knows"
-                ));
-            }
+            dms.validate().map_err(ConfigError::Invalid)?;
         }
         if self.store.retention_days < 7 {
             return invalid("store.retention_days must be at least 7 (DingTalk status bars can be updated for 7 days)".into());
@@ -662,7 +487,10 @@ mod tests {
         assert_eq!(hap.max_body_bytes, 256 * 1024);
         let d = c.connectors.dingtalk.unwrap();
         assert_eq!(d.base_url, "https://oapi.dingtalk.com");
-        assert_eq!(d.todo_fanout, TodoFanout::PerUser);
+        assert_eq!(
+            d.todo_fanout,
+            crate::connectors::dingtalk::TodoFanout::PerUser
+        );
         assert_eq!(c.delivery, RetryPolicy::default());
     }
 

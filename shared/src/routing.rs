@@ -10,15 +10,14 @@ use chrono::TimeZone;
 use serde_json::Value;
 use tracing::warn;
 
-use crate::config::{
-    Config, ContentFormat, MapMode, NoticeFormat, RecipientMap, Route, TodoFanout, UsersBy,
-    ZenTaoInstance,
-};
+use crate::config::{Config, MapMode, RecipientMap, Route};
 use crate::connectors::dingtalk::{
-    self, AsyncSend, FormRow, MAX_STATUS_BAR_USERS, MAX_USERIDS, Markdown, Msg, Oa, OaBody, OaHead,
-    StatusUpdate, Text,
+    self, AsyncSend, FormRow, MAX_STATUS_BAR_USERS, MAX_USERIDS, Markdown, Msg, NoticeFormat, Oa,
+    OaBody, OaHead, StatusUpdate, Text, TodoFanout,
 };
-use crate::connectors::zentao::{self, Notice, Sender, ZenTaoAction, ZenTaoMessage};
+use crate::connectors::zentao::{
+    self, ContentFormat, Notice, Sender, UsersBy, ZenTaoAction, ZenTaoInstance, ZenTaoMessage,
+};
 use crate::event::{Action, Delivery, Millis, Status, beijing, delivery_sk, event_pk};
 use crate::logging::LogId;
 use crate::sources::Parsed;

@@ -18,12 +18,61 @@ use tracing::{info, warn};
 
 use super::{Accepted, Parsed, Rejection, Source, Verify};
 use super::{SourceEvent, decode, json as strict, lenient};
+use crate::config::{SecretRef, default_max_body};
 use crate::event::{Event, Millis, beijing};
 
 pub const PATH: &str = "/dms";
 
 /// `taskName` of the message the DMS console's Test button sends (it has no `taskId`).
 const TEST_TASK_NAME: &str = "Webhook test";
+
+// ---- config: [sources.dms] ----
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmsConfig {
+    /// The 签名密钥 set in DMS next to 签名方式 HMAC_SHA1.
+    pub signature_key: Option<SecretRef>,
+    /// `off`, `log` or `enforce`; default `enforce` when a key is set, else `off`.
+    pub signature_mode: Option<SignatureMode>,
+    /// Accept only this construction (as `hookbridge dms verify` names it), once known.
+    pub signature_variant: Option<String>,
+    /// The webhook URL exactly as entered in DMS (some constructions sign it).
+    pub webhook_url: Option<String>,
+    /// HTTP Basic credentials, for a webhook URL of the form `https://user:password@host/dms`.
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Deliver the console's Test button message too (default: acknowledge it only).
+    #[serde(default)]
+    pub forward_test: bool,
+}
+
+impl DmsConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let mode = self.signature_mode.unwrap_or(SignatureMode::Off);
+        if mode != SignatureMode::Off && self.signature_key.is_none() {
+            return Err("sources.dms: signature_mode needs a signature_key".into());
+        }
+        if let Some(v) = &self.signature_variant
+            && !constructions("{}", "k", Some("https://h/p"))
+                .iter()
+                .any(|c| &c.name == v)
+        {
+            return Err(format!(
+                "sources.dms.signature_variant {v:?} is not a construction `hookbridge dms verify` knows"
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub user: String,
+    pub password: SecretRef,
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

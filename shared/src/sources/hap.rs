@@ -11,10 +11,29 @@ use subtle::ConstantTimeEq;
 
 use super::{Accepted, Parsed, Rejection, Source, Verify};
 use super::{SourceEvent, decode, lenient};
+use crate::config::{SecretRef, default_max_body};
 use crate::event::{Event, Millis};
 
 pub const MESSAGE_PATH: &str = "/hap/message";
 pub const TODO_PATH: &str = "/hap/todo";
+
+// ---- config: [sources.hap] ----
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HapConfig {
+    /// The header set in HAP's `WebhookHeaders`.
+    #[serde(default = "default_hap_header")]
+    pub header: String,
+    /// Accepted values of that header; more than one allows rotation.
+    pub tokens: Vec<SecretRef>,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_hap_header() -> String {
+    "X-Hookbridge-Token".into()
+}
 
 /// What a HAP message is, from `messageTypeV2`, falling back to the legacy `messageType`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

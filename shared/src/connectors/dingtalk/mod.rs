@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{debug, warn};
 
@@ -20,13 +21,66 @@ pub use api::{ApiError, SEND_PATH, STATUS_BAR_PATH, TOKEN_PATH, judge};
 pub use render::*;
 pub use token::TokenCache;
 
-use crate::config::DingTalkConfig;
+use crate::config::{SecretRef, default_timeout};
 use crate::delivery::Connector;
 use crate::event::{Action, Delivery, Failure, Outcome};
 use crate::store::{DeliveryStore, TokenStore};
 use api::{Api, as_code};
 
 pub const CONNECTOR: &str = "dingtalk";
+
+// ---- config: [connectors.dingtalk] ----
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DingTalkConfig {
+    pub agent_id: i64,
+    /// AppKey and AppSecret of the internal app. Both absent: dry-run (render and record only).
+    pub app_key: Option<String>,
+    pub app_secret: Option<SecretRef>,
+    #[serde(default = "default_dingtalk_url")]
+    pub base_url: String,
+    /// `per_user`: one OA card per to-do recipient, so each card turns done when that person
+    /// finishes. `chunk5`: up to 5 recipients share a card (fewer API calls; the card turns done
+    /// for all of them when any one finishes).
+    #[serde(default)]
+    pub todo_fanout: TodoFanout,
+    /// Calls per second per API for this app at most (DingTalk allows 20 on the standard
+    /// edition). The pace slows by itself when DingTalk answers that it is too fast.
+    #[serde(default = "default_qps")]
+    pub max_qps: u32,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// Where an OA card links when the source gave no URL.
+    pub default_url: Option<String>,
+    /// How messages that are not to-dos read: `markdown` (headings, images, a link) or `text`.
+    #[serde(default)]
+    pub notice_format: NoticeFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeFormat {
+    #[default]
+    Markdown,
+    Text,
+}
+
+fn default_dingtalk_url() -> String {
+    "https://oapi.dingtalk.com".into()
+}
+
+fn default_qps() -> u32 {
+    20
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TodoFanout {
+    #[default]
+    PerUser,
+    Chunk5,
+}
 
 // ---- the connector ----
 

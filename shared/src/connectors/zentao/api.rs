@@ -10,7 +10,7 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{TokenMode, ZenTaoInstance};
+use super::{TokenMode, ZenTaoInstance};
 use crate::event::Failure;
 
 /// PHP `urlencode`: `[A-Za-z0-9_.-]` kept, space as `+`, every other byte `%XX` (uppercase).

@@ -11,19 +11,96 @@ mod render;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::info;
 
 pub use api::{Method, build_query, judge, php_urlencode, time_token, token};
 pub use render::*;
 
-use crate::config::ZenTaoInstance;
+use crate::config::{SecretRef, default_timeout};
 use crate::delivery::Connector;
 use crate::event::{Action, Delivery, Failure, Outcome};
 use crate::store::DeliveryStore;
 use api::Client;
 
 pub const CONNECTOR: &str = "zentao";
+
+// ---- config: [connectors.zentao.<name>] ----
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZenTaoInstance {
+    /// e.g. `https://zentao.example.com` (the directory holding the entry script).
+    pub base_url: String,
+    /// `x.php` (Xuanxuan ≥ 2.5.5, ZenTao 12+) or `api.php`.
+    #[serde(default = "default_entry")]
+    pub entry: String,
+    /// The app's 代号.
+    pub code: String,
+    /// The app's 密钥; absent: dry-run.
+    pub key: Option<SecretRef>,
+    #[serde(default)]
+    pub sender: ZenTaoSender,
+    /// Whether recipients are ZenTao `account`s or numeric `id`s (never mixed in one call).
+    #[serde(default)]
+    pub users_by: UsersBy,
+    #[serde(default)]
+    pub token_mode: TokenMode,
+    /// `plain` text, or `markdown` (ZenTao's contentType `text`; the event's values are escaped).
+    #[serde(default)]
+    pub content: ContentFormat,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentFormat {
+    #[default]
+    Plain,
+    Markdown,
+}
+
+fn default_entry() -> String {
+    "x.php".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZenTaoSender {
+    pub id: String,
+    pub name: String,
+    pub avatar: String,
+}
+
+impl Default for ZenTaoSender {
+    fn default() -> Self {
+        ZenTaoSender {
+            id: "hookbridge".into(),
+            name: "hookbridge".into(),
+            avatar: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsersBy {
+    #[default]
+    Account,
+    Id,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenMode {
+    /// `md5(md5(query) + key)` (T1).
+    #[default]
+    Classic,
+    /// `md5(code + key + time)` (T2): single use per second per app, so not for concurrent senders.
+    Time,
+}
 
 /// The ZenTao connector: one or more instances by name; an instance without a key is dry-run.
 pub struct ZenTao {
