@@ -1,5 +1,6 @@
 //! The `hookbridge` command: run the whole pipeline locally and look at what it did.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -129,20 +130,32 @@ async fn serve(config: Option<PathBuf>, listen: Option<String>) -> Result<()> {
     }
     let header = config.sources.hap.as_ref().map(|h| h.header.clone());
     let local = Local::start(config).await?;
-    println!("hookbridge is listening on http://{}", local.addr);
+    // What to paste where, on stdout. A server keeps running when nobody reads it (a closed
+    // pipe, `| head -1`), so write errors are ignored rather than fatal as println! makes them.
+    let mut banner = vec![format!("hookbridge is listening on http://{}", local.addr)];
     for url in local.webhook_urls() {
-        println!("  webhook  POST {url}");
+        banner.push(format!("  webhook  POST {url}"));
     }
     if let Some(h) = header {
-        println!("  HAP requests must carry the header {h} (see the config)");
+        banner.push(format!(
+            "  HAP requests must carry the header {h} (see the config)"
+        ));
     }
     for c in &local.app.dry_run {
-        println!("  {c}: dry-run (no credentials): requests are recorded, not sent");
+        banner.push(format!(
+            "  {c}: dry-run (no credentials): requests are recorded, not sent"
+        ));
     }
-    println!(
+    banner.push(format!(
         "  deliveries: GET http://{}/deliveries  or  hookbridge deliveries",
         local.addr
-    );
+    ));
+    let mut out = std::io::stdout().lock();
+    for line in banner {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
+    drop(out);
     shutdown_signal().await?;
     eprintln!("hookbridge: stopping: finishing the requests and sends in flight");
     local.shutdown().await;

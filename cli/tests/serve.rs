@@ -163,9 +163,10 @@ fn config_check_renders_a_fixture_and_points_at_mistakes() {
     );
 }
 
-/// SIGTERM (what `kill`, systemd and container runtimes send) stops serve cleanly: exit 0.
-#[test]
-fn serve_exits_zero_on_sigterm() {
+/// `hookbridge serve` on the built-in config with stderr piped, and its base URL once it
+/// listens. Its stdout is closed after the first line: serve must keep running without a
+/// reader (it once died of the broken pipe on its second line).
+fn serve_with_stderr() -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookbridge"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
@@ -175,6 +176,14 @@ fn serve_exits_zero_on_sigterm() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.contains("listening on"), "{first}");
+    let base = first.rsplit(' ').next().unwrap().to_owned();
+    (child, base)
+}
+
+/// SIGTERM (what `kill`, systemd and container runtimes send) stops serve cleanly: exit 0.
+#[test]
+fn serve_exits_zero_on_sigterm() {
+    let (mut child, _) = serve_with_stderr();
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -196,15 +205,7 @@ fn serve_exits_zero_on_sigterm() {
 /// long id is cut with a hash; stderr is not a terminal here, so there is no ANSI at all.
 #[tokio::test]
 async fn hostile_values_are_escaped_in_serve_log() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookbridge"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let base = first.rsplit(' ').next().unwrap().to_owned();
+    let (mut child, base) = serve_with_stderr();
     let stderr = child.stderr.take().unwrap();
     let _guard = Serve(child);
     let forged = "x\n2026-12-02T00:00:00.000000Z  INFO hookbridge: forged\u{0}\u{1b}[31m";

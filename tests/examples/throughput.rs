@@ -14,25 +14,13 @@ use std::time::{Duration, Instant};
 use hookbridge::event::Status;
 use hookbridge::local::Local;
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
-use hookbridge_tests::fake_zentao::{CODE, FakeZenTao, KEY};
+use hookbridge_tests::fake_zentao::{FakeZenTao, hap_route};
 use hookbridge_tests::{HAP_TOKEN, config};
 
 fn extra(zentao: &str) -> String {
     format!(
-        r#"
-[connectors.zentao.main]
-base_url = "{zentao}"
-code = "{CODE}"
-key = "plain:{KEY}"
-
-[[routes]]
-source = "hap"
-connector = "zentao"
-
-[delivery]
-backoff_base_secs = 1
-backoff_cap_secs = 4
-"#
+        "{}\n[delivery]\nbackoff_base_secs = 1\nbackoff_cap_secs = 4\n",
+        hap_route(zentao)
     )
 }
 

@@ -91,6 +91,21 @@ fn fail(message: &str) -> Value {
     json!({ "result": "fail", "message": message })
 }
 
+/// The config section of an instance `main` pointing at the fake at `url`.
+pub fn instance(url: &str) -> String {
+    format!(
+        "\n[connectors.zentao.main]\nbase_url = \"{url}\"\ncode = \"{CODE}\"\nkey = \"plain:{KEY}\"\n"
+    )
+}
+
+/// [`instance`] and a route of HAP's events to it.
+pub fn hap_route(url: &str) -> String {
+    format!(
+        "{}\n[[routes]]\nsource = \"hap\"\nconnector = \"zentao\"\n",
+        instance(url)
+    )
+}
+
 impl FakeZenTao {
     pub async fn start() -> FakeZenTao {
         let inner = Arc::new(Mutex::new(Inner::default()));

@@ -142,6 +142,19 @@ impl Harness {
         self.drain().await
     }
 
+    /// Drains, then sweeps (as if `secs` passed each time, at most `sweeps` times) until the
+    /// statuses reached are exactly `want`; returns the last statuses seen.
+    pub async fn sweep_until(&mut self, want: &[Status], secs: i64, sweeps: usize) -> Vec<Status> {
+        let mut last = self.drain().await;
+        for _ in 0..sweeps {
+            if last == want {
+                break;
+            }
+            last = self.sweep_after(secs).await;
+        }
+        last
+    }
+
     pub async fn deliveries(&self, event_pk: &str) -> Vec<Delivery> {
         self.app.store.deliveries_of(event_pk).await.unwrap()
     }

@@ -434,14 +434,10 @@ async fn a_long_run_of_throttles_spends_no_attempt() {
         9,
     );
     h.post("/hap/message", &notice("busy", 1)).await;
-    let mut last = h.drain().await;
-    for _ in 0..40 {
-        if last == [Status::Sent] {
-            break;
-        }
-        last = h.sweep_after(3600).await;
-    }
-    assert_eq!(last, [Status::Sent]);
+    assert_eq!(
+        h.sweep_until(&[Status::Sent], 3600, 40).await,
+        [Status::Sent]
+    );
     assert_eq!(fake.count(SEND), 10);
     assert_eq!(h.deliveries("EVT#hap#busy").await[0].attempts, 1);
 }
@@ -497,14 +493,10 @@ async fn the_last_attempt_makes_a_transient_failure_dead() {
         100,
     );
     h.post("/hap/message", &notice("budget", 1)).await;
-    let mut last = h.drain().await;
-    for _ in 0..20 {
-        if last == [Status::Dead] {
-            break;
-        }
-        last = h.sweep_after(86_400).await;
-    }
-    assert_eq!(last, [Status::Dead]);
+    assert_eq!(
+        h.sweep_until(&[Status::Dead], 86_400, 20).await,
+        [Status::Dead]
+    );
     let d = &h.deliveries("EVT#hap#budget").await[0];
     assert_eq!(d.attempts, 8, "the default max_attempts");
     assert!(

@@ -297,18 +297,14 @@ async fn a_resent_event_is_one_delivery_set_however_it_is_formatted() {
 #[tokio::test]
 async fn forged_requests_are_refused_by_serve_and_nothing_forged_is_delivered() {
     use hookbridge::local::Local;
-    use hookbridge_tests::fake_zentao::{CODE, FakeZenTao, KEY};
+    use hookbridge_tests::fake_zentao::{FakeZenTao, instance};
     use hookbridge_tests::forgeries::{self, FORGED};
 
     let fake = FakeDingTalk::start().await;
     let zentao = FakeZenTao::start().await;
     let extra = format!(
         r#"{}
-[connectors.zentao.main]
-base_url = "{}"
-code = "{CODE}"
-key = "plain:{KEY}"
-
+{}
 [[routes]]
 source = "dms"
 connector = "zentao"
@@ -317,7 +313,7 @@ connector = "zentao"
 "{LISI}" = "lisi"
 "#,
         dms(&format!("signature_key = \"plain:{}\"", forgeries::KEY), ""),
-        zentao.url
+        instance(&zentao.url)
     );
     let local = Local::start(config(Some(&fake.url), &extra)).await.unwrap();
     let client = reqwest::Client::new();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use hookbridge::event::Status;
 use hookbridge::local::Local;
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
-use hookbridge_tests::fake_zentao::{CODE, FakeZenTao, KEY};
+use hookbridge_tests::fake_zentao::{FakeZenTao, hap_route};
 use hookbridge_tests::{HAP_TOKEN, config, fixture};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -258,20 +258,8 @@ async fn shutdown_finishes_the_request_in_flight_and_stops_accepting() {
 
 fn zentao_route(url: &str) -> String {
     format!(
-        r#"
-[connectors.zentao.main]
-base_url = "{url}"
-code = "{CODE}"
-key = "plain:{KEY}"
-
-[[routes]]
-source = "hap"
-connector = "zentao"
-
-[delivery]
-backoff_base_secs = 1
-backoff_cap_secs = 2
-"#
+        "{}\n[delivery]\nbackoff_base_secs = 1\nbackoff_cap_secs = 2\n",
+        hap_route(url)
     )
 }
 
