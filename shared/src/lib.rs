@@ -13,6 +13,7 @@ pub mod ingress;
 pub mod lambda;
 pub mod local;
 pub mod logging;
+pub mod notice;
 pub mod pacer;
 pub mod routing;
 pub mod sources;

@@ -6,43 +6,31 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::TimeZone;
 use serde_json::Value;
 use tracing::warn;
 
 use crate::config::{Config, MapMode, RecipientMap, Route};
 use crate::connectors::dingtalk::{
-    self, AsyncSend, FormRow, MAX_STATUS_BAR_USERS, MAX_USERIDS, Markdown, Msg, NoticeFormat, Oa,
-    OaBody, OaHead, StatusUpdate, Text, TodoFanout,
+    self, AsyncSend, MAX_STATUS_BAR_USERS, MAX_USERIDS, NoticeFormat, StatusUpdate,
 };
-use crate::connectors::zentao::{
-    self, ContentFormat, Notice, Sender, UsersBy, ZenTaoAction, ZenTaoInstance, ZenTaoMessage,
-};
-use crate::event::{Action, Delivery, Millis, Status, beijing, delivery_sk, event_pk};
+use crate::connectors::zentao::{self, ContentFormat, UsersBy, ZenTaoInstance, ZenTaoMessage};
+use crate::event::{Action, Delivery, Millis, Status, delivery_sk, event_pk};
 use crate::logging::LogId;
+use crate::notice::{local_time, tag};
 use crate::sources::Parsed;
 use crate::sources::SourceEvent;
-use crate::sources::dms::DmsEvent;
-use crate::sources::hap::{FinishTodo, HapKind, HapMessage};
+use crate::sources::hap::{FinishTodo, HapKind};
 use crate::templates::{Rendered, Templates};
 
 /// DynamoDB takes at most 100 items in one transaction: the event and 99 deliveries.
 pub const MAX_DELIVERIES: usize = 99;
 
 #[derive(Debug, Clone)]
-struct DingTalkRender {
-    agent_id: i64,
-    fanout: TodoFanout,
-    default_url: Option<String>,
-    notice_format: NoticeFormat,
-}
-
-#[derive(Debug, Clone)]
 pub struct Router {
     /// Each route with the ZenTao instance it resolves to (for ZenTao routes).
     routes: Vec<(Route, Option<String>)>,
     forward_dms_test: bool,
-    dingtalk: Option<DingTalkRender>,
+    dingtalk: Option<dingtalk::Style>,
     zentao: BTreeMap<String, ZenTaoInstance>,
     recipients: BTreeMap<String, RecipientMap>,
     templates: Arc<Templates>,
@@ -58,12 +46,11 @@ impl Router {
                 .collect(),
             zentao: config.connectors.zentao.clone(),
             forward_dms_test: config.sources.dms.as_ref().is_some_and(|d| d.forward_test),
-            dingtalk: config.connectors.dingtalk.as_ref().map(|d| DingTalkRender {
-                agent_id: d.agent_id,
-                fanout: d.todo_fanout,
-                default_url: d.default_url.clone(),
-                notice_format: d.notice_format,
-            }),
+            dingtalk: config
+                .connectors
+                .dingtalk
+                .as_ref()
+                .map(dingtalk::Style::from),
             recipients: config.recipients.clone(),
             templates: Arc::new(Templates::new(&config.templates)?),
         })
@@ -173,7 +160,10 @@ impl Router {
             // ZenTao cannot update a notification it showed: a finished to-do sends nothing.
             SourceEvent::HapFinish(_) => return vec![],
             SourceEvent::HapMessage(m) => (
-                hap_notice(m, self.render(route, parsed, markdown)),
+                m.notice(
+                    parsed.event.received_at,
+                    self.render(route, parsed, markdown),
+                ),
                 m.targets.clone(),
                 false,
             ),
@@ -181,7 +171,7 @@ impl Router {
             SourceEvent::Dms(e) => {
                 let ids = e.recipients().iter().map(|u| u.uid.clone()).collect();
                 (
-                    dms_notice(e, &parsed.event.key, self.render(route, parsed, markdown)),
+                    e.notice(&parsed.event, self.render(route, parsed, markdown)),
                     ids,
                     true,
                 )
@@ -215,7 +205,7 @@ impl Router {
                     .map(|u| u.as_str().map_or_else(|| u.to_string(), str::to_owned))
                     .collect(),
             };
-            let notice = zentao_notice(
+            let notice = zentao::notice(
                 settings,
                 &content,
                 route.group.clone(),
@@ -294,7 +284,7 @@ impl Router {
 
     fn dingtalk_deliveries(
         &self,
-        dt: &DingTalkRender,
+        dt: &dingtalk::Style,
         route: &Route,
         parsed: &Parsed,
         now: Millis,
@@ -321,12 +311,10 @@ impl Router {
                 let ids: Vec<String> = e.recipients().iter().map(|u| u.uid.clone()).collect();
                 let (users, unmapped) = self.recipients(route, dingtalk::CONNECTOR, &ids, true);
                 let markdown = dt.notice_format == NoticeFormat::Markdown;
-                let content =
-                    dms_notice(e, &parsed.event.key, self.render(route, parsed, markdown));
-                let at = e.event_time.unwrap_or(parsed.event.received_at);
+                let content = e.notice(&parsed.event, self.render(route, parsed, markdown));
                 let sends = users
                     .chunks(MAX_USERIDS)
-                    .map(|g| (g.to_vec(), notice(dt, &content, at, g)))
+                    .map(|g| (g.to_vec(), dingtalk::notice(dt, &content, g)))
                     .collect();
                 numbered(&pk, sends, &unmapped, now)
             }
@@ -342,30 +330,36 @@ impl Router {
                     .then(|| m.redirect_url.clone())
                     .or_else(|| dt.default_url.clone());
                 let groups = match (m.kind(), url) {
-                    (HapKind::Todo, Some(url)) => todo_groups(&users, dt.fanout)
-                        .into_iter()
-                        .map(|g| {
-                            let with_bar = g.len() <= MAX_STATUS_BAR_USERS;
-                            (
-                                g.clone(),
-                                todo_card(
-                                    dt.agent_id,
-                                    m,
-                                    &self.render(route, parsed, false),
-                                    &url,
-                                    with_bar,
-                                    parsed.event.received_at,
-                                    g,
-                                ),
-                            )
-                        })
-                        .collect::<Vec<_>>(),
+                    (HapKind::Todo, Some(url)) => {
+                        dingtalk::todo_groups(&users, dt.fanout, MAX_DELIVERIES)
+                            .into_iter()
+                            .map(|g| {
+                                let with_bar = g.len() <= MAX_STATUS_BAR_USERS;
+                                (
+                                    g.clone(),
+                                    dingtalk::todo_card(
+                                        dt.agent_id,
+                                        &m.notice(
+                                            parsed.event.received_at,
+                                            self.render(route, parsed, false),
+                                        ),
+                                        &url,
+                                        with_bar,
+                                        g,
+                                    ),
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                    }
                     _ => users
                         .chunks(MAX_USERIDS)
                         .map(|g| {
                             let markdown = dt.notice_format == NoticeFormat::Markdown;
-                            let content = hap_notice(m, self.render(route, parsed, markdown));
-                            let send = notice(dt, &content, parsed.event.received_at, g);
+                            let content = m.notice(
+                                parsed.event.received_at,
+                                self.render(route, parsed, markdown),
+                            );
+                            let send = dingtalk::notice(dt, &content, g);
                             (g.to_vec(), send)
                         })
                         .collect(),
@@ -390,24 +384,6 @@ impl Router {
     }
 }
 
-/// Card groups for a to-do: one per user (each flips on its own), or up to 5 per card.
-/// Falls back to larger groups when the cards would not fit in one transaction.
-fn todo_groups(users: &[String], fanout: TodoFanout) -> Vec<Vec<String>> {
-    let per_user = fanout == TodoFanout::PerUser && users.len() <= MAX_DELIVERIES;
-    let size = if per_user {
-        1
-    } else if users.len().div_ceil(MAX_STATUS_BAR_USERS) <= MAX_DELIVERIES {
-        MAX_STATUS_BAR_USERS
-    } else {
-        warn!(
-            users = users.len(),
-            "too many to-do recipients for status bars; sending plain cards"
-        );
-        MAX_USERIDS
-    };
-    users.chunks(size).map(<[String]>::to_vec).collect()
-}
-
 fn looks_like_guid(id: &str) -> bool {
     let parts: Vec<&str> = id.split('-').collect();
     parts.len() == 5
@@ -415,25 +391,6 @@ fn looks_like_guid(id: &str) -> bool {
         && parts
             .iter()
             .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
-}
-
-/// Short, stable tag from the event id: the same event renders the same content (a retry is a
-/// harmless duplicate), different events differ (DingTalk drops same-content-same-day repeats).
-fn tag(message_id: &str) -> String {
-    let short: String = message_id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(6)
-        .collect();
-    format!("#{short}")
-}
-
-/// Beijing time, as the people reading the notification see it.
-fn local_time(at: Millis) -> String {
-    beijing()
-        .timestamp_millis_opt(at)
-        .single()
-        .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M").to_string())
 }
 
 /// What templates see: the event's fields by name, plus `label` (HAP), `tag` and `time`.
@@ -455,132 +412,6 @@ fn context(parsed: &Parsed) -> Value {
         context["time"] = Value::from(local_time(at));
     }
     context
-}
-
-fn pc_link(url: &str) -> String {
-    let encoded: String = form_urlencoded::byte_serialize(url.as_bytes()).collect();
-    format!("dingtalk://dingtalkclient/page/link?url={encoded}&pc_slide=false")
-}
-
-fn attachment_line(m: &HapMessage) -> Option<String> {
-    let a = m.attachments();
-    if a.is_empty() {
-        return None;
-    }
-    let names: Vec<&str> = a
-        .iter()
-        .map(|a| a.name.as_str())
-        .filter(|n| !n.is_empty())
-        .collect();
-    Some(format!("附件 {} 个：{}", a.len(), names.join("、")))
-}
-
-fn todo_card(
-    agent_id: i64,
-    m: &HapMessage,
-    rendered: &Rendered,
-    url: &str,
-    with_status_bar: bool,
-    at: Millis,
-    users: Vec<String>,
-) -> AsyncSend {
-    let mut form = vec![];
-    if !m.app_name.is_empty() {
-        form.push(FormRow {
-            key: "应用：".into(),
-            value: m.app_name.clone(),
-        });
-    }
-    form.push(FormRow {
-        key: "消息：".into(),
-        value: rendered.text.clone(),
-    });
-    form.push(FormRow {
-        key: "时间：".into(),
-        value: local_time(at),
-    });
-    let content = match attachment_line(m) {
-        Some(line) => format!("{line} {}", tag(&m.message_id)),
-        None => tag(&m.message_id),
-    };
-    let attachments = m.attachments().len();
-    let mut msg = Msg::Oa {
-        oa: Oa {
-            message_url: url.to_owned(),
-            pc_message_url: Some(pc_link(url)),
-            head: OaHead {
-                bgcolor: "FFFF6A00".into(),
-                text: if m.app_name.is_empty() {
-                    "HAP".into()
-                } else {
-                    m.app_name.clone()
-                },
-            },
-            status_bar: with_status_bar.then(dingtalk::todo_open),
-            body: OaBody {
-                title: Some(rendered.title.clone()),
-                form,
-                content: Some(content),
-                file_count: (attachments > 0).then(|| attachments.to_string()),
-            },
-        },
-    };
-    if !msg.fit() {
-        warn!(message = %m.message_id, "card does not fit in 2048 bytes even with the message cut");
-    }
-    AsyncSend {
-        agent_id,
-        userid_list: users.join(","),
-        to_all_user: false,
-        msg,
-    }
-}
-
-/// What a notice says, whichever source it came from.
-struct NoticeContent {
-    title: String,
-    /// Stable per event, unique between events (see [`tag`]).
-    tag: String,
-    text: String,
-    /// `(name, link)` of images to show.
-    images: Vec<(String, String)>,
-    /// Further lines: attachments, task, submitter.
-    details: Vec<String>,
-    link: Option<String>,
-}
-
-fn hap_notice(m: &HapMessage, rendered: Rendered) -> NoticeContent {
-    NoticeContent {
-        title: rendered.title,
-        tag: tag(&m.message_id),
-        text: rendered.text,
-        images: m
-            .attachments()
-            .into_iter()
-            .filter(|a| a.is_image())
-            .map(|a| (a.name, a.link))
-            .collect(),
-        details: attachment_line(m).into_iter().collect(),
-        link: (!m.redirect_url.is_empty()).then(|| m.redirect_url.clone()),
-    }
-}
-
-fn dms_notice(e: &DmsEvent, event_key: &str, rendered: Rendered) -> NoticeContent {
-    let task = match (e.task_name.as_str(), e.task_id.as_str()) {
-        ("", "") => None,
-        (name, "") => Some(format!("任务：{name}")),
-        ("", id) => Some(format!("工单号：{id}")),
-        (name, id) => Some(format!("任务：{name}（{id}）")),
-    };
-    let submitter = (!e.submitter_name.is_empty()).then(|| format!("提交人：{}", e.submitter_name));
-    NoticeContent {
-        title: rendered.title,
-        tag: tag(event_key),
-        text: rendered.text,
-        images: vec![],
-        details: task.into_iter().chain(submitter).collect(),
-        link: None,
-    }
 }
 
 /// DingTalk sends numbered in order, then the report of recipients without a mapping.
@@ -649,94 +480,10 @@ fn unmapped_report(
     Some(d)
 }
 
-/// A ZenTao notification for one notice: to `gid`'s group or to `users`, as plain text or
-/// Markdown (then `c` was rendered with the event's values escaped).
-fn zentao_notice(
-    z: &ZenTaoInstance,
-    c: &NoticeContent,
-    gid: Option<String>,
-    users: Vec<Value>,
-    todo: bool,
-    markdown: bool,
-) -> Notice {
-    let mut content = vec![format!("{} {}", c.text, c.tag)];
-    content.extend(c.details.iter().cloned());
-    let actions = match (&c.link, todo) {
-        (Some(url), true) => vec![ZenTaoAction {
-            label: "去处理".into(),
-            url: url.clone(),
-            kind: "primary".into(),
-        }],
-        _ => vec![],
-    };
-    Notice {
-        users: gid.is_none().then_some(users),
-        gid,
-        title: c.title.clone(),
-        subtitle: None,
-        content: content.join(if markdown { "  \n" } else { "\n" }),
-        content_type: if markdown { "text" } else { "plain" }.into(),
-        url: c.link.clone(),
-        actions,
-        sender: Sender {
-            id: z.sender.id.clone(),
-            name: z.sender.name.clone(),
-            display_name: z.sender.name.clone(),
-            avatar: z.sender.avatar.clone(),
-        },
-    }
-}
-
-/// Anything that is not a to-do: a markdown (or plain text) notification. The tag goes first
-/// so that shortening the tail cannot cut it.
-fn notice(dt: &DingTalkRender, c: &NoticeContent, at: Millis, users: &[String]) -> AsyncSend {
-    let mut msg = match dt.notice_format {
-        NoticeFormat::Markdown => {
-            let mut lines = vec![
-                format!("#### {} {}", c.title, c.tag),
-                c.text.lines().collect::<Vec<_>>().join("  \n  "),
-            ];
-            lines.extend(
-                c.images
-                    .iter()
-                    .map(|(name, link)| format!("![{name}]({link})")),
-            );
-            lines.extend(c.details.iter().cloned());
-            lines.extend(c.link.as_ref().map(|url| format!("[查看详情]({url})")));
-            lines.push(format!("###### {}", local_time(at)));
-            Msg::Markdown {
-                markdown: Markdown {
-                    title: c.title.clone(),
-                    text: lines.join("  \n  "),
-                },
-            }
-        }
-        NoticeFormat::Text => {
-            let mut lines = vec![format!("【{}】{}", c.title, c.tag), c.text.clone()];
-            lines.extend(c.details.iter().cloned());
-            lines.extend(c.link.as_ref().map(|url| format!("查看详情：{url}")));
-            lines.push(local_time(at));
-            Msg::Text {
-                text: Text {
-                    content: lines.join("\n"),
-                },
-            }
-        }
-    };
-    if !msg.fit() {
-        warn!(tag = %c.tag, "notice does not fit in 2048 bytes even with the text cut");
-    }
-    AsyncSend {
-        agent_id: dt.agent_id,
-        userid_list: users.join(","),
-        to_all_user: false,
-        msg,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connectors::dingtalk::Msg;
     use crate::sources::Source;
     use crate::sources::hap::{HapSource, MESSAGE_PATH, TODO_PATH};
 

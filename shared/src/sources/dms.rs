@@ -20,6 +20,8 @@ use super::{Accepted, Parsed, Rejection, Source, Verify};
 use super::{SourceEvent, decode, json as strict, lenient};
 use crate::config::{SecretRef, default_max_body};
 use crate::event::{Event, Millis, beijing};
+use crate::notice::{Notice, tag};
+use crate::templates::Rendered;
 
 pub const PATH: &str = "/dms";
 
@@ -127,6 +129,31 @@ impl DmsEvent {
     /// The Test button's message: answer success, deliver nothing unless asked to.
     pub fn is_test(&self) -> bool {
         self.task_name == TEST_TASK_NAME && self.task_id.is_empty()
+    }
+
+    /// The notice this event makes (`event` is its stored form: key and arrival time), its
+    /// title and text rendered by the route's template.
+    pub fn notice(&self, event: &Event, rendered: Rendered) -> Notice {
+        let task = match (self.task_name.as_str(), self.task_id.as_str()) {
+            ("", "") => None,
+            (name, "") => Some(format!("任务：{name}")),
+            ("", id) => Some(format!("工单号：{id}")),
+            (name, id) => Some(format!("任务：{name}（{id}）")),
+        };
+        let submitter =
+            (!self.submitter_name.is_empty()).then(|| format!("提交人：{}", self.submitter_name));
+        Notice {
+            from: "DMS",
+            app: None,
+            title: rendered.title,
+            text: rendered.text,
+            tag: tag(&event.key),
+            time: self.event_time.unwrap_or(event.received_at),
+            link: None,
+            images: vec![],
+            details: task.into_iter().chain(submitter).collect(),
+            attachments: 0,
+        }
     }
 
     /// Who should read it: the actual `receivers`, or the intended `targetUsers` when empty.

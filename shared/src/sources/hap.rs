@@ -13,6 +13,8 @@ use super::{Accepted, Parsed, Rejection, Source, Verify};
 use super::{SourceEvent, decode, lenient};
 use crate::config::{SecretRef, default_max_body};
 use crate::event::{Event, Millis};
+use crate::notice::{Notice, tag};
+use crate::templates::Rendered;
 
 pub const MESSAGE_PATH: &str = "/hap/message";
 pub const TODO_PATH: &str = "/hap/todo";
@@ -152,6 +154,35 @@ pub struct HapMessage {
 }
 
 impl HapMessage {
+    /// The notice this message makes, received at `received_at`, its title and text
+    /// rendered by the route's template.
+    pub fn notice(&self, received_at: Millis, rendered: Rendered) -> Notice {
+        let attachments = self.attachments();
+        let names: Vec<&str> = attachments
+            .iter()
+            .map(|a| a.name.as_str())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let attachment_line = (!attachments.is_empty())
+            .then(|| format!("附件 {} 个：{}", attachments.len(), names.join("、")));
+        Notice {
+            from: "HAP",
+            app: (!self.app_name.is_empty()).then(|| self.app_name.clone()),
+            title: rendered.title,
+            text: rendered.text,
+            tag: tag(&self.message_id),
+            time: received_at,
+            link: (!self.redirect_url.is_empty()).then(|| self.redirect_url.clone()),
+            images: attachments
+                .iter()
+                .filter(|a| a.is_image())
+                .map(|a| (a.name.clone(), a.link.clone()))
+                .collect(),
+            details: attachment_line.into_iter().collect(),
+            attachments: attachments.len(),
+        }
+    }
+
     pub fn kind(&self) -> HapKind {
         HapKind::from_code(self.message_type_v2.or(self.message_type))
     }

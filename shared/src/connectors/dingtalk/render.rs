@@ -1,8 +1,13 @@
 //! DingTalk work-notification bodies (`asyncsend_v2`, OA cards, markdown, text) and the rules
 //! that make them valid by construction: `msg` ≤ 2048 bytes, ≤ 100 userids a call, status bars
 //! only for ≤ 5. Pure: no I/O, no secrets, so a webhook function can render without any.
+//! A [`Notice`] becomes an OA to-do card ([`todo_card`]) or a markdown or text notice ([`notice`]).
 
 use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use super::{DingTalkConfig, NoticeFormat, TodoFanout};
+use crate::notice::{Notice, local_time};
 
 /// `msg` must serialize to at most this many bytes.
 pub const MAX_MSG_BYTES: usize = 2048;
@@ -157,6 +162,152 @@ pub fn todo_done() -> StatusBar {
     StatusBar {
         status_value: "已处理".into(),
         status_bg: "0xFF78C06E".into(),
+    }
+}
+
+// ---- from a notice ----
+
+/// How this organization's notices look: from `[connectors.dingtalk]`, no secrets.
+#[derive(Debug, Clone)]
+pub struct Style {
+    pub agent_id: i64,
+    pub fanout: TodoFanout,
+    pub default_url: Option<String>,
+    pub notice_format: NoticeFormat,
+}
+
+impl From<&DingTalkConfig> for Style {
+    fn from(d: &DingTalkConfig) -> Self {
+        Style {
+            agent_id: d.agent_id,
+            fanout: d.todo_fanout,
+            default_url: d.default_url.clone(),
+            notice_format: d.notice_format,
+        }
+    }
+}
+
+/// Card groups for a to-do: one per user (each flips on its own), or up to 5 per card.
+/// Falls back to larger groups when more than `max_cards` cards would be needed.
+pub fn todo_groups(users: &[String], fanout: TodoFanout, max_cards: usize) -> Vec<Vec<String>> {
+    let per_user = fanout == TodoFanout::PerUser && users.len() <= max_cards;
+    let size = if per_user {
+        1
+    } else if users.len().div_ceil(MAX_STATUS_BAR_USERS) <= max_cards {
+        MAX_STATUS_BAR_USERS
+    } else {
+        warn!(
+            users = users.len(),
+            "too many to-do recipients for status bars; sending plain cards"
+        );
+        MAX_USERIDS
+    };
+    users.chunks(size).map(<[String]>::to_vec).collect()
+}
+
+fn pc_link(url: &str) -> String {
+    let encoded: String = form_urlencoded::byte_serialize(url.as_bytes()).collect();
+    format!("dingtalk://dingtalkclient/page/link?url={encoded}&pc_slide=false")
+}
+
+pub fn todo_card(
+    agent_id: i64,
+    n: &Notice,
+    url: &str,
+    with_status_bar: bool,
+    users: Vec<String>,
+) -> AsyncSend {
+    let mut form = vec![];
+    if let Some(app) = &n.app {
+        form.push(FormRow {
+            key: "应用：".into(),
+            value: app.clone(),
+        });
+    }
+    form.push(FormRow {
+        key: "消息：".into(),
+        value: n.text.clone(),
+    });
+    form.push(FormRow {
+        key: "时间：".into(),
+        value: local_time(n.time),
+    });
+    let content = match n.details.first() {
+        Some(line) => format!("{line} {}", n.tag),
+        None => n.tag.clone(),
+    };
+    let mut msg = Msg::Oa {
+        oa: Oa {
+            message_url: url.to_owned(),
+            pc_message_url: Some(pc_link(url)),
+            head: OaHead {
+                bgcolor: "FFFF6A00".into(),
+                text: n.app.clone().unwrap_or_else(|| n.from.to_owned()),
+            },
+            status_bar: with_status_bar.then(todo_open),
+            body: OaBody {
+                title: Some(n.title.clone()),
+                form,
+                content: Some(content),
+                file_count: (n.attachments > 0).then(|| n.attachments.to_string()),
+            },
+        },
+    };
+    if !msg.fit() {
+        warn!(tag = %n.tag, "card does not fit in 2048 bytes even with the message cut");
+    }
+    AsyncSend {
+        agent_id,
+        userid_list: users.join(","),
+        to_all_user: false,
+        msg,
+    }
+}
+
+/// Anything that is not a to-do: a markdown (or plain text) notification. The tag goes first
+/// so that shortening the tail cannot cut it.
+pub fn notice(dt: &Style, c: &Notice, users: &[String]) -> AsyncSend {
+    let mut msg = match dt.notice_format {
+        NoticeFormat::Markdown => {
+            let mut lines = vec![
+                format!("#### {} {}", c.title, c.tag),
+                c.text.lines().collect::<Vec<_>>().join("  \n  "),
+            ];
+            lines.extend(
+                c.images
+                    .iter()
+                    .map(|(name, link)| format!("![{name}]({link})")),
+            );
+            lines.extend(c.details.iter().cloned());
+            lines.extend(c.link.as_ref().map(|url| format!("[查看详情]({url})")));
+            lines.push(format!("###### {}", local_time(c.time)));
+            Msg::Markdown {
+                markdown: Markdown {
+                    title: c.title.clone(),
+                    text: lines.join("  \n  "),
+                },
+            }
+        }
+        NoticeFormat::Text => {
+            let mut lines = vec![format!("【{}】{}", c.title, c.tag), c.text.clone()];
+            lines.extend(c.details.iter().cloned());
+            lines.extend(c.link.as_ref().map(|url| format!("查看详情：{url}")));
+            lines.push(local_time(c.time));
+            Msg::Text {
+                text: Text {
+                    content: lines.join("\n"),
+                },
+            }
+        }
+    };
+    if !msg.fit() {
+        warn!(tag = %c.tag, "notice does not fit in 2048 bytes even with the text cut");
+    }
+    AsyncSend {
+        agent_id: dt.agent_id,
+        userid_list: users.join(","),
+        to_all_user: false,
+        msg,
     }
 }
 

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::ZenTaoInstance;
 use super::api::Method;
+use crate::notice::Notice;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZenTaoAction {
@@ -27,7 +29,7 @@ pub struct Sender {
 /// The JSON body of `sendNotification` (with `users`) or `sendChatMessage` (with `gid`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Notice {
+pub struct ZenTaoNotice {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users: Option<Vec<Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,7 +51,7 @@ pub struct Notice {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZenTaoMessage {
     pub instance: String,
-    pub notice: Notice,
+    pub notice: ZenTaoNotice,
 }
 
 impl ZenTaoMessage {
@@ -59,5 +61,43 @@ impl ZenTaoMessage {
         } else {
             Method::SendNotification
         }
+    }
+}
+
+/// The ZenTao notification for a notice: to `gid`'s group or to `users`, as plain text or
+/// Markdown (then `c` was rendered with the event's values escaped).
+pub fn notice(
+    z: &ZenTaoInstance,
+    c: &Notice,
+    gid: Option<String>,
+    users: Vec<Value>,
+    todo: bool,
+    markdown: bool,
+) -> ZenTaoNotice {
+    let mut content = vec![format!("{} {}", c.text, c.tag)];
+    content.extend(c.details.iter().cloned());
+    let actions = match (&c.link, todo) {
+        (Some(url), true) => vec![ZenTaoAction {
+            label: "去处理".into(),
+            url: url.clone(),
+            kind: "primary".into(),
+        }],
+        _ => vec![],
+    };
+    ZenTaoNotice {
+        users: gid.is_none().then_some(users),
+        gid,
+        title: c.title.clone(),
+        subtitle: None,
+        content: content.join(if markdown { "  \n" } else { "\n" }),
+        content_type: if markdown { "text" } else { "plain" }.into(),
+        url: c.link.clone(),
+        actions,
+        sender: Sender {
+            id: z.sender.id.clone(),
+            name: z.sender.name.clone(),
+            display_name: z.sender.name.clone(),
+            avatar: z.sender.avatar.clone(),
+        },
     }
 }
