@@ -178,13 +178,12 @@ impl<'a> Envelope<'a> {
     /// Reads the body strictly (see [`strict`]): one JSON object, no key twice anywhere, and a
     /// `messageEvent` that is an object. The error says what is wrong.
     pub fn read(body: &'a [u8]) -> Result<Self, String> {
+        strict::check(body).map_err(|e| e.to_string())?;
         let kind = strict::kind_of(body);
-        let members = strict::members(body).map_err(|e| match e {
-            strict::JsonError::Syntax(_) if kind != "an object" && strict::check(body).is_ok() => {
-                format!("body must be a JSON object, not {kind}")
-            }
-            e => e.to_string(),
-        })?;
+        if kind != "an object" {
+            return Err(format!("body must be a JSON object, not {kind}"));
+        }
+        let members = strict::members(body).map_err(|e| e.to_string())?;
         let event = *members
             .get("messageEvent")
             .ok_or("missing field `messageEvent`")?;
