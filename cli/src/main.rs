@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use hookbridge::app::{App, Parts};
 use hookbridge::config::{Config, Secrets};
+use hookbridge::connectors::ConnectorPart;
 use hookbridge::connectors::zentao::ZenTao;
 use hookbridge::event::Delivery;
 use hookbridge::local::Local;
@@ -280,11 +281,16 @@ fn guess_path(body: &[u8]) -> &'static str {
 /// Lists group chats or users of a ZenTao instance, with the key from the config.
 async fn zentao(config: &PathBuf, instance: Option<String>, command: ZentaoCommand) -> Result<()> {
     let config = load(Some(config))?;
-    let name = config
-        .zentao_instance_named(instance.as_deref())
-        .ok_or("name one of the [connectors.zentao.<name>] instances with --instance")?
-        .to_owned();
-    let settings = config.connectors.zentao[&name].clone();
+    let instances = config
+        .connectors
+        .zentao
+        .ok_or("the config has no [connectors.zentao.<name>] instance")?;
+    let name = ZenTao::render(&instances)
+        .target(instance.as_deref(), None)
+        .map_err(|e| format!("{e}: pass --instance"))?
+        .instance
+        .unwrap_or_default();
+    let settings = instances[&name].clone();
     let key_ref = settings.key.clone().ok_or("this instance has no key")?;
     let key = Secrets::default().resolve(&key_ref).await?;
     let client = ZenTao::new(vec![(name.clone(), settings, Some(key))])?;

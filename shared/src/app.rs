@@ -4,18 +4,14 @@
 
 use std::sync::Arc;
 
-use tracing::warn;
-
 use crate::config::{Config, ConfigError, Secrets};
-use crate::connectors::dingtalk::DingTalk;
-use crate::connectors::zentao::ZenTao;
-use crate::delivery::{Connector, Sender};
+use crate::connectors::Ports;
+use crate::delivery::Sender;
 use crate::ingress::Ingress;
+use crate::registry::TEMPLATES;
 use crate::routing::Router;
-use crate::sources::Source;
-use crate::sources::dms::{DmsSource, SignatureCheck, SignatureMode};
-use crate::sources::hap::HapSource;
 use crate::store::Store;
+use crate::templates::Templates;
 
 /// Which halves of the pipeline to build. Each Lambda builds only its own half, so it only
 /// resolves (and only has IAM access to) the secrets that half needs.
@@ -27,6 +23,16 @@ pub enum Parts {
     Connector(&'static str),
     /// Both: `hookbridge serve` and tests.
     All,
+}
+
+impl Parts {
+    fn has_source(self, name: &str) -> bool {
+        matches!(self, Parts::All) || matches!(self, Parts::Source(s) if s == name)
+    }
+
+    fn has_connector(self, name: &str) -> bool {
+        matches!(self, Parts::All) || matches!(self, Parts::Connector(c) if c == name)
+    }
 }
 
 pub struct App {
@@ -45,74 +51,32 @@ impl App {
         secrets: &Secrets,
         parts: Parts,
     ) -> Result<App, ConfigError> {
-        let invalid = ConfigError::Invalid;
-        let mut sources: Vec<Arc<dyn Source>> = vec![];
-        let source = |name| parts == Parts::All || parts == Parts::Source(name);
-        if let (Some(hap), true) = (&config.sources.hap, source("hap")) {
-            let mut tokens = vec![];
-            for t in &hap.tokens {
-                tokens.push(secrets.resolve(t).await?);
-            }
-            sources.push(Arc::new(
-                HapSource::new(&hap.header, tokens, hap.max_body_bytes).map_err(invalid)?,
-            ));
-        }
-        if let (Some(dms), true) = (&config.sources.dms, source("dms")) {
-            let signature = match &dms.signature_key {
-                Some(k) => Some(SignatureCheck {
-                    key: secrets.resolve(k).await?,
-                    mode: dms.signature_mode.unwrap_or(SignatureMode::Enforce),
-                    url: dms.webhook_url.clone().filter(|u| !u.is_empty()),
-                    pinned: dms.signature_variant.clone(),
-                }),
-                None => None,
-            };
-            let basic = match &dms.basic_auth {
-                Some(b) => Some((b.user.clone(), secrets.resolve(&b.password).await?)),
-                None => None,
-            };
-            let source = DmsSource::new(signature, basic, dms.max_body_bytes);
-            sources.push(Arc::new(source));
-        }
-        let mut connectors: Vec<Arc<dyn Connector>> = vec![];
-        let mut dry_run = vec![];
-        let connector = |name| parts == Parts::All || parts == Parts::Connector(name);
-        if let (Some(dt), true) = (&config.connectors.dingtalk, connector("dingtalk")) {
-            let secret = match &dt.app_secret {
-                Some(s) => Some(secrets.resolve(s).await?),
-                None => None,
-            };
-            let connector = DingTalk::new(dt, secret, store.clone()).map_err(invalid)?;
-            if connector.is_dry_run() {
-                warn!(
-                    "DingTalk has no app_key/app_secret: dry-run, requests are recorded, not sent"
-                );
-                dry_run.push(crate::connectors::dingtalk::CONNECTOR);
-            }
-            connectors.push(Arc::new(connector));
-        }
-        if connector("zentao") && !config.connectors.zentao.is_empty() {
-            let mut instances = vec![];
-            for (name, z) in &config.connectors.zentao {
-                let key = match &z.key {
-                    Some(k) => Some(secrets.resolve(k).await?),
-                    None => None,
-                };
-                instances.push((name.clone(), z.clone(), key));
-            }
-            let zentao = ZenTao::new(instances).map_err(invalid)?;
-            if !zentao.dry_run_instances().is_empty() {
-                warn!(instances = ?zentao.dry_run_instances(), "ZenTao instances without a key: dry-run");
-                dry_run.push(crate::connectors::zentao::CONNECTOR);
-            }
-            connectors.push(Arc::new(zentao));
-        }
+        let sources = config
+            .sources
+            .build(secrets, |name| parts.has_source(name))
+            .await?;
+        let ports = Ports {
+            tokens: store.clone(),
+            history: store.clone(),
+        };
+        let connectors = config
+            .connectors
+            .build(secrets, &ports, |name| parts.has_connector(name))
+            .await?;
+        let dry_run = connectors
+            .iter()
+            .filter(|c| c.dry_run())
+            .map(|c| c.name())
+            .collect();
+        let templates = Templates::new(TEMPLATES, &config.templates)?;
+        let router = Router::new(
+            &config.routes,
+            config.recipients.clone(),
+            &config.connectors.renderers(),
+            templates,
+        )?;
         Ok(App {
-            ingress: Ingress::new(
-                sources,
-                Router::new(&config).map_err(invalid)?,
-                store.clone(),
-            ),
+            ingress: Ingress::new(sources, router, store.clone()),
             sender: Arc::new(Sender::new(connectors, store.clone(), config.delivery)),
             store,
             config,

@@ -1,32 +1,15 @@
-//! The one TOML config: sources, connectors, routes, recipient maps, retry policy.
-//!
-//! Secrets are never written in the file: a [`SecretRef`] names where to fetch them
-//! (`env:NAME` locally, `secretsmanager:<arn>#<json key>` on AWS). `plain:` exists only for
-//! throw-away local setups and is warned about.
+//! The one TOML config: sources, connectors, routes, recipient maps, retry policy. Secrets are
+//! references ([`crate::setup::SecretRef`]), never values.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::OnceCell;
-use tracing::warn;
 
-use crate::connectors::dingtalk::DingTalkConfig;
-use crate::connectors::zentao::ZenTaoInstance;
 use crate::event::RetryPolicy;
-use crate::sources::dms::DmsConfig;
-use crate::sources::hap::HapConfig;
+use crate::registry::{Connectors, Sources};
+pub use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::templates::TemplateConfig;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("config is not valid TOML for hookbridge: {0}")]
-    Parse(String),
-    #[error("config: {0}")]
-    Invalid(String),
-    #[error("secret {reference}: {reason}")]
-    Secret { reference: String, reason: String },
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,32 +89,6 @@ impl StoreConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Sources {
-    pub hap: Option<HapConfig>,
-    pub dms: Option<DmsConfig>,
-}
-
-/// The body limit of a source that does not set its own.
-pub(crate) fn default_max_body() -> usize {
-    256 * 1024
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Connectors {
-    pub dingtalk: Option<DingTalkConfig>,
-    /// ZenTao / Xuanxuan instances by name.
-    #[serde(default)]
-    pub zentao: BTreeMap<String, ZenTaoInstance>,
-}
-
-/// A connector's per-request timeout when it does not set its own.
-pub(crate) fn default_timeout() -> u64 {
-    10
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
@@ -140,9 +97,9 @@ pub struct Route {
     /// Event kinds this route takes (HAP: `todo`, `worksheet_system`, `mention`, `reply`,
     /// `workflow_system`, `workflow_system_recorded`, `unknown`). Absent: every kind.
     pub kinds: Option<Vec<String>>,
-    /// ZenTao: which instance (optional when there is one).
+    /// Which of the connector's instances (ZenTao; optional when there is one).
     pub instance: Option<String>,
-    /// ZenTao: send to this group chat (`gid`) instead of users.
+    /// Send to this group chat (ZenTao `gid`) instead of users.
     pub group: Option<String>,
     /// Send to these connector users instead of the event's recipients.
     pub users: Option<Vec<String>>,
@@ -243,89 +200,23 @@ impl Config {
                 crate::event::MAX_WAIT_LIMIT_SECS
             ));
         }
+        self.sources.check()?;
+        self.connectors.check()?;
+        let (sources, connectors) = (self.sources.configured(), self.connectors.configured());
         for (i, r) in self.routes.iter().enumerate() {
-            let source_known = match r.source.as_str() {
-                "hap" => self.sources.hap.is_some(),
-                "dms" => self.sources.dms.is_some(),
-                _ => false,
-            };
-            if !source_known {
+            if !sources.contains(&r.source.as_str()) {
                 return invalid(format!(
                     "routes[{i}]: source \"{}\" is not configured (configured: {})",
                     r.source,
-                    self.source_names().join(", ")
+                    sources.join(", ")
                 ));
             }
-            let connector_known = match r.connector.as_str() {
-                "dingtalk" => self.connectors.dingtalk.is_some(),
-                "zentao" => !self.connectors.zentao.is_empty(),
-                _ => false,
-            };
-            if !connector_known {
+            if !connectors.contains(&r.connector.as_str()) {
                 return invalid(format!(
-                    "routes[{i}]: connector \"{}\" is not configured (add [connectors.{}])",
-                    r.connector, r.connector
+                    "routes[{i}]: connector \"{0}\" is not configured (add [connectors.{0}])",
+                    r.connector
                 ));
             }
-        }
-        for (i, r) in self.routes.iter().enumerate() {
-            if r.connector == "zentao" {
-                if self.zentao_instance(r).is_none() {
-                    return invalid(format!(
-                        "routes[{i}]: instance {:?} is not one of the ZenTao instances ({}); name one with `instance`",
-                        r.instance.as_deref().unwrap_or(""),
-                        self.connectors
-                            .zentao
-                            .keys()
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
-            } else if r.group.is_some() || r.instance.is_some() {
-                return invalid(format!(
-                    "routes[{i}]: `group` and `instance` are for ZenTao routes"
-                ));
-            }
-        }
-        let templates =
-            crate::templates::Templates::new(&self.templates).map_err(ConfigError::Invalid)?;
-        for (i, r) in self.routes.iter().enumerate() {
-            if let Some(t) = &r.template
-                && !templates.contains(t)
-            {
-                return invalid(format!(
-                    "routes[{i}]: template {t:?} is not defined (add [templates.{t}])"
-                ));
-            }
-        }
-        for (name, z) in &self.connectors.zentao {
-            if !matches!(z.entry.trim_start_matches('/'), "x.php" | "api.php") {
-                return invalid(format!(
-                    "connectors.zentao.{name}.entry must be x.php or api.php"
-                ));
-            }
-            if z.code.is_empty()
-                || !z
-                    .code
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
-                return invalid(format!(
-                    "connectors.zentao.{name}.code must be the app's 代号 (letters, digits, _)"
-                ));
-            }
-        }
-        if let Some(d) = &self.connectors.dingtalk
-            && d.app_key.is_some() != d.app_secret.is_some()
-        {
-            return invalid(
-                "connectors.dingtalk: set both app_key and app_secret, or neither for dry-run"
-                    .into(),
-            );
-        }
-        if let Some(dms) = &self.sources.dms {
-            dms.validate().map_err(ConfigError::Invalid)?;
         }
         if self.store.retention_days < 7 {
             return invalid("store.retention_days must be at least 7 (DingTalk status bars can be updated for 7 days)".into());
@@ -334,134 +225,6 @@ impl Config {
             return invalid("delivery.max_attempts must be at least 1".into());
         }
         Ok(())
-    }
-
-    /// The ZenTao instance a route sends to: the one it names, or the only one there is.
-    pub fn zentao_instance(&self, route: &Route) -> Option<&str> {
-        self.zentao_instance_named(route.instance.as_deref())
-    }
-
-    /// The instance called `name`, or without a name the only one there is.
-    pub fn zentao_instance_named(&self, name: Option<&str>) -> Option<&str> {
-        let zentao = &self.connectors.zentao;
-        match name {
-            Some(name) => zentao.get_key_value(name).map(|(k, _)| k.as_str()),
-            None if zentao.len() == 1 => zentao.keys().next().map(String::as_str),
-            None => None,
-        }
-    }
-
-    fn source_names(&self) -> Vec<&'static str> {
-        let mut names = vec![];
-        if self.sources.hap.is_some() {
-            names.push("hap");
-        }
-        if self.sources.dms.is_some() {
-            names.push("dms");
-        }
-        names
-    }
-}
-
-/// Where a secret comes from: `env:NAME`, `secretsmanager:<arn>[#json-key]`, or `plain:value`.
-#[derive(Clone, Deserialize)]
-#[serde(try_from = "String")]
-pub enum SecretRef {
-    Env(String),
-    SecretsManager { id: String, key: Option<String> },
-    Plain(String),
-}
-
-impl std::fmt::Debug for SecretRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SecretRef::Env(name) => write!(f, "env:{name}"),
-            SecretRef::SecretsManager { id, key } => {
-                write!(f, "secretsmanager:{id}#{}", key.as_deref().unwrap_or(""))
-            }
-            SecretRef::Plain(_) => f.write_str("plain:<redacted>"),
-        }
-    }
-}
-
-impl TryFrom<String> for SecretRef {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        if let Some(name) = s.strip_prefix("env:") {
-            Ok(SecretRef::Env(name.to_owned()))
-        } else if let Some(rest) = s.strip_prefix("secretsmanager:") {
-            let (id, key) = match rest.rsplit_once('#') {
-                Some((id, key)) => (id.to_owned(), Some(key.to_owned())),
-                None => (rest.to_owned(), None),
-            };
-            Ok(SecretRef::SecretsManager { id, key })
-        } else if let Some(value) = s.strip_prefix("plain:") {
-            Ok(SecretRef::Plain(value.to_owned()))
-        } else {
-            Err(
-                "a secret must be a reference: \"env:NAME\", \"secretsmanager:<arn>#<key>\" \
-                 (or \"plain:<value>\" for local experiments)"
-                    .into(),
-            )
-        }
-    }
-}
-
-/// Resolves [`SecretRef`]s; creates a Secrets Manager client only if one is referenced.
-#[derive(Default)]
-pub struct Secrets {
-    client: OnceCell<aws_sdk_secretsmanager::Client>,
-}
-
-impl Secrets {
-    pub async fn resolve(&self, r: &SecretRef) -> Result<String, ConfigError> {
-        let fail = |reason: String| ConfigError::Secret {
-            reference: format!("{r:?}"),
-            reason,
-        };
-        let value = match r {
-            SecretRef::Env(name) => std::env::var(name)
-                .map_err(|_| fail(format!("environment variable {name} is not set")))?,
-            SecretRef::Plain(v) => {
-                warn!("a secret is written in plain text in the config; use env:NAME instead");
-                v.clone()
-            }
-            SecretRef::SecretsManager { id, key } => {
-                let client = self
-                    .client
-                    .get_or_init(|| async {
-                        aws_sdk_secretsmanager::Client::new(&aws_config::load_from_env().await)
-                    })
-                    .await;
-                let out = client
-                    .get_secret_value()
-                    .secret_id(id)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        fail(aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string())
-                    })?;
-                let text = out
-                    .secret_string()
-                    .ok_or_else(|| fail("the secret has no string value".into()))?;
-                match key {
-                    None => text.to_owned(),
-                    Some(k) => serde_json::from_str::<serde_json::Value>(text)
-                        .ok()
-                        .and_then(|v| v.get(k)?.as_str().map(str::to_owned))
-                        .ok_or_else(|| {
-                            fail(format!(
-                                "the secret is not a JSON object with a string \"{k}\""
-                            ))
-                        })?,
-                }
-            }
-        };
-        if value.is_empty() {
-            return Err(fail("the secret is empty".into()));
-        }
-        Ok(value)
     }
 }
 
@@ -487,10 +250,6 @@ mod tests {
         assert_eq!(hap.max_body_bytes, 256 * 1024);
         let d = c.connectors.dingtalk.unwrap();
         assert_eq!(d.base_url, "https://oapi.dingtalk.com");
-        assert_eq!(
-            d.todo_fanout,
-            crate::connectors::dingtalk::TodoFanout::PerUser
-        );
         assert_eq!(c.delivery, RetryPolicy::default());
     }
 
@@ -556,22 +315,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("env:NAME"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn env_secrets_resolve_and_missing_ones_say_which() {
-        let s = Secrets::default();
-        assert!(
-            !s.resolve(&SecretRef::Env("PATH".into()))
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        let err = s
-            .resolve(&SecretRef::Env("HOOKBRIDGE_SURELY_UNSET".into()))
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("HOOKBRIDGE_SURELY_UNSET is not set"), "{err}");
     }
 }

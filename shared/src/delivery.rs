@@ -7,25 +7,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::event::{
-    Delivery, DeliveryKey, Failure, Millis, Outcome, RetryPolicy, Status, now_ms, settle,
-};
+use crate::connectors::Connector;
+use crate::event::{DeliveryKey, Failure, Millis, Outcome, RetryPolicy, Status, now_ms, settle};
 use crate::logging::LogId;
 use crate::store::{DeliveryStore, StoreError};
-
-/// An outbound connector: one file in `connectors/`.
-#[async_trait]
-pub trait Connector: Send + Sync {
-    fn name(&self) -> &'static str;
-    /// Makes the call for one claimed delivery. Never panics, never retries in place beyond
-    /// what the protocol itself asks for (a token refresh): retries are the loop's job.
-    async fn deliver(&self, delivery: &Delivery, store: &dyn DeliveryStore) -> Outcome;
-}
 
 pub struct Sender {
     connectors: Vec<Arc<dyn Connector>>,
@@ -73,7 +62,7 @@ impl Sender {
             .iter()
             .find(|c| c.name() == claimed.connector)
         {
-            Some(c) => c.deliver(&claimed, self.store.as_ref()).await,
+            Some(c) => c.deliver(&claimed).await,
             None => Outcome::Failed(Failure::Permanent(format!(
                 "no connector \"{}\" is configured here",
                 claimed.connector
@@ -190,20 +179,23 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::event::{Action, Event};
-    use crate::store::EventStore;
+    use crate::event::{Action, Delivery, Event};
     use crate::store::memory::MemoryStore;
+    use crate::store::{EventStore, HistoryStore};
 
     /// A connector that answers from a script, one outcome per call.
     struct Scripted(std::sync::Mutex<Vec<Outcome>>);
 
-    #[async_trait]
+    #[async_trait::async_trait]
     impl Connector for Scripted {
         fn name(&self) -> &'static str {
             "scripted"
         }
-        async fn deliver(&self, _: &Delivery, _: &dyn DeliveryStore) -> Outcome {
+        async fn deliver(&self, _: &Delivery) -> Outcome {
             self.0.lock().unwrap().remove(0)
+        }
+        fn dry_run(&self) -> bool {
+            false
         }
     }
 

@@ -51,6 +51,9 @@ pub fn event_pk(source: &str, key: &str) -> String {
     format!("EVT#{source}#{key}")
 }
 
+/// DynamoDB takes at most 100 items in one transaction: the event and 99 deliveries.
+pub const MAX_DELIVERIES: usize = 99;
+
 /// The sort key of an event's `n`th delivery through `connector`.
 pub fn delivery_sk(connector: &str, n: usize) -> String {
     format!("DLV#{connector}#{n:03}")

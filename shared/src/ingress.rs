@@ -11,9 +11,9 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use tracing::{Span, error, info, instrument, warn};
 
-use crate::event::{Delivery, Millis};
+use crate::event::{Delivery, MAX_DELIVERIES, Millis};
 use crate::logging::LogId;
-use crate::routing::{MAX_DELIVERIES, Router};
+use crate::routing::Router;
 use crate::sources::{Accepted, Rejection, Source, Verify};
 use crate::store::{EventStore, Inserted};
 

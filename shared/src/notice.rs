@@ -3,18 +3,44 @@
 //! (`connectors/<c>/render.rs`); neither knows the other's fields.
 
 use chrono::TimeZone;
+use serde_json::Value;
 
 use crate::event::{Millis, beijing};
 
-#[derive(Debug, Clone, PartialEq)]
+/// What the reader is asked to do with a notice. (Recalling a sent one will be `Revoke`.)
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Intent {
+    /// Read it.
+    #[default]
+    Message,
+    /// Act on it: the source's to-do `id`, which a later `Finish` names.
+    Todo { id: String },
+    /// The to-do `todo_id` was finished. `todo_event` is the stored event that sent it (where
+    /// its deliveries are), `todo_kind` that event's kind (routes for it take its finish too).
+    Finish {
+        todo_id: String,
+        todo_event: String,
+        todo_kind: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Notice {
     /// The source as readers know it (`HAP`, `DMS`).
     pub from: &'static str,
+    pub intent: Intent,
+    /// The source's ids of who should read it; routing maps them to each connector's users.
+    pub recipients: Vec<String>,
+    /// The ids are never a connector's own (Alibaba Cloud UIDs): without a mapping they are
+    /// dropped (and reported), whatever the recipient map's mode.
+    pub foreign_ids: bool,
+    /// What templates see: the event's fields by name, with `tag` and `time`.
+    pub fields: Value,
     /// The app or module the event is about (HAP's app name), if any.
     pub app: Option<String>,
+    /// Title and body, rendered from `fields` by the route's template (values Markdown-escaped
+    /// when the connector shows Markdown); empty until routing renders them.
     pub title: String,
-    /// The body, rendered by the route's template (Markdown-escaped when the connector shows
-    /// Markdown).
     pub text: String,
     /// Stable per event, unique between events (see [`tag`]).
     pub tag: String,
@@ -27,6 +53,32 @@ pub struct Notice {
     pub details: Vec<String>,
     /// How many files come with it.
     pub attachments: usize,
+}
+
+impl Notice {
+    /// A notice tagged from the event id `id`, dated `time`, with `fields` for templates (which
+    /// get `tag` and `time` too); the source fills in the rest.
+    pub fn new(
+        from: &'static str,
+        intent: Intent,
+        id: &str,
+        time: Millis,
+        mut fields: Value,
+    ) -> Self {
+        let tag = tag(id);
+        if let Some(o) = fields.as_object_mut() {
+            o.insert("tag".into(), Value::from(tag.as_str()));
+            o.insert("time".into(), Value::from(local_time(time)));
+        }
+        Notice {
+            from,
+            intent,
+            fields,
+            tag,
+            time,
+            ..Notice::default()
+        }
+    }
 }
 
 /// Short, stable tag from the event id: the same event renders the same content (a retry is a

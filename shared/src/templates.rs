@@ -1,5 +1,5 @@
 //! Message templates (minijinja): a `title` and a `text` per template, rendered with the event's
-//! fields by name. Each source has a built-in template (what hookbridge has always sent);
+//! fields by name. Each source has a built-in template named after it (its file's `TEMPLATE`);
 //! `[templates.<name>]` in the config adds more, and a route picks one with `template = "<name>"`.
 //!
 //! When the output is Markdown, the event's values are escaped before rendering, so text from
@@ -11,19 +11,21 @@ use minijinja::Environment;
 use serde::Deserialize;
 use serde_json::Value;
 
-/// Built-in templates, named after their source.
-const BUILTIN: &[(&str, &str, &str)] = &[
-    (
-        "hap",
-        "{{ label }}{% if appName %}｜{{ appName }}{% endif %}",
-        "{{ message }}",
-    ),
-    (
-        "dms",
-        "【DMS】{{ module }}{{ event }}",
-        "{{ message | trim }}",
-    ),
-];
+/// A source's built-in template: what it sends unless a route picks another.
+#[derive(Debug, Clone, Copy)]
+pub struct Builtin {
+    pub title: &'static str,
+    pub text: &'static str,
+}
+
+/// A template that does not compile or render: which one, which part, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("templates.{name}.{part}: {reason}")]
+pub struct TemplateError {
+    pub name: String,
+    pub part: &'static str,
+    pub reason: String,
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,22 +51,29 @@ impl std::fmt::Debug for Templates {
 }
 
 impl Templates {
-    /// Compiles the built-ins and the config's templates; an error names the template, the
-    /// part and the line.
-    pub fn new(user: &BTreeMap<String, TemplateConfig>) -> Result<Templates, String> {
+    /// Compiles the sources' built-ins (by source name) and the config's templates; an error
+    /// names the template, the part and the line.
+    pub fn new(
+        builtins: &[(&str, Builtin)],
+        user: &BTreeMap<String, TemplateConfig>,
+    ) -> Result<Templates, TemplateError> {
         let mut env = Environment::new();
         // Missing fields render empty: sources leave out what they do not know.
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
-        let builtin = BUILTIN
+        let builtin = builtins
             .iter()
-            .map(|(n, t, x)| ((*n).to_owned(), (*t).to_owned(), (*x).to_owned()));
+            .map(|(n, b)| ((*n).to_owned(), b.title.to_owned(), b.text.to_owned()));
         let user = user
             .iter()
             .map(|(n, t)| (n.clone(), t.title.clone(), t.text.clone()));
         for (name, title, text) in builtin.chain(user) {
             for (part, source) in [("title", title), ("text", text)] {
                 env.add_template_owned(format!("{name}.{part}"), source)
-                    .map_err(|e| format!("templates.{name}.{part}: {}", describe(&e)))?;
+                    .map_err(|e| TemplateError {
+                        name: name.clone(),
+                        part,
+                        reason: describe(&e),
+                    })?;
             }
         }
         Ok(Templates { env })
@@ -75,7 +84,12 @@ impl Templates {
     }
 
     /// Renders template `name` with `context` (a JSON object of the event's fields).
-    pub fn render(&self, name: &str, context: &Value, markdown: bool) -> Result<Rendered, String> {
+    pub fn render(
+        &self,
+        name: &str,
+        context: &Value,
+        markdown: bool,
+    ) -> Result<Rendered, TemplateError> {
         let escaped;
         let context = if markdown {
             escaped = escape_strings(context);
@@ -83,12 +97,16 @@ impl Templates {
         } else {
             context
         };
-        let part = |part: &str| {
+        let part = |part: &'static str| {
             self.env
                 .get_template(&format!("{name}.{part}"))
                 .and_then(|t| t.render(minijinja::value::Serde(context)))
                 .map(|s| s.trim().to_owned())
-                .map_err(|e| format!("templates.{name}.{part}: {}", describe(&e)))
+                .map_err(|e| TemplateError {
+                    name: name.to_owned(),
+                    part,
+                    reason: describe(&e),
+                })
         };
         Ok(Rendered {
             title: part("title")?,
@@ -151,7 +169,7 @@ mod tests {
                 )
             })
             .collect();
-        Templates::new(&user).unwrap()
+        Templates::new(crate::registry::TEMPLATES, &user).unwrap()
     }
 
     #[test]
@@ -242,7 +260,7 @@ mod tests {
             },
         )]
         .into();
-        let err = Templates::new(&user).unwrap_err();
+        let err = Templates::new(&[], &user).unwrap_err().to_string();
         assert!(err.starts_with("templates.broken.text:"), "{err}");
         assert!(err.contains("line 2"), "{err}");
     }

@@ -10,7 +10,7 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use hookbridge::event::{Delivery, DeliveryKey, Event, Millis, Settled, Status};
 use hookbridge::store::memory::MemoryStore;
 use hookbridge::store::{
-    DeliveryStore, EventStore, Inserted, Store, StoreError, TokenRecord, TokenStore,
+    DeliveryStore, EventStore, HistoryStore, Inserted, Store, StoreError, TokenRecord, TokenStore,
 };
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
 use hookbridge_tests::{HAP_TOKEN, app_on, config, events, fixture};
@@ -216,6 +216,13 @@ impl EventStore for FailsToRecord {
 }
 
 #[async_trait]
+impl HistoryStore for FailsToRecord {
+    async fn deliveries_of(&self, pk: &str) -> Result<Vec<Delivery>, StoreError> {
+        self.inner.deliveries_of(pk).await
+    }
+}
+
+#[async_trait]
 impl DeliveryStore for FailsToRecord {
     async fn claim(
         &self,
@@ -232,9 +239,6 @@ impl DeliveryStore for FailsToRecord {
             ));
         }
         self.inner.record(c, s, now).await
-    }
-    async fn deliveries_of(&self, pk: &str) -> Result<Vec<Delivery>, StoreError> {
-        self.inner.deliveries_of(pk).await
     }
     async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError> {
         self.inner.due(now, limit).await
@@ -507,7 +511,13 @@ fn the_template_gives_the_functions_a_valid_config() {
             config.sources.dms.unwrap().signature_key.is_some(),
             !dms_key_line.is_empty()
         );
-        assert_eq!(config.connectors.zentao.contains_key("main"), zentao);
+        assert_eq!(
+            config
+                .connectors
+                .zentao
+                .is_some_and(|z| z.contains_key("main")),
+            zentao
+        );
         let group = config
             .routes
             .iter()

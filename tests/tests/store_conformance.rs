@@ -323,7 +323,7 @@ async fn dropping_a_token_only_drops_that_token(store: Arc<dyn Store>) {
 
 async fn ninety_nine_deliveries_fit_in_one_insert(store: Arc<dyn Store>) {
     let e = event("m8");
-    let ds = deliveries(&e, hookbridge::routing::MAX_DELIVERIES);
+    let ds = deliveries(&e, hookbridge::event::MAX_DELIVERIES);
     assert_eq!(store.insert(&e, &ds).await.unwrap(), Inserted::Created);
     assert_eq!(store.deliveries_of(&e.pk()).await.unwrap().len(), 99);
 }

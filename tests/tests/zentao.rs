@@ -135,7 +135,13 @@ async fn a_wrong_key_or_a_denied_ip_is_dead_with_what_to_fix() {
         let fake = FakeZenTao::start().await;
         let mut cfg = config(None, &zentao(&fake.url, "", ""));
         if setup == "key" {
-            let main = cfg.connectors.zentao.get_mut("main").unwrap();
+            let main = cfg
+                .connectors
+                .zentao
+                .as_mut()
+                .unwrap()
+                .get_mut("main")
+                .unwrap();
             main.key = Some(String::from("plain:0000").try_into().unwrap());
         } else {
             fake.deny_ip();
@@ -208,7 +214,13 @@ async fn an_overloaded_zentao_spends_no_attempt() {
 async fn an_instance_without_a_key_is_a_dry_run() {
     let fake = FakeZenTao::start().await;
     let mut cfg = config(None, &zentao(&fake.url, "", ""));
-    cfg.connectors.zentao.get_mut("main").unwrap().key = None;
+    cfg.connectors
+        .zentao
+        .as_mut()
+        .unwrap()
+        .get_mut("main")
+        .unwrap()
+        .key = None;
     let mut h = Harness::new(cfg).await;
     h.post("/hap/message", &fixture("hap-message-mention.json"))
         .await;

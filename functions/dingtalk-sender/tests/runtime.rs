@@ -1,7 +1,7 @@
 //! This binary, run as Lambda runs it, against DynamoDB Local and the fake DingTalk.
 use std::sync::Arc;
 
-use hookbridge::store::DeliveryStore;
+use hookbridge::store::HistoryStore;
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
 use hookbridge_tests::fake_runtime::{Answer, invoke};
 use hookbridge_tests::fake_secrets::FakeSecrets;

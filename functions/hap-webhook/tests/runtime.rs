@@ -1,5 +1,5 @@
 //! This binary, run as Lambda runs it, against DynamoDB Local.
-use hookbridge::store::DeliveryStore;
+use hookbridge::store::{DeliveryStore, HistoryStore};
 use hookbridge_tests::fake_runtime::{Answer, invoke};
 use hookbridge_tests::{HAP_TOKEN, dynamo_store, events, fixture, lambda_env};
 

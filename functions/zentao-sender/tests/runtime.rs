@@ -2,7 +2,7 @@
 use std::sync::Arc;
 
 use hookbridge::event::Status;
-use hookbridge::store::DeliveryStore;
+use hookbridge::store::HistoryStore;
 use hookbridge_tests::fake_runtime::{Answer, invoke};
 use hookbridge_tests::fake_zentao::{CODE, FakeZenTao, KEY};
 use hookbridge_tests::{

@@ -1,5 +1,108 @@
-//! Outbound connectors. Each is one file: typed API client, error classes, token handling.
-//! They plug into [`crate::delivery`].
+//! Outbound connectors, a folder each: `mod.rs` (its config section and the [`Connector`] the
+//! sender loop calls), `render.rs` (notices to request bodies: its [`Render`]), `api.rs` (the
+//! HTTP calls and their error classes) and `token.rs` where it has tokens. This module owns
+//! their contract; the registry (`registry.rs`) plugs them in.
 
 pub mod dingtalk;
 pub mod zentao;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::event::{Action, Delivery, Outcome};
+use crate::notice::Notice;
+use crate::setup::{ConfigError, Secrets};
+use crate::store::{HistoryStore, TokenStore};
+
+/// Where a route sends, within its connector.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    /// Which configured instance, for connectors that have several.
+    pub instance: Option<String>,
+    /// A group chat instead of users.
+    pub group: Option<String>,
+}
+
+/// One call a connector will make: one delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub action: Action,
+    /// Who it reaches, as the connector names them (or the group).
+    pub recipients: Vec<String>,
+    /// The request, fully rendered: the sender posts it as it is.
+    pub message: Value,
+}
+
+/// What a connector makes of one notice for one target.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub calls: Vec<Call>,
+    /// Users the connector cannot address (reported with those that have no mapping).
+    pub unmapped: Vec<String>,
+}
+
+/// The ingress half of a connector: a notice in, request bodies out. Pure and built from config
+/// alone, so a webhook function renders without any of the connector's secrets, and the same
+/// notice always renders the same bytes (a retried send is an exact resend).
+pub trait Render: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// The target of a route with these `instance` and `group` settings, or what is wrong with
+    /// them for this connector.
+    fn target(&self, instance: Option<&str>, group: Option<&str>) -> Result<Target, String>;
+    /// Whether `notice` shows as Markdown on `target` (then templates escape the event's values).
+    fn markdown(&self, notice: &Notice, target: &Target) -> bool;
+    /// The calls that deliver `notice` to `users` (already mapped; empty for a group).
+    fn plan(
+        &self,
+        notice: &Notice,
+        target: &Target,
+        users: Vec<String>,
+    ) -> Result<Plan, serde_json::Error>;
+    /// What this connector's recipients are called, in the report of those without a mapping.
+    fn recipient_noun(&self) -> &'static str {
+        "recipient"
+    }
+}
+
+/// The sending half of a connector, which the sender loop ([`crate::delivery`]) calls.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Makes the call for one claimed delivery. Never panics, never retries in place beyond
+    /// what the protocol itself asks for (a token refresh): retries are the loop's job.
+    async fn deliver(&self, delivery: &Delivery) -> Outcome;
+    /// Whether it records requests instead of sending them (it has no credentials).
+    fn dry_run(&self) -> bool;
+}
+
+/// The store a connector may use: only these narrow ports, never the delivery store.
+#[derive(Clone)]
+pub struct Ports {
+    pub tokens: Arc<dyn TokenStore>,
+    pub history: Arc<dyn HistoryStore>,
+}
+
+/// How the registry (`registry.rs`) makes a connector from its `[connectors.<name>]` section.
+#[async_trait]
+pub trait ConnectorPart {
+    type Config: serde::de::DeserializeOwned + Clone + std::fmt::Debug + Send + Sync;
+    /// What is wrong with the section beyond its types, before any secret is resolved.
+    fn check(_config: &Self::Config) -> Result<(), ConfigError> {
+        Ok(())
+    }
+    /// The ingress half, from the section alone (no secrets).
+    fn render(config: &Self::Config) -> Arc<dyn Render>;
+    /// The sending half, with its secrets resolved (and no other part's).
+    async fn build(
+        config: &Self::Config,
+        secrets: &Secrets,
+        ports: &Ports,
+    ) -> Result<Arc<dyn Connector>, ConfigError>;
+}
+
+/// A connector's per-request timeout when it does not set its own.
+fn default_timeout() -> u64 {
+    10
+}

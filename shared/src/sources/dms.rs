@@ -5,6 +5,9 @@
 //! ([`constructions`]) is tried in constant time, the one that matched is logged, and config can
 //! pin it once known; `hookbridge dms verify` settles it from one captured request.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
@@ -16,12 +19,12 @@ use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
-use super::{Accepted, Parsed, Rejection, Source, Verify};
-use super::{SourceEvent, decode, json as strict, lenient};
-use crate::config::{SecretRef, default_max_body};
+use super::{Accepted, Parsed, Rejection, Source, SourcePart, Verify};
+use super::{decode, default_max_body, json as strict, lenient, payload};
 use crate::event::{Event, Millis, beijing};
-use crate::notice::{Notice, tag};
-use crate::templates::Rendered;
+use crate::notice::{Intent, Notice};
+use crate::setup::{ConfigError, SecretRef, Secrets};
+use crate::templates::Builtin;
 
 pub const PATH: &str = "/dms";
 
@@ -48,25 +51,6 @@ pub struct DmsConfig {
     /// Deliver the console's Test button message too (default: acknowledge it only).
     #[serde(default)]
     pub forward_test: bool,
-}
-
-impl DmsConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        let mode = self.signature_mode.unwrap_or(SignatureMode::Off);
-        if mode != SignatureMode::Off && self.signature_key.is_none() {
-            return Err("sources.dms: signature_mode needs a signature_key".into());
-        }
-        if let Some(v) = &self.signature_variant
-            && !constructions("{}", "k", Some("https://h/p"))
-                .iter()
-                .any(|c| &c.name == v)
-        {
-            return Err(format!(
-                "sources.dms.signature_variant {v:?} is not a construction `hookbridge dms verify` knows"
-            ));
-        }
-        Ok(())
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -131,9 +115,8 @@ impl DmsEvent {
         self.task_name == TEST_TASK_NAME && self.task_id.is_empty()
     }
 
-    /// The notice this event makes (`event` is its stored form: key and arrival time), its
-    /// title and text rendered by the route's template.
-    pub fn notice(&self, event: &Event, rendered: Rendered) -> Notice {
+    /// The notice this event makes; `key` is its stored key, `fields` what templates see.
+    fn notice(&self, key: &str, received_at: Millis, fields: Value) -> Notice {
         let task = match (self.task_name.as_str(), self.task_id.as_str()) {
             ("", "") => None,
             (name, "") => Some(format!("任务：{name}")),
@@ -142,17 +125,12 @@ impl DmsEvent {
         };
         let submitter =
             (!self.submitter_name.is_empty()).then(|| format!("提交人：{}", self.submitter_name));
+        let time = self.event_time.unwrap_or(received_at);
         Notice {
-            from: "DMS",
-            app: None,
-            title: rendered.title,
-            text: rendered.text,
-            tag: tag(&event.key),
-            time: self.event_time.unwrap_or(event.received_at),
-            link: None,
-            images: vec![],
+            recipients: self.recipients().iter().map(|u| u.uid.clone()).collect(),
+            foreign_ids: true,
             details: task.into_iter().chain(submitter).collect(),
-            attachments: 0,
+            ..Notice::new("DMS", Intent::Message, key, time, fields)
         }
     }
 
@@ -474,6 +452,7 @@ pub struct DmsSource {
     /// `user:password` expected in HTTP Basic auth.
     basic: Option<String>,
     max_body_bytes: usize,
+    forward_test: bool,
 }
 
 impl DmsSource {
@@ -481,12 +460,64 @@ impl DmsSource {
         signature: Option<SignatureCheck>,
         basic: Option<(String, String)>,
         max_body_bytes: usize,
+        forward_test: bool,
     ) -> Self {
         DmsSource {
             signature,
             basic: basic.map(|(u, p)| format!("{u}:{p}")),
             max_body_bytes,
+            forward_test,
         }
+    }
+}
+
+#[async_trait]
+impl SourcePart for DmsSource {
+    type Config = DmsConfig;
+    const TEMPLATE: Builtin = Builtin {
+        title: "【DMS】{{ module }}{{ event }}",
+        text: "{{ message | trim }}",
+    };
+
+    fn check(config: &DmsConfig) -> Result<(), ConfigError> {
+        let mode = config.signature_mode.unwrap_or(SignatureMode::Off);
+        if mode != SignatureMode::Off && config.signature_key.is_none() {
+            return Err(ConfigError::Invalid(
+                "sources.dms: signature_mode needs a signature_key".into(),
+            ));
+        }
+        if let Some(v) = &config.signature_variant
+            && !constructions("{}", "k", Some("https://h/p"))
+                .iter()
+                .any(|c| &c.name == v)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "sources.dms.signature_variant {v:?} is not a construction `hookbridge dms verify` knows"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn build(config: &DmsConfig, secrets: &Secrets) -> Result<Arc<dyn Source>, ConfigError> {
+        let signature = match &config.signature_key {
+            Some(k) => Some(SignatureCheck {
+                key: secrets.resolve(k).await?,
+                mode: config.signature_mode.unwrap_or(SignatureMode::Enforce),
+                url: config.webhook_url.clone().filter(|u| !u.is_empty()),
+                pinned: config.signature_variant.clone(),
+            }),
+            None => None,
+        };
+        let basic = match &config.basic_auth {
+            Some(b) => Some((b.user.clone(), secrets.resolve(&b.password).await?)),
+            None => None,
+        };
+        Ok(Arc::new(DmsSource::new(
+            signature,
+            basic,
+            config.max_body_bytes,
+            config.forward_test,
+        )))
     }
 }
 
@@ -561,19 +592,24 @@ impl Source for DmsSource {
         let event: DmsEvent = decode(envelope.event_json().as_bytes(), "DMS messageEvent")?;
         // No id in the body: the key is a hash of the canonical (key-sorted, compact) event, so
         // a retry of the same event is recognized however DMS formats it.
-        let canonical = strict::canonical(envelope.event_json()).unwrap_or_default();
+        let canonical = strict::canonical(envelope.event_json())
+            .map_err(|e| Rejection::BadRequest(format!("DMS messageEvent: {e}")))?;
         let digest = Sha1::digest(canonical.as_bytes());
         let key: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let payload = payload(&event)?;
+        // The console's Test button: stored and acknowledged, delivered only when asked.
+        let notice = (!event.is_test() || self.forward_test)
+            .then(|| event.notice(&key, now, payload.clone()));
         Ok(Parsed {
             event: Event {
                 source: "dms".into(),
                 key,
                 kind: if event.is_test() { "test" } else { "message" }.into(),
                 received_at: now,
-                payload: serde_json::to_value(&event).unwrap_or_default(),
+                payload,
                 raw: String::from_utf8_lossy(body).into_owned(),
             },
-            input: SourceEvent::Dms(event),
+            notice,
         })
     }
 
@@ -593,6 +629,24 @@ mod tests {
     /// The inputs of the vectors in protocols/dms.md §5.2.
     const EVENT: &str = r#"{"category":"工单","event":"执行成功","eventTime":1625630049930,"message":"【DMS数据管理】Webhook test, code: 144619 ","module":"数据变更","receivers":[{"name":"u1","uid":"1"}],"submitterName":"u1","submitterUid":"1","targetUsers":[{"name":"u1","uid":"1"}],"taskName":"Webhook test"}"#;
     const URL: &str = "https://hook.example.com/dms";
+
+    #[test]
+    fn the_console_test_is_delivered_only_when_asked() {
+        let body = format!(r#"{{"messageEvent":{EVENT}}}"#);
+        let parse = |forward| {
+            DmsSource::new(None, None, 1 << 20, forward)
+                .parse(PATH, body.as_bytes(), 7, Verify::Yes)
+                .unwrap()
+        };
+        let quiet = parse(false);
+        assert_eq!(quiet.event.kind, "test");
+        assert!(quiet.notice.is_none(), "stored and acknowledged only");
+        let n = parse(true).notice.unwrap();
+        assert_eq!((n.recipients, n.foreign_ids), (vec!["1".to_owned()], true));
+        assert_eq!(n.time, 1_625_630_049_930, "the event's own time");
+        assert_eq!(n.details, ["任务：Webhook test", "提交人：u1"]);
+        assert_eq!(n.fields["tag"], json!(n.tag));
+    }
 
     #[test]
     fn every_documented_vector_is_found_under_its_variant() {

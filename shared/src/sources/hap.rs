@@ -4,20 +4,26 @@
 //! HAP signs nothing; it sends the static headers configured in `WebhookHeaders`, so one of
 //! them carries a shared token that we compare in constant time.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::{Accepted, Parsed, Rejection, Source, Verify};
-use super::{SourceEvent, decode, lenient};
-use crate::config::{SecretRef, default_max_body};
-use crate::event::{Event, Millis};
-use crate::notice::{Notice, tag};
-use crate::templates::Rendered;
+use super::{Accepted, Parsed, Rejection, Source, SourcePart, Verify};
+use super::{decode, default_max_body, lenient, payload};
+use crate::event::{Event, Millis, event_pk};
+use crate::notice::{Intent, Notice};
+use crate::setup::{ConfigError, SecretRef, Secrets};
+use crate::templates::Builtin;
 
+const SOURCE: &str = "hap";
 pub const MESSAGE_PATH: &str = "/hap/message";
 pub const TODO_PATH: &str = "/hap/todo";
+/// How readers know this source.
+const FROM: &str = "HAP";
 
 // ---- config: [sources.hap] ----
 
@@ -154,9 +160,10 @@ pub struct HapMessage {
 }
 
 impl HapMessage {
-    /// The notice this message makes, received at `received_at`, its title and text
-    /// rendered by the route's template.
-    pub fn notice(&self, received_at: Millis, rendered: Rendered) -> Notice {
+    /// The notice this message makes, received at `received_at`; `fields` are what templates
+    /// see.
+    fn notice(&self, received_at: Millis, mut fields: serde_json::Value) -> Notice {
+        fields["label"] = json!(self.kind().label());
         let attachments = self.attachments();
         let names: Vec<&str> = attachments
             .iter()
@@ -165,13 +172,15 @@ impl HapMessage {
             .collect();
         let attachment_line = (!attachments.is_empty())
             .then(|| format!("附件 {} 个：{}", attachments.len(), names.join("、")));
+        let intent = match self.kind() {
+            HapKind::Todo => Intent::Todo {
+                id: self.message_id.clone(),
+            },
+            _ => Intent::Message,
+        };
         Notice {
-            from: "HAP",
             app: (!self.app_name.is_empty()).then(|| self.app_name.clone()),
-            title: rendered.title,
-            text: rendered.text,
-            tag: tag(&self.message_id),
-            time: received_at,
+            recipients: self.targets.clone(),
             link: (!self.redirect_url.is_empty()).then(|| self.redirect_url.clone()),
             images: attachments
                 .iter()
@@ -180,6 +189,7 @@ impl HapMessage {
                 .collect(),
             details: attachment_line.into_iter().collect(),
             attachments: attachments.len(),
+            ..Notice::new(FROM, intent, &self.message_id, received_at, fields)
         }
     }
 
@@ -220,6 +230,19 @@ impl FinishTodo {
             .map(|s| s.trim())
             .find(|s| !s.is_empty())
     }
+
+    /// The to-do's cards turn done: only the finishing user's, or everyone's without a user.
+    fn notice(&self, received_at: Millis, fields: serde_json::Value) -> Notice {
+        let intent = Intent::Finish {
+            todo_id: self.message_id.clone(),
+            todo_event: event_pk(SOURCE, &self.message_id),
+            todo_kind: HapKind::Todo.as_str(),
+        };
+        Notice {
+            recipients: self.user().map(str::to_owned).into_iter().collect(),
+            ..Notice::new(FROM, intent, &self.message_id, received_at, fields)
+        }
+    }
 }
 
 pub struct HapSource {
@@ -229,11 +252,20 @@ pub struct HapSource {
 }
 
 impl HapSource {
-    pub fn new(header: &str, tokens: Vec<String>, max_body_bytes: usize) -> Result<Self, String> {
-        let header = http::HeaderName::try_from(header)
-            .map_err(|_| format!("sources.hap.header {header:?} is not a valid header name"))?;
+    pub fn new(
+        header: &str,
+        tokens: Vec<String>,
+        max_body_bytes: usize,
+    ) -> Result<Self, ConfigError> {
+        let header = http::HeaderName::try_from(header).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "sources.hap.header {header:?} is not a valid header name"
+            ))
+        })?;
         if tokens.is_empty() {
-            return Err("sources.hap.tokens must list at least one token".into());
+            return Err(ConfigError::Invalid(
+                "sources.hap.tokens must list at least one token".into(),
+            ));
         }
         Ok(HapSource {
             header,
@@ -243,9 +275,27 @@ impl HapSource {
     }
 }
 
+#[async_trait]
+impl SourcePart for HapSource {
+    type Config = HapConfig;
+    const TEMPLATE: Builtin = Builtin {
+        title: "{{ label }}{% if appName %}｜{{ appName }}{% endif %}",
+        text: "{{ message }}",
+    };
+
+    async fn build(config: &HapConfig, secrets: &Secrets) -> Result<Arc<dyn Source>, ConfigError> {
+        let mut tokens = vec![];
+        for t in &config.tokens {
+            tokens.push(secrets.resolve(t).await?);
+        }
+        let source = HapSource::new(&config.header, tokens, config.max_body_bytes)?;
+        Ok(Arc::new(source))
+    }
+}
+
 impl Source for HapSource {
     fn name(&self) -> &'static str {
-        "hap"
+        SOURCE
     }
 
     fn paths(&self) -> &'static [&'static str] {
@@ -301,31 +351,32 @@ impl Source for HapSource {
                 finish.message_id,
                 finish.user().unwrap_or("*")
             );
+            let payload = payload(&finish)?;
             return Ok(Parsed {
+                notice: Some(finish.notice(now, payload.clone())),
                 event: Event {
-                    source: "hap".into(),
+                    source: SOURCE.into(),
                     key,
                     kind: "todo_finished".into(),
                     received_at: now,
-                    payload: serde_json::to_value(&finish).unwrap_or_default(),
+                    payload,
                     raw,
                 },
-                input: SourceEvent::HapFinish(finish),
             });
         }
         let msg: HapMessage = decode(body, "HAP message")?;
-        let mut payload = serde_json::to_value(&msg).unwrap_or_default();
+        let mut payload = payload(&msg)?;
         payload["kind"] = json!(msg.kind().as_str());
         Ok(Parsed {
+            notice: Some(msg.notice(now, payload.clone())),
             event: Event {
-                source: "hap".into(),
+                source: SOURCE.into(),
                 key: msg.message_id.clone(),
                 kind: msg.kind().as_str().into(),
                 received_at: now,
                 payload,
                 raw,
             },
-            input: SourceEvent::HapMessage(msg),
         })
     }
 
@@ -353,11 +404,10 @@ mod tests {
             .parse(path, body.as_bytes(), 7, Verify::Yes)
     }
 
+    /// The message as parsed, after `parse` accepted the body.
     fn message(body: &str) -> HapMessage {
-        match parse(MESSAGE_PATH, body).unwrap().input {
-            SourceEvent::HapMessage(m) => m,
-            other => panic!("{other:?}"),
-        }
+        parse(MESSAGE_PATH, body).unwrap();
+        decode(body.as_bytes(), "HAP message").unwrap()
     }
 
     #[test]
@@ -450,6 +500,60 @@ mod tests {
         let p = parse(TODO_PATH, r#"{"messageId":"m","userId":""}"#).unwrap();
         assert_eq!(p.event.key, "done#m#*");
         assert!(parse(TODO_PATH, r#"{"userId":"u"}"#).is_err());
+    }
+
+    #[test]
+    fn the_notice_says_what_to_do_and_for_whom() {
+        let todo = parse(
+            MESSAGE_PATH,
+            r#"{"messageId":"8d3e6f1a","messageTypeV2":14,"appName":"采购","redirectUrl":"https://hap/x","targets":["u1","u2"]}"#,
+        )
+        .unwrap()
+        .notice
+        .unwrap();
+        assert_eq!(
+            (todo.intent, todo.recipients, todo.foreign_ids),
+            (
+                Intent::Todo {
+                    id: "8d3e6f1a".into()
+                },
+                vec!["u1".to_owned(), "u2".to_owned()],
+                false
+            )
+        );
+        assert_eq!(
+            (todo.tag.as_str(), todo.link.as_deref()),
+            ("#8d3e6f", Some("https://hap/x"))
+        );
+        assert_eq!(
+            (
+                &todo.fields["label"],
+                &todo.fields["tag"],
+                &todo.fields["appName"]
+            ),
+            (&json!("待办"), &json!("#8d3e6f"), &json!("采购"))
+        );
+        let mention = parse(MESSAGE_PATH, r#"{"messageId":"a","messageTypeV2":12}"#).unwrap();
+        assert_eq!(mention.notice.unwrap().intent, Intent::Message);
+
+        let done = parse(TODO_PATH, r#"{"messageId":"8d3e6f1a","userId":"u2"}"#)
+            .unwrap()
+            .notice
+            .unwrap();
+        assert_eq!(
+            done.intent,
+            Intent::Finish {
+                todo_id: "8d3e6f1a".into(),
+                todo_event: "EVT#hap#8d3e6f1a".into(),
+                todo_kind: "todo"
+            }
+        );
+        assert_eq!(done.recipients, ["u2"]);
+        let for_all = parse(TODO_PATH, r#"{"messageId":"m"}"#)
+            .unwrap()
+            .notice
+            .unwrap();
+        assert!(for_all.recipients.is_empty());
     }
 
     #[test]

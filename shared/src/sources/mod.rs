@@ -7,17 +7,16 @@ pub mod hap;
 pub mod json;
 mod lenient;
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use http::{HeaderMap, StatusCode};
+use serde_json::Value;
 
 use crate::event::{Event, Millis};
-
-/// The typed view of a parsed request that routing works from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceEvent {
-    HapMessage(hap::HapMessage),
-    HapFinish(hap::FinishTodo),
-    Dms(dms::DmsEvent),
-}
+use crate::notice::Notice;
+use crate::setup::{ConfigError, Secrets};
+use crate::templates::Builtin;
 
 /// Why a request was not accepted. Every variant but `Unavailable` is the sender's to fix.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -61,11 +60,12 @@ pub struct Accepted {
     pub deliveries: usize,
 }
 
-/// A parsed request: the event to store and the typed view routing works from.
+/// A parsed request: the event to store, and the notice routing delivers (`None`: store and
+/// acknowledge only, like the DMS console's test message).
 #[derive(Debug, Clone)]
 pub struct Parsed {
     pub event: Event,
-    pub input: SourceEvent,
+    pub notice: Option<Notice>,
 }
 
 /// Whether `parse` checks what covers the body (signatures) on the reading it parses.
@@ -103,6 +103,23 @@ pub trait Source: Send + Sync {
     fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String;
 }
 
+/// How the registry (`registry.rs`) makes a source from its `[sources.<name>]` section.
+#[async_trait]
+pub trait SourcePart {
+    type Config: serde::de::DeserializeOwned + Clone + std::fmt::Debug + Send + Sync;
+    /// What its events read like unless a route picks another template.
+    const TEMPLATE: Builtin;
+    /// What is wrong with the section beyond its types, before any secret is resolved.
+    fn check(_config: &Self::Config) -> Result<(), ConfigError> {
+        Ok(())
+    }
+    /// The source, with its secrets resolved (and no other part's).
+    async fn build(
+        config: &Self::Config,
+        secrets: &Secrets,
+    ) -> Result<Arc<dyn Source>, ConfigError>;
+}
+
 /// Decodes a JSON object body into `T`, read strictly ([`json::check`]), with errors that say
 /// which field is wrong.
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Rejection> {
@@ -124,4 +141,15 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, 
             format!("{what}: field {path}: {inner}")
         })
     })
+}
+
+/// The stored form of a parsed body.
+fn payload<T: serde::Serialize>(parsed: &T) -> Result<Value, Rejection> {
+    serde_json::to_value(parsed)
+        .map_err(|e| Rejection::BadRequest(format!("the body cannot be stored: {e}")))
+}
+
+/// The body limit of a source that does not set its own.
+fn default_max_body() -> usize {
+    256 * 1024
 }

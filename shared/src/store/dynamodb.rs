@@ -27,7 +27,9 @@ use aws_sdk_dynamodb::types::{
 use serde::{Deserialize, Serialize};
 use tracing::{instrument, warn};
 
-use super::{DeliveryStore, EventStore, Inserted, StoreError, TokenRecord, TokenStore};
+use super::{
+    DeliveryStore, EventStore, HistoryStore, Inserted, StoreError, TokenRecord, TokenStore,
+};
 use crate::event::{Action, Delivery, DeliveryKey, Event, Millis, Settled, Status};
 
 pub const STATUS_DUE_INDEX: &str = "status-due";
@@ -331,6 +333,27 @@ impl EventStore for DynamoStore {
 }
 
 #[async_trait]
+impl HistoryStore for DynamoStore {
+    async fn deliveries_of(&self, pk: &str) -> Result<Vec<Delivery>, StoreError> {
+        let items: Vec<_> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :dlv)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":dlv", s("DLV#"))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(unavailable)?;
+        items.into_iter().map(decode_delivery).collect()
+    }
+}
+
+#[async_trait]
 impl DeliveryStore for DynamoStore {
     #[instrument(skip_all, fields(delivery = %key))]
     async fn claim(
@@ -431,24 +454,6 @@ impl DeliveryStore for DynamoStore {
             expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
         applied(req.update_expression(expr).send().await)
-    }
-
-    async fn deliveries_of(&self, pk: &str) -> Result<Vec<Delivery>, StoreError> {
-        let items: Vec<_> = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :dlv)")
-            .expression_attribute_values(":pk", s(pk))
-            .expression_attribute_values(":dlv", s("DLV#"))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(unavailable)?;
-        items.into_iter().map(decode_delivery).collect()
     }
 
     async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError> {

@@ -8,7 +8,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::{DeliveryStore, EventStore, Inserted, StoreError, TokenRecord, TokenStore};
+use super::{
+    DeliveryStore, EventStore, HistoryStore, Inserted, StoreError, TokenRecord, TokenStore,
+};
 use crate::event::{Delivery, DeliveryKey, Event, Millis, Settled, Status};
 
 #[derive(Default)]
@@ -82,6 +84,19 @@ impl EventStore for MemoryStore {
 }
 
 #[async_trait]
+impl HistoryStore for MemoryStore {
+    async fn deliveries_of(&self, pk: &str) -> Result<Vec<Delivery>, StoreError> {
+        Ok(self
+            .lock()
+            .deliveries
+            .values()
+            .filter(|d| d.pk == pk)
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
 impl DeliveryStore for MemoryStore {
     async fn claim(
         &self,
@@ -121,16 +136,6 @@ impl DeliveryStore for MemoryStore {
             }
             _ => Ok(false),
         }
-    }
-
-    async fn deliveries_of(&self, pk: &str) -> Result<Vec<Delivery>, StoreError> {
-        Ok(self
-            .lock()
-            .deliveries
-            .values()
-            .filter(|d| d.pk == pk)
-            .cloned()
-            .collect())
     }
 
     async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError> {

@@ -32,8 +32,16 @@ pub trait EventStore: Send + Sync {
     async fn insert(&self, event: &Event, deliveries: &[Delivery]) -> Result<Inserted, StoreError>;
 }
 
+/// What a connector may read back: the deliveries an earlier event made (DingTalk's task ids,
+/// for turning a to-do card's status bar to done).
 #[async_trait]
-pub trait DeliveryStore: Send + Sync {
+pub trait HistoryStore: Send + Sync {
+    /// Every delivery of one event.
+    async fn deliveries_of(&self, pk: &str) -> Result<Vec<Delivery>, StoreError>;
+}
+
+#[async_trait]
+pub trait DeliveryStore: HistoryStore {
     /// `pending → sending`, one more attempt, claim lapsing at `lease_until`. `None` when the
     /// delivery is not pending (another sender has it, it is done, or the record was stale).
     async fn claim(
@@ -51,9 +59,6 @@ pub trait DeliveryStore: Send + Sync {
         settled: &Settled,
         now: Millis,
     ) -> Result<bool, StoreError>;
-
-    /// Every delivery of one event.
-    async fn deliveries_of(&self, pk: &str) -> Result<Vec<Delivery>, StoreError>;
 
     /// Deliveries that are `retrying` and due, or `sending` with a lapsed claim.
     async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError>;

@@ -21,10 +21,10 @@ pub use api::{ApiError, SEND_PATH, STATUS_BAR_PATH, TOKEN_PATH, judge};
 pub use render::*;
 pub use token::TokenCache;
 
-use crate::config::{SecretRef, default_timeout};
-use crate::delivery::Connector;
+use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::event::{Action, Delivery, Failure, Outcome};
-use crate::store::{DeliveryStore, TokenStore};
+use crate::setup::{ConfigError, SecretRef, Secrets};
+use crate::store::{HistoryStore, TokenStore};
 use api::{Api, as_code};
 
 pub const CONNECTOR: &str = "dingtalk";
@@ -96,6 +96,8 @@ enum Mode {
 pub struct DingTalk {
     agent_id: i64,
     mode: Mode,
+    /// Where the cards of a to-do are found when its status bar changes.
+    history: Arc<dyn HistoryStore>,
 }
 
 impl DingTalk {
@@ -104,14 +106,14 @@ impl DingTalk {
         config: &DingTalkConfig,
         app_secret: Option<String>,
         tokens: Arc<dyn TokenStore>,
-    ) -> Result<Self, String> {
+        history: Arc<dyn HistoryStore>,
+    ) -> Result<Self, reqwest::Error> {
         let mode = match (&config.app_key, app_secret) {
             (Some(key), Some(secret)) => {
                 let http = reqwest::Client::builder()
                     .timeout(Duration::from_secs(config.timeout_secs))
                     .connect_timeout(Duration::from_secs(config.timeout_secs.min(5)))
-                    .build()
-                    .map_err(|e| format!("HTTP client: {e}"))?;
+                    .build()?;
                 Mode::Live {
                     api: Box::new(Api::new(http, &config.base_url, config.max_qps)),
                     tokens: TokenCache::new(key.clone(), secret, tokens),
@@ -122,11 +124,8 @@ impl DingTalk {
         Ok(DingTalk {
             agent_id: config.agent_id,
             mode,
+            history,
         })
-    }
-
-    pub fn is_dry_run(&self) -> bool {
-        matches!(self.mode, Mode::DryRun)
     }
 
     /// Calls an API with the shared token; on a token error, refreshes once and retries at once.
@@ -158,7 +157,7 @@ impl DingTalk {
     }
 
     async fn send(&self, d: &Delivery) -> Outcome {
-        if self.is_dry_run() {
+        if self.dry_run() {
             return Outcome::DryRun(
                 json!({ "requests": [{ "path": SEND_PATH, "body": d.message }] }),
             );
@@ -176,14 +175,14 @@ impl DingTalk {
 
     /// Flips the status bar of the cards an earlier send created. Waits while any of them is
     /// still being sent.
-    async fn update_status(&self, d: &Delivery, store: &dyn DeliveryStore) -> Outcome {
+    async fn update_status(&self, d: &Delivery) -> Outcome {
         let update: StatusUpdate = match serde_json::from_value(d.message.clone()) {
             Ok(u) => u,
             Err(e) => {
                 return Outcome::Failed(Failure::Permanent(format!("bad status update: {e}")));
             }
         };
-        let cards: Vec<Delivery> = match store.deliveries_of(&update.event).await {
+        let cards: Vec<Delivery> = match self.history.deliveries_of(&update.event).await {
             Ok(all) => all
                 .into_iter()
                 .filter(|c| c.connector == CONNECTOR && c.action == Action::Send)
@@ -237,7 +236,7 @@ impl DingTalk {
                 "status_bg": update.status_bg,
             })
         };
-        if self.is_dry_run() {
+        if self.dry_run() {
             let requests: Vec<Value> = done
                 .iter()
                 .map(|(_, t)| json!({ "path": STATUS_BAR_PATH, "body": body(*t) }))
@@ -260,15 +259,55 @@ impl DingTalk {
 }
 
 #[async_trait]
+impl ConnectorPart for DingTalk {
+    type Config = DingTalkConfig;
+
+    fn check(config: &DingTalkConfig) -> Result<(), ConfigError> {
+        if config.app_key.is_some() != config.app_secret.is_some() {
+            return Err(ConfigError::Invalid(
+                "connectors.dingtalk: set both app_key and app_secret, or neither for dry-run"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn render(config: &DingTalkConfig) -> Arc<dyn Render> {
+        Arc::new(Style::from(config))
+    }
+
+    async fn build(
+        config: &DingTalkConfig,
+        secrets: &Secrets,
+        ports: &Ports,
+    ) -> Result<Arc<dyn Connector>, ConfigError> {
+        let secret = match &config.app_secret {
+            Some(s) => Some(secrets.resolve(s).await?),
+            None => None,
+        };
+        let connector = DingTalk::new(config, secret, ports.tokens.clone(), ports.history.clone())
+            .map_err(|e| ConfigError::Invalid(format!("connectors.dingtalk: HTTP client: {e}")))?;
+        if connector.dry_run() {
+            warn!("DingTalk has no app_key/app_secret: dry-run, requests are recorded, not sent");
+        }
+        Ok(Arc::new(connector))
+    }
+}
+
+#[async_trait]
 impl Connector for DingTalk {
     fn name(&self) -> &'static str {
         CONNECTOR
     }
 
-    async fn deliver(&self, d: &Delivery, store: &dyn DeliveryStore) -> Outcome {
+    fn dry_run(&self) -> bool {
+        matches!(self.mode, Mode::DryRun)
+    }
+
+    async fn deliver(&self, d: &Delivery) -> Outcome {
         match d.action {
             Action::Send => self.send(d).await,
-            Action::UpdateStatus => self.update_status(d, store).await,
+            Action::UpdateStatus => self.update_status(d).await,
         }
     }
 }

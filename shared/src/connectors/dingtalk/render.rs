@@ -6,8 +6,10 @@
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::{DingTalkConfig, NoticeFormat, TodoFanout};
-use crate::notice::{Notice, local_time};
+use super::{CONNECTOR, DingTalkConfig, NoticeFormat, TodoFanout};
+use crate::connectors::{Call, Plan, Render, Target};
+use crate::event::{Action, MAX_DELIVERIES};
+use crate::notice::{Intent, Notice, local_time};
 
 /// `msg` must serialize to at most this many bytes.
 pub const MAX_MSG_BYTES: usize = 2048;
@@ -187,9 +189,95 @@ impl From<&DingTalkConfig> for Style {
     }
 }
 
+impl Style {
+    /// Where a to-do's card links: the notice's link or the default. Without one, a to-do is
+    /// sent as a notice (an OA card needs a URL).
+    fn card_url(&self, n: &Notice) -> Option<String> {
+        match n.intent {
+            Intent::Todo { .. } => n.link.clone().or_else(|| self.default_url.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl Render for Style {
+    fn name(&self) -> &'static str {
+        CONNECTOR
+    }
+
+    fn target(&self, instance: Option<&str>, group: Option<&str>) -> Result<Target, String> {
+        match (instance, group) {
+            (None, None) => Ok(Target::default()),
+            _ => Err(
+                "DingTalk routes take no `instance` or `group`: work notifications go to users"
+                    .into(),
+            ),
+        }
+    }
+
+    fn markdown(&self, n: &Notice, _: &Target) -> bool {
+        self.card_url(n).is_none() && self.notice_format == NoticeFormat::Markdown
+    }
+
+    /// A to-do: OA cards with a status bar ([`todo_groups`]); its finish: one status update of
+    /// those cards; anything else: notices to at most 100 users each.
+    fn plan(&self, n: &Notice, _: &Target, users: Vec<String>) -> Result<Plan, serde_json::Error> {
+        let sends: Vec<(Vec<String>, AsyncSend)> = match (&n.intent, self.card_url(n)) {
+            (Intent::Finish { todo_event, .. }, _) => {
+                let done = todo_done();
+                let update = StatusUpdate {
+                    event: todo_event.clone(),
+                    user: users.last().cloned(),
+                    status_value: done.status_value,
+                    status_bg: done.status_bg,
+                };
+                let message = serde_json::to_value(update)?;
+                let call = Call {
+                    action: Action::UpdateStatus,
+                    recipients: vec![],
+                    message,
+                };
+                return Ok(Plan {
+                    calls: vec![call],
+                    unmapped: vec![],
+                });
+            }
+            (_, Some(url)) => todo_groups(&users, self.fanout, MAX_DELIVERIES)
+                .into_iter()
+                .map(|g| {
+                    let with_bar = g.len() <= MAX_STATUS_BAR_USERS;
+                    (g.clone(), todo_card(self.agent_id, n, &url, with_bar, g))
+                })
+                .collect(),
+            (_, None) => users
+                .chunks(MAX_USERIDS)
+                .map(|g| (g.to_vec(), notice(self, n, g)))
+                .collect(),
+        };
+        let calls = sends
+            .into_iter()
+            .map(|(recipients, send)| {
+                Ok(Call {
+                    action: Action::Send,
+                    recipients,
+                    message: serde_json::to_value(send)?,
+                })
+            })
+            .collect::<Result<_, serde_json::Error>>()?;
+        Ok(Plan {
+            calls,
+            unmapped: vec![],
+        })
+    }
+
+    fn recipient_noun(&self) -> &'static str {
+        "DingTalk userid"
+    }
+}
+
 /// Card groups for a to-do: one per user (each flips on its own), or up to 5 per card.
 /// Falls back to larger groups when more than `max_cards` cards would be needed.
-pub fn todo_groups(users: &[String], fanout: TodoFanout, max_cards: usize) -> Vec<Vec<String>> {
+fn todo_groups(users: &[String], fanout: TodoFanout, max_cards: usize) -> Vec<Vec<String>> {
     let per_user = fanout == TodoFanout::PerUser && users.len() <= max_cards;
     let size = if per_user {
         1
@@ -210,7 +298,7 @@ fn pc_link(url: &str) -> String {
     format!("dingtalk://dingtalkclient/page/link?url={encoded}&pc_slide=false")
 }
 
-pub fn todo_card(
+fn todo_card(
     agent_id: i64,
     n: &Notice,
     url: &str,
@@ -266,7 +354,7 @@ pub fn todo_card(
 
 /// Anything that is not a to-do: a markdown (or plain text) notification. The tag goes first
 /// so that shortening the tail cannot cut it.
-pub fn notice(dt: &Style, c: &Notice, users: &[String]) -> AsyncSend {
+fn notice(dt: &Style, c: &Notice, users: &[String]) -> AsyncSend {
     let mut msg = match dt.notice_format {
         NoticeFormat::Markdown => {
             let mut lines = vec![
@@ -316,6 +404,184 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    fn style(fanout: TodoFanout, format: NoticeFormat, default_url: Option<&str>) -> Style {
+        Style {
+            agent_id: 77,
+            fanout,
+            default_url: default_url.map(str::to_owned),
+            notice_format: format,
+        }
+    }
+
+    fn per_user() -> Style {
+        style(TodoFanout::PerUser, NoticeFormat::Markdown, None)
+    }
+
+    fn users(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("u{i}")).collect()
+    }
+
+    /// A rendered notice as a source and routing make it (2024-05-12 14:30 Beijing time).
+    fn notice(intent: Intent, link: Option<&str>) -> Notice {
+        Notice {
+            app: Some("采购管理".into()),
+            title: "待办｜采购管理".into(),
+            text: "第一行\n第二行".into(),
+            link: link.map(str::to_owned),
+            ..Notice::new("HAP", intent, "8d3e6f1a", 1_715_495_400_000, json!({}))
+        }
+    }
+
+    fn todo() -> Notice {
+        notice(
+            Intent::Todo {
+                id: "8d3e6f1a".into(),
+            },
+            Some("https://hap/x"),
+        )
+    }
+
+    fn sends(plan: &Plan) -> Vec<AsyncSend> {
+        plan.calls
+            .iter()
+            .map(|c| serde_json::from_value(c.message.clone()).unwrap())
+            .collect()
+    }
+
+    fn plan(style: &Style, n: &Notice, to: usize) -> Plan {
+        style.plan(n, &Target::default(), users(to)).unwrap()
+    }
+
+    #[test]
+    fn a_todo_is_one_card_per_user_with_a_status_bar() {
+        let p = plan(&per_user(), &todo(), 12);
+        assert_eq!(p.calls.len(), 12);
+        for (i, (call, send)) in p.calls.iter().zip(sends(&p)).enumerate() {
+            assert_eq!(call.recipients, [format!("u{i}")]);
+            assert_eq!((send.agent_id, send.userid_list), (77, format!("u{i}")));
+            let Msg::Oa { oa } = send.msg else {
+                panic!("not OA")
+            };
+            assert_eq!(oa.status_bar.unwrap().status_value, "待处理");
+            assert_eq!(oa.message_url, "https://hap/x");
+            assert_eq!(oa.body.content.as_deref(), Some("#8d3e6f"));
+            let rows: Vec<_> = oa
+                .body
+                .form
+                .iter()
+                .map(|r| (r.key.as_str(), r.value.as_str()))
+                .collect();
+            assert_eq!(
+                rows,
+                [
+                    ("应用：", "采购管理"),
+                    ("消息：", "第一行\n第二行"),
+                    ("时间：", "2024-05-12 14:30")
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn chunk5_shares_cards_and_huge_todos_stay_within_one_transaction() {
+        let chunk5 = style(TodoFanout::Chunk5, NoticeFormat::Markdown, None);
+        let p = plan(&chunk5, &todo(), 12);
+        let sizes: Vec<usize> = p.calls.iter().map(|c| c.recipients.len()).collect();
+        assert_eq!(sizes, [5, 5, 2]);
+        assert!(sends(&p).iter().all(|s| s.msg.has_status_bar()));
+        assert_eq!(
+            plan(&per_user(), &todo(), 150).calls.len(),
+            30,
+            "5 per card"
+        );
+        let p = plan(&per_user(), &todo(), 600);
+        assert_eq!(p.calls.len(), 6, "beyond 495 users: plain cards of 100");
+        assert!(sends(&p).iter().all(|s| !s.msg.has_status_bar()));
+    }
+
+    #[test]
+    fn other_notices_are_markdown_in_chunks_of_100() {
+        let n = notice(Intent::Message, None);
+        let p = plan(&per_user(), &n, 150);
+        let sizes: Vec<usize> = p.calls.iter().map(|c| c.recipients.len()).collect();
+        assert_eq!(sizes, [100, 50]);
+        let Msg::Markdown { markdown } = &sends(&p)[0].msg else {
+            panic!()
+        };
+        assert_eq!(markdown.title, "待办｜采购管理");
+        assert_eq!(
+            markdown.text,
+            "#### 待办｜采购管理 #8d3e6f  \n  第一行  \n  第二行  \n  ###### 2024-05-12 14:30"
+        );
+        assert!(per_user().markdown(&n, &Target::default()));
+    }
+
+    #[test]
+    fn notices_can_be_plain_text() {
+        let text = style(TodoFanout::PerUser, NoticeFormat::Text, None);
+        let n = notice(Intent::Message, Some("https://hap/r"));
+        let Msg::Text { text: t } = &sends(&plan(&text, &n, 1))[0].msg else {
+            panic!("not text")
+        };
+        assert_eq!(
+            t.content,
+            "【待办｜采购管理】#8d3e6f\n第一行\n第二行\n查看详情：https://hap/r\n2024-05-12 14:30"
+        );
+        assert!(!text.markdown(&n, &Target::default()));
+    }
+
+    #[test]
+    fn a_todo_without_any_url_is_a_notice() {
+        let n = notice(Intent::Todo { id: "t".into() }, None);
+        assert!(matches!(
+            sends(&plan(&per_user(), &n, 1))[0].msg,
+            Msg::Markdown { .. }
+        ));
+        assert!(per_user().markdown(&n, &Target::default()));
+        let with_default = style(
+            TodoFanout::PerUser,
+            NoticeFormat::Markdown,
+            Some("https://hap"),
+        );
+        assert!(sends(&plan(&with_default, &n, 1))[0].msg.has_status_bar());
+        assert!(
+            !with_default.markdown(&n, &Target::default()),
+            "card texts are plain"
+        );
+    }
+
+    #[test]
+    fn a_finish_is_one_status_update_for_the_user() {
+        let n = notice(
+            Intent::Finish {
+                todo_id: "m1".into(),
+                todo_event: "EVT#hap#m1".into(),
+                todo_kind: "todo",
+            },
+            None,
+        );
+        let p = per_user()
+            .plan(&n, &Target::default(), vec!["ding9".into()])
+            .unwrap();
+        assert_eq!(p.calls.len(), 1);
+        assert_eq!(p.calls[0].action, Action::UpdateStatus);
+        let u: StatusUpdate = serde_json::from_value(p.calls[0].message.clone()).unwrap();
+        assert_eq!(
+            (u.event.as_str(), u.user.as_deref(), u.status_value.as_str()),
+            ("EVT#hap#m1", Some("ding9"), "已处理")
+        );
+        let everyone = per_user().plan(&n, &Target::default(), vec![]).unwrap();
+        let u: StatusUpdate = serde_json::from_value(everyone.calls[0].message.clone()).unwrap();
+        assert_eq!(u.user, None);
+    }
+
+    #[test]
+    fn routes_cannot_name_an_instance_or_a_group() {
+        assert!(per_user().target(None, None).is_ok());
+        let err = per_user().target(None, Some("g")).unwrap_err();
+        assert!(err.contains("no `instance` or `group`"), "{err}");
+    }
 
     fn oa_with(message: &str) -> Msg {
         Msg::Oa {

@@ -136,11 +136,10 @@ pub(super) struct Client {
 }
 
 impl Client {
-    pub(super) fn new(instance: ZenTaoInstance, key: String) -> Result<Self, String> {
+    pub(super) fn new(instance: ZenTaoInstance, key: String) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(instance.timeout_secs))
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .build()?;
         Ok(Client {
             http,
             instance,

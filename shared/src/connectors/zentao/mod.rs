@@ -9,19 +9,19 @@ mod api;
 mod render;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tracing::info;
+use tracing::{info, warn};
 
 pub use api::{Method, build_query, judge, php_urlencode, time_token, token};
 pub use render::*;
 
-use crate::config::{SecretRef, default_timeout};
-use crate::delivery::Connector;
+use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::event::{Action, Delivery, Failure, Outcome};
-use crate::store::DeliveryStore;
+use crate::setup::{ConfigError, SecretRef, Secrets};
 use api::Client;
 
 pub const CONNECTOR: &str = "zentao";
@@ -102,6 +102,17 @@ pub enum TokenMode {
     Time,
 }
 
+/// Why a ZenTao lookup could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ZenTaoError {
+    #[error("no ZenTao instance {0} is configured")]
+    NoInstance(String),
+    #[error("ZenTao instance {0} has no key (dry-run)")]
+    NoKey(String),
+    #[error(transparent)]
+    Call(#[from] Failure),
+}
+
 /// The ZenTao connector: one or more instances by name; an instance without a key is dry-run.
 pub struct ZenTao {
     clients: BTreeMap<String, Option<Client>>,
@@ -109,7 +120,9 @@ pub struct ZenTao {
 
 impl ZenTao {
     /// `instances`: name → (settings, resolved key or `None` for dry-run).
-    pub fn new(instances: Vec<(String, ZenTaoInstance, Option<String>)>) -> Result<Self, String> {
+    pub fn new(
+        instances: Vec<(String, ZenTaoInstance, Option<String>)>,
+    ) -> Result<Self, reqwest::Error> {
         let mut clients = BTreeMap::new();
         for (name, instance, key) in instances {
             let client = match key {
@@ -122,7 +135,7 @@ impl ZenTao {
     }
 
     /// Instances without a key: requests are recorded, not sent.
-    pub fn dry_run_instances(&self) -> Vec<&str> {
+    fn dry_run_instances(&self) -> Vec<&str> {
         self.clients
             .iter()
             .filter(|(_, c)| c.is_none())
@@ -130,21 +143,23 @@ impl ZenTao {
             .collect()
     }
 
-    fn client(&self, instance: &str) -> Result<&Client, String> {
+    fn client(&self, instance: &str) -> Result<&Client, ZenTaoError> {
         match self.clients.get(instance) {
             Some(Some(c)) => Ok(c),
-            Some(None) => Err(format!("ZenTao instance {instance} has no key (dry-run)")),
-            None => Err(format!("no ZenTao instance {instance} is configured")),
+            Some(None) => Err(ZenTaoError::NoKey(instance.to_owned())),
+            None => Err(ZenTaoError::NoInstance(instance.to_owned())),
         }
     }
 
     /// Group chats of an instance: gid → name (for writing routes).
-    pub async fn group_chats(&self, instance: &str) -> Result<BTreeMap<String, String>, String> {
+    pub async fn group_chats(
+        &self,
+        instance: &str,
+    ) -> Result<BTreeMap<String, String>, ZenTaoError> {
         let v = self
             .client(instance)?
             .call(Method::GetGroupChats, &[], None)
-            .await
-            .map_err(|f| f.to_string())?;
+            .await?;
         Ok(string_map(&v["data"]))
     }
 
@@ -153,13 +168,12 @@ impl ZenTao {
         &self,
         instance: &str,
         gid: Option<&str>,
-    ) -> Result<BTreeMap<String, String>, String> {
+    ) -> Result<BTreeMap<String, String>, ZenTaoError> {
         let extra: Vec<(&str, &str)> = gid.map(|g| ("gid", g)).into_iter().collect();
         let v = self
             .client(instance)?
             .call(Method::GetChatUsers, &extra, None)
-            .await
-            .map_err(|f| f.to_string())?;
+            .await?;
         Ok(string_map(&v["data"]))
     }
 }
@@ -180,12 +194,77 @@ fn string_map(v: &Value) -> BTreeMap<String, String> {
 }
 
 #[async_trait]
+impl ConnectorPart for ZenTao {
+    /// Instances by name: `[connectors.zentao.<name>]`.
+    type Config = BTreeMap<String, ZenTaoInstance>;
+
+    fn check(instances: &Self::Config) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if instances.is_empty() {
+            return invalid(
+                "connectors.zentao: add an instance, [connectors.zentao.<name>]".into(),
+            );
+        }
+        for (name, z) in instances {
+            if !matches!(z.entry.trim_start_matches('/'), "x.php" | "api.php") {
+                return invalid(format!(
+                    "connectors.zentao.{name}.entry must be x.php or api.php"
+                ));
+            }
+            if z.code.is_empty()
+                || !z
+                    .code
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return invalid(format!(
+                    "connectors.zentao.{name}.code must be the app's 代号 (letters, digits, _)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn render(instances: &Self::Config) -> Arc<dyn Render> {
+        Arc::new(ZenTaoRender {
+            instances: instances.clone(),
+        })
+    }
+
+    async fn build(
+        instances: &Self::Config,
+        secrets: &Secrets,
+        _: &Ports,
+    ) -> Result<Arc<dyn Connector>, ConfigError> {
+        let mut resolved = vec![];
+        for (name, z) in instances {
+            let key = match &z.key {
+                Some(k) => Some(secrets.resolve(k).await?),
+                None => None,
+            };
+            resolved.push((name.clone(), z.clone(), key));
+        }
+        let zentao = ZenTao::new(resolved)
+            .map_err(|e| ConfigError::Invalid(format!("connectors.zentao: HTTP client: {e}")))?;
+        let dry = zentao.dry_run_instances();
+        if !dry.is_empty() {
+            warn!(instances = ?dry, "ZenTao instances without a key: dry-run");
+        }
+        Ok(Arc::new(zentao))
+    }
+}
+
+#[async_trait]
 impl Connector for ZenTao {
     fn name(&self) -> &'static str {
         CONNECTOR
     }
 
-    async fn deliver(&self, d: &Delivery, _store: &dyn DeliveryStore) -> Outcome {
+    fn dry_run(&self) -> bool {
+        self.clients.values().any(Option::is_none)
+    }
+
+    async fn deliver(&self, d: &Delivery) -> Outcome {
         if d.action != Action::Send {
             return Outcome::Skipped(
                 "ZenTao has no API to update a notification it already showed".into(),
@@ -198,7 +277,12 @@ impl Connector for ZenTao {
             }
         };
         let method = message.method();
-        let body = serde_json::to_value(&message.notice).unwrap_or_default();
+        let body = match serde_json::to_value(&message.notice) {
+            Ok(b) => b,
+            Err(e) => {
+                return Outcome::Failed(Failure::Permanent(format!("bad ZenTao delivery: {e}")));
+            }
+        };
         match self.clients.get(&message.instance) {
             None => Outcome::Failed(Failure::Permanent(format!(
                 "no ZenTao instance {} is configured",

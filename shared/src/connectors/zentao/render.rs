@@ -1,12 +1,16 @@
 //! The bodies hookbridge posts to ZenTao: `sendNotification` (to users) and `sendChatMessage`
 //! (to a group chat). Pure data, rendered at ingress from config alone.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::ZenTaoInstance;
 use super::api::Method;
-use crate::notice::Notice;
+use super::{CONNECTOR, ContentFormat, UsersBy, ZenTaoInstance};
+use crate::connectors::{Call, Plan, Render, Target};
+use crate::event::Action;
+use crate::notice::{Intent, Notice};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZenTaoAction {
@@ -64,9 +68,109 @@ impl ZenTaoMessage {
     }
 }
 
+/// The ZenTao instances' settings, by name: all rendering needs.
+#[derive(Debug, Clone)]
+pub struct ZenTaoRender {
+    pub instances: BTreeMap<String, ZenTaoInstance>,
+}
+
+impl ZenTaoRender {
+    fn instance(&self, target: &Target) -> Option<(&String, &ZenTaoInstance)> {
+        self.instances.get_key_value(target.instance.as_deref()?)
+    }
+}
+
+impl Render for ZenTaoRender {
+    fn name(&self) -> &'static str {
+        CONNECTOR
+    }
+
+    /// The instance a route names, or the only one there is.
+    fn target(&self, instance: Option<&str>, group: Option<&str>) -> Result<Target, String> {
+        let found = match instance {
+            Some(name) => self.instances.get_key_value(name),
+            None if self.instances.len() == 1 => self.instances.iter().next(),
+            None => None,
+        };
+        match found {
+            Some((name, _)) => Ok(Target {
+                instance: Some(name.clone()),
+                group: group.map(str::to_owned),
+            }),
+            None => Err(format!(
+                "instance {:?} is not one of the ZenTao instances ({}); name one with `instance`",
+                instance.unwrap_or(""),
+                self.instances
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    fn markdown(&self, _: &Notice, target: &Target) -> bool {
+        self.instance(target)
+            .is_some_and(|(_, z)| z.content == ContentFormat::Markdown)
+    }
+
+    /// One call: to the route's group chat, or to the users. ZenTao cannot change a
+    /// notification it showed, so a finished to-do sends nothing.
+    fn plan(
+        &self,
+        n: &Notice,
+        target: &Target,
+        users: Vec<String>,
+    ) -> Result<Plan, serde_json::Error> {
+        let Some((instance, settings)) = self.instance(target) else {
+            return Ok(Plan::default());
+        };
+        if matches!(n.intent, Intent::Finish { .. }) {
+            return Ok(Plan::default());
+        }
+        // ZenTao picks accounts or ids by the first entry: every entry must be of one kind.
+        let mut unmapped = vec![];
+        let users: Vec<Value> = match settings.users_by {
+            UsersBy::Account => users.into_iter().map(Value::String).collect(),
+            UsersBy::Id => users
+                .into_iter()
+                .filter_map(|u| match u.parse::<u64>() {
+                    Ok(id) => Some(Value::from(id)),
+                    Err(_) => {
+                        unmapped.push(u);
+                        None
+                    }
+                })
+                .collect(),
+        };
+        let mut calls = vec![];
+        if target.group.is_some() || !users.is_empty() {
+            let recipients: Vec<String> = match &target.group {
+                Some(gid) => vec![format!("group:{gid}")],
+                None => users
+                    .iter()
+                    .map(|u| u.as_str().map_or_else(|| u.to_string(), str::to_owned))
+                    .collect(),
+            };
+            let todo = matches!(n.intent, Intent::Todo { .. });
+            let markdown = settings.content == ContentFormat::Markdown;
+            let message = ZenTaoMessage {
+                instance: instance.clone(),
+                notice: notice(settings, n, target.group.clone(), users, todo, markdown),
+            };
+            calls.push(Call {
+                action: Action::Send,
+                recipients,
+                message: serde_json::to_value(message)?,
+            });
+        }
+        Ok(Plan { calls, unmapped })
+    }
+}
+
 /// The ZenTao notification for a notice: to `gid`'s group or to `users`, as plain text or
 /// Markdown (then `c` was rendered with the event's values escaped).
-pub fn notice(
+fn notice(
     z: &ZenTaoInstance,
     c: &Notice,
     gid: Option<String>,

@@ -1,0 +1,115 @@
+//! The registry: every source and connector hookbridge has, one line each. A part's line gives
+//! it its config section (`[sources.<name>]`, `[connectors.<name>]`), its built-in template and
+//! its place in `App::build`; the config learns the valid names from here.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::connectors::dingtalk::DingTalk;
+use crate::connectors::zentao::ZenTao;
+use crate::connectors::{Connector, ConnectorPart, Ports, Render};
+use crate::setup::{ConfigError, Secrets};
+use crate::sources::dms::DmsSource;
+use crate::sources::hap::HapSource;
+use crate::sources::{Source, SourcePart};
+use crate::templates::Builtin;
+
+self::registry! {
+    sources {
+        hap: HapSource,
+        dms: DmsSource,
+    }
+    connectors {
+        dingtalk: DingTalk,
+        zentao: ZenTao,
+    }
+}
+
+/// Expands the lists above into the config sections and the code that builds each part.
+macro_rules! registry {
+    (sources { $($s:ident: $S:ty),* $(,)? } connectors { $($c:ident: $C:ty),* $(,)? }) => {
+        /// `[sources.<name>]`: one optional section per registered source.
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Sources {
+            $(pub $s: Option<<$S as SourcePart>::Config>,)*
+        }
+
+        /// `[connectors.<name>]`: one optional section per registered connector.
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Connectors {
+            $(pub $c: Option<<$C as ConnectorPart>::Config>,)*
+        }
+
+        /// Every source's built-in template, by source name.
+        pub const TEMPLATES: &[(&str, Builtin)] =
+            &[$((stringify!($s), <$S as SourcePart>::TEMPLATE)),*];
+
+        impl Sources {
+            /// The sources that have a section.
+            pub fn configured(&self) -> Vec<&'static str> {
+                let mut names = vec![];
+                $(if self.$s.is_some() { names.push(stringify!($s)); })*
+                names
+            }
+
+            /// Checks every section, resolving no secret.
+            pub fn check(&self) -> Result<(), ConfigError> {
+                $(if let Some(c) = &self.$s { <$S as SourcePart>::check(c)?; })*
+                Ok(())
+            }
+
+            /// The configured sources that `wanted` names, with their secrets resolved.
+            pub async fn build(
+                &self,
+                secrets: &Secrets,
+                wanted: impl Fn(&str) -> bool,
+            ) -> Result<Vec<Arc<dyn Source>>, ConfigError> {
+                let mut out = vec![];
+                $(if let (Some(c), true) = (&self.$s, wanted(stringify!($s))) {
+                    out.push(<$S as SourcePart>::build(c, secrets).await?);
+                })*
+                Ok(out)
+            }
+        }
+
+        impl Connectors {
+            /// The connectors that have a section.
+            pub fn configured(&self) -> Vec<&'static str> {
+                let mut names = vec![];
+                $(if self.$c.is_some() { names.push(stringify!($c)); })*
+                names
+            }
+
+            /// Checks every section, resolving no secret.
+            pub fn check(&self) -> Result<(), ConfigError> {
+                $(if let Some(c) = &self.$c { <$C as ConnectorPart>::check(c)?; })*
+                Ok(())
+            }
+
+            /// The ingress half of every configured connector (no secrets needed).
+            pub fn renderers(&self) -> Vec<Arc<dyn Render>> {
+                let mut out = vec![];
+                $(if let Some(c) = &self.$c { out.push(<$C as ConnectorPart>::render(c)); })*
+                out
+            }
+
+            /// The configured connectors that `wanted` names, with their secrets resolved.
+            pub async fn build(
+                &self,
+                secrets: &Secrets,
+                ports: &Ports,
+                wanted: impl Fn(&str) -> bool,
+            ) -> Result<Vec<Arc<dyn Connector>>, ConfigError> {
+                let mut out = vec![];
+                $(if let (Some(c), true) = (&self.$c, wanted(stringify!($c))) {
+                    out.push(<$C as ConnectorPart>::build(c, secrets, ports).await?);
+                })*
+                Ok(out)
+            }
+        }
+    };
+}
+use registry;

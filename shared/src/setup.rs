@@ -1,0 +1,146 @@
+//! What building a part from its config section needs: secret references, their resolver, and
+//! the error that says which setting is wrong.
+//!
+//! Secrets are never written in the config: a [`SecretRef`] names where to fetch them
+//! (`env:NAME` locally, `secretsmanager:<arn>#<json key>` on AWS). `plain:` exists only for
+//! throw-away local setups and is warned about.
+
+use serde::Deserialize;
+use tokio::sync::OnceCell;
+use tracing::warn;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config is not valid TOML for hookbridge: {0}")]
+    Parse(String),
+    #[error("config: {0}")]
+    Invalid(String),
+    #[error("secret {reference}: {reason}")]
+    Secret { reference: String, reason: String },
+    #[error("config: {0}")]
+    Template(#[from] crate::templates::TemplateError),
+}
+
+/// Where a secret comes from: `env:NAME`, `secretsmanager:<arn>[#json-key]`, or `plain:value`.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub enum SecretRef {
+    Env(String),
+    SecretsManager { id: String, key: Option<String> },
+    Plain(String),
+}
+
+impl std::fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretRef::Env(name) => write!(f, "env:{name}"),
+            SecretRef::SecretsManager { id, key } => {
+                write!(f, "secretsmanager:{id}#{}", key.as_deref().unwrap_or(""))
+            }
+            SecretRef::Plain(_) => f.write_str("plain:<redacted>"),
+        }
+    }
+}
+
+impl TryFrom<String> for SecretRef {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if let Some(name) = s.strip_prefix("env:") {
+            Ok(SecretRef::Env(name.to_owned()))
+        } else if let Some(rest) = s.strip_prefix("secretsmanager:") {
+            let (id, key) = match rest.rsplit_once('#') {
+                Some((id, key)) => (id.to_owned(), Some(key.to_owned())),
+                None => (rest.to_owned(), None),
+            };
+            Ok(SecretRef::SecretsManager { id, key })
+        } else if let Some(value) = s.strip_prefix("plain:") {
+            Ok(SecretRef::Plain(value.to_owned()))
+        } else {
+            Err(
+                "a secret must be a reference: \"env:NAME\", \"secretsmanager:<arn>#<key>\" \
+                 (or \"plain:<value>\" for local experiments)"
+                    .into(),
+            )
+        }
+    }
+}
+
+/// Resolves [`SecretRef`]s; creates a Secrets Manager client only if one is referenced.
+#[derive(Default)]
+pub struct Secrets {
+    client: OnceCell<aws_sdk_secretsmanager::Client>,
+}
+
+impl Secrets {
+    pub async fn resolve(&self, r: &SecretRef) -> Result<String, ConfigError> {
+        let fail = |reason: String| ConfigError::Secret {
+            reference: format!("{r:?}"),
+            reason,
+        };
+        let value = match r {
+            SecretRef::Env(name) => std::env::var(name)
+                .map_err(|_| fail(format!("environment variable {name} is not set")))?,
+            SecretRef::Plain(v) => {
+                warn!("a secret is written in plain text in the config; use env:NAME instead");
+                v.clone()
+            }
+            SecretRef::SecretsManager { id, key } => {
+                let client = self
+                    .client
+                    .get_or_init(|| async {
+                        aws_sdk_secretsmanager::Client::new(&aws_config::load_from_env().await)
+                    })
+                    .await;
+                let out = client
+                    .get_secret_value()
+                    .secret_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        fail(aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string())
+                    })?;
+                let text = out
+                    .secret_string()
+                    .ok_or_else(|| fail("the secret has no string value".into()))?;
+                match key {
+                    None => text.to_owned(),
+                    Some(k) => serde_json::from_str::<serde_json::Value>(text)
+                        .ok()
+                        .and_then(|v| v.get(k)?.as_str().map(str::to_owned))
+                        .ok_or_else(|| {
+                            fail(format!(
+                                "the secret is not a JSON object with a string \"{k}\""
+                            ))
+                        })?,
+                }
+            }
+        };
+        if value.is_empty() {
+            return Err(fail("the secret is empty".into()));
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn env_secrets_resolve_and_missing_ones_say_which() {
+        let s = Secrets::default();
+        assert!(
+            !s.resolve(&SecretRef::Env("PATH".into()))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let err = s
+            .resolve(&SecretRef::Env("HOOKBRIDGE_SURELY_UNSET".into()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HOOKBRIDGE_SURELY_UNSET is not set"), "{err}");
+    }
+}
