@@ -240,10 +240,9 @@ async fn check(
         return Ok(());
     };
     let body = std::fs::read(&fixture).map_err(|e| format!("{}: {e}", fixture.display()))?;
-    let path = path.unwrap_or_else(|| guess_path(&body).to_owned());
-    let deliveries = app
-        .ingress
-        .preview(&path, &body, hookbridge::event::now_ms())?;
+    let (path, deliveries) =
+        app.ingress
+            .preview(path.as_deref(), &body, hookbridge::event::now_ms())?;
     println!(
         "\n{} → {path}: {} deliveries",
         fixture.display(),
@@ -264,18 +263,6 @@ async fn check(
         }
     }
     Ok(())
-}
-
-/// DMS bodies carry `messageEvent`, HAP messages `targets`/`message`, finished to-dos neither.
-fn guess_path(body: &[u8]) -> &'static str {
-    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    if v.get("messageEvent").is_some() {
-        "/dms"
-    } else if v.get("targets").is_some() || v.get("message").is_some() {
-        "/hap/message"
-    } else {
-        "/hap/todo"
-    }
 }
 
 /// Lists group chats or users of a ZenTao instance, with the key from the config.

@@ -140,6 +140,17 @@ fn config_check_renders_a_fixture_and_points_at_mistakes() {
         out.contains("\"status_value\": \"待处理\""),
         "the full asyncsend_v2 body: {out}"
     );
+    // Without --path, the source that recognizes the body names it.
+    for (fixture, path) in [
+        ("hap-finish-todo.json", "/hap/todo"),
+        ("dms-approval-pending.json", "/dms"),
+    ] {
+        let (ok, out) = config_check(None, &["--fixture", &format!("{FIXTURES}/{fixture}")]);
+        assert!(
+            ok && out.contains(&format!("→ {path}:")),
+            "{fixture}: {out}"
+        );
+    }
 
     let unknown = "[sources.hap]\ntokens = [\"plain:t\"]\ntoken_header = \"x\"\n";
     let (ok, out) = config_check(Some(unknown), &[]);

@@ -59,13 +59,29 @@ impl Ingress {
     }
 
     /// What a request body would become, without authentication or storage: for checking a
-    /// config against a captured or sample body (`hookbridge config check --fixture`).
+    /// config against a captured or sample body (`hookbridge config check --fixture`). Without
+    /// a `path`, the source that recognizes the body says which; the path is returned.
     pub fn preview(
         &self,
-        path: &str,
+        path: Option<&str>,
         body: &[u8],
         now: Millis,
-    ) -> Result<Vec<Delivery>, Rejection> {
+    ) -> Result<(&'static str, Vec<Delivery>), Rejection> {
+        let path = match path {
+            Some(p) => p,
+            None => {
+                let value: serde_json::Value = serde_json::from_slice(body)
+                    .map_err(|e| Rejection::BadRequest(format!("the body is not JSON: {e}")))?;
+                self.sources
+                    .iter()
+                    .find_map(|s| s.recognize(&value))
+                    .ok_or_else(|| {
+                        Rejection::BadRequest(
+                            "no configured source recognizes this body; give its path".into(),
+                        )
+                    })?
+            }
+        };
         let (source, endpoint) = self.find(path).ok_or_else(|| {
             Rejection::BadRequest(format!(
                 "no webhook at {path}; hookbridge serves {}",
@@ -73,7 +89,7 @@ impl Ingress {
             ))
         })?;
         let parsed = source.parse(endpoint, body, now, Verify::Skip)?;
-        Ok(self.router.plan(&parsed, now))
+        Ok((endpoint, self.router.plan(&parsed, now)))
     }
 
     /// The source serving exactly `path` (no prefix or suffix matching: `/x/hap/message` is not

@@ -613,6 +613,10 @@ impl Source for DmsSource {
         })
     }
 
+    fn recognize(&self, body: &Value) -> Option<&'static str> {
+        body.get("messageEvent").map(|_| PATH)
+    }
+
     fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String {
         match outcome {
             Ok(_) => json!({ "root": "", "success": true }),

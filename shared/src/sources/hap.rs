@@ -380,6 +380,16 @@ impl Source for HapSource {
         })
     }
 
+    /// Messages have `targets` or `message`; a finished to-do only ids.
+    fn recognize(&self, body: &serde_json::Value) -> Option<&'static str> {
+        body.get("messageId")?;
+        if body.get("targets").is_some() || body.get("message").is_some() {
+            Some(MESSAGE_PATH)
+        } else {
+            Some(TODO_PATH)
+        }
+    }
+
     fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String {
         match outcome {
             Ok(a) => json!({

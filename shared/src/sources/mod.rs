@@ -101,6 +101,9 @@ pub trait Source: Send + Sync {
     ) -> Result<Parsed, Rejection>;
     /// The response body in the source's format.
     fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String;
+    /// Which of its paths `body` was meant for, judged from the body alone (to preview a
+    /// captured body whose path was not kept, `config check --fixture`).
+    fn recognize(&self, body: &Value) -> Option<&'static str>;
 }
 
 /// How the registry (`registry.rs`) makes a source from its `[sources.<name>]` section.

@@ -22,7 +22,7 @@ pub struct ZenTaoAction {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Sender {
+pub struct MessageSender {
     pub id: String,
     pub name: String,
     /// xxd reads `displayName`, ZenTao `name`: both are sent.
@@ -48,7 +48,7 @@ pub struct ZenTaoNotice {
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<ZenTaoAction>,
-    pub sender: Sender,
+    pub sender: MessageSender,
 }
 
 /// What a `zentao` delivery carries: which instance, and the body to post there.
@@ -197,7 +197,7 @@ fn notice(
         content_type: if markdown { "text" } else { "plain" }.into(),
         url: c.link.clone(),
         actions,
-        sender: Sender {
+        sender: MessageSender {
             id: z.sender.id.clone(),
             name: z.sender.name.clone(),
             display_name: z.sender.name.clone(),
