@@ -50,7 +50,7 @@ impl Router {
                 .ok_or_else(|| invalid(format!("no connector \"{}\" here", route.connector)))?;
             let target = render
                 .target(route.instance.as_deref(), route.group.as_deref())
-                .map_err(invalid)?;
+                .map_err(|e| invalid(e.to_string()))?;
             if let Some(t) = &route.template
                 && !templates.contains(t)
             {

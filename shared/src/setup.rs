@@ -42,8 +42,16 @@ impl std::fmt::Debug for SecretRef {
     }
 }
 
+/// A secret written as a value instead of a reference (the value itself is never repeated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a secret must be a reference: \"env:NAME\", \"secretsmanager:<arn>#<key>\" \
+     (or \"plain:<value>\" for local experiments)"
+)]
+pub struct NotAReference;
+
 impl TryFrom<String> for SecretRef {
-    type Error = String;
+    type Error = NotAReference;
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
         if let Some(name) = s.strip_prefix("env:") {
@@ -57,11 +65,7 @@ impl TryFrom<String> for SecretRef {
         } else if let Some(value) = s.strip_prefix("plain:") {
             Ok(SecretRef::Plain(value.to_owned()))
         } else {
-            Err(
-                "a secret must be a reference: \"env:NAME\", \"secretsmanager:<arn>#<key>\" \
-                 (or \"plain:<value>\" for local experiments)"
-                    .into(),
-            )
+            Err(NotAReference)
         }
     }
 }

@@ -25,6 +25,12 @@ pub struct Target {
     pub group: Option<String>,
 }
 
+/// Why a route's `instance` or `group` does not fit its connector (said to whoever edits the
+/// config).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadTarget(pub String);
+
 /// One call a connector will make: one delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {
@@ -50,7 +56,7 @@ pub trait Render: Send + Sync {
     fn name(&self) -> &'static str;
     /// The target of a route with these `instance` and `group` settings, or what is wrong with
     /// them for this connector.
-    fn target(&self, instance: Option<&str>, group: Option<&str>) -> Result<Target, String>;
+    fn target(&self, instance: Option<&str>, group: Option<&str>) -> Result<Target, BadTarget>;
     /// Whether `notice` shows as Markdown on `target` (then templates escape the event's values).
     fn markdown(&self, notice: &Notice, target: &Target) -> bool;
     /// The calls that deliver `notice` to `users` (already mapped; empty for a group).

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::*;
-use crate::connectors::{Call, Plan};
+use crate::connectors::{BadTarget, Call, Plan};
 use crate::templates::{Builtin, TemplateConfig};
 
 /// One call per user, carrying what it was given; a finish is one status update.
@@ -18,9 +18,9 @@ impl Render for Echo {
         "echo"
     }
 
-    fn target(&self, instance: Option<&str>, group: Option<&str>) -> Result<Target, String> {
+    fn target(&self, instance: Option<&str>, group: Option<&str>) -> Result<Target, BadTarget> {
         match instance {
-            Some(i) => Err(format!("echo has no instance {i}")),
+            Some(i) => Err(BadTarget(format!("echo has no instance {i}"))),
             None => Ok(Target {
                 instance: None,
                 group: group.map(str::to_owned),

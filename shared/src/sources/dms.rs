@@ -152,24 +152,41 @@ pub struct Envelope<'a> {
     text: Option<&'a RawValue>,
 }
 
+/// What is wrong with a DMS body as read, before any signature is looked at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error(transparent)]
+    Json(#[from] strict::JsonError),
+    #[error("body must be a JSON object, not {0}")]
+    NotAnObject(&'static str),
+    #[error("missing field `messageEvent`")]
+    NoEvent,
+    #[error("messageEvent must be a JSON object, not {0}")]
+    EventNotAnObject(&'static str),
+    #[error("{field} must be a string, not {kind}")]
+    NotAString {
+        field: &'static str,
+        kind: &'static str,
+    },
+    #[error("{field}: {reason}")]
+    BadString { field: &'static str, reason: String },
+}
+
 impl<'a> Envelope<'a> {
     /// Reads the body strictly (see [`strict`]): one JSON object, no key twice anywhere, and a
     /// `messageEvent` that is an object. The error says what is wrong.
-    pub fn read(body: &'a [u8]) -> Result<Self, String> {
-        strict::check(body).map_err(|e| e.to_string())?;
+    pub fn read(body: &'a [u8]) -> Result<Self, EnvelopeError> {
+        strict::check(body)?;
         let kind = strict::kind_of(body);
         if kind != "an object" {
-            return Err(format!("body must be a JSON object, not {kind}"));
+            return Err(EnvelopeError::NotAnObject(kind));
         }
-        let members = strict::members(body).map_err(|e| e.to_string())?;
-        let event = *members
-            .get("messageEvent")
-            .ok_or("missing field `messageEvent`")?;
+        let members = strict::members(body)?;
+        let event = *members.get("messageEvent").ok_or(EnvelopeError::NoEvent)?;
         if !event.get().starts_with('{') {
-            return Err(format!(
-                "messageEvent must be a JSON object, not {}",
-                strict::kind_of(event.get().as_bytes())
-            ));
+            return Err(EnvelopeError::EventNotAnObject(strict::kind_of(
+                event.get().as_bytes(),
+            )));
         }
         Ok(Envelope {
             event,
@@ -184,25 +201,33 @@ impl<'a> Envelope<'a> {
     }
 
     /// `signatureText`: absent or null is `None`; any type but a string is an error.
-    pub fn signature_text(&self) -> Result<Option<String>, String> {
+    pub fn signature_text(&self) -> Result<Option<String>, EnvelopeError> {
         text_field(self.text, "signatureText")
     }
 
-    fn signature_method(&self) -> Result<Option<String>, String> {
+    fn signature_method(&self) -> Result<Option<String>, EnvelopeError> {
         text_field(self.method, "signatureMethod")
     }
 }
 
-fn text_field(raw: Option<&RawValue>, name: &str) -> Result<Option<String>, String> {
+fn text_field(
+    raw: Option<&RawValue>,
+    field: &'static str,
+) -> Result<Option<String>, EnvelopeError> {
     match raw.map(RawValue::get) {
         None | Some("null") => Ok(None),
-        Some(t) if t.starts_with('"') => serde_json::from_str(t)
-            .map(Some)
-            .map_err(|e| format!("{name}: {e}")),
-        Some(t) => Err(format!(
-            "{name} must be a string, not {}",
-            strict::kind_of(t.as_bytes())
-        )),
+        Some(t) if t.starts_with('"') => {
+            serde_json::from_str(t)
+                .map(Some)
+                .map_err(|e| EnvelopeError::BadString {
+                    field,
+                    reason: e.to_string(),
+                })
+        }
+        Some(t) => Err(EnvelopeError::NotAString {
+            field,
+            kind: strict::kind_of(t.as_bytes()),
+        }),
     }
 }
 

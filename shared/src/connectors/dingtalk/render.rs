@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::{CONNECTOR, DingTalkConfig, NoticeFormat, TodoFanout};
-use crate::connectors::{Call, Plan, Render, Target};
+use crate::connectors::{BadTarget, Call, Plan, Render, Target};
 use crate::event::{Action, MAX_DELIVERIES};
 use crate::notice::{Intent, Notice, local_time};
 
@@ -205,13 +205,13 @@ impl Render for Style {
         CONNECTOR
     }
 
-    fn target(&self, instance: Option<&str>, group: Option<&str>) -> Result<Target, String> {
+    fn target(&self, instance: Option<&str>, group: Option<&str>) -> Result<Target, BadTarget> {
         match (instance, group) {
             (None, None) => Ok(Target::default()),
-            _ => Err(
+            _ => Err(BadTarget(
                 "DingTalk routes take no `instance` or `group`: work notifications go to users"
                     .into(),
-            ),
+            )),
         }
     }
 
@@ -580,7 +580,10 @@ mod tests {
     fn routes_cannot_name_an_instance_or_a_group() {
         assert!(per_user().target(None, None).is_ok());
         let err = per_user().target(None, Some("g")).unwrap_err();
-        assert!(err.contains("no `instance` or `group`"), "{err}");
+        assert!(
+            err.to_string().contains("no `instance` or `group`"),
+            "{err}"
+        );
     }
 
     fn oa_with(message: &str) -> Msg {

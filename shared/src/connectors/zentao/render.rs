@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::api::Method;
 use super::{CONNECTOR, ContentFormat, UsersBy, ZenTaoInstance};
-use crate::connectors::{Call, Plan, Render, Target};
+use crate::connectors::{BadTarget, Call, Plan, Render, Target};
 use crate::event::Action;
 use crate::notice::{Intent, Notice};
 
@@ -86,7 +86,7 @@ impl Render for ZenTaoRender {
     }
 
     /// The instance a route names, or the only one there is.
-    fn target(&self, instance: Option<&str>, group: Option<&str>) -> Result<Target, String> {
+    fn target(&self, instance: Option<&str>, group: Option<&str>) -> Result<Target, BadTarget> {
         let found = match instance {
             Some(name) => self.instances.get_key_value(name),
             None if self.instances.len() == 1 => self.instances.iter().next(),
@@ -97,7 +97,7 @@ impl Render for ZenTaoRender {
                 instance: Some(name.clone()),
                 group: group.map(str::to_owned),
             }),
-            None => Err(format!(
+            None => Err(BadTarget(format!(
                 "instance {:?} is not one of the ZenTao instances ({}); name one with `instance`",
                 instance.unwrap_or(""),
                 self.instances
@@ -105,7 +105,7 @@ impl Render for ZenTaoRender {
                     .cloned()
                     .collect::<Vec<_>>()
                     .join(", ")
-            )),
+            ))),
         }
     }
 
