@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Prints the config TOML that the functions get from the README's `sam deploy` command.
+"""Prints the config TOML that the functions get from the README's `sam deploy` command
+(with `Name=Value` arguments overriding its parameters, to try other settings).
 
 The command is read from README.md, its --parameter-overrides parsed by SAM CLI's own parser
 (so quoting and spaces are treated exactly as `sam deploy` treats them), and template.yaml's
@@ -47,9 +48,10 @@ def main() -> int:
     template = yaml_parse((root / "template.yaml").read_text())
     params = template["Parameters"]
     given = overrides(deploy_command((root / "README.md").read_text()))
+    given.update(arg.split("=", 1) for arg in sys.argv[1:])
     unknown = sorted(set(given) - set(params))
     if unknown:
-        print(f"README's deploy line names parameters the template lacks: {unknown}", file=sys.stderr)
+        print(f"the deploy line names parameters the template lacks: {unknown}", file=sys.stderr)
         return 1
     values = {k: str(p.get("Default", "")) for k, p in params.items()}
     values.update(given)
@@ -79,6 +81,10 @@ def main() -> int:
                 return not evaluate(arg[0])
             if fn == "Fn::And":
                 return all(evaluate(a) for a in arg)
+            if fn == "Fn::Split":
+                return evaluate(arg[1]).split(arg[0])
+            if fn == "Fn::Join":
+                return arg[0].join(evaluate(arg[1]))
             if fn == "Fn::If":
                 return evaluate(arg[1] if condition(arg[0]) else arg[2])
             if fn == "Fn::Sub":

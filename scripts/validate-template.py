@@ -40,6 +40,8 @@ def main() -> int:
         "DmsSignatureSecretArn": "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:dms-AbCdEf",
         "ZenTaoBaseUrl": "https://zentao.example.com",
         "ZenTaoKeySecretArn": "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:zt-AbCdEf",
+        "GovDingPathTokenSecretArn": "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:gd-AbCdEf",
+        "GovDingOperators": "ops1,ops2",
         "AlarmTopicArn": "arn:aws-cn:sns:cn-north-1:123456789012:hookbridge-alarms",
     }
     try:

@@ -14,7 +14,7 @@ use tracing::{Span, error, info, instrument, warn};
 use crate::event::{Delivery, MAX_DELIVERIES, Millis};
 use crate::logging::LogId;
 use crate::routing::Router;
-use crate::sources::{Accepted, Rejection, Source, Verify};
+use crate::sources::{Accepted, Head, Rejection, Source, Verify};
 use crate::store::{EventStore, Inserted};
 
 /// An HTTP request as the pipeline sees it, whatever server or Lambda event carried it.
@@ -25,6 +25,8 @@ pub struct Request {
     pub method: http::Method,
     pub path: String,
     pub headers: HeaderMap,
+    /// Where it came from, when the server knows (API Gateway's source IP, the TCP peer).
+    pub peer: Option<std::net::IpAddr>,
     pub body: Bytes,
 }
 
@@ -97,7 +99,7 @@ impl Ingress {
     fn find(&self, path: &str) -> Option<(&Arc<dyn Source>, &'static str)> {
         self.sources
             .iter()
-            .find_map(|s| s.paths().iter().find(|p| **p == path).map(|p| (s, *p)))
+            .find_map(|s| s.endpoint(path).map(|p| (s, p)))
     }
 
     /// The body limit of the source at `path`, for servers that read the body themselves.
@@ -162,7 +164,11 @@ impl Ingress {
                 method: req.method.to_string(),
             });
         }
-        source.authenticate(&req.headers)?;
+        source.authenticate(&Head {
+            path: &req.path,
+            headers: &req.headers,
+            peer: req.peer,
+        })?;
         let limit = source.max_body_bytes();
         if req.body.len() > limit {
             return Err(Rejection::TooLarge { limit });

@@ -58,9 +58,12 @@ pub async fn http(app: &App, req: HttpRequest) -> Result<HttpResponse<Body>, Err
         .unwrap_or_else(request_id);
     // A named stage (not `$default`) prefixes the path with exactly `/<stage>`; it is known from
     // API Gateway's own context, so it is removed exactly, never matched loosely.
-    let stage = match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(c)) => c.stage.clone().filter(|s| s != "$default"),
-        _ => None,
+    let (stage, peer) = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(c)) => (
+            c.stage.clone().filter(|s| s != "$default"),
+            c.http.source_ip.as_deref().and_then(|ip| ip.parse().ok()),
+        ),
+        _ => (None, None),
     };
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
@@ -73,6 +76,7 @@ pub async fn http(app: &App, req: HttpRequest) -> Result<HttpResponse<Body>, Err
         method: parts.method,
         path,
         headers: parts.headers,
+        peer,
         body: Bytes::copy_from_slice(body.as_ref()),
     };
     let resp = app.ingress.handle(req, now_ms()).await;

@@ -86,6 +86,7 @@ fn json_response(status: StatusCode, body: String) -> Response {
 /// format; without one, a JSON 404 that lists the webhooks.
 async fn webhook(
     State(serve): State<Arc<Serve>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -125,6 +126,7 @@ async fn webhook(
         method,
         path,
         headers,
+        peer: Some(peer.ip()),
         body,
     };
     let resp = ingress.handle(req, now_ms()).await;

@@ -34,6 +34,8 @@ pub struct Notice {
     /// The ids are never a connector's own (Alibaba Cloud UIDs): without a mapping they are
     /// dropped (and reported), whatever the recipient map's mode.
     pub foreign_ids: bool,
+    /// Bookkeeping (a read receipt): only routes that name its kind deliver it.
+    pub quiet: bool,
     /// What templates see: the event's fields by name, with `tag` and `time`.
     pub fields: Value,
     /// The app or module the event is about (HAP's app name), if any.

@@ -11,6 +11,7 @@ use crate::connectors::zentao::ZenTao;
 use crate::connectors::{Connector, ConnectorPart, Ports, Render};
 use crate::setup::{ConfigError, Secrets};
 use crate::sources::dms::DmsSource;
+use crate::sources::govding::GovDingSource;
 use crate::sources::hap::HapSource;
 use crate::sources::{Source, SourcePart};
 use crate::templates::Builtin;
@@ -19,6 +20,7 @@ self::registry! {
     sources {
         hap: HapSource,
         dms: DmsSource,
+        govding: GovDingSource,
     }
     connectors {
         dingtalk: DingTalk,

@@ -93,17 +93,19 @@ impl Router {
 
     /// Every route that takes the event, except that of routes with the same target (connector,
     /// instance, group, fixed users) only the first does: an overlap in the config cannot send
-    /// the same message twice. A finish takes the routes of the to-do it finishes.
+    /// the same message twice. A finish takes the routes of the to-do it finishes; a quiet
+    /// notice only routes that name its kind.
     fn matching(&self, event: &Event, notice: &Notice) -> Vec<&Resolved> {
         let mut chosen: Vec<&Resolved> = vec![];
         for r in &self.routes {
             let route = &r.route;
-            let kind_matches = route.kinds.as_ref().is_none_or(|kinds| {
-                kinds.iter().any(|k| {
+            let kind_matches = match &route.kinds {
+                None => !notice.quiet,
+                Some(kinds) => kinds.iter().any(|k| {
                     *k == event.kind
                         || matches!(&notice.intent, Intent::Finish { todo_kind, .. } if k == todo_kind)
-                })
-            });
+                }),
+            };
             let when_matches = route.when.as_ref().is_none_or(|when| {
                 when.iter().all(|(field, accepted)| {
                     accepted.iter().any(|v| v.matches(&event.payload[field]))

@@ -80,6 +80,7 @@ pub fn request(path: &str, body: impl Into<Bytes>, token: Option<&str>) -> Reque
         method: http::Method::POST,
         path: path.to_owned(),
         headers,
+        peer: None,
         body: body.into(),
     }
 }

@@ -437,94 +437,87 @@ async fn the_template_stream_filters_pass_exactly_each_senders_pending_deliverie
     );
 }
 
-/// The config the template assembles for the functions, as CloudFormation would substitute it.
-fn template_config(dms_key_line: &str, zentao: bool, group_line: &str) -> String {
-    let text = template();
-    let mut vars: Vec<(&str, String)> = [
-        (
-            "HapTokenSecretArn",
-            "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:hap-AbCdEf",
-        ),
-        (
-            "DingTalkSecretArn",
-            "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:dt-AbCdEf",
-        ),
-        ("DingTalkAgentId", "1185599675"),
-        ("DingTalkAppKey", "dingexample"),
-        ("TodoFanout", "chunk5"),
-        ("DmsWebhookUrl", ""),
-        (
-            "DingTalkRecipientMap",
-            "1673826650168842:lisi,1673826650152371:zhangsan",
-        ),
-        ("DmsKeyLine", dms_key_line),
-        ("ZenTaoBaseUrl", "https://zentao.example.com"),
-        ("ZenTaoEntry", "x.php"),
-        ("ZenTaoCode", "hookbridge"),
-        (
-            "ZenTaoKeySecretArn",
-            "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:zt-AbCdEf",
-        ),
-        ("ZenTaoRecipientMap", "manager4220:zhangsan"),
-        ("GroupLine", group_line),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k, v.to_owned()))
-    .collect();
-    let substitute = |block: Vec<String>, vars: &[(&str, String)]| {
-        let mut text = block.join("\n");
-        for (name, value) in vars {
-            text = text.replace(&format!("${{{name}}}"), value);
-        }
-        text
-    };
-    let zentao_block = substitute(block_after(&text, "ZenTaoBlock: !If", "- |"), &vars);
-    vars.push((
-        "ZenTaoBlock",
-        if zentao { zentao_block } else { String::new() },
-    ));
-    let config = substitute(block_after(&text, "HOOKBRIDGE_CONFIG: !Sub", "- |"), &vars);
+/// The config the functions get from the README's `sam deploy` line with `overrides`, evaluated
+/// through the template as CloudFormation would (scripts/deploy-config.py, SAM CLI's parser).
+fn deploy_config(overrides: &[&str]) -> (hookbridge::config::Config, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/deploy-config.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args(overrides)
+        .output()
+        .expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !config.contains("${"),
-        "every variable is substituted:\n{config}"
+        out.status.success(),
+        "{stderr}\n(SAM CLI is needed: scripts/test installs it with pip)"
     );
-    config
+    let text = String::from_utf8(out.stdout).unwrap();
+    let config =
+        hookbridge::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    (config, text)
 }
 
 #[test]
-fn the_template_gives_the_functions_a_valid_config() {
-    let key = r#"signature_key = "secretsmanager:arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:dms-AbCdEf""#;
-    for (dms_key_line, zentao, group_line) in [
-        ("", false, ""),
-        (key, true, ""),
-        (key, true, "group = \"g1\""),
+fn the_template_gives_the_functions_a_valid_config_in_every_setting() {
+    let zentao = [
+        "ZenTaoBaseUrl=https://zentao.example.com",
+        "ZenTaoKeySecretArn=arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:zt-AbCdEf",
+    ];
+    let bare = ["DmsSignatureSecretArn=", "GovDingPathTokenSecretArn="];
+    let grouped = [&zentao[..], &["ZenTaoGroup=g1"]].concat();
+    for (overrides, everything, group) in [
+        (&bare[..], false, false),
+        (&zentao[..], true, false),
+        (&grouped[..], true, true),
     ] {
-        let text = template_config(dms_key_line, zentao, group_line);
-        let config =
-            hookbridge::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        assert_eq!(config.routes.len(), if zentao { 4 } else { 2 });
+        let (config, text) = deploy_config(overrides);
+        let routes: Vec<(&str, &str)> = config
+            .routes
+            .iter()
+            .map(|r| (r.source.as_str(), r.connector.as_str()))
+            .collect();
+        let mut want = vec![("hap", "dingtalk"), ("dms", "dingtalk")];
+        if everything {
+            want.extend([
+                ("govding", "dingtalk"),
+                ("hap", "zentao"),
+                ("dms", "zentao"),
+            ]);
+        }
+        assert_eq!(routes, want, "{text}");
         assert_eq!(
-            config.recipients["dingtalk"].map["1673826650168842"],
-            "lisi"
+            config.sources.dms.as_ref().unwrap().signature_key.is_some(),
+            everything
         );
-        assert_eq!(
-            config.sources.dms.unwrap().signature_key.is_some(),
-            !dms_key_line.is_empty()
-        );
-        assert_eq!(
-            config
-                .connectors
-                .zentao
-                .is_some_and(|z| z.contains_key("main")),
-            zentao
-        );
-        let group = config
+        assert_eq!(config.sources.govding.is_some(), everything);
+        let gid = config
             .routes
             .iter()
             .find(|r| r.connector == "zentao")
             .and_then(|r| r.group.clone());
-        assert_eq!(group.is_some(), !group_line.is_empty());
+        assert_eq!(gid.is_some(), group, "{text}");
     }
+}
+
+/// The README's `sam deploy` line itself gives a config that loads, with the recipient map
+/// and the 浙政钉 operators it shows.
+#[test]
+fn the_readme_deploy_line_gives_a_working_config() {
+    let (config, text) = deploy_config(&[]);
+    let map = &config.recipients["dingtalk"].map;
+    assert_eq!(map.len(), 2, "{text}");
+    assert_eq!(map["1673826650168842"], "lisi");
+    assert!(config.sources.dms.unwrap().signature_key.is_some());
+    let operators: Vec<_> = config
+        .routes
+        .iter()
+        .filter(|r| r.source == "govding")
+        .map(|r| r.users.clone())
+        .collect();
+    assert_eq!(
+        operators,
+        [Some(vec!["zhangsan".to_owned(), "wangwu".to_owned()])]
+    );
 }
 
 /// DMS → dms-webhook → DynamoDB Local → stream → dingtalk-sender and zentao-sender, each
@@ -590,28 +583,4 @@ async fn a_dms_event_flows_through_the_lambda_entry_points_to_both_connectors() 
             .iter()
             .all(|d| d.status == Status::Sent)
     );
-}
-
-/// The README's `sam deploy` line, parsed by SAM CLI's own parser and evaluated through the
-/// template (scripts/deploy-config.py), gives the functions a config that loads, with the
-/// recipient map it shows.
-#[test]
-fn the_readme_deploy_line_gives_a_working_config() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/deploy-config.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .output()
-        .expect("python3 runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{stderr}\n(SAM CLI is needed: scripts/test installs it with pip)"
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let config =
-        hookbridge::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let map = &config.recipients["dingtalk"].map;
-    assert_eq!(map.len(), 2, "{text}");
-    assert_eq!(map["1673826650168842"], "lisi");
-    assert!(config.sources.dms.unwrap().signature_key.is_some());
 }

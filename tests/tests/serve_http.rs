@@ -353,3 +353,60 @@ async fn a_stalled_dingtalk_does_not_hold_up_zentao() {
     })
     .await;
 }
+
+/// 浙政钉 callbacks through `serve`'s real routes, with the TCP peer as the source address.
+async fn govding_as(local: &Local, peer: &str, path: &str, body: &str) -> (u16, String) {
+    use tower::ServiceExt;
+    let routes = hookbridge::local::router(local.app.clone(), &local.app.config.server, None);
+    let mut req = http::Request::post(path)
+        .header(
+            "content-type",
+            "application/x-www-form-urlencoded;charset=UTF-8",
+        )
+        .body(axum::body::Body::from(body.to_owned()))
+        .unwrap();
+    let peer: SocketAddr = peer.parse().unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    let resp = routes.oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn serve_takes_govding_callbacks_from_allowed_peers_only() {
+    let token = "serve-govding-token-0123";
+    let local = serve(
+        "",
+        &format!(
+            "[sources.govding]\npath_token = \"plain:{token}\"\nallow_ips = [\"198.51.100.20\"]\n\
+             [[routes]]\nsource = \"govding\"\nconnector = \"dingtalk\"\nusers = [\"ops1\"]\n"
+        ),
+    )
+    .await;
+    let path = format!("/govding/{token}");
+    let check = fixture("govding-register-check.json");
+    let ok = r#"{"errcode":"0","errmsg":"成功"}"#.to_owned();
+    assert_eq!(
+        govding_as(&local, "198.51.100.20:40000", &path, &check).await,
+        (200, ok.clone())
+    );
+    let leave = fixture("govding-employee-leave.json");
+    assert_eq!(
+        govding_as(&local, "198.51.100.20:40000", &path, &leave).await,
+        (200, ok)
+    );
+    let (status, _) = govding_as(&local, "192.0.2.9:40000", &path, &leave).await;
+    assert_eq!(status, 401, "not from the gateway");
+    assert_eq!(
+        govding_as(&local, "198.51.100.20:40000", "/govding/guess", &leave).await,
+        (404, String::new())
+    );
+    let sent = local.app.store.recent(10).await.unwrap();
+    assert_eq!(sent.len(), 1, "one event delivered: {sent:?}");
+    assert_eq!(sent[0].recipients, ["ops1"]);
+    local.shutdown().await;
+}

@@ -11,7 +11,6 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
-use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -19,7 +18,7 @@ use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
-use super::{Accepted, Parsed, Rejection, Source, SourcePart, Verify};
+use super::{Accepted, Head, Parsed, Rejection, Source, SourcePart, Verify};
 use super::{decode, default_max_body, json as strict, lenient, payload};
 use crate::event::{Event, Millis, beijing};
 use crate::notice::{Intent, Notice};
@@ -564,7 +563,8 @@ impl Source for DmsSource {
         false
     }
 
-    fn authenticate(&self, headers: &HeaderMap) -> Result<(), Rejection> {
+    fn authenticate(&self, head: &Head) -> Result<(), Rejection> {
+        let headers = head.headers;
         if headers.get("dms-event").is_none() {
             info!("request to /dms without the DMS-Event header");
         }

@@ -7,12 +7,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::{Accepted, Parsed, Rejection, Source, SourcePart, Verify};
+use super::{Accepted, Head, Parsed, Rejection, Source, SourcePart, Verify};
 use super::{decode, default_max_body, lenient, payload};
 use crate::event::{Event, Millis, event_pk};
 use crate::notice::{Intent, Notice};
@@ -306,7 +305,8 @@ impl Source for HapSource {
         self.max_body_bytes
     }
 
-    fn authenticate(&self, headers: &HeaderMap) -> Result<(), Rejection> {
+    fn authenticate(&self, head: &Head) -> Result<(), Rejection> {
+        let headers = head.headers;
         // One value, read the same way by every server: with the header twice, one proxy would
         // check the first and another the joined "a, b".
         let mut values = headers.get_all(&self.header).iter();
@@ -406,6 +406,8 @@ impl Source for HapSource {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderMap;
+
     use super::*;
 
     fn parse(path: &str, body: &str) -> Result<Parsed, Rejection> {
@@ -574,11 +576,18 @@ mod tests {
             h.insert("x-token", v.parse().unwrap());
             h
         };
-        assert!(s.authenticate(&with("new")).is_ok());
-        assert!(s.authenticate(&with("old")).is_ok());
-        let err = s.authenticate(&with("ne")).unwrap_err();
+        let auth = |headers: &HeaderMap| {
+            s.authenticate(&Head {
+                path: MESSAGE_PATH,
+                headers,
+                peer: None,
+            })
+        };
+        assert!(auth(&with("new")).is_ok());
+        assert!(auth(&with("old")).is_ok());
+        let err = auth(&with("ne")).unwrap_err();
         assert!(err.to_string().contains("does not match"));
-        let err = s.authenticate(&HeaderMap::new()).unwrap_err();
+        let err = auth(&HeaderMap::new()).unwrap_err();
         assert!(err.to_string().contains("missing header x-token"));
     }
 }

@@ -3,6 +3,7 @@
 //! [`Rejection`], [`Accepted`]); they plug into [`crate::ingress`].
 
 pub mod dms;
+pub mod govding;
 pub mod hap;
 pub mod json;
 mod lenient;
@@ -18,9 +19,21 @@ use crate::notice::Notice;
 use crate::setup::{ConfigError, Secrets};
 use crate::templates::Builtin;
 
+/// What a source checks before the body: the path it was posted to, the headers, and the
+/// address it came from (API Gateway's source IP, or the peer in `serve`).
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+    pub peer: Option<std::net::IpAddr>,
+}
+
 /// Why a request was not accepted. Every variant but `Unavailable` is the sender's to fix.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Rejection {
+    /// A path the source serves but not with this secret part (a wrong path token).
+    #[error("no webhook here")]
+    NotFound,
     #[error("{method} is not allowed here: webhooks are POST requests")]
     MethodNotAllowed { method: String },
     #[error("body is too large: the limit is {limit} bytes")]
@@ -41,6 +54,7 @@ pub enum Rejection {
 impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self {
+            Rejection::NotFound => StatusCode::NOT_FOUND,
             Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -79,11 +93,17 @@ pub enum Verify {
 /// A webhook source: one file in `sources/`.
 pub trait Source: Send + Sync {
     fn name(&self) -> &'static str;
-    /// The paths this source serves, e.g. `/hap/message`.
+    /// The paths this source serves, e.g. `/hap/message`, as shown to people.
     fn paths(&self) -> &'static [&'static str];
+    /// Which of its paths `path` is: exactly one of them, unless the source's paths carry a
+    /// secret part it checks in `authenticate`.
+    fn endpoint(&self, path: &str) -> Option<&'static str> {
+        self.paths().iter().find(|p| **p == path).copied()
+    }
     fn max_body_bytes(&self) -> usize;
-    /// Checks the request's headers (tokens, Basic auth) before the body is looked at.
-    fn authenticate(&self, headers: &HeaderMap) -> Result<(), Rejection>;
+    /// Checks the request's head (tokens, Basic auth, path token, origin) before the body is
+    /// looked at.
+    fn authenticate(&self, head: &Head) -> Result<(), Rejection>;
     /// Whether a non-JSON `Content-Type` is rejected; sources that send JSON with no or a
     /// wrong content type say no.
     fn strict_content_type(&self) -> bool {
