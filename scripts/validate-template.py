@@ -42,6 +42,9 @@ def main() -> int:
         "ZenTaoKeySecretArn": "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:zt-AbCdEf",
         "GovDingPathTokenSecretArn": "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:gd-AbCdEf",
         "GovDingOperators": "ops1,ops2",
+        "GovDingAppKey": "hookbridge-app",
+        "GovDingSecretArn": "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:gds-AbCdEf",
+        "GovDingTenantId": "196729",
         "AlarmTopicArn": "arn:aws-cn:sns:cn-north-1:123456789012:hookbridge-alarms",
     }
     try:

@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod fake_dingtalk;
+pub mod fake_govding;
 pub mod fake_runtime;
 pub mod fake_secrets;
 pub mod fake_zentao;

@@ -386,8 +386,12 @@ fn filter_matches(pattern: &Value, event: &Value) -> bool {
 #[tokio::test]
 async fn the_template_stream_filters_pass_exactly_each_senders_pending_deliveries() {
     let filters = template_filters();
-    assert_eq!(filters.len(), 2, "dingtalk-sender and zentao-sender");
-    let (filter, zentao_filter) = (&filters[0], &filters[1]);
+    assert_eq!(
+        filters.len(),
+        3,
+        "dingtalk-sender, govding-sender and zentao-sender"
+    );
+    let (filter, govding_filter, zentao_filter) = (&filters[0], &filters[1], &filters[2]);
     let fake = FakeDingTalk::start().await;
     let store = hookbridge_tests::dynamo_store().await;
     let table = store.table().to_owned();
@@ -426,6 +430,13 @@ async fn the_template_stream_filters_pass_exactly_each_senders_pending_deliverie
     let mut as_zentao = records[1].clone();
     as_zentao["dynamodb"]["NewImage"]["connector"] = json!({"S": "zentao"});
     assert!(filter_matches(zentao_filter, &as_zentao) && !filter_matches(filter, &as_zentao));
+    let mut as_govding = records[1].clone();
+    as_govding["dynamodb"]["NewImage"]["connector"] = json!({"S": "govding"});
+    let takers: Vec<bool> = [filter, govding_filter, zentao_filter]
+        .iter()
+        .map(|f| filter_matches(f, &as_govding))
+        .collect();
+    assert_eq!(takers, [false, true, false], "only govding-sender takes it");
     hookbridge::lambda::stream(&app, invocation(inserted))
         .await
         .unwrap();
@@ -462,6 +473,10 @@ fn the_template_gives_the_functions_a_valid_config_in_every_setting() {
     let zentao = [
         "ZenTaoBaseUrl=https://zentao.example.com",
         "ZenTaoKeySecretArn=arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:zt-AbCdEf",
+        "GovDingAppKey=hookbridge-app",
+        "GovDingSecretArn=arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:gd-AbCdEf",
+        "GovDingTenantId=196729",
+        "GovDingRecipientMap=1673826650168842:10001",
     ];
     let bare = ["DmsSignatureSecretArn=", "GovDingPathTokenSecretArn="];
     let grouped = [&zentao[..], &["ZenTaoGroup=g1"]].concat();
@@ -480,6 +495,8 @@ fn the_template_gives_the_functions_a_valid_config_in_every_setting() {
         if everything {
             want.extend([
                 ("govding", "dingtalk"),
+                ("hap", "govding"),
+                ("dms", "govding"),
                 ("hap", "zentao"),
                 ("dms", "zentao"),
             ]);
@@ -490,6 +507,14 @@ fn the_template_gives_the_functions_a_valid_config_in_every_setting() {
             everything
         );
         assert_eq!(config.sources.govding.is_some(), everything);
+        assert_eq!(
+            config
+                .connectors
+                .govding
+                .as_ref()
+                .map(|g| g.tenant_id.as_str()),
+            everything.then_some("196729")
+        );
         let gid = config
             .routes
             .iter()

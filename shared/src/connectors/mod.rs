@@ -4,6 +4,7 @@
 //! their contract; the registry (`registry.rs`) plugs them in.
 
 pub mod dingtalk;
+pub mod govding;
 pub mod zentao;
 
 use std::sync::Arc;

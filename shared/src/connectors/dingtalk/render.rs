@@ -305,6 +305,17 @@ fn todo_card(
     with_status_bar: bool,
     users: Vec<String>,
 ) -> AsyncSend {
+    AsyncSend {
+        agent_id,
+        userid_list: users.join(","),
+        to_all_user: false,
+        msg: card_msg(n, url, with_status_bar.then(todo_open)),
+    }
+}
+
+/// An OA card for a notice: app, message and time as form rows, the tag in the content, the
+/// link for mobile and PC (the work-notification shape 浙政钉 shares).
+pub(crate) fn card_msg(n: &Notice, url: &str, status_bar: Option<StatusBar>) -> Msg {
     let mut form = vec![];
     if let Some(app) = &n.app {
         form.push(FormRow {
@@ -332,7 +343,7 @@ fn todo_card(
                 bgcolor: "FFFF6A00".into(),
                 text: n.app.clone().unwrap_or_else(|| n.from.to_owned()),
             },
-            status_bar: with_status_bar.then(todo_open),
+            status_bar,
             body: OaBody {
                 title: Some(n.title.clone()),
                 form,
@@ -344,18 +355,22 @@ fn todo_card(
     if !msg.fit() {
         warn!(tag = %n.tag, "card does not fit in 2048 bytes even with the message cut");
     }
+    msg
+}
+
+fn notice(dt: &Style, c: &Notice, users: &[String]) -> AsyncSend {
     AsyncSend {
-        agent_id,
+        agent_id: dt.agent_id,
         userid_list: users.join(","),
         to_all_user: false,
-        msg,
+        msg: notice_msg(dt.notice_format, c),
     }
 }
 
 /// Anything that is not a to-do: a markdown (or plain text) notification. The tag goes first
 /// so that shortening the tail cannot cut it.
-fn notice(dt: &Style, c: &Notice, users: &[String]) -> AsyncSend {
-    let mut msg = match dt.notice_format {
+pub(crate) fn notice_msg(format: NoticeFormat, c: &Notice) -> Msg {
+    let mut msg = match format {
         NoticeFormat::Markdown => {
             let mut lines = vec![
                 format!("#### {} {}", c.title, c.tag),
@@ -391,12 +406,7 @@ fn notice(dt: &Style, c: &Notice, users: &[String]) -> AsyncSend {
     if !msg.fit() {
         warn!(tag = %c.tag, "notice does not fit in 2048 bytes even with the text cut");
     }
-    AsyncSend {
-        agent_id: dt.agent_id,
-        userid_list: users.join(","),
-        to_all_user: false,
-        msg,
-    }
+    msg
 }
 
 #[cfg(test)]

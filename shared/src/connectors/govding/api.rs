@@ -1,0 +1,414 @@
+//! The 浙政钉 open platform as hookbridge calls it (protocol Part 2): every request signed like
+//! the official SDK, form-encoded, and every answer judged through both error envelopes into
+//! the error classes, with "重复" on a resend meaning the first attempt got through.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::FixedOffset;
+use hmac::{Hmac, KeyInit, Mac};
+use md5::{Digest, Md5};
+use serde_json::Value;
+use sha2::Sha256;
+
+use super::{Algorithm, GovDingConfig};
+use crate::event::Failure;
+
+pub const SEND_PATH: &str = "/message/workNotification";
+
+/// The string the SDK signs: method, timestamp, nonce and path on their own lines, then, if
+/// there are any, the parameters `key=value` (raw values) sorted by key case-insensitively
+/// (a repeated key by value), joined by `&`.
+pub fn string_to_sign(
+    method: &str,
+    timestamp: &str,
+    nonce: &str,
+    path: &str,
+    params: &[(&str, &str)],
+) -> String {
+    let mut sorted: Vec<(&str, &str)> = params
+        .iter()
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .copied()
+        .collect();
+    sorted.sort_by(|a, b| {
+        a.0.to_lowercase()
+            .cmp(&b.0.to_lowercase())
+            .then_with(|| a.1.cmp(b.1))
+    });
+    let mut text = format!("{method}\n{timestamp}\n{nonce}\n{path}");
+    if !sorted.is_empty() {
+        let pairs: Vec<String> = sorted.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        text.push('\n');
+        text.push_str(&pairs.join("&"));
+    }
+    text
+}
+
+/// `X-Hmac-Auth-Signature` for `text`: Base64 HMAC-SHA256, or the MD5 variant's lowercase hex
+/// of `md5(text + "\n" + secret)`.
+pub fn signature(algorithm: Algorithm, text: &str, secret: &str) -> String {
+    match algorithm {
+        Algorithm::HmacSha256 => {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+                .expect("HMAC takes a key of any length");
+            mac.update(text.as_bytes());
+            BASE64.encode(mac.finalize().into_bytes())
+        }
+        Algorithm::Md5 => {
+            let digest = Md5::digest(format!("{text}\n{secret}").as_bytes());
+            digest.iter().map(|b| format!("{b:02x}")).collect()
+        }
+    }
+}
+
+/// What a call came back with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// Done; the innermost `content` (e.g. `{"msgId": …}`).
+    Done(Value),
+    /// "重复": this `bizMsgId` was sent before, so an earlier attempt got through.
+    AlreadySent(String),
+}
+
+/// Judges an answer: HTTP status, then the gateway envelope (`success`, `Code`/`Message` or
+/// `errorCode`/`errorMsg`), then each `content` level (a JSON string is parsed), where
+/// `success` and `responseCode` decide.
+pub fn judge(
+    path: &str,
+    status: u16,
+    body: &[u8],
+    duplicate_codes: &[String],
+) -> Result<Answer, Failure> {
+    let head = || {
+        String::from_utf8_lossy(body)
+            .chars()
+            .take(200)
+            .collect::<String>()
+    };
+    if status >= 500 || status == 429 {
+        return Err(Failure::Transient(format!(
+            "浙政钉 {path}: HTTP {status} {}",
+            head()
+        )));
+    }
+    let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+        return Err(Failure::Transient(format!(
+            "浙政钉 {path}: HTTP {status} with a non-JSON answer: {:?}",
+            head()
+        )));
+    };
+    loop {
+        if let Some(problem) = problem(&v) {
+            let duplicate = problem.contains("重复")
+                || duplicate_codes.iter().any(|c| problem.contains(c.as_str()));
+            if duplicate {
+                return Ok(Answer::AlreadySent(problem));
+            }
+            return Err(Failure::Permanent(format!(
+                "浙政钉 {path}: {problem}{}",
+                hint(&problem)
+            )));
+        }
+        match v.get("content") {
+            Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+                Ok(inner) if inner.is_object() => v = inner,
+                _ => return Ok(Answer::Done(Value::String(s.clone()))),
+            },
+            Some(inner @ Value::Object(o))
+                if o.contains_key("success")
+                    || o.contains_key("responseCode")
+                    || o.contains_key("content") =>
+            {
+                v = inner.clone();
+            }
+            Some(inner) => return Ok(Answer::Done(inner.clone())),
+            None if status >= 300 || status == 203 => {
+                return Err(Failure::Permanent(format!(
+                    "浙政钉 {path}: HTTP {status} {}",
+                    head()
+                )));
+            }
+            None => return Ok(Answer::Done(v.get("data").cloned().unwrap_or(v))),
+        }
+    }
+}
+
+/// The error one envelope level reports, if any: `{Code}: {Message} {_RequestId}
+/// ({bizErrorCode})` for the gateway's, `responseCode`/`responseMessage` for the business one.
+fn problem(v: &Value) -> Option<String> {
+    let text = |k: &str| match v.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    let failed = v.get("success").and_then(Value::as_bool) == Some(false);
+    let code = text("responseCode");
+    if !failed && (code.is_empty() || code == "0") {
+        return None;
+    }
+    let parts = [
+        text("Code"),
+        text("errorCode"),
+        text("Message"),
+        text("errorMsg"),
+        if code == "0" { String::new() } else { code },
+        text("responseMessage"),
+        text("_RequestId"),
+        text("bizErrorCode"),
+    ];
+    let said: Vec<String> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+    Some(if said.is_empty() {
+        "the call failed and said nothing more".into()
+    } else {
+        said.join(" ")
+    })
+}
+
+/// What to check, for the errors that are configuration.
+fn hint(problem: &str) -> &'static str {
+    if problem.contains("SignatureDoesNotMatch") || problem.contains("OPF-B001-05-16-0009") {
+        " (check connectors.govding app_key, app_secret and base_url)"
+    } else if problem.contains("OPF-B001-05-16-0002") {
+        " (the app has not subscribed to this API: grant it in the console, 接口授权)"
+    } else if problem.contains("白名单") {
+        " (add this host's egress IP to the app's whitelist)"
+    } else {
+        ""
+    }
+}
+
+/// Signed, form-encoded POSTs to one gateway.
+pub(super) struct Client {
+    http: reqwest::Client,
+    base_url: String,
+    app_key: String,
+    secret: String,
+    algorithm: Algorithm,
+    auth_ip: Option<String>,
+    auth_mac: Option<String>,
+    duplicate_codes: Vec<String>,
+}
+
+impl Client {
+    pub(super) fn new(
+        config: &GovDingConfig,
+        app_key: String,
+        secret: String,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.timeout_secs))
+            .connect_timeout(Duration::from_secs(config.timeout_secs.min(5)))
+            .build()?;
+        Ok(Client {
+            http,
+            base_url: config.base_url.trim_end_matches('/').to_owned(),
+            app_key,
+            secret,
+            algorithm: config.algorithm,
+            auth_ip: config.auth_ip.clone(),
+            auth_mac: config.auth_mac.clone(),
+            duplicate_codes: config.duplicate_codes.clone(),
+        })
+    }
+
+    /// POSTs `params` (empty ones left out, as they are left out of the signature) to `path`.
+    pub(super) async fn post(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<Answer, Failure> {
+        let params: Vec<(&str, &str)> = params
+            .iter()
+            .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+            .copied()
+            .collect();
+        let beijing = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
+        let timestamp = chrono::Utc::now()
+            .with_timezone(&beijing)
+            .format("%Y-%m-%dT%H:%M:%S%.3f+08:00")
+            .to_string();
+        let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let nonce = format!("{nanos}{:04}", fastrand::u16(..10_000));
+        let text = string_to_sign("POST", &timestamp, &nonce, path, &params);
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .header("apiKey", &self.app_key)
+            .header("X-Hmac-Auth-Timestamp", &timestamp)
+            .header("X-Hmac-Auth-Nonce", &nonce)
+            .header("X-Hmac-Auth-Version", "1.0")
+            .header(
+                "X-Hmac-Auth-Signature",
+                signature(self.algorithm, &text, &self.secret),
+            )
+            .header(
+                "content-type",
+                "application/x-www-form-urlencoded; charset=UTF-8",
+            )
+            .body(
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(&params)
+                    .finish(),
+            );
+        if self.algorithm == Algorithm::Md5 {
+            req = req.header("X-Hmac-Auth-Algorithm", "md5");
+        }
+        if let Some(ip) = &self.auth_ip {
+            req = req.header("X-Hmac-Auth-IP", ip);
+        }
+        if let Some(mac) = &self.auth_mac {
+            req = req.header("X-Hmac-Auth-MAC", mac);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::Transient(format!("浙政钉 {path}: {e}")))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| Failure::Transient(format!("浙政钉 {path}: {e}")))?;
+        judge(path, status, &body, &self.duplicate_codes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const TS: &str = "2024-05-01T10:00:00.000+08:00";
+
+    /// Protocol 2.2's six vectors.
+    #[test]
+    fn signatures_match_the_protocol_vectors() {
+        let msg = r#"{"msgtype":"text","text":{"content":"测试通知"}}"#;
+        let cases = [
+            (
+                string_to_sign(
+                    "POST",
+                    TS,
+                    "17145288000001234",
+                    "/message/workNotification",
+                    &[
+                        ("tenantId", "196729"),
+                        ("receiverIds", "10001,10002"),
+                        ("msg", msg),
+                        ("bizMsgId", "hb-7f3a9c01"),
+                    ],
+                ),
+                "JOUR+r8l1qN+mpi9XsnDWf0HqXgJ0r9m+mSpi0oXp8Q=",
+                "68bb80b7b2317fb78b7aa9534b0005af",
+            ),
+            (
+                string_to_sign(
+                    "GET",
+                    TS,
+                    "17145288000005678",
+                    "/gettoken.json",
+                    &[("appsecret", "test-secret"), ("appkey", "test-app")],
+                ),
+                "h89fu+/FyC29582TUCBFNvYDN8zcADrBLMrZMwl6i+w=",
+                "21c16bcc19ebd3a2fb58e0950538377c",
+            ),
+            (
+                string_to_sign(
+                    "POST",
+                    TS,
+                    "17145288000009999",
+                    "/openplatform/message/query_callback_define",
+                    &[],
+                ),
+                "O6ARxA4FW1WkqmFsBwOrv5R9c5fMSjsDAc1jX4rrzEs=",
+                "dcaae536c0baeb7bf20f293065e260e9",
+            ),
+        ];
+        for (text, hmac, md5) in cases {
+            assert_eq!(
+                signature(Algorithm::HmacSha256, &text, "test-secret"),
+                hmac,
+                "{text}"
+            );
+            assert_eq!(
+                signature(Algorithm::Md5, &text, "test-secret"),
+                md5,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_sort_case_insensitively_and_empty_params_are_left_out() {
+        let text = string_to_sign(
+            "POST",
+            TS,
+            "n",
+            "/p",
+            &[("b", "2"), ("A", "1"), ("c", ""), ("a", "0")],
+        );
+        assert_eq!(text, format!("POST\n{TS}\nn\n/p\na=0&A=1&b=2"));
+    }
+
+    #[test]
+    fn answers_are_judged_through_both_envelopes() {
+        let judge = |status, body: Value| judge("/p", status, body.to_string().as_bytes(), &[]);
+        assert_eq!(
+            judge(200, json!({"success": true, "content": {"msgId": "m1"}})),
+            Ok(Answer::Done(json!({"msgId": "m1"})))
+        );
+        let nested = json!({"success": true, "content": "{\"success\":true,\"content\":{\"msgId\":\"m2\"}}"});
+        assert_eq!(judge(200, nested), Ok(Answer::Done(json!({"msgId": "m2"}))));
+        let business = json!({"success": true, "content": {"success": true, "responseCode": "0", "data": {"x": 1}}});
+        assert_eq!(judge(200, business), Ok(Answer::Done(json!({"x": 1}))));
+
+        let Err(Failure::Permanent(m)) = judge(
+            200,
+            json!({"success": false, "Code": "OPF-B001-05-16-0009", "Message": "SignatureDoesNotMatch", "_RequestId": "r1"}),
+        ) else {
+            panic!()
+        };
+        assert!(
+            m.contains("SignatureDoesNotMatch r1") && m.contains("check connectors.govding"),
+            "{m}"
+        );
+        let Err(Failure::Permanent(m)) = judge(
+            200,
+            json!({"success": false, "errorCode": "E1", "errorMsg": "访问IP不在白名单中"}),
+        ) else {
+            panic!()
+        };
+        assert!(
+            m.contains("E1 访问IP不在白名单中") && m.contains("whitelist"),
+            "{m}"
+        );
+        let Err(Failure::Permanent(m)) = judge(
+            200,
+            json!({"success": true, "content": {"success": false, "responseCode": "400", "responseMessage": "参数错误"}}),
+        ) else {
+            panic!()
+        };
+        assert!(m.contains("400 参数错误"), "{m}");
+
+        let repeat = json!({"success": true, "content": {"success": false, "responseCode": "233", "responseMessage": "bizMsgId重复"}});
+        assert!(matches!(judge(200, repeat), Ok(Answer::AlreadySent(_))));
+        let coded = json!({"success": false, "Code": "DUP_1", "Message": "dup"});
+        let known = [String::from("DUP_1")];
+        assert!(matches!(
+            super::judge("/p", 200, coded.to_string().as_bytes(), &known),
+            Ok(Answer::AlreadySent(_))
+        ));
+
+        assert!(matches!(judge(502, json!({})), Err(Failure::Transient(_))));
+        assert!(matches!(
+            super::judge("/p", 200, b"<html>", &[]),
+            Err(Failure::Transient(_))
+        ));
+        assert!(matches!(
+            judge(403, json!({"message": "denied"})),
+            Err(Failure::Permanent(_))
+        ));
+    }
+}

@@ -1,0 +1,197 @@
+//! A fake 浙政钉 open-platform gateway on 127.0.0.1 that checks every request as the gateway
+//! does: the HMAC headers are recomputed from the form it received (written again here, not
+//! borrowed from the code under test) and a mismatch is `SignatureDoesNotMatch`; a repeated
+//! `bizMsgId` is answered "重复"; some answers carry `content` as a JSON string, as the SDK's
+//! response class does.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+
+pub const APP_KEY: &str = "hookbridge-test-app";
+pub const APP_SECRET: &str = "govding-test-secret";
+pub const TENANT: &str = "196729";
+
+/// One call that passed the signature check.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub path: String,
+    pub params: Vec<(String, String)>,
+}
+
+impl Call {
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    seen: HashSet<String>,
+    /// Canned answers for the next calls that pass the signature check: (HTTP status, body).
+    injected: VecDeque<(u16, String)>,
+    /// Answer with `content` as a JSON string, as some SDK versions see it.
+    content_as_text: bool,
+    /// Process the next calls but answer 504, as when the answer is lost on the way back.
+    lose_answers: usize,
+    rejected_signatures: usize,
+}
+
+#[derive(Clone)]
+pub struct FakeGovDing {
+    pub url: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// `[connectors.govding]` for this server, and a route from HAP to it.
+pub fn hap_route(url: &str, secret: &str) -> String {
+    format!(
+        "\n[connectors.govding]\nbase_url = \"{url}\"\napp_key = \"{APP_KEY}\"\napp_secret = \"plain:{secret}\"\ntenant_id = \"{TENANT}\"\n\n[[routes]]\nsource = \"hap\"\nconnector = \"govding\"\n"
+    )
+}
+
+impl FakeGovDing {
+    pub async fn start() -> FakeGovDing {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = Router::new()
+            .route("/{*path}", post(handle))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeGovDing { url, inner }
+    }
+
+    pub fn inject(&self, status: u16, body: &str, times: usize) {
+        let mut inner = self.inner.lock().unwrap();
+        inner
+            .injected
+            .extend(std::iter::repeat_n((status, body.to_owned()), times));
+    }
+
+    /// The next `n` calls are processed, but their answers are lost (HTTP 504).
+    pub fn lose_answers(&self, n: usize) {
+        self.inner.lock().unwrap().lose_answers = n;
+    }
+
+    pub fn content_as_text(&self) {
+        self.inner.lock().unwrap().content_as_text = true;
+    }
+
+    /// Calls that passed the signature check, in order (a "重复" one included).
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.lock().unwrap().calls.clone()
+    }
+
+    pub fn rejected_signatures(&self) -> usize {
+        self.inner.lock().unwrap().rejected_signatures
+    }
+}
+
+/// The SDK's string to sign, independently: sorted by lowercased key, then value.
+fn string_to_sign(headers: &HeaderMap, path: &str, params: &[(String, String)]) -> String {
+    let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort_by_key(|(k, v)| (k.to_lowercase(), v.clone()));
+    let mut lines = vec![
+        "POST".to_owned(),
+        header("x-hmac-auth-timestamp").to_owned(),
+        header("x-hmac-auth-nonce").to_owned(),
+        path.to_owned(),
+    ];
+    if !sorted.is_empty() {
+        let joined: Vec<String> = sorted.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        lines.push(joined.join("&"));
+    }
+    lines.join("\n")
+}
+
+fn expected_signature(text: &str) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
+    mac.update(text.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+async fn handle(
+    State(s): State<Arc<Mutex<Inner>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let mut inner = s.lock().unwrap();
+    let signed = headers.get("apikey").and_then(|v| v.to_str().ok()) == Some(APP_KEY)
+        && headers
+            .get("x-hmac-auth-version")
+            .and_then(|v| v.to_str().ok())
+            == Some("1.0")
+        && headers
+            .get("x-hmac-auth-timestamp")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.ends_with("+08:00"))
+        && headers
+            .get("x-hmac-auth-signature")
+            .and_then(|v| v.to_str().ok())
+            == Some(expected_signature(&string_to_sign(&headers, &path, &params)).as_str());
+    if !signed {
+        inner.rejected_signatures += 1;
+        let body = json!({"success": false, "Code": "OPF-B001-05-16-0009", "Message": "SignatureDoesNotMatch",
+            "_RequestId": "fake-req", "HostId": "openplatform-pro.ding.zj.gov.cn"});
+        return (StatusCode::OK, body.to_string()).into_response();
+    }
+    inner.calls.push(Call {
+        path: path.clone(),
+        params: params.clone(),
+    });
+    if let Some((status, body)) = inner.injected.pop_front() {
+        return (StatusCode::from_u16(status).unwrap(), body).into_response();
+    }
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(pk, _)| pk == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let business = if path != "/message/workNotification" {
+        json!({"success": false, "responseCode": "404", "responseMessage": "unknown api"})
+    } else if get("tenantId") != Some(TENANT) {
+        json!({"success": false, "responseCode": "400", "responseMessage": "tenantId 无效"})
+    } else if get("receiverIds").is_none() && get("organizationCodes").is_none() {
+        json!({"success": false, "responseCode": "400", "responseMessage": "receiverIds 和 organizationCodes 不能同时为空"})
+    } else if get("msg").is_none_or(|m| m.len() > 2048 || serde_json::from_str::<Value>(m).is_err())
+    {
+        json!({"success": false, "responseCode": "400", "responseMessage": "msg 无效"})
+    } else if !inner.seen.insert(get("bizMsgId").unwrap_or("").to_owned()) {
+        json!({"success": false, "responseCode": "500", "responseMessage": "bizMsgId重复"})
+    } else {
+        json!({"success": true, "responseCode": "0", "data": {"msgId": format!("msg{}", inner.calls.len())}})
+    };
+    if inner.lose_answers > 0 {
+        inner.lose_answers -= 1;
+        return (StatusCode::GATEWAY_TIMEOUT, "upstream timed out").into_response();
+    }
+    let content = if inner.content_as_text {
+        Value::String(business.to_string())
+    } else {
+        business
+    };
+    (
+        StatusCode::OK,
+        json!({"success": true, "content": content}).to_string(),
+    )
+        .into_response()
+}

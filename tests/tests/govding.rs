@@ -1,0 +1,142 @@
+//! HAP → 浙政钉 work notifications against the fake gateway: signed form posts, accountIds from
+//! the recipient map, a deterministic bizMsgId, "重复" after a lost answer counted as sent, both
+//! envelopes and a wrong secret.
+
+use hookbridge::event::Status;
+use hookbridge_tests::fake_govding::{APP_SECRET, FakeGovDing, TENANT, hap_route};
+use hookbridge_tests::{Harness, config, fixture};
+use serde_json::Value;
+
+const MAP: &str = "\n[recipients.govding.map]\nwangwu_2231 = \"10001\"\n";
+
+async fn harness(fake: &FakeGovDing, secret: &str) -> Harness {
+    Harness::new(config(
+        None,
+        &format!("{}{MAP}", hap_route(&fake.url, secret)),
+    ))
+    .await
+}
+
+async fn mention(h: &Harness) {
+    let r = h
+        .post("/hap/message", &fixture("hap-message-mention.json"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+const PK: &str = "EVT#hap#9f8e7d6c-5b4a-4392-8171-6f5e4d3c2b1a";
+
+/// The event's 浙政钉 delivery (the test config also routes HAP to a dry-run DingTalk).
+async fn govding(h: &Harness) -> hookbridge::event::Delivery {
+    h.deliveries(PK)
+        .await
+        .into_iter()
+        .find(|d| d.connector == "govding")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_hap_mention_becomes_a_signed_work_notification() {
+    let fake = FakeGovDing::start().await;
+    let mut h = harness(&fake, APP_SECRET).await;
+    mention(&h).await;
+    h.drain().await;
+    let d = govding(&h).await;
+    assert_eq!(d.status, Status::Sent);
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_eq!(call.path, "/message/workNotification");
+    assert_eq!(
+        (call.param("tenantId"), call.param("receiverIds")),
+        (Some(TENANT), Some("10001"))
+    );
+    let biz = call.param("bizMsgId").unwrap();
+    assert!(biz.starts_with("hb-") && biz.len() == 35, "{biz}");
+    let msg: Value = serde_json::from_str(call.param("msg").unwrap()).unwrap();
+    assert_eq!(msg["msgtype"], "markdown");
+    assert!(
+        msg["markdown"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("请在周五前补充二期报价"),
+        "{msg}"
+    );
+    let result = d.result.unwrap();
+    assert_eq!(
+        (result["bizMsgId"].as_str(), result["msgId"].as_str()),
+        (Some(biz), Some("msg1"))
+    );
+}
+
+#[tokio::test]
+async fn a_resend_after_a_lost_answer_is_recognized_as_sent() {
+    let fake = FakeGovDing::start().await;
+    fake.lose_answers(1);
+    let mut h = harness(&fake, APP_SECRET).await;
+    mention(&h).await;
+    h.drain().await;
+    assert_eq!(
+        govding(&h).await.status,
+        Status::Retrying,
+        "a 504 is worth a retry"
+    );
+    assert_eq!(h.sweep_until(&[Status::Sent], 120, 5).await, [Status::Sent]);
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(
+        calls[0].param("bizMsgId"),
+        calls[1].param("bizMsgId"),
+        "the same id on resend"
+    );
+    let d = govding(&h).await;
+    assert_eq!(d.result.unwrap()["duplicate"], true);
+}
+
+#[tokio::test]
+async fn content_as_json_text_is_read_too() {
+    let fake = FakeGovDing::start().await;
+    fake.content_as_text();
+    let mut h = harness(&fake, APP_SECRET).await;
+    mention(&h).await;
+    h.drain().await;
+    let d = govding(&h).await;
+    assert_eq!(d.status, Status::Sent);
+    assert_eq!(d.result.unwrap()["msgId"], "msg1");
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_dead_at_once_and_says_what_to_check() {
+    let fake = FakeGovDing::start().await;
+    let mut h = harness(&fake, "not-the-secret").await;
+    mention(&h).await;
+    h.drain().await;
+    assert_eq!(fake.rejected_signatures(), 1);
+    let d = govding(&h).await;
+    assert_eq!(d.status, Status::Dead);
+    let reason = d.last_error.unwrap();
+    assert!(
+        reason.contains("SignatureDoesNotMatch") && reason.contains("app_secret"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn unmapped_users_are_reported_not_sent() {
+    let fake = FakeGovDing::start().await;
+    let text = format!(
+        "{}\n[recipients.govding]\nmode = \"require\"\n",
+        hap_route(&fake.url, APP_SECRET)
+    );
+    let mut h = Harness::new(config(None, &text)).await;
+    mention(&h).await;
+    h.drain().await;
+    assert!(fake.calls().is_empty());
+    let d = govding(&h).await;
+    assert_eq!(d.status, Status::Skipped);
+    assert!(
+        d.last_error
+            .unwrap()
+            .contains("no 浙政钉 accountId for wangwu_2231")
+    );
+}
