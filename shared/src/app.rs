@@ -58,6 +58,7 @@ impl App {
         let ports = Ports {
             tokens: store.clone(),
             history: store.clone(),
+            receipts: store.clone(),
         };
         let connectors = config
             .connectors

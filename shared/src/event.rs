@@ -154,6 +154,8 @@ pub enum Action {
     Send,
     /// Update what an earlier send shows (DingTalk OA status bar).
     UpdateStatus,
+    /// Note on an earlier send what its system reported about it (浙政钉 read receipts).
+    Receipt,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,6 +173,9 @@ pub struct Delivery {
     pub message: Value,
     /// What the connector returned (e.g. DingTalk `task_id`).
     pub result: Option<Value>,
+    /// What the receiving system reported later (pushed, read, failed, revoked), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receipts: Vec<Value>,
     pub last_error: Option<String>,
     /// Retrying: when to try again. Sending: when the claim lapses.
     pub next_attempt_at: Option<Millis>,
@@ -198,11 +203,36 @@ impl Delivery {
             recipients,
             message,
             result: None,
+            receipts: vec![],
             last_error: None,
             next_attempt_at: None,
             created_at: now,
             updated_at: now,
         }
+    }
+
+    /// A delivery stored to be seen and never sent: a report of recipients without a mapping,
+    /// or a request that could not be rendered; `reason` says which.
+    pub fn unsent(
+        event_pk: &str,
+        connector: &str,
+        status: Status,
+        recipients: Vec<String>,
+        reason: String,
+        now: Millis,
+    ) -> Self {
+        let mut d = Delivery::new(
+            event_pk,
+            connector,
+            0,
+            Action::Send,
+            recipients,
+            Value::Null,
+            now,
+        );
+        d.status = status;
+        d.last_error = Some(reason);
+        d
     }
 
     pub fn key(&self) -> DeliveryKey {

@@ -22,6 +22,13 @@ pub enum Intent {
         todo_event: String,
         todo_kind: &'static str,
     },
+    /// What `connector`'s system reports about a message hookbridge sent through it
+    /// (`reference` is that connector's id for the send, e.g. 浙政钉's `bizMsgId`). It goes back
+    /// to that connector whatever the routes say; routes deliver it only if they name its kind.
+    Receipt {
+        connector: &'static str,
+        reference: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -11,7 +11,7 @@ use tracing::{error, warn};
 
 use crate::config::{ConfigError, MapMode, RecipientMap, Route};
 use crate::connectors::{Render, Target};
-use crate::event::{Action, Delivery, Event, Millis, Status, delivery_sk};
+use crate::event::{Delivery, Event, Millis, Status, delivery_sk};
 use crate::logging::LogId;
 use crate::notice::{Intent, Notice};
 use crate::sources::Parsed;
@@ -28,6 +28,8 @@ struct Resolved {
 #[derive(Clone)]
 pub struct Router {
     routes: Vec<Resolved>,
+    /// Every configured connector, routed or not (receipts go back to the one that sent).
+    renderers: Vec<Arc<dyn Render>>,
     recipients: BTreeMap<String, RecipientMap>,
     templates: Arc<Templates>,
 }
@@ -66,6 +68,7 @@ impl Router {
         }
         Ok(Router {
             routes: resolved,
+            renderers: renderers.to_vec(),
             recipients,
             templates: Arc::new(templates),
         })
@@ -77,11 +80,12 @@ impl Router {
             return vec![];
         };
         let pk = parsed.event.pk();
-        let mut out: Vec<Delivery> = self
-            .matching(&parsed.event, notice)
-            .into_iter()
-            .flat_map(|r| self.deliveries(r, &parsed.event, notice, &pk, now))
-            .collect();
+        let mut out = self.receipt(notice, &pk, now);
+        out.extend(
+            self.matching(&parsed.event, notice)
+                .into_iter()
+                .flat_map(|r| self.deliveries(r, &parsed.event, notice, &pk, now)),
+        );
         let mut next: BTreeMap<String, usize> = BTreeMap::new();
         for d in &mut out {
             let n = next.entry(d.connector.clone()).or_default();
@@ -155,25 +159,9 @@ impl Router {
                 let rendered = self.render(&r.route, &event.source, &notice.fields, markdown);
                 (notice.title, notice.text) = (rendered.title, rendered.text);
             }
-            match r.render.plan(&notice, &r.target, users) {
-                Ok(plan) => {
-                    unmapped.extend(plan.unmapped);
-                    out.extend(plan.calls.into_iter().map(|c| {
-                        Delivery::new(pk, connector, 0, c.action, c.recipients, c.message, now)
-                    }));
-                }
-                Err(e) => {
-                    error!(connector, error = %e, "could not render the request");
-                    out.push(unsent(
-                        pk,
-                        connector,
-                        Status::Dead,
-                        vec![],
-                        format!("could not render the request: {e}"),
-                        now,
-                    ));
-                }
-            }
+            let (calls, more) = planned(r.render.as_ref(), &notice, &r.target, users, pk, now);
+            out.extend(calls);
+            unmapped.extend(more);
         }
         if !unmapped.is_empty() {
             let reason = format!(
@@ -181,7 +169,7 @@ impl Router {
                 r.render.recipient_noun(),
                 unmapped.join(", ")
             );
-            out.push(unsent(
+            out.push(Delivery::unsent(
                 pk,
                 connector,
                 Status::Skipped,
@@ -191,6 +179,18 @@ impl Router {
             ));
         }
         out
+    }
+
+    /// A receipt's delivery to the connector that sent the message it is about, if that
+    /// connector is configured here (else the message cannot have been ours).
+    fn receipt(&self, notice: &Notice, pk: &str, now: Millis) -> Vec<Delivery> {
+        let Intent::Receipt { connector, .. } = &notice.intent else {
+            return vec![];
+        };
+        match self.renderers.iter().find(|r| r.name() == *connector) {
+            Some(render) => planned(render.as_ref(), notice, &Target::default(), vec![], pk, now).0,
+            None => vec![],
+        }
     }
 
     /// The route's template (or the source's built-in one) rendered with the notice's fields.
@@ -251,6 +251,34 @@ impl Router {
     }
 }
 
+/// The connector's calls for `notice` as deliveries, and the users it could not address; a
+/// request that cannot be rendered is stored dead, to be seen, never dropped.
+fn planned(
+    render: &dyn Render,
+    notice: &Notice,
+    target: &Target,
+    users: Vec<String>,
+    pk: &str,
+    now: Millis,
+) -> (Vec<Delivery>, Vec<String>) {
+    let connector = render.name();
+    match render.plan(notice, target, users) {
+        Ok(plan) => (
+            plan.calls
+                .into_iter()
+                .map(|c| Delivery::new(pk, connector, 0, c.action, c.recipients, c.message, now))
+                .collect(),
+            plan.unmapped,
+        ),
+        Err(e) => {
+            error!(connector, error = %e, "could not render the request");
+            let reason = format!("could not render the request: {e}");
+            let dead = Delivery::unsent(pk, connector, Status::Dead, vec![], reason, now);
+            (vec![dead], vec![])
+        }
+    }
+}
+
 fn looks_like_guid(id: &str) -> bool {
     let parts: Vec<&str> = id.split('-').collect();
     parts.len() == 5
@@ -258,21 +286,6 @@ fn looks_like_guid(id: &str) -> bool {
         && parts
             .iter()
             .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
-}
-
-/// A delivery that is stored to be seen, never sent: a report or a request that failed to render.
-fn unsent(
-    pk: &str,
-    connector: &str,
-    status: Status,
-    recipients: Vec<String>,
-    reason: String,
-    now: Millis,
-) -> Delivery {
-    let mut d = Delivery::new(pk, connector, 0, Action::Send, recipients, Value::Null, now);
-    d.status = status;
-    d.last_error = Some(reason);
-    d
 }
 
 #[cfg(test)]

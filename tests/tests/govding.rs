@@ -140,3 +140,61 @@ async fn unmapped_users_are_reported_not_sent() {
             .contains("no 浙政钉 accountId for wangwu_2231")
     );
 }
+
+/// The gateway's read receipt for a message hookbridge sent, as its callback carries it.
+fn read_receipt(biz_msg_id: &str) -> String {
+    fixture("govding-notification-read.json").replace("hb-7f3a9c01e2d4b6a8c0e1f3a5", biz_msg_id)
+}
+
+#[tokio::test]
+async fn a_receipt_is_noted_on_the_delivery_it_is_about() {
+    let fake = FakeGovDing::start().await;
+    let token = "receipt-test-token-0123";
+    let text = format!(
+        "{}{MAP}\n[sources.govding]\npath_token = \"plain:{token}\"\n",
+        hap_route(&fake.url, APP_SECRET)
+    );
+    let mut h = Harness::new(config(None, &text)).await;
+    mention(&h).await;
+    h.drain().await;
+    let sent = govding(&h).await;
+    let biz = sent.result.unwrap()["bizMsgId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let r = h
+        .post(&format!("/govding/{token}"), &read_receipt(&biz))
+        .await;
+    assert_eq!(r.body, r#"{"errcode":"0","errmsg":"成功"}"#);
+    assert_eq!(
+        h.drain().await,
+        [Status::Sent],
+        "one bookkeeping delivery, no notification"
+    );
+    let receipts = govding(&h).await.receipts;
+    assert_eq!(receipts.len(), 1);
+    assert_eq!(
+        (
+            &receipts[0]["status"],
+            &receipts[0]["receivers"],
+            &receipts[0]["msgType"]
+        ),
+        (
+            &serde_json::json!("read"),
+            &serde_json::json!(["10001"]),
+            &serde_json::json!("workNotification")
+        )
+    );
+
+    // The gateway retries the same callback: nothing is noted twice.
+    h.post(&format!("/govding/{token}"), &read_receipt(&biz))
+        .await;
+    assert!(h.drain().await.is_empty());
+    assert_eq!(govding(&h).await.receipts.len(), 1);
+
+    // A receipt about a message this hookbridge never sent is recorded as such.
+    h.post(&format!("/govding/{token}"), &read_receipt("hb-not-ours"))
+        .await;
+    assert_eq!(h.drain().await, [Status::Skipped]);
+}

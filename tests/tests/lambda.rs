@@ -10,7 +10,8 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use hookbridge::event::{Delivery, DeliveryKey, Event, Millis, Settled, Status};
 use hookbridge::store::memory::MemoryStore;
 use hookbridge::store::{
-    DeliveryStore, EventStore, HistoryStore, Inserted, Store, StoreError, TokenRecord, TokenStore,
+    DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, Store, StoreError,
+    TokenRecord, TokenStore,
 };
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
 use hookbridge_tests::{HAP_TOKEN, app_on, config, events, fixture};
@@ -212,6 +213,19 @@ struct FailsToRecord {
 impl EventStore for FailsToRecord {
     async fn insert(&self, e: &Event, d: &[Delivery]) -> Result<Inserted, StoreError> {
         self.inner.insert(e, d).await
+    }
+}
+
+#[async_trait]
+impl ReceiptStore for FailsToRecord {
+    async fn link(&self, c: &str, r: &str, k: &DeliveryKey) -> Result<(), StoreError> {
+        self.inner.link(c, r, k).await
+    }
+    async fn linked(&self, c: &str, r: &str) -> Result<Option<DeliveryKey>, StoreError> {
+        self.inner.linked(c, r).await
+    }
+    async fn add_receipt(&self, k: &DeliveryKey, r: &Value) -> Result<bool, StoreError> {
+        self.inner.add_receipt(k, r).await
     }
 }
 

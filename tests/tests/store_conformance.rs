@@ -57,6 +57,7 @@ conformance!(
     token_lease_is_exclusive_until_it_lapses,
     dropping_a_token_only_drops_that_token,
     ninety_nine_deliveries_fit_in_one_insert,
+    receipts_are_noted_on_the_linked_delivery,
 );
 
 async fn insert_is_all_or_nothing_and_once(store: Arc<dyn Store>) {
@@ -319,6 +320,52 @@ async fn dropping_a_token_only_drops_that_token(store: Arc<dyn Store>) {
     assert_eq!(store.token("dingtalk#k").await.unwrap(), Some(t));
     store.drop_token("dingtalk#k", "new").await.unwrap();
     assert_eq!(store.token("dingtalk#k").await.unwrap(), None);
+}
+
+async fn receipts_are_noted_on_the_linked_delivery(store: Arc<dyn Store>) {
+    let e = event("m9");
+    store.insert(&e, &deliveries(&e, 2)).await.unwrap();
+    let key = deliveries(&e, 2)[1].key();
+    assert_eq!(store.linked("govding", "hb-1").await.unwrap(), None);
+    store.link("govding", "hb-1", &key).await.unwrap();
+    store.link("govding", "hb-1", &key).await.unwrap();
+    assert_eq!(
+        store.linked("govding", "hb-1").await.unwrap(),
+        Some(key.clone())
+    );
+    assert_eq!(
+        store.linked("other", "hb-1").await.unwrap(),
+        None,
+        "per connector"
+    );
+
+    let (read, pushed) = (
+        json!({"status": "read", "at": 2}),
+        json!({"status": "pushed"}),
+    );
+    assert!(store.add_receipt(&key, &pushed).await.unwrap());
+    assert!(store.add_receipt(&key, &read).await.unwrap());
+    let stored = store.deliveries_of(&e.pk()).await.unwrap();
+    assert_eq!(stored[1].receipts, [pushed, read], "in the order they came");
+    assert!(stored[0].receipts.is_empty());
+    let gone = hookbridge::event::DeliveryKey {
+        pk: e.pk(),
+        sk: "DLV#govding#007".into(),
+    };
+    assert!(
+        !store.add_receipt(&gone, &json!({})).await.unwrap(),
+        "no such delivery"
+    );
+    assert_eq!(
+        store.deliveries_of(&e.pk()).await.unwrap().len(),
+        2,
+        "nothing created"
+    );
+
+    // A claim and its record leave the receipts alone.
+    let now = 5_000;
+    let claimed = store.claim(&key, now, now + 1000).await.unwrap().unwrap();
+    assert_eq!(claimed.receipts.len(), 2);
 }
 
 async fn ninety_nine_deliveries_fit_in_one_insert(store: Arc<dyn Store>) {

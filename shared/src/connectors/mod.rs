@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::event::{Action, Delivery, Outcome};
 use crate::notice::Notice;
 use crate::setup::{ConfigError, Secrets};
-use crate::store::{HistoryStore, TokenStore};
+use crate::store::{HistoryStore, ReceiptStore, TokenStore};
 
 /// Where a route sends, within its connector.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,6 +89,7 @@ pub trait Connector: Send + Sync {
 pub struct Ports {
     pub tokens: Arc<dyn TokenStore>,
     pub history: Arc<dyn HistoryStore>,
+    pub receipts: Arc<dyn ReceiptStore>,
 }
 
 /// How the registry (`registry.rs`) makes a connector from its `[connectors.<name>]` section.

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::*;
 use crate::connectors::{BadTarget, Call, Plan};
+use crate::event::Action;
 use crate::templates::{Builtin, TemplateConfig};
 
 /// One call per user, carrying what it was given; a finish is one status update.
@@ -38,6 +39,11 @@ impl Render for Echo {
         }
         let body = |to: &[String]| json!({ "title": n.title, "text": n.text, "to": to });
         let calls = match (&n.intent, &t.group) {
+            (Intent::Receipt { reference, .. }, _) => vec![Call {
+                action: Action::Receipt,
+                recipients: vec![],
+                message: json!({ "reference": reference }),
+            }],
             (Intent::Finish { todo_event, .. }, _) => vec![Call {
                 action: Action::UpdateStatus,
                 recipients: users.clone(),
@@ -274,6 +280,43 @@ fn bad_routes_say_which_and_why() {
     assert!(e.contains("routes[0]: echo has no instance x"), "{e}");
     let e = err(&format!("{ONE_ROUTE}template = \"nope\"\n"));
     assert!(e.contains("template \"nope\" is not defined"), "{e}");
+}
+
+#[test]
+fn a_receipt_goes_back_to_its_connector_and_to_routes_that_name_it() {
+    let receipt = |connector| {
+        let mut p = parsed(
+            "read",
+            Intent::Receipt {
+                connector,
+                reference: "biz-1".into(),
+            },
+            &[],
+        );
+        p.notice.as_mut().unwrap().quiet = true;
+        p
+    };
+    let r = router(&format!("{ONE_ROUTE}users = [\"ops\"]\n"));
+    let plan = r.plan(&receipt("echo"), 0);
+    assert_eq!(
+        plan.len(),
+        1,
+        "the route names no kinds, so only the bookkeeping"
+    );
+    assert_eq!(
+        (plan[0].action, &plan[0].message["reference"]),
+        (Action::Receipt, &json!("biz-1"))
+    );
+    assert!(
+        r.plan(&receipt("elsewhere"), 0).is_empty(),
+        "not sent from here"
+    );
+    let asked = router(&format!(
+        "{ONE_ROUTE}users = [\"ops\"]\nkinds = [\"read\"]\n"
+    ));
+    let plan = asked.plan(&receipt("echo"), 0);
+    assert_eq!(plan.len(), 2, "{plan:?}");
+    assert_eq!(plan[1].recipients, ["ops"]);
 }
 
 #[test]

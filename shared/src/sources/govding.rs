@@ -26,6 +26,8 @@ use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::templates::Builtin;
 
 const SOURCE: &str = "govding";
+/// The connector that sends 浙政钉 work notifications, whose receipts these callbacks carry.
+const SENDER: &str = "govding";
 /// The webhook as shown to people; the last segment is the secret path token.
 pub const PATH: &str = "/govding/{token}";
 const PREFIX: &str = "/govding/";
@@ -314,9 +316,19 @@ impl Source for GovDingSource {
             .iter()
             .find_map(|k| millis(content.as_ref().and_then(|c| c.get(k))))
             .unwrap_or(now);
+        // Reports about a message hookbridge sent go back to the connector that sent it.
+        let intent = match text(content.as_ref().and_then(|c| c.get("bizMsgId"))) {
+            id if !id.is_empty() && matches!(class, Class::Receipt | Class::Failure) => {
+                Intent::Receipt {
+                    connector: SENDER,
+                    reference: id,
+                }
+            }
+            _ => Intent::Message,
+        };
         let notice = Notice {
             quiet: class == Class::Receipt,
-            ..Notice::new("浙政钉", Intent::Message, &key, time, payload.clone())
+            ..Notice::new("浙政钉", intent, &key, time, payload.clone())
         };
         Ok(Parsed {
             event: event(key, kind, now, payload, raw),

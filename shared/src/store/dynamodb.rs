@@ -25,16 +25,19 @@ use aws_sdk_dynamodb::types::{
     StreamSpecification, StreamViewType, TransactWriteItem,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tracing::{instrument, warn};
 
 use super::{
-    DeliveryStore, EventStore, HistoryStore, Inserted, StoreError, TokenRecord, TokenStore,
+    DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, StoreError, TokenRecord,
+    TokenStore,
 };
 use crate::event::{Action, Delivery, DeliveryKey, Event, Millis, Settled, Status};
 
 pub const STATUS_DUE_INDEX: &str = "status-due";
 const EVENT_SK: &str = "EVT";
 const TOKEN_SK: &str = "TOKEN";
+const LINK_SK: &str = "LINK";
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -80,6 +83,76 @@ struct DeliveryItem {
     due_status: Option<Status>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     due_at: Option<Millis>,
+    /// Appended by [`ReceiptStore::add_receipt`], each one JSON text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    receipts: Vec<String>,
+}
+
+#[async_trait]
+impl ReceiptStore for DynamoStore {
+    async fn link(
+        &self,
+        connector: &str,
+        reference: &str,
+        key: &DeliveryKey,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&format!("LINK#{connector}#{reference}")))
+            .item("sk", s(LINK_SK))
+            .item("target_pk", s(&key.pk))
+            .item("target_sk", s(&key.sk))
+            .item("ttl", n(self.ttl(crate::event::now_ms())))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn linked(
+        &self,
+        connector: &str,
+        reference: &str,
+    ) -> Result<Option<DeliveryKey>, StoreError> {
+        let name = format!("LINK#{connector}#{reference}");
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&name, LINK_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let target = |k: &str| match item.get(k) {
+            Some(AttributeValue::S(v)) => Ok(v.clone()),
+            _ => Err(StoreError::Corrupt(name.clone(), format!("no {k}"))),
+        };
+        Ok(Some(DeliveryKey {
+            pk: target("target_pk")?,
+            sk: target("target_sk")?,
+        }))
+    }
+
+    async fn add_receipt(&self, key: &DeliveryKey, receipt: &Value) -> Result<bool, StoreError> {
+        // One write, whatever is there: list_append keeps receipts that arrive at once.
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&key.pk, &key.sk)))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("SET receipts = list_append(if_not_exists(receipts, :none), :r)")
+            .expression_attribute_values(":none", AttributeValue::L(vec![]))
+            .expression_attribute_values(":r", AttributeValue::L(vec![s(&receipt.to_string())]))
+            .send()
+            .await;
+        applied(res)
+    }
 }
 
 #[derive(Deserialize)]
@@ -127,6 +200,7 @@ impl DynamoStore {
                 .status
                 .is_indexed()
                 .then(|| d.next_attempt_at.unwrap_or(d.updated_at)),
+            receipts: d.receipts.iter().map(ToString::to_string).collect(),
         };
         serde_dynamo::to_item(item)
             .map_err(|e| StoreError::Corrupt(d.key().to_string(), e.to_string()))
@@ -242,6 +316,11 @@ fn decode_delivery(item: HashMap<String, AttributeValue>) -> Result<Delivery, St
     Ok(Delivery {
         message: json(&it.message)?,
         result: it.result.as_deref().map(json).transpose()?,
+        receipts: it
+            .receipts
+            .iter()
+            .map(|r| json(r))
+            .collect::<Result<_, _>>()?,
         pk: it.pk.clone(),
         sk: it.sk.clone(),
         connector: it.connector,

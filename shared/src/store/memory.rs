@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::{
-    DeliveryStore, EventStore, HistoryStore, Inserted, StoreError, TokenRecord, TokenStore,
+    DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, StoreError, TokenRecord,
+    TokenStore,
 };
 use crate::event::{Delivery, DeliveryKey, Event, Millis, Settled, Status};
 
@@ -18,6 +19,7 @@ struct State {
     events: HashMap<String, Event>,
     deliveries: BTreeMap<DeliveryKey, Delivery>,
     tokens: HashMap<String, TokenSlot>,
+    links: HashMap<(String, String), DeliveryKey>,
 }
 
 /// A token item: the token, and the refresh lease (owner, held until).
@@ -221,5 +223,46 @@ impl TokenStore for MemoryStore {
             slot.token = None;
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl ReceiptStore for MemoryStore {
+    async fn link(
+        &self,
+        connector: &str,
+        reference: &str,
+        key: &DeliveryKey,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .links
+            .insert((connector.to_owned(), reference.to_owned()), key.clone());
+        Ok(())
+    }
+
+    async fn linked(
+        &self,
+        connector: &str,
+        reference: &str,
+    ) -> Result<Option<DeliveryKey>, StoreError> {
+        Ok(self
+            .lock()
+            .links
+            .get(&(connector.to_owned(), reference.to_owned()))
+            .cloned())
+    }
+
+    async fn add_receipt(
+        &self,
+        key: &DeliveryKey,
+        receipt: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        Ok(match self.lock().deliveries.get_mut(key) {
+            Some(d) => {
+                d.receipts.push(receipt.clone());
+                true
+            }
+            None => false,
+        })
     }
 }

@@ -6,6 +6,7 @@ pub mod dynamodb;
 pub mod memory;
 
 use async_trait::async_trait;
+use serde_json::Value;
 
 use crate::event::{Delivery, DeliveryKey, Event, Millis, Settled};
 
@@ -100,6 +101,27 @@ pub trait TokenStore: Send + Sync {
     async fn drop_token(&self, name: &str, access_token: &str) -> Result<(), StoreError>;
 }
 
+/// A connector's own references to its sends (浙政钉's `bizMsgId`), and the receipts its
+/// system reports for them later.
+#[async_trait]
+pub trait ReceiptStore: Send + Sync {
+    /// Remembers that `reference`, unique for `connector`, names the delivery `key`.
+    async fn link(
+        &self,
+        connector: &str,
+        reference: &str,
+        key: &DeliveryKey,
+    ) -> Result<(), StoreError>;
+    /// The delivery `reference` names, if `connector` linked it.
+    async fn linked(
+        &self,
+        connector: &str,
+        reference: &str,
+    ) -> Result<Option<DeliveryKey>, StoreError>;
+    /// Appends `receipt` to the delivery's receipts. `false` when there is no such delivery.
+    async fn add_receipt(&self, key: &DeliveryKey, receipt: &Value) -> Result<bool, StoreError>;
+}
+
 /// Everything hookbridge stores, in one table.
-pub trait Store: EventStore + DeliveryStore + TokenStore {}
-impl<T: EventStore + DeliveryStore + TokenStore> Store for T {}
+pub trait Store: EventStore + DeliveryStore + TokenStore + ReceiptStore {}
+impl<T: EventStore + DeliveryStore + TokenStore + ReceiptStore> Store for T {}

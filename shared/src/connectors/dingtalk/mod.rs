@@ -308,6 +308,7 @@ impl Connector for DingTalk {
         match d.action {
             Action::Send => self.send(d).await,
             Action::UpdateStatus => self.update_status(d).await,
+            Action::Receipt => Outcome::Skipped("DingTalk sends no receipts to record".into()),
         }
     }
 }

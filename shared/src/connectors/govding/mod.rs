@@ -23,6 +23,7 @@ use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::connectors::dingtalk::NoticeFormat;
 use crate::event::{Action, Delivery, Failure, Outcome};
 use crate::setup::{ConfigError, SecretRef, Secrets};
+use crate::store::ReceiptStore;
 use api::Client;
 
 pub const CONNECTOR: &str = "govding";
@@ -82,6 +83,8 @@ pub fn biz_msg_id(d: &Delivery) -> String {
 pub struct GovDing {
     /// `None`: no credentials, dry-run.
     client: Option<Client>,
+    /// Which delivery each bizMsgId is, for the receipts the gateway sends back.
+    receipts: Arc<dyn ReceiptStore>,
 }
 
 #[async_trait]
@@ -110,7 +113,7 @@ impl ConnectorPart for GovDing {
     async fn build(
         config: &GovDingConfig,
         secrets: &Secrets,
-        _: &Ports,
+        ports: &Ports,
     ) -> Result<Arc<dyn Connector>, ConfigError> {
         let client = match (&config.app_key, &config.app_secret) {
             (Some(key), Some(secret)) => {
@@ -124,7 +127,10 @@ impl ConnectorPart for GovDing {
                 None
             }
         };
-        Ok(Arc::new(GovDing { client }))
+        Ok(Arc::new(GovDing {
+            client,
+            receipts: ports.receipts.clone(),
+        }))
     }
 }
 
@@ -139,11 +145,18 @@ impl Connector for GovDing {
     }
 
     async fn deliver(&self, d: &Delivery) -> Outcome {
-        if d.action != Action::Send {
-            return Outcome::Skipped(
+        match d.action {
+            Action::Send => self.send(d).await,
+            Action::Receipt => self.note(d).await,
+            Action::UpdateStatus => Outcome::Skipped(
                 "浙政钉 has no documented way to change a sent notification".into(),
-            );
+            ),
         }
+    }
+}
+
+impl GovDing {
+    async fn send(&self, d: &Delivery) -> Outcome {
         let call: WorkNotification = match serde_json::from_value(d.message.clone()) {
             Ok(c) => c,
             Err(e) => {
@@ -166,6 +179,10 @@ impl Connector for GovDing {
                 .collect();
             return Outcome::DryRun(json!({ "requests": [{ "path": SEND_PATH, "body": body }] }));
         };
+        // Before the call, so that a receipt can never arrive for an id we do not know.
+        if let Err(e) = self.receipts.link(CONNECTOR, &biz_msg_id, &d.key()).await {
+            return Outcome::Failed(Failure::Transient(e.to_string()));
+        }
         match client.post(SEND_PATH, &params).await {
             Ok(Answer::Done(content)) => {
                 let msg_id = content.get("msgId").cloned().unwrap_or(content);
@@ -176,6 +193,31 @@ impl Connector for GovDing {
                 Outcome::Sent(json!({ "bizMsgId": biz_msg_id, "duplicate": true }))
             }
             Err(f) => Outcome::Failed(f),
+        }
+    }
+
+    /// Notes a receipt on the delivery its bizMsgId names.
+    async fn note(&self, d: &Delivery) -> Outcome {
+        let receipt: Receipt = match serde_json::from_value(d.message.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                return Outcome::Failed(Failure::Permanent(format!("bad 浙政钉 receipt: {e}")));
+            }
+        };
+        let target = match self.receipts.linked(CONNECTOR, &receipt.biz_msg_id).await {
+            Ok(Some(key)) => key,
+            Ok(None) => {
+                return Outcome::Skipped(format!(
+                    "no delivery of this hookbridge has bizMsgId {}",
+                    receipt.biz_msg_id
+                ));
+            }
+            Err(e) => return Outcome::Failed(Failure::Transient(e.to_string())),
+        };
+        match self.receipts.add_receipt(&target, &d.message).await {
+            Ok(true) => Outcome::Sent(json!({ "noted_on": target.to_string() })),
+            Ok(false) => Outcome::Skipped(format!("delivery {target} is gone (expired)")),
+            Err(e) => Outcome::Failed(Failure::Transient(e.to_string())),
         }
     }
 }

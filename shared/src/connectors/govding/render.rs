@@ -80,15 +80,21 @@ impl Render for GovDingRender {
     }
 
     /// One call per 1000 users or per 20 organizations. A finished to-do sends nothing: the
-    /// gateway has no documented way to change a sent notification.
+    /// gateway has no documented way to change a sent notification. A receipt about one of
+    /// its sends is noted on that send.
     fn plan(
         &self,
         n: &Notice,
         target: &Target,
         users: Vec<String>,
     ) -> Result<Plan, serde_json::Error> {
-        if matches!(n.intent, Intent::Finish { .. }) {
-            return Ok(Plan::default());
+        match &n.intent {
+            Intent::Finish { .. } => return Ok(Plan::default()),
+            Intent::Receipt {
+                connector,
+                reference,
+            } if *connector == CONNECTOR => return receipt(n, reference),
+            _ => {}
         }
         let msg = match self.card_url(n) {
             Some(url) => card_msg(n, &url, None),
@@ -144,6 +150,53 @@ impl Render for GovDingRender {
     fn recipient_noun(&self) -> &'static str {
         "浙政钉 accountId"
     }
+}
+
+/// What the gateway reported about one of our sends, to note on that delivery: the status
+/// (`read`, `pushed`, `failed`, `revoked`, `sent`), who it concerns, and `msgType`/`msgApp`,
+/// which a later revoke of the same message needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    pub biz_msg_id: String,
+    pub status: String,
+    #[serde(default)]
+    pub receivers: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub msg_type: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub msg_app: String,
+    pub at: crate::event::Millis,
+}
+
+fn receipt(n: &Notice, reference: &str) -> Result<Plan, serde_json::Error> {
+    let text = |k: &str| n.fields[k].as_str().unwrap_or("").to_owned();
+    let receivers: Vec<String> = n.fields["receivers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str().map(str::to_owned))
+        .collect();
+    let kind = text("kind");
+    let r = Receipt {
+        biz_msg_id: reference.to_owned(),
+        status: kind
+            .strip_prefix("notification_")
+            .unwrap_or(&kind)
+            .to_owned(),
+        receivers: receivers.clone(),
+        msg_type: text("msgType"),
+        msg_app: text("msgApp"),
+        at: n.time,
+    };
+    Ok(Plan {
+        calls: vec![Call {
+            action: Action::Receipt,
+            recipients: receivers,
+            message: serde_json::to_value(r)?,
+        }],
+        unmapped: vec![],
+    })
 }
 
 #[cfg(test)]
