@@ -58,6 +58,15 @@ enum Command {
         #[command(subcommand)]
         command: DmsCommand,
     },
+    /// 浙政钉 gateway management: callback registration, failed callbacks, revokes.
+    Govding {
+        /// Config file with [sources.govding] (the path token) and [connectors.govding]
+        /// (app_key, app_secret, base_url).
+        #[arg(long, env = "HOOKBRIDGE_CONFIG_FILE")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: GovdingCommand,
+    },
     /// ZenTao / Xuanxuan discovery: the ids to put in routes and recipient maps.
     Zentao {
         /// Config file naming the instance (base_url, code, key).
@@ -68,6 +77,44 @@ enum Command {
         instance: Option<String>,
         #[command(subcommand)]
         command: ZentaoCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GovdingCommand {
+    /// Registers the callback URL for every eventTag hookbridge reads (or those given); the
+    /// gateway checks that the URL answers before it accepts.
+    Register {
+        /// Where the gateway reaches hookbridge: http://<IP address>:<port> (the gateway takes
+        /// IP-address URLs only); the path /govding/<token> is added.
+        #[arg(long)]
+        callback_base: String,
+        /// Only these eventTags.
+        #[arg(long)]
+        tag: Vec<String>,
+        /// Print the callback URL and the tags, call nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The registered callbacks.
+    Callbacks,
+    /// Callbacks that failed all of the gateway's retries.
+    Failed {
+        /// Have the gateway deliver this one (an eventCallbackFailedId), or `all`, again.
+        #[arg(long)]
+        retry: Option<String>,
+    },
+    /// Recalls a sent work notification.
+    Revoke {
+        /// The delivery's bizMsgId (in its result).
+        #[arg(long)]
+        biz_msg_id: String,
+        /// As its receipts captured them; else `workNotification` and the configured or
+        /// derived msgApp.
+        #[arg(long, default_value = "workNotification")]
+        msg_type: String,
+        #[arg(long)]
+        msg_app: Option<String>,
     },
 }
 
@@ -265,6 +312,130 @@ async fn check(
     Ok(())
 }
 
+/// 浙政钉 management calls, signed with the config's app credentials.
+async fn govding(config: &PathBuf, command: GovdingCommand) -> Result<()> {
+    use hookbridge::connectors::govding::{self, Answer};
+    use hookbridge::sources::govding::{callback_url, event_tags};
+
+    let config = load(Some(config))?;
+    let secrets = Secrets::default();
+    let connector = config
+        .connectors
+        .govding
+        .clone()
+        .ok_or("the config has no [connectors.govding]")?;
+    let show = |answer: Answer| match answer {
+        Answer::Done(v) => serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string()),
+        Answer::AlreadySent(said) => said,
+    };
+    match command {
+        GovdingCommand::Register {
+            callback_base,
+            tag,
+            dry_run,
+        } => {
+            let source = config
+                .sources
+                .govding
+                .as_ref()
+                .ok_or("the config has no [sources.govding] (its path_token is in the URL)")?;
+            let url = callback_url(&callback_base, &secrets.resolve(&source.path_token).await?);
+            let parsed = reqwest::Url::parse(&url).map_err(|e| format!("{callback_base}: {e}"))?;
+            let is_ip = parsed.host_str().is_some_and(|h| {
+                h.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok()
+            });
+            if !is_ip {
+                eprintln!(
+                    "warning: the gateway accepts only IP-address callback URLs; {callback_base} is not one"
+                );
+            }
+            let tags: Vec<String> = if tag.is_empty() {
+                event_tags().map(str::to_owned).collect()
+            } else {
+                tag
+            };
+            println!("callbackUrl {url}");
+            if dry_run {
+                for t in &tags {
+                    println!("  would register {t}");
+                }
+                return Ok(());
+            }
+            let gateway = govding::connect(&connector, &secrets).await?;
+            let mut failed = 0;
+            for t in &tags {
+                match gateway.register(t, &url).await {
+                    Ok(answer) => println!("  registered {t}: {}", show(answer).replace('\n', " ")),
+                    Err(e) => {
+                        failed += 1;
+                        println!("  NOT registered {t}: {e}");
+                    }
+                }
+            }
+            if failed > 0 {
+                return Err(
+                    format!("{failed} of {} eventTags were not registered", tags.len()).into(),
+                );
+            }
+        }
+        GovdingCommand::Callbacks => {
+            let gateway = govding::connect(&connector, &secrets).await?;
+            println!("{}", show(gateway.callbacks().await?));
+        }
+        GovdingCommand::Failed { retry } => {
+            let gateway = govding::connect(&connector, &secrets).await?;
+            let listed = gateway.failed().await?;
+            let ids: Vec<String> = match (&retry, &listed) {
+                (Some(all), Answer::Done(v)) if all == "all" => failed_ids(v),
+                (Some(id), _) => vec![id.clone()],
+                (None, _) => {
+                    println!("{}", show(listed));
+                    return Ok(());
+                }
+            };
+            for id in ids {
+                gateway.retry(&id).await?;
+                println!("retried {id}");
+            }
+        }
+        GovdingCommand::Revoke {
+            biz_msg_id,
+            msg_type,
+            msg_app,
+        } => {
+            let (msg_app, from) = match msg_app {
+                Some(a) => (a, "given"),
+                None => govding::msg_app(&connector),
+            };
+            println!("revoking {biz_msg_id}: msgType {msg_type}, msgApp {msg_app} ({from})");
+            let gateway = govding::connect(&connector, &secrets).await?;
+            let answer = gateway
+                .revoke(&connector.tenant_id, &biz_msg_id, &msg_type, &msg_app)
+                .await?;
+            println!("{}", show(answer));
+        }
+    }
+    Ok(())
+}
+
+/// The `eventCallbackFailedId`s of a failed-callbacks listing, wherever the list sits in it.
+fn failed_ids(v: &serde_json::Value) -> Vec<String> {
+    let list = v
+        .as_array()
+        .or_else(|| v.get("data").and_then(serde_json::Value::as_array))
+        .cloned()
+        .unwrap_or_default();
+    list.iter()
+        .filter_map(|item| match item.get("eventCallbackFailedId")? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Lists group chats or users of a ZenTao instance, with the key from the config.
 async fn zentao(config: &PathBuf, instance: Option<String>, command: ZentaoCommand) -> Result<()> {
     let config = load(Some(config))?;
@@ -355,6 +526,7 @@ async fn main() -> ExitCode {
         Command::Dms {
             command: DmsCommand::Verify { body, key, url },
         } => dms_verify(&body, &key, url.as_deref()),
+        Command::Govding { config, command } => govding(&config, command).await,
         Command::Zentao {
             config,
             instance,

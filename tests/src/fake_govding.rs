@@ -17,9 +17,13 @@ use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 
-pub const APP_KEY: &str = "hookbridge-test-app";
+pub const APP_KEY: &str = "hookbridge_test_app";
 pub const APP_SECRET: &str = "govding-test-secret";
 pub const TENANT: &str = "196729";
+/// What a callback must answer, exactly.
+pub const SUCCESS: &str = r#"{"errcode":"0","errmsg":"成功"}"#;
+/// How often the gateway tries one callback (protocol 1.5: 16 calls over 4 hours).
+pub const TRIES: usize = 16;
 
 /// One call that passed the signature check.
 #[derive(Debug, Clone)]
@@ -48,6 +52,10 @@ struct Inner {
     /// Process the next calls but answer 504, as when the answer is lost on the way back.
     lose_answers: usize,
     rejected_signatures: usize,
+    /// (eventCallbackId, eventTag, callbackUrl) as registered.
+    registrations: Vec<(u64, String, String)>,
+    /// (eventCallbackFailedId, eventTag, body) of callbacks that failed every retry.
+    failed: Vec<(u64, String, String)>,
 }
 
 #[derive(Clone)]
@@ -96,6 +104,46 @@ impl FakeGovDing {
         self.inner.lock().unwrap().calls.clone()
     }
 
+    /// Plays the gateway's callback side: delivers `body` for `tag` to the URL registered for
+    /// it, up to [`TRIES`] times; a callback that fails them all lands in the failed list.
+    /// Returns whether it was delivered.
+    pub async fn callback(&self, tag: &str, body: &str) -> bool {
+        let url = self
+            .inner
+            .lock()
+            .unwrap()
+            .registrations
+            .iter()
+            .find(|(_, t, _)| t == tag)
+            .map(|(_, _, u)| u.clone());
+        let Some(url) = url else {
+            return false;
+        };
+        for _ in 0..TRIES {
+            if deliver(&url, body).await {
+                return true;
+            }
+        }
+        let mut inner = self.inner.lock().unwrap();
+        let id = inner.failed.len() as u64 + 900;
+        inner.failed.push((id, tag.to_owned(), body.to_owned()));
+        false
+    }
+
+    /// The registered callbacks: (eventTag, callbackUrl).
+    pub fn registrations(&self) -> Vec<(String, String)> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .registrations
+            .iter()
+            .map(|(_, t, u)| (t.clone(), u.clone()))
+            .collect()
+    }
+
+    pub fn failed_count(&self) -> usize {
+        self.inner.lock().unwrap().failed.len()
+    }
+
     pub fn rejected_signatures(&self) -> usize {
         self.inner.lock().unwrap().rejected_signatures
     }
@@ -125,6 +173,118 @@ fn expected_signature(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
+/// The gateway's answer to one signed call that got through, by path.
+async fn answer(s: &Arc<Mutex<Inner>>, path: &str, params: &[(String, String)]) -> Value {
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(pk, _)| pk == k)
+            .map(|(_, v)| v.clone())
+    };
+    let ok = |data: Value| json!({"success": true, "responseCode": "0", "data": data});
+    let refuse =
+        |code: &str, m: &str| json!({"success": false, "responseCode": code, "responseMessage": m});
+    match path {
+        "/message/workNotification" => {
+            let mut inner = s.lock().unwrap();
+            if get("tenantId").as_deref() != Some(TENANT) {
+                refuse("400", "tenantId 无效")
+            } else if get("receiverIds").is_none() && get("organizationCodes").is_none() {
+                refuse("400", "receiverIds 和 organizationCodes 不能同时为空")
+            } else if get("msg")
+                .is_none_or(|m| m.len() > 2048 || serde_json::from_str::<Value>(&m).is_err())
+            {
+                refuse("400", "msg 无效")
+            } else if !inner.seen.insert(get("bizMsgId").unwrap_or_default()) {
+                refuse("500", "bizMsgId重复")
+            } else {
+                ok(json!({"msgId": format!("msg{}", inner.calls.len())}))
+            }
+        }
+        "/openplatform/message/register_event_callback" => {
+            let (Some(tag), Some(url)) = (get("eventTag"), get("callbackUrl")) else {
+                return refuse("400", "eventTag 和 callbackUrl 必填");
+            };
+            // The gateway checks the URL before it accepts it (protocol 1.2).
+            let check =
+                json!({"eventTag": tag, "dispatchId": "0e276c97-c3f9-44c2-88ab-335123991c45"});
+            if !deliver(&url, &check.to_string()).await {
+                return refuse("500", "回调地址连通性检查失败");
+            }
+            let mut inner = s.lock().unwrap();
+            inner.registrations.retain(|(_, t, _)| *t != tag);
+            let id = inner.registrations.len() as u64 + 100;
+            inner.registrations.push((id, tag, url));
+            ok(json!({"eventCallbackId": id}))
+        }
+        "/openplatform/message/query_callback_define" => {
+            let inner = s.lock().unwrap();
+            let list: Vec<Value> = inner
+                .registrations
+                .iter()
+                .map(|(id, tag, url)| json!({"eventCallbackId": id, "eventTag": tag, "callbackUrl": url}))
+                .collect();
+            ok(Value::Array(list))
+        }
+        "/openplatform/message/query_callback_failed" => {
+            let inner = s.lock().unwrap();
+            let list: Vec<Value> = inner
+                .failed
+                .iter()
+                .map(|(id, tag, _)| json!({"eventCallbackFailedId": id, "eventTag": tag}))
+                .collect();
+            ok(Value::Array(list))
+        }
+        "/openplatform/message/retry_callback_failed" => {
+            let id: u64 = get("eventCallbackFailedId")
+                .and_then(|i| i.parse().ok())
+                .unwrap_or(0);
+            let found = {
+                let inner = s.lock().unwrap();
+                inner
+                    .failed
+                    .iter()
+                    .find(|(i, ..)| *i == id)
+                    .map(|(_, tag, body)| {
+                        let url = inner
+                            .registrations
+                            .iter()
+                            .find(|(_, t, _)| t == tag)
+                            .map(|(_, _, u)| u.clone());
+                        (url, body.clone())
+                    })
+            };
+            match found {
+                Some((Some(url), body)) if deliver(&url, &body).await => {
+                    s.lock().unwrap().failed.retain(|(i, ..)| *i != id);
+                    ok(json!(true))
+                }
+                Some(_) => refuse("500", "重试失败"),
+                None => refuse("404", "没有这条失败记录"),
+            }
+        }
+        "/message/revoke" => ok(json!(true)),
+        _ => refuse("404", "unknown api"),
+    }
+}
+
+/// One callback POST as the gateway sends it; whether the answer was exactly the success body.
+async fn deliver(url: &str, body: &str) -> bool {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header(
+            "content-type",
+            "application/x-www-form-urlencoded;charset=UTF-8",
+        )
+        .body(body.to_owned())
+        .send()
+        .await;
+    match resp {
+        Ok(r) if r.status() == 200 => r.text().await.is_ok_and(|t| t == SUCCESS),
+        _ => false,
+    }
+}
+
 async fn handle(
     State(s): State<Arc<Mutex<Inner>>>,
     uri: Uri,
@@ -133,53 +293,37 @@ async fn handle(
 ) -> Response {
     let path = uri.path().to_owned();
     let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-    let mut inner = s.lock().unwrap();
-    let signed = headers.get("apikey").and_then(|v| v.to_str().ok()) == Some(APP_KEY)
-        && headers
-            .get("x-hmac-auth-version")
-            .and_then(|v| v.to_str().ok())
-            == Some("1.0")
-        && headers
-            .get("x-hmac-auth-timestamp")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.ends_with("+08:00"))
-        && headers
-            .get("x-hmac-auth-signature")
-            .and_then(|v| v.to_str().ok())
-            == Some(expected_signature(&string_to_sign(&headers, &path, &params)).as_str());
-    if !signed {
-        inner.rejected_signatures += 1;
-        let body = json!({"success": false, "Code": "OPF-B001-05-16-0009", "Message": "SignatureDoesNotMatch",
-            "_RequestId": "fake-req", "HostId": "openplatform-pro.ding.zj.gov.cn"});
-        return (StatusCode::OK, body.to_string()).into_response();
-    }
-    inner.calls.push(Call {
-        path: path.clone(),
-        params: params.clone(),
-    });
-    if let Some((status, body)) = inner.injected.pop_front() {
-        return (StatusCode::from_u16(status).unwrap(), body).into_response();
-    }
-    let get = |k: &str| {
-        params
-            .iter()
-            .find(|(pk, _)| pk == k)
-            .map(|(_, v)| v.as_str())
-    };
-    let business = if path != "/message/workNotification" {
-        json!({"success": false, "responseCode": "404", "responseMessage": "unknown api"})
-    } else if get("tenantId") != Some(TENANT) {
-        json!({"success": false, "responseCode": "400", "responseMessage": "tenantId 无效"})
-    } else if get("receiverIds").is_none() && get("organizationCodes").is_none() {
-        json!({"success": false, "responseCode": "400", "responseMessage": "receiverIds 和 organizationCodes 不能同时为空"})
-    } else if get("msg").is_none_or(|m| m.len() > 2048 || serde_json::from_str::<Value>(m).is_err())
     {
-        json!({"success": false, "responseCode": "400", "responseMessage": "msg 无效"})
-    } else if !inner.seen.insert(get("bizMsgId").unwrap_or("").to_owned()) {
-        json!({"success": false, "responseCode": "500", "responseMessage": "bizMsgId重复"})
-    } else {
-        json!({"success": true, "responseCode": "0", "data": {"msgId": format!("msg{}", inner.calls.len())}})
-    };
+        let mut inner = s.lock().unwrap();
+        let signed = headers.get("apikey").and_then(|v| v.to_str().ok()) == Some(APP_KEY)
+            && headers
+                .get("x-hmac-auth-version")
+                .and_then(|v| v.to_str().ok())
+                == Some("1.0")
+            && headers
+                .get("x-hmac-auth-timestamp")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.ends_with("+08:00"))
+            && headers
+                .get("x-hmac-auth-signature")
+                .and_then(|v| v.to_str().ok())
+                == Some(expected_signature(&string_to_sign(&headers, &path, &params)).as_str());
+        if !signed {
+            inner.rejected_signatures += 1;
+            let body = json!({"success": false, "Code": "OPF-B001-05-16-0009", "Message": "SignatureDoesNotMatch",
+                "_RequestId": "fake-req", "HostId": "openplatform-pro.ding.zj.gov.cn"});
+            return (StatusCode::OK, body.to_string()).into_response();
+        }
+        inner.calls.push(Call {
+            path: path.clone(),
+            params: params.clone(),
+        });
+        if let Some((status, body)) = inner.injected.pop_front() {
+            return (StatusCode::from_u16(status).unwrap(), body).into_response();
+        }
+    }
+    let business = answer(&s, &path, &params).await;
+    let mut inner = s.lock().unwrap();
     if inner.lose_answers > 0 {
         inner.lose_answers -= 1;
         return (StatusCode::GATEWAY_TIMEOUT, "upstream timed out").into_response();

@@ -159,6 +159,16 @@ const TAGS: &[(&str, &str, Class, &str)] = &[
     ),
 ];
 
+/// Every eventTag hookbridge reads, to register with the gateway.
+pub fn event_tags() -> impl Iterator<Item = &'static str> {
+    TAGS.iter().map(|(tag, ..)| *tag)
+}
+
+/// The callback URL to register: `base` (`http://<IP>:<port>`) and the path token.
+pub fn callback_url(base: &str, token: &str) -> String {
+    format!("{}{PREFIX}{token}", base.trim_end_matches('/'))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
     Contacts,

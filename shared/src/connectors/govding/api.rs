@@ -16,6 +16,12 @@ use super::{Algorithm, GovDingConfig};
 use crate::event::Failure;
 
 pub const SEND_PATH: &str = "/message/workNotification";
+pub const REVOKE_PATH: &str = "/message/revoke";
+/// Management of the gateway's callbacks (protocol 1.1).
+pub const REGISTER_PATH: &str = "/openplatform/message/register_event_callback";
+pub const CALLBACKS_PATH: &str = "/openplatform/message/query_callback_define";
+pub const FAILED_PATH: &str = "/openplatform/message/query_callback_failed";
+pub const RETRY_PATH: &str = "/openplatform/message/retry_callback_failed";
 
 /// The string the SDK signs: method, timestamp, nonce and path on their own lines, then, if
 /// there are any, the parameters `key=value` (raw values) sorted by key case-insensitively
@@ -180,7 +186,7 @@ fn hint(problem: &str) -> &'static str {
 }
 
 /// Signed, form-encoded POSTs to one gateway.
-pub(super) struct Client {
+pub struct Gateway {
     http: reqwest::Client,
     base_url: String,
     app_key: String,
@@ -191,8 +197,8 @@ pub(super) struct Client {
     duplicate_codes: Vec<String>,
 }
 
-impl Client {
-    pub(super) fn new(
+impl Gateway {
+    pub fn new(
         config: &GovDingConfig,
         app_key: String,
         secret: String,
@@ -201,7 +207,7 @@ impl Client {
             .timeout(Duration::from_secs(config.timeout_secs))
             .connect_timeout(Duration::from_secs(config.timeout_secs.min(5)))
             .build()?;
-        Ok(Client {
+        Ok(Gateway {
             http,
             base_url: config.base_url.trim_end_matches('/').to_owned(),
             app_key,
@@ -214,11 +220,7 @@ impl Client {
     }
 
     /// POSTs `params` (empty ones left out, as they are left out of the signature) to `path`.
-    pub(super) async fn post(
-        &self,
-        path: &str,
-        params: &[(&str, &str)],
-    ) -> Result<Answer, Failure> {
+    pub async fn post(&self, path: &str, params: &[(&str, &str)]) -> Result<Answer, Failure> {
         let params: Vec<(&str, &str)> = params
             .iter()
             .filter(|(k, v)| !k.is_empty() && !v.is_empty())
@@ -271,6 +273,50 @@ impl Client {
             .await
             .map_err(|e| Failure::Transient(format!("浙政钉 {path}: {e}")))?;
         judge(path, status, &body, &self.duplicate_codes)
+    }
+}
+
+impl Gateway {
+    /// Registers `callback_url` for `event_tag`; the gateway checks the URL answers first.
+    pub async fn register(&self, event_tag: &str, callback_url: &str) -> Result<Answer, Failure> {
+        self.post(
+            REGISTER_PATH,
+            &[("eventTag", event_tag), ("callbackUrl", callback_url)],
+        )
+        .await
+    }
+
+    /// The registered callbacks.
+    pub async fn callbacks(&self) -> Result<Answer, Failure> {
+        self.post(CALLBACKS_PATH, &[]).await
+    }
+
+    /// Callbacks that failed all of the gateway's retries.
+    pub async fn failed(&self) -> Result<Answer, Failure> {
+        self.post(FAILED_PATH, &[]).await
+    }
+
+    /// Has the gateway deliver a failed callback again.
+    pub async fn retry(&self, failed_id: &str) -> Result<Answer, Failure> {
+        self.post(RETRY_PATH, &[("eventCallbackFailedId", failed_id)])
+            .await
+    }
+
+    /// Recalls a sent work notification by its `bizMsgId`.
+    pub async fn revoke(
+        &self,
+        tenant_id: &str,
+        biz_msg_id: &str,
+        msg_type: &str,
+        msg_app: &str,
+    ) -> Result<Answer, Failure> {
+        let params = [
+            ("tenantId", tenant_id),
+            ("bizMsgId", biz_msg_id),
+            ("msgType", msg_type),
+            ("msgApp", msg_app),
+        ];
+        self.post(REVOKE_PATH, &params).await
     }
 }
 

@@ -16,7 +16,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-pub use api::{Answer, SEND_PATH, judge, signature, string_to_sign};
+pub use api::{Answer, Gateway, SEND_PATH, judge, signature, string_to_sign};
 pub use render::*;
 
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
@@ -24,7 +24,6 @@ use crate::connectors::dingtalk::NoticeFormat;
 use crate::event::{Action, Delivery, Failure, Outcome};
 use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::store::ReceiptStore;
-use api::Client;
 
 pub const CONNECTOR: &str = "govding";
 
@@ -56,6 +55,8 @@ pub struct GovDingConfig {
     pub notice_format: NoticeFormat,
     /// Where an OA card links when the source gave no URL.
     pub default_url: Option<String>,
+    /// `msgApp` for revokes when no receipt of the message captured it.
+    pub msg_app: Option<String>,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
 }
@@ -80,9 +81,35 @@ pub fn biz_msg_id(d: &Delivery) -> String {
     format!("hb-{hex}")
 }
 
+/// The signed client for `[connectors.govding]` (also for `hookbridge govding` commands).
+pub async fn connect(config: &GovDingConfig, secrets: &Secrets) -> Result<Gateway, ConfigError> {
+    match (&config.app_key, &config.app_secret) {
+        (Some(key), Some(secret)) => gateway(config, key, secrets.resolve(secret).await?),
+        _ => Err(ConfigError::Invalid(
+            "connectors.govding needs app_key and app_secret for this".into(),
+        )),
+    }
+}
+
+fn gateway(config: &GovDingConfig, key: &str, secret: String) -> Result<Gateway, ConfigError> {
+    Gateway::new(config, key.to_owned(), secret)
+        .map_err(|e| ConfigError::Invalid(format!("connectors.govding: HTTP client: {e}")))
+}
+
+/// `msgApp` for a revoke when no receipt captured it: config, else the AppKey's first two
+/// `_`-separated parts, as public clients derive it (protocol 2.9, unconfirmed).
+pub fn msg_app(config: &GovDingConfig) -> (String, &'static str) {
+    if let Some(app) = &config.msg_app {
+        return (app.clone(), "config");
+    }
+    let key = config.app_key.as_deref().unwrap_or("");
+    let parts: Vec<&str> = key.split('_').take(2).collect();
+    (parts.join("_"), "derived from app_key")
+}
+
 pub struct GovDing {
     /// `None`: no credentials, dry-run.
-    client: Option<Client>,
+    client: Option<Gateway>,
     /// Which delivery each bizMsgId is, for the receipts the gateway sends back.
     receipts: Arc<dyn ReceiptStore>,
 }
@@ -118,9 +145,7 @@ impl ConnectorPart for GovDing {
         let client = match (&config.app_key, &config.app_secret) {
             (Some(key), Some(secret)) => {
                 let secret = secrets.resolve(secret).await?;
-                Some(Client::new(config, key.clone(), secret).map_err(|e| {
-                    ConfigError::Invalid(format!("connectors.govding: HTTP client: {e}"))
-                })?)
+                Some(gateway(config, key, secret)?)
             }
             _ => {
                 warn!("浙政钉 has no app_key/app_secret: dry-run, requests are recorded, not sent");
