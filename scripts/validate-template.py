@@ -45,6 +45,9 @@ def main() -> int:
         "GovDingAppKey": "hookbridge-app",
         "GovDingSecretArn": "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:gds-AbCdEf",
         "GovDingTenantId": "196729",
+        "GovDingFrontVpcId": "vpc-0123456789abcdef0",
+        "GovDingFrontSubnetA": "subnet-0123456789abcdef0",
+        "GovDingFrontSubnetB": "subnet-0123456789abcdef1",
         "AlarmTopicArn": "arn:aws-cn:sns:cn-north-1:123456789012:hookbridge-alarms",
     }
     try:

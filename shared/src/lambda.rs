@@ -63,6 +63,18 @@ pub async fn http(app: &App, req: HttpRequest) -> Result<HttpResponse<Body>, Err
             c.stage.clone().filter(|s| s != "$default"),
             c.http.source_ip.as_deref().and_then(|ip| ip.parse().ok()),
         ),
+        // Behind the static-IP front (NLB → ALB): the ALB appends the address it was reached
+        // from to X-Forwarded-For, after whatever the client claimed.
+        Some(RequestContext::Alb(_)) => (
+            None,
+            req.headers()
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .next_back()
+                .and_then(|ip| ip.trim().parse().ok()),
+        ),
         _ => (None, None),
     };
     let (parts, body) = req.into_parts();

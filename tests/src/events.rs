@@ -41,6 +41,26 @@ pub fn apigw_v2(path: &str, body: &str, token: Option<&str>, base64: bool) -> Va
     payload
 }
 
+/// An ALB target-group event, as the static-IP front (NLB → internal ALB) invokes a function;
+/// `forwarded` is the X-Forwarded-For the ALB passes (the client's address last).
+pub fn alb(path: &str, body: &str, forwarded: &str) -> Value {
+    json!({
+        "requestContext": {"elb": {"targetGroupArn": "arn:aws-cn:elasticloadbalancing:cn-north-1:123456789012:targetgroup/govding/0123456789abcdef"}},
+        "httpMethod": "POST",
+        "path": path,
+        "queryStringParameters": {},
+        "headers": {
+            "content-type": "application/x-www-form-urlencoded;charset=UTF-8",
+            "host": "203.0.113.10",
+            "x-forwarded-for": forwarded,
+            "x-forwarded-port": "80",
+            "x-forwarded-proto": "http"
+        },
+        "body": body,
+        "isBase64Encoded": false
+    })
+}
+
 /// One stream record per item, with the image as DynamoDB Local stores it.
 pub async fn stream_batch(store_table: &str, items: &[(&str, &str, &str)]) -> Value {
     let client = dynamo_client(&dynamodb_endpoint());

@@ -124,3 +124,41 @@ async fn a_wrong_token_or_address_is_refused() {
     let (r, _) = call(&admitted, &path, &leave, false).await;
     assert_eq!(r["body"].as_str(), Some(OK));
 }
+
+/// Behind the static-IP front the function is invoked by an ALB: the same answers, and the
+/// allow-list reads the address the ALB saw (the last X-Forwarded-For entry, not one a client
+/// put first).
+#[tokio::test]
+async fn the_static_ip_front_invokes_it_through_an_alb() {
+    let store = dynamo_store().await;
+    let env = lambda_env(store.table(), None, &config("\"203.0.113.7\""));
+    let path = format!("/govding/{TOKEN}");
+    let leave = form(&fixture("govding-employee-leave.json"));
+    let call = |forwarded: &str| events::alb(&path, &leave, forwarded);
+    let bin = env!("CARGO_BIN_EXE_govding-webhook");
+    let (answer, logs) = invoke(bin, &env, call("203.0.113.7")).await;
+    let Answer::Response(r) = answer else {
+        panic!("{answer:?}\n{logs}")
+    };
+    assert_eq!(
+        (r["statusCode"].as_i64(), r["body"].as_str()),
+        (Some(200), Some(OK)),
+        "{logs}"
+    );
+    let (answer, _) = invoke(bin, &env, call("203.0.113.7, 198.51.100.1")).await;
+    let Answer::Response(r) = answer else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(r["statusCode"], 401, "a forged first entry does not get in");
+    let (answer, _) = invoke(
+        bin,
+        &env,
+        events::alb("/govding/wrong", &leave, "203.0.113.7"),
+    )
+    .await;
+    let Answer::Response(r) = answer else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(r["statusCode"], 404);
+    assert_eq!(store.recent(10).await.unwrap().len(), 1);
+}
