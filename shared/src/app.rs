@@ -59,6 +59,7 @@ impl App {
             tokens: store.clone(),
             history: store.clone(),
             receipts: store.clone(),
+            cache: store.clone(),
         };
         let connectors = config
             .connectors

@@ -156,6 +156,8 @@ pub enum Action {
     UpdateStatus,
     /// Note on an earlier send what its system reported about it (浙政钉 read receipts).
     Receipt,
+    /// Drop what the connector cached about these recipients (浙政钉 contacts changed).
+    Forget,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -29,6 +29,12 @@ pub enum Intent {
         connector: &'static str,
         reference: String,
     },
+    /// These ids changed in `connector`'s system (浙政钉 contacts: employees), so whatever it
+    /// looked up about them may be stale. It goes back to that connector like a receipt.
+    Changed {
+        connector: &'static str,
+        ids: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

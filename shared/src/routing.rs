@@ -181,10 +181,12 @@ impl Router {
         out
     }
 
-    /// A receipt's delivery to the connector that sent the message it is about, if that
-    /// connector is configured here (else the message cannot have been ours).
+    /// A receipt or change goes back to the connector it is for, if that connector is
+    /// configured here (else the message cannot have been ours, nor the cache).
     fn receipt(&self, notice: &Notice, pk: &str, now: Millis) -> Vec<Delivery> {
-        let Intent::Receipt { connector, .. } = &notice.intent else {
+        let (Intent::Receipt { connector, .. } | Intent::Changed { connector, .. }) =
+            &notice.intent
+        else {
             return vec![];
         };
         match self.renderers.iter().find(|r| r.name() == *connector) {

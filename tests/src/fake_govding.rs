@@ -52,6 +52,8 @@ struct Inner {
     /// Process the next calls but answer 504, as when the answer is lost on the way back.
     lose_answers: usize,
     rejected_signatures: usize,
+    /// (employeeCode, accountId) the tenant's directory knows.
+    directory: Vec<(String, String)>,
     /// (eventCallbackId, eventTag, callbackUrl) as registered.
     registrations: Vec<(u64, String, String)>,
     /// (eventCallbackFailedId, eventTag, body) of callbacks that failed every retry.
@@ -128,6 +130,14 @@ impl FakeGovDing {
         let id = inner.failed.len() as u64 + 900;
         inner.failed.push((id, tag.to_owned(), body.to_owned()));
         false
+    }
+
+    /// The tenant's employees: (employeeCode, accountId).
+    pub fn set_directory(&self, entries: &[(&str, &str)]) {
+        self.inner.lock().unwrap().directory = entries
+            .iter()
+            .map(|(c, a)| ((*c).to_owned(), (*a).to_owned()))
+            .collect();
     }
 
     /// The registered callbacks: (eventTag, callbackUrl).
@@ -264,6 +274,23 @@ async fn answer(s: &Arc<Mutex<Inner>>, path: &str, params: &[(String, String)]) 
             }
         }
         "/message/revoke" => ok(json!(true)),
+        "/mozi/employee/listEmployeeAccountIds" => {
+            let codes: Vec<&String> = params
+                .iter()
+                .filter(|(k, _)| k == "employeeCodes")
+                .map(|(_, v)| v)
+                .collect();
+            if codes.len() > 100 {
+                return refuse("400", "employeeCodes 最多 100 个");
+            }
+            let inner = s.lock().unwrap();
+            let found: Vec<Value> = codes
+                .iter()
+                .filter_map(|c| inner.directory.iter().find(|(code, _)| code == *c))
+                .map(|(code, id)| json!({"employeeCode": code, "accountId": id.parse::<u64>().unwrap_or(0)}))
+                .collect();
+            ok(Value::Array(found))
+        }
         _ => refuse("404", "unknown api"),
     }
 }

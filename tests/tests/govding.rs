@@ -198,3 +198,80 @@ async fn a_receipt_is_noted_on_the_delivery_it_is_about() {
         .await;
     assert_eq!(h.drain().await, [Status::Skipped]);
 }
+
+#[tokio::test]
+async fn employee_codes_are_looked_up_once_until_the_employee_changes() {
+    let fake = FakeGovDing::start().await;
+    fake.set_directory(&[("GE_wangwu", "10009")]);
+    let token = "contacts-test-token-0123";
+    let text = format!(
+        "{}\n[recipients.govding.map]\nwangwu_2231 = \"GE_wangwu\"\n[sources.govding]\npath_token = \"plain:{token}\"\n",
+        hap_route(&fake.url, APP_SECRET).replace(
+            &format!("tenant_id = \"{TENANT}\"\n"),
+            &format!("tenant_id = \"{TENANT}\"\nemployee_codes = true\n")
+        )
+    );
+    let mut h = Harness::new(config(None, &text)).await;
+    let mention_as = |id: &str| {
+        fixture("hap-message-mention.json").replace("9f8e7d6c-5b4a-4392-8171-6f5e4d3c2b1a", id)
+    };
+    let sent_to = |fake: &FakeGovDing| -> Vec<String> {
+        fake.calls()
+            .iter()
+            .filter(|c| c.path == "/message/workNotification")
+            .map(|c| c.param("receiverIds").unwrap_or("").to_owned())
+            .collect()
+    };
+    let lookups = |fake: &FakeGovDing| {
+        fake.calls()
+            .iter()
+            .filter(|c| c.path == "/mozi/employee/listEmployeeAccountIds")
+            .count()
+    };
+    for id in ["m-1", "m-2"] {
+        h.post("/hap/message", &mention_as(id)).await;
+        h.drain().await;
+    }
+    assert_eq!(sent_to(&fake), ["10009", "10009"]);
+    assert_eq!(
+        lookups(&fake),
+        1,
+        "the second send used the cached accountId"
+    );
+
+    // The gateway says the employee changed: the next send looks them up again.
+    fake.set_directory(&[("GE_wangwu", "10010")]);
+    let changed = fixture("govding-employee-leave.json")
+        .replace("EMPLOYEE_LEAVE", "EMPLOYEE_ADD_UPDATE")
+        .replace("GE_3a5c7e9b1d2f4a6c8e0b2d4f6a8c0e1b", "GE_wangwu");
+    let r = h.post(&format!("/govding/{token}"), &changed).await;
+    assert_eq!(r.status, 200);
+    h.drain().await;
+    h.post("/hap/message", &mention_as("m-3")).await;
+    h.drain().await;
+    assert_eq!(sent_to(&fake), ["10009", "10009", "10010"]);
+    assert_eq!(lookups(&fake), 2);
+
+    // Nobody in the directory: nothing to send to, and the delivery says why.
+    fake.set_directory(&[]);
+    h.post(
+        &format!("/govding/{token}"),
+        &changed.replace("196729", "196730"),
+    )
+    .await;
+    h.drain().await;
+    h.post("/hap/message", &mention_as("m-4")).await;
+    h.drain().await;
+    let d = h
+        .deliveries("EVT#hap#m-4")
+        .await
+        .into_iter()
+        .find(|d| d.connector == "govding")
+        .unwrap();
+    assert_eq!(d.status, Status::Dead);
+    assert!(
+        d.last_error
+            .unwrap()
+            .contains("no accountId for employee codes GE_wangwu")
+    );
+}

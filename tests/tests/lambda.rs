@@ -10,7 +10,7 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use hookbridge::event::{Delivery, DeliveryKey, Event, Millis, Settled, Status};
 use hookbridge::store::memory::MemoryStore;
 use hookbridge::store::{
-    DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, Store, StoreError,
+    CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, Store, StoreError,
     TokenRecord, TokenStore,
 };
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
@@ -226,6 +226,19 @@ impl ReceiptStore for FailsToRecord {
     }
     async fn add_receipt(&self, k: &DeliveryKey, r: &Value) -> Result<bool, StoreError> {
         self.inner.add_receipt(k, r).await
+    }
+}
+
+#[async_trait]
+impl CacheStore for FailsToRecord {
+    async fn cached(&self, name: &str, now: Millis) -> Result<Option<String>, StoreError> {
+        self.inner.cached(name, now).await
+    }
+    async fn cache(&self, name: &str, value: &str, until: Millis) -> Result<(), StoreError> {
+        self.inner.cache(name, value, until).await
+    }
+    async fn forget(&self, name: &str) -> Result<(), StoreError> {
+        self.inner.forget(name).await
     }
 }
 

@@ -58,6 +58,7 @@ conformance!(
     dropping_a_token_only_drops_that_token,
     ninety_nine_deliveries_fit_in_one_insert,
     receipts_are_noted_on_the_linked_delivery,
+    cached_values_expire_and_can_be_forgotten,
 );
 
 async fn insert_is_all_or_nothing_and_once(store: Arc<dyn Store>) {
@@ -366,6 +367,36 @@ async fn receipts_are_noted_on_the_linked_delivery(store: Arc<dyn Store>) {
     let now = 5_000;
     let claimed = store.claim(&key, now, now + 1000).await.unwrap().unwrap();
     assert_eq!(claimed.receipts.len(), 2);
+}
+
+async fn cached_values_expire_and_can_be_forgotten(store: Arc<dyn Store>) {
+    assert_eq!(store.cached("govding#GE_1", 0).await.unwrap(), None);
+    store.cache("govding#GE_1", "10001", 5_000).await.unwrap();
+    assert_eq!(
+        store
+            .cached("govding#GE_1", 4_999)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("10001")
+    );
+    assert_eq!(
+        store.cached("govding#GE_1", 5_000).await.unwrap(),
+        None,
+        "expired"
+    );
+    store.cache("govding#GE_1", "10002", 9_000).await.unwrap();
+    assert_eq!(
+        store
+            .cached("govding#GE_1", 6_000)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("10002")
+    );
+    store.forget("govding#GE_1").await.unwrap();
+    store.forget("govding#never").await.unwrap();
+    assert_eq!(store.cached("govding#GE_1", 6_000).await.unwrap(), None);
 }
 
 async fn ninety_nine_deliveries_fit_in_one_insert(store: Arc<dyn Store>) {

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::event::{Action, Delivery, Outcome};
 use crate::notice::Notice;
 use crate::setup::{ConfigError, Secrets};
-use crate::store::{HistoryStore, ReceiptStore, TokenStore};
+use crate::store::{CacheStore, HistoryStore, ReceiptStore, TokenStore};
 
 /// Where a route sends, within its connector.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -90,6 +90,7 @@ pub struct Ports {
     pub tokens: Arc<dyn TokenStore>,
     pub history: Arc<dyn HistoryStore>,
     pub receipts: Arc<dyn ReceiptStore>,
+    pub cache: Arc<dyn CacheStore>,
 }
 
 /// How the registry (`registry.rs`) makes a connector from its `[connectors.<name>]` section.

@@ -326,14 +326,20 @@ impl Source for GovDingSource {
             .iter()
             .find_map(|k| millis(content.as_ref().and_then(|c| c.get(k))))
             .unwrap_or(now);
-        // Reports about a message hookbridge sent go back to the connector that sent it.
-        let intent = match text(content.as_ref().and_then(|c| c.get("bizMsgId"))) {
-            id if !id.is_empty() && matches!(class, Class::Receipt | Class::Failure) => {
-                Intent::Receipt {
-                    connector: SENDER,
-                    reference: id,
-                }
-            }
+        // Reports about a message hookbridge sent go back to the connector that sent it, and
+        // so do changed employees, whose accountIds it may have cached.
+        let biz_msg_id = text(content.as_ref().and_then(|c| c.get("bizMsgId")));
+        let mut employees = list(payload.get("employeeCodes"));
+        employees.extend(list(payload.get("employeeCode")));
+        let intent = match class {
+            Class::Receipt | Class::Failure if !biz_msg_id.is_empty() => Intent::Receipt {
+                connector: SENDER,
+                reference: biz_msg_id,
+            },
+            Class::Contacts | Class::Account if !employees.is_empty() => Intent::Changed {
+                connector: SENDER,
+                ids: employees,
+            },
             _ => Intent::Message,
         };
         let notice = Notice {
@@ -593,6 +599,14 @@ mod tests {
         );
         let n = p.notice.unwrap();
         assert!(!n.quiet && n.recipients.is_empty());
+        assert_eq!(
+            n.intent,
+            Intent::Changed {
+                connector: "govding",
+                ids: vec!["GE_3a5c7e9b1d2f4a6c8e0b2d4f6a8c0e1b".into()]
+            },
+            "a cached accountId of this employee may be stale"
+        );
         assert_eq!(n.fields["label"], "员工离职或删除");
 
         let read = parse(READ);

@@ -29,8 +29,8 @@ use serde_json::Value;
 use tracing::{instrument, warn};
 
 use super::{
-    DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, StoreError, TokenRecord,
-    TokenStore,
+    CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, StoreError,
+    TokenRecord, TokenStore,
 };
 use crate::event::{Action, Delivery, DeliveryKey, Event, Millis, Settled, Status};
 
@@ -38,6 +38,7 @@ pub const STATUS_DUE_INDEX: &str = "status-due";
 const EVENT_SK: &str = "EVT";
 const TOKEN_SK: &str = "TOKEN";
 const LINK_SK: &str = "LINK";
+const CACHE_SK: &str = "CACHE";
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -152,6 +153,54 @@ impl ReceiptStore for DynamoStore {
             .send()
             .await;
         applied(res)
+    }
+}
+
+#[async_trait]
+impl CacheStore for DynamoStore {
+    async fn cached(&self, name: &str, now: Millis) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&format!("CACHE#{name}"), CACHE_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let item = out.item.unwrap_or_default();
+        // DynamoDB's TTL deletes late (up to days): expiry is checked here, not left to it.
+        let live = matches!(item.get("expires_at"), Some(AttributeValue::N(e)) if e.parse::<Millis>().is_ok_and(|e| e > now));
+        Ok(match item.get("value") {
+            Some(AttributeValue::S(v)) if live => Some(v.clone()),
+            _ => None,
+        })
+    }
+
+    async fn cache(&self, name: &str, value: &str, expires_at: Millis) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&format!("CACHE#{name}")))
+            .item("sk", s(CACHE_SK))
+            .item("value", s(value))
+            .item("expires_at", n(expires_at))
+            .item("ttl", n(expires_at / 1000 + 3600))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn forget(&self, name: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&format!("CACHE#{name}"), CACHE_SK)))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 }
 

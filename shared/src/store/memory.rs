@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::{
-    DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, StoreError, TokenRecord,
-    TokenStore,
+    CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, StoreError,
+    TokenRecord, TokenStore,
 };
 use crate::event::{Delivery, DeliveryKey, Event, Millis, Settled, Status};
 
@@ -20,6 +20,7 @@ struct State {
     deliveries: BTreeMap<DeliveryKey, Delivery>,
     tokens: HashMap<String, TokenSlot>,
     links: HashMap<(String, String), DeliveryKey>,
+    cache: HashMap<String, (String, Millis)>,
 }
 
 /// A token item: the token, and the refresh lease (owner, held until).
@@ -264,5 +265,27 @@ impl ReceiptStore for MemoryStore {
             }
             None => false,
         })
+    }
+}
+
+#[async_trait]
+impl CacheStore for MemoryStore {
+    async fn cached(&self, name: &str, now: Millis) -> Result<Option<String>, StoreError> {
+        Ok(match self.lock().cache.get(name) {
+            Some((value, expires_at)) if *expires_at > now => Some(value.clone()),
+            _ => None,
+        })
+    }
+
+    async fn cache(&self, name: &str, value: &str, expires_at: Millis) -> Result<(), StoreError> {
+        self.lock()
+            .cache
+            .insert(name.to_owned(), (value.to_owned(), expires_at));
+        Ok(())
+    }
+
+    async fn forget(&self, name: &str) -> Result<(), StoreError> {
+        self.lock().cache.remove(name);
+        Ok(())
     }
 }

@@ -122,6 +122,16 @@ pub trait ReceiptStore: Send + Sync {
     async fn add_receipt(&self, key: &DeliveryKey, receipt: &Value) -> Result<bool, StoreError>;
 }
 
+/// Values a connector looked up and may reuse until they expire or it forgets them (浙政钉
+/// employee codes to accountIds).
+#[async_trait]
+pub trait CacheStore: Send + Sync {
+    /// The value stored under `name`, unless it expired by `now`.
+    async fn cached(&self, name: &str, now: Millis) -> Result<Option<String>, StoreError>;
+    async fn cache(&self, name: &str, value: &str, expires_at: Millis) -> Result<(), StoreError>;
+    async fn forget(&self, name: &str) -> Result<(), StoreError>;
+}
+
 /// Everything hookbridge stores, in one table.
-pub trait Store: EventStore + DeliveryStore + TokenStore + ReceiptStore {}
-impl<T: EventStore + DeliveryStore + TokenStore + ReceiptStore> Store for T {}
+pub trait Store: EventStore + DeliveryStore + TokenStore + ReceiptStore + CacheStore {}
+impl<T: EventStore + DeliveryStore + TokenStore + ReceiptStore + CacheStore> Store for T {}

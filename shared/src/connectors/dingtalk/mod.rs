@@ -308,7 +308,9 @@ impl Connector for DingTalk {
         match d.action {
             Action::Send => self.send(d).await,
             Action::UpdateStatus => self.update_status(d).await,
-            Action::Receipt => Outcome::Skipped("DingTalk sends no receipts to record".into()),
+            Action::Receipt | Action::Forget => {
+                Outcome::Skipped("DingTalk keeps no receipts and caches no recipients".into())
+            }
         }
     }
 }

@@ -17,6 +17,8 @@ use crate::event::Failure;
 
 pub const SEND_PATH: &str = "/message/workNotification";
 pub const REVOKE_PATH: &str = "/message/revoke";
+/// Employee codes to accountIds (at most 100 codes a call).
+pub const EMPLOYEES_PATH: &str = "/mozi/employee/listEmployeeAccountIds";
 /// Management of the gateway's callbacks (protocol 1.1).
 pub const REGISTER_PATH: &str = "/openplatform/message/register_event_callback";
 pub const CALLBACKS_PATH: &str = "/openplatform/message/query_callback_define";

@@ -12,18 +12,18 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-pub use api::{Answer, Gateway, SEND_PATH, judge, signature, string_to_sign};
+pub use api::{Answer, EMPLOYEES_PATH, Gateway, SEND_PATH, judge, signature, string_to_sign};
 pub use render::*;
 
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::connectors::dingtalk::NoticeFormat;
-use crate::event::{Action, Delivery, Failure, Outcome};
+use crate::event::{Action, Delivery, Failure, Millis, Outcome, now_ms};
 use crate::setup::{ConfigError, SecretRef, Secrets};
-use crate::store::ReceiptStore;
+use crate::store::{CacheStore, ReceiptStore, StoreError};
 
 pub const CONNECTOR: &str = "govding";
 
@@ -57,6 +57,13 @@ pub struct GovDingConfig {
     pub default_url: Option<String>,
     /// `msgApp` for revokes when no receipt of the message captured it.
     pub msg_app: Option<String>,
+    /// Recipients that are not numeric accountIds are employee codes: look their accountIds
+    /// up (`/mozi/employee/listEmployeeAccountIds`) and keep them until a contacts callback
+    /// says the employee changed, or `employee_cache_secs` pass.
+    #[serde(default)]
+    pub employee_codes: bool,
+    #[serde(default = "default_employee_cache")]
+    pub employee_cache_secs: u64,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
 }
@@ -67,6 +74,10 @@ pub enum Algorithm {
     #[default]
     HmacSha256,
     Md5,
+}
+
+fn default_employee_cache() -> u64 {
+    86_400
 }
 
 fn default_base_url() -> String {
@@ -96,6 +107,31 @@ fn gateway(config: &GovDingConfig, key: &str, secret: String) -> Result<Gateway,
         .map_err(|e| ConfigError::Invalid(format!("connectors.govding: HTTP client: {e}")))
 }
 
+fn split(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `(employeeCode, accountId)` pairs of a `listEmployeeAccountIds` answer: a list of objects,
+/// directly or under `data`, ids as numbers or text (its shape is unconfirmed).
+fn account_ids(content: &Value) -> Vec<(String, String)> {
+    let text = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    content
+        .as_array()
+        .or_else(|| content.get("data").and_then(Value::as_array))
+        .into_iter()
+        .flatten()
+        .filter_map(|o| Some((text(o.get("employeeCode"))?, text(o.get("accountId"))?)))
+        .collect()
+}
+
 /// `msgApp` for a revoke when no receipt captured it: config, else the AppKey's first two
 /// `_`-separated parts, as public clients derive it (protocol 2.9, unconfirmed).
 pub fn msg_app(config: &GovDingConfig) -> (String, &'static str) {
@@ -112,6 +148,10 @@ pub struct GovDing {
     client: Option<Gateway>,
     /// Which delivery each bizMsgId is, for the receipts the gateway sends back.
     receipts: Arc<dyn ReceiptStore>,
+    /// Employee codes' accountIds, as looked up.
+    cache: Arc<dyn CacheStore>,
+    tenant_id: String,
+    cache_ms: Millis,
 }
 
 #[async_trait]
@@ -155,6 +195,11 @@ impl ConnectorPart for GovDing {
         Ok(Arc::new(GovDing {
             client,
             receipts: ports.receipts.clone(),
+            cache: ports.cache.clone(),
+            tenant_id: config.tenant_id.clone(),
+            cache_ms: i64::try_from(config.employee_cache_secs)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
         }))
     }
 }
@@ -173,6 +218,7 @@ impl Connector for GovDing {
         match d.action {
             Action::Send => self.send(d).await,
             Action::Receipt => self.note(d).await,
+            Action::Forget => self.forget(d).await,
             Action::UpdateStatus => Outcome::Skipped(
                 "浙政钉 has no documented way to change a sent notification".into(),
             ),
@@ -189,36 +235,118 @@ impl GovDing {
             }
         };
         let biz_msg_id = biz_msg_id(d);
+        let Some(client) = &self.client else {
+            let body: serde_json::Map<_, _> = [
+                ("tenantId", &call.tenant_id),
+                ("receiverIds", &call.receiver_ids),
+                ("employeeCodes (looked up when sent)", &call.employee_codes),
+                ("organizationCodes", &call.organization_codes),
+                ("bizMsgId", &biz_msg_id),
+                ("msg", &call.msg),
+            ]
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_owned(), json!(v)))
+            .collect();
+            return Outcome::DryRun(json!({ "requests": [{ "path": SEND_PATH, "body": body }] }));
+        };
+        let (receivers, unknown) = match self.receivers(client, &call).await {
+            Ok(r) => r,
+            Err(f) => return Outcome::Failed(f),
+        };
+        if receivers.is_empty() && call.organization_codes.is_empty() {
+            return Outcome::Failed(Failure::Permanent(format!(
+                "浙政钉 knows no accountId for employee codes {}",
+                unknown.join(", ")
+            )));
+        }
+        let receiver_ids = receivers.join(",");
         let params = [
             ("tenantId", call.tenant_id.as_str()),
-            ("receiverIds", call.receiver_ids.as_str()),
+            ("receiverIds", receiver_ids.as_str()),
             ("organizationCodes", call.organization_codes.as_str()),
             ("bizMsgId", biz_msg_id.as_str()),
             ("msg", call.msg.as_str()),
         ];
-        let Some(client) = &self.client else {
-            let body: serde_json::Map<_, _> = params
-                .iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| ((*k).to_owned(), json!(v)))
-                .collect();
-            return Outcome::DryRun(json!({ "requests": [{ "path": SEND_PATH, "body": body }] }));
-        };
         // Before the call, so that a receipt can never arrive for an id we do not know.
         if let Err(e) = self.receipts.link(CONNECTOR, &biz_msg_id, &d.key()).await {
             return Outcome::Failed(Failure::Transient(e.to_string()));
         }
+        let mut result = json!({ "bizMsgId": biz_msg_id });
+        if !unknown.is_empty() {
+            result["unknownEmployeeCodes"] = json!(unknown);
+        }
         match client.post(SEND_PATH, &params).await {
             Ok(Answer::Done(content)) => {
-                let msg_id = content.get("msgId").cloned().unwrap_or(content);
-                Outcome::Sent(json!({ "bizMsgId": biz_msg_id, "msgId": msg_id }))
+                result["msgId"] = content.get("msgId").cloned().unwrap_or(content);
+                Outcome::Sent(result)
             }
             Ok(Answer::AlreadySent(said)) => {
                 info!(biz_msg_id, %said, "浙政钉 had this bizMsgId already: an earlier attempt arrived");
-                Outcome::Sent(json!({ "bizMsgId": biz_msg_id, "duplicate": true }))
+                result["duplicate"] = json!(true);
+                Outcome::Sent(result)
             }
             Err(f) => Outcome::Failed(f),
         }
+    }
+
+    /// The call's accountIds, with those of its employee codes (cached, else looked up 100 at a
+    /// time), and the codes that have none.
+    async fn receivers(
+        &self,
+        client: &Gateway,
+        call: &WorkNotification,
+    ) -> Result<(Vec<String>, Vec<String>), Failure> {
+        let mut receivers: Vec<String> = split(&call.receiver_ids);
+        let codes = split(&call.employee_codes);
+        let now = now_ms();
+        let name = |code: &str| format!("{CONNECTOR}#employee#{}#{code}", self.tenant_id);
+        let store = |e: StoreError| Failure::Transient(e.to_string());
+        let mut missing = vec![];
+        for code in &codes {
+            match self.cache.cached(&name(code), now).await.map_err(store)? {
+                Some(id) => receivers.push(id),
+                None => missing.push(code.as_str()),
+            }
+        }
+        let mut unknown = vec![];
+        for chunk in missing.chunks(100) {
+            let mut params = vec![("tenantId", self.tenant_id.as_str())];
+            params.extend(chunk.iter().map(|c| ("employeeCodes", *c)));
+            let found = match client.post(EMPLOYEES_PATH, &params).await? {
+                Answer::Done(content) => account_ids(&content),
+                Answer::AlreadySent(said) => {
+                    return Err(Failure::Permanent(format!(
+                        "浙政钉 {EMPLOYEES_PATH}: {said}"
+                    )));
+                }
+            };
+            for code in chunk {
+                match found.iter().find(|(c, _)| c == code) {
+                    Some((_, id)) => {
+                        let until = now.saturating_add(self.cache_ms);
+                        self.cache
+                            .cache(&name(code), id, until)
+                            .await
+                            .map_err(store)?;
+                        receivers.push(id.clone());
+                    }
+                    None => unknown.push((*code).to_owned()),
+                }
+            }
+        }
+        Ok((receivers, unknown))
+    }
+
+    /// Changed employees: drop their cached accountIds.
+    async fn forget(&self, d: &Delivery) -> Outcome {
+        for code in &d.recipients {
+            let name = format!("{CONNECTOR}#employee#{}#{code}", self.tenant_id);
+            if let Err(e) = self.cache.forget(&name).await {
+                return Outcome::Failed(Failure::Transient(e.to_string()));
+            }
+        }
+        Outcome::Sent(json!({ "forgot": d.recipients }))
     }
 
     /// Notes a receipt on the delivery its bizMsgId names.

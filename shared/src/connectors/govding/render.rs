@@ -25,6 +25,9 @@ pub struct WorkNotification {
     pub receiver_ids: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub organization_codes: String,
+    /// Recipients given as employee codes, turned into accountIds at send time.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub employee_codes: String,
     /// The message as JSON text, exactly as it is posted.
     pub msg: String,
 }
@@ -35,6 +38,7 @@ pub struct GovDingRender {
     tenant_id: String,
     notice_format: NoticeFormat,
     default_url: Option<String>,
+    employee_codes: bool,
 }
 
 impl From<&GovDingConfig> for GovDingRender {
@@ -43,6 +47,7 @@ impl From<&GovDingConfig> for GovDingRender {
             tenant_id: c.tenant_id.clone(),
             notice_format: c.notice_format,
             default_url: c.default_url.clone(),
+            employee_codes: c.employee_codes,
         }
     }
 }
@@ -94,6 +99,9 @@ impl Render for GovDingRender {
                 connector,
                 reference,
             } if *connector == CONNECTOR => return receipt(n, reference),
+            Intent::Changed { connector, ids } if *connector == CONNECTOR => {
+                return forget(ids);
+            }
             _ => {}
         }
         let msg = match self.card_url(n) {
@@ -123,10 +131,17 @@ impl Render for GovDingRender {
         let calls = chunks
             .into_iter()
             .map(|(users, orgs)| {
+                // accountIds are numbers; anything else is an employee code, if so configured.
+                let (codes, ids): (Vec<&String>, Vec<&String>) = users
+                    .iter()
+                    .partition(|u| self.employee_codes && !u.bytes().all(|b| b.is_ascii_digit()));
+                let join =
+                    |v: Vec<&String>| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
                 let body = WorkNotification {
                     tenant_id: self.tenant_id.clone(),
-                    receiver_ids: users.join(","),
+                    receiver_ids: join(ids),
                     organization_codes: orgs.join(","),
+                    employee_codes: join(codes),
                     msg: msg.clone(),
                 };
                 let recipients = if orgs.is_empty() {
@@ -167,6 +182,18 @@ pub struct Receipt {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub msg_app: String,
     pub at: crate::event::Millis,
+}
+
+/// Changed employees: their cached accountIds are dropped.
+fn forget(codes: &[String]) -> Result<Plan, serde_json::Error> {
+    Ok(Plan {
+        calls: vec![Call {
+            action: Action::Forget,
+            recipients: codes.to_vec(),
+            message: serde_json::json!({ "employeeCodes": codes }),
+        }],
+        unmapped: vec![],
+    })
 }
 
 fn receipt(n: &Notice, reference: &str) -> Result<Plan, serde_json::Error> {
@@ -210,6 +237,7 @@ mod tests {
             tenant_id: "196729".into(),
             notice_format: NoticeFormat::Markdown,
             default_url: None,
+            employee_codes: true,
         }
     }
 
@@ -243,6 +271,28 @@ mod tests {
         let msg: Value = serde_json::from_str(&first.msg).unwrap();
         assert_eq!(msg["msgtype"], "markdown");
         assert!(first.msg.len() <= 2048);
+    }
+
+    #[test]
+    fn employee_codes_are_kept_apart_for_the_sender_to_look_up() {
+        let users = vec!["10001".to_owned(), "GE_1".to_owned(), "GE_2".to_owned()];
+        let plan = render()
+            .plan(&notice(Intent::Message, None), &Target::default(), users)
+            .unwrap();
+        let b = &bodies(&plan)[0];
+        assert_eq!(
+            (b.receiver_ids.as_str(), b.employee_codes.as_str()),
+            ("10001", "GE_1,GE_2")
+        );
+        let changed = Intent::Changed {
+            connector: "govding",
+            ids: vec!["GE_1".into()],
+        };
+        let plan = render()
+            .plan(&notice(changed, None), &Target::default(), vec![])
+            .unwrap();
+        assert_eq!(plan.calls[0].action, Action::Forget);
+        assert_eq!(plan.calls[0].recipients, ["GE_1"]);
     }
 
     #[test]
