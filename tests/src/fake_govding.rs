@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::any;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 pub const APP_KEY: &str = "hookbridge_test_app";
 pub const APP_SECRET: &str = "govding-test-secret";
 pub const TENANT: &str = "196729";
+/// The access token `/gettoken.json` hands out.
+pub const TOKEN: &str = "fake-govding-access-token";
 /// What a callback must answer, exactly.
 pub const SUCCESS: &str = r#"{"errcode":"0","errmsg":"成功"}"#;
 /// How often the gateway tries one callback (protocol 1.5: 16 calls over 4 hours).
@@ -52,6 +54,8 @@ struct Inner {
     /// Process the next calls but answer 504, as when the answer is lost on the way back.
     lose_answers: usize,
     rejected_signatures: usize,
+    /// This tenant wants an access token on work notifications.
+    require_token: bool,
     /// (employeeCode, accountId) the tenant's directory knows.
     directory: Vec<(String, String)>,
     /// (eventCallbackId, eventTag, callbackUrl) as registered.
@@ -77,7 +81,7 @@ impl FakeGovDing {
     pub async fn start() -> FakeGovDing {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new()
-            .route("/{*path}", post(handle))
+            .route("/{*path}", any(handle))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -132,6 +136,11 @@ impl FakeGovDing {
         false
     }
 
+    /// Work notifications without the access token are refused from now on.
+    pub fn require_token(&self) {
+        self.inner.lock().unwrap().require_token = true;
+    }
+
     /// The tenant's employees: (employeeCode, accountId).
     pub fn set_directory(&self, entries: &[(&str, &str)]) {
         self.inner.lock().unwrap().directory = entries
@@ -160,12 +169,17 @@ impl FakeGovDing {
 }
 
 /// The SDK's string to sign, independently: sorted by lowercased key, then value.
-fn string_to_sign(headers: &HeaderMap, path: &str, params: &[(String, String)]) -> String {
+fn string_to_sign(
+    method: &str,
+    headers: &HeaderMap,
+    path: &str,
+    params: &[(String, String)],
+) -> String {
     let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort_by_key(|(k, v)| (k.to_lowercase(), v.clone()));
     let mut lines = vec![
-        "POST".to_owned(),
+        method.to_owned(),
         header("x-hmac-auth-timestamp").to_owned(),
         header("x-hmac-auth-nonce").to_owned(),
         path.to_owned(),
@@ -197,7 +211,9 @@ async fn answer(s: &Arc<Mutex<Inner>>, path: &str, params: &[(String, String)]) 
     match path {
         "/message/workNotification" => {
             let mut inner = s.lock().unwrap();
-            if get("tenantId").as_deref() != Some(TENANT) {
+            if inner.require_token && get("access_token").as_deref() != Some(TOKEN) {
+                refuse("401", "access_token 无效")
+            } else if get("tenantId").as_deref() != Some(TENANT) {
                 refuse("400", "tenantId 无效")
             } else if get("receiverIds").is_none() && get("organizationCodes").is_none() {
                 refuse("400", "receiverIds 和 organizationCodes 不能同时为空")
@@ -274,6 +290,14 @@ async fn answer(s: &Arc<Mutex<Inner>>, path: &str, params: &[(String, String)]) 
             }
         }
         "/message/revoke" => ok(json!(true)),
+        "/gettoken.json" => {
+            if get("appkey").as_deref() != Some(APP_KEY)
+                || get("appsecret").as_deref() != Some(APP_SECRET)
+            {
+                return refuse("401", "appkey 或 appsecret 错误");
+            }
+            ok(json!({"accessToken": TOKEN, "expiresIn": "7200"}))
+        }
         "/mozi/employee/listEmployeeAccountIds" => {
             let codes: Vec<&String> = params
                 .iter()
@@ -314,12 +338,18 @@ async fn deliver(url: &str, body: &str) -> bool {
 
 async fn handle(
     State(s): State<Arc<Mutex<Inner>>>,
+    method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
-    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let form = if method == Method::GET {
+        uri.query().unwrap_or("").as_bytes().to_vec()
+    } else {
+        body.to_vec()
+    };
+    let params: Vec<(String, String)> = form_urlencoded::parse(&form).into_owned().collect();
     {
         let mut inner = s.lock().unwrap();
         let signed = headers.get("apikey").and_then(|v| v.to_str().ok()) == Some(APP_KEY)
@@ -334,7 +364,10 @@ async fn handle(
             && headers
                 .get("x-hmac-auth-signature")
                 .and_then(|v| v.to_str().ok())
-                == Some(expected_signature(&string_to_sign(&headers, &path, &params)).as_str());
+                == Some(
+                    expected_signature(&string_to_sign(method.as_str(), &headers, &path, &params))
+                        .as_str(),
+                );
         if !signed {
             inner.rejected_signatures += 1;
             let body = json!({"success": false, "Code": "OPF-B001-05-16-0009", "Message": "SignatureDoesNotMatch",

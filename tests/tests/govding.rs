@@ -275,3 +275,49 @@ async fn employee_codes_are_looked_up_once_until_the_employee_changes() {
             .contains("no accountId for employee codes GE_wangwu")
     );
 }
+
+#[tokio::test]
+async fn an_access_token_is_fetched_once_for_tenants_that_want_one() {
+    let fake = FakeGovDing::start().await;
+    fake.require_token();
+    let route = hap_route(&fake.url, APP_SECRET);
+    let without = Harness::new(config(None, &format!("{route}{MAP}"))).await;
+    let mut without = without;
+    mention(&without).await;
+    without.drain().await;
+    assert_eq!(
+        govding(&without).await.status,
+        Status::Dead,
+        "this tenant wants a token"
+    );
+
+    let with = route.replace(
+        &format!("tenant_id = \"{TENANT}\"\n"),
+        &format!("tenant_id = \"{TENANT}\"\nsend_access_token = true\n"),
+    );
+    let mut h = Harness::new(config(None, &format!("{with}{MAP}"))).await;
+    for id in ["t-1", "t-2"] {
+        let body =
+            fixture("hap-message-mention.json").replace("9f8e7d6c-5b4a-4392-8171-6f5e4d3c2b1a", id);
+        h.post("/hap/message", &body).await;
+        h.drain().await;
+    }
+    let calls = fake.calls();
+    let tokens: Vec<_> = calls
+        .iter()
+        .filter(|c| c.path == "/gettoken.json")
+        .collect();
+    assert_eq!(tokens.len(), 1, "fetched once, then reused");
+    let sent: Vec<_> = calls
+        .iter()
+        .filter(|c| c.path == "/message/workNotification" && c.param("access_token").is_some())
+        .collect();
+    assert_eq!(sent.len(), 2);
+    let d = h
+        .deliveries("EVT#hap#t-2")
+        .await
+        .into_iter()
+        .find(|d| d.connector == "govding")
+        .unwrap();
+    assert_eq!(d.status, Status::Sent);
+}

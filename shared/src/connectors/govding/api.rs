@@ -17,6 +17,7 @@ use crate::event::Failure;
 
 pub const SEND_PATH: &str = "/message/workNotification";
 pub const REVOKE_PATH: &str = "/message/revoke";
+pub const TOKEN_PATH: &str = "/gettoken.json";
 /// Employee codes to accountIds (at most 100 codes a call).
 pub const EMPLOYEES_PATH: &str = "/mozi/employee/listEmployeeAccountIds";
 /// Management of the gateway's callbacks (protocol 1.1).
@@ -223,6 +224,20 @@ impl Gateway {
 
     /// POSTs `params` (empty ones left out, as they are left out of the signature) to `path`.
     pub async fn post(&self, path: &str, params: &[(&str, &str)]) -> Result<Answer, Failure> {
+        self.call(http::Method::POST, path, params).await
+    }
+
+    /// A signed GET with `params` in the query (only `/gettoken.json` is documented as one).
+    pub async fn get(&self, path: &str, params: &[(&str, &str)]) -> Result<Answer, Failure> {
+        self.call(http::Method::GET, path, params).await
+    }
+
+    async fn call(
+        &self,
+        method: http::Method,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<Answer, Failure> {
         let params: Vec<(&str, &str)> = params
             .iter()
             .filter(|(k, v)| !k.is_empty() && !v.is_empty())
@@ -235,10 +250,23 @@ impl Gateway {
             .to_string();
         let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let nonce = format!("{nanos}{:04}", fastrand::u16(..10_000));
-        let text = string_to_sign("POST", &timestamp, &nonce, path, &params);
-        let mut req = self
-            .http
-            .post(format!("{}{path}", self.base_url))
+        let text = string_to_sign(method.as_str(), &timestamp, &nonce, path, &params);
+        let form = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&params)
+            .finish();
+        let url = format!("{}{path}", self.base_url);
+        let mut req = if method == http::Method::GET {
+            self.http.get(format!("{url}?{form}"))
+        } else {
+            self.http
+                .post(url)
+                .header(
+                    "content-type",
+                    "application/x-www-form-urlencoded; charset=UTF-8",
+                )
+                .body(form)
+        };
+        req = req
             .header("apiKey", &self.app_key)
             .header("X-Hmac-Auth-Timestamp", &timestamp)
             .header("X-Hmac-Auth-Nonce", &nonce)
@@ -246,15 +274,6 @@ impl Gateway {
             .header(
                 "X-Hmac-Auth-Signature",
                 signature(self.algorithm, &text, &self.secret),
-            )
-            .header(
-                "content-type",
-                "application/x-www-form-urlencoded; charset=UTF-8",
-            )
-            .body(
-                form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(&params)
-                    .finish(),
             );
         if self.algorithm == Algorithm::Md5 {
             req = req.header("X-Hmac-Auth-Algorithm", "md5");
@@ -302,6 +321,37 @@ impl Gateway {
     pub async fn retry(&self, failed_id: &str) -> Result<Answer, Failure> {
         self.post(RETRY_PATH, &[("eventCallbackFailedId", failed_id)])
             .await
+    }
+
+    /// An access token and its lifetime in seconds (`expiresIn` may be text; 7200 when absent).
+    pub async fn token(&self) -> Result<(String, i64), Failure> {
+        let answer = self
+            .get(
+                TOKEN_PATH,
+                &[("appkey", &self.app_key), ("appsecret", &self.secret)],
+            )
+            .await?;
+        let Answer::Done(content) = answer else {
+            return Err(Failure::Permanent(format!(
+                "浙政钉 {TOKEN_PATH}: unexpected answer"
+            )));
+        };
+        let data = content.get("data").unwrap_or(&content);
+        let token = data
+            .get("accessToken")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Failure::Transient(format!("浙政钉 {TOKEN_PATH}: no accessToken in {content}"))
+            })?;
+        let expires = match data.get("expiresIn") {
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            _ => None,
+        }
+        .filter(|e| *e > 0)
+        .unwrap_or(7200);
+        Ok((token.to_owned(), expires))
     }
 
     /// Recalls a sent work notification by its `bizMsgId`.

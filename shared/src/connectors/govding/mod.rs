@@ -64,6 +64,10 @@ pub struct GovDingConfig {
     pub employee_codes: bool,
     #[serde(default = "default_employee_cache")]
     pub employee_cache_secs: u64,
+    /// Add an `access_token` (from `/gettoken.json`, kept until 5 minutes before it expires)
+    /// to work notifications: no public example needs it, a tenant may.
+    #[serde(default)]
+    pub send_access_token: bool,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
 }
@@ -152,6 +156,8 @@ pub struct GovDing {
     cache: Arc<dyn CacheStore>,
     tenant_id: String,
     cache_ms: Millis,
+    /// `Some(app_key)` when work notifications carry an access token.
+    token_for: Option<String>,
 }
 
 #[async_trait]
@@ -197,6 +203,9 @@ impl ConnectorPart for GovDing {
             receipts: ports.receipts.clone(),
             cache: ports.cache.clone(),
             tenant_id: config.tenant_id.clone(),
+            token_for: config
+                .send_access_token
+                .then(|| config.app_key.clone().unwrap_or_default()),
             cache_ms: i64::try_from(config.employee_cache_secs)
                 .unwrap_or(i64::MAX / 1000)
                 .saturating_mul(1000),
@@ -261,12 +270,17 @@ impl GovDing {
             )));
         }
         let receiver_ids = receivers.join(",");
+        let token = match self.access_token(client).await {
+            Ok(t) => t.unwrap_or_default(),
+            Err(f) => return Outcome::Failed(f),
+        };
         let params = [
             ("tenantId", call.tenant_id.as_str()),
             ("receiverIds", receiver_ids.as_str()),
             ("organizationCodes", call.organization_codes.as_str()),
             ("bizMsgId", biz_msg_id.as_str()),
             ("msg", call.msg.as_str()),
+            ("access_token", token.as_str()),
         ];
         // Before the call, so that a receipt can never arrive for an id we do not know.
         if let Err(e) = self.receipts.link(CONNECTOR, &biz_msg_id, &d.key()).await {
@@ -336,6 +350,27 @@ impl GovDing {
             }
         }
         Ok((receivers, unknown))
+    }
+
+    /// The access token, when work notifications carry one: kept in the cache until 5 minutes
+    /// before it expires (asking again within its validity returns the same one).
+    async fn access_token(&self, client: &Gateway) -> Result<Option<String>, Failure> {
+        let Some(app_key) = &self.token_for else {
+            return Ok(None);
+        };
+        let name = format!("{CONNECTOR}#token#{app_key}");
+        let now = now_ms();
+        let store = |e: StoreError| Failure::Transient(e.to_string());
+        if let Some(token) = self.cache.cached(&name, now).await.map_err(store)? {
+            return Ok(Some(token));
+        }
+        let (token, expires_in) = client.token().await?;
+        let until = now + (expires_in - 300).max(60) * 1000;
+        self.cache
+            .cache(&name, &token, until)
+            .await
+            .map_err(store)?;
+        Ok(Some(token))
     }
 
     /// Changed employees: drop their cached accountIds.
