@@ -104,15 +104,18 @@ enum GovdingCommand {
         #[arg(long)]
         retry: Option<String>,
     },
-    /// Recalls a sent work notification.
+    /// Recalls a sent work notification: a delivery in the stack's table (its bizMsgId, and
+    /// msgType/msgApp from its receipts), or a bizMsgId with the values given.
     Revoke {
-        /// The delivery's bizMsgId (in its result).
-        #[arg(long)]
-        biz_msg_id: String,
-        /// As its receipts captured them; else `workNotification` and the configured or
-        /// derived msgApp.
+        /// `<pk>/<sk>` of the delivery, e.g. from `hookbridge deliveries`; read from the
+        /// DynamoDB table TABLE_NAME (AWS credentials from the environment).
+        #[arg(long, conflicts_with = "biz_msg_id")]
+        delivery: Option<String>,
+        #[arg(long, required_unless_present = "delivery")]
+        biz_msg_id: Option<String>,
         #[arg(long, default_value = "workNotification")]
         msg_type: String,
+        /// Default: the configured msg_app, else derived from the AppKey.
         #[arg(long)]
         msg_app: Option<String>,
     },
@@ -401,23 +404,63 @@ async fn govding(config: &PathBuf, command: GovdingCommand) -> Result<()> {
             }
         }
         GovdingCommand::Revoke {
+            delivery,
             biz_msg_id,
             msg_type,
             msg_app,
         } => {
-            let (msg_app, from) = match msg_app {
-                Some(a) => (a, "given"),
-                None => govding::msg_app(&connector),
+            let (biz, msg_type, msg_app, from) = match (delivery, biz_msg_id) {
+                (Some(key), _) => {
+                    let d = stored_delivery(&config, &key).await?;
+                    govding::revoke_params(&d, &connector)?
+                }
+                (None, Some(biz)) => {
+                    let bare = Delivery {
+                        result: Some(serde_json::json!({ "bizMsgId": biz })),
+                        ..Delivery::new(
+                            "",
+                            "govding",
+                            0,
+                            hookbridge::event::Action::Send,
+                            vec![],
+                            serde_json::Value::Null,
+                            0,
+                        )
+                    };
+                    let (biz, _, derived, from) = govding::revoke_params(&bare, &connector)?;
+                    match msg_app {
+                        Some(app) => (biz, msg_type, app, "given"),
+                        None => (biz, msg_type, derived, from),
+                    }
+                }
+                (None, None) => return Err("give --delivery or --biz-msg-id".into()),
             };
-            println!("revoking {biz_msg_id}: msgType {msg_type}, msgApp {msg_app} ({from})");
+            println!("revoking {biz}: msgType {msg_type}, msgApp {msg_app} ({from})");
             let gateway = govding::connect(&connector, &secrets).await?;
             let answer = gateway
-                .revoke(&connector.tenant_id, &biz_msg_id, &msg_type, &msg_app)
+                .revoke(&connector.tenant_id, &biz, &msg_type, &msg_app)
                 .await?;
             println!("{}", show(answer));
         }
     }
     Ok(())
+}
+
+/// A delivery `<pk>/<sk>` from the stack's table (TABLE_NAME).
+async fn stored_delivery(config: &Config, key: &str) -> Result<Delivery> {
+    use hookbridge::store::HistoryStore;
+    let (pk, sk) = key
+        .rsplit_once('/')
+        .ok_or("--delivery is <pk>/<sk>, e.g. EVT#hap#m1/DLV#govding#000")?;
+    let table = std::env::var("TABLE_NAME").map_err(|_| "set TABLE_NAME to the stack's table")?;
+    let store =
+        hookbridge::store::dynamodb::DynamoStore::from_env(table, config.store.retention()).await;
+    store
+        .deliveries_of(pk)
+        .await?
+        .into_iter()
+        .find(|d| d.sk == sk)
+        .ok_or_else(|| format!("no delivery {key}").into())
 }
 
 /// The `eventCallbackFailedId`s of a failed-callbacks listing, wherever the list sits in it.

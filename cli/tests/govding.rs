@@ -13,7 +13,9 @@ const LEAVE: &str = "MOZI_VDS_TENANT_CHANGE|EMPLOYEE_LEAVE";
 fn config_file(fake: &FakeGovDing) -> String {
     let dir = std::env::temp_dir().join(format!("hookbridge-govding-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("config.toml");
+    // One file per fake gateway: tests run at once.
+    let port = fake.url.rsplit(':').next().unwrap();
+    let path = dir.join(format!("config-{port}.toml"));
     let text = format!(
         "[sources.govding]\npath_token = \"plain:{TOKEN}\"\n\n\
          [connectors.govding]\nbase_url = \"{}\"\napp_key = \"{APP_KEY}\"\napp_secret = \"plain:{APP_SECRET}\"\ntenant_id = \"{TENANT}\"\n\n\
@@ -142,4 +144,72 @@ async fn register_receive_fail_and_retry() {
     assert_eq!(revoke.param("msgType"), Some("workNotification"));
     second.kill().unwrap();
     second.wait().unwrap();
+}
+
+/// `revoke --delivery` reads the delivery from the stack's table and takes msgType/msgApp
+/// from the receipts the gateway sent about it.
+#[tokio::test(flavor = "multi_thread")]
+async fn revoke_a_stored_delivery_with_what_its_receipts_said() {
+    use hookbridge::event::{Action, Delivery, Event, Status};
+    use hookbridge::store::EventStore;
+
+    let fake = FakeGovDing::start().await;
+    let config = config_file(&fake);
+    let store = hookbridge_tests::dynamo_store().await;
+    let event = Event {
+        source: "hap".into(),
+        key: "m-revoke".into(),
+        kind: "mention".into(),
+        received_at: 0,
+        payload: serde_json::json!({}),
+        raw: String::new(),
+    };
+    let mut d = Delivery::new(
+        &event.pk(),
+        "govding",
+        0,
+        Action::Send,
+        vec!["10001".into()],
+        serde_json::json!({}),
+        0,
+    );
+    d.status = Status::Sent;
+    d.result = Some(serde_json::json!({ "bizMsgId": "hb-stored" }));
+    d.receipts = vec![
+        serde_json::json!({ "status": "read", "msgType": "workNotification", "msgApp": "zjzwfw" }),
+    ];
+    store.insert(&event, &[d.clone()]).await.unwrap();
+
+    let bin = env!("CARGO_BIN_EXE_hookbridge");
+    let key = format!("{}/{}", d.pk, d.sk);
+    let (table, endpoint) = (
+        store.table().to_owned(),
+        hookbridge_tests::dynamodb_endpoint(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .args(["govding", "--config", &config, "revoke", "--delivery", &key])
+            .env("TABLE_NAME", table)
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "x")
+            .env("AWS_SECRET_ACCESS_KEY", "x")
+            .env("AWS_REGION", "cn-north-1")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("revoking hb-stored: msgType workNotification, msgApp zjzwfw (its receipts)"),
+        "{text}"
+    );
+    let revoke = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.path == "/message/revoke")
+        .unwrap();
+    assert_eq!(revoke.param("msgApp"), Some("zjzwfw"));
 }

@@ -29,9 +29,7 @@ pub async fn store_from_env() -> Result<(Config, DynamoStore), Error> {
         .map_err(|_| "HOOKBRIDGE_CONFIG is not set: it must hold the config TOML")?;
     let table = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set")?;
     let config = Config::from_toml(&text)?;
-    let aws = aws_config::load_from_env().await;
-    let client = aws_sdk_dynamodb::Client::new(&aws);
-    let store = DynamoStore::new(client, table, config.store.retention());
+    let store = DynamoStore::from_env(table, config.store.retention()).await;
     Ok((config, store))
 }
 

@@ -136,15 +136,38 @@ fn account_ids(content: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `msgApp` for a revoke when no receipt captured it: config, else the AppKey's first two
-/// `_`-separated parts, as public clients derive it (protocol 2.9, unconfirmed).
-pub fn msg_app(config: &GovDingConfig) -> (String, &'static str) {
-    if let Some(app) = &config.msg_app {
-        return (app.clone(), "config");
-    }
-    let key = config.app_key.as_deref().unwrap_or("");
-    let parts: Vec<&str> = key.split('_').take(2).collect();
-    (parts.join("_"), "derived from app_key")
+/// What `/message/revoke` needs for a sent delivery: its `bizMsgId`, and `msgType`/`msgApp`
+/// from the receipts the gateway sent about it when they carry them, else `msg_app` from the
+/// config, else the AppKey's first two `_`-separated parts as public clients derive it
+/// (protocol 2.9, unconfirmed); the last item says which was used.
+pub fn revoke_params(
+    d: &Delivery,
+    config: &GovDingConfig,
+) -> Result<(String, String, String, &'static str), String> {
+    let biz = d
+        .result
+        .as_ref()
+        .and_then(|r| r.get("bizMsgId"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("delivery {} was not sent to 浙政钉 (no bizMsgId)", d.key()))?;
+    let seen = |k: &str| {
+        d.receipts
+            .iter()
+            .rev()
+            .find_map(|r| r.get(k).and_then(Value::as_str).filter(|v| !v.is_empty()))
+            .map(str::to_owned)
+    };
+    let msg_type = seen("msgType").unwrap_or_else(|| "workNotification".into());
+    let (msg_app, from) = match (seen("msgApp"), &config.msg_app) {
+        (Some(app), _) => (app, "its receipts"),
+        (None, Some(app)) => (app.clone(), "config"),
+        (None, None) => {
+            let key = config.app_key.as_deref().unwrap_or("");
+            let parts: Vec<&str> = key.split('_').take(2).collect();
+            (parts.join("_"), "derived from app_key")
+        }
+    };
+    Ok((biz.to_owned(), msg_type, msg_app, from))
 }
 
 pub struct GovDing {
@@ -407,5 +430,76 @@ impl GovDing {
             Ok(false) => Outcome::Skipped(format!("delivery {target} is gone (expired)")),
             Err(e) => Outcome::Failed(Failure::Transient(e.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(msg_app: Option<&str>) -> GovDingConfig {
+        let mut c: GovDingConfig =
+            toml::from_str("tenant_id = \"1\"\napp_key = \"zj_gov_hookbridge\"").unwrap();
+        c.msg_app = msg_app.map(str::to_owned);
+        c
+    }
+
+    #[test]
+    fn a_revoke_takes_its_values_from_receipts_then_config_then_the_app_key() {
+        let mut d = Delivery::new(
+            "EVT#hap#m",
+            CONNECTOR,
+            0,
+            Action::Send,
+            vec![],
+            Value::Null,
+            0,
+        );
+        assert!(revoke_params(&d, &config(None)).is_err(), "never sent");
+        d.result = Some(json!({ "bizMsgId": "hb-1" }));
+        assert_eq!(
+            revoke_params(&d, &config(None)).unwrap(),
+            (
+                "hb-1".into(),
+                "workNotification".into(),
+                "zj_gov".into(),
+                "derived from app_key"
+            )
+        );
+        assert_eq!(revoke_params(&d, &config(Some("mine"))).unwrap().2, "mine");
+        d.receipts = vec![
+            json!({ "status": "pushed", "msgType": "workNotification", "msgApp": "zjzwfw" }),
+            json!({ "status": "read" }),
+        ];
+        let (_, msg_type, app, from) = revoke_params(&d, &config(Some("mine"))).unwrap();
+        assert_eq!(
+            (msg_type.as_str(), app.as_str(), from),
+            ("workNotification", "zjzwfw", "its receipts")
+        );
+    }
+
+    #[test]
+    fn biz_msg_ids_are_stable_short_and_distinct() {
+        let a = Delivery::new(
+            "EVT#hap#m",
+            CONNECTOR,
+            0,
+            Action::Send,
+            vec![],
+            Value::Null,
+            0,
+        );
+        let b = Delivery::new(
+            "EVT#hap#m",
+            CONNECTOR,
+            1,
+            Action::Send,
+            vec![],
+            Value::Null,
+            0,
+        );
+        assert_eq!(biz_msg_id(&a), biz_msg_id(&a.clone()));
+        assert_ne!(biz_msg_id(&a), biz_msg_id(&b));
+        assert!(biz_msg_id(&a).len() <= 64);
     }
 }
