@@ -39,7 +39,8 @@ impl Render for Echo {
         }
         let body = |to: &[String]| json!({ "title": n.title, "text": n.text, "to": to });
         let calls = match (&n.intent, &t.group) {
-            (Intent::Receipt { reference, .. }, _) => vec![Call {
+            // Bookkeeping comes with no users; a route to people gets a notice like any other.
+            (Intent::Receipt { reference, .. }, _) if users.is_empty() => vec![Call {
                 action: Action::Receipt,
                 recipients: vec![],
                 message: json!({ "reference": reference }),

@@ -86,7 +86,8 @@ impl Render for GovDingRender {
 
     /// One call per 1000 users or per 20 organizations. A finished to-do sends nothing: the
     /// gateway has no documented way to change a sent notification. A receipt about one of
-    /// its sends is noted on that send.
+    /// its sends (routing asks with no users) is noted on that send; a route to people gets a
+    /// notice like any other.
     fn plan(
         &self,
         n: &Notice,
@@ -98,8 +99,8 @@ impl Render for GovDingRender {
             Intent::Receipt {
                 connector,
                 reference,
-            } if *connector == CONNECTOR => return receipt(n, reference),
-            Intent::Changed { connector, ids } if *connector == CONNECTOR => {
+            } if *connector == CONNECTOR && users.is_empty() => return receipt(n, reference),
+            Intent::Changed { connector, ids } if *connector == CONNECTOR && users.is_empty() => {
                 return forget(ids);
             }
             _ => {}
