@@ -1,4 +1,4 @@
-//! The one pipeline every source goes through (DESIGN §1.1):
+//! The one pipeline every source goes through (README: How it works):
 //! find the source by path → authenticate → body limit → content type → parse → route and
 //! render → one conditional write of the event and its deliveries → acknowledge.
 //!

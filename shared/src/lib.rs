@@ -1,8 +1,8 @@
-//! hookbridge: webhooks from HAP into DingTalk work notifications.
+//! hookbridge: webhooks from HAP, DMS and 浙政钉 into DingTalk, 浙政钉 and ZenTao notifications.
 //!
 //! Every line of logic lives here; the Lambda functions and the `hookbridge` binary only wire
-//! it up. Start at [`ingress`] (requests in) and [`delivery`] (calls out); `DESIGN.md` has the
-//! map.
+//! it up. Start at [`registry`] (every source and connector), [`ingress`] (requests in) and
+//! [`delivery`] (calls out); the README's repository layout has the map.
 
 pub mod app;
 pub mod config;

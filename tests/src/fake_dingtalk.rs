@@ -1,5 +1,5 @@
-//! A fake `oapi.dingtalk.com` on 127.0.0.1 that keeps state and enforces the rules of
-//! `protocols/dingtalk.md`: HTTP 200 with `errcode` on failure, the access token only in the
+//! A fake `oapi.dingtalk.com` on 127.0.0.1 that keeps state and enforces DingTalk's documented
+//! rules: HTTP 200 with `errcode` on failure, the access token only in the
 //! query, an expired or unknown token as `errcode 88` / `sub_code 40014`, 90018 above 20 calls
 //! per second per API, `userid_list` ≤ 100, `msg` ≤ 2048 bytes, and status bars that only work
 //! for sends to ≤ 5 users (DingTalk ignores them silently; the fake records a violation).

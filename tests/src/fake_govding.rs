@@ -24,7 +24,7 @@ pub const TENANT: &str = "196729";
 pub const TOKEN: &str = "fake-govding-access-token";
 /// What a callback must answer, exactly.
 pub const SUCCESS: &str = r#"{"errcode":"0","errmsg":"成功"}"#;
-/// How often the gateway tries one callback (protocol 1.5: 16 calls over 4 hours).
+/// How often the gateway tries one callback (its page: 16 calls over 4 hours).
 pub const TRIES: usize = 16;
 
 /// One call that passed the signature check.
@@ -231,7 +231,7 @@ async fn answer(s: &Arc<Mutex<Inner>>, path: &str, params: &[(String, String)]) 
             let (Some(tag), Some(url)) = (get("eventTag"), get("callbackUrl")) else {
                 return refuse("400", "eventTag 和 callbackUrl 必填");
             };
-            // The gateway checks the URL before it accepts it (protocol 1.2).
+            // The gateway checks the URL before it accepts it (its connectivity check).
             let check =
                 json!({"eventTag": tag, "dispatchId": "0e276c97-c3f9-44c2-88ab-335123991c45"});
             if !deliver(&url, &check.to_string()).await {

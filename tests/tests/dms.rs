@@ -1,5 +1,5 @@
 //! DMS webhooks through the ingress pipeline and on to DingTalk: signatures (computed here
-//! independently, with the formulas of protocols/dms.md), Basic auth, DMS's response format,
+//! independently, with each construction's formula), Basic auth, DMS's response format,
 //! tolerant parsing and deduplication.
 
 use base64::Engine;

@@ -23,19 +23,6 @@ users = ["ops1"]
     )
 }
 
-/// The fixture as the gateway's form encoding: `content` as JSON text.
-fn form(json_body: &str) -> String {
-    let v: Value = serde_json::from_str(json_body).unwrap();
-    let mut form = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in v.as_object().unwrap() {
-        match v {
-            Value::String(s) => form.append_pair(k, s),
-            other => form.append_pair(k, &other.to_string()),
-        };
-    }
-    form.finish()
-}
-
 async fn call(env: &[(&str, String)], path: &str, body: &str, base64: bool) -> (Value, String) {
     let request = events::apigw_v2(path, body, None, base64);
     let (answer, logs) = invoke(env!("CARGO_BIN_EXE_govding-webhook"), env, request).await;
@@ -70,7 +57,7 @@ async fn callbacks_in_either_encoding_are_acknowledged_once() {
     assert_eq!(sent[0].recipients, ["ops1"]);
 
     // The gateway retries: the same event, form-encoded and Base64 as API Gateway passes it.
-    let (r, logs) = call(&env, &path, &form(&leave), true).await;
+    let (r, logs) = call(&env, &path, &fixture("govding-employee-leave.form"), true).await;
     assert_eq!(r["body"].as_str(), Some(OK), "{logs}");
     assert_eq!(
         store.recent(10).await.unwrap().len(),
@@ -133,7 +120,7 @@ async fn the_static_ip_front_invokes_it_through_an_alb() {
     let store = dynamo_store().await;
     let env = lambda_env(store.table(), None, &config("\"203.0.113.7\""));
     let path = format!("/govding/{TOKEN}");
-    let leave = form(&fixture("govding-employee-leave.json"));
+    let leave = fixture("govding-employee-leave.form");
     let call = |forwarded: &str| events::alb(&path, &leave, forwarded);
     let bin = env!("CARGO_BIN_EXE_govding-webhook");
     let (answer, logs) = invoke(bin, &env, call("203.0.113.7")).await;

@@ -1,4 +1,4 @@
-//! Alibaba Cloud DMS custom webhook (自定义Webhook通知): `POST /dms`. See `protocols/dms.md`.
+//! Alibaba Cloud DMS custom webhook (自定义Webhook通知): `POST /dms`.
 //!
 //! DMS signs `signatureText` = Base64(HMAC-SHA1) over "the webhook address, the password and
 //! the message event", but the exact construction is not published. So every known candidate
@@ -273,7 +273,7 @@ pub struct Construction {
     message: Vec<u8>,
 }
 
-/// Every candidate of protocols/dms.md §5.2: variants A–F over the event JSON forms (`raw`
+/// Every candidate construction: variants A–F over the event JSON forms (`raw`
 /// bytes, `sorted` compact, `ordered` compact, each also `-esc` with non-ASCII as `\uXXXX`) and
 /// the URL forms (`url` as configured, `url-no-query`, `url-no-userinfo`).
 pub fn constructions(raw_event: &str, secret: &str, url: Option<&str>) -> Vec<Construction> {
@@ -655,7 +655,7 @@ impl Source for DmsSource {
 mod tests {
     use super::*;
 
-    /// The inputs of the vectors in protocols/dms.md §5.2.
+    /// The inputs of the vectors below, each computed with its construction's formula.
     const EVENT: &str = r#"{"category":"工单","event":"执行成功","eventTime":1625630049930,"message":"【DMS数据管理】Webhook test, code: 144619 ","module":"数据变更","receivers":[{"name":"u1","uid":"1"}],"submitterName":"u1","submitterUid":"1","targetUsers":[{"name":"u1","uid":"1"}],"taskName":"Webhook test"}"#;
     const URL: &str = "https://hook.example.com/dms";
 

@@ -1,5 +1,5 @@
 //! 浙政钉 (Zhejiang government DingTalk) message-gateway callbacks: `POST /govding/<token>`.
-//! See `protocols/govding.md` Part 1.
+//! As the gateway's message-interface page (developer portal) describes them.
 //!
 //! Callbacks are unsigned: the secret token in the registered `callbackUrl` is the
 //! authentication (compared in constant time; a wrong one gets an empty 404), with an optional
@@ -46,7 +46,7 @@ pub struct GovDingConfig {
     pub max_body_bytes: usize,
 }
 
-/// Every eventTag of protocol 1.7: the kind routes name, its class (which built-in text it
+/// Every eventTag of the gateway's catalogue: the kind routes name, its class (which built-in text it
 /// gets) and how readers see it.
 const TAGS: &[(&str, &str, Class, &str)] = &[
     (
@@ -376,7 +376,7 @@ fn event(key: String, kind: &str, now: Millis, payload: Value, raw: String) -> E
     }
 }
 
-/// Hex SHA-256 of the parts joined by `|` (protocol 1.8: redeliveries collapse, distinct events
+/// Hex SHA-256 of the parts joined by `|` (`dispatchId` alone is not unique: redeliveries collapse, distinct events
 /// differ in content even when the gateway reuses a `dispatchId`).
 fn hash(parts: &[&str]) -> String {
     let digest = Sha256::digest(parts.join("|").as_bytes());
@@ -384,7 +384,7 @@ fn hash(parts: &[&str]) -> String {
 }
 
 /// The body's fields, from JSON (when it starts with `{`) or a form whose `content` and
-/// `infos` carry JSON (protocol 1.6). `None`: not readable; a key sent twice counts as that,
+/// `infos` carry JSON (the gateway's header says form, its examples are JSON). `None`: not readable; a key sent twice counts as that,
 /// since which one the gateway meant cannot be known.
 fn read_body(body: &[u8]) -> Option<Map<String, Value>> {
     let text = std::str::from_utf8(body).ok()?.trim();
@@ -432,7 +432,8 @@ fn read_body(body: &[u8]) -> Option<Map<String, Value>> {
         .then_some(fields)
 }
 
-/// `eventTag`, else `content.eventTag`, else `content.topic|content.tag` (protocol 1.8).
+/// `eventTag`, else `content.eventTag`, else `content.topic|content.tag` (the vendor page's
+/// callbacks carry no top-level tag, its connectivity check does).
 fn event_tag(fields: &Map<String, Value>, content: Option<&Value>) -> String {
     let top = text(fields.get("eventTag"));
     if !top.is_empty() {
@@ -547,23 +548,16 @@ mod tests {
             .unwrap()
     }
 
-    /// The same callback form-encoded, `content` and `infos` as JSON text.
-    fn as_form(json_body: &str) -> String {
-        let v: Value = serde_json::from_str(json_body).unwrap();
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in v.as_object().unwrap() {
-            match v {
-                Value::String(s) => form.append_pair(k, s),
-                other => form.append_pair(k, &other.to_string()),
-            };
-        }
-        form.finish()
-    }
-
     #[test]
     fn both_encodings_read_the_same() {
-        for body in [LEAVE, READ, CHECK] {
-            let (json, form) = (parse(body), parse(&as_form(body)));
+        let forms = [
+            include_str!("../../../tests/fixtures/govding-employee-leave.form"),
+            include_str!("../../../tests/fixtures/govding-notification-read.form"),
+            include_str!("../../../tests/fixtures/govding-register-check.form"),
+        ];
+        for (body, form) in [LEAVE, READ, CHECK].into_iter().zip(forms) {
+            assert!(!form.trim_start().starts_with('{'));
+            let (json, form) = (parse(body), parse(form));
             assert_eq!(json.event.key, form.event.key, "{body}");
             assert_eq!(json.event.payload, form.event.payload, "{body}");
             assert_eq!(json.notice, form.notice, "{body}");

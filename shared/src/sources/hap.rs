@@ -1,5 +1,6 @@
 //! HAP (MingDao private deployment) message integration: `POST /hap/message` (every app
-//! message) and `POST /hap/todo` (a to-do was finished). See `protocols/hap.md`.
+//! message) and `POST /hap/todo` (a to-do was finished), as HAP's 消息集成 (message
+//! integration) settings send them.
 //!
 //! HAP signs nothing; it sends the static headers configured in `WebhookHeaders`, so one of
 //! them carries a shared token that we compare in constant time.
@@ -89,7 +90,7 @@ impl HapKind {
         }
     }
 
-    /// How a reader should see the kind (product wording, protocols/hap.md §4.2).
+    /// How a reader should see the kind (the product's own wording).
     pub fn label(self) -> &'static str {
         match self {
             HapKind::Mention => "@提及",

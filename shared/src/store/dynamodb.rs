@@ -1,4 +1,5 @@
-//! The DynamoDB store: one table (DESIGN §3), items mapped with `serde_dynamo`.
+//! The DynamoDB store: one table (events, deliveries, tokens, links, cache entries), items
+//! mapped with `serde_dynamo`.
 //!
 //! | item | pk | sk |
 //! |---|---|---|
@@ -117,16 +118,7 @@ impl ReceiptStore for DynamoStore {
         reference: &str,
     ) -> Result<Option<DeliveryKey>, StoreError> {
         let name = format!("LINK#{connector}#{reference}");
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(&name, LINK_SK)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let Some(item) = out.item else {
+        let Some(item) = self.item(&name, LINK_SK).await? else {
             return Ok(None);
         };
         let target = |k: &str| match item.get(k) {
@@ -159,16 +151,10 @@ impl ReceiptStore for DynamoStore {
 #[async_trait]
 impl CacheStore for DynamoStore {
     async fn cached(&self, name: &str, now: Millis) -> Result<Option<String>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(&format!("CACHE#{name}"), CACHE_SK)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let item = out.item.unwrap_or_default();
+        let item = self
+            .item(&format!("CACHE#{name}"), CACHE_SK)
+            .await?
+            .unwrap_or_default();
         // DynamoDB's TTL deletes late (up to days): expiry is checked here, not left to it.
         let live = matches!(item.get("expires_at"), Some(AttributeValue::N(e)) if e.parse::<Millis>().is_ok_and(|e| e > now));
         Ok(match item.get("value") {
@@ -259,6 +245,24 @@ impl DynamoStore {
         };
         serde_dynamo::to_item(item)
             .map_err(|e| StoreError::Corrupt(d.key().to_string(), e.to_string()))
+    }
+
+    /// One item, read consistently (a token, link or cache entry just written must be seen).
+    async fn item(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item)
     }
 
     /// An UpdateItem on one item of the table.
@@ -661,16 +665,7 @@ impl DeliveryStore for DynamoStore {
 #[async_trait]
 impl TokenStore for DynamoStore {
     async fn token(&self, name: &str) -> Result<Option<TokenRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(&format!("TOKEN#{name}"), TOKEN_SK)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let Some(item) = out.item else {
+        let Some(item) = self.item(&format!("TOKEN#{name}"), TOKEN_SK).await? else {
             return Ok(None);
         };
         let t: TokenItem = serde_dynamo::from_item(item)

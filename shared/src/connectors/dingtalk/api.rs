@@ -72,7 +72,7 @@ pub fn judge(path: &str, status: u16, body: &[u8]) -> Result<Value, ApiError> {
     }
 }
 
-/// An IP ban lasts 5 minutes (protocols/dingtalk.md §5).
+/// An IP ban (more than 10 000 calls in 20 s from one IP) lasts 5 minutes.
 const IP_BAN_MS: Millis = 5 * 60 * 1000;
 
 pub(super) fn as_code(v: &Value) -> Option<i64> {
@@ -87,7 +87,7 @@ enum Class {
     Permanent,
 }
 
-/// protocols/dingtalk.md §5 and §6.
+/// DingTalk's error codes by what the sender should do (its error-code and rate-limit pages).
 fn class(code: i64, is_gettoken: bool) -> Class {
     match code {
         40014 | 42001 | 40001 if !is_gettoken => Class::Token,

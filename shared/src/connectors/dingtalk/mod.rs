@@ -1,5 +1,5 @@
 //! DingTalk work notifications (工作通知) through the classic `oapi.dingtalk.com` API:
-//! `gettoken`, `asyncsend_v2`, `status_bar/update`. See `protocols/dingtalk.md`.
+//! `gettoken`, `asyncsend_v2`, `status_bar/update` (open.dingtalk.com, 工作通知).
 //!
 //! DingTalk answers HTTP 200 on failure: success is `errcode == 0`, `errcode 88` carries the
 //! real code in `sub_code`, and an IP ban answers with HTML. Every answer goes through

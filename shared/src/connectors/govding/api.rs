@@ -1,4 +1,4 @@
-//! The 浙政钉 open platform as hookbridge calls it (protocol Part 2): every request signed like
+//! The 浙政钉 open platform as hookbridge calls it: every request signed like
 //! the official SDK, form-encoded, and every answer judged through both error envelopes into
 //! the error classes, with "重复" on a resend meaning the first attempt got through.
 
@@ -20,7 +20,7 @@ pub const REVOKE_PATH: &str = "/message/revoke";
 pub const TOKEN_PATH: &str = "/gettoken.json";
 /// Employee codes to accountIds (at most 100 codes a call).
 pub const EMPLOYEES_PATH: &str = "/mozi/employee/listEmployeeAccountIds";
-/// Management of the gateway's callbacks (protocol 1.1).
+/// Management of the gateway's callbacks (the SDK's request classes).
 pub const REGISTER_PATH: &str = "/openplatform/message/register_event_callback";
 pub const CALLBACKS_PATH: &str = "/openplatform/message/query_callback_define";
 pub const FAILED_PATH: &str = "/openplatform/message/query_callback_failed";

@@ -1,6 +1,6 @@
 //! 浙政钉 (Zhejiang government DingTalk) work notifications through the open-platform gateway:
 //! `/message/workNotification`, every request HMAC-signed like the official SDK. See
-//! `protocols/govding.md` Part 2.
+//! official Java SDK (zwdd-sdk-java 1.2.0).
 //!
 //! Each delivery gets a `bizMsgId` derived from its own key, so a resend after a timeout
 //! carries the same one and the gateway's "重复" answer proves the first attempt arrived.
@@ -139,7 +139,7 @@ fn account_ids(content: &Value) -> Vec<(String, String)> {
 /// What `/message/revoke` needs for a sent delivery: its `bizMsgId`, and `msgType`/`msgApp`
 /// from the receipts the gateway sent about it when they carry them, else `msg_app` from the
 /// config, else the AppKey's first two `_`-separated parts as public clients derive it
-/// (protocol 2.9, unconfirmed); the last item says which was used.
+/// (unconfirmed by the vendor); the last item says which was used.
 pub fn revoke_params(
     d: &Delivery,
     config: &GovDingConfig,

@@ -12,7 +12,7 @@ use crate::notice::{Intent, Notice};
 
 /// Receivers (accountIds and organization codes together) per call.
 pub const MAX_RECEIVERS: usize = 1000;
-/// Organization codes per call: sources disagree between 20 and 1000 (protocol 2.9).
+/// Organization codes per call: public sources disagree between 20 and 1000; 20 is safe.
 pub const MAX_ORGANIZATIONS: usize = 20;
 
 /// What a `govding` delivery carries: the call's parameters but `bizMsgId`, which the sender

@@ -247,7 +247,7 @@ mod tests {
         );
     }
 
-    /// protocols/zentao.md §3.1, key 3cd0914d…: the first row reproduces the vendor page.
+    /// Key 3cd0914d…: the first row reproduces the vendor page's example.
     #[test]
     fn classic_tokens_match_the_documented_vectors() {
         let key = "3cd0914d656e90ab181f1d52ff352cfe";

@@ -1,6 +1,6 @@
 //! ZenTao (禅道) / Xuanxuan (喧喧) third-party notifications: `im/sendNotification` to users and
 //! `im/sendChatMessage` to a group, signed with `token = md5(md5(query) + key)` over exactly the
-//! query string sent. See `protocols/zentao.md`.
+//! query string sent (ZenTao's 第三方应用 integration).
 //!
 //! `api.rs` has the signing and the error classes, `render.rs` the bodies; this file is the
 //! connector the sender loop calls.
