@@ -581,6 +581,20 @@ mod tests {
     }
 
     #[test]
+    fn what_was_not_stored_is_answered_so_that_the_gateway_retries() {
+        let r = Rejection::Unavailable {
+            request_id: "req-1".into(),
+        };
+        let body: Value = serde_json::from_str(&source().reply(Err(&r))).unwrap();
+        assert_eq!(
+            body["errcode"], "1",
+            "anything but the success body makes it retry"
+        );
+        assert!(body["errmsg"].as_str().unwrap().contains("req-1"));
+        assert_eq!(r.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
     fn an_event_has_its_kind_class_and_fields() {
         let p = parse(LEAVE);
         assert_eq!(p.event.kind, "employee_leave");
