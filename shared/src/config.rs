@@ -173,6 +173,18 @@ fn table_or_pairs<'de, D: serde::Deserializer<'de>>(
     Ok(map)
 }
 
+/// A parse error with its line and column but without the offending text: that line may be a
+/// secret written in place of a reference.
+fn located(text: &str, e: &toml::de::Error) -> String {
+    let at = e.span().and_then(|span| {
+        let before = text.get(..span.start)?;
+        let line = before.matches('\n').count() + 1;
+        let column = before.chars().rev().take_while(|c| *c != '\n').count() + 1;
+        Some(format!("line {line}, column {column}: "))
+    });
+    format!("{}{}", at.unwrap_or_default(), e.message().trim_end())
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MapMode {
@@ -185,7 +197,8 @@ pub enum MapMode {
 
 impl Config {
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(located(text, &e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -310,10 +323,12 @@ mod tests {
     }
 
     #[test]
-    fn secrets_must_be_references() {
+    fn secrets_must_be_references_and_are_never_echoed() {
         let err = Config::from_toml(&MINIMAL.replace("plain:t", "hunter2"))
             .unwrap_err()
             .to_string();
         assert!(err.contains("env:NAME"), "{err}");
+        assert!(err.contains("line 3, column 18"), "{err}");
+        assert!(!err.contains("hunter2"), "the value is not repeated: {err}");
     }
 }
