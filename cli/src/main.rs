@@ -36,6 +36,14 @@ enum Command {
         /// Listen address, overriding `server.listen`.
         #[arg(long)]
         listen: Option<String>,
+        /// Directory of the data file (events, deliveries, tokens, dedupe keys), every
+        /// acknowledged request committed to it first. Default: $XDG_DATA_HOME/hookbridge, or
+        /// ~/.local/share/hookbridge.
+        #[arg(long, env = "HOOKBRIDGE_DATA", conflicts_with = "memory")]
+        data: Option<PathBuf>,
+        /// Keep everything in memory only: lost on exit (for experiments).
+        #[arg(long)]
+        memory: bool,
     },
     /// List recent deliveries of a running `hookbridge serve` (another machine's: set
     /// HOOKBRIDGE_OPERATOR_TOKEN to its server.operator_token).
@@ -174,16 +182,40 @@ fn load(path: Option<&PathBuf>) -> Result<Config> {
     Ok(Config::from_toml(&text)?)
 }
 
-async fn serve(config: Option<PathBuf>, listen: Option<String>) -> Result<()> {
+/// Where `serve` keeps its data unless told: the user's data directory.
+fn data_dir() -> PathBuf {
+    match std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d).join("hookbridge"),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
+            .join(".local/share/hookbridge"),
+    }
+}
+
+async fn serve(
+    config: Option<PathBuf>,
+    listen: Option<String>,
+    data: Option<PathBuf>,
+) -> Result<()> {
     let mut config = load(config.as_ref())?;
     if let Some(l) = listen {
         config.server.listen = l;
     }
     let header = config.sources.hap.as_ref().map(|h| h.header.clone());
-    let local = Local::start(config).await?;
+    let file = data.map(|d| d.join("hookbridge.redb"));
+    let local = match &file {
+        Some(f) => Local::start_durable(config, f).await?,
+        None => Local::start(config).await?,
+    };
     // What to paste where, on stdout. A server keeps running when nobody reads it (a closed
     // pipe, `| head -1`), so write errors are ignored rather than fatal as println! makes them.
     let mut banner = vec![format!("hookbridge is listening on http://{}", local.addr)];
+    banner.push(match &file {
+        Some(f) => format!(
+            "  data     {} (every acknowledged request is on disk)",
+            f.display()
+        ),
+        None => "  data     in memory only (--memory): lost on exit".to_owned(),
+    });
     for url in local.webhook_urls() {
         banner.push(format!("  webhook  POST {url}"));
     }
@@ -556,7 +588,19 @@ async fn main() -> ExitCode {
     hookbridge::logging::init_text();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config, listen } => serve(config, listen).await,
+        Command::Serve {
+            config,
+            listen,
+            data,
+            memory,
+        } => {
+            serve(
+                config,
+                listen,
+                (!memory).then(|| data.unwrap_or_else(data_dir)),
+            )
+            .await
+        }
         Command::Deliveries { url, limit, json } => deliveries(&url, limit, json).await,
         Command::Config {
             command:

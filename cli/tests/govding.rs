@@ -1,8 +1,9 @@
 //! `hookbridge govding` against the fake 浙政钉 gateway and a running `hookbridge serve`: the
 //! gateway checks the callback URL on registration, delivers events to it, keeps what failed
 //! every retry, and redelivers it on `failed --retry all`.
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
+
+mod common;
 
 use hookbridge_tests::fake_govding::{APP_KEY, APP_SECRET, FakeGovDing, TENANT};
 use hookbridge_tests::fixture;
@@ -29,18 +30,7 @@ fn config_file(fake: &FakeGovDing) -> String {
 
 /// `hookbridge serve` on this config; its base URL once it listens.
 fn serve(config: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookbridge"))
-        .args(["serve", "--config", config, "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let first = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    (child, first.rsplit(' ').next().unwrap().to_owned())
+    common::serve(&["--config".as_ref(), config.as_ref(), "--memory".as_ref()])
 }
 
 async fn govding(config: &str, args: &[&str]) -> (bool, String) {

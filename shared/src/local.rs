@@ -194,6 +194,24 @@ impl Local {
     /// senders and the sweeper in the background.
     pub async fn start(config: Config) -> Result<Local, Box<dyn std::error::Error + Send + Sync>> {
         let (store, feed) = MemoryStore::with_feed();
+        Local::launch(config, store, feed).await
+    }
+
+    /// [`Local::start`] on the data file at `path`: every acknowledged request is on disk, and
+    /// what a crash interrupted is picked up at start.
+    pub async fn start_durable(
+        config: Config,
+        path: &std::path::Path,
+    ) -> Result<Local, Box<dyn std::error::Error + Send + Sync>> {
+        let (store, feed) = MemoryStore::durable(path)?;
+        Local::launch(config, store, feed).await
+    }
+
+    async fn launch(
+        config: Config,
+        store: MemoryStore,
+        feed: tokio::sync::mpsc::UnboundedReceiver<crate::event::DeliveryKey>,
+    ) -> Result<Local, Box<dyn std::error::Error + Send + Sync>> {
         let server = config.server.clone();
         let listener = TcpListener::bind(&server.listen)
             .await

@@ -8,6 +8,23 @@ use hookbridge::store::memory::MemoryStore;
 use hookbridge::store::{EventStore, Inserted, Store, TokenRecord};
 use serde_json::json;
 
+/// A durable store on a fresh file, with its feed.
+fn on_file() -> (
+    MemoryStore,
+    tokio::sync::mpsc::UnboundedReceiver<hookbridge::event::DeliveryKey>,
+    std::path::PathBuf,
+) {
+    let path = std::env::temp_dir()
+        .join(format!(
+            "hookbridge-conformance-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ))
+        .join("data.redb");
+    let (store, feed) = MemoryStore::durable(&path).unwrap();
+    (store, feed, path)
+}
+
 fn event(key: &str) -> Event {
     Event {
         source: "hap".into(),
@@ -42,6 +59,9 @@ macro_rules! conformance {
         }
         mod dynamodb {
             $(#[tokio::test] async fn $name() { super::$name(std::sync::Arc::new(hookbridge_tests::dynamo_store().await)).await })*
+        }
+        mod file {
+            $(#[tokio::test] async fn $name() { super::$name(std::sync::Arc::new(super::on_file().0)).await })*
         }
     };
 }
@@ -416,4 +436,66 @@ async fn the_memory_feed_announces_every_pending_delivery() {
     assert_eq!(feed.try_recv().unwrap(), ds[0].key());
     assert_eq!(feed.try_recv().unwrap(), ds[1].key());
     assert!(feed.try_recv().is_err(), "a duplicate announces nothing");
+}
+
+/// Everything a durable store acknowledged is there after it is dropped and reopened, and the
+/// deliveries that were pending or being sent are announced again.
+#[tokio::test]
+async fn a_reopened_file_store_has_everything_it_acknowledged() {
+    use hookbridge::store::{CacheStore, DeliveryStore, HistoryStore, ReceiptStore, TokenStore};
+    let (store, _feed, path) = on_file();
+    let e = event("durable");
+    let ds = deliveries(&e, 3);
+    store.insert(&e, &ds).await.unwrap();
+    let claimed = store.claim(&ds[0].key(), 10, 1_000).await.unwrap().unwrap();
+    let sent = Settled {
+        status: Status::Sent,
+        attempts: 1,
+        result: Some(json!({"task_id": 7})),
+        last_error: None,
+        next_attempt_at: None,
+    };
+    assert!(store.record(&claimed, &sent, 20).await.unwrap());
+    store.claim(&ds[1].key(), 30, 1_000).await.unwrap().unwrap();
+    let token = TokenRecord {
+        access_token: "tok".into(),
+        refresh_at: 5_000,
+        expires_at: 9_000,
+    };
+    store.save_token("dingtalk#app", &token).await.unwrap();
+    store.link("govding", "hb-9", &ds[0].key()).await.unwrap();
+    store
+        .add_receipt(&ds[0].key(), &json!({"status": "read"}))
+        .await
+        .unwrap();
+    store.cache("c", "v", i64::MAX).await.unwrap();
+    drop(store);
+
+    let (again, mut feed) = MemoryStore::durable(&path).unwrap();
+    let stored = again.deliveries_of(&e.pk()).await.unwrap();
+    let statuses: Vec<Status> = stored.iter().map(|d| d.status).collect();
+    assert_eq!(
+        statuses,
+        [Status::Sent, Status::Pending, Status::Pending],
+        "the claim the crashed process held is given back at once"
+    );
+    assert_eq!(stored[0].result, Some(json!({"task_id": 7})));
+    assert_eq!(stored[0].receipts, [json!({"status": "read"})]);
+    assert_eq!(
+        again.insert(&e, &ds).await.unwrap(),
+        Inserted::Duplicate,
+        "dedupe survives"
+    );
+    assert_eq!(again.token("dingtalk#app").await.unwrap(), Some(token));
+    assert_eq!(
+        again.linked("govding", "hb-9").await.unwrap(),
+        Some(ds[0].key())
+    );
+    assert_eq!(again.cached("c", 0).await.unwrap().as_deref(), Some("v"));
+    let announced: Vec<_> = std::iter::from_fn(|| feed.try_recv().ok()).collect();
+    assert_eq!(
+        announced,
+        [ds[1].key(), ds[2].key()],
+        "both are sent again, the sent one not"
+    );
 }

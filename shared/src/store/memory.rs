@@ -1,13 +1,20 @@
-//! In-memory store for `hookbridge serve` and tests. Mirrors the DynamoDB store's conditions
-//! exactly, and stands in for the DynamoDB stream with a change feed: every delivery that
-//! becomes `pending` is sent on the channel returned by [`MemoryStore::with_feed`].
+//! The store of `hookbridge serve` (and of unit tests): state in memory, mirroring the DynamoDB
+//! store's conditions exactly, and a change feed standing in for the DynamoDB stream (every
+//! delivery that becomes `pending` is sent on the channel of [`MemoryStore::with_feed`]).
+//!
+//! Opened on a file ([`MemoryStore::durable`]), every change is first committed to it with
+//! fsync ([`super::file`]), and only then applied and acknowledged: a crash loses nothing that
+//! was answered 200, and a restart reloads everything and announces what is pending.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::file::FileJournal;
 use super::{
     CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, StoreError,
     TokenRecord, TokenStore,
@@ -15,25 +22,35 @@ use super::{
 use crate::event::{Delivery, DeliveryKey, Event, Millis, Settled, Status};
 
 #[derive(Default)]
-struct State {
-    events: HashMap<String, Event>,
-    deliveries: BTreeMap<DeliveryKey, Delivery>,
-    tokens: HashMap<String, TokenSlot>,
-    links: HashMap<(String, String), DeliveryKey>,
-    cache: HashMap<String, (String, Millis)>,
+pub(super) struct State {
+    pub(super) events: HashMap<String, Event>,
+    pub(super) deliveries: BTreeMap<DeliveryKey, Delivery>,
+    pub(super) tokens: HashMap<String, TokenSlot>,
+    pub(super) links: HashMap<(String, String), DeliveryKey>,
+    pub(super) cache: HashMap<String, (String, Millis)>,
 }
 
 /// A token item: the token, and the refresh lease (owner, held until).
-#[derive(Default)]
-struct TokenSlot {
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct TokenSlot {
     token: Option<TokenRecord>,
     lease: Option<(String, Millis)>,
+}
+
+/// One change to commit before it is applied.
+pub(super) enum Change<'a> {
+    Event(&'a Event),
+    Delivery(&'a Delivery),
+    Token(&'a str, &'a TokenSlot),
+    Link(&'a str, &'a str, &'a DeliveryKey),
+    Cache(&'a str, Option<&'a (String, Millis)>),
 }
 
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
     feed: Option<mpsc::UnboundedSender<DeliveryKey>>,
+    journal: Option<FileJournal>,
 }
 
 impl MemoryStore {
@@ -45,16 +62,65 @@ impl MemoryStore {
     pub fn with_feed() -> (Self, mpsc::UnboundedReceiver<DeliveryKey>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let store = MemoryStore {
-            state: Mutex::default(),
             feed: Some(tx),
+            ..MemoryStore::default()
         };
         (store, rx)
     }
 
+    /// A store on the file at `path` (created if missing), with its feed. What the file holds
+    /// is loaded and every pending delivery announced again. A delivery still `sending` was
+    /// claimed by the process that crashed (the file is locked to one process), so it is made
+    /// pending again at once rather than after its lease.
+    pub fn durable(
+        path: &Path,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<DeliveryKey>), StoreError> {
+        let (journal, state) = FileJournal::open(path)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let store = MemoryStore {
+            state: Mutex::new(state),
+            feed: Some(tx),
+            journal: Some(journal),
+        };
+        let interrupted: Vec<DeliveryKey> = store
+            .lock()
+            .deliveries
+            .values()
+            .filter(|d| d.status == Status::Sending)
+            .map(Delivery::key)
+            .collect();
+        for key in &interrupted {
+            store.update(key, |d| {
+                d.status = Status::Pending;
+                d.next_attempt_at = None;
+                true
+            })?;
+        }
+        let pending: Vec<DeliveryKey> = store
+            .lock()
+            .deliveries
+            .values()
+            .filter(|d| d.status == Status::Pending)
+            .map(Delivery::key)
+            .collect();
+        for key in pending {
+            store.announce(key);
+        }
+        Ok((store, rx))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave State half-written (every change is a
-        // single insert), so a poisoned lock is still safe to use.
+        // Changes are applied after they are committed, each as single inserts: a panic while
+        // holding the lock cannot leave State half-written, so a poisoned lock is still safe.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Commits `changes` to the file, if there is one, before the caller applies them.
+    fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+        match &self.journal {
+            Some(j) => j.write(changes),
+            None => Ok(()),
+        }
     }
 
     fn announce(&self, key: DeliveryKey) {
@@ -62,6 +128,40 @@ impl MemoryStore {
             // The receiver is gone only when serve is shutting down.
             let _ = feed.send(key);
         }
+    }
+
+    /// Changes one delivery under `change`, which says whether it applies; committed first.
+    fn update(
+        &self,
+        key: &DeliveryKey,
+        change: impl FnOnce(&mut Delivery) -> bool,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let mut state = self.lock();
+        let Some(mut d) = state.deliveries.get(key).cloned() else {
+            return Ok(None);
+        };
+        if !change(&mut d) {
+            return Ok(None);
+        }
+        self.commit(&[Change::Delivery(&d)])?;
+        state.deliveries.insert(key.clone(), d.clone());
+        Ok(Some(d))
+    }
+
+    /// Changes one token slot under `change`, which says whether it applies; committed first.
+    fn update_token(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut TokenSlot) -> bool,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let mut slot = state.tokens.get(name).cloned().unwrap_or_default();
+        if !change(&mut slot) {
+            return Ok(false);
+        }
+        self.commit(&[Change::Token(name, &slot)])?;
+        state.tokens.insert(name.to_owned(), slot);
+        Ok(true)
     }
 }
 
@@ -74,6 +174,9 @@ impl EventStore for MemoryStore {
             if state.events.contains_key(&pk) {
                 return Ok(Inserted::Duplicate);
             }
+            let mut changes = vec![Change::Event(event)];
+            changes.extend(deliveries.iter().map(Change::Delivery));
+            self.commit(&changes)?;
             state.events.insert(pk, event.clone());
             for d in deliveries {
                 state.deliveries.insert(d.key(), d.clone());
@@ -107,17 +210,16 @@ impl DeliveryStore for MemoryStore {
         now: Millis,
         lease_until: Millis,
     ) -> Result<Option<Delivery>, StoreError> {
-        let mut state = self.lock();
-        match state.deliveries.get_mut(key) {
-            Some(d) if d.status == Status::Pending => {
-                d.status = Status::Sending;
-                d.attempts += 1;
-                d.next_attempt_at = Some(lease_until);
-                d.updated_at = now;
-                Ok(Some(d.clone()))
+        self.update(key, |d| {
+            if d.status != Status::Pending {
+                return false;
             }
-            _ => Ok(None),
-        }
+            d.status = Status::Sending;
+            d.attempts += 1;
+            d.next_attempt_at = Some(lease_until);
+            d.updated_at = now;
+            true
+        })
     }
 
     async fn record(
@@ -126,19 +228,19 @@ impl DeliveryStore for MemoryStore {
         settled: &Settled,
         now: Millis,
     ) -> Result<bool, StoreError> {
-        let mut state = self.lock();
-        match state.deliveries.get_mut(&claimed.key()) {
-            Some(d) if d.status == Status::Sending && d.attempts == claimed.attempts => {
-                d.status = settled.status;
-                d.attempts = settled.attempts;
-                d.result = settled.result.clone();
-                d.last_error = settled.last_error.clone();
-                d.next_attempt_at = settled.next_attempt_at;
-                d.updated_at = now;
-                Ok(true)
+        let recorded = self.update(&claimed.key(), |d| {
+            if d.status != Status::Sending || d.attempts != claimed.attempts {
+                return false;
             }
-            _ => Ok(false),
-        }
+            d.status = settled.status;
+            d.attempts = settled.attempts;
+            d.result = settled.result.clone();
+            d.last_error = settled.last_error.clone();
+            d.next_attempt_at = settled.next_attempt_at;
+            d.updated_at = now;
+            true
+        })?;
+        Ok(recorded.is_some())
     }
 
     async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError> {
@@ -153,18 +255,17 @@ impl DeliveryStore for MemoryStore {
     }
 
     async fn requeue(&self, key: &DeliveryKey, now: Millis) -> Result<bool, StoreError> {
-        let requeued = {
-            let mut state = self.lock();
-            match state.deliveries.get_mut(key) {
-                Some(d) if is_due(d, now) => {
-                    d.status = Status::Pending;
-                    d.next_attempt_at = None;
-                    d.updated_at = now;
-                    true
+        let requeued = self
+            .update(key, |d| {
+                if !is_due(d, now) {
+                    return false;
                 }
-                _ => false,
-            }
-        };
+                d.status = Status::Pending;
+                d.next_attempt_at = None;
+                d.updated_at = now;
+                true
+            })?
+            .is_some();
         if requeued {
             self.announce(key.clone());
         }
@@ -196,34 +297,37 @@ impl TokenStore for MemoryStore {
         now: Millis,
         until: Millis,
     ) -> Result<bool, StoreError> {
-        let mut state = self.lock();
-        let entry = state.tokens.entry(name.to_owned()).or_default();
-        let held = entry.lease.as_ref().is_some_and(|(_, until)| *until > now);
-        let fresh = entry.token.as_ref().is_some_and(|t| t.refresh_at > now);
-        if held || fresh {
-            return Ok(false);
-        }
-        entry.lease = Some((owner.to_owned(), until));
-        Ok(true)
+        self.update_token(name, |slot| {
+            let held = slot.lease.as_ref().is_some_and(|(_, until)| *until > now);
+            let fresh = slot.token.as_ref().is_some_and(|t| t.refresh_at > now);
+            if held || fresh {
+                return false;
+            }
+            slot.lease = Some((owner.to_owned(), until));
+            true
+        })
     }
 
     async fn save_token(&self, name: &str, token: &TokenRecord) -> Result<(), StoreError> {
-        let slot = TokenSlot {
-            token: Some(token.clone()),
-            lease: None,
-        };
-        self.lock().tokens.insert(name.to_owned(), slot);
-        Ok(())
+        self.update_token(name, |slot| {
+            *slot = TokenSlot {
+                token: Some(token.clone()),
+                lease: None,
+            };
+            true
+        })
+        .map(drop)
     }
 
     async fn drop_token(&self, name: &str, access_token: &str) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        if let Some(slot) = state.tokens.get_mut(name)
-            && slot.token.as_ref().map(|t| t.access_token.as_str()) == Some(access_token)
-        {
+        self.update_token(name, |slot| {
+            if slot.token.as_ref().map(|t| t.access_token.as_str()) != Some(access_token) {
+                return false;
+            }
             slot.token = None;
-        }
-        Ok(())
+            true
+        })
+        .map(drop)
     }
 }
 
@@ -235,7 +339,9 @@ impl ReceiptStore for MemoryStore {
         reference: &str,
         key: &DeliveryKey,
     ) -> Result<(), StoreError> {
-        self.lock()
+        let mut state = self.lock();
+        self.commit(&[Change::Link(connector, reference, key)])?;
+        state
             .links
             .insert((connector.to_owned(), reference.to_owned()), key.clone());
         Ok(())
@@ -258,13 +364,11 @@ impl ReceiptStore for MemoryStore {
         key: &DeliveryKey,
         receipt: &serde_json::Value,
     ) -> Result<bool, StoreError> {
-        Ok(match self.lock().deliveries.get_mut(key) {
-            Some(d) => {
-                d.receipts.push(receipt.clone());
-                true
-            }
-            None => false,
-        })
+        let noted = self.update(key, |d| {
+            d.receipts.push(receipt.clone());
+            true
+        })?;
+        Ok(noted.is_some())
     }
 }
 
@@ -278,14 +382,17 @@ impl CacheStore for MemoryStore {
     }
 
     async fn cache(&self, name: &str, value: &str, expires_at: Millis) -> Result<(), StoreError> {
-        self.lock()
-            .cache
-            .insert(name.to_owned(), (value.to_owned(), expires_at));
+        let entry = (value.to_owned(), expires_at);
+        let mut state = self.lock();
+        self.commit(&[Change::Cache(name, Some(&entry))])?;
+        state.cache.insert(name.to_owned(), entry);
         Ok(())
     }
 
     async fn forget(&self, name: &str) -> Result<(), StoreError> {
-        self.lock().cache.remove(name);
+        let mut state = self.lock();
+        self.commit(&[Change::Cache(name, None)])?;
+        state.cache.remove(name);
         Ok(())
     }
 }

@@ -1,8 +1,10 @@
-//! Narrow storage traits: what ingress, the sender loop, the sweeper and the token cache need,
-//! and nothing more. [`dynamodb::DynamoStore`] is the real one; [`memory::MemoryStore`] backs
-//! `hookbridge serve` and unit tests. One conformance suite (tests crate) runs against both.
+//! Narrow storage traits: what ingress, the sender loop, the sweeper and the connectors need,
+//! and nothing more. [`dynamodb::DynamoStore`] is the one on AWS; [`memory::MemoryStore`] backs
+//! `hookbridge serve` (durable on a file by default) and unit tests. One conformance suite
+//! (tests crate) runs against all three.
 
 pub mod dynamodb;
+mod file;
 pub mod memory;
 
 use async_trait::async_trait;
@@ -73,7 +75,7 @@ pub trait DeliveryStore: HistoryStore {
 }
 
 /// A shared access token with its refresh lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenRecord {
     pub access_token: String,
     /// Refresh from this time on (a margin before the real expiry).

@@ -1,0 +1,135 @@
+//! The file under a durable [`super::memory::MemoryStore`]: a redb database, one table per kind
+//! of item, each value its JSON. Every commit is fsynced (redb's default durability) before the
+//! change is applied in memory and acknowledged; a crash mid-commit leaves the previous state.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::StoreError;
+use super::memory::{Change, State};
+
+const EVENTS: TableDefinition<&str, &str> = TableDefinition::new("events");
+const DELIVERIES: TableDefinition<&str, &str> = TableDefinition::new("deliveries");
+const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
+const LINKS: TableDefinition<&str, &str> = TableDefinition::new("links");
+const CACHE: TableDefinition<&str, &str> = TableDefinition::new("cache");
+
+pub(super) struct FileJournal {
+    db: Database,
+}
+
+fn failed(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("data file: {e}"))
+}
+
+fn json<T: Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v)
+        .map_err(|e| StoreError::Corrupt("data file item".into(), e.to_string()))
+}
+
+/// A key made of parts that cannot run into each other (each part's length first).
+fn key(parts: &[&str]) -> String {
+    parts.iter().map(|p| format!("{}:{p}", p.len())).collect()
+}
+
+impl FileJournal {
+    /// Opens (or creates) the file and reads back everything it holds.
+    pub(super) fn open(path: &Path) -> Result<(Self, State), StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+        }
+        let db = Database::create(path).map_err(|e| failed(format!("{}: {e}", path.display())))?;
+        let journal = FileJournal { db };
+        let state = journal.load()?;
+        Ok((journal, state))
+    }
+
+    fn load(&self) -> Result<State, StoreError> {
+        // Create every table once, so that a read of an empty file finds them.
+        let w = self.db.begin_write().map_err(failed)?;
+        for t in [EVENTS, DELIVERIES, TOKENS, LINKS, CACHE] {
+            w.open_table(t).map_err(failed)?;
+        }
+        w.commit().map_err(failed)?;
+        let r = self.db.begin_read().map_err(failed)?;
+        let mut state = State::default();
+        for (k, v) in entries(&r, EVENTS)? {
+            state.events.insert(k, decode(&v)?);
+        }
+        for (_, v) in entries(&r, DELIVERIES)? {
+            let d: crate::event::Delivery = decode(&v)?;
+            state.deliveries.insert(d.key(), d);
+        }
+        for (k, v) in entries(&r, TOKENS)? {
+            state.tokens.insert(k, decode(&v)?);
+        }
+        for (_, v) in entries(&r, LINKS)? {
+            let (connector, reference, target): (String, String, crate::event::DeliveryKey) =
+                decode(&v)?;
+            state.links.insert((connector, reference), target);
+        }
+        for (k, v) in entries(&r, CACHE)? {
+            state.cache.insert(k, decode(&v)?);
+        }
+        Ok(state)
+    }
+
+    /// Commits `changes` at once, with fsync.
+    pub(super) fn write(&self, changes: &[Change]) -> Result<(), StoreError> {
+        let w = self.db.begin_write().map_err(failed)?;
+        for change in changes {
+            match change {
+                Change::Event(e) => put(&w, EVENTS, &e.pk(), &json(e)?)?,
+                Change::Delivery(d) => put(&w, DELIVERIES, &key(&[&d.pk, &d.sk]), &json(d)?)?,
+                Change::Token(name, slot) => put(&w, TOKENS, name, &json(slot)?)?,
+                Change::Link(connector, reference, target) => put(
+                    &w,
+                    LINKS,
+                    &key(&[connector, reference]),
+                    &json(&(connector, reference, target))?,
+                )?,
+                Change::Cache(name, Some(entry)) => put(&w, CACHE, name, &json(entry)?)?,
+                Change::Cache(name, None) => {
+                    w.open_table(CACHE)
+                        .map_err(failed)?
+                        .remove(*name)
+                        .map_err(failed)?;
+                }
+            }
+        }
+        w.commit().map_err(failed)
+    }
+}
+
+fn put(
+    w: &redb::WriteTransaction,
+    table: TableDefinition<&str, &str>,
+    k: &str,
+    v: &str,
+) -> Result<(), StoreError> {
+    w.open_table(table)
+        .map_err(failed)?
+        .insert(k, v)
+        .map_err(failed)?;
+    Ok(())
+}
+
+fn entries(
+    r: &redb::ReadTransaction,
+    table: TableDefinition<&str, &str>,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let t = r.open_table(table).map_err(failed)?;
+    let mut out = vec![];
+    for item in t.iter().map_err(failed)? {
+        let (k, v) = item.map_err(failed)?;
+        out.push((k.value().to_owned(), v.value().to_owned()));
+    }
+    Ok(out)
+}
+
+fn decode<T: DeserializeOwned>(v: &str) -> Result<T, StoreError> {
+    serde_json::from_str(v).map_err(|e| StoreError::Corrupt("data file item".into(), e.to_string()))
+}
