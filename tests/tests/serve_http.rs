@@ -175,7 +175,6 @@ async fn every_answer_is_json_and_paths_match_exactly() {
 
 /// `/deliveries` through the real routes with a given peer address (no traffic leaves loopback).
 async fn deliveries_as(peer: &str, token: Option<&str>, auth: Option<&str>) -> (u16, Value) {
-    use tower::ServiceExt;
     let local = serve("", "").await;
     let routes = hookbridge::local::router(
         local.app.clone(),
@@ -186,7 +185,17 @@ async fn deliveries_as(peer: &str, token: Option<&str>, auth: Option<&str>) -> (
     if let Some(a) = auth {
         req = req.header("authorization", a);
     }
-    let mut req = req.body(axum::body::Body::empty()).unwrap();
+    let (status, body) = as_peer(routes, req.body(axum::body::Body::empty()).unwrap(), peer).await;
+    (status, serde_json::from_str(&body).unwrap())
+}
+
+/// One request through `routes` as if from `peer`: its status and body.
+async fn as_peer(
+    routes: axum::Router,
+    mut req: http::Request<axum::body::Body>,
+    peer: &str,
+) -> (u16, String) {
+    use tower::ServiceExt;
     let peer: SocketAddr = peer.parse().unwrap();
     req.extensions_mut()
         .insert(axum::extract::ConnectInfo(peer));
@@ -195,7 +204,7 @@ async fn deliveries_as(peer: &str, token: Option<&str>, auth: Option<&str>) -> (
     let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
         .await
         .unwrap();
-    (status, serde_json::from_slice(&body).unwrap())
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[tokio::test]
@@ -356,24 +365,15 @@ async fn a_stalled_dingtalk_does_not_hold_up_zentao() {
 
 /// 浙政钉 callbacks through `serve`'s real routes, with the TCP peer as the source address.
 async fn govding_as(local: &Local, peer: &str, path: &str, body: &str) -> (u16, String) {
-    use tower::ServiceExt;
     let routes = hookbridge::local::router(local.app.clone(), &local.app.config.server, None);
-    let mut req = http::Request::post(path)
+    let req = http::Request::post(path)
         .header(
             "content-type",
             "application/x-www-form-urlencoded;charset=UTF-8",
         )
         .body(axum::body::Body::from(body.to_owned()))
         .unwrap();
-    let peer: SocketAddr = peer.parse().unwrap();
-    req.extensions_mut()
-        .insert(axum::extract::ConnectInfo(peer));
-    let resp = routes.oneshot(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    as_peer(routes, req, peer).await
 }
 
 #[tokio::test]
