@@ -105,7 +105,31 @@ pub enum Status {
     Dead,
 }
 
+impl std::str::FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                let all: Vec<_> = Status::ALL.iter().map(|s| s.as_str()).collect();
+                format!("no status {s:?}; one of {}", all.join(", "))
+            })
+    }
+}
+
 impl Status {
+    pub const ALL: [Status; 8] = [
+        Status::Pending,
+        Status::Sending,
+        Status::Sent,
+        Status::DryRun,
+        Status::Skipped,
+        Status::Retrying,
+        Status::Waiting,
+        Status::Dead,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
@@ -183,6 +207,20 @@ pub struct Delivery {
     pub next_attempt_at: Option<Millis>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// Each time an operator replayed it after it died: when, and what it had come to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replays: Vec<Replay>,
+}
+
+/// A dead delivery made pending again by an operator, with a fresh attempt budget and wait
+/// deadline. What it had come to is kept, so the record says it was replayed and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replay {
+    pub at: Millis,
+    /// Attempts spent before the replay.
+    pub attempts: u32,
+    /// Why it had died.
+    pub error: Option<String>,
 }
 
 impl Delivery {
@@ -210,6 +248,7 @@ impl Delivery {
             next_attempt_at: None,
             created_at: now,
             updated_at: now,
+            replays: vec![],
         }
     }
 
@@ -242,6 +281,56 @@ impl Delivery {
             pk: self.pk.clone(),
             sk: self.sk.clone(),
         }
+    }
+
+    /// The source of the event it belongs to (`EVT#<source>#<key>`).
+    pub fn source(&self) -> &str {
+        let rest = self.pk.strip_prefix("EVT#").unwrap_or_default();
+        rest.split_once('#').map_or(rest, |(s, _)| s)
+    }
+
+    /// Where waiting and throttling deadlines count from: creation, or the last replay.
+    pub fn clock_start(&self) -> Millis {
+        self.replays.last().map_or(self.created_at, |r| r.at)
+    }
+
+    /// What a replay at `now` makes of this dead delivery: pending, with a new budget, and the
+    /// replay noted. `None` unless it is dead: anything else is under way or was delivered.
+    pub fn replayed(&self, now: Millis) -> Option<Delivery> {
+        if self.status != Status::Dead {
+            return None;
+        }
+        let mut d = self.clone();
+        d.replays.push(Replay {
+            at: now,
+            attempts: d.attempts,
+            error: d.last_error.take(),
+        });
+        d.status = Status::Pending;
+        d.attempts = 0;
+        d.next_attempt_at = None;
+        d.updated_at = now;
+        Some(d)
+    }
+}
+
+/// Which deliveries an operator asks for; every field left out matches all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryFilter {
+    pub status: Option<Status>,
+    pub source: Option<String>,
+    pub connector: Option<String>,
+    /// Updated at or after this time.
+    pub since: Option<Millis>,
+}
+
+impl DeliveryFilter {
+    pub fn matches(&self, d: &Delivery) -> bool {
+        self.status.is_none_or(|s| s == d.status)
+            && self.source.as_deref().is_none_or(|s| s == d.source())
+            && self.connector.as_deref().is_none_or(|c| c == d.connector)
+            && self.since.is_none_or(|t| d.updated_at >= t)
     }
 }
 
@@ -353,7 +442,7 @@ pub fn settle(claimed: &Delivery, outcome: Outcome, policy: &RetryPolicy, now: M
         last_error: reason,
         next_attempt_at: None,
     };
-    let waited = now - claimed.created_at;
+    let waited = now - claimed.clock_start();
     let out_of_time = waited > i64::from(policy.max_wait_secs) * 1000;
     match outcome {
         Outcome::Sent(result) => final_(Status::Sent, spent, Some(result), None),
@@ -518,5 +607,57 @@ mod tests {
                 "attempt {attempts}: {b} vs {step}"
             );
         }
+    }
+
+    #[test]
+    fn a_replay_restarts_budget_and_wait_and_is_noted() {
+        let policy = RetryPolicy::default();
+        let mut dead = claimed(8);
+        dead.status = Status::Dead;
+        dead.last_error = Some("HTTP 502".into());
+        let day = i64::from(policy.max_wait_secs) * 1000;
+        let replayed = dead.replayed(1_000 + 2 * day).unwrap();
+        assert_eq!(replayed.status, Status::Pending);
+        assert_eq!(replayed.attempts, 0);
+        assert_eq!(replayed.last_error, None);
+        assert_eq!(
+            replayed.replays,
+            vec![Replay {
+                at: 1_000 + 2 * day,
+                attempts: 8,
+                error: Some("HTTP 502".into())
+            }]
+        );
+        // Two days after creation, a throttle is still within the replay's own deadline.
+        let mut claim = replayed.clone();
+        claim.status = Status::Sending;
+        claim.attempts = 1;
+        let throttled = Outcome::Failed(Failure::Throttled {
+            reason: "90018".into(),
+            wait: 1_000,
+        });
+        let s = settle(&claim, throttled, &policy, 1_000 + 2 * day + 5_000);
+        assert_eq!(s.status, Status::Retrying);
+        assert!(
+            claimed(1).replayed(5_000).is_none(),
+            "only dead ones replay"
+        );
+    }
+
+    #[test]
+    fn filters_match_status_source_connector_and_time() {
+        let mut d = claimed(1);
+        d.updated_at = 5_000;
+        let all = DeliveryFilter::default();
+        assert!(all.matches(&d));
+        let f = |s: &str| -> DeliveryFilter { serde_json::from_str(s).unwrap() };
+        assert!(f(r#"{"status":"sending","source":"hap","connector":"dingtalk"}"#).matches(&d));
+        assert!(!f(r#"{"status":"dead"}"#).matches(&d));
+        assert!(!f(r#"{"source":"dms"}"#).matches(&d));
+        assert!(!f(r#"{"connector":"zentao"}"#).matches(&d));
+        assert!(f(r#"{"since":5000}"#).matches(&d));
+        assert!(!f(r#"{"since":5001}"#).matches(&d));
+        assert_eq!("dead".parse::<Status>(), Ok(Status::Dead));
+        assert!("gone".parse::<Status>().unwrap_err().contains("dry_run"));
     }
 }

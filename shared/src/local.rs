@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, State};
@@ -38,6 +38,9 @@ use crate::store::memory::MemoryStore;
 
 /// How long shutdown waits for the requests in flight before it closes their connections.
 const DRAIN: Duration = Duration::from_secs(30);
+
+/// How often expired items are removed from the store (and once at start).
+const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 struct Serve {
     app: Arc<App>,
@@ -222,7 +225,9 @@ impl Local {
             Some(r) => Some(secrets.resolve(r).await?),
             None => None,
         };
-        let app = Arc::new(App::build(config, Arc::new(store), &secrets, Parts::All).await?);
+        let retention = config.store.retention();
+        let store = Arc::new(store);
+        let app = Arc::new(App::build(config, store.clone(), &secrets, Parts::All).await?);
         let (stop, stopped) = watch::channel(false);
         let routes = router(app.clone(), &server, operator_token);
         let senders = tokio::spawn(app.sender.clone().run_feed(
@@ -234,10 +239,20 @@ impl Local {
         let every = Duration::from_secs(server.sweep_interval_secs.max(1));
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
+            let mut purged: Option<Instant> = None;
             loop {
                 tick.tick().await;
-                if let Err(e) = sweep(sweeper.store.as_ref(), now_ms(), 100).await {
+                let now = now_ms();
+                if let Err(e) = sweep(sweeper.store.as_ref(), now, 100).await {
                     error!(error = %e, "sweep failed");
+                }
+                if purged.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+                    purged = Some(Instant::now());
+                    match store.purge(now, retention) {
+                        Ok(0) => {}
+                        Ok(items) => info!(items, "items past store.retention_days removed"),
+                        Err(e) => error!(error = %e, "removing expired items failed"),
+                    }
                 }
             }
         });

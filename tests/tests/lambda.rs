@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_lambda_events::dynamodb::Event as StreamEvent;
-use hookbridge::event::{Delivery, DeliveryKey, Event, Millis, Settled, Status};
+use hookbridge::event::{Delivery, DeliveryFilter, DeliveryKey, Event, Millis, Settled, Status};
 use hookbridge::store::memory::MemoryStore;
 use hookbridge::store::{
     CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, Store, StoreError,
@@ -273,8 +273,11 @@ impl DeliveryStore for FailsToRecord {
     async fn requeue(&self, k: &DeliveryKey, now: Millis) -> Result<bool, StoreError> {
         self.inner.requeue(k, now).await
     }
-    async fn recent(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
-        self.inner.recent(limit).await
+    async fn list(&self, f: &DeliveryFilter, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        self.inner.list(f, limit).await
+    }
+    async fn replay(&self, k: &DeliveryKey, now: Millis) -> Result<Option<Delivery>, StoreError> {
+        self.inner.replay(k, now).await
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use hookbridge::event::{Action, Delivery, Event, Settled, Status};
+use hookbridge::event::{Action, Delivery, DeliveryFilter, Event, Replay, Settled, Status};
 use hookbridge::store::memory::MemoryStore;
 use hookbridge::store::{EventStore, Inserted, Store, TokenRecord};
 use serde_json::json;
@@ -78,6 +78,8 @@ conformance!(
     dropping_a_token_only_drops_that_token,
     ninety_nine_deliveries_fit_in_one_insert,
     receipts_are_noted_on_the_linked_delivery,
+    replay_gives_a_dead_delivery_a_new_budget_once,
+    list_filters_and_orders_newest_first,
     cached_values_expire_and_can_be_forgotten,
 );
 
@@ -497,5 +499,184 @@ async fn a_reopened_file_store_has_everything_it_acknowledged() {
         announced,
         [ds[1].key(), ds[2].key()],
         "both are sent again, the sent one not"
+    );
+}
+
+/// Claims `d` and records it dead after `attempts` at `now`.
+async fn kill(store: &dyn Store, d: &Delivery, now: i64) {
+    let c = store
+        .claim(&d.key(), now, now + 100)
+        .await
+        .unwrap()
+        .unwrap();
+    let dead = Settled {
+        status: Status::Dead,
+        attempts: c.attempts,
+        result: None,
+        last_error: Some("errcode 40078: 不存在的临时授权码".into()),
+        next_attempt_at: None,
+    };
+    assert!(store.record(&c, &dead, now).await.unwrap());
+}
+
+async fn replay_gives_a_dead_delivery_a_new_budget_once(store: Arc<dyn Store>) {
+    let e = event("replay");
+    let ds = deliveries(&e, 2);
+    store.insert(&e, &ds).await.unwrap();
+    kill(store.as_ref(), &ds[0], 50).await;
+    assert_eq!(
+        store.replay(&ds[1].key(), 60).await.unwrap(),
+        None,
+        "a pending delivery is not replayed"
+    );
+    let replayed = store.replay(&ds[0].key(), 60).await.unwrap().unwrap();
+    assert_eq!(store.replay(&ds[0].key(), 61).await.unwrap(), None, "once");
+    let stored = store.delivery(&ds[0].key()).await.unwrap().unwrap();
+    assert_eq!(stored, replayed, "what replay returns is what is stored");
+    assert_eq!(
+        (stored.status, stored.attempts, stored.last_error.as_deref()),
+        (Status::Pending, 0, None)
+    );
+    assert_eq!(
+        stored.replays,
+        [Replay {
+            at: 60,
+            attempts: 1,
+            error: Some("errcode 40078: 不存在的临时授权码".into())
+        }]
+    );
+    assert!(
+        store.due(i64::MAX, 10).await.unwrap().is_empty(),
+        "a replayed delivery is no longer in the status-due index"
+    );
+    let again = store.claim(&ds[0].key(), 70, 170).await.unwrap().unwrap();
+    assert_eq!(again.attempts, 1, "the budget starts again");
+    assert_eq!(
+        store
+            .delivery(&ds[0].key().clone())
+            .await
+            .unwrap()
+            .unwrap()
+            .replays
+            .len(),
+        1
+    );
+    let missing = hookbridge::event::DeliveryKey {
+        pk: e.pk(),
+        sk: "DLV#dingtalk#999".into(),
+    };
+    assert_eq!(store.delivery(&missing).await.unwrap(), None);
+    assert_eq!(store.replay(&missing, 80).await.unwrap(), None);
+}
+
+async fn list_filters_and_orders_newest_first(store: Arc<dyn Store>) {
+    let hap = event("listed");
+    let mut dms = event("listed");
+    dms.source = "dms".into();
+    let mut zentao = deliveries(&dms, 1);
+    zentao[0].connector = "zentao".into();
+    zentao[0].sk = "DLV#zentao#000".into();
+    let ds = deliveries(&hap, 3);
+    store.insert(&hap, &ds).await.unwrap();
+    store.insert(&dms, &zentao).await.unwrap();
+    kill(store.as_ref(), &ds[0], 2_000).await;
+    kill(store.as_ref(), &ds[2], 3_000).await;
+    let keys = |list: Vec<Delivery>| -> Vec<String> {
+        list.into_iter()
+            .map(|d| format!("{}/{}", d.pk, d.sk))
+            .collect()
+    };
+    let f = |json: serde_json::Value| -> DeliveryFilter { serde_json::from_value(json).unwrap() };
+    let dead = store.list(&f(json!({"status": "dead"})), 10).await.unwrap();
+    assert_eq!(
+        keys(dead),
+        [
+            format!("{}/{}", hap.pk(), ds[2].sk),
+            format!("{}/{}", hap.pk(), ds[0].sk)
+        ],
+        "dead ones, newest first"
+    );
+    let one = store.list(&f(json!({"status": "dead"})), 1).await.unwrap();
+    assert_eq!(one[0].sk, ds[2].sk, "the limit keeps the newest");
+    let from_dms = store.list(&f(json!({"source": "dms"})), 10).await.unwrap();
+    assert_eq!(keys(from_dms), [format!("{}/DLV#zentao#000", dms.pk())]);
+    let by_zentao = store
+        .list(&f(json!({"connector": "zentao"})), 10)
+        .await
+        .unwrap();
+    assert_eq!(by_zentao.len(), 1);
+    let since = store.list(&f(json!({"since": 2_500})), 10).await.unwrap();
+    assert_eq!(keys(since), [format!("{}/{}", hap.pk(), ds[2].sk)]);
+    assert_eq!(
+        store
+            .list(&DeliveryFilter::default(), 10)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+/// Retention on the stores of `serve` (DynamoDB's own TTL does it on AWS): old events,
+/// their deliveries, links and expired cache entries go, from memory and from the file, and
+/// an expired event's key no longer dedupes.
+#[tokio::test]
+async fn retention_removes_what_is_older_and_keeps_the_rest() {
+    use hookbridge::store::{CacheStore, HistoryStore, ReceiptStore};
+    let day = 86_400_000;
+    let retention = std::time::Duration::from_secs(30 * 86_400);
+    let (store, _feed, path) = on_file();
+    let old = event("old");
+    let mut new = event("new");
+    new.received_at = 20 * day;
+    let old_ds = deliveries(&old, 2);
+    let new_ds: Vec<Delivery> = deliveries(&new, 1)
+        .into_iter()
+        .map(|mut d| {
+            d.created_at = 20 * day;
+            d
+        })
+        .collect();
+    store.insert(&old, &old_ds).await.unwrap();
+    store.insert(&new, &new_ds).await.unwrap();
+    store
+        .link("govding", "hb-old", &old_ds[0].key())
+        .await
+        .unwrap();
+    store
+        .link("govding", "hb-new", &new_ds[0].key())
+        .await
+        .unwrap();
+    store.cache("stale", "v", 1_000).await.unwrap();
+    store.cache("fresh", "v", 40 * day).await.unwrap();
+    assert_eq!(
+        store.purge(1_000, retention).unwrap(),
+        0,
+        "nothing is old yet"
+    );
+    // 31 days on: the first event, its two deliveries, its link and the stale entry go.
+    assert_eq!(store.purge(31 * day, retention).unwrap(), 5);
+    assert_eq!(store.purge(31 * day, retention).unwrap(), 0, "once");
+    drop(store);
+    let (store, _feed) = MemoryStore::durable(&path).unwrap();
+    assert!(store.deliveries_of(&old.pk()).await.unwrap().is_empty());
+    assert_eq!(store.deliveries_of(&new.pk()).await.unwrap(), new_ds);
+    assert_eq!(store.linked("govding", "hb-old").await.unwrap(), None);
+    assert_eq!(
+        store.linked("govding", "hb-new").await.unwrap(),
+        Some(new_ds[0].key())
+    );
+    assert_eq!(
+        store.cached("fresh", 31 * day).await.unwrap().as_deref(),
+        Some("v")
+    );
+    assert_eq!(
+        store.insert(&new, &new_ds).await.unwrap(),
+        Inserted::Duplicate
+    );
+    assert_eq!(
+        store.insert(&old, &old_ds).await.unwrap(),
+        Inserted::Created,
+        "the expired dedupe key is gone with its event"
     );
 }

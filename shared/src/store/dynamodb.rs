@@ -33,7 +33,9 @@ use super::{
     CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, StoreError,
     TokenRecord, TokenStore,
 };
-use crate::event::{Action, Delivery, DeliveryKey, Event, Millis, Settled, Status};
+use crate::event::{
+    Action, Delivery, DeliveryFilter, DeliveryKey, Event, Millis, Replay, Settled, Status,
+};
 
 pub const STATUS_DUE_INDEX: &str = "status-due";
 const EVENT_SK: &str = "EVT";
@@ -88,6 +90,8 @@ struct DeliveryItem {
     /// Appended by [`ReceiptStore::add_receipt`], each one JSON text.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     receipts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    replays: Vec<Replay>,
 }
 
 #[async_trait]
@@ -242,6 +246,7 @@ impl DynamoStore {
                 .is_indexed()
                 .then(|| d.next_attempt_at.unwrap_or(d.updated_at)),
             receipts: d.receipts.iter().map(ToString::to_string).collect(),
+            replays: d.replays.clone(),
         };
         serde_dynamo::to_item(item)
             .map_err(|e| StoreError::Corrupt(d.key().to_string(), e.to_string()))
@@ -391,6 +396,7 @@ fn decode_delivery(item: HashMap<String, AttributeValue>) -> Result<Delivery, St
         next_attempt_at: it.next_attempt_at,
         created_at: it.created_at,
         updated_at: it.updated_at,
+        replays: it.replays,
     })
 }
 
@@ -488,6 +494,13 @@ impl HistoryStore for DynamoStore {
             .await
             .map_err(unavailable)?;
         items.into_iter().map(decode_delivery).collect()
+    }
+
+    async fn delivery(&self, key: &DeliveryKey) -> Result<Option<Delivery>, StoreError> {
+        self.item(&key.pk, &key.sk)
+            .await?
+            .map(decode_delivery)
+            .transpose()
     }
 }
 
@@ -639,7 +652,13 @@ impl DeliveryStore for DynamoStore {
         applied(res)
     }
 
-    async fn recent(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+    /// A scan of the deliveries, filtered here with the one [`DeliveryFilter::matches`]: a scan
+    /// reads (and is billed for) the whole table whatever it filters, and this is for operators.
+    async fn list(
+        &self,
+        filter: &DeliveryFilter,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
         let items: Vec<_> = self
             .client
             .scan()
@@ -652,13 +671,44 @@ impl DeliveryStore for DynamoStore {
             .collect::<Result<_, _>>()
             .await
             .map_err(unavailable)?;
-        let mut all = items
-            .into_iter()
-            .map(decode_delivery)
-            .collect::<Result<Vec<_>, _>>()?;
-        all.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.sk.cmp(&b.sk)));
-        all.truncate(limit);
-        Ok(all)
+        let mut found = vec![];
+        for item in items {
+            let d = decode_delivery(item)?;
+            if filter.matches(&d) {
+                found.push(d);
+            }
+        }
+        Ok(super::newest_first(found, limit))
+    }
+
+    /// Read, [`Delivery::replayed`], then written on condition that nothing changed between.
+    async fn replay(&self, key: &DeliveryKey, now: Millis) -> Result<Option<Delivery>, StoreError> {
+        let Some(current) = self.delivery(key).await? else {
+            return Ok(None);
+        };
+        let Some(replayed) = current.replayed(now) else {
+            return Ok(None);
+        };
+        let replays = serde_dynamo::to_attribute_value(&replayed.replays)
+            .map_err(|e| StoreError::Corrupt(key.to_string(), e.to_string()))?;
+        let res = self
+            .update(&key.pk, &key.sk)
+            .condition_expression("#st = :dead AND attempts = :was AND updated_at = :then")
+            .update_expression(
+                "SET #st = :pending, attempts = :zero, updated_at = :now, replays = :replays \
+                 REMOVE last_error, next_attempt_at, due_status, due_at",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":dead", s(Status::Dead.as_str()))
+            .expression_attribute_values(":was", n(i64::from(current.attempts)))
+            .expression_attribute_values(":then", n(current.updated_at))
+            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":replays", replays)
+            .send()
+            .await;
+        Ok(applied(res)?.then_some(replayed))
     }
 }
 

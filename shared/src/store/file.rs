@@ -92,11 +92,11 @@ impl FileJournal {
                     &json(&(connector, reference, target))?,
                 )?,
                 Change::Cache(name, Some(entry)) => put(&w, CACHE, name, &json(entry)?)?,
-                Change::Cache(name, None) => {
-                    w.open_table(CACHE)
-                        .map_err(failed)?
-                        .remove(*name)
-                        .map_err(failed)?;
+                Change::Cache(name, None) => remove(&w, CACHE, name)?,
+                Change::DropEvent(pk) => remove(&w, EVENTS, pk)?,
+                Change::DropDelivery(k) => remove(&w, DELIVERIES, &key(&[&k.pk, &k.sk]))?,
+                Change::DropLink(connector, reference) => {
+                    remove(&w, LINKS, &key(&[connector, reference]))?
                 }
             }
         }
@@ -113,6 +113,18 @@ fn put(
     w.open_table(table)
         .map_err(failed)?
         .insert(k, v)
+        .map_err(failed)?;
+    Ok(())
+}
+
+fn remove(
+    w: &redb::WriteTransaction,
+    table: TableDefinition<&str, &str>,
+    k: &str,
+) -> Result<(), StoreError> {
+    w.open_table(table)
+        .map_err(failed)?
+        .remove(k)
         .map_err(failed)?;
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! fsync ([`super::file`]), and only then applied and acknowledged: a crash loses nothing that
 //! was answered 200, and a restart reloads everything and announces what is pending.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -19,7 +19,7 @@ use super::{
     CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, StoreError,
     TokenRecord, TokenStore,
 };
-use crate::event::{Delivery, DeliveryKey, Event, Millis, Settled, Status};
+use crate::event::{Delivery, DeliveryFilter, DeliveryKey, Event, Millis, Settled, Status};
 
 #[derive(Default)]
 pub(super) struct State {
@@ -44,7 +44,15 @@ pub(super) enum Change<'a> {
     Token(&'a str, &'a TokenSlot),
     Link(&'a str, &'a str, &'a DeliveryKey),
     Cache(&'a str, Option<&'a (String, Millis)>),
+    /// Retention: an event, or a delivery, or a link, gone.
+    DropEvent(&'a str),
+    DropDelivery(&'a DeliveryKey),
+    DropLink(&'a str, &'a str),
 }
+
+/// How long a cached value or a token is kept past its expiry (as on DynamoDB, where its TTL
+/// is an hour later).
+const EXPIRED_KEPT: Millis = 3_600_000;
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -148,6 +156,66 @@ impl MemoryStore {
         Ok(Some(d))
     }
 
+    /// Retention, as DynamoDB's TTL does it on AWS: events and deliveries older than
+    /// `retention` (from when they were received and created), links to deliveries no longer
+    /// kept, and cached values an hour past their expiry go, from memory and the file alike.
+    /// An event's dedupe key goes with it, so `retention` must outlast every source's retries.
+    /// Returns how many items went.
+    pub fn purge(&self, now: Millis, retention: std::time::Duration) -> Result<usize, StoreError> {
+        let cutoff = now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        let mut state = self.lock();
+        let events: Vec<String> = state
+            .events
+            .iter()
+            .filter(|(_, e)| e.received_at < cutoff)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let deliveries: HashSet<DeliveryKey> = state
+            .deliveries
+            .values()
+            .filter(|d| d.created_at < cutoff)
+            .map(Delivery::key)
+            .collect();
+        let links: Vec<(String, String)> = state
+            .links
+            .iter()
+            .filter(|(_, target)| {
+                deliveries.contains(*target) || !state.deliveries.contains_key(*target)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let cache: Vec<String> = state
+            .cache
+            .iter()
+            .filter(|(_, (_, expires_at))| *expires_at + EXPIRED_KEPT < now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let changes: Vec<Change> = events
+            .iter()
+            .map(|k| Change::DropEvent(k))
+            .chain(deliveries.iter().map(Change::DropDelivery))
+            .chain(links.iter().map(|(c, r)| Change::DropLink(c, r)))
+            .chain(cache.iter().map(|k| Change::Cache(k, None)))
+            .collect();
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        self.commit(&changes)?;
+        for k in &events {
+            state.events.remove(k);
+        }
+        for k in &deliveries {
+            state.deliveries.remove(k);
+        }
+        for k in &links {
+            state.links.remove(k);
+        }
+        for k in &cache {
+            state.cache.remove(k);
+        }
+        Ok(changes.len())
+    }
+
     /// Changes one token slot under `change`, which says whether it applies; committed first.
     fn update_token(
         &self,
@@ -192,12 +260,16 @@ impl EventStore for MemoryStore {
 #[async_trait]
 impl HistoryStore for MemoryStore {
     async fn deliveries_of(&self, pk: &str) -> Result<Vec<Delivery>, StoreError> {
+        let first = DeliveryKey {
+            pk: pk.to_owned(),
+            sk: String::new(),
+        };
         Ok(self
             .lock()
             .deliveries
-            .values()
-            .filter(|d| d.pk == pk)
-            .cloned()
+            .range(first..)
+            .take_while(|(k, _)| k.pk == pk)
+            .map(|(_, d)| d.clone())
             .collect())
     }
 }
@@ -272,11 +344,35 @@ impl DeliveryStore for MemoryStore {
         Ok(requeued)
     }
 
-    async fn recent(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
-        let mut all: Vec<Delivery> = self.lock().deliveries.values().cloned().collect();
-        all.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.sk.cmp(&b.sk)));
-        all.truncate(limit);
-        Ok(all)
+    async fn list(
+        &self,
+        filter: &DeliveryFilter,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let found = self
+            .lock()
+            .deliveries
+            .values()
+            .filter(|d| filter.matches(d))
+            .cloned()
+            .collect();
+        Ok(super::newest_first(found, limit))
+    }
+
+    async fn replay(&self, key: &DeliveryKey, now: Millis) -> Result<Option<Delivery>, StoreError> {
+        let mut replayed = None;
+        self.update(key, |d| match d.replayed(now) {
+            Some(r) => {
+                *d = r;
+                replayed = Some(d.clone());
+                true
+            }
+            None => false,
+        })?;
+        if replayed.is_some() {
+            self.announce(key.clone());
+        }
+        Ok(replayed)
     }
 }
 

@@ -10,7 +10,7 @@ pub mod memory;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::event::{Delivery, DeliveryKey, Event, Millis, Settled};
+use crate::event::{Delivery, DeliveryFilter, DeliveryKey, Event, Millis, Settled};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,6 +41,12 @@ pub trait EventStore: Send + Sync {
 pub trait HistoryStore: Send + Sync {
     /// Every delivery of one event.
     async fn deliveries_of(&self, pk: &str) -> Result<Vec<Delivery>, StoreError>;
+
+    /// One delivery.
+    async fn delivery(&self, key: &DeliveryKey) -> Result<Option<Delivery>, StoreError> {
+        let all = self.deliveries_of(&key.pk).await?;
+        Ok(all.into_iter().find(|d| d.sk == key.sk))
+    }
 }
 
 #[async_trait]
@@ -70,8 +76,29 @@ pub trait DeliveryStore: HistoryStore {
     /// longer due (another sweeper got there first).
     async fn requeue(&self, key: &DeliveryKey, now: Millis) -> Result<bool, StoreError>;
 
-    /// The most recently updated deliveries, newest first (for operators, not for the pipeline).
-    async fn recent(&self, limit: usize) -> Result<Vec<Delivery>, StoreError>;
+    /// The most recently updated deliveries that `filter` matches, newest first (for
+    /// operators, not for the pipeline).
+    async fn list(
+        &self,
+        filter: &DeliveryFilter,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// The most recently updated deliveries, newest first.
+    async fn recent(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        self.list(&DeliveryFilter::default(), limit).await
+    }
+
+    /// Makes a dead delivery pending again with a fresh budget ([`Delivery::replayed`]), which
+    /// hands it to a sender. `None` when it is not dead (any more).
+    async fn replay(&self, key: &DeliveryKey, now: Millis) -> Result<Option<Delivery>, StoreError>;
+}
+
+/// Newest first by last update (then by key, for a stable order), at most `limit`.
+fn newest_first(mut found: Vec<Delivery>, limit: usize) -> Vec<Delivery> {
+    found.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.sk.cmp(&b.sk)));
+    found.truncate(limit);
+    found
 }
 
 /// A shared access token with its refresh lease.
