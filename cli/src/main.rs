@@ -45,16 +45,13 @@ enum Command {
         #[arg(long)]
         memory: bool,
     },
-    /// List recent deliveries of a running `hookbridge serve` (another machine's: set
-    /// HOOKBRIDGE_OPERATOR_TOKEN to its server.operator_token).
+    /// Deliveries: list, show, replay (dead ones) or recall (sent ones), in serve's data
+    /// directory (the default), the stack's DynamoDB table (--table) or a running serve (--url).
     Deliveries {
-        #[arg(long, default_value = "http://127.0.0.1:3000")]
-        url: String,
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        /// Print the full JSON, rendered requests and results included.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        at: deliveries::Where,
+        #[command(subcommand)]
+        action: Option<deliveries::Action>,
     },
     /// Config tools.
     Config {
@@ -172,7 +169,15 @@ enum ConfigCommand {
     },
 }
 
+mod deliveries;
+
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The data file in serve's data directory.
+const DATA_FILE: &str = "hookbridge.redb";
+/// Where a running serve says where it listens, so `deliveries` can ask it while it holds the
+/// data file.
+const SERVE_URL_FILE: &str = "serve.url";
 
 fn load(path: Option<&PathBuf>) -> Result<Config> {
     let text = match path {
@@ -201,7 +206,7 @@ async fn serve(
         config.server.listen = l;
     }
     let header = config.sources.hap.as_ref().map(|h| h.header.clone());
-    let file = data.map(|d| d.join("hookbridge.redb"));
+    let file = data.as_ref().map(|d| d.join(DATA_FILE));
     let local = match &file {
         Some(f) => Local::start_durable(config, f).await?,
         None => Local::start(config).await?,
@@ -230,9 +235,13 @@ async fn serve(
         ));
     }
     banner.push(format!(
-        "  deliveries: GET http://{}/deliveries  or  hookbridge deliveries",
+        "  deliveries: GET http://{}/deliveries  or  hookbridge deliveries list",
         local.addr
     ));
+    if let Some(dir) = &data {
+        // Only a convenience for `hookbridge deliveries`: serve runs fine without it.
+        let _ = std::fs::write(dir.join(SERVE_URL_FILE), format!("http://{}\n", local.addr));
+    }
     let mut out = std::io::stdout().lock();
     for line in banner {
         let _ = writeln!(out, "{line}");
@@ -242,6 +251,9 @@ async fn serve(
     shutdown_signal().await?;
     eprintln!("hookbridge: stopping: finishing the requests and sends in flight");
     local.shutdown().await;
+    if let Some(dir) = &data {
+        let _ = std::fs::remove_file(dir.join(SERVE_URL_FILE));
+    }
     Ok(())
 }
 
@@ -251,51 +263,6 @@ async fn shutdown_signal() -> Result<()> {
     tokio::select! {
         r = tokio::signal::ctrl_c() => r?,
         _ = term.recv() => {}
-    }
-    Ok(())
-}
-
-async fn deliveries(url: &str, limit: usize, json: bool) -> Result<()> {
-    let url = format!("{}/deliveries?limit={limit}", url.trim_end_matches('/'));
-    let mut req = reqwest::Client::new().get(&url);
-    // The token of `server.operator_token`, for a serve that is not on this machine.
-    if let Ok(token) = std::env::var("HOOKBRIDGE_OPERATOR_TOKEN") {
-        req = req.bearer_auth(token);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach {url}: {e} (is `hookbridge serve` running?)"))?;
-    if !resp.status().is_success() {
-        return Err(format!("{url}: HTTP {}", resp.status()).into());
-    }
-    let list: Vec<Delivery> = resp.json().await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
-        return Ok(());
-    }
-    println!(
-        "{:<9} {:<8} {:<13} {:<3} {:<24} DELIVERY / RESULT",
-        "STATUS", "CONN", "ACTION", "TRY", "RECIPIENTS"
-    );
-    for d in list {
-        let action = serde_json::to_value(d.action)?;
-        let outcome = d
-            .last_error
-            .clone()
-            .or_else(|| d.result.as_ref().map(summary))
-            .unwrap_or_default();
-        println!(
-            "{:<9} {:<8} {:<13} {:<3} {:<24} {}/{}  {}",
-            d.status.as_str(),
-            d.connector,
-            action.as_str().unwrap_or(""),
-            d.attempts,
-            d.recipients.join(","),
-            d.pk,
-            d.sk,
-            outcome
-        );
     }
     Ok(())
 }
@@ -565,24 +532,6 @@ fn dms_verify(body: &PathBuf, key: &str, url: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// One line for a result: the task ids, or the paths of the requests a dry run rendered.
-fn summary(result: &serde_json::Value) -> String {
-    match result.get("requests").and_then(|r| r.as_array()) {
-        Some(reqs) => reqs
-            .iter()
-            .map(|r| {
-                let task = r["body"]
-                    .get("task_id")
-                    .map(|t| format!(" task_id={t}"))
-                    .unwrap_or_default();
-                format!("would POST {}{task}", r["path"].as_str().unwrap_or("?"))
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        None => result.to_string(),
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     hookbridge::logging::init_text();
@@ -601,7 +550,7 @@ async fn main() -> ExitCode {
             )
             .await
         }
-        Command::Deliveries { url, limit, json } => deliveries(&url, limit, json).await,
+        Command::Deliveries { at, action } => deliveries::run(at, action, data_dir()).await,
         Command::Config {
             command:
                 ConfigCommand::Check {

@@ -326,7 +326,15 @@ async fn kill_9_after_the_answer_loses_nothing_and_duplicates_nothing() {
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let out = Command::new(env!("CARGO_BIN_EXE_hookbridge"))
-            .args(["deliveries", "--url", &base, "--limit", "500", "--json"])
+            .args([
+                "deliveries",
+                "--url",
+                &base,
+                "list",
+                "--limit",
+                "500",
+                "--json",
+            ])
             .output()
             .unwrap();
         let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();

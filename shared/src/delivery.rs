@@ -37,7 +37,12 @@ impl Sender {
 
     /// Whether this sender runs `connector` (a Lambda sender runs one).
     pub fn handles(&self, connector: &str) -> bool {
-        self.connectors.iter().any(|c| c.name() == connector)
+        self.connector(connector).is_some()
+    }
+
+    /// The connector of that name, if this sender runs it.
+    pub fn connector(&self, name: &str) -> Option<&Arc<dyn Connector>> {
+        self.connectors.iter().find(|c| c.name() == name)
     }
 
     /// Processes one delivery. `Ok(None)`: it was not pending (a stale or repeated record).
@@ -57,11 +62,7 @@ impl Sender {
         let span = tracing::Span::current();
         span.record("connector", claimed.connector.as_str());
         span.record("attempt", claimed.attempts);
-        let outcome = match self
-            .connectors
-            .iter()
-            .find(|c| c.name() == claimed.connector)
-        {
+        let outcome = match self.connector(&claimed.connector) {
             Some(c) => c.deliver(&claimed).await,
             None => Outcome::Failed(Failure::Permanent(format!(
                 "no connector \"{}\" is configured here",

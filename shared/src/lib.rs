@@ -14,6 +14,7 @@ pub mod lambda;
 pub mod local;
 pub mod logging;
 pub mod notice;
+pub mod operator;
 pub mod pacer;
 pub mod registry;
 pub mod routing;

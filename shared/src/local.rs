@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -31,8 +31,9 @@ use tracing::{debug, error, info, warn};
 use crate::app::{App, Parts};
 use crate::config::{Config, Secrets, ServerConfig};
 use crate::delivery::{sweep, until_stopped};
-use crate::event::now_ms;
+use crate::event::{Delivery, DeliveryFilter, Millis, Status, now_ms};
 use crate::ingress::{Request, request_id};
+use crate::operator::{self, OperatorError};
 use crate::sources::Rejection;
 use crate::store::memory::MemoryStore;
 
@@ -68,6 +69,18 @@ pub fn router(app: Arc<App>, server: &ServerConfig, operator_token: Option<Strin
         .route(
             "/deliveries",
             get(deliveries).fallback(json_405("GET /deliveries")),
+        )
+        .route(
+            "/deliveries/show",
+            get(show).fallback(json_405("GET /deliveries/show?id=")),
+        )
+        .route(
+            "/deliveries/replay",
+            post(replay).fallback(json_405("POST /deliveries/replay?id=")),
+        )
+        .route(
+            "/deliveries/recall",
+            post(recall).fallback(json_405("POST /deliveries/recall?id=")),
         )
         .route(
             "/healthz",
@@ -136,17 +149,24 @@ async fn webhook(
     json_response(resp.status, resp.body)
 }
 
+/// `GET /deliveries`: what [`DeliveryFilter`] takes, `since` in epoch milliseconds.
 #[derive(Deserialize)]
-struct Limit {
+struct ListQuery {
     limit: Option<usize>,
+    status: Option<String>,
+    source: Option<String>,
+    connector: Option<String>,
+    since: Option<Millis>,
 }
 
-async fn deliveries(
-    State(serve): State<Arc<Serve>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<Limit>,
-) -> Response {
+#[derive(Deserialize)]
+struct IdQuery {
+    id: String,
+}
+
+/// The operator endpoints answer clients on this machine, or anyone with the operator token
+/// when one is set (then loopback needs it too). `Some`: the refusal to send.
+fn refused(serve: &Serve, peer: &SocketAddr, headers: &HeaderMap) -> Option<Response> {
     match &serve.operator_token {
         Some(token) => {
             let given = headers
@@ -155,31 +175,121 @@ async fn deliveries(
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .unwrap_or("");
             if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
-                return error_json(
+                return Some(error_json(
                     StatusCode::UNAUTHORIZED,
                     "send Authorization: Bearer <server.operator_token>",
-                );
+                ));
             }
         }
         None if !peer.ip().is_loopback() => {
-            return error_json(
+            return Some(error_json(
                 StatusCode::FORBIDDEN,
-                "GET /deliveries answers only clients on this machine; set server.operator_token to allow others",
-            );
+                "the /deliveries endpoints answer only clients on this machine; set server.operator_token to allow others",
+            ));
         }
         None => {}
     }
-    match serve.app.store.recent(q.limit.unwrap_or(100)).await {
-        Ok(list) => Json(list).into_response(),
-        Err(e) => {
+    None
+}
+
+/// An operator action's answer: the delivery, or what went wrong with the status that fits.
+fn operated(result: Result<Delivery, OperatorError>) -> Response {
+    let status = match &result {
+        Ok(d) => return Json(d).into_response(),
+        Err(OperatorError::BadId(_)) => StatusCode::BAD_REQUEST,
+        Err(OperatorError::NotFound(_)) => StatusCode::NOT_FOUND,
+        Err(OperatorError::Refused(_)) => StatusCode::CONFLICT,
+        Err(OperatorError::Failed(_)) => StatusCode::BAD_GATEWAY,
+        Err(OperatorError::Store(e)) => {
             let id = request_id();
-            error!(request = %id, error = %e, "listing deliveries failed");
-            error_json(
+            error!(request = %id, error = %e, "operator request failed in the store");
+            return error_json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!("the store is unavailable (request id {id})"),
-            )
+            );
         }
+    };
+    error_json(
+        status,
+        &result.err().map(|e| e.to_string()).unwrap_or_default(),
+    )
+}
+
+async fn deliveries(
+    State(serve): State<Arc<Serve>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    if let Some(r) = refused(&serve, &peer, &headers) {
+        return r;
     }
+    let status = match q.status.as_deref().map(str::parse::<Status>).transpose() {
+        Ok(s) => s,
+        Err(e) => return error_json(StatusCode::BAD_REQUEST, &e),
+    };
+    let filter = DeliveryFilter {
+        status,
+        source: q.source,
+        connector: q.connector,
+        since: q.since,
+    };
+    match serve.app.store.list(&filter, q.limit.unwrap_or(100)).await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => operated(Err(e.into())),
+    }
+}
+
+async fn show(
+    State(serve): State<Arc<Serve>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<IdQuery>,
+) -> Response {
+    if let Some(r) = refused(&serve, &peer, &headers) {
+        return r;
+    }
+    operated(
+        async { operator::show(serve.app.store.as_ref(), &operator::parse_id(&q.id)?).await }.await,
+    )
+}
+
+async fn replay(
+    State(serve): State<Arc<Serve>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<IdQuery>,
+) -> Response {
+    if let Some(r) = refused(&serve, &peer, &headers) {
+        return r;
+    }
+    let key = match operator::parse_id(&q.id) {
+        Ok(k) => k,
+        Err(e) => return operated(Err(e)),
+    };
+    let replayed = operator::replay(serve.app.store.as_ref(), &key, now_ms()).await;
+    if replayed.is_ok() {
+        info!(delivery = %key, "replayed by an operator");
+    }
+    operated(replayed)
+}
+
+async fn recall(
+    State(serve): State<Arc<Serve>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<IdQuery>,
+) -> Response {
+    if let Some(r) = refused(&serve, &peer, &headers) {
+        return r;
+    }
+    let key = match operator::parse_id(&q.id) {
+        Ok(k) => k,
+        Err(e) => return operated(Err(e)),
+    };
+    let recalled = operator::recall(&serve.app, &key, now_ms()).await;
+    info!(delivery = %key, ok = recalled.is_ok(), "recall asked by an operator");
+    operated(recalled)
 }
 
 /// A running local pipeline (also what the end-to-end tests start).

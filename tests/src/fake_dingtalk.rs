@@ -35,6 +35,8 @@ pub struct Task {
     pub msgtype: String,
     /// The status bar as the recipients see it (`None`: no bar, or DingTalk ignored it).
     pub status: Option<String>,
+    /// Taken back by `recall`: the recipients no longer see it.
+    pub recalled: bool,
     pub content: Value,
 }
 
@@ -96,6 +98,7 @@ impl FakeDingTalk {
                 "/topapi/message/corpconversation/status_bar/update",
                 post(status_bar),
             )
+            .route("/topapi/message/corpconversation/recall", post(recall))
             .fallback(|| async { axum::Json(err(22, "Invalid method")) })
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -313,6 +316,7 @@ async fn asyncsend(
             userids: users,
             msgtype,
             status,
+            recalled: false,
             content: msg.clone(),
         });
         Ok(json!({ "errcode": 0, "task_id": task_id, "request_id": "fake" }))
@@ -346,6 +350,30 @@ async fn status_bar(
             return Ok(json!({ "errcode": 0, "errmsg": "ok" }));
         }
         task.status = Some(value);
+        Ok(json!({ "errcode": 0, "errmsg": "ok" }))
+    })();
+    axum::Json(answer.unwrap_or_else(|e| e)).into_response()
+}
+
+/// `recall`: `msg_task_id` names the send's task; an unknown one is 400002 as on DingTalk.
+async fn recall(
+    State(s): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let path = "/topapi/message/corpconversation/recall";
+    let parsed = parse_body(&body);
+    if let Some(r) = enter(&s, path, &q, parsed.clone().unwrap_or(Value::Null)).await {
+        return r;
+    }
+    let mut inner = s.lock().unwrap();
+    let answer = (|| {
+        let body = checked(&inner, parsed, &q)?;
+        let task_id = body["msg_task_id"].as_i64();
+        let Some(task) = inner.tasks.iter_mut().find(|t| Some(t.task_id) == task_id) else {
+            return Err(err(400002, "无效的agentId或taskId"));
+        };
+        task.recalled = true;
         Ok(json!({ "errcode": 0, "errmsg": "ok" }))
     })();
     axum::Json(answer.unwrap_or_else(|e| e)).into_response()

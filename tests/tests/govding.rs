@@ -321,3 +321,25 @@ async fn an_access_token_is_fetched_once_for_tenants_that_want_one() {
         .unwrap();
     assert_eq!(d.status, Status::Sent);
 }
+
+/// `hookbridge deliveries recall` of a 浙政钉 notification: revokeMessage with its bizMsgId,
+/// noted on the delivery.
+#[tokio::test]
+async fn a_sent_notification_is_recalled_by_its_biz_msg_id() {
+    let fake = FakeGovDing::start().await;
+    let mut h = harness(&fake, APP_SECRET).await;
+    mention(&h).await;
+    h.drain().await;
+    let d = govding(&h).await;
+    let recalled = hookbridge::operator::recall(&h.app, &d.key(), hookbridge::event::now_ms())
+        .await
+        .unwrap();
+    let calls = fake.calls();
+    let revoke = calls.iter().find(|c| c.path == "/message/revoke").unwrap();
+    let biz = d.result.as_ref().unwrap()["bizMsgId"].as_str().unwrap();
+    assert_eq!(
+        (revoke.param("bizMsgId"), revoke.param("tenantId")),
+        (Some(biz), Some(TENANT))
+    );
+    assert_eq!(recalled.receipts.last().unwrap()["status"], "recalled");
+}

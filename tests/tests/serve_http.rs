@@ -175,13 +175,24 @@ async fn every_answer_is_json_and_paths_match_exactly() {
 
 /// `/deliveries` through the real routes with a given peer address (no traffic leaves loopback).
 async fn deliveries_as(peer: &str, token: Option<&str>, auth: Option<&str>) -> (u16, Value) {
+    operator_as("GET", "/deliveries", peer, token, auth).await
+}
+
+/// An operator endpoint through the real routes with a given peer address.
+async fn operator_as(
+    method: &str,
+    uri: &str,
+    peer: &str,
+    token: Option<&str>,
+    auth: Option<&str>,
+) -> (u16, Value) {
     let local = serve("", "").await;
     let routes = hookbridge::local::router(
         local.app.clone(),
         &local.app.config.server,
         token.map(str::to_owned),
     );
-    let mut req = http::Request::get("/deliveries");
+    let mut req = http::Request::builder().method(method).uri(uri);
     if let Some(a) = auth {
         req = req.header("authorization", a);
     }
@@ -224,6 +235,21 @@ async fn deliveries_answer_loopback_only_unless_a_token_is_set() {
             401,
             "with a token, loopback needs it too"
         );
+    }
+    // Every operator endpoint is behind the same check, before it reads its id.
+    let id = "?id=EVT%23hap%23m1%2FDLV%23dingtalk%23000";
+    for (method, path) in [
+        ("GET", "/deliveries/show"),
+        ("POST", "/deliveries/replay"),
+        ("POST", "/deliveries/recall"),
+    ] {
+        let uri = format!("{path}{id}");
+        let (status, _) = operator_as(method, &uri, "203.0.113.7:5000", None, None).await;
+        assert_eq!(status, 403, "{method} {path}");
+        let (status, _) = operator_as(method, &uri, "127.0.0.1:5000", token, None).await;
+        assert_eq!(status, 401, "{method} {path}");
+        let (status, body) = operator_as(method, &uri, "127.0.0.1:5000", token, ok).await;
+        assert_eq!(status, 404, "{method} {path}: {body}");
     }
 }
 

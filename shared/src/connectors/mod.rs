@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::event::{Action, Delivery, Outcome};
+use crate::event::{Action, Delivery, Failure, Millis, Outcome};
 use crate::notice::Notice;
 use crate::setup::{ConfigError, Secrets};
 use crate::store::{CacheStore, HistoryStore, ReceiptStore, TokenStore};
@@ -82,6 +82,16 @@ pub trait Connector: Send + Sync {
     async fn deliver(&self, delivery: &Delivery) -> Outcome;
     /// Whether it records requests instead of sending them (it has no credentials).
     fn dry_run(&self) -> bool;
+    /// Takes a sent message back (an operator's `hookbridge deliveries recall`). What the
+    /// system answered, or why it cannot be done; a refusal known in advance (a window passed)
+    /// makes no call.
+    async fn recall(&self, delivery: &Delivery, _now: Millis) -> Result<Value, Failure> {
+        Err(Failure::Permanent(format!(
+            "{} has no API to take back a sent message (delivery {})",
+            self.name(),
+            delivery.key()
+        )))
+    }
 }
 
 /// The store a connector may use: only these narrow ports, never the delivery store.

@@ -41,7 +41,12 @@ impl FileJournal {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
         }
-        let db = Database::create(path).map_err(|e| failed(format!("{}: {e}", path.display())))?;
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                StoreError::InUse(path.display().to_string())
+            }
+            e => failed(format!("{}: {e}", path.display())),
+        })?;
         let journal = FileJournal { db };
         let state = journal.load()?;
         Ok((journal, state))

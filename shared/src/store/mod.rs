@@ -17,6 +17,9 @@ pub enum StoreError {
     /// The store could not be reached or refused the call; the caller should answer 5xx.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// Another process has the data file open (a running `hookbridge serve`).
+    #[error("{0} is in use by another process (a running hookbridge serve?)")]
+    InUse(String),
     /// An item read back from storage does not decode (a bug or a hand-edited item).
     #[error("corrupt item {0}: {1}")]
     Corrupt(String, String),

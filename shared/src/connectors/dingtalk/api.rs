@@ -13,6 +13,7 @@ use crate::pacer::Pacer;
 
 pub const SEND_PATH: &str = "/topapi/message/corpconversation/asyncsend_v2";
 pub const STATUS_BAR_PATH: &str = "/topapi/message/corpconversation/status_bar/update";
+pub const RECALL_PATH: &str = "/topapi/message/corpconversation/recall";
 pub const TOKEN_PATH: &str = "/gettoken";
 
 /// Why a call failed, as the sender needs to know it.

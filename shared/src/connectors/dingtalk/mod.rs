@@ -17,12 +17,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{debug, warn};
 
-pub use api::{ApiError, SEND_PATH, STATUS_BAR_PATH, TOKEN_PATH, judge};
+pub use api::{ApiError, RECALL_PATH, SEND_PATH, STATUS_BAR_PATH, TOKEN_PATH, judge};
 pub use render::*;
 pub use token::TokenCache;
 
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
-use crate::event::{Action, Delivery, Failure, Outcome};
+use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status};
 use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::store::{HistoryStore, TokenStore};
 use api::{Api, as_code};
@@ -313,4 +313,36 @@ impl Connector for DingTalk {
             }
         }
     }
+
+    /// `recall` of the card or notice a send made; DingTalk takes back messages sent within the
+    /// last 24 hours, so an older one is refused without a call.
+    async fn recall(&self, d: &Delivery, now: Millis) -> Result<Value, Failure> {
+        let task_id = d
+            .result
+            .as_ref()
+            .and_then(|r| r.get("task_id"))
+            .filter(|_| d.action == Action::Send && d.status == Status::Sent)
+            .ok_or_else(|| {
+                Failure::Permanent(format!(
+                    "delivery {} is not a sent DingTalk message (it has no task_id)",
+                    d.key()
+                ))
+            })?;
+        let age = now - d.updated_at;
+        if age > RECALL_WINDOW {
+            return Err(Failure::Permanent(format!(
+                "sent {} h ago: DingTalk takes back work notifications within 24 h only",
+                age / 3_600_000
+            )));
+        }
+        let body = json!({ "agent_id": self.agent_id, "msg_task_id": task_id });
+        if self.dry_run() {
+            return Ok(json!({ "requests": [{ "path": RECALL_PATH, "body": body }] }));
+        }
+        self.call(RECALL_PATH, &body).await?;
+        Ok(json!({ "recalled_task_id": task_id }))
+    }
 }
+
+/// How long after a send DingTalk still takes a work notification back.
+const RECALL_WINDOW: Millis = 24 * 3_600_000;

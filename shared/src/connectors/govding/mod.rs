@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-pub use api::{Answer, EMPLOYEES_PATH, Gateway, SEND_PATH, judge, signature, string_to_sign};
+pub use api::{
+    Answer, EMPLOYEES_PATH, Gateway, REVOKE_PATH, SEND_PATH, judge, signature, string_to_sign,
+};
 pub use render::*;
 
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
@@ -181,6 +183,8 @@ pub struct GovDing {
     cache_ms: Millis,
     /// `Some(app_key)` when work notifications carry an access token.
     token_for: Option<String>,
+    /// For a recall's msgType/msgApp ([`revoke_params`]).
+    config: GovDingConfig,
 }
 
 #[async_trait]
@@ -232,6 +236,7 @@ impl ConnectorPart for GovDing {
             cache_ms: i64::try_from(config.employee_cache_secs)
                 .unwrap_or(i64::MAX / 1000)
                 .saturating_mul(1000),
+            config: config.clone(),
         }))
     }
 }
@@ -255,6 +260,24 @@ impl Connector for GovDing {
                 "浙政钉 has no documented way to change a sent notification".into(),
             ),
         }
+    }
+
+    /// `revokeMessage` of a sent work notification, by its bizMsgId.
+    async fn recall(&self, d: &Delivery, _now: Millis) -> Result<Value, Failure> {
+        let (biz, msg_type, msg_app, from) =
+            revoke_params(d, &self.config).map_err(Failure::Permanent)?;
+        let body = json!({ "tenantId": self.tenant_id, "bizMsgId": biz, "msgType": msg_type, "msgApp": msg_app });
+        let Some(client) = &self.client else {
+            return Ok(json!({ "requests": [{ "path": REVOKE_PATH, "body": body }] }));
+        };
+        let answer = client
+            .revoke(&self.tenant_id, &biz, &msg_type, &msg_app)
+            .await?;
+        let answer = match answer {
+            Answer::Done(v) => v,
+            Answer::AlreadySent(said) => json!(said),
+        };
+        Ok(json!({ "revoked": biz, "msgApp_from": from, "answer": answer }))
     }
 }
 

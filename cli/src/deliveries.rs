@@ -1,0 +1,434 @@
+//! `hookbridge deliveries`: list, show, replay and recall deliveries where they are stored (the
+//! data directory of `serve`, or the stack's DynamoDB table) or through a running `serve`. The
+//! actions themselves are `hookbridge::operator`'s; this file picks the store and prints.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use hookbridge::app::{App, Parts};
+use hookbridge::config::{Config, Secrets};
+use hookbridge::event::{Delivery, DeliveryFilter, DeliveryKey, Status, now_ms};
+use hookbridge::operator::{self, OperatorError};
+use hookbridge::store::memory::MemoryStore;
+use hookbridge::store::{DeliveryStore, Store, StoreError};
+
+use crate::Result;
+
+/// Where the deliveries are. Without --url or --table: the data directory.
+#[derive(Args)]
+pub struct Where {
+    /// A running `hookbridge serve` (another machine's: set HOOKBRIDGE_OPERATOR_TOKEN to its
+    /// server.operator_token).
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// The stack's DynamoDB table (credentials and region from the usual AWS chain;
+    /// AWS_ENDPOINT_URL points at DynamoDB Local).
+    #[arg(long, global = true)]
+    table: Option<String>,
+    /// serve's data directory. When serve is running on it, it is asked instead.
+    #[arg(long, global = true, env = "HOOKBRIDGE_DATA")]
+    data: Option<PathBuf>,
+    /// Config file: for recall, the connector's credentials; for --table, the retention.
+    #[arg(long, global = true, env = "HOOKBRIDGE_CONFIG_FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum Action {
+    /// The most recently updated deliveries, newest first (the default).
+    List(ListArgs),
+    /// One delivery in full: the rendered request, result, receipts and replays.
+    Show {
+        /// `<pk>/<sk>`, as `list` prints it.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dead deliveries sent again with a fresh attempt budget (the record keeps why they died).
+    Replay {
+        /// `<pk>/<sk>`; or leave it out and give --status dead with other filters.
+        id: Option<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Takes a sent message back (DingTalk within 24 h, 浙政钉); noted on the delivery.
+    Recall { id: String },
+}
+
+#[derive(Args, Default)]
+pub struct FilterArgs {
+    /// pending, sending, sent, dry_run, skipped, retrying, waiting or dead.
+    #[arg(long)]
+    status: Option<Status>,
+    /// hap, dms, govding…
+    #[arg(long)]
+    source: Option<String>,
+    /// dingtalk, zentao, govding…
+    #[arg(long)]
+    connector: Option<String>,
+    /// Updated since: 90s, 30m, 12h, 7d ago, or 2026-12-01 / an RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+}
+
+#[derive(Args, Default)]
+pub struct ListArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// The full JSON, rendered requests and results included.
+    #[arg(long)]
+    json: bool,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> Result<DeliveryFilter> {
+        Ok(DeliveryFilter {
+            status: self.status,
+            source: self.source.clone(),
+            connector: self.connector.clone(),
+            since: self
+                .since
+                .as_deref()
+                .map(|s| operator::since(s, now_ms()))
+                .transpose()?,
+        })
+    }
+}
+
+/// The deliveries, in a store or behind a running serve.
+enum Deliveries {
+    Stored {
+        store: Arc<dyn Store>,
+        config: Option<Box<Config>>,
+    },
+    Remote {
+        base: String,
+        client: reqwest::Client,
+    },
+}
+
+pub async fn run(at: Where, action: Option<Action>, data_dir: PathBuf) -> Result<()> {
+    let config = at
+        .config
+        .as_ref()
+        .map(|p| crate::load(Some(p)).map(Box::new))
+        .transpose()?;
+    let deliveries = open(at, config, data_dir).await?;
+    match action.unwrap_or(Action::List(ListArgs {
+        limit: 50,
+        ..ListArgs::default()
+    })) {
+        Action::List(args) => {
+            let list = deliveries.list(&args.filter.filter()?, args.limit).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print_table(&list);
+            }
+        }
+        Action::Show { id, json } => {
+            let d = deliveries.show(&id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                print_one(&d)?;
+            }
+        }
+        Action::Replay { id: Some(id), .. } => {
+            let d = deliveries.replay(&id).await?;
+            println!(
+                "replayed {id}: pending again, attempt budget reset (it had spent {}: {})",
+                d.replays.last().map_or(0, |r| r.attempts),
+                d.replays
+                    .last()
+                    .and_then(|r| r.error.as_deref())
+                    .unwrap_or("no reason recorded")
+            );
+        }
+        Action::Replay { id: None, filter } => {
+            if filter.status != Some(Status::Dead) {
+                return Err("give a delivery id, or --status dead (with any other filter) to replay every dead delivery that matches".into());
+            }
+            let found = deliveries.list(&filter.filter()?, usize::MAX).await?;
+            let mut replayed = 0;
+            for d in &found {
+                let id = format!("{}/{}", d.pk, d.sk);
+                match deliveries.replay(&id).await {
+                    Ok(_) => replayed += 1,
+                    Err(e) => eprintln!("hookbridge: {id}: {e}"),
+                }
+            }
+            println!("replayed {replayed} of {} dead deliveries", found.len());
+        }
+        Action::Recall { id } => {
+            let d = deliveries.recall(&id).await?;
+            let note = d.receipts.last().cloned().unwrap_or_default();
+            println!("recalled {id}: {}", note["result"]);
+        }
+    }
+    Ok(())
+}
+
+/// The store named by `at`; for a data directory a running serve holds, that serve.
+async fn open(at: Where, config: Option<Box<Config>>, data_dir: PathBuf) -> Result<Deliveries> {
+    let remote = |base: String| Deliveries::Remote {
+        base: base.trim_end_matches('/').to_owned(),
+        client: reqwest::Client::new(),
+    };
+    if let Some(url) = at.url {
+        return Ok(remote(url));
+    }
+    if let Some(table) = at.table {
+        let retention = config
+            .as_ref()
+            .map(|c| c.store.retention())
+            .unwrap_or_default();
+        let store = hookbridge::store::dynamodb::DynamoStore::from_env(table, retention).await;
+        return Ok(Deliveries::Stored {
+            store: Arc::new(store),
+            config,
+        });
+    }
+    let dir = at.data.unwrap_or(data_dir);
+    let file = dir.join(crate::DATA_FILE);
+    if !file.exists() {
+        return Err(format!(
+            "no data in {} (give --data DIR, --table NAME or --url URL)",
+            dir.display()
+        )
+        .into());
+    }
+    match MemoryStore::durable(&file) {
+        Ok((store, _feed)) => Ok(Deliveries::Stored {
+            store: Arc::new(store),
+            config,
+        }),
+        Err(StoreError::InUse(_)) => {
+            let url = std::fs::read_to_string(dir.join(crate::SERVE_URL_FILE)).map_err(|_| {
+                format!(
+                    "{} is in use by a running hookbridge serve: ask it with --url",
+                    dir.display()
+                )
+            })?;
+            eprintln!(
+                "hookbridge serve is running on {}: asking it at {}",
+                dir.display(),
+                url.trim()
+            );
+            Ok(remote(url.trim().to_owned()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Deliveries {
+    async fn list(&self, filter: &DeliveryFilter, limit: usize) -> Result<Vec<Delivery>> {
+        match self {
+            Deliveries::Stored { store, .. } => Ok(store.list(filter, limit).await?),
+            Deliveries::Remote { .. } => {
+                let mut query = vec![("limit", limit.min(1_000_000).to_string())];
+                if let Some(s) = filter.status {
+                    query.push(("status", s.as_str().to_owned()));
+                }
+                for (k, v) in [("source", &filter.source), ("connector", &filter.connector)] {
+                    if let Some(v) = v {
+                        query.push((k, v.clone()));
+                    }
+                }
+                if let Some(t) = filter.since {
+                    query.push(("since", t.to_string()));
+                }
+                self.call(reqwest::Method::GET, "/deliveries", &query).await
+            }
+        }
+    }
+
+    async fn show(&self, id: &str) -> Result<Delivery> {
+        match self {
+            Deliveries::Stored { store, .. } => {
+                Ok(operator::show(store.as_ref(), &key(id)?).await?)
+            }
+            Deliveries::Remote { .. } => {
+                self.call(
+                    reqwest::Method::GET,
+                    "/deliveries/show",
+                    &[("id", id.to_owned())],
+                )
+                .await
+            }
+        }
+    }
+
+    async fn replay(&self, id: &str) -> Result<Delivery> {
+        match self {
+            Deliveries::Stored { store, .. } => {
+                let store: &dyn DeliveryStore = store.as_ref();
+                Ok(operator::replay(store, &key(id)?, now_ms()).await?)
+            }
+            Deliveries::Remote { .. } => {
+                self.call(
+                    reqwest::Method::POST,
+                    "/deliveries/replay",
+                    &[("id", id.to_owned())],
+                )
+                .await
+            }
+        }
+    }
+
+    async fn recall(&self, id: &str) -> Result<Delivery> {
+        match self {
+            Deliveries::Stored { store, config } => {
+                let key = key(id)?;
+                let d = operator::show(store.as_ref(), &key).await?;
+                operator::recallable(&d)?;
+                let config = *config
+                    .clone()
+                    .ok_or("recall needs --config: the connector's credentials")?;
+                let connector = config
+                    .connectors
+                    .configured()
+                    .into_iter()
+                    .find(|c| *c == d.connector)
+                    .ok_or_else(|| format!("the config has no [connectors.{}]", d.connector))?;
+                let app = App::build(
+                    config,
+                    store.clone(),
+                    &Secrets::default(),
+                    Parts::Connector(connector),
+                )
+                .await?;
+                Ok(operator::recall(&app, &key, now_ms()).await?)
+            }
+            Deliveries::Remote { .. } => {
+                self.call(
+                    reqwest::Method::POST,
+                    "/deliveries/recall",
+                    &[("id", id.to_owned())],
+                )
+                .await
+            }
+        }
+    }
+
+    /// A request to the running serve; its JSON error becomes the error.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T> {
+        let Deliveries::Remote { base, client } = self else {
+            unreachable!("only a remote serve is called");
+        };
+        let url = format!("{base}{path}");
+        let mut req = client.request(method, &url).query(query);
+        if let Ok(token) = std::env::var("HOOKBRIDGE_OPERATOR_TOKEN") {
+            req = req.bearer_auth(token);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {url}: {e} (is `hookbridge serve` running?)"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            let said = body["error"].as_str().unwrap_or("no reason given");
+            return Err(format!("{url}: HTTP {status}: {said}").into());
+        }
+        Ok(resp.json().await?)
+    }
+}
+
+fn key(id: &str) -> std::result::Result<DeliveryKey, OperatorError> {
+    operator::parse_id(id)
+}
+
+fn print_table(list: &[Delivery]) {
+    println!(
+        "{:<9} {:<8} {:<13} {:<3} {:<24} DELIVERY / RESULT",
+        "STATUS", "CONN", "ACTION", "TRY", "RECIPIENTS"
+    );
+    for d in list {
+        let outcome = d
+            .last_error
+            .clone()
+            .or_else(|| d.result.as_ref().map(summary))
+            .unwrap_or_default();
+        println!(
+            "{:<9} {:<8} {:<13} {:<3} {:<24} {}/{}  {}",
+            d.status.as_str(),
+            d.connector,
+            action(d),
+            d.attempts,
+            d.recipients.join(","),
+            d.pk,
+            d.sk,
+            outcome
+        );
+    }
+}
+
+fn print_one(d: &Delivery) -> Result<()> {
+    let time = operator::beijing_time;
+    println!("delivery   {}/{}", d.pk, d.sk);
+    println!("connector  {} ({})", d.connector, action(d));
+    println!(
+        "status     {} after {} attempt(s)",
+        d.status.as_str(),
+        d.attempts
+    );
+    println!("recipients {}", d.recipients.join(", "));
+    println!("created    {}", time(d.created_at));
+    println!("updated    {}", time(d.updated_at));
+    if let Some(at) = d.next_attempt_at {
+        println!("next       {}", time(at));
+    }
+    if let Some(e) = &d.last_error {
+        println!("reason     {e}");
+    }
+    if let Some(r) = &d.result {
+        println!("result     {r}");
+    }
+    for r in &d.receipts {
+        println!("receipt    {r}");
+    }
+    for r in &d.replays {
+        println!(
+            "replayed   {} after {} attempt(s): {}",
+            time(r.at),
+            r.attempts,
+            r.error.as_deref().unwrap_or("no reason recorded")
+        );
+    }
+    println!("request\n{}", serde_json::to_string_pretty(&d.message)?);
+    Ok(())
+}
+
+fn action(d: &Delivery) -> String {
+    serde_json::to_value(d.action)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// One line for a result: the task ids, or the paths of the requests a dry run rendered.
+fn summary(result: &serde_json::Value) -> String {
+    match result.get("requests").and_then(|r| r.as_array()) {
+        Some(reqs) => reqs
+            .iter()
+            .map(|r| {
+                let task = r["body"]
+                    .get("task_id")
+                    .map(|t| format!(" task_id={t}"))
+                    .unwrap_or_default();
+                format!("would POST {}{task}", r["path"].as_str().unwrap_or("?"))
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        None => result.to_string(),
+    }
+}

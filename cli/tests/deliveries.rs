@@ -1,0 +1,206 @@
+//! `hookbridge deliveries` where the deliveries are: serve's data directory (asked through the
+//! running serve, or read directly once it stopped) and the stack's table on DynamoDB Local.
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+mod common;
+
+use hookbridge::event::{Action, Delivery, Event, Settled, Status};
+use hookbridge::store::{DeliveryStore, EventStore, HistoryStore};
+use hookbridge_tests::fake_dingtalk::FakeDingTalk;
+use hookbridge_tests::{HAP_TOKEN, config_text, dynamo_store, dynamodb_endpoint, fixture};
+
+const SEND: &str = "/topapi/message/corpconversation/asyncsend_v2";
+
+/// `hookbridge deliveries ARGS` with `env`: whether it succeeded, and stdout + stderr.
+async fn deliveries(args: &[&str], env: &[(&str, String)]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookbridge"));
+    cmd.arg("deliveries")
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v)));
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// `deliveries --data DIR list --json` with `filter`, until `n` are listed (bounded: 10 s).
+async fn listed(data: &Path, filter: &[&str], n: usize) -> Vec<Delivery> {
+    let dir = data.to_str().unwrap();
+    for _ in 0..100 {
+        let mut args = vec!["--data", dir, "list", "--json"];
+        args.extend(filter);
+        let (ok, out) = deliveries(&args, &[]).await;
+        // stdout first, then what the CLI said on stderr.
+        let json = out
+            .find('[')
+            .zip(out.rfind(']'))
+            .map_or("", |(a, b)| &out[a..=b]);
+        if let (true, Ok(list)) = (ok, serde_json::from_str::<Vec<Delivery>>(json))
+            && list.len() == n
+        {
+            return list;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{n} deliveries matching {filter:?} were not listed");
+}
+
+fn start(config: &Path, data: &Path) -> (Child, String) {
+    common::serve(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--data".as_ref(),
+        data.as_os_str(),
+    ])
+}
+
+fn stop(mut serve: Child) {
+    let pid = serve.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(serve.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_delivery_is_found_and_replayed_in_the_data_directory() {
+    let fake = FakeDingTalk::start().await;
+    fake.inject(
+        SEND,
+        200,
+        r#"{"errcode":60020,"errmsg":"访问ip不在白名单之中"}"#,
+        1,
+    );
+    let dir = std::env::temp_dir().join(format!(
+        "hookbridge-cli-deliveries-{}-{}",
+        std::process::id(),
+        hookbridge::event::now_ms()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(&config, config_text(Some(&fake.url), "")).unwrap();
+    let data = dir.join("data");
+
+    let (serve, base) = start(&config, &data);
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/hap/message"))
+        .header("X-Hookbridge-Token", HAP_TOKEN)
+        .header("content-type", "application/json")
+        .body(fixture("hap-message-mention.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // serve holds the data file: the CLI asks serve, at the address it left beside the file.
+    let dead = listed(&data, &["--status", "dead"], 1).await;
+    let id = format!("{}/{}", dead[0].pk, dead[0].sk);
+    let (ok, out) = deliveries(&["--data", data.to_str().unwrap(), "list"], &[]).await;
+    assert!(ok && out.contains("asking it at http://"), "{out}");
+    stop(serve);
+
+    // Stopped: the CLI reads the file itself.
+    let dir_arg = data.to_str().unwrap();
+    let (ok, out) = deliveries(&["--data", dir_arg, "show", &id], &[]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("status     dead") && out.contains("60020"),
+        "{out}"
+    );
+    assert!(!out.contains("asking it"), "{out}");
+    let (ok, out) = deliveries(&["--data", dir_arg, "replay"], &[]).await;
+    assert!(!ok && out.contains("--status dead"), "{out}");
+    let (ok, out) = deliveries(&["--data", dir_arg, "replay", "--status", "dead"], &[]).await;
+    assert!(ok && out.contains("replayed 1 of 1"), "{out}");
+    let (ok, out) = deliveries(&["--data", dir_arg, "replay", &id], &[]).await;
+    assert!(!ok && out.contains("only dead deliveries"), "{out}");
+
+    // Started again, serve sends what was replayed.
+    let (serve, _) = start(&config, &data);
+    let sent = listed(&data, &["--status", "sent"], 1).await;
+    assert_eq!((sent[0].attempts, sent[0].replays.len()), (1, 1));
+    assert_eq!(fake.calls(SEND).len(), 2);
+    stop(serve);
+    let (ok, out) = deliveries(&["--data", dir.join("none").to_str().unwrap()], &[]).await;
+    assert!(!ok && out.contains("no data in"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stacks_table_is_listed_shown_and_replayed() {
+    let store = dynamo_store().await;
+    let event = Event {
+        source: "dms".into(),
+        key: "approval-1".into(),
+        kind: "approval".into(),
+        received_at: 1_000,
+        payload: serde_json::json!({}),
+        raw: "{}".into(),
+    };
+    let d = Delivery::new(
+        &event.pk(),
+        "zentao",
+        0,
+        Action::Send,
+        vec!["lisi".into()],
+        serde_json::json!({"title": "审批"}),
+        1_000,
+    );
+    store
+        .insert(&event, std::slice::from_ref(&d))
+        .await
+        .unwrap();
+    let claimed = store.claim(&d.key(), 2_000, 3_000).await.unwrap().unwrap();
+    let dead = Settled {
+        status: Status::Dead,
+        attempts: 1,
+        result: None,
+        last_error: Some("ZenTao: 该IP不在白名单".into()),
+        next_attempt_at: None,
+    };
+    assert!(store.record(&claimed, &dead, 2_500).await.unwrap());
+    let env = [
+        ("AWS_ENDPOINT_URL", dynamodb_endpoint()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "x".into()),
+        ("AWS_SECRET_ACCESS_KEY", "x".into()),
+    ];
+    let table = store.table().to_owned();
+    let id = format!("{}/{}", d.pk, d.sk);
+    let (ok, out) = deliveries(
+        &[
+            "--table", &table, "list", "--status", "dead", "--source", "dms",
+        ],
+        &env,
+    )
+    .await;
+    assert!(
+        ok && out.contains(&id) && out.contains("该IP不在白名单"),
+        "{out}"
+    );
+    let (ok, out) = deliveries(
+        &["--table", &table, "list", "--connector", "dingtalk"],
+        &env,
+    )
+    .await;
+    assert!(ok && !out.contains(&id), "{out}");
+    let (ok, out) = deliveries(&["--table", &table, "show", &id, "--json"], &env).await;
+    assert!(ok, "{out}");
+    let shown: Delivery = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown.status, Status::Dead);
+    let (ok, out) = deliveries(&["--table", &table, "replay", &id], &env).await;
+    assert!(ok && out.contains("it had spent 1"), "{out}");
+    let now = store.delivery(&d.key()).await.unwrap().unwrap();
+    assert_eq!(
+        (now.status, now.attempts, now.replays.len()),
+        (Status::Pending, 0, 1)
+    );
+    let (ok, out) = deliveries(&["--table", &table, "recall", &id], &env).await;
+    assert!(!ok && out.contains("only sent deliveries"), "{out}");
+}

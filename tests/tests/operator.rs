@@ -1,0 +1,196 @@
+//! What an operator does with deliveries, through a running serve's endpoints against the fake
+//! DingTalk and ZenTao: list with filters, show one, replay the dead (a new budget, the record
+//! says so), recall the sent (DingTalk within 24 h, noted on the delivery either way).
+
+use std::time::Duration;
+
+use hookbridge::event::{Delivery, Status};
+use hookbridge::local::Local;
+use hookbridge::operator::{self, OperatorError};
+use hookbridge_tests::fake_dingtalk::FakeDingTalk;
+use hookbridge_tests::fake_zentao::{FakeZenTao, hap_route};
+use hookbridge_tests::{HAP_TOKEN, config, fixture};
+use serde_json::Value;
+
+const SEND: &str = "/topapi/message/corpconversation/asyncsend_v2";
+const RECALL: &str = "/topapi/message/corpconversation/recall";
+
+async fn start(fake: &FakeDingTalk, zentao: &FakeZenTao) -> (Local, String, reqwest::Client) {
+    let extra = format!("{}\n[delivery]\nmax_attempts = 2\n", hap_route(&zentao.url));
+    let local = Local::start(config(Some(&fake.url), &extra)).await.unwrap();
+    let base = format!("http://{}", local.addr);
+    (local, base, reqwest::Client::new())
+}
+
+async fn post_mention(client: &reqwest::Client, base: &str) {
+    let resp = client
+        .post(format!("{base}/hap/message"))
+        .header("X-Hookbridge-Token", HAP_TOKEN)
+        .header("content-type", "application/json")
+        .body(fixture("hap-message-mention.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+/// `GET /deliveries` with `query` until `done` holds of the list (bounded: 10 s).
+async fn until(
+    client: &reqwest::Client,
+    base: &str,
+    query: &str,
+    done: impl Fn(&[Delivery]) -> bool,
+) -> Vec<Delivery> {
+    for _ in 0..200 {
+        let list: Vec<Delivery> = client
+            .get(format!("{base}/deliveries?{query}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if done(&list) {
+            return list;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("deliveries ({query}) did not come to what was expected");
+}
+
+async fn act(client: &reqwest::Client, base: &str, action: &str, id: &str) -> (u16, Value) {
+    let req = match action {
+        "show" => client.get(format!("{base}/deliveries/show")),
+        _ => client.post(format!("{base}/deliveries/{action}")),
+    };
+    let resp = req.query(&[("id", id)]).send().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+fn id(d: &Delivery) -> String {
+    format!("{}/{}", d.pk, d.sk)
+}
+
+#[tokio::test]
+async fn a_dead_delivery_is_replayed_with_a_new_budget_and_the_record_says_so() {
+    let fake = FakeDingTalk::start().await;
+    let zentao = FakeZenTao::start().await;
+    // DingTalk refuses the send for a reason a person can fix (the app's IP whitelist).
+    fake.inject(
+        SEND,
+        200,
+        r#"{"errcode":60020,"errmsg":"访问ip不在白名单之中"}"#,
+        1,
+    );
+    let (_local, base, client) = start(&fake, &zentao).await;
+    post_mention(&client, &base).await;
+    let dead = until(&client, &base, "status=dead", |l| l.len() == 1).await;
+    assert_eq!(dead[0].connector, "dingtalk");
+    let sent = until(&client, &base, "status=sent&connector=zentao", |l| {
+        l.len() == 1
+    })
+    .await;
+    assert_eq!(sent[0].source(), "hap");
+    assert!(
+        until(&client, &base, "source=dms", |_| true)
+            .await
+            .is_empty(),
+        "the source filter"
+    );
+
+    let (status, replayed) = act(&client, &base, "replay", &id(&dead[0])).await;
+    assert_eq!(status, 200, "{replayed}");
+    assert_eq!(replayed["replays"][0]["attempts"], 1);
+    assert!(
+        replayed["replays"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("60020")
+    );
+    let now_sent = until(&client, &base, "status=sent&connector=dingtalk", |l| {
+        l.len() == 1
+    })
+    .await;
+    assert_eq!(now_sent[0].attempts, 1, "a fresh budget: its first attempt");
+    assert_eq!(now_sent[0].replays.len(), 1);
+    assert_eq!(fake.calls(SEND).len(), 2, "one failed send, one replayed");
+
+    let (status, again) = act(&client, &base, "replay", &id(&dead[0])).await;
+    assert_eq!(status, 409, "{again}");
+    assert!(again["error"].as_str().unwrap().contains("only dead"));
+    let (status, shown) = act(&client, &base, "show", &id(&dead[0])).await;
+    assert_eq!((status, &shown["status"]), (200, &Value::from("sent")));
+    let (status, _) = act(&client, &base, "show", "EVT#hap#none/DLV#dingtalk#000").await;
+    assert_eq!(status, 404);
+    let (status, bad) = act(&client, &base, "replay", "not-an-id").await;
+    assert_eq!(status, 400);
+    assert!(bad["error"].as_str().unwrap().contains("<pk>/<sk>"));
+    let resp = client
+        .get(format!("{base}/deliveries?status=gone"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        400,
+        "an unknown status is refused, not ignored"
+    );
+}
+
+#[tokio::test]
+async fn a_sent_message_is_recalled_within_24_hours_and_the_record_says_so() {
+    let fake = FakeDingTalk::start().await;
+    let zentao = FakeZenTao::start().await;
+    let (local, base, client) = start(&fake, &zentao).await;
+    post_mention(&client, &base).await;
+    let sent = until(&client, &base, "status=sent", |l| l.len() == 2).await;
+    let dingtalk = sent.iter().find(|d| d.connector == "dingtalk").unwrap();
+    let zentao_d = sent.iter().find(|d| d.connector == "zentao").unwrap();
+
+    let (status, recalled) = act(&client, &base, "recall", &id(dingtalk)).await;
+    assert_eq!(status, 200, "{recalled}");
+    let task_id = dingtalk.result.as_ref().unwrap()["task_id"]
+        .as_i64()
+        .unwrap();
+    let calls = fake.calls(RECALL);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].body["msg_task_id"], task_id);
+    assert!(
+        fake.tasks()
+            .iter()
+            .any(|t| t.task_id == task_id && t.recalled)
+    );
+    let note = &recalled["receipts"][0];
+    assert_eq!(
+        (&note["status"], &note["by"]),
+        (&"recalled".into(), &"operator".into())
+    );
+
+    // ZenTao has no recall API: refused with the reason, and noted.
+    let (status, refused) = act(&client, &base, "recall", &id(zentao_d)).await;
+    assert_eq!(status, 502, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("no API"));
+    let (_, shown) = act(&client, &base, "show", &id(zentao_d)).await;
+    assert_eq!(shown["receipts"][0]["status"], "recall_failed");
+
+    // A day and more after the send: refused without calling DingTalk, and noted.
+    let later = dingtalk.updated_at + 25 * 3_600_000;
+    let err = operator::recall(&local.app, &dingtalk.key(), later)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, OperatorError::Failed(m) if m.contains("within 24 h")),
+        "{err}"
+    );
+    assert_eq!(fake.calls(RECALL).len(), 1, "no call outside the window");
+    let d = operator::show(local.app.store.as_ref(), &dingtalk.key())
+        .await
+        .unwrap();
+    assert_eq!(d.receipts.len(), 2);
+    assert_eq!(d.receipts[1]["status"], "recall_failed");
+    assert_eq!(
+        d.status,
+        Status::Sent,
+        "a recall does not change the status"
+    );
+}
