@@ -37,6 +37,9 @@ pub struct Task {
     pub status: Option<String>,
     /// Taken back by `recall`: the recipients no longer see it.
     pub recalled: bool,
+    /// Recipients DingTalk did not show it to, with the code `getsendresult` reports: 143106
+    /// when the same content reached them the same day (the send still answers errcode 0).
+    pub forbidden: Vec<(String, &'static str)>,
     pub content: Value,
 }
 
@@ -57,6 +60,10 @@ struct Inner {
     qps_limit: usize,
     /// While false, every call waits (DingTalk hanging).
     open: Option<tokio::sync::watch::Sender<bool>>,
+    /// This share of calls fails with `errcode 500` (系统异常) after reaching the fake.
+    fail_ratio: f64,
+    /// (user, content) pairs shown today: DingTalk shows the same content to a person once a day.
+    shown: std::collections::HashSet<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -145,6 +152,11 @@ impl FakeDingTalk {
         self.lock().open.as_ref().unwrap().send_replace(true);
     }
 
+    /// A share (0 to 1) of all calls answers errcode 500 (系统异常), a transient failure.
+    pub fn set_fail_ratio(&self, ratio: f64) {
+        self.lock().fail_ratio = ratio;
+    }
+
     /// Every call takes at least this long (to make concurrent callers overlap).
     pub fn set_latency(&self, d: Duration) {
         self.lock().latency = d;
@@ -194,6 +206,9 @@ async fn enter(
     let mut inner = s.lock().unwrap();
     if let Some((status, body)) = inner.injected.get_mut(path).and_then(VecDeque::pop_front) {
         return Some((StatusCode::from_u16(status).unwrap(), body).into_response());
+    }
+    if inner.fail_ratio > 0.0 && fastrand::f64() < inner.fail_ratio {
+        return Some(axum::Json(err(500, "系统异常")).into_response());
     }
     // 20 QPS per app and API (or the limit set).
     let limit = inner.qps_limit;
@@ -311,12 +326,19 @@ async fn asyncsend(
         };
         inner.next_task += 1;
         let task_id = inner.next_task;
+        let content = msg.to_string();
+        let forbidden = users
+            .iter()
+            .filter(|u| !inner.shown.insert(((*u).clone(), content.clone())))
+            .map(|u| (u.clone(), "143106"))
+            .collect();
         inner.tasks.push(Task {
             task_id,
             userids: users,
             msgtype,
             status,
             recalled: false,
+            forbidden,
             content: msg.clone(),
         });
         Ok(json!({ "errcode": 0, "task_id": task_id, "request_id": "fake" }))

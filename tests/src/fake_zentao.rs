@@ -33,6 +33,8 @@ struct Inner {
     /// Canned answers for the next calls: (HTTP status, body).
     injected: VecDeque<(u16, String)>,
     deny_ip: bool,
+    /// This share of calls answers HTTP 502 before ZenTao sees them (a proxy in trouble).
+    fail_ratio: f64,
 }
 
 #[derive(Clone)]
@@ -125,6 +127,11 @@ impl FakeZenTao {
             .extend(std::iter::repeat_n((status, body.to_owned()), times));
     }
 
+    /// A share (0 to 1) of all calls answers HTTP 502, a transient failure.
+    pub fn set_fail_ratio(&self, ratio: f64) {
+        self.inner.lock().unwrap().fail_ratio = ratio;
+    }
+
     /// This server's IP is not in the app's IP list.
     pub fn deny_ip(&self) {
         self.inner.lock().unwrap().deny_ip = true;
@@ -162,6 +169,9 @@ async fn handle(
     let mut inner = s.lock().unwrap();
     if let Some((status, body)) = inner.injected.pop_front() {
         return (StatusCode::from_u16(status).unwrap(), body).into_response();
+    }
+    if inner.fail_ratio > 0.0 && fastrand::f64() < inner.fail_ratio {
+        return (StatusCode::BAD_GATEWAY, "<html>502 Bad Gateway</html>").into_response();
     }
     let raw_query = query.unwrap_or_default();
     let answer = (|| {

@@ -98,6 +98,8 @@ impl MemoryStore {
             .map(Delivery::key)
             .collect();
         for key in &interrupted {
+            // It may have reached its system before the crash: at least once, never lost.
+            tracing::warn!(delivery = %key, "was being sent when the process stopped; sending it again");
             store.update(key, |d| {
                 d.status = Status::Pending;
                 d.next_attempt_at = None;

@@ -1,0 +1,710 @@
+//! The proof that nothing is lost and nothing is sent twice, counted where notifications
+//! arrive: at the fake DingTalk and ZenTao. Every event is posted twice (half the requests are
+//! duplicates, as sources' retries make them), each request retried like a source until it is
+//! answered 200. Prints figures; exits non-zero only when an acknowledged event was lost, a
+//! person got one twice, or a secret showed up in a log line or an answer. `scripts/proof`
+//! builds what it needs and runs it.
+//!
+//! proof SCENARIO --hookbridge BIN --dynamodb-jar JAR [--quick]
+//!   load    2000 requests at 100 at a time through the `hookbridge serve` binary (durable store)
+//!   faults  the same with 30 % of connector calls failing, DingTalk's token expiring every
+//!           5 s, DingTalk throttling above 10 calls/s, and serve killed with SIGKILL halfway
+//!           and started again on the same data
+//!   lambda  the same load through the Lambda entry points (API Gateway v2 events in, DynamoDB
+//!           stream batches out, the scheduled sweeper) on DynamoDB Local
+//!   outage  lambda, with DynamoDB Local killed a third of the way in and started again 3 s later
+//!   all     each in turn
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hookbridge::app::{App, Parts};
+use hookbridge::config::{Config, Secrets};
+use hookbridge::store::dynamodb::{DynamoStore, sdk};
+use hookbridge_tests::fake_dingtalk::{self, FakeDingTalk};
+use hookbridge_tests::fake_zentao::{self, FakeZenTao, hap_route};
+use hookbridge_tests::{HAP_TOKEN, config_text, dynamo_client, events};
+use serde_json::{Value, json};
+
+struct Options {
+    hookbridge: PathBuf,
+    jar: PathBuf,
+    requests: usize,
+    concurrency: usize,
+    /// How long deliveries may take to arrive after the last request was answered.
+    settle: Duration,
+}
+
+/// The counterparts of one run.
+struct Fakes {
+    dingtalk: FakeDingTalk,
+    zentao: FakeZenTao,
+}
+
+/// What the sources saw.
+#[derive(Default)]
+struct Posted {
+    latencies: Vec<Duration>,
+    /// Answers other than 200 (503 while the store was down), each retried.
+    refused: AtomicUsize,
+    /// Requests that got no answer (serve killed, not yet back), each retried.
+    unanswered: AtomicUsize,
+    acknowledged: AtomicUsize,
+    took: Duration,
+}
+
+/// Every text the run said to anyone: log lines and answers, searched for secrets at the end.
+type Said = Arc<Mutex<String>>;
+
+fn marker(i: usize) -> String {
+    format!("load-{i:05}-end")
+}
+
+/// A HAP message for event `i` (one DingTalk user, and ZenTao by the route).
+fn body(i: usize) -> String {
+    json!({
+        "messageId": format!("load-{i:05}"),
+        "message": format!("第 {i} 条通知 {}", marker(i)),
+        "messageTypeV2": 11,
+        "appName": "负载",
+        "targets": ["lisi"],
+    })
+    .to_string()
+}
+
+/// Event numbers named in `text`, once per mention.
+fn markers(text: &str) -> Vec<usize> {
+    text.match_indices("load-")
+        .filter_map(|(at, _)| {
+            let rest = &text[at + 5..];
+            (rest.get(5..9) == Some("-end"))
+                .then(|| rest[..5].parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// How often each event reached a person: DingTalk's tasks (less those DingTalk did not show
+/// because the same content reached that person already today) and ZenTao's notifications.
+fn arrivals(f: &Fakes) -> (HashMap<usize, usize>, HashMap<usize, usize>) {
+    let mut dingtalk = HashMap::new();
+    for task in f.dingtalk.tasks() {
+        let shown = task.userids.len() - task.forbidden.len();
+        for i in markers(&task.content.to_string()) {
+            *dingtalk.entry(i).or_default() += shown;
+        }
+    }
+    let mut zentao = HashMap::new();
+    for call in f.zentao.calls("sendNotification") {
+        for i in markers(&call.body.to_string()) {
+            *zentao.entry(i).or_default() += 1;
+        }
+    }
+    (dingtalk, zentao)
+}
+
+fn config(f: &Fakes) -> String {
+    config_text(
+        Some(&f.dingtalk.url),
+        &format!(
+            "{}\n[delivery]\nbackoff_base_secs = 1\nbackoff_cap_secs = 2\nmax_attempts = 25\n",
+            hap_route(&f.zentao.url)
+        ),
+    )
+}
+
+/// A request in, its status and body out; `None` when nothing answered.
+type Post = Arc<
+    dyn Fn(usize) -> std::pin::Pin<Box<dyn Future<Output = Option<(u16, String)>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Posts each of `events` twice, shuffled, `concurrency` at a time; a request that is not
+/// answered 200 is tried again after 100 ms, as a source retries (for 2 minutes at most).
+async fn post_all(post: Post, events: usize, concurrency: usize, said: &Said) -> Posted {
+    let mut order: Vec<usize> = (0..events).chain(0..events).collect();
+    fastrand::shuffle(&mut order);
+    let posted = Arc::new(Posted::default());
+    let latencies = Arc::new(Mutex::new(vec![]));
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let started = Instant::now();
+    let mut all = tokio::task::JoinSet::new();
+    for i in order {
+        let (post, posted, latencies, permits, said) = (
+            post.clone(),
+            posted.clone(),
+            latencies.clone(),
+            permits.clone(),
+            said.clone(),
+        );
+        all.spawn(async move {
+            let _permit = permits.acquire().await.unwrap();
+            for _ in 0..1200 {
+                let sent = Instant::now();
+                match post(i).await {
+                    Some((200, answer)) => {
+                        latencies.lock().unwrap().push(sent.elapsed());
+                        posted.acknowledged.fetch_add(1, Ordering::Relaxed);
+                        said.lock().unwrap().push_str(&(answer + "\n"));
+                        return;
+                    }
+                    Some((_, answer)) => {
+                        posted.refused.fetch_add(1, Ordering::Relaxed);
+                        said.lock().unwrap().push_str(&(answer + "\n"));
+                    }
+                    None => {
+                        posted.unanswered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("event {i} was never acknowledged");
+        });
+    }
+    while let Some(r) = all.join_next().await {
+        r.expect("every request is acknowledged in the end");
+    }
+    let mut posted = Arc::into_inner(posted).unwrap();
+    posted.took = started.elapsed();
+    posted.latencies = std::mem::take(&mut latencies.lock().unwrap());
+    posted.latencies.sort();
+    posted
+}
+
+/// Waits until every event reached DingTalk and ZenTao (or `settle` passed), then a moment
+/// more for late duplicates; prints the figures and whether anything was lost or doubled.
+/// `interrupted`: deliveries that were in flight when serve was killed (resent by design).
+async fn verdict(
+    name: &str,
+    f: &Fakes,
+    events: usize,
+    posted: &Posted,
+    settle: Duration,
+    interrupted: &[(usize, &'static str)],
+) -> bool {
+    let waiting = Instant::now();
+    loop {
+        let (d, z) = arrivals(f);
+        if (d.len() == events && z.len() == events) || waiting.elapsed() > settle {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let waited = waiting.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (dingtalk, zentao) = arrivals(f);
+    let lost = |m: &HashMap<usize, usize>| (0..events).filter(|i| !m.contains_key(i)).count();
+    let twice = |m: &HashMap<usize, usize>, connector: &str| {
+        let (mut explained, mut not) = (0, 0);
+        for (i, n) in m {
+            if *n > 1 {
+                if interrupted.contains(&(*i, connector)) {
+                    explained += n - 1;
+                } else {
+                    not += n - 1;
+                }
+            }
+        }
+        (not, explained)
+    };
+    let (lost_d, lost_z) = (lost(&dingtalk), lost(&zentao));
+    let ((dup_d, resent_d), (dup_z, resent_z)) =
+        (twice(&dingtalk, "dingtalk"), twice(&zentao, "zentao"));
+    let pct = |q: f64| {
+        let l = &posted.latencies;
+        l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    let requests = 2 * events;
+    println!(
+        "{name:<7} {requests} requests ({events} events, 50 % duplicates): {:.0} acknowledged/s, p50 {:.1} ms, p99 {:.1} ms; {} refused (503) and {} unanswered, each retried",
+        requests as f64 / posted.took.as_secs_f64(),
+        pct(0.5),
+        pct(0.99),
+        posted.refused.load(Ordering::Relaxed),
+        posted.unanswered.load(Ordering::Relaxed),
+    );
+    println!(
+        "{name:<7} dingtalk: lost {lost_d}, duplicated {dup_d}; zentao: lost {lost_z}, duplicated {dup_z}; {} DingTalk and {} ZenTao calls; the last arrived {:.1} s after the last acknowledgment",
+        f.dingtalk.count(fake_dingtalk_send()),
+        f.zentao.all_calls().len(),
+        waited.as_secs_f64(),
+    );
+    if !interrupted.is_empty() {
+        println!(
+            "{name:<7} {} deliveries were in flight at the kill and sent again: ZenTao got {resent_z} of them twice (it has no idempotency key), DingTalk showed {resent_d} twice (it drops the same content to the same person within a day)",
+            interrupted.len()
+        );
+    }
+    lost_d + lost_z + dup_d + dup_z == 0
+}
+
+fn fake_dingtalk_send() -> &'static str {
+    "/asyncsend_v2"
+}
+
+// ---- serve ----
+
+struct Serve {
+    child: Child,
+}
+
+/// `hookbridge serve` on `data` at `port`, its log (debug level) appended to `said`.
+fn serve(o: &Options, config: &Path, data: &Path, port: u16, said: &Said) -> Serve {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(&o.hookbridge)
+        .args(["serve", "--config"])
+        .arg(config)
+        .arg("--data")
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hookbridge runs");
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = out.next().and_then(Result::ok).unwrap_or_default();
+    assert!(first.contains("listening"), "serve did not start: {first}");
+    std::thread::spawn(move || for _ in out {});
+    let (err, said) = (child.stderr.take().unwrap(), said.clone());
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let mut s = said.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    Serve { child }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_post(port: u16) -> Post {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    Arc::new(move |i| {
+        let client = client.clone();
+        Box::pin(async move {
+            let resp = client
+                .post(format!("http://127.0.0.1:{port}/hap/message"))
+                .header("X-Hookbridge-Token", HAP_TOKEN)
+                .header("content-type", "application/json")
+                .body(body(i))
+                .send()
+                .await
+                .ok()?;
+            let status = resp.status().as_u16();
+            Some((status, resp.text().await.ok()?))
+        })
+    })
+}
+
+/// Deliveries serve said it sends again after a restart (they were in flight at the kill).
+fn interrupted(said: &str) -> Vec<(usize, &'static str)> {
+    said.lines()
+        .filter(|l| l.contains("was being sent when the process stopped"))
+        .flat_map(|l| {
+            let connector = if l.contains("DLV#zentao") {
+                "zentao"
+            } else {
+                "dingtalk"
+            };
+            ids(l).into_iter().map(move |i| (i, connector))
+        })
+        .collect()
+}
+
+/// Event numbers in a delivery key `EVT#hap#load-00012/...`.
+fn ids(line: &str) -> Vec<usize> {
+    line.match_indices("EVT#hap#load-")
+        .filter_map(|(at, m)| line.get(at + m.len()..at + m.len() + 5)?.parse().ok())
+        .collect()
+}
+
+async fn through_serve(o: &Options, faults: bool, said: &Said) -> bool {
+    let f = Fakes {
+        dingtalk: FakeDingTalk::start().await,
+        zentao: FakeZenTao::start().await,
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "hookbridge-proof-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config_file = dir.join("config.toml");
+    std::fs::write(&config_file, config(&f)).unwrap();
+    let data = dir.join("data");
+    let port = free_port();
+    let events = o.requests / 2;
+    let mut running = serve(o, &config_file, &data, port, said);
+    let mut chores = vec![];
+    if faults {
+        f.dingtalk.set_fail_ratio(0.3);
+        f.zentao.set_fail_ratio(0.3);
+        f.dingtalk.set_qps_limit(10);
+        let dingtalk = f.dingtalk.clone();
+        chores.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                dingtalk.expire_token();
+            }
+        }));
+    }
+    let post = http_post(port);
+    let posting = post_all(post, events, o.concurrency, said);
+    let posted = if faults {
+        // Halfway through the burst, SIGKILL, then a start on the same data.
+        let killer = async {
+            let half = events; // of 2 × events requests
+            while f.dingtalk.count(fake_dingtalk_send()) + f.zentao.all_calls().len() < half / 4 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            running.child.kill().unwrap();
+            running.child.wait().unwrap();
+            println!(
+                "faults  serve killed (SIGKILL) mid-burst; starting it again on the same data"
+            );
+            running = serve(o, &config_file, &data, port, said);
+        };
+        let (posted, ()) = tokio::join!(posting, killer);
+        posted
+    } else {
+        posting.await
+    };
+    let name = if faults { "faults" } else { "load" };
+    let resent = interrupted(&said.lock().unwrap());
+    let ok = verdict(name, &f, events, &posted, o.settle, &resent).await;
+    chores.iter().for_each(|c| c.abort());
+    let _ = running.child.kill();
+    let _ = running.child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    ok
+}
+
+// ---- Lambda entry points on DynamoDB Local ----
+
+/// DynamoDB Local on `port`, keeping its tables in `dir` (so it can be stopped and started).
+fn dynamodb_local(o: &Options, dir: &Path, port: u16) -> Child {
+    let mut child = Command::new("java")
+        .current_dir(o.jar.parent().unwrap())
+        .args(["-Djava.library.path=./DynamoDBLocal_lib", "-jar"])
+        .arg(&o.jar)
+        .args([
+            "-sharedDb",
+            "-disableTelemetry",
+            "-port",
+            &port.to_string(),
+            "-dbPath",
+        ])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("java runs DynamoDB Local");
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("DynamoDB Local did not start on {port}");
+}
+
+/// The deliveries now pending, as a DynamoDB stream batch per connector (at most 100 records).
+async fn pending_batches(client: &sdk::Client, table: &str) -> Vec<(String, Value)> {
+    let Ok(out) = client
+        .scan()
+        .table_name(table)
+        .filter_expression("#st = :p")
+        .expression_attribute_names("#st", "status")
+        .expression_attribute_values(":p", sdk::types::AttributeValue::S("pending".into()))
+        .send()
+        .await
+    else {
+        return vec![];
+    };
+    let mut by_connector: HashMap<String, Vec<Value>> = HashMap::new();
+    for (n, item) in out.items().iter().enumerate() {
+        let image: serde_dynamo::Item = item.clone().into();
+        let image = serde_json::to_value(&image).unwrap();
+        let connector = image["connector"]["S"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        by_connector.entry(connector).or_default().push(json!({
+            "eventID": format!("{n:032x}"),
+            "eventName": "MODIFY",
+            "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb",
+            "awsRegion": "us-east-1",
+            "dynamodb": {
+                "ApproximateCreationDateTime": 1795871301,
+                "Keys": {"pk": image["pk"], "sk": image["sk"]},
+                "NewImage": image,
+                "SequenceNumber": format!("{n:021}"),
+                "SizeBytes": 512,
+                "StreamViewType": "NEW_IMAGE"
+            },
+            "eventSourceARN": format!("arn:aws:dynamodb:us-east-1:123456789012:table/{table}/stream/2026-12-02T00:00:00.000")
+        }));
+    }
+    by_connector
+        .into_iter()
+        .flat_map(|(c, records)| {
+            records
+                .chunks(100)
+                .map(|chunk| (c.clone(), json!({ "Records": chunk })))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+async fn app(config: &str, store: Arc<DynamoStore>, parts: Parts) -> Arc<App> {
+    let config = Config::from_toml(config).unwrap();
+    Arc::new(
+        App::build(config, store, &Secrets::default(), parts)
+            .await
+            .unwrap(),
+    )
+}
+
+async fn through_lambda(o: &Options, outage: bool, said: &Said) -> bool {
+    use lambda_runtime::{Context, LambdaEvent};
+    let f = Fakes {
+        dingtalk: FakeDingTalk::start().await,
+        zentao: FakeZenTao::start().await,
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "hookbridge-proof-ddb-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let ddb = Arc::new(Mutex::new(dynamodb_local(o, &dir, port)));
+    let client = dynamo_client(&format!("http://127.0.0.1:{port}"));
+    let table = "hookbridge-proof";
+    DynamoStore::create_table(&client, table).await.unwrap();
+    let store = Arc::new(DynamoStore::new(
+        client.clone(),
+        table,
+        Duration::from_secs(30 * 86_400),
+    ));
+    let text = config(&f);
+    let webhook = app(&text, store.clone(), Parts::Source("hap")).await;
+    let senders = [
+        (
+            "dingtalk",
+            app(&text, store.clone(), Parts::Connector("dingtalk")).await,
+        ),
+        (
+            "zentao",
+            app(&text, store.clone(), Parts::Connector("zentao")).await,
+        ),
+    ];
+    // The stream and the schedule: pending deliveries to their sender, due retries re-queued.
+    let pump = {
+        let (client, store) = (client.clone(), store.clone());
+        tokio::spawn(async move {
+            loop {
+                let batches = pending_batches(&client, table).await;
+                let mut running = tokio::task::JoinSet::new();
+                for (connector, batch) in batches {
+                    let Some((_, sender)) = senders.iter().find(|(c, _)| *c == connector) else {
+                        continue;
+                    };
+                    let sender = sender.clone();
+                    running.spawn(async move {
+                        let event = serde_json::from_value(batch).unwrap();
+                        let _ = hookbridge::lambda::stream(
+                            &sender,
+                            LambdaEvent::new(event, Context::default()),
+                        )
+                        .await;
+                    });
+                }
+                while running.join_next().await.is_some() {}
+                let _ = hookbridge::lambda::sweeper(
+                    store.as_ref(),
+                    LambdaEvent::new(events::schedule(), Context::default()),
+                )
+                .await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let post: Post = {
+        let webhook = webhook.clone();
+        Arc::new(move |i| {
+            let webhook = webhook.clone();
+            Box::pin(async move {
+                let event = events::apigw_v2("/hap/message", &body(i), Some(HAP_TOKEN), false);
+                let req = lambda_http::request::from_str(&event.to_string()).ok()?;
+                let resp = hookbridge::lambda::http(&webhook, req).await.ok()?;
+                let status = resp.status().as_u16();
+                Some((
+                    status,
+                    String::from_utf8_lossy(resp.body().as_ref()).into_owned(),
+                ))
+            })
+        })
+    };
+    let events_n = o.requests / 2;
+    let posting = post_all(post, events_n, o.concurrency, said);
+    let posted = if outage {
+        let stopper = async {
+            while store_events(&client, table).await < events_n / 3 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            {
+                let mut child = ddb.lock().unwrap();
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
+            println!(
+                "outage  DynamoDB Local killed a third of the way in; starting it again in 3 s"
+            );
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            *ddb.lock().unwrap() = dynamodb_local(o, &dir, port);
+        };
+        let (posted, ()) = tokio::join!(posting, stopper);
+        posted
+    } else {
+        posting.await
+    };
+    let name = if outage { "outage" } else { "lambda" };
+    let ok = verdict(name, &f, events_n, &posted, o.settle, &[]).await;
+    pump.abort();
+    let _ = ddb.lock().unwrap().kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    ok
+}
+
+/// Events stored so far (0 while the store is down).
+async fn store_events(client: &sdk::Client, table: &str) -> usize {
+    client
+        .scan()
+        .table_name(table)
+        .filter_expression("sk = :evt")
+        .expression_attribute_values(":evt", sdk::types::AttributeValue::S("EVT".into()))
+        .select(sdk::types::Select::Count)
+        .send()
+        .await
+        .map_or(0, |o| usize::try_from(o.count()).unwrap_or(0))
+}
+
+/// The secrets of the run: none may appear in anything it said.
+fn leaked(said: &str) -> Vec<&'static str> {
+    [
+        HAP_TOKEN,
+        fake_dingtalk::APP_SECRET,
+        "fake-token-",
+        fake_zentao::KEY,
+    ]
+    .into_iter()
+    .filter(|s| said.contains(s))
+    .collect()
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .map(PathBuf::from)
+    };
+    let quick = args.iter().any(|a| a == "--quick");
+    let scenario = args.first().cloned().unwrap_or_else(|| "all".into());
+    let o = Options {
+        hookbridge: value("--hookbridge").expect("--hookbridge PATH"),
+        jar: value("--dynamodb-jar").expect("--dynamodb-jar PATH"),
+        requests: if quick { 200 } else { 2000 },
+        concurrency: if quick { 20 } else { 100 },
+        settle: Duration::from_secs(if quick { 150 } else { 600 }),
+    };
+    // The Lambda entry points log here, at debug level, as they would to CloudWatch.
+    let said: Said = Arc::new(Mutex::new(String::new()));
+    let writer = {
+        let said = said.clone();
+        move || Sink(said.clone())
+    };
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter("debug")
+        .with_writer(writer)
+        .init();
+    let all = ["load", "faults", "lambda", "outage"];
+    let chosen: Vec<&str> = match scenario.as_str() {
+        "all" => all.to_vec(),
+        s if all.contains(&s) => vec![all.into_iter().find(|a| *a == s).unwrap()],
+        s => {
+            eprintln!("proof: no scenario {s:?}: load, faults, lambda, outage or all");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let mut ok = true;
+    for s in chosen {
+        ok &= match s {
+            "load" => through_serve(&o, false, &said).await,
+            "faults" => through_serve(&o, true, &said).await,
+            "lambda" => through_lambda(&o, false, &said).await,
+            _ => through_lambda(&o, true, &said).await,
+        };
+    }
+    let said = said.lock().unwrap();
+    if let Some(path) = std::env::var_os("PROOF_LOG") {
+        std::fs::write(path, said.as_bytes()).expect("PROOF_LOG is writable");
+    }
+    let leaks = leaked(&said);
+    println!(
+        "secrets: {} of log and answers searched; found {}",
+        said.len(),
+        if leaks.is_empty() {
+            "none".to_owned()
+        } else {
+            leaks.join(", ")
+        }
+    );
+    if ok && leaks.is_empty() {
+        println!("proof: nothing lost, nothing duplicated, no secret said");
+        std::process::ExitCode::SUCCESS
+    } else {
+        println!("proof: FAILED");
+        std::process::ExitCode::FAILURE
+    }
+}
+
+/// A log writer appending to what the run said.
+struct Sink(Said);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap()
+            .push_str(&String::from_utf8_lossy(buf));
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
