@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 use hookbridge::app::{App, Parts};
 use hookbridge::config::{Config, Secrets};
 use hookbridge::store::dynamodb::{DynamoStore, sdk};
-use hookbridge_tests::fake_dingtalk::{self, FakeDingTalk};
-use hookbridge_tests::fake_zentao::{self, FakeZenTao, hap_route};
-use hookbridge_tests::{HAP_TOKEN, config_text, dynamo_client, events};
+use hookbridge_tests::fake_dingtalk::FakeDingTalk;
+use hookbridge_tests::fake_zentao::{FakeZenTao, hap_route};
+use hookbridge_tests::{HAP_TOKEN, SECRETS, config_text, dynamo_client, events};
 use serde_json::{Value, json};
 
 struct Options {
@@ -612,15 +612,11 @@ async fn store_events(client: &sdk::Client, table: &str) -> usize {
 
 /// The secrets of the run: none may appear in anything it said.
 fn leaked(said: &str) -> Vec<&'static str> {
-    [
-        HAP_TOKEN,
-        fake_dingtalk::APP_SECRET,
-        "fake-token-",
-        fake_zentao::KEY,
-    ]
-    .into_iter()
-    .filter(|s| said.contains(s))
-    .collect()
+    SECRETS
+        .iter()
+        .copied()
+        .filter(|s| said.contains(s))
+        .collect()
 }
 
 #[tokio::main]

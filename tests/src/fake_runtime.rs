@@ -130,5 +130,7 @@ pub async fn invoke(binary: &str, env: &[(&str, String)], payload: Value) -> (An
     let out = child.wait_with_output().await.expect("the process ends");
     server.abort();
     let logs = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    crate::assert_no_secret(&format!("{binary}'s log"), &logs);
+    crate::assert_no_secret(&format!("{binary}'s answer"), &format!("{answer:?}"));
     (answer, logs.into_owned())
 }

@@ -8,6 +8,7 @@ pub mod fake_runtime;
 pub mod fake_secrets;
 pub mod fake_zentao;
 pub mod forgeries;
+pub mod fuzz;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,31 @@ use hookbridge::store::memory::MemoryStore;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 pub const HAP_TOKEN: &str = "test-hap-token";
+
+/// Every secret the tests configure or the fakes issue (their access tokens by prefix): none may
+/// appear in a log line or an answer.
+pub const SECRETS: &[&str] = &[
+    HAP_TOKEN,
+    fake_dingtalk::APP_SECRET,
+    "fake-token-",
+    fake_zentao::KEY,
+    fake_govding::APP_SECRET,
+    fake_govding::TOKEN,
+    forgeries::KEY,
+];
+
+/// Fails when `text` (a log, an answer) holds any of [`SECRETS`].
+pub fn assert_no_secret(what: &str, text: &str) {
+    let found: Vec<&str> = SECRETS
+        .iter()
+        .copied()
+        .filter(|s| text.contains(s))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "{what} says the secret(s) {found:?}:\n{text}"
+    );
+}
 
 pub fn fixture(name: &str) -> String {
     let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -231,4 +257,13 @@ pub fn lambda_env(
         ("AWS_ACCESS_KEY_ID", "x".into()),
         ("AWS_SECRET_ACCESS_KEY", "x".into()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[should_panic(expected = "says the secret(s) [\"test-hap-token\"]")]
+    fn a_secret_in_a_log_line_is_caught() {
+        super::assert_no_secret("a log", "request refused token=test-hap-token");
+    }
 }
