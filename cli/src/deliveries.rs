@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use hookbridge::app::{App, Parts};
-use hookbridge::config::{Config, Secrets};
+use hookbridge::config::{Config, Secrets, StoreConfig};
 use hookbridge::event::{Delivery, DeliveryFilter, DeliveryKey, Status, now_ms};
 use hookbridge::operator::{self, OperatorError};
 use hookbridge::store::memory::MemoryStore;
@@ -182,10 +182,11 @@ async fn open(at: Where, config: Option<Box<Config>>, data_dir: PathBuf) -> Resu
         return Ok(remote(url));
     }
     if let Some(table) = at.table {
-        let retention = config
-            .as_ref()
-            .map(|c| c.store.retention())
-            .unwrap_or_default();
+        // Only new items carry it (a recall's note does not): the default serves without --config.
+        let retention = config.as_ref().map_or_else(
+            || StoreConfig::default().retention(),
+            |c| c.store.retention(),
+        );
         let store = hookbridge::store::dynamodb::DynamoStore::from_env(table, retention).await;
         return Ok(Deliveries::Stored {
             store: Arc::new(store),

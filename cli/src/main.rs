@@ -19,7 +19,7 @@ const EXAMPLE_CONFIG: &str = include_str!("../../config/example.toml");
 #[command(
     name = "hookbridge",
     version,
-    about = "Webhooks from HAP into DingTalk work notifications"
+    about = "Notifications from HAP, DMS and 浙政钉 into DingTalk, 浙政钉 and ZenTao"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run webhooks, sender and sweeper in one process with an in-memory store.
+    /// Run webhooks, senders and sweeper in one process, every acknowledged request on disk.
     Serve {
         /// Config file; without it, the built-in example (DingTalk in dry-run).
         #[arg(long, env = "HOOKBRIDGE_CONFIG_FILE")]

@@ -53,7 +53,8 @@ struct Posted {
     refused: AtomicUsize,
     /// Requests that got no answer (serve killed, not yet back), each retried.
     unanswered: AtomicUsize,
-    acknowledged: AtomicUsize,
+    /// Shared with whoever waits for a point in the burst (to kill something there).
+    acknowledged: Arc<AtomicUsize>,
     took: Duration,
 }
 
@@ -126,10 +127,19 @@ type Post = Arc<
 
 /// Posts each of `events` twice, shuffled, `concurrency` at a time; a request that is not
 /// answered 200 is tried again after 100 ms, as a source retries (for 2 minutes at most).
-async fn post_all(post: Post, events: usize, concurrency: usize, said: &Said) -> Posted {
+async fn post_all(
+    post: Post,
+    events: usize,
+    concurrency: usize,
+    said: &Said,
+    acknowledged: Arc<AtomicUsize>,
+) -> Posted {
     let mut order: Vec<usize> = (0..events).chain(0..events).collect();
     fastrand::shuffle(&mut order);
-    let posted = Arc::new(Posted::default());
+    let posted = Arc::new(Posted {
+        acknowledged,
+        ..Posted::default()
+    });
     let latencies = Arc::new(Mutex::new(vec![]));
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let started = Instant::now();
@@ -178,14 +188,16 @@ async fn post_all(post: Post, events: usize, concurrency: usize, said: &Said) ->
 
 /// Waits until every event reached DingTalk and ZenTao (or `settle` passed), then a moment
 /// more for late duplicates; prints the figures and whether anything was lost or doubled.
-/// `interrupted`: deliveries that were in flight when serve was killed (resent by design).
+/// Deliveries serve says were in flight when it was killed are resent by design, and counted
+/// apart.
 async fn verdict(
     name: &str,
     f: &Fakes,
     events: usize,
     posted: &Posted,
     settle: Duration,
-    interrupted: &[(usize, &'static str)],
+    said: &Said,
+    said_from: usize,
 ) -> bool {
     let waiting = Instant::now();
     loop {
@@ -197,6 +209,7 @@ async fn verdict(
     }
     let waited = waiting.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let interrupted = interrupted(&said.lock().unwrap()[said_from..]);
     let (dingtalk, zentao) = arrivals(f);
     let lost = |m: &HashMap<usize, usize>| (0..events).filter(|i| !m.contains_key(i)).count();
     let twice = |m: &HashMap<usize, usize>, connector: &str| {
@@ -336,6 +349,7 @@ fn ids(line: &str) -> Vec<usize> {
 }
 
 async fn through_serve(o: &Options, faults: bool, said: &Said) -> bool {
+    let said_from = said.lock().unwrap().len();
     let f = Fakes {
         dingtalk: FakeDingTalk::start().await,
         zentao: FakeZenTao::start().await,
@@ -366,13 +380,13 @@ async fn through_serve(o: &Options, faults: bool, said: &Said) -> bool {
         }));
     }
     let post = http_post(port);
-    let posting = post_all(post, events, o.concurrency, said);
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let posting = post_all(post, events, o.concurrency, said, acknowledged.clone());
     let posted = if faults {
-        // Halfway through the burst, SIGKILL, then a start on the same data.
+        // Halfway through the burst of webhooks, SIGKILL, then a start on the same data.
         let killer = async {
-            let half = events; // of 2 × events requests
-            while f.dingtalk.count(fake_dingtalk_send()) + f.zentao.all_calls().len() < half / 4 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            while acknowledged.load(Ordering::Relaxed) < events {
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
             running.child.kill().unwrap();
             running.child.wait().unwrap();
@@ -387,8 +401,7 @@ async fn through_serve(o: &Options, faults: bool, said: &Said) -> bool {
         posting.await
     };
     let name = if faults { "faults" } else { "load" };
-    let resent = interrupted(&said.lock().unwrap());
-    let ok = verdict(name, &f, events, &posted, o.settle, &resent).await;
+    let ok = verdict(name, &f, events, &posted, o.settle, said, said_from).await;
     chores.iter().for_each(|c| c.abort());
     let _ = running.child.kill();
     let _ = running.child.wait();
@@ -486,6 +499,7 @@ async fn app(config: &str, store: Arc<DynamoStore>, parts: Parts) -> Arc<App> {
 }
 
 async fn through_lambda(o: &Options, outage: bool, said: &Said) -> bool {
+    let said_from = said.lock().unwrap().len();
     use lambda_runtime::{Context, LambdaEvent};
     let f = Fakes {
         dingtalk: FakeDingTalk::start().await,
@@ -567,7 +581,13 @@ async fn through_lambda(o: &Options, outage: bool, said: &Said) -> bool {
         })
     };
     let events_n = o.requests / 2;
-    let posting = post_all(post, events_n, o.concurrency, said);
+    let posting = post_all(
+        post,
+        events_n,
+        o.concurrency,
+        said,
+        Arc::new(AtomicUsize::new(0)),
+    );
     let posted = if outage {
         let stopper = async {
             while store_events(&client, table).await < events_n / 3 {
@@ -590,7 +610,7 @@ async fn through_lambda(o: &Options, outage: bool, said: &Said) -> bool {
         posting.await
     };
     let name = if outage { "outage" } else { "lambda" };
-    let ok = verdict(name, &f, events_n, &posted, o.settle, &[]).await;
+    let ok = verdict(name, &f, events_n, &posted, o.settle, said, said_from).await;
     pump.abort();
     let _ = ddb.lock().unwrap().kill();
     let _ = std::fs::remove_dir_all(&dir);

@@ -19,7 +19,10 @@ fn every_hostile_input_and_found_crash_stays_harmless() {
             replayed += 1;
         }
     }
-    assert!(replayed >= TARGETS.len(), "tests/fuzz holds inputs for every target");
+    assert!(
+        replayed >= TARGETS.len(),
+        "tests/fuzz holds inputs for every target"
+    );
 }
 
 #[test]

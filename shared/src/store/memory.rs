@@ -189,7 +189,7 @@ impl MemoryStore {
         let cache: Vec<String> = state
             .cache
             .iter()
-            .filter(|(_, (_, expires_at))| *expires_at + EXPIRED_KEPT < now)
+            .filter(|(_, (_, expires_at))| expires_at.saturating_add(EXPIRED_KEPT) < now)
             .map(|(k, _)| k.clone())
             .collect();
         let changes: Vec<Change> = events
