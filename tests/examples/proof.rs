@@ -442,20 +442,23 @@ fn dynamodb_local(o: &Options, dir: &Path, port: u16) -> Child {
 
 /// The deliveries now pending, as a DynamoDB stream batch per connector (at most 100 records).
 async fn pending_batches(client: &sdk::Client, table: &str) -> Vec<(String, Value)> {
-    let Ok(out) = client
+    let scanned: Result<Vec<_>, _> = client
         .scan()
         .table_name(table)
         .filter_expression("#st = :p")
         .expression_attribute_names("#st", "status")
         .expression_attribute_values(":p", sdk::types::AttributeValue::S("pending".into()))
+        .into_paginator()
+        .items()
         .send()
-        .await
-    else {
+        .collect()
+        .await;
+    let Ok(items) = scanned else {
         return vec![];
     };
     let mut by_connector: HashMap<String, Vec<Value>> = HashMap::new();
-    for (n, item) in out.items().iter().enumerate() {
-        let image: serde_dynamo::Item = item.clone().into();
+    for (n, item) in items.into_iter().enumerate() {
+        let image: serde_dynamo::Item = item.into();
         let image = serde_json::to_value(&image).unwrap();
         let connector = image["connector"]["S"]
             .as_str()
@@ -619,15 +622,22 @@ async fn through_lambda(o: &Options, outage: bool, said: &Said) -> bool {
 
 /// Events stored so far (0 while the store is down).
 async fn store_events(client: &sdk::Client, table: &str) -> usize {
-    client
+    let pages: Result<Vec<_>, _> = client
         .scan()
         .table_name(table)
         .filter_expression("sk = :evt")
         .expression_attribute_values(":evt", sdk::types::AttributeValue::S("EVT".into()))
         .select(sdk::types::Select::Count)
+        .into_paginator()
         .send()
-        .await
-        .map_or(0, |o| usize::try_from(o.count()).unwrap_or(0))
+        .collect()
+        .await;
+    pages.map_or(0, |pages| {
+        pages
+            .iter()
+            .map(|p| usize::try_from(p.count()).unwrap_or(0))
+            .sum()
+    })
 }
 
 /// The secrets of the run: none may appear in anything it said.
