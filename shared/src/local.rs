@@ -72,15 +72,18 @@ pub fn router(app: Arc<App>, server: &ServerConfig, operator_token: Option<Strin
         )
         .route(
             "/deliveries/show",
-            get(show).fallback(json_405("GET /deliveries/show?id=")),
+            get(|s, p, h, q| by_id(ById::Show, s, p, h, q))
+                .fallback(json_405("GET /deliveries/show?id=")),
         )
         .route(
             "/deliveries/replay",
-            post(replay).fallback(json_405("POST /deliveries/replay?id=")),
+            post(|s, p, h, q| by_id(ById::Replay, s, p, h, q))
+                .fallback(json_405("POST /deliveries/replay?id=")),
         )
         .route(
             "/deliveries/recall",
-            post(recall).fallback(json_405("POST /deliveries/recall?id=")),
+            post(|s, p, h, q| by_id(ById::Recall, s, p, h, q))
+                .fallback(json_405("POST /deliveries/recall?id=")),
         )
         .route(
             "/healthz",
@@ -240,21 +243,16 @@ async fn deliveries(
     }
 }
 
-async fn show(
-    State(serve): State<Arc<Serve>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<IdQuery>,
-) -> Response {
-    if let Some(r) = refused(&serve, &peer, &headers) {
-        return r;
-    }
-    operated(
-        async { operator::show(serve.app.store.as_ref(), &operator::parse_id(&q.id)?).await }.await,
-    )
+/// What an operator asks of one delivery (`?id=<pk>/<sk>`).
+#[derive(Clone, Copy)]
+enum ById {
+    Show,
+    Replay,
+    Recall,
 }
 
-async fn replay(
+async fn by_id(
+    action: ById,
     State(serve): State<Arc<Serve>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -263,33 +261,24 @@ async fn replay(
     if let Some(r) = refused(&serve, &peer, &headers) {
         return r;
     }
-    let key = match operator::parse_id(&q.id) {
-        Ok(k) => k,
-        Err(e) => return operated(Err(e)),
+    let result = async {
+        let key = operator::parse_id(&q.id)?;
+        let store = serve.app.store.as_ref();
+        match action {
+            ById::Show => operator::show(store, &key).await,
+            ById::Replay => {
+                let replayed = operator::replay(store, &key, now_ms()).await;
+                info!(delivery = %key, ok = replayed.is_ok(), "replay asked by an operator");
+                replayed
+            }
+            ById::Recall => {
+                let recalled = operator::recall(&serve.app, &key, now_ms()).await;
+                info!(delivery = %key, ok = recalled.is_ok(), "recall asked by an operator");
+                recalled
+            }
+        }
     };
-    let replayed = operator::replay(serve.app.store.as_ref(), &key, now_ms()).await;
-    if replayed.is_ok() {
-        info!(delivery = %key, "replayed by an operator");
-    }
-    operated(replayed)
-}
-
-async fn recall(
-    State(serve): State<Arc<Serve>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<IdQuery>,
-) -> Response {
-    if let Some(r) = refused(&serve, &peer, &headers) {
-        return r;
-    }
-    let key = match operator::parse_id(&q.id) {
-        Ok(k) => k,
-        Err(e) => return operated(Err(e)),
-    };
-    let recalled = operator::recall(&serve.app, &key, now_ms()).await;
-    info!(delivery = %key, ok = recalled.is_ok(), "recall asked by an operator");
-    operated(recalled)
+    operated(result.await)
 }
 
 /// A running local pipeline (also what the end-to-end tests start).
