@@ -528,3 +528,60 @@ async fn pacing_stays_under_the_20_qps_limit() {
     assert_eq!(h.drain().await, vec![Status::Sent; 30]);
     assert_eq!(fake.count(SEND), 30);
 }
+
+/// DingTalk changes status bars within 7 days of the send: an older card is left alone without a
+/// call, the others still flip, and a finish whose only card is too old is dead with the reason.
+#[tokio::test]
+async fn status_bars_older_than_7_days_are_not_called_for() {
+    use hookbridge::event::Event;
+    let (fake, mut sent) = live("").await;
+    assert_eq!(
+        sent.post("/hap/message", &todo("t-old", 2)).await.status,
+        200
+    );
+    assert_eq!(sent.drain().await, vec![Status::Sent; 2]);
+    let pk = "EVT#hap#t-old";
+    let mut cards = sent.deliveries(pk).await;
+    let eight_days = 8 * 24 * 3_600_000;
+    cards[0].created_at -= eight_days;
+    cards[0].updated_at -= eight_days;
+    // The same cards, u0's sent eight days ago, in the store of a deployment that finishes them.
+    let mut h = Harness::new(config(Some(&fake.url), "")).await;
+    let event = Event {
+        source: "hap".into(),
+        key: "t-old".into(),
+        kind: "todo".into(),
+        received_at: cards[0].created_at,
+        payload: json!({}),
+        raw: todo("t-old", 2),
+    };
+    h.app.store.insert(&event, &cards).await.unwrap();
+
+    assert_eq!(
+        h.post("/hap/todo", &finish("t-old", None)).await.status,
+        200
+    );
+    assert_eq!(h.drain().await, vec![Status::Sent]);
+    let bars = fake.calls(BAR);
+    assert_eq!(bars.len(), 1, "only the fresh card is called for");
+    assert_eq!(bars[0].body["task_id"], task_id(&cards[1]));
+    let update = h.deliveries("EVT#hap#done#t-old#*").await.remove(0);
+    assert_eq!(
+        update.result.unwrap()["too_old_task_ids"],
+        json!([task_id(&cards[0])])
+    );
+
+    assert_eq!(
+        h.post("/hap/todo", &finish("t-old", Some("u0")))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(h.drain().await, vec![Status::Dead]);
+    assert_eq!(fake.calls(BAR).len(), 1, "no call for a card too old");
+    let dead = h.deliveries("EVT#hap#done#t-old#u0").await.remove(0);
+    assert!(
+        dead.last_error.unwrap().contains("within 7 days"),
+        "the reason says why"
+    );
+}

@@ -22,7 +22,7 @@ pub use render::*;
 pub use token::TokenCache;
 
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
-use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status};
+use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status, now_ms};
 use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::store::{HistoryStore, TokenStore};
 use api::{Api, as_code};
@@ -228,6 +228,23 @@ impl DingTalk {
         if done.is_empty() {
             return Outcome::Skipped("every card of this to-do failed to send".into());
         }
+        // DingTalk changes a status bar within 7 days of the send only: older cards are left
+        // as they are, without a call that could only fail.
+        let now = now_ms();
+        let (done, too_old): (Vec<_>, Vec<_>) = done
+            .into_iter()
+            .partition(|(card, _)| now - card.updated_at <= STATUS_BAR_WINDOW);
+        let too_old: Vec<Option<i64>> = too_old.into_iter().map(|(_, t)| t).collect();
+        if done.is_empty() {
+            return Outcome::Failed(Failure::Permanent(format!(
+                "the card (task {}) was sent more than 7 days ago: DingTalk changes status bars within 7 days of the send only",
+                too_old
+                    .iter()
+                    .map(|t| t.map_or("-".into(), |t| t.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         let body = |task_id: Option<i64>| {
             json!({
                 "agent_id": self.agent_id,
@@ -254,7 +271,10 @@ impl DingTalk {
             }
             updated.push(task_id);
         }
-        Outcome::Sent(json!({ "updated_task_ids": updated }))
+        if too_old.is_empty() {
+            return Outcome::Sent(json!({ "updated_task_ids": updated }));
+        }
+        Outcome::Sent(json!({ "updated_task_ids": updated, "too_old_task_ids": too_old }))
     }
 }
 
@@ -346,3 +366,6 @@ impl Connector for DingTalk {
 
 /// How long after a send DingTalk still takes a work notification back.
 const RECALL_WINDOW: Millis = 24 * 3_600_000;
+
+/// How long after a send DingTalk still changes an OA card's status bar.
+const STATUS_BAR_WINDOW: Millis = 7 * 24 * 3_600_000;
