@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 use hookbridge::app::{App, Parts};
 use hookbridge::config::{Config, Secrets, StoreConfig};
-use hookbridge::event::{Delivery, DeliveryFilter, DeliveryKey, Status, now_ms};
+use hookbridge::event::{Delivery, DeliveryFilter, DeliveryKey, Status, beijing_month, now_ms};
 use hookbridge::operator::{self, OperatorError};
 use hookbridge::store::memory::MemoryStore;
 use hookbridge::store::{DeliveryStore, Store, StoreError};
@@ -168,6 +168,44 @@ pub async fn run(at: Where, action: Option<Action>, data_dir: PathBuf) -> Result
             let note = d.receipts.last().cloned().unwrap_or_default();
             println!("recalled {id}: {}", note["result"]);
         }
+    }
+    Ok(())
+}
+
+/// `hookbridge status`: the API calls counted against each quota in `month` (default: this
+/// month, Beijing time).
+pub async fn status(at: Where, month: Option<String>, json: bool, data_dir: PathBuf) -> Result<()> {
+    let month = month.unwrap_or_else(|| beijing_month(now_ms()));
+    let deliveries = open(at, None, data_dir).await?;
+    let mut usage = match &deliveries {
+        Deliveries::Stored { store, .. } => store.usage_in(&month).await?,
+        Deliveries::Remote { .. } => {
+            deliveries
+                .call(reqwest::Method::GET, "/status", &[("month", month.clone())])
+                .await?
+        }
+    };
+    usage.sort_by(|a, b| a.name.cmp(&b.name));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&usage)?);
+        return Ok(());
+    }
+    println!(
+        "{:<40} {:<7} {:>8} {:>8} USED",
+        "API ACCOUNT", "MONTH", "CALLS", "QUOTA"
+    );
+    for u in &usage {
+        let used = match u.quota {
+            0 => "-".to_owned(),
+            q => format!("{} %", u.calls * 100 / q),
+        };
+        println!(
+            "{:<40} {:<7} {:>8} {:>8} {used}",
+            u.name, u.period, u.calls, u.quota
+        );
+    }
+    if usage.is_empty() {
+        println!("no API calls counted in {month}");
     }
     Ok(())
 }

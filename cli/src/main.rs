@@ -53,6 +53,18 @@ enum Command {
         #[command(subcommand)]
         action: Option<deliveries::Action>,
     },
+    /// API calls counted against each quota this month (DingTalk: 5 000 calls a month per
+    /// organisation), from serve's data directory, the stack's table (--table) or a running
+    /// serve (--url).
+    Status {
+        #[command(flatten)]
+        at: deliveries::Where,
+        /// Another month, YYYY-MM.
+        #[arg(long)]
+        month: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Config tools.
     Config {
         #[command(subcommand)]
@@ -551,6 +563,9 @@ async fn main() -> ExitCode {
             .await
         }
         Command::Deliveries { at, action } => deliveries::run(at, action, data_dir()).await,
+        Command::Status { at, month, json } => {
+            deliveries::status(at, month, json, data_dir()).await
+        }
         Command::Config {
             command:
                 ConfigCommand::Check {

@@ -27,6 +27,18 @@ async fn deliveries(args: &[&str], env: &[(&str, String)]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// `hookbridge status ARGS`: whether it succeeded, and stdout + stderr.
+async fn status(args: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookbridge"));
+    cmd.arg("status").args(args);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 /// `deliveries --data DIR list --json` with `filter`, until `n` are listed (bounded: 10 s).
 async fn listed(data: &Path, filter: &[&str], n: usize) -> Vec<Delivery> {
     let dir = data.to_str().unwrap();
@@ -127,7 +139,40 @@ async fn a_dead_delivery_is_found_and_replayed_in_the_data_directory() {
     let sent = listed(&data, &["--status", "sent"], 1).await;
     assert_eq!((sent[0].attempts, sent[0].replays.len()), (1, 1));
     assert_eq!(fake.calls(SEND).len(), 2);
+    // One call counted against the monthly quota: the refused one is not.
+    let month = hookbridge::event::beijing_month(hookbridge::event::now_ms());
+    let (ok, out) = status(&["--data", dir_arg]).await;
+    assert!(ok && out.contains("asking it at"), "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("dingtalk#ding-fake-key"))
+        .unwrap_or_default();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cols,
+        [
+            "dingtalk#ding-fake-key",
+            month.as_str(),
+            "1",
+            "5000",
+            "0",
+            "%"
+        ],
+        "{out}"
+    );
     stop(serve);
+    let (ok, out) = status(&["--data", dir_arg, "--json"]).await;
+    assert!(ok, "{out}");
+    let usage: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (usage[0]["calls"].as_u64(), usage[0]["period"].as_str()),
+        (Some(1), Some(month.as_str()))
+    );
+    let (ok, out) = status(&["--data", dir_arg, "--month", "2001-01"]).await;
+    assert!(
+        ok && out.contains("no API calls counted in 2001-01"),
+        "{out}"
+    );
     let (ok, out) = deliveries(&["--data", dir.join("none").to_str().unwrap()], &[]).await;
     assert!(!ok && out.contains("no data in"), "{out}");
 }

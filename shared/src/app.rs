@@ -60,6 +60,7 @@ impl App {
             history: store.clone(),
             receipts: store.clone(),
             cache: store.clone(),
+            usage: store.clone(),
         };
         let connectors = config
             .connectors

@@ -26,6 +26,15 @@ pub fn beijing() -> chrono::FixedOffset {
     chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
 }
 
+/// The calendar month of `ms` in Beijing time, `YYYY-MM`: the period API quotas count in.
+pub fn beijing_month(ms: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .with_timezone(&beijing())
+        .format("%Y-%m")
+        .to_string()
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Source name, e.g. `hap`.
@@ -659,5 +668,12 @@ mod tests {
         assert!(!f(r#"{"since":5001}"#).matches(&d));
         assert_eq!("dead".parse::<Status>(), Ok(Status::Dead));
         assert!("gone".parse::<Status>().unwrap_err().contains("dry_run"));
+    }
+
+    #[test]
+    fn months_are_beijing_months() {
+        // 2026-11-30T16:00Z is midnight of 2026-12-01 in Beijing.
+        assert_eq!(beijing_month(1_796_054_400_000), "2026-12");
+        assert_eq!(beijing_month(1_796_054_400_000 - 1), "2026-11");
     }
 }

@@ -31,7 +31,7 @@ use tracing::{debug, error, info, warn};
 use crate::app::{App, Parts};
 use crate::config::{Config, Secrets, ServerConfig};
 use crate::delivery::{sweep, until_stopped};
-use crate::event::{Delivery, DeliveryFilter, Millis, Status, now_ms};
+use crate::event::{Delivery, DeliveryFilter, Millis, Status, beijing_month, now_ms};
 use crate::ingress::{Request, request_id};
 use crate::operator::{self, OperatorError};
 use crate::sources::Rejection;
@@ -69,6 +69,10 @@ pub fn router(app: Arc<App>, server: &ServerConfig, operator_token: Option<Strin
         .route(
             "/deliveries",
             get(deliveries).fallback(json_405("GET /deliveries")),
+        )
+        .route(
+            "/status",
+            get(status).fallback(json_405("GET /status?month=YYYY-MM")),
         )
         .route(
             "/deliveries/show",
@@ -239,6 +243,28 @@ async fn deliveries(
     };
     match serve.app.store.list(&filter, q.limit.unwrap_or(100)).await {
         Ok(list) => Json(list).into_response(),
+        Err(e) => operated(Err(e.into())),
+    }
+}
+
+#[derive(Deserialize)]
+struct MonthQuery {
+    month: Option<String>,
+}
+
+/// `GET /status`: the API calls counted against quotas in a month (default: this one).
+async fn status(
+    State(serve): State<Arc<Serve>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<MonthQuery>,
+) -> Response {
+    if let Some(r) = refused(&serve, &peer, &headers) {
+        return r;
+    }
+    let month = q.month.unwrap_or_else(|| beijing_month(now_ms()));
+    match serve.app.store.usage_in(&month).await {
+        Ok(usage) => Json(usage).into_response(),
         Err(e) => operated(Err(e.into())),
     }
 }

@@ -83,6 +83,14 @@ async fn one_token_serves_many_sends_and_goes_only_in_the_query() {
             .iter()
             .all(|c| c.query.get("access_token").map(String::as_str) == Some("fake-token-1"))
     );
+    // Counted against the monthly quota: the 10 sends, not the token.
+    let month = hookbridge::event::beijing_month(hookbridge::event::now_ms());
+    let usage = h.app.store.usage_in(&month).await.unwrap();
+    let counted: Vec<(&str, u64, u64)> = usage
+        .iter()
+        .map(|u| (u.name.as_str(), u.calls, u.quota))
+        .collect();
+    assert_eq!(counted, [("dingtalk#ding-fake-key", 10, 5_000)]);
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use hookbridge::event::{Delivery, DeliveryFilter, DeliveryKey, Event, Millis, Se
 use hookbridge::store::memory::MemoryStore;
 use hookbridge::store::{
     CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, Store, StoreError,
-    TokenRecord, TokenStore,
+    TokenRecord, TokenStore, Usage, UsageStore,
 };
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
 use hookbridge_tests::{HAP_TOKEN, app_on, config, events, fixture};
@@ -226,6 +226,16 @@ impl ReceiptStore for FailsToRecord {
     }
     async fn add_receipt(&self, k: &DeliveryKey, r: &Value) -> Result<bool, StoreError> {
         self.inner.add_receipt(k, r).await
+    }
+}
+
+#[async_trait]
+impl UsageStore for FailsToRecord {
+    async fn add_usage(&self, n: &str, p: &str, calls: u64, q: u64) -> Result<u64, StoreError> {
+        self.inner.add_usage(n, p, calls, q).await
+    }
+    async fn usage_in(&self, p: &str) -> Result<Vec<Usage>, StoreError> {
+        self.inner.usage_in(p).await
     }
 }
 

@@ -251,6 +251,24 @@ async fn deliveries_answer_loopback_only_unless_a_token_is_set() {
         let (status, body) = operator_as(method, &uri, "127.0.0.1:5000", token, ok).await;
         assert_eq!(status, 404, "{method} {path}: {body}");
     }
+    assert_eq!(
+        operator_as("GET", "/status", "203.0.113.7:5000", None, None)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        operator_as("GET", "/status", "127.0.0.1:5000", token, None)
+            .await
+            .0,
+        401
+    );
+    let (status, body) = operator_as("GET", "/status", "127.0.0.1:5000", token, ok).await;
+    assert_eq!(
+        (status, body),
+        (200, serde_json::json!([])),
+        "nothing counted yet"
+    );
 }
 
 #[tokio::test]

@@ -80,6 +80,7 @@ conformance!(
     receipts_are_noted_on_the_linked_delivery,
     replay_gives_a_dead_delivery_a_new_budget_once,
     list_filters_and_orders_newest_first,
+    usage_is_counted_atomically_per_name_and_month,
     cached_values_expire_and_can_be_forgotten,
 );
 
@@ -444,7 +445,9 @@ async fn the_memory_feed_announces_every_pending_delivery() {
 /// deliveries that were pending or being sent are announced again.
 #[tokio::test]
 async fn a_reopened_file_store_has_everything_it_acknowledged() {
-    use hookbridge::store::{CacheStore, DeliveryStore, HistoryStore, ReceiptStore, TokenStore};
+    use hookbridge::store::{
+        CacheStore, DeliveryStore, HistoryStore, ReceiptStore, TokenStore, UsageStore,
+    };
     let (store, _feed, path) = on_file();
     let e = event("durable");
     let ds = deliveries(&e, 3);
@@ -471,6 +474,10 @@ async fn a_reopened_file_store_has_everything_it_acknowledged() {
         .await
         .unwrap();
     store.cache("c", "v", i64::MAX).await.unwrap();
+    store
+        .add_usage("dingtalk#k", "2026-12", 7, 5_000)
+        .await
+        .unwrap();
     drop(store);
 
     let (again, mut feed) = MemoryStore::durable(&path).unwrap();
@@ -494,6 +501,7 @@ async fn a_reopened_file_store_has_everything_it_acknowledged() {
         Some(ds[0].key())
     );
     assert_eq!(again.cached("c", 0).await.unwrap().as_deref(), Some("v"));
+    assert_eq!(again.usage_in("2026-12").await.unwrap()[0].calls, 7);
     let announced: Vec<_> = std::iter::from_fn(|| feed.try_recv().ok()).collect();
     assert_eq!(
         announced,
@@ -679,4 +687,43 @@ async fn retention_removes_what_is_older_and_keeps_the_rest() {
         Inserted::Created,
         "the expired dedupe key is gone with its event"
     );
+}
+
+async fn usage_is_counted_atomically_per_name_and_month(store: Arc<dyn Store>) {
+    let adds = (0..20).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.add_usage("dingtalk#k", "2026-12", 1, 5_000).await })
+    });
+    let mut totals = vec![];
+    for add in adds {
+        totals.push(add.await.unwrap().unwrap());
+    }
+    totals.sort();
+    assert_eq!(
+        totals,
+        (1..=20).collect::<Vec<u64>>(),
+        "each sender sees its own total"
+    );
+    assert_eq!(
+        store
+            .add_usage("dingtalk#k", "2026-11", 3, 5_000)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .add_usage("dingtalk#other", "2026-12", 2, 0)
+            .await
+            .unwrap(),
+        2
+    );
+    let mut december = store.usage_in("2026-12").await.unwrap();
+    december.sort_by(|a, b| a.name.cmp(&b.name));
+    let seen: Vec<(&str, u64, u64)> = december
+        .iter()
+        .map(|u| (u.name.as_str(), u.calls, u.quota))
+        .collect();
+    assert_eq!(seen, [("dingtalk#k", 20, 5_000), ("dingtalk#other", 2, 0)]);
+    assert!(store.usage_in("2027-01").await.unwrap().is_empty());
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::event::{Action, Delivery, Failure, Millis, Outcome};
 use crate::notice::Notice;
 use crate::setup::{ConfigError, Secrets};
-use crate::store::{CacheStore, HistoryStore, ReceiptStore, TokenStore};
+use crate::store::{CacheStore, HistoryStore, ReceiptStore, TokenStore, UsageStore};
 
 /// Where a route sends, within its connector.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -101,6 +101,7 @@ pub struct Ports {
     pub history: Arc<dyn HistoryStore>,
     pub receipts: Arc<dyn ReceiptStore>,
     pub cache: Arc<dyn CacheStore>,
+    pub usage: Arc<dyn UsageStore>,
 }
 
 /// How the registry (`registry.rs`) makes a connector from its `[connectors.<name>]` section.

@@ -31,7 +31,7 @@ use tracing::{instrument, warn};
 
 use super::{
     CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, StoreError,
-    TokenRecord, TokenStore,
+    TokenRecord, TokenStore, Usage, UsageStore,
 };
 use crate::event::{
     Action, Delivery, DeliveryFilter, DeliveryKey, Event, Millis, Replay, Settled, Status,
@@ -191,6 +191,79 @@ impl CacheStore for DynamoStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+/// `QUOTA#<name>` / `<period>`: one counter a month, kept a little over a year.
+#[derive(Deserialize)]
+struct UsageItem {
+    pk: String,
+    sk: String,
+    calls: u64,
+    #[serde(default)]
+    quota: u64,
+}
+
+const USAGE_KEPT_SECS: i64 = 400 * 86_400;
+
+#[async_trait]
+impl UsageStore for DynamoStore {
+    async fn add_usage(
+        &self,
+        name: &str,
+        period: &str,
+        calls: u64,
+        quota: u64,
+    ) -> Result<u64, StoreError> {
+        let out = self
+            .update(&format!("QUOTA#{name}"), period)
+            .update_expression("ADD calls :n SET quota = :q, #ttl = :ttl")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":n", AttributeValue::N(calls.to_string()))
+            .expression_attribute_values(":q", AttributeValue::N(quota.to_string()))
+            .expression_attribute_values(":ttl", n(crate::event::now_ms() / 1000 + USAGE_KEPT_SECS))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        match out.attributes().and_then(|a| a.get("calls")) {
+            Some(AttributeValue::N(c)) => c
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("QUOTA#{name}/{period}"), format!("{e}"))),
+            _ => Err(StoreError::Corrupt(
+                format!("QUOTA#{name}/{period}"),
+                "no calls after ADD".into(),
+            )),
+        }
+    }
+
+    async fn usage_in(&self, period: &str) -> Result<Vec<Usage>, StoreError> {
+        let items: Vec<_> = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(pk, :quota) AND sk = :period")
+            .expression_attribute_values(":quota", s("QUOTA#"))
+            .expression_attribute_values(":period", s(period))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(unavailable)?;
+        items
+            .into_iter()
+            .map(|item| {
+                let it: UsageItem = serde_dynamo::from_item(item)
+                    .map_err(|e| StoreError::Corrupt("usage".into(), e.to_string()))?;
+                Ok(Usage {
+                    name: it.pk.trim_start_matches("QUOTA#").to_owned(),
+                    period: it.sk,
+                    calls: it.calls,
+                    quota: it.quota,
+                })
+            })
+            .collect()
     }
 }
 

@@ -16,6 +16,7 @@ const DELIVERIES: TableDefinition<&str, &str> = TableDefinition::new("deliveries
 const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
 const LINKS: TableDefinition<&str, &str> = TableDefinition::new("links");
 const CACHE: TableDefinition<&str, &str> = TableDefinition::new("cache");
+const USAGE: TableDefinition<&str, &str> = TableDefinition::new("usage");
 
 pub(super) struct FileJournal {
     db: Database,
@@ -55,7 +56,7 @@ impl FileJournal {
     fn load(&self) -> Result<State, StoreError> {
         // Create every table once, so that a read of an empty file finds them.
         let w = self.db.begin_write().map_err(failed)?;
-        for t in [EVENTS, DELIVERIES, TOKENS, LINKS, CACHE] {
+        for t in [EVENTS, DELIVERIES, TOKENS, LINKS, CACHE, USAGE] {
             w.open_table(t).map_err(failed)?;
         }
         w.commit().map_err(failed)?;
@@ -79,6 +80,10 @@ impl FileJournal {
         for (k, v) in entries(&r, CACHE)? {
             state.cache.insert(k, decode(&v)?);
         }
+        for (_, v) in entries(&r, USAGE)? {
+            let u: super::Usage = decode(&v)?;
+            state.usage.insert((u.name.clone(), u.period.clone()), u);
+        }
         Ok(state)
     }
 
@@ -100,6 +105,7 @@ impl FileJournal {
                 Change::Cache(name, None) => remove(&w, CACHE, name)?,
                 Change::DropEvent(pk) => remove(&w, EVENTS, pk)?,
                 Change::DropDelivery(k) => remove(&w, DELIVERIES, &key(&[&k.pk, &k.sk]))?,
+                Change::Usage(u) => put(&w, USAGE, &key(&[&u.name, &u.period]), &json(u)?)?,
                 Change::DropLink(connector, reference) => {
                     remove(&w, LINKS, &key(&[connector, reference]))?
                 }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::file::FileJournal;
 use super::{
     CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, StoreError,
-    TokenRecord, TokenStore,
+    TokenRecord, TokenStore, Usage, UsageStore,
 };
 use crate::event::{Delivery, DeliveryFilter, DeliveryKey, Event, Millis, Settled, Status};
 
@@ -28,6 +28,8 @@ pub(super) struct State {
     pub(super) tokens: HashMap<String, TokenSlot>,
     pub(super) links: HashMap<(String, String), DeliveryKey>,
     pub(super) cache: HashMap<String, (String, Millis)>,
+    /// By (name, period).
+    pub(super) usage: BTreeMap<(String, String), Usage>,
 }
 
 /// A token item: the token, and the refresh lease (owner, held until).
@@ -48,6 +50,7 @@ pub(super) enum Change<'a> {
     DropEvent(&'a str),
     DropDelivery(&'a DeliveryKey),
     DropLink(&'a str, &'a str),
+    Usage(&'a Usage),
 }
 
 /// How long a cached value or a token is kept past its expiry (as on DynamoDB, where its TTL
@@ -492,5 +495,41 @@ impl CacheStore for MemoryStore {
         self.commit(&[Change::Cache(name, None)])?;
         state.cache.remove(name);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl UsageStore for MemoryStore {
+    async fn add_usage(
+        &self,
+        name: &str,
+        period: &str,
+        n: u64,
+        quota: u64,
+    ) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let key = (name.to_owned(), period.to_owned());
+        let mut usage = state.usage.get(&key).cloned().unwrap_or(Usage {
+            name: name.to_owned(),
+            period: period.to_owned(),
+            calls: 0,
+            quota,
+        });
+        usage.calls += n;
+        usage.quota = quota;
+        self.commit(&[Change::Usage(&usage)])?;
+        let calls = usage.calls;
+        state.usage.insert(key, usage);
+        Ok(calls)
+    }
+
+    async fn usage_in(&self, period: &str) -> Result<Vec<Usage>, StoreError> {
+        Ok(self
+            .lock()
+            .usage
+            .values()
+            .filter(|u| u.period == period)
+            .cloned()
+            .collect())
     }
 }

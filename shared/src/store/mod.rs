@@ -164,6 +164,40 @@ pub trait CacheStore: Send + Sync {
     async fn forget(&self, name: &str) -> Result<(), StoreError>;
 }
 
+/// API calls a connector made, per account and month, against its quota (DingTalk's standard
+/// edition: 5 000 calls a month per organisation). Counted fleet-wide, read by operators.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    /// `<connector>#<account>`, e.g. `dingtalk#dingxxxx`.
+    pub name: String,
+    /// The month, `YYYY-MM` in Beijing time.
+    pub period: String,
+    pub calls: u64,
+    /// The quota configured when the last call was counted (0: none).
+    pub quota: u64,
+}
+
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Counts `n` more calls of `name` in `period`, recording `quota`; the total after them.
+    /// Atomic: concurrent senders each see their own total.
+    async fn add_usage(
+        &self,
+        name: &str,
+        period: &str,
+        n: u64,
+        quota: u64,
+    ) -> Result<u64, StoreError>;
+    /// Everything counted in `period`, by name.
+    async fn usage_in(&self, period: &str) -> Result<Vec<Usage>, StoreError>;
+}
+
 /// Everything hookbridge stores, in one table.
-pub trait Store: EventStore + DeliveryStore + TokenStore + ReceiptStore + CacheStore {}
-impl<T: EventStore + DeliveryStore + TokenStore + ReceiptStore + CacheStore> Store for T {}
+pub trait Store:
+    EventStore + DeliveryStore + TokenStore + ReceiptStore + CacheStore + UsageStore
+{
+}
+impl<T: EventStore + DeliveryStore + TokenStore + ReceiptStore + CacheStore + UsageStore> Store
+    for T
+{
+}

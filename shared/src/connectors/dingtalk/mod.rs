@@ -22,9 +22,9 @@ pub use render::*;
 pub use token::TokenCache;
 
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
-use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status, now_ms};
+use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status, beijing_month, now_ms};
 use crate::setup::{ConfigError, SecretRef, Secrets};
-use crate::store::{HistoryStore, TokenStore};
+use crate::store::{HistoryStore, UsageStore};
 use api::{Api, as_code};
 
 pub const CONNECTOR: &str = "dingtalk";
@@ -56,6 +56,15 @@ pub struct DingTalkConfig {
     /// How messages that are not to-dos read: `markdown` (headings, images, a link) or `text`.
     #[serde(default)]
     pub notice_format: NoticeFormat,
+    /// API calls a month the organisation may make (standard edition: 5 000, for all its apps
+    /// together). Calls are counted per app and month; the log warns at 80 % and at 100 %.
+    /// 0: count without warning.
+    #[serde(default = "default_monthly_quota")]
+    pub monthly_quota: u64,
+}
+
+fn default_monthly_quota() -> u64 {
+    5_000
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -98,6 +107,10 @@ pub struct DingTalk {
     mode: Mode,
     /// Where the cards of a to-do are found when its status bar changes.
     history: Arc<dyn HistoryStore>,
+    /// Where calls are counted against the monthly quota, as `dingtalk#<app_key>`.
+    usage: Arc<dyn UsageStore>,
+    usage_name: String,
+    monthly_quota: u64,
 }
 
 impl DingTalk {
@@ -105,8 +118,7 @@ impl DingTalk {
     pub fn new(
         config: &DingTalkConfig,
         app_secret: Option<String>,
-        tokens: Arc<dyn TokenStore>,
-        history: Arc<dyn HistoryStore>,
+        ports: &Ports,
     ) -> Result<Self, reqwest::Error> {
         let mode = match (&config.app_key, app_secret) {
             (Some(key), Some(secret)) => {
@@ -116,7 +128,7 @@ impl DingTalk {
                     .build()?;
                 Mode::Live {
                     api: Box::new(Api::new(http, &config.base_url, config.max_qps)),
-                    tokens: TokenCache::new(key.clone(), secret, tokens),
+                    tokens: TokenCache::new(key.clone(), secret, ports.tokens.clone()),
                 }
             }
             _ => Mode::DryRun,
@@ -124,8 +136,31 @@ impl DingTalk {
         Ok(DingTalk {
             agent_id: config.agent_id,
             mode,
-            history,
+            history: ports.history.clone(),
+            usage: ports.usage.clone(),
+            usage_name: format!("{CONNECTOR}#{}", config.app_key.as_deref().unwrap_or("")),
+            monthly_quota: config.monthly_quota,
         })
+    }
+
+    /// Counts a call DingTalk answered without error (failed calls are not counted against
+    /// the quota), and warns when the month's count reaches 80 % and 100 % of it. A store
+    /// failure here costs the count, never the delivery.
+    async fn count(&self) {
+        let period = beijing_month(now_ms());
+        let quota = self.monthly_quota;
+        match self
+            .usage
+            .add_usage(&self.usage_name, &period, 1, quota)
+            .await
+        {
+            Ok(calls) => {
+                if let Some(said) = quota_warning(calls, 1, quota) {
+                    warn!(calls, quota, app = %self.usage_name, "{said}");
+                }
+            }
+            Err(e) => warn!(error = %e, "this call could not be counted against the monthly quota"),
+        }
     }
 
     /// Calls an API with the shared token; on a token error, refreshes once and retries at once.
@@ -134,7 +169,7 @@ impl DingTalk {
             unreachable!("dry-run never calls DingTalk");
         };
         let token = tokens.get(api).await?;
-        match api
+        let answer = match api
             .call(path, &[("access_token", &token)], Some(body))
             .await
         {
@@ -153,7 +188,11 @@ impl DingTalk {
             }
             Err(ApiError::Failed(f)) => Err(f),
             Ok(v) => Ok(v),
+        };
+        if answer.is_ok() {
+            self.count().await;
         }
+        answer
     }
 
     async fn send(&self, d: &Delivery) -> Outcome {
@@ -305,7 +344,7 @@ impl ConnectorPart for DingTalk {
             Some(s) => Some(secrets.resolve(s).await?),
             None => None,
         };
-        let connector = DingTalk::new(config, secret, ports.tokens.clone(), ports.history.clone())
+        let connector = DingTalk::new(config, secret, ports)
             .map_err(|e| ConfigError::Invalid(format!("connectors.dingtalk: HTTP client: {e}")))?;
         if connector.dry_run() {
             warn!("DingTalk has no app_key/app_secret: dry-run, requests are recorded, not sent");
@@ -364,8 +403,48 @@ impl Connector for DingTalk {
     }
 }
 
+/// What to say when `added` calls brought the month's count to `calls`: at 80 % and at 100 %
+/// of `quota`, once each (the store's count is atomic, so one sender in the fleet says it).
+fn quota_warning(calls: u64, added: u64, quota: u64) -> Option<&'static str> {
+    let before = calls.saturating_sub(added);
+    let crossed = |mark: u64| quota > 0 && before < mark && calls >= mark;
+    if crossed(quota) {
+        Some(
+            "DingTalk's monthly API quota is used up by hookbridge's count: sends fail with 90020 until next month unless the organisation's edition allows more (connectors.dingtalk.monthly_quota)",
+        )
+    } else if crossed((quota * 4).div_ceil(5)) {
+        Some(
+            "80 % of DingTalk's monthly API quota is used by hookbridge's count (connectors.dingtalk.monthly_quota)",
+        )
+    } else {
+        None
+    }
+}
+
 /// How long after a send DingTalk still takes a work notification back.
 const RECALL_WINDOW: Millis = 24 * 3_600_000;
 
 /// How long after a send DingTalk still changes an OA card's status bar.
 const STATUS_BAR_WINDOW: Millis = 7 * 24 * 3_600_000;
+
+#[cfg(test)]
+mod tests {
+    use super::quota_warning;
+
+    #[test]
+    fn the_quota_warns_once_at_80_and_once_at_100_percent() {
+        let said: Vec<(u64, bool)> = (1..=5_001)
+            .filter_map(|calls| quota_warning(calls, 1, 5_000).map(|s| (calls, s.contains("80 %"))))
+            .collect();
+        assert_eq!(said, [(4_000, true), (5_000, false)]);
+        assert!(
+            quota_warning(4_010, 20, 5_000).is_some(),
+            "a batch that jumps the mark"
+        );
+        assert!(quota_warning(1_000_000, 1, 0).is_none(), "0: no quota");
+        assert!(
+            quota_warning(4, 1, 5).unwrap().contains("80 %"),
+            "80 % of 5 is 4"
+        );
+    }
+}
