@@ -13,10 +13,10 @@ use hookbridge_tests::{HAP_TOKEN, config_text, dynamo_store, dynamodb_endpoint, 
 
 const SEND: &str = "/topapi/message/corpconversation/asyncsend_v2";
 
-/// `hookbridge deliveries ARGS` with `env`: whether it succeeded, and stdout + stderr.
-async fn deliveries(args: &[&str], env: &[(&str, String)]) -> (bool, String) {
+/// `hookbridge COMMAND ARGS` with `env`: whether it succeeded, and stdout + stderr.
+async fn hookbridge(command: &str, args: &[&str], env: &[(&str, String)]) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookbridge"));
-    cmd.arg("deliveries")
+    cmd.arg(command)
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v)));
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
@@ -27,16 +27,12 @@ async fn deliveries(args: &[&str], env: &[(&str, String)]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// `hookbridge status ARGS`: whether it succeeded, and stdout + stderr.
+async fn deliveries(args: &[&str], env: &[(&str, String)]) -> (bool, String) {
+    hookbridge("deliveries", args, env).await
+}
+
 async fn status(args: &[&str]) -> (bool, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookbridge"));
-    cmd.arg("status").args(args);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    hookbridge("status", args, &[]).await
 }
 
 /// `deliveries --data DIR list --json` with `filter`, until `n` are listed (bounded: 10 s).

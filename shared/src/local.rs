@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -199,6 +200,11 @@ fn refused(serve: &Serve, peer: &SocketAddr, headers: &HeaderMap) -> Option<Resp
     None
 }
 
+/// A query string that does not fit the endpoint: 400 in JSON, like every answer.
+fn bad_query(e: QueryRejection) -> Response {
+    error_json(StatusCode::BAD_REQUEST, &e.body_text())
+}
+
 /// An operator action's answer: the delivery, or what went wrong with the status that fits.
 fn operated(result: Result<Delivery, OperatorError>) -> Response {
     let status = match &result {
@@ -226,11 +232,15 @@ async fn deliveries(
     State(serve): State<Arc<Serve>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
     if let Some(r) = refused(&serve, &peer, &headers) {
         return r;
     }
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(e),
+    };
     let status = match q.status.as_deref().map(str::parse::<Status>).transpose() {
         Ok(s) => s,
         Err(e) => return error_json(StatusCode::BAD_REQUEST, &e),
@@ -257,11 +267,15 @@ async fn status(
     State(serve): State<Arc<Serve>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Query(q): Query<MonthQuery>,
+    q: Result<Query<MonthQuery>, QueryRejection>,
 ) -> Response {
     if let Some(r) = refused(&serve, &peer, &headers) {
         return r;
     }
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(e),
+    };
     let month = q.month.unwrap_or_else(|| beijing_month(now_ms()));
     match serve.app.store.usage_in(&month).await {
         Ok(usage) => Json(usage).into_response(),
@@ -282,11 +296,15 @@ async fn by_id(
     State(serve): State<Arc<Serve>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Query(q): Query<IdQuery>,
+    q: Result<Query<IdQuery>, QueryRejection>,
 ) -> Response {
     if let Some(r) = refused(&serve, &peer, &headers) {
         return r;
     }
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(e),
+    };
     let result = async {
         let key = operator::parse_id(&q.id)?;
         let store = serve.app.store.as_ref();
