@@ -213,6 +213,9 @@ async fn serve(
     listen: Option<String>,
     data: Option<PathBuf>,
 ) -> Result<()> {
+    // Handlers first: a SIGTERM that arrives just after the banner must stop serve cleanly,
+    // not kill it with the default action.
+    let stop = shutdown_signal()?;
     let mut config = load(config.as_ref())?;
     if let Some(l) = listen {
         config.server.listen = l;
@@ -260,7 +263,7 @@ async fn serve(
     }
     let _ = out.flush();
     drop(out);
-    shutdown_signal().await?;
+    stop.await;
     eprintln!("hookbridge: stopping: finishing the requests and sends in flight");
     local.shutdown().await;
     if let Some(dir) = &data {
@@ -269,14 +272,18 @@ async fn serve(
     Ok(())
 }
 
-/// Ctrl-C or SIGTERM (what `kill`, systemd and container runtimes send).
-async fn shutdown_signal() -> Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
-    Ok(())
+/// Ctrl-C or SIGTERM (what `kill`, systemd and container runtimes send), with both handlers
+/// installed before this returns.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 /// Parses the config and builds every component from it, which resolves every secret it
