@@ -388,7 +388,7 @@ fn key(id: &str) -> std::result::Result<DeliveryKey, OperatorError> {
 
 fn print_table(list: &[Delivery]) {
     println!(
-        "{:<9} {:<8} {:<13} {:<3} {:<24} DELIVERY / RESULT",
+        "{:<11} {:<8} {:<13} {:<3} {:<24} DELIVERY / RESULT",
         "STATUS", "CONN", "ACTION", "TRY", "RECIPIENTS"
     );
     for d in list {
@@ -398,7 +398,7 @@ fn print_table(list: &[Delivery]) {
             .or_else(|| d.result.as_ref().map(summary))
             .unwrap_or_default();
         println!(
-            "{:<9} {:<8} {:<13} {:<3} {:<24} {}/{}  {}",
+            "{:<11} {:<8} {:<13} {:<3} {:<24} {}/{}  {}",
             d.status.as_str(),
             d.connector,
             action(d),
@@ -431,6 +431,12 @@ fn print_one(d: &Delivery) -> Result<()> {
     }
     if let Some(r) = &d.result {
         println!("result     {r}");
+        // What the receiving system reported per person (DingTalk `getsendresult`).
+        if let Some(by_user) = r.get("outcomes").and_then(|o| o.as_object()) {
+            for (user, outcome) in by_user {
+                println!("  {user:<20} {}", outcome.as_str().unwrap_or_default());
+            }
+        }
     }
     for r in &d.receipts {
         println!("receipt    {r}");

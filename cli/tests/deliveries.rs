@@ -245,3 +245,67 @@ async fn the_stacks_table_is_listed_shown_and_replayed() {
     let (ok, out) = deliveries(&["--table", &table, "recall", &id], &env).await;
     assert!(!ok && out.contains("only sent deliveries"), "{out}");
 }
+
+/// `show` prints what DingTalk reported per person for a send it then dropped.
+#[tokio::test]
+async fn show_prints_each_recipients_outcome() {
+    let store = dynamo_store().await;
+    let event = Event {
+        source: "hap".into(),
+        key: "n-cap".into(),
+        kind: "notice".into(),
+        received_at: 1_000,
+        payload: serde_json::json!({}),
+        raw: "{}".into(),
+    };
+    let d = Delivery::new(
+        &event.pk(),
+        "dingtalk",
+        0,
+        Action::Send,
+        vec!["u0".into(), "u1".into()],
+        serde_json::json!({"agent_id": 1}),
+        1_000,
+    );
+    store
+        .insert(&event, std::slice::from_ref(&d))
+        .await
+        .unwrap();
+    let claimed = store.claim(&d.key(), 2_000, 3_000).await.unwrap().unwrap();
+    let undelivered = Settled {
+        status: Status::Undelivered,
+        attempts: 1,
+        result: Some(serde_json::json!({
+            "task_id": 9,
+            "outcomes": {"u0": "forbidden 143105: the person's daily cap", "u1": "invalid userid"},
+        })),
+        last_error: Some("DingTalk accepted the send but nobody got it".into()),
+        next_attempt_at: None,
+    };
+    assert!(store.record(&claimed, &undelivered, 2_500).await.unwrap());
+    let env = [
+        ("AWS_ENDPOINT_URL", dynamodb_endpoint()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "x".into()),
+        ("AWS_SECRET_ACCESS_KEY", "x".into()),
+    ];
+    let id = format!("{}/{}", d.pk, d.sk);
+    let (ok, out) = deliveries(&["--table", store.table(), "show", &id], &env).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("status     undelivered"), "{out}");
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert!(
+        lines.contains(&"u0                   forbidden 143105: the person's daily cap"),
+        "{out}"
+    );
+    assert!(
+        lines.contains(&"u1                   invalid userid"),
+        "{out}"
+    );
+    let (ok, out) = deliveries(
+        &["--table", store.table(), "list", "--status", "undelivered"],
+        &env,
+    )
+    .await;
+    assert!(ok && out.contains(&id), "{out}");
+}

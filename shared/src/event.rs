@@ -2,8 +2,8 @@
 //!
 //! An event is what a source sent us, stored once under its dedupe key. Each delivery is one
 //! call a connector must make for it. A delivery moves through
-//! `pending → sending → sent | dry_run | skipped | retrying | waiting | dead`, and
-//! `retrying | waiting → pending` when the sweeper finds it due. [`settle`] is the only place
+//! `pending → sending → sent | dry_run | skipped | retrying | waiting | checking | undelivered |
+//! dead`, and `retrying | waiting | checking → pending` when the sweeper finds it due. [`settle`] is the only place
 //! that decides the next status.
 //!
 //! Only a real failure spends the attempt budget. Waiting for another delivery (a to-do card
@@ -110,6 +110,12 @@ pub enum Status {
     /// Parked until `next_attempt_at` because it depends on another delivery (the card whose
     /// status bar it changes); the reason is in `last_error`. Not an attempt.
     Waiting,
+    /// Sent, and parked until `next_attempt_at`, when its connector asks the receiving system
+    /// what became of it (DingTalk `getsendresult`). Not an attempt.
+    Checking,
+    /// Accepted by the receiving system, which then reported that nobody got it (every
+    /// recipient forbidden or invalid); the reason is in `last_error`.
+    Undelivered,
     /// Given up; the reason is in `last_error`.
     Dead,
 }
@@ -128,7 +134,7 @@ impl std::str::FromStr for Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 8] = [
+    pub const ALL: [Status; 10] = [
         Status::Pending,
         Status::Sending,
         Status::Sent,
@@ -136,7 +142,18 @@ impl Status {
         Status::Skipped,
         Status::Retrying,
         Status::Waiting,
+        Status::Checking,
+        Status::Undelivered,
         Status::Dead,
+    ];
+
+    /// The statuses a delivery is parked in until `next_attempt_at`, when the sweeper makes it
+    /// pending again (for `sending`: when its claim lapses).
+    pub const PARKED: [Status; 4] = [
+        Status::Retrying,
+        Status::Waiting,
+        Status::Checking,
+        Status::Sending,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -148,22 +165,20 @@ impl Status {
             Status::Skipped => "skipped",
             Status::Retrying => "retrying",
             Status::Waiting => "waiting",
+            Status::Checking => "checking",
+            Status::Undelivered => "undelivered",
             Status::Dead => "dead",
         }
     }
 
     /// Whether the status-due index lists deliveries in this status.
     pub fn is_indexed(self) -> bool {
-        matches!(
-            self,
-            Status::Sending | Status::Retrying | Status::Waiting | Status::Dead
-        )
+        self.is_parked() || self == Status::Dead
     }
 
-    /// Parked until `next_attempt_at`, when the sweeper makes it pending again (for `sending`:
-    /// when its claim lapses).
+    /// One of [`Status::PARKED`].
     pub fn is_parked(self) -> bool {
-        matches!(self, Status::Sending | Status::Retrying | Status::Waiting)
+        Status::PARKED.contains(&self)
     }
 
     /// The connector call has been made (or rendered, in dry-run) and its result recorded.
@@ -175,7 +190,7 @@ impl Status {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Status::Sent | Status::DryRun | Status::Skipped | Status::Dead
+            Status::Sent | Status::DryRun | Status::Skipped | Status::Undelivered | Status::Dead
         )
     }
 }
@@ -298,6 +313,12 @@ impl Delivery {
         rest.split_once('#').map_or(rest, |(s, _)| s)
     }
 
+    /// A send whose call was made and answered: claiming it again (to check what became of
+    /// it) is not an attempt, and must never send it twice.
+    pub fn was_sent(&self) -> bool {
+        self.action == Action::Send && self.result.is_some()
+    }
+
     /// Where waiting and throttling deadlines count from: creation, or the last replay.
     pub fn clock_start(&self) -> Millis {
         self.replays.last().map_or(self.created_at, |r| r.at)
@@ -362,6 +383,17 @@ pub enum Failure {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Sent(Value),
+    /// Sent (or checked once already, and not settled yet): ask the receiving system what
+    /// became of it `after` ms from now. The claim that led here was no failure.
+    Check {
+        result: Value,
+        after: Millis,
+    },
+    /// The receiving system reported that nobody got it; `reason` says why, for a person.
+    Undelivered {
+        result: Value,
+        reason: String,
+    },
     DryRun(Value),
     Skipped(String),
     /// Not possible yet (e.g. the card to update is still being sent); try again later
@@ -435,8 +467,12 @@ pub struct Settled {
 
 /// Decides what a claimed delivery becomes after `outcome`.
 pub fn settle(claimed: &Delivery, outcome: Outcome, policy: &RetryPolicy, now: Millis) -> Settled {
-    let spent = claimed.attempts;
     let unspent = claimed.attempts.saturating_sub(1);
+    let spent = if claimed.was_sent() {
+        unspent
+    } else {
+        claimed.attempts
+    };
     let parked = |status, attempts, reason: String, at: Millis| Settled {
         status,
         attempts,
@@ -455,6 +491,16 @@ pub fn settle(claimed: &Delivery, outcome: Outcome, policy: &RetryPolicy, now: M
     let out_of_time = waited > i64::from(policy.max_wait_secs) * 1000;
     match outcome {
         Outcome::Sent(result) => final_(Status::Sent, spent, Some(result), None),
+        Outcome::Check { result, after } => Settled {
+            status: Status::Checking,
+            attempts: spent,
+            result: Some(result),
+            last_error: None,
+            next_attempt_at: Some(now + after.max(0)),
+        },
+        Outcome::Undelivered { result, reason } => {
+            final_(Status::Undelivered, spent, Some(result), Some(reason))
+        }
         Outcome::DryRun(result) => final_(Status::DryRun, spent, Some(result), None),
         Outcome::Skipped(reason) => {
             final_(Status::Skipped, spent, claimed.result.clone(), Some(reason))
@@ -595,6 +641,43 @@ mod tests {
                 .unwrap()
                 .contains("delivery.max_wait_secs (86400 s)")
         );
+    }
+
+    #[test]
+    fn a_check_parks_the_sent_delivery_and_its_claims_are_no_attempts() {
+        let policy = RetryPolicy::default();
+        let sent = settle(
+            &claimed(1),
+            Outcome::Check {
+                result: serde_json::json!({"task_id": 7}),
+                after: 60_000,
+            },
+            &policy,
+            5_000,
+        );
+        assert_eq!(
+            (sent.status, sent.attempts, sent.next_attempt_at),
+            (Status::Checking, 1, Some(65_000))
+        );
+        assert!(Status::Checking.is_parked() && Status::Checking.is_indexed());
+        let mut check = claimed(2);
+        check.result = sent.result.clone();
+        assert!(check.was_sent());
+        let nobody = settle(
+            &check,
+            Outcome::Undelivered {
+                result: serde_json::json!({"task_id": 7}),
+                reason: "all forbidden".into(),
+            },
+            &policy,
+            70_000,
+        );
+        assert_eq!(
+            (nobody.status, nobody.attempts, nobody.last_error.as_deref()),
+            (Status::Undelivered, 1, Some("all forbidden"))
+        );
+        assert!(Status::Undelivered.is_final() && !Status::Undelivered.is_done());
+        assert_eq!("checking".parse::<Status>(), Ok(Status::Checking));
     }
 
     #[test]

@@ -62,9 +62,9 @@ pub async fn replay(
     )))
 }
 
-/// Only what was sent can be taken back.
+/// Only what was sent (and may still be being checked) can be taken back.
 pub fn recallable(d: &Delivery) -> Result<(), OperatorError> {
-    if d.status == Status::Sent {
+    if matches!(d.status, Status::Sent | Status::Checking) {
         return Ok(());
     }
     Err(OperatorError::Refused(format!(

@@ -3,6 +3,9 @@
 //! query, an expired or unknown token as `errcode 88` / `sub_code 40014`, 90018 above 20 calls
 //! per second per API, `userid_list` ≤ 100, `msg` ≤ 2048 bytes, and status bars that only work
 //! for sends to ≤ 5 users (DingTalk ignores them silently; the fake records a violation).
+//! A send answers errcode 0 even to whom it then drops (an unknown userid, the same content
+//! twice a day: 143106, the daily cap per person: 143105); `getsendprogress` and
+//! `getsendresult` tell, as DingTalk does.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -40,6 +43,12 @@ pub struct Task {
     /// Recipients DingTalk did not show it to, with the code `getsendresult` reports: 143106
     /// when the same content reached them the same day (the send still answers errcode 0).
     pub forbidden: Vec<(String, &'static str)>,
+    /// Recipients that are no userid of the organisation.
+    pub invalid: Vec<String>,
+    /// Recipients who opened it ([`FakeDingTalk::mark_read`]).
+    pub read: Vec<String>,
+    /// `getsendprogress` calls so far.
+    pub progress_polls: u32,
     pub content: Value,
 }
 
@@ -64,6 +73,13 @@ struct Inner {
     fail_ratio: f64,
     /// (user, content) pairs shown today: DingTalk shows the same content to a person once a day.
     shown: std::collections::HashSet<(String, String)>,
+    /// Userids the organisation does not have.
+    invalid: std::collections::HashSet<String>,
+    /// Messages a person may get from the app a day (DingTalk: 500), and how many each got.
+    daily_cap: usize,
+    received: HashMap<String, usize>,
+    /// `getsendprogress` answers "running" this many times per task before "done".
+    progress_running: u32,
 }
 
 #[derive(Clone)]
@@ -92,6 +108,7 @@ impl FakeDingTalk {
             next_task: 256271667526,
             expires_in: Some(7200),
             qps_limit: 20,
+            daily_cap: 500,
             open: Some(tokio::sync::watch::channel(true).0),
             ..Default::default()
         }));
@@ -106,6 +123,14 @@ impl FakeDingTalk {
                 post(status_bar),
             )
             .route("/topapi/message/corpconversation/recall", post(recall))
+            .route(
+                "/topapi/message/corpconversation/getsendprogress",
+                post(progress),
+            )
+            .route(
+                "/topapi/message/corpconversation/getsendresult",
+                post(send_result),
+            )
             .fallback(|| async { axum::Json(err(22, "Invalid method")) })
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -173,6 +198,29 @@ impl FakeDingTalk {
 
     pub fn count(&self, path_suffix: &str) -> usize {
         self.calls(path_suffix).len()
+    }
+
+    /// These userids are unknown to the organisation: sends to them succeed, then nobody gets them.
+    pub fn set_invalid_users(&self, users: &[&str]) {
+        self.lock().invalid = users.iter().map(|u| (*u).to_owned()).collect();
+    }
+
+    /// A person gets at most `cap` messages a day from the app; more are dropped with 143105.
+    pub fn set_daily_cap(&self, cap: usize) {
+        self.lock().daily_cap = cap;
+    }
+
+    /// `getsendprogress` answers "running" `polls` times per task before it answers "done".
+    pub fn set_progress_running(&self, polls: u32) {
+        self.lock().progress_running = polls;
+    }
+
+    /// `user` opens the message of `task_id`.
+    pub fn mark_read(&self, task_id: i64, user: &str) {
+        let mut inner = self.lock();
+        if let Some(t) = inner.tasks.iter_mut().find(|t| t.task_id == task_id) {
+            t.read.push(user.to_owned());
+        }
     }
 
     pub fn tasks(&self) -> Vec<Task> {
@@ -327,11 +375,18 @@ async fn asyncsend(
         inner.next_task += 1;
         let task_id = inner.next_task;
         let content = msg.to_string();
-        let forbidden = users
-            .iter()
-            .filter(|u| !inner.shown.insert(((*u).clone(), content.clone())))
-            .map(|u| (u.clone(), "143106"))
-            .collect();
+        let (mut forbidden, mut invalid) = (vec![], vec![]);
+        for u in &users {
+            if inner.invalid.contains(u) {
+                invalid.push(u.clone());
+            } else if !inner.shown.insert((u.clone(), content.clone())) {
+                forbidden.push((u.clone(), "143106"));
+            } else if inner.received.get(u).copied().unwrap_or(0) >= inner.daily_cap {
+                forbidden.push((u.clone(), "143105"));
+            } else {
+                *inner.received.entry(u.clone()).or_default() += 1;
+            }
+        }
         inner.tasks.push(Task {
             task_id,
             userids: users,
@@ -339,6 +394,9 @@ async fn asyncsend(
             status,
             recalled: false,
             forbidden,
+            invalid,
+            read: vec![],
+            progress_polls: 0,
             content: msg.clone(),
         });
         Ok(json!({ "errcode": 0, "task_id": task_id, "request_id": "fake" }))
@@ -397,6 +455,80 @@ async fn recall(
         };
         task.recalled = true;
         Ok(json!({ "errcode": 0, "errmsg": "ok" }))
+    })();
+    axum::Json(answer.unwrap_or_else(|e| e)).into_response()
+}
+
+/// `getsendprogress`: "running" for the first polls of a task (as set), then done.
+async fn progress(
+    State(s): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let path = "/topapi/message/corpconversation/getsendprogress";
+    let parsed = parse_body(&body);
+    if let Some(r) = enter(&s, path, &q, parsed.clone().unwrap_or(Value::Null)).await {
+        return r;
+    }
+    let mut inner = s.lock().unwrap();
+    let running = inner.progress_running;
+    let answer = (|| {
+        let body = checked(&inner, parsed, &q)?;
+        let task_id = body["task_id"].as_i64();
+        let Some(task) = inner.tasks.iter_mut().find(|t| Some(t.task_id) == task_id) else {
+            return Err(err(40035, "不合法的参数 task_id"));
+        };
+        task.progress_polls += 1;
+        let progress = if task.progress_polls > running {
+            json!({ "progress_in_percent": 100, "status": 2 })
+        } else {
+            json!({ "progress_in_percent": 50, "status": 1 })
+        };
+        Ok(json!({ "errcode": 0, "progress": progress, "request_id": "fake" }))
+    })();
+    axum::Json(answer.unwrap_or_else(|e| e)).into_response()
+}
+
+/// `getsendresult`: who read it, who has not, who was invalid or forbidden and why.
+async fn send_result(
+    State(s): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let path = "/topapi/message/corpconversation/getsendresult";
+    let parsed = parse_body(&body);
+    if let Some(r) = enter(&s, path, &q, parsed.clone().unwrap_or(Value::Null)).await {
+        return r;
+    }
+    let inner = s.lock().unwrap();
+    let answer = (|| {
+        let body = checked(&inner, parsed, &q)?;
+        let task_id = body["task_id"].as_i64();
+        let Some(task) = inner.tasks.iter().find(|t| Some(t.task_id) == task_id) else {
+            return Err(err(40035, "不合法的参数 task_id"));
+        };
+        let dropped =
+            |u: &String| task.invalid.contains(u) || task.forbidden.iter().any(|(f, _)| f == u);
+        let (read, unread): (Vec<&String>, Vec<&String>) = task
+            .userids
+            .iter()
+            .filter(|u| !dropped(u))
+            .partition(|u| task.read.contains(u));
+        let forbidden: Vec<Value> = task
+            .forbidden
+            .iter()
+            .map(|(u, code)| json!({ "code": code, "count": 1, "userid": u }))
+            .collect();
+        let mut result = json!({
+            "read_user_id_list": read,
+            "unread_user_id_list": unread,
+            "forbidden_list": forbidden,
+        });
+        // Empty lists are sometimes left out, as DingTalk does.
+        if !task.invalid.is_empty() {
+            result["invalid_user_id_list"] = json!(task.invalid);
+        }
+        Ok(json!({ "errcode": 0, "send_result": result, "request_id": "fake" }))
     })();
     axum::Json(answer.unwrap_or_else(|e| e)).into_response()
 }

@@ -58,7 +58,13 @@ pub fn fixture(name: &str) -> String {
 
 /// Config text with HAP → DingTalk. `dingtalk_url`: live against that server, else dry-run.
 /// `extra` is appended inside `[connectors.dingtalk]` (key lines first, then any tables).
+/// Sends are not followed up unless `extra` sets `follow_up`: most tests are about the send.
 pub fn config_text(dingtalk_url: Option<&str>, extra: &str) -> String {
+    let follow_up = if extra.contains("follow_up =") {
+        ""
+    } else {
+        "follow_up = \"off\"\n"
+    };
     let credentials = dingtalk_url.map_or(String::new(), |url| {
         format!(
             "app_key = \"{}\"\napp_secret = \"plain:{}\"\nbase_url = \"{url}\"\n",
@@ -81,7 +87,7 @@ connector = "dingtalk"
 
 [connectors.dingtalk]
 agent_id = {}
-{credentials}
+{credentials}{follow_up}
 {extra}
 "#,
         fake_dingtalk::AGENT_ID

@@ -593,3 +593,165 @@ async fn status_bars_older_than_7_days_are_not_called_for() {
         "the reason says why"
     );
 }
+
+// ---- follow-ups: errcode 0 is not "delivered" ----
+
+const PROGRESS: &str = "getsendprogress";
+const RESULT: &str = "getsendresult";
+
+/// The one delivery of an event.
+async fn only(h: &Harness, pk: &str) -> Delivery {
+    let mut all = h.deliveries(pk).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    all.remove(0)
+}
+
+#[tokio::test]
+async fn a_send_nobody_got_is_undelivered_with_who_and_why() {
+    let (fake, mut h) = live("follow_up = \"failures\"").await;
+    fake.set_daily_cap(0);
+    assert_eq!(
+        h.post("/hap/message", &notice("n-cap", 2)).await.status,
+        200
+    );
+    assert_eq!(h.drain().await, [Status::Checking], "sent, to be checked");
+    assert_eq!(fake.count(RESULT), 0, "no follow-up before its delay");
+    assert_eq!(h.sweep_after(30).await, [], "not due after 30 s");
+    assert_eq!(h.sweep_after(61).await, [Status::Undelivered]);
+    assert_eq!((fake.count(SEND), fake.count(RESULT)), (1, 1));
+    let d = only(&h, "EVT#hap#n-cap").await;
+    assert_eq!(d.attempts, 1, "the check is no attempt");
+    let reason = d.last_error.unwrap();
+    assert!(
+        reason.contains("nobody got it")
+            && reason.contains("u0 (forbidden 143105: the person's daily cap"),
+        "{reason}"
+    );
+    assert_eq!(
+        d.result.as_ref().unwrap()["task_id"],
+        fake.tasks()[0].task_id,
+        "the task id stays for recall"
+    );
+    assert_eq!(h.sweep_after(3600).await, [], "undelivered is final");
+}
+
+#[tokio::test]
+async fn a_send_someone_got_is_sent_with_every_outcome_recorded() {
+    let (fake, mut h) = live("follow_up = \"failures\"").await;
+    fake.set_invalid_users(&["u1"]);
+    assert_eq!(
+        h.post("/hap/message", &notice("n-inv", 3)).await.status,
+        200
+    );
+    assert_eq!(h.drain().await, [Status::Checking]);
+    let task = fake.tasks()[0].task_id;
+    fake.mark_read(task, "u2");
+    assert_eq!(h.sweep_after(61).await, [Status::Sent]);
+    let d = only(&h, "EVT#hap#n-inv").await;
+    assert_eq!(
+        d.result.unwrap()["outcomes"],
+        json!({"u0": "unread", "u1": "invalid userid", "u2": "read"})
+    );
+    assert_eq!(d.last_error, None);
+
+    // The same content to the same people the same day: DingTalk drops it (143106).
+    let again = h.app.store.deliveries_of("EVT#hap#n-inv").await.unwrap();
+    let mut h2 = Harness::new(config(Some(&fake.url), "follow_up = \"failures\"")).await;
+    let event = hookbridge::event::Event {
+        source: "hap".into(),
+        key: "n-inv".into(),
+        kind: "notice".into(),
+        received_at: 0,
+        payload: json!({}),
+        raw: String::new(),
+    };
+    let mut resend = again[0].clone();
+    (resend.status, resend.result, resend.attempts) = (Status::Pending, None, 0);
+    h2.app
+        .store
+        .insert(&event, &[resend.clone()])
+        .await
+        .unwrap();
+    h2.app.sender.process(&resend.key()).await.unwrap();
+    assert_eq!(h2.sweep_after(61).await, [Status::Undelivered]);
+    let d = only(&h2, "EVT#hap#n-inv").await;
+    assert!(
+        d.last_error.unwrap().contains("143106: the same content"),
+        "the duplicate is named"
+    );
+}
+
+#[tokio::test]
+async fn full_follow_up_polls_progress_until_done_then_reads_the_result() {
+    let (fake, mut h) = live("follow_up = \"full\"\nfollow_up_delay_secs = 10").await;
+    fake.set_progress_running(2);
+    assert_eq!(
+        h.post("/hap/message", &notice("n-full", 1)).await.status,
+        200
+    );
+    assert_eq!(h.drain().await, [Status::Checking]);
+    assert_eq!(h.sweep_after(11).await, [Status::Checking], "running");
+    assert_eq!(h.sweep_after(15).await, [], "the second poll waits longer");
+    assert_eq!(h.sweep_after(21).await, [Status::Checking], "running");
+    assert_eq!(h.sweep_after(41).await, [Status::Sent], "done, then read");
+    assert_eq!((fake.count(PROGRESS), fake.count(RESULT)), (3, 1));
+    let d = only(&h, "EVT#hap#n-full").await;
+    let result = d.result.unwrap();
+    assert_eq!(result["progress"]["status"], 2);
+    assert_eq!(result["outcomes"], json!({"u0": "unread"}));
+}
+
+#[tokio::test]
+async fn a_follow_up_that_keeps_failing_leaves_the_send_sent() {
+    let (fake, mut h) = live("follow_up = \"failures\"").await;
+    assert_eq!(
+        h.post("/hap/message", &notice("n-500", 1)).await.status,
+        200
+    );
+    assert_eq!(h.drain().await, [Status::Checking]);
+    fake.inject(
+        "/topapi/message/corpconversation/getsendresult",
+        200,
+        r#"{"errcode":500,"errmsg":"系统异常"}"#,
+        3,
+    );
+    assert_eq!(h.sweep_after(61).await, [Status::Checking], "tried again");
+    assert_eq!(h.sweep_after(122).await, [Status::Checking]);
+    assert_eq!(h.sweep_after(183).await, [Status::Sent]);
+    assert_eq!(
+        (fake.count(SEND), fake.count(RESULT)),
+        (1, 3),
+        "never resent"
+    );
+    let d = only(&h, "EVT#hap#n-500").await;
+    assert!(
+        d.result.unwrap()["not_checked"]
+            .as_str()
+            .unwrap()
+            .contains("500")
+    );
+}
+
+#[tokio::test]
+async fn follow_ups_stop_at_80_percent_of_the_monthly_quota() {
+    // A quota of 2 calls: the first send and its check reach 80 %.
+    let (fake, mut h) = live("follow_up = \"failures\"\nmonthly_quota = 2").await;
+    assert_eq!(h.post("/hap/message", &notice("q1", 1)).await.status, 200);
+    assert_eq!(h.drain().await, [Status::Checking]);
+    assert_eq!(h.sweep_after(61).await, [Status::Sent]);
+    assert_eq!(h.post("/hap/message", &notice("q2", 1)).await.status, 200);
+    assert_eq!(h.drain().await, [Status::Sent], "no follow-up any more");
+    assert_eq!((fake.count(SEND), fake.count(RESULT)), (2, 1));
+}
+
+#[tokio::test]
+async fn a_card_being_checked_still_flips_when_the_todo_is_finished() {
+    let (fake, mut h) = live("follow_up = \"failures\"").await;
+    assert_eq!(h.post("/hap/message", &todo("t-chk", 2)).await.status, 200);
+    assert_eq!(h.drain().await, [Status::Checking; 2]);
+    h.post("/hap/todo", &finish("t-chk", Some("u1"))).await;
+    assert_eq!(h.drain().await, [Status::Sent], "no wait for the check");
+    assert_eq!(status_of(&fake, "u1"), [Some("已处理".to_owned())]);
+    assert_eq!(h.sweep_after(61).await, [Status::Sent, Status::Sent]);
+    assert_eq!(fake.count(SEND), 2, "checked, never resent");
+}

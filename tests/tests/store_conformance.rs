@@ -206,8 +206,8 @@ async fn due_lists_retries_and_lapsed_claims(store: Arc<dyn Store>) {
     let e = event("m5");
     let ds = deliveries(&e, 5);
     store.insert(&e, &ds).await.unwrap();
-    // 0: retrying, due at 100. 1: sending, claim lapses at 200. 2: dead. 3: pending.
-    // 4: waiting, due at 300, its claim not counted as an attempt.
+    // 0: retrying, due at 100. 1: sending, claim lapses at 200. 2: dead. 3: sent, to be
+    // checked at 400. 4: waiting, due at 300, its claim not counted as an attempt.
     let c0 = store.claim(&ds[0].key(), 1, 10).await.unwrap().unwrap();
     let retry = Settled {
         status: Status::Retrying,
@@ -236,6 +236,15 @@ async fn due_lists_retries_and_lapsed_claims(store: Arc<dyn Store>) {
         next_attempt_at: Some(300),
     };
     assert!(store.record(&c4, &wait, 2).await.unwrap());
+    let c3 = store.claim(&ds[3].key(), 1, 10).await.unwrap().unwrap();
+    let check = Settled {
+        status: Status::Checking,
+        attempts: c3.attempts,
+        result: Some(serde_json::json!({"task_id": 42})),
+        last_error: None,
+        next_attempt_at: Some(400),
+    };
+    assert!(store.record(&c3, &check, 2).await.unwrap());
     let waiting = store
         .deliveries_of(&e.pk())
         .await
@@ -259,14 +268,29 @@ async fn due_lists_retries_and_lapsed_claims(store: Arc<dyn Store>) {
         ["DLV#dingtalk#000", "DLV#dingtalk#001"]
     );
     assert_eq!(
-        keys(store.due(500, 10).await.unwrap()),
+        keys(store.due(399, 10).await.unwrap()),
         ["DLV#dingtalk#000", "DLV#dingtalk#001", "DLV#dingtalk#004"]
+    );
+    assert_eq!(
+        keys(store.due(500, 10).await.unwrap()),
+        [
+            "DLV#dingtalk#000",
+            "DLV#dingtalk#001",
+            "DLV#dingtalk#003",
+            "DLV#dingtalk#004"
+        ]
     );
     assert_eq!(store.due(500, 1).await.unwrap().len(), 1, "limit holds");
     assert!(
         store.requeue(&ds[4].key(), 500).await.unwrap(),
         "waiting is re-queued"
     );
+    assert!(
+        store.requeue(&ds[3].key(), 500).await.unwrap(),
+        "checking is re-queued"
+    );
+    let check = store.claim(&ds[3].key(), 501, 600).await.unwrap().unwrap();
+    assert!(check.was_sent(), "the send's result is kept for the check");
 }
 
 async fn requeue_happens_once(store: Arc<dyn Store>) {

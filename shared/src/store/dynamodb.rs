@@ -682,7 +682,7 @@ impl DeliveryStore for DynamoStore {
 
     async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError> {
         let mut keys = vec![];
-        for status in [Status::Retrying, Status::Waiting, Status::Sending] {
+        for status in Status::PARKED {
             let out = self
                 .client
                 .query()
@@ -706,23 +706,25 @@ impl DeliveryStore for DynamoStore {
     }
 
     async fn requeue(&self, key: &DeliveryKey, now: Millis) -> Result<bool, StoreError> {
-        let res = self
+        let parked: Vec<String> = (0..Status::PARKED.len())
+            .map(|i| format!("#st = :parked{i}"))
+            .collect();
+        let mut req = self
             .update(&key.pk, &key.sk)
-            .condition_expression(
-                "(#st = :retrying OR #st = :waiting OR #st = :sending) AND next_attempt_at <= :now",
-            )
+            .condition_expression(format!(
+                "({}) AND next_attempt_at <= :now",
+                parked.join(" OR ")
+            ))
             .update_expression(
                 "SET #st = :pending, updated_at = :now REMOVE next_attempt_at, due_status, due_at",
             )
             .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":retrying", s(Status::Retrying.as_str()))
-            .expression_attribute_values(":waiting", s(Status::Waiting.as_str()))
-            .expression_attribute_values(":sending", s(Status::Sending.as_str()))
             .expression_attribute_values(":pending", s(Status::Pending.as_str()))
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
-        applied(res)
+            .expression_attribute_values(":now", n(now));
+        for (i, status) in Status::PARKED.iter().enumerate() {
+            req = req.expression_attribute_values(format!(":parked{i}"), s(status.as_str()));
+        }
+        applied(req.send().await)
     }
 
     /// A scan of the deliveries, filtered here with the one [`DeliveryFilter::matches`]: a scan

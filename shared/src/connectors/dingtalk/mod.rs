@@ -6,10 +6,12 @@
 //! [`judge`], which maps the protocol's codes to the three error classes.
 
 mod api;
+mod follow_up;
 mod render;
 mod token;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +20,7 @@ use serde_json::{Value, json};
 use tracing::{debug, warn};
 
 pub use api::{ApiError, RECALL_PATH, SEND_PATH, STATUS_BAR_PATH, TOKEN_PATH, judge};
+pub use follow_up::{FollowUp, PROGRESS_PATH, RESULT_PATH, forbidden_reason};
 pub use render::*;
 pub use token::TokenCache;
 
@@ -61,6 +64,18 @@ pub struct DingTalkConfig {
     /// 0: count without warning.
     #[serde(default = "default_monthly_quota")]
     pub monthly_quota: u64,
+    /// After a send, ask DingTalk what became of it: `off`, `failures` (one `getsendresult`)
+    /// or `full` (`getsendprogress` until done, then `getsendresult`). Switched off by itself
+    /// from 80 % of `monthly_quota` on, so that sends keep the calls that remain.
+    #[serde(default)]
+    pub follow_up: FollowUp,
+    /// How long after a send the follow-up asks (DingTalk needs a moment to finish a send).
+    #[serde(default = "default_follow_up_delay")]
+    pub follow_up_delay_secs: u32,
+}
+
+fn default_follow_up_delay() -> u32 {
+    60
 }
 
 fn default_monthly_quota() -> u64 {
@@ -111,6 +126,11 @@ pub struct DingTalk {
     usage: Arc<dyn UsageStore>,
     usage_name: String,
     monthly_quota: u64,
+    /// The month's count as this process last saw it, so that follow-ups stop near the quota
+    /// without a read of the store per send.
+    seen_usage: AtomicU64,
+    follow_up: FollowUp,
+    follow_up_delay: Millis,
 }
 
 impl DingTalk {
@@ -140,6 +160,9 @@ impl DingTalk {
             usage: ports.usage.clone(),
             usage_name: format!("{CONNECTOR}#{}", config.app_key.as_deref().unwrap_or("")),
             monthly_quota: config.monthly_quota,
+            seen_usage: AtomicU64::new(0),
+            follow_up: config.follow_up,
+            follow_up_delay: Millis::from(config.follow_up_delay_secs) * 1000,
         })
     }
 
@@ -155,6 +178,7 @@ impl DingTalk {
             .await
         {
             Ok(calls) => {
+                self.seen_usage.store(calls, Ordering::Relaxed);
                 if let Some(said) = quota_warning(calls, 1, quota) {
                     warn!(calls, quota, app = %self.usage_name, "{said}");
                 }
@@ -195,7 +219,17 @@ impl DingTalk {
         answer
     }
 
+    /// The follow-up in force: the configured one, or `off` from 80 % of the monthly quota on.
+    fn follow_up(&self) -> FollowUp {
+        let quota = self.monthly_quota;
+        let near = quota > 0 && self.seen_usage.load(Ordering::Relaxed) >= (quota * 4).div_ceil(5);
+        if near { FollowUp::Off } else { self.follow_up }
+    }
+
     async fn send(&self, d: &Delivery) -> Outcome {
+        if d.was_sent() {
+            return self.check(d).await;
+        }
         if self.dry_run() {
             return Outcome::DryRun(
                 json!({ "requests": [{ "path": SEND_PATH, "body": d.message }] }),
@@ -203,13 +237,80 @@ impl DingTalk {
         }
         match self.call(SEND_PATH, &d.message).await {
             Ok(v) => match v.get("task_id").and_then(as_code) {
-                Some(task_id) => Outcome::Sent(json!({ "task_id": task_id })),
+                Some(task_id) => {
+                    let result = json!({ "task_id": task_id });
+                    match self.follow_up() {
+                        FollowUp::Off => Outcome::Sent(result),
+                        _ => Outcome::Check {
+                            result,
+                            after: self.follow_up_delay,
+                        },
+                    }
+                }
                 None => Outcome::Failed(Failure::Permanent(format!(
                     "DingTalk accepted the send but returned no task_id: {v}"
                 ))),
             },
             Err(f) => Outcome::Failed(f),
         }
+    }
+
+    /// A claim of a sent delivery: asks DingTalk how the send went ([`follow_up`]). `full`
+    /// polls progress (backing off) until the send is done, then reads the result once.
+    async fn check(&self, d: &Delivery) -> Outcome {
+        let mut result = d.result.clone().unwrap_or_default();
+        let Some(task_id) = result.get("task_id").and_then(as_code) else {
+            return Outcome::Sent(result);
+        };
+        if self.follow_up() == FollowUp::Off || now_ms() - d.created_at > follow_up::CHECK_WINDOW {
+            result["not_checked"] = json!("follow-ups are off or the send is older than a day");
+            return Outcome::Sent(result);
+        }
+        let body = json!({ "agent_id": self.agent_id, "task_id": task_id });
+        let polls = result["progress_polls"].as_u64().unwrap_or(0);
+        if self.follow_up == FollowUp::Full && !follow_up::finished(&result["progress"]) {
+            match self.call(PROGRESS_PATH, &body).await {
+                Ok(v) => {
+                    result["progress"] = v["progress"].clone();
+                    result["progress_polls"] = json!(polls + 1);
+                    if !follow_up::finished(&v["progress"])
+                        && polls + 1 < follow_up::MAX_PROGRESS_POLLS
+                    {
+                        return Outcome::Check {
+                            result,
+                            after: self.follow_up_delay << (polls + 1),
+                        };
+                    }
+                }
+                Err(f) => return self.check_failed(result, f),
+            }
+        }
+        match self.call(RESULT_PATH, &body).await {
+            Ok(v) => {
+                let verdict = follow_up::verdict(result, &v["send_result"], &d.recipients);
+                if let Outcome::Undelivered { reason, .. } = &verdict {
+                    warn!(task_id, reason = %reason, "DingTalk dropped a work notification");
+                }
+                verdict
+            }
+            Err(f) => self.check_failed(result, f),
+        }
+    }
+
+    /// A follow-up call that failed: tried again later if that can help, else the send stands
+    /// as sent, with the reason it could not be checked.
+    fn check_failed(&self, mut result: Value, f: Failure) -> Outcome {
+        let failures = result["check_failures"].as_u64().unwrap_or(0) + 1;
+        result["check_failures"] = json!(failures);
+        if !matches!(f, Failure::Permanent(_)) && failures < follow_up::MAX_CHECK_FAILURES {
+            return Outcome::Check {
+                result,
+                after: self.follow_up_delay,
+            };
+        }
+        warn!(error = %f, "could not ask DingTalk how a send went; it stays sent");
+        result["not_checked"] = json!(f.to_string());
+        Outcome::Sent(result)
     }
 
     /// Flips the status bar of the cards an earlier send created. Waits while any of them is
@@ -244,7 +345,7 @@ impl DingTalk {
             }
             _ => cards.iter().collect(),
         };
-        if let Some(c) = mine.iter().find(|c| !c.status.is_final()) {
+        if let Some(c) = mine.iter().find(|c| !c.status.is_final() && !c.was_sent()) {
             return Outcome::Wait(format!(
                 "card {} is {} ; the status bar can change once it is sent",
                 c.sk,
@@ -253,7 +354,7 @@ impl DingTalk {
         }
         let done: Vec<(&Delivery, Option<i64>)> = mine
             .iter()
-            .filter(|c| c.status.is_done())
+            .filter(|c| c.was_sent() && c.status != Status::Undelivered)
             .map(|c| {
                 (
                     *c,
@@ -380,7 +481,7 @@ impl Connector for DingTalk {
             .result
             .as_ref()
             .and_then(|r| r.get("task_id"))
-            .filter(|_| d.action == Action::Send && d.status == Status::Sent)
+            .filter(|_| d.was_sent() && matches!(d.status, Status::Sent | Status::Checking))
             .ok_or_else(|| {
                 Failure::Permanent(format!(
                     "delivery {} is not a sent DingTalk message (it has no task_id)",
@@ -414,7 +515,7 @@ fn quota_warning(calls: u64, added: u64, quota: u64) -> Option<&'static str> {
         )
     } else if crossed((quota * 4).div_ceil(5)) {
         Some(
-            "80 % of DingTalk's monthly API quota is used by hookbridge's count (connectors.dingtalk.monthly_quota)",
+            "80 % of DingTalk's monthly API quota is used by hookbridge's count (connectors.dingtalk.monthly_quota): sends are no longer followed up",
         )
     } else {
         None
