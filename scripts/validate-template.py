@@ -48,6 +48,8 @@ def main() -> int:
         "GovDingFrontVpcId": "vpc-0123456789abcdef0",
         "GovDingFrontSubnetA": "subnet-0123456789abcdef0",
         "GovDingFrontSubnetB": "subnet-0123456789abcdef1",
+        "RobotWebhookSecretArn": "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:robot-AbCdEf",
+        "RobotSignSecretArn": "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:robotsign-AbCdEf",
         "AlarmTopicArn": "arn:aws-cn:sns:cn-north-1:123456789012:hookbridge-alarms",
     }
     try:

@@ -173,23 +173,29 @@ async fn a_dead_delivery_is_found_and_replayed_in_the_data_directory() {
     assert!(!ok && out.contains("no data in"), "{out}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_stacks_table_is_listed_shown_and_replayed() {
-    let store = dynamo_store().await;
+/// One delivery of `connector` to `recipients` for a new event `source`/`key` in the table,
+/// claimed and settled as `settled` says; and the environment that reaches DynamoDB Local.
+async fn settled_in_table(
+    store: &hookbridge::store::dynamodb::DynamoStore,
+    (source, key): (&str, &str),
+    connector: &str,
+    recipients: &[&str],
+    settled: Settled,
+) -> (Delivery, Vec<(&'static str, String)>) {
     let event = Event {
-        source: "dms".into(),
-        key: "approval-1".into(),
-        kind: "approval".into(),
+        source: source.into(),
+        key: key.into(),
+        kind: "x".into(),
         received_at: 1_000,
         payload: serde_json::json!({}),
         raw: "{}".into(),
     };
     let d = Delivery::new(
         &event.pk(),
-        "zentao",
+        connector,
         0,
         Action::Send,
-        vec!["lisi".into()],
+        recipients.iter().map(|r| (*r).to_owned()).collect(),
         serde_json::json!({"title": "审批"}),
         1_000,
     );
@@ -198,6 +204,19 @@ async fn the_stacks_table_is_listed_shown_and_replayed() {
         .await
         .unwrap();
     let claimed = store.claim(&d.key(), 2_000, 3_000).await.unwrap().unwrap();
+    assert!(store.record(&claimed, &settled, 2_500).await.unwrap());
+    let env = vec![
+        ("AWS_ENDPOINT_URL", dynamodb_endpoint()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "x".into()),
+        ("AWS_SECRET_ACCESS_KEY", "x".into()),
+    ];
+    (d, env)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stacks_table_is_listed_shown_and_replayed() {
+    let store = dynamo_store().await;
     let dead = Settled {
         status: Status::Dead,
         attempts: 1,
@@ -205,13 +224,7 @@ async fn the_stacks_table_is_listed_shown_and_replayed() {
         last_error: Some("ZenTao: 该IP不在白名单".into()),
         next_attempt_at: None,
     };
-    assert!(store.record(&claimed, &dead, 2_500).await.unwrap());
-    let env = [
-        ("AWS_ENDPOINT_URL", dynamodb_endpoint()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", "x".into()),
-        ("AWS_SECRET_ACCESS_KEY", "x".into()),
-    ];
+    let (d, env) = settled_in_table(&store, ("dms", "approval-1"), "zentao", &["lisi"], dead).await;
     let table = store.table().to_owned();
     let id = format!("{}/{}", d.pk, d.sk);
     let (ok, out) = deliveries(
@@ -250,28 +263,6 @@ async fn the_stacks_table_is_listed_shown_and_replayed() {
 #[tokio::test]
 async fn show_prints_each_recipients_outcome() {
     let store = dynamo_store().await;
-    let event = Event {
-        source: "hap".into(),
-        key: "n-cap".into(),
-        kind: "notice".into(),
-        received_at: 1_000,
-        payload: serde_json::json!({}),
-        raw: "{}".into(),
-    };
-    let d = Delivery::new(
-        &event.pk(),
-        "dingtalk",
-        0,
-        Action::Send,
-        vec!["u0".into(), "u1".into()],
-        serde_json::json!({"agent_id": 1}),
-        1_000,
-    );
-    store
-        .insert(&event, std::slice::from_ref(&d))
-        .await
-        .unwrap();
-    let claimed = store.claim(&d.key(), 2_000, 3_000).await.unwrap().unwrap();
     let undelivered = Settled {
         status: Status::Undelivered,
         attempts: 1,
@@ -282,13 +273,14 @@ async fn show_prints_each_recipients_outcome() {
         last_error: Some("DingTalk accepted the send but nobody got it".into()),
         next_attempt_at: None,
     };
-    assert!(store.record(&claimed, &undelivered, 2_500).await.unwrap());
-    let env = [
-        ("AWS_ENDPOINT_URL", dynamodb_endpoint()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", "x".into()),
-        ("AWS_SECRET_ACCESS_KEY", "x".into()),
-    ];
+    let (d, env) = settled_in_table(
+        &store,
+        ("hap", "n-cap"),
+        "dingtalk",
+        &["u0", "u1"],
+        undelivered,
+    )
+    .await;
     let id = format!("{}/{}", d.pk, d.sk);
     let (ok, out) = deliveries(&["--table", store.table(), "show", &id], &env).await;
     assert!(ok, "{out}");

@@ -108,6 +108,13 @@ pub struct Route {
     pub when: Option<BTreeMap<String, Vec<FieldValue>>>,
     /// A `[templates.<name>]`; default: the source's built-in template.
     pub template: Option<String>,
+    /// Send to everyone in the organisation (DingTalk `to_all_user`) instead of users: only
+    /// ever when a route says so.
+    #[serde(default)]
+    pub to_all_user: bool,
+    /// Send to these departments (DingTalk department ids, sub-departments included) instead
+    /// of users.
+    pub departments: Option<Vec<String>>,
 }
 
 /// A value to match an event field against: text or a number, compared as text.

@@ -37,6 +37,23 @@ pub enum Intent {
     },
 }
 
+/// How a route's template asks a notice to be shown, where the connector has the choice
+/// (DingTalk work notices); a connector without that choice ignores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MsgType {
+    Text,
+    Markdown,
+    /// Title, text, picture, one link.
+    Link,
+    /// A Markdown card with one link or a list of buttons.
+    ActionCard,
+    /// An OA card (form rows, a status bar for a to-do).
+    Oa,
+    /// A robot's list of linked items, here one (work notices show it as a link).
+    FeedCard,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Notice {
     /// The source as readers know it (`HAP`, `DMS`).
@@ -68,6 +85,12 @@ pub struct Notice {
     pub details: Vec<String>,
     /// How many files come with it.
     pub attachments: usize,
+    /// The shape the route's template chose; `None`: the connector's default for the intent.
+    pub msgtype: Option<MsgType>,
+    /// `(title, url)` of the buttons the template rendered (DingTalk action cards).
+    pub buttons: Vec<(String, String)>,
+    /// A picture the template names (DingTalk link messages: a URL or a `media_id`).
+    pub image: Option<String>,
 }
 
 impl Notice {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::connectors::dingtalk::DingTalk;
+use crate::connectors::dingtalk_robot::DingTalkRobot;
 use crate::connectors::govding::GovDing;
 use crate::connectors::zentao::ZenTao;
 use crate::connectors::{Connector, ConnectorPart, Ports, Render};
@@ -25,6 +26,7 @@ self::registry! {
     }
     connectors {
         dingtalk: DingTalk,
+        dingtalk_robot: DingTalkRobot,
         zentao: ZenTao,
         govding: GovDing,
     }

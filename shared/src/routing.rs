@@ -50,8 +50,10 @@ impl Router {
                 .iter()
                 .find(|r| r.name() == route.connector)
                 .ok_or_else(|| invalid(format!("no connector \"{}\" here", route.connector)))?;
+            let departments = route.departments.clone().unwrap_or_default();
             let target = render
                 .target(route.instance.as_deref(), route.group.as_deref())
+                .and_then(|t| t.audience(render.as_ref(), route.to_all_user, departments))
                 .map_err(|e| invalid(e.to_string()))?;
             if let Some(t) = &route.template
                 && !templates.contains(t)
@@ -142,22 +144,25 @@ impl Router {
     ) -> Vec<Delivery> {
         let connector = r.render.name();
         let finish = matches!(notice.intent, Intent::Finish { .. });
-        let (users, mut unmapped) = match (&r.target.group, &r.route.users) {
+        let (users, mut unmapped) = match &r.route.users {
             // A finish names whose card is done; nobody is sent anything, so nobody is reported.
             _ if finish => (self.map_users(connector, notice).0, vec![]),
-            (Some(_), _) => (vec![], vec![]),
-            (None, Some(fixed)) => (fixed.clone(), vec![]),
-            (None, None) => self.map_users(connector, notice),
+            _ if !r.target.is_users() && !r.target.mentions => (vec![], vec![]),
+            Some(fixed) => (fixed.clone(), vec![]),
+            None => self.map_users(connector, notice),
         };
         let mut out = vec![];
-        if users.is_empty() && r.target.group.is_none() && !finish {
+        if users.is_empty() && r.target.is_users() && !finish {
             warn!(connector, "no recipients; stored without deliveries");
         } else {
             let mut notice = notice.clone();
             if !finish {
+                let template = r.route.template.as_deref().unwrap_or(&event.source);
+                notice.msgtype = self.templates.msgtype(template);
                 let markdown = r.render.markdown(&notice, &r.target);
-                let rendered = self.render(&r.route, &event.source, &notice.fields, markdown);
+                let rendered = self.render(template, &event.source, &notice.fields, markdown);
                 (notice.title, notice.text) = (rendered.title, rendered.text);
+                (notice.buttons, notice.image) = (rendered.buttons, rendered.image);
             }
             let (calls, more) = planned(r.render.as_ref(), &notice, &r.target, users, pk, now);
             out.extend(calls);
@@ -196,8 +201,7 @@ impl Router {
     }
 
     /// The route's template (or the source's built-in one) rendered with the notice's fields.
-    fn render(&self, route: &Route, source: &str, fields: &Value, markdown: bool) -> Rendered {
-        let name = route.template.as_deref().unwrap_or(source);
+    fn render(&self, name: &str, source: &str, fields: &Value, markdown: bool) -> Rendered {
         self.templates
             .render(name, fields, markdown)
             .unwrap_or_else(|e| {
@@ -206,7 +210,7 @@ impl Router {
                     .render(source, fields, markdown)
                     .unwrap_or(Rendered {
                         title: source.to_owned(),
-                        text: String::new(),
+                        ..Rendered::default()
                     })
             })
     }

@@ -11,6 +11,8 @@ use minijinja::Environment;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::notice::MsgType;
+
 /// A source's built-in template: what it sends unless a route picks another.
 #[derive(Debug, Clone, Copy)]
 pub struct Builtin {
@@ -27,21 +29,43 @@ pub struct TemplateError {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateConfig {
     pub title: String,
     pub text: String,
+    /// How DingTalk shows it: `text`, `markdown`, `link`, `action_card` or `oa`. Absent: an
+    /// OA card for a to-do with a link, else `connectors.dingtalk.notice_format`.
+    pub msgtype: Option<MsgType>,
+    /// Buttons of an `action_card` (one: the whole card links; several: a list). Both parts
+    /// are templates.
+    #[serde(default)]
+    pub buttons: Vec<ButtonConfig>,
+    /// The picture of a `link` message (a URL or a `media_id`), a template.
+    pub image: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ButtonConfig {
+    pub title: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rendered {
     pub title: String,
     pub text: String,
+    /// `(title, url)` per button, those that rendered empty left out.
+    pub buttons: Vec<(String, String)>,
+    /// `None` when absent or rendered empty.
+    pub image: Option<String>,
 }
 
 pub struct Templates {
     env: Environment<'static>,
+    /// Per template: the shape it asks for and how many buttons it has.
+    shapes: BTreeMap<String, (Option<MsgType>, usize)>,
 }
 
 impl std::fmt::Debug for Templates {
@@ -60,27 +84,54 @@ impl Templates {
         let mut env = Environment::new();
         // Missing fields render empty: sources leave out what they do not know.
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
-        let builtin = builtins
-            .iter()
-            .map(|(n, b)| ((*n).to_owned(), b.title.to_owned(), b.text.to_owned()));
-        let user = user
-            .iter()
-            .map(|(n, t)| (n.clone(), t.title.clone(), t.text.clone()));
-        for (name, title, text) in builtin.chain(user) {
-            for (part, source) in [("title", title), ("text", text)] {
-                env.add_template_owned(format!("{name}.{part}"), source)
+        let builtin = builtins.iter().map(|(n, b)| {
+            let t = TemplateConfig {
+                title: b.title.to_owned(),
+                text: b.text.to_owned(),
+                ..TemplateConfig::default()
+            };
+            ((*n).to_owned(), t)
+        });
+        let user = user.iter().map(|(n, t)| (n.clone(), t.clone()));
+        let mut shapes = BTreeMap::new();
+        for (name, t) in builtin.chain(user) {
+            let mut parts = vec![
+                ("title", format!("{name}.title"), t.title),
+                ("text", format!("{name}.text"), t.text),
+            ];
+            parts.extend(t.image.map(|i| ("image", format!("{name}.image"), i)));
+            for (b, button) in t.buttons.iter().enumerate() {
+                parts.push((
+                    "buttons",
+                    format!("{name}.button{b}.title"),
+                    button.title.clone(),
+                ));
+                parts.push((
+                    "buttons",
+                    format!("{name}.button{b}.url"),
+                    button.url.clone(),
+                ));
+            }
+            for (part, key, source) in parts {
+                env.add_template_owned(key, source)
                     .map_err(|e| TemplateError {
                         name: name.clone(),
                         part,
                         reason: describe(&e),
                     })?;
             }
+            shapes.insert(name, (t.msgtype, t.buttons.len()));
         }
-        Ok(Templates { env })
+        Ok(Templates { env, shapes })
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.env.get_template(&format!("{name}.title")).is_ok()
+        self.shapes.contains_key(name)
+    }
+
+    /// The shape template `name` asks for, if it names one.
+    pub fn msgtype(&self, name: &str) -> Option<MsgType> {
+        self.shapes.get(name).and_then(|(m, _)| *m)
     }
 
     /// Renders template `name` with `context` (a JSON object of the event's fields).
@@ -91,15 +142,17 @@ impl Templates {
         markdown: bool,
     ) -> Result<Rendered, TemplateError> {
         let escaped;
+        // Links and pictures are URLs, never Markdown: they see the values as they are.
+        let raw = context;
         let context = if markdown {
             escaped = escape_strings(context);
             &escaped
         } else {
             context
         };
-        let part = |part: &'static str| {
+        let render_with = |context: &Value, key: String, part: &'static str| {
             self.env
-                .get_template(&format!("{name}.{part}"))
+                .get_template(&key)
                 .and_then(|t| t.render(minijinja::value::Serde(context)))
                 .map(|s| s.trim().to_owned())
                 .map_err(|e| TemplateError {
@@ -108,9 +161,26 @@ impl Templates {
                     reason: describe(&e),
                 })
         };
+        let part = |part: &'static str| render_with(context, format!("{name}.{part}"), part);
+        let image = match self.env.get_template(&format!("{name}.image")) {
+            Ok(_) => {
+                Some(render_with(raw, format!("{name}.image"), "image")?).filter(|i| !i.is_empty())
+            }
+            Err(_) => None,
+        };
+        let mut buttons = vec![];
+        for b in 0..self.shapes.get(name).map_or(0, |(_, n)| *n) {
+            let title = render_with(context, format!("{name}.button{b}.title"), "buttons")?;
+            let url = render_with(raw, format!("{name}.button{b}.url"), "buttons")?;
+            if !title.is_empty() && !url.is_empty() {
+                buttons.push((title, url));
+            }
+        }
         Ok(Rendered {
             title: part("title")?,
             text: part("text")?,
+            buttons,
+            image,
         })
     }
 }
@@ -165,6 +235,7 @@ mod tests {
                     TemplateConfig {
                         title: (*t).to_owned(),
                         text: (*x).to_owned(),
+                        ..TemplateConfig::default()
                     },
                 )
             })
@@ -186,7 +257,8 @@ mod tests {
             hap,
             Rendered {
                 title: "待办｜采购管理".into(),
-                text: "请审批".into()
+                text: "请审批".into(),
+                ..Rendered::default()
             }
         );
         let bare = t
@@ -196,7 +268,8 @@ mod tests {
             bare,
             Rendered {
                 title: "系统消息".into(),
-                text: String::new()
+                text: String::new(),
+                ..Rendered::default()
             }
         );
         let dms = t
@@ -210,7 +283,8 @@ mod tests {
             dms,
             Rendered {
                 title: "【DMS】数据变更待审批".into(),
-                text: "工单 4829103".into()
+                text: "工单 4829103".into(),
+                ..Rendered::default()
             }
         );
     }
@@ -227,7 +301,8 @@ mod tests {
             r,
             Rendered {
                 title: "合同 有新待办".into(),
-                text: "续签（）2 人".into()
+                text: "续签（）2 人".into(),
+                ..Rendered::default()
             }
         );
         assert!(t.contains("ops") && t.contains("hap") && !t.contains("nope"));
@@ -257,6 +332,7 @@ mod tests {
             TemplateConfig {
                 title: "ok".into(),
                 text: "line one\n{{ message ".into(),
+                ..TemplateConfig::default()
             },
         )]
         .into();

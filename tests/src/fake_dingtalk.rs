@@ -345,12 +345,26 @@ async fn asyncsend(
             .filter(|u| !u.is_empty())
             .map(str::to_owned)
             .collect();
-        if users.is_empty() {
+        let depts: Vec<String> = body["dept_id_list"]
+            .as_str()
+            .unwrap_or("")
+            .split(',')
+            .filter(|d| !d.is_empty())
+            .map(|d| format!("dept:{d}"))
+            .collect();
+        let everyone = body["to_all_user"].as_bool() == Some(true);
+        if users.is_empty() && depts.is_empty() && !everyone {
             return Err(err(40035, "缺少参数 userid_list"));
         }
-        if users.len() > 100 {
+        if users.len() > 100 || depts.len() > 20 {
             return Err(err(40032, "userid_list长度超过限制"));
         }
+        // Whom it reaches, as the fake's tasks name them.
+        let users: Vec<String> = match (everyone, users.is_empty()) {
+            (true, _) => vec!["@all".to_owned()],
+            (false, true) => depts,
+            (false, false) => users.into_iter().chain(depts).collect(),
+        };
         let msg = &body["msg"];
         if serde_json::to_vec(msg).unwrap().len() > 2048 {
             return Err(err(34016, "消息内容过长"));
@@ -363,9 +377,12 @@ async fn asyncsend(
             .as_str()
             .map(str::to_owned);
         let status = match bar {
-            Some(_) if users.len() > 5 => {
+            Some(_)
+                if users.len() > 5
+                    || users.iter().any(|u| u == "@all" || u.starts_with("dept:")) =>
+            {
                 inner.violations.push(format!(
-                    "status bar sent to {} users; DingTalk ignores it",
+                    "status bar sent to {} users, or to departments or everyone; DingTalk ignores it",
                     users.len()
                 ));
                 None

@@ -4,6 +4,7 @@
 pub mod events;
 pub mod fake_dingtalk;
 pub mod fake_govding;
+pub mod fake_robot;
 pub mod fake_runtime;
 pub mod fake_secrets;
 pub mod fake_zentao;
@@ -19,9 +20,9 @@ use hookbridge::config::{Config, Secrets};
 use hookbridge::delivery::sweep;
 use hookbridge::event::{Delivery, DeliveryKey, Status, now_ms};
 use hookbridge::ingress::{Request, Response};
-use hookbridge::store::Store;
 use hookbridge::store::dynamodb::{DynamoStore, sdk};
 use hookbridge::store::memory::MemoryStore;
+use hookbridge::store::{HistoryStore, Store};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 pub const HAP_TOKEN: &str = "test-hap-token";
@@ -35,6 +36,8 @@ pub const SECRETS: &[&str] = &[
     fake_zentao::KEY,
     fake_govding::APP_SECRET,
     fake_govding::TOKEN,
+    fake_robot::TOKEN,
+    fake_robot::SECRET,
     forgeries::KEY,
 ];
 
@@ -263,6 +266,44 @@ pub fn lambda_env(
         ("AWS_ACCESS_KEY_ID", "x".into()),
         ("AWS_SECRET_ACCESS_KEY", "x".into()),
     ]
+}
+
+/// Stores `fixture` posted to `path` through an app on `store` built from `config`, as a webhook
+/// function does, now.
+pub async fn ingest(store: &DynamoStore, config: Config, path: &str, fixture_name: &str) {
+    let app = app_on(config, Arc::new(store.clone())).await;
+    let req = request(path, fixture(fixture_name), Some(HAP_TOKEN));
+    let answer = app.ingress.handle(req, now_ms()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+/// Runs the function `binary` as Lambda runs it on a stream batch of `items` (event name, pk,
+/// sk) of `table`, and fails unless every record succeeded; returns its log.
+pub async fn run_stream(
+    binary: &str,
+    env: &[(&str, String)],
+    table: &str,
+    items: &[(&str, &str, &str)],
+) -> String {
+    let batch = events::stream_batch(table, items).await;
+    let (answer, logs) = fake_runtime::invoke(binary, env, batch).await;
+    assert_eq!(
+        answer,
+        fake_runtime::Answer::Response(serde_json::json!({"batchItemFailures": []})),
+        "{logs}"
+    );
+    logs
+}
+
+/// `(connector, status)` of the deliveries of the event `pk`, in order.
+pub async fn statuses(store: &DynamoStore, pk: &str) -> Vec<(String, Status)> {
+    store
+        .deliveries_of(pk)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.connector, d.status))
+        .collect()
 }
 
 #[cfg(test)]

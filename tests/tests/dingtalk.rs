@@ -755,3 +755,21 @@ async fn a_card_being_checked_still_flips_when_the_todo_is_finished() {
     assert_eq!(h.sweep_after(61).await, [Status::Sent, Status::Sent]);
     assert_eq!(fake.count(SEND), 2, "checked, never resent");
 }
+
+#[tokio::test]
+async fn a_route_to_everyone_and_to_departments_at_once_is_refused() {
+    use hookbridge::app::{App, Parts};
+    use hookbridge::setup::Secrets;
+    let text = hookbridge_tests::config_text(None, "")
+        + "\n[[routes]]\nsource = \"hap\"\nconnector = \"dingtalk\"\nto_all_user = true\ndepartments = [\"1\"]\n";
+    let config = hookbridge::config::Config::from_toml(&text).unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let Err(e) = App::build(config, store, &Secrets::default(), Parts::All).await else {
+        panic!("built")
+    };
+    assert!(
+        e.to_string()
+            .contains("routes[1]: choose `to_all_user` or `departments`, not both"),
+        "{e}"
+    );
+}

@@ -150,3 +150,58 @@ async fn a_signed_dms_approval() {
     let posts = [("/dms", forgeries::genuine())];
     scenario("dms-approval", "", &posts).await;
 }
+
+/// A template that asks for an action card with two buttons (button URLs are not escaped).
+const ACTION_CARD: &str = r#"
+[templates.hap]
+title = "{{ label }}｜{{ appName }}"
+text = "{{ message }}"
+msgtype = "action_card"
+buttons = [
+  { title = "去处理", url = "{{ redirectUrl }}" },
+  { title = "这是一个超过二十个字的按钮标题会被截断掉的", url = "https://hap.example.com/app?q=a_b" },
+]
+"#;
+
+#[tokio::test]
+async fn a_todo_as_an_action_card() {
+    let posts = [("/hap/message", fixture("hap-message-todo.json"))];
+    scenario("hap-action-card", ACTION_CARD, &posts).await;
+}
+
+#[tokio::test]
+async fn a_mention_as_a_link_and_as_an_oa_card() {
+    let link = r#"
+[templates.hap]
+title = "{{ label }}｜{{ appName }}"
+text = "{{ message }}"
+msgtype = "link"
+image = "@lADOADmaWMzazQKA"
+"#;
+    let posts = [("/hap/message", fixture("hap-message-mention.json"))];
+    scenario("hap-link", link, &posts).await;
+    let oa = r#"
+[templates.hap]
+title = "{{ label }}｜{{ appName }}"
+text = "{{ message }}"
+msgtype = "oa"
+"#;
+    scenario("hap-oa-notice", oa, &posts).await;
+}
+
+#[tokio::test]
+async fn routes_to_everyone_and_to_departments() {
+    let routes = r#"
+[[routes]]
+source = "hap"
+connector = "dingtalk"
+to_all_user = true
+
+[[routes]]
+source = "hap"
+connector = "dingtalk"
+departments = ["1001", "1002"]
+"#;
+    let posts = [("/hap/message", fixture("hap-message-todo.json"))];
+    scenario("hap-everyone-and-departments", routes, &posts).await;
+}

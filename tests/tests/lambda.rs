@@ -428,10 +428,11 @@ async fn the_template_stream_filters_pass_exactly_each_senders_pending_deliverie
     let filters = template_filters();
     assert_eq!(
         filters.len(),
-        3,
-        "dingtalk-sender, govding-sender and zentao-sender"
+        4,
+        "dingtalk-sender, govding-sender, dingtalk-robot-sender and zentao-sender"
     );
-    let (filter, govding_filter, zentao_filter) = (&filters[0], &filters[1], &filters[2]);
+    let (filter, govding_filter, robot_filter, zentao_filter) =
+        (&filters[0], &filters[1], &filters[2], &filters[3]);
     let fake = FakeDingTalk::start().await;
     let store = hookbridge_tests::dynamo_store().await;
     let table = store.table().to_owned();
@@ -472,11 +473,24 @@ async fn the_template_stream_filters_pass_exactly_each_senders_pending_deliverie
     assert!(filter_matches(zentao_filter, &as_zentao) && !filter_matches(filter, &as_zentao));
     let mut as_govding = records[1].clone();
     as_govding["dynamodb"]["NewImage"]["connector"] = json!({"S": "govding"});
-    let takers: Vec<bool> = [filter, govding_filter, zentao_filter]
-        .iter()
-        .map(|f| filter_matches(f, &as_govding))
-        .collect();
-    assert_eq!(takers, [false, true, false], "only govding-sender takes it");
+    let takers = |record: &Value| -> Vec<bool> {
+        [filter, govding_filter, robot_filter, zentao_filter]
+            .iter()
+            .map(|f| filter_matches(f, record))
+            .collect()
+    };
+    assert_eq!(
+        takers(&as_govding),
+        [false, true, false, false],
+        "only govding-sender takes it"
+    );
+    let mut as_robot = records[1].clone();
+    as_robot["dynamodb"]["NewImage"]["connector"] = json!({"S": "dingtalk_robot"});
+    assert_eq!(
+        takers(&as_robot),
+        [false, false, true, false],
+        "only dingtalk-robot-sender takes a robot post"
+    );
     hookbridge::lambda::stream(&app, invocation(inserted))
         .await
         .unwrap();
@@ -519,7 +533,14 @@ fn the_template_gives_the_functions_a_valid_config_in_every_setting() {
         "GovDingRecipientMap=1673826650168842:10001",
     ];
     let bare = ["DmsSignatureSecretArn=", "GovDingPathTokenSecretArn="];
-    let grouped = [&zentao[..], &["ZenTaoGroup=g1"]].concat();
+    let grouped = [
+        &zentao[..],
+        &[
+            "ZenTaoGroup=g1",
+            "RobotWebhookSecretArn=arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:rb-AbCdEf",
+        ],
+    ]
+    .concat();
     for (overrides, everything, group) in [
         (&bare[..], false, false),
         (&zentao[..], true, false),
@@ -541,6 +562,9 @@ fn the_template_gives_the_functions_a_valid_config_in_every_setting() {
                 ("dms", "zentao"),
             ]);
         }
+        if group {
+            want.push(("dms", "dingtalk_robot"));
+        }
         assert_eq!(routes, want, "{text}");
         assert_eq!(
             config.sources.dms.as_ref().unwrap().signature_key.is_some(),
@@ -561,6 +585,19 @@ fn the_template_gives_the_functions_a_valid_config_in_every_setting() {
             .find(|r| r.connector == "zentao")
             .and_then(|r| r.group.clone());
         assert_eq!(gid.is_some(), group, "{text}");
+        // The robot, when set, takes DMS events without @mentions.
+        let robot: Vec<_> = config
+            .routes
+            .iter()
+            .filter(|r| r.connector == "dingtalk_robot")
+            .map(|r| (r.source.as_str(), r.users.clone()))
+            .collect();
+        let want_robot = if group {
+            vec![("dms", Some(vec![]))]
+        } else {
+            vec![]
+        };
+        assert_eq!(robot, want_robot, "{text}");
     }
 }
 

@@ -4,6 +4,7 @@
 //! their contract; the registry (`registry.rs`) plugs them in.
 
 pub mod dingtalk;
+pub mod dingtalk_robot;
 pub mod govding;
 pub mod zentao;
 
@@ -24,6 +25,44 @@ pub struct Target {
     pub instance: Option<String>,
     /// A group chat instead of users.
     pub group: Option<String>,
+    /// The whole organisation (DingTalk `to_all_user`), only when a route says so.
+    pub everyone: bool,
+    /// These departments (DingTalk `dept_id_list`) instead of users.
+    pub departments: Vec<String>,
+    /// A group (a robot's) that the route's users are @mentioned in: it is posted to with or
+    /// without any.
+    pub mentions: bool,
+}
+
+impl Target {
+    /// Whether it reaches the users the route maps, not a group, department or everyone.
+    pub fn is_users(&self) -> bool {
+        self.group.is_none() && !self.everyone && self.departments.is_empty() && !self.mentions
+    }
+
+    /// This target sent to everyone or to `departments` instead, as a route may say for a
+    /// connector that [`Render::broadcasts`].
+    pub fn audience(
+        mut self,
+        render: &dyn Render,
+        everyone: bool,
+        departments: Vec<String>,
+    ) -> Result<Target, BadTarget> {
+        match (everyone, departments.is_empty()) {
+            (false, true) => Ok(self),
+            _ if !render.broadcasts() => Err(BadTarget(format!(
+                "{} sends to users: `to_all_user` and `departments` are not for it",
+                render.name()
+            ))),
+            (true, false) => Err(BadTarget(
+                "choose `to_all_user` or `departments`, not both".into(),
+            )),
+            _ => {
+                (self.everyone, self.departments) = (everyone, departments);
+                Ok(self)
+            }
+        }
+    }
 }
 
 /// Why a route's `instance` or `group` does not fit its connector (said to whoever edits the
@@ -67,6 +106,10 @@ pub trait Render: Send + Sync {
         target: &Target,
         users: Vec<String>,
     ) -> Result<Plan, serde_json::Error>;
+    /// Whether routes may send to the whole organisation or to departments.
+    fn broadcasts(&self) -> bool {
+        false
+    }
     /// What this connector's recipients are called, in the report of those without a mapping.
     fn recipient_noun(&self) -> &'static str {
         "recipient"

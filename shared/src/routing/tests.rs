@@ -23,8 +23,8 @@ impl Render for Echo {
         match instance {
             Some(i) => Err(BadTarget(format!("echo has no instance {i}"))),
             None => Ok(Target {
-                instance: None,
                 group: group.map(str::to_owned),
+                ..Target::default()
             }),
         }
     }
@@ -281,6 +281,11 @@ fn bad_routes_say_which_and_why() {
     assert!(e.contains("routes[0]: echo has no instance x"), "{e}");
     let e = err(&format!("{ONE_ROUTE}template = \"nope\"\n"));
     assert!(e.contains("template \"nope\" is not defined"), "{e}");
+    let e = err(&format!("{ONE_ROUTE}to_all_user = true\n"));
+    assert!(
+        e.contains("echo sends to users: `to_all_user` and `departments` are not for it"),
+        "only a connector that broadcasts takes them: {e}"
+    );
 }
 
 #[test]

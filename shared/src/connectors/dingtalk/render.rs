@@ -1,7 +1,8 @@
 //! DingTalk work-notification bodies (`asyncsend_v2`, OA cards, markdown, text) and the rules
 //! that make them valid by construction: `msg` ≤ 2048 bytes, ≤ 100 userids a call, status bars
 //! only for ≤ 5. Pure: no I/O, no secrets, so a webhook function can render without any.
-//! A [`Notice`] becomes an OA to-do card ([`todo_card`]) or a markdown or text notice ([`notice`]).
+//! A [`Notice`] becomes an OA to-do card ([`todo_card`]) or a markdown or text notice ([`notice`]),
+//! or what its route's template asks for (`msgtype`: text, markdown, link, action_card, oa).
 
 use serde::{Deserialize, Serialize};
 use tracing::warn;
@@ -9,7 +10,7 @@ use tracing::warn;
 use super::{CONNECTOR, DingTalkConfig, NoticeFormat, TodoFanout};
 use crate::connectors::{BadTarget, Call, Plan, Render, Target};
 use crate::event::{Action, MAX_DELIVERIES};
-use crate::notice::{Intent, Notice, local_time};
+use crate::notice::{Intent, MsgType, Notice, local_time};
 
 /// `msg` must serialize to at most this many bytes.
 pub const MAX_MSG_BYTES: usize = 2048;
@@ -17,12 +18,22 @@ pub const MAX_MSG_BYTES: usize = 2048;
 pub const MAX_USERIDS: usize = 100;
 /// The OA status bar only shows when a send has at most this many userids.
 pub const MAX_STATUS_BAR_USERS: usize = 5;
+/// `dept_id_list` entries per call.
+pub const MAX_DEPARTMENTS: usize = 20;
+/// Action-card limits: button titles, `single_url`, each `action_url`, the whole button list.
+pub const MAX_BUTTON_TITLE_CHARS: usize = 20;
+pub const MAX_SINGLE_URL_CHARS: usize = 500;
+pub const MAX_ACTION_URL_CHARS: usize = 700;
+pub const MAX_BUTTON_LIST_CHARS: usize = 1000;
 
 /// The `asyncsend_v2` body (JSON form).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AsyncSend {
     pub agent_id: i64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub userid_list: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dept_id_list: Option<String>,
     pub to_all_user: bool,
     pub msg: Msg,
 }
@@ -33,6 +44,39 @@ pub enum Msg {
     Oa { oa: Oa },
     Markdown { markdown: Markdown },
     Text { text: Text },
+    Link { link: Link },
+    ActionCard { action_card: ActionCard },
+}
+
+/// A link message: DingTalk wants all four fields, in camelCase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Link {
+    pub message_url: String,
+    pub pic_url: String,
+    pub title: String,
+    pub text: String,
+}
+
+/// A Markdown card with one link for the whole card, or a list of buttons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionCard {
+    pub title: String,
+    pub markdown: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single_title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub btn_orientation: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub btn_json_list: Vec<Button>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Button {
+    pub title: String,
+    pub action_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +158,8 @@ impl Msg {
             },
             Msg::Markdown { markdown } => Some(&mut markdown.text),
             Msg::Text { text } => Some(&mut text.content),
+            Msg::Link { link } => Some(&mut link.text),
+            Msg::ActionCard { action_card } => Some(&mut action_card.markdown),
         }
     }
 
@@ -198,6 +244,41 @@ impl Style {
             _ => None,
         }
     }
+
+    /// What a notice is sent as: its template's choice; else an OA card for a to-do with a
+    /// link, and `notice_format` for the rest.
+    fn kind(&self, n: &Notice) -> MsgType {
+        match (n.msgtype, self.notice_format) {
+            (Some(k), _) => k,
+            (None, _) if self.card_url(n).is_some() => MsgType::Oa,
+            (None, NoticeFormat::Markdown) => MsgType::Markdown,
+            (None, NoticeFormat::Text) => MsgType::Text,
+        }
+    }
+
+    /// The message of `kind` for `n`. A shape the notice lacks the parts for (an OA card or
+    /// a link without a URL, a link without a picture, an action card without any link)
+    /// falls back to the closest one it can fill, so every message is valid.
+    fn msg(&self, kind: MsgType, n: &Notice, status_bar: Option<StatusBar>) -> Msg {
+        let url = n.link.clone().or_else(|| self.default_url.clone());
+        let fallback = |to: NoticeFormat| {
+            warn!(tag = %n.tag, wanted = ?kind, "the notice lacks a link or picture for this msgtype");
+            notice_msg(to, n)
+        };
+        match (kind, url) {
+            (MsgType::Text, _) => notice_msg(NoticeFormat::Text, n),
+            (MsgType::Markdown, _) => notice_msg(NoticeFormat::Markdown, n),
+            (MsgType::Oa, Some(url)) => card_msg(n, &url, status_bar),
+            (MsgType::Link | MsgType::FeedCard, Some(url)) => match &n.image {
+                Some(pic) => link_msg(n, url, pic),
+                None => fallback(NoticeFormat::Text),
+            },
+            (MsgType::ActionCard, url) => {
+                action_card_msg(n, url).unwrap_or_else(|| fallback(NoticeFormat::Markdown))
+            }
+            (MsgType::Oa | MsgType::Link | MsgType::FeedCard, None) => fallback(NoticeFormat::Text),
+        }
+    }
 }
 
 impl Render for Style {
@@ -216,13 +297,28 @@ impl Render for Style {
     }
 
     fn markdown(&self, n: &Notice, _: &Target) -> bool {
-        self.card_url(n).is_none() && self.notice_format == NoticeFormat::Markdown
+        match self.kind(n) {
+            MsgType::ActionCard => true,
+            // An OA card or a link without its URL falls back to text.
+            MsgType::Markdown => true,
+            MsgType::Text | MsgType::Link | MsgType::Oa | MsgType::FeedCard => false,
+        }
+    }
+
+    fn broadcasts(&self) -> bool {
+        true
     }
 
     /// A to-do: OA cards with a status bar ([`todo_groups`]); its finish: one status update of
     /// those cards; anything else: notices to at most 100 users each.
-    fn plan(&self, n: &Notice, _: &Target, users: Vec<String>) -> Result<Plan, serde_json::Error> {
-        let sends: Vec<(Vec<String>, AsyncSend)> = match (&n.intent, self.card_url(n)) {
+    fn plan(
+        &self,
+        n: &Notice,
+        target: &Target,
+        users: Vec<String>,
+    ) -> Result<Plan, serde_json::Error> {
+        let kind = self.kind(n);
+        let sends: Vec<(Vec<String>, AsyncSend)> = match (&n.intent, kind) {
             (Intent::Finish { todo_event, .. }, _) => {
                 let done = todo_done();
                 let update = StatusUpdate {
@@ -242,16 +338,35 @@ impl Render for Style {
                     unmapped: vec![],
                 });
             }
-            (_, Some(url)) => todo_groups(&users, self.fanout, MAX_DELIVERIES)
-                .into_iter()
-                .map(|g| {
-                    let with_bar = g.len() <= MAX_STATUS_BAR_USERS;
-                    (g.clone(), todo_card(self.agent_id, n, &url, with_bar, g))
+            // The whole organisation or departments, as the route says: no status bar there.
+            _ if target.everyone => {
+                let mut send = self.send_to(&[], self.msg(kind, n, None));
+                send.to_all_user = true;
+                vec![(vec!["@all".to_owned()], send)]
+            }
+            _ if !target.departments.is_empty() => target
+                .departments
+                .chunks(MAX_DEPARTMENTS)
+                .map(|depts| {
+                    let mut send = self.send_to(&[], self.msg(kind, n, None));
+                    send.dept_id_list = Some(depts.join(","));
+                    let named = depts.iter().map(|d| format!("dept:{d}")).collect();
+                    (named, send)
                 })
                 .collect(),
-            (_, None) => users
+            (Intent::Todo { .. }, MsgType::Oa) if self.card_url(n).is_some() => {
+                todo_groups(&users, self.fanout, MAX_DELIVERIES)
+                    .into_iter()
+                    .map(|g| {
+                        let bar = (g.len() <= MAX_STATUS_BAR_USERS).then(todo_open);
+                        let send = self.send_to(&g, self.msg(kind, n, bar));
+                        (g, send)
+                    })
+                    .collect()
+            }
+            _ => users
                 .chunks(MAX_USERIDS)
-                .map(|g| (g.to_vec(), notice(self, n, g)))
+                .map(|g| (g.to_vec(), self.send_to(g, self.msg(kind, n, None))))
                 .collect(),
         };
         let calls = sends
@@ -298,18 +413,15 @@ fn pc_link(url: &str) -> String {
     format!("dingtalk://dingtalkclient/page/link?url={encoded}&pc_slide=false")
 }
 
-fn todo_card(
-    agent_id: i64,
-    n: &Notice,
-    url: &str,
-    with_status_bar: bool,
-    users: Vec<String>,
-) -> AsyncSend {
-    AsyncSend {
-        agent_id,
-        userid_list: users.join(","),
-        to_all_user: false,
-        msg: card_msg(n, url, with_status_bar.then(todo_open)),
+impl Style {
+    fn send_to(&self, users: &[String], msg: Msg) -> AsyncSend {
+        AsyncSend {
+            agent_id: self.agent_id,
+            userid_list: users.join(","),
+            dept_id_list: None,
+            to_all_user: false,
+            msg,
+        }
     }
 }
 
@@ -358,39 +470,102 @@ pub(crate) fn card_msg(n: &Notice, url: &str, status_bar: Option<StatusBar>) -> 
     msg
 }
 
-fn notice(dt: &Style, c: &Notice, users: &[String]) -> AsyncSend {
-    AsyncSend {
-        agent_id: dt.agent_id,
-        userid_list: users.join(","),
-        to_all_user: false,
-        msg: notice_msg(dt.notice_format, c),
+/// The Markdown body of a notice: heading with the tag, text, images, details, the link (when
+/// `with_link`: an action card has its own), the time.
+fn markdown_text(c: &Notice, with_link: bool) -> String {
+    let mut lines = vec![
+        format!("#### {} {}", c.title, c.tag),
+        c.text.lines().collect::<Vec<_>>().join("  \n  "),
+    ];
+    lines.extend(
+        c.images
+            .iter()
+            .map(|(name, link)| format!("![{name}]({link})")),
+    );
+    lines.extend(c.details.iter().cloned());
+    if with_link {
+        lines.extend(c.link.as_ref().map(|url| format!("[查看详情]({url})")));
     }
+    lines.push(format!("###### {}", local_time(c.time)));
+    lines.join("  \n  ")
+}
+
+/// A link message: the tag ends the title (the text may be cut to fit, the title is not).
+pub(crate) fn link_msg(c: &Notice, url: String, pic: &str) -> Msg {
+    let mut msg = Msg::Link {
+        link: Link {
+            message_url: url,
+            pic_url: pic.to_owned(),
+            title: format!("{} {}", c.title, c.tag),
+            text: c.text.clone(),
+        },
+    };
+    if !msg.fit() {
+        warn!(tag = %c.tag, "link message does not fit in 2048 bytes even with the text cut");
+    }
+    msg
+}
+
+/// An action card: the template's buttons (titles cut to 20 characters; a button whose URL is
+/// too long, or that would take the list past 1 000 characters, left out), one button or the
+/// notice's link as the whole-card link. `None` without any link.
+pub(crate) fn action_card_msg(c: &Notice, url: Option<String>) -> Option<Msg> {
+    let mut buttons: Vec<Button> = c
+        .buttons
+        .iter()
+        .filter(|(_, u)| u.chars().count() <= MAX_ACTION_URL_CHARS)
+        .map(|(t, u)| Button {
+            title: t.chars().take(MAX_BUTTON_TITLE_CHARS).collect(),
+            action_url: u.clone(),
+        })
+        .collect();
+    let list_chars =
+        |b: &[Button]| serde_json::to_string(b).map_or(usize::MAX, |s| s.chars().count());
+    while list_chars(&buttons) > MAX_BUTTON_LIST_CHARS {
+        buttons.pop();
+    }
+    if buttons.len() < c.buttons.len() {
+        warn!(tag = %c.tag, kept = buttons.len(), of = c.buttons.len(), "action-card buttons left out for DingTalk's limits");
+    }
+    let single = match buttons.as_slice() {
+        [] => url.map(|u| ("查看详情".to_owned(), u)),
+        [one] => Some((one.title.clone(), one.action_url.clone())),
+        _ => None,
+    }
+    .filter(|(_, u)| u.chars().count() <= MAX_SINGLE_URL_CHARS);
+    let mut card = ActionCard {
+        title: c.title.clone(),
+        markdown: markdown_text(c, false),
+        single_title: None,
+        single_url: None,
+        btn_orientation: None,
+        btn_json_list: vec![],
+    };
+    match single {
+        Some((title, url)) => (card.single_title, card.single_url) = (Some(title), Some(url)),
+        None if !buttons.is_empty() => {
+            card.btn_orientation = Some("0".into());
+            card.btn_json_list = buttons;
+        }
+        None => return None,
+    }
+    let mut msg = Msg::ActionCard { action_card: card };
+    if !msg.fit() {
+        warn!(tag = %c.tag, "action card does not fit in 2048 bytes even with the text cut");
+    }
+    Some(msg)
 }
 
 /// Anything that is not a to-do: a markdown (or plain text) notification. The tag goes first
 /// so that shortening the tail cannot cut it.
 pub(crate) fn notice_msg(format: NoticeFormat, c: &Notice) -> Msg {
     let mut msg = match format {
-        NoticeFormat::Markdown => {
-            let mut lines = vec![
-                format!("#### {} {}", c.title, c.tag),
-                c.text.lines().collect::<Vec<_>>().join("  \n  "),
-            ];
-            lines.extend(
-                c.images
-                    .iter()
-                    .map(|(name, link)| format!("![{name}]({link})")),
-            );
-            lines.extend(c.details.iter().cloned());
-            lines.extend(c.link.as_ref().map(|url| format!("[查看详情]({url})")));
-            lines.push(format!("###### {}", local_time(c.time)));
-            Msg::Markdown {
-                markdown: Markdown {
-                    title: c.title.clone(),
-                    text: lines.join("  \n  "),
-                },
-            }
-        }
+        NoticeFormat::Markdown => Msg::Markdown {
+            markdown: Markdown {
+                title: c.title.clone(),
+                text: markdown_text(c, true),
+            },
+        },
         NoticeFormat::Text => {
             let mut lines = vec![format!("【{}】{}", c.title, c.tag), c.text.clone()];
             lines.extend(c.details.iter().cloned());
@@ -584,6 +759,140 @@ mod tests {
         let everyone = per_user().plan(&n, &Target::default(), vec![]).unwrap();
         let u: StatusUpdate = serde_json::from_value(everyone.calls[0].message.clone()).unwrap();
         assert_eq!(u.user, None);
+    }
+
+    fn shaped(kind: MsgType, link: Option<&str>, buttons: &[(&str, &str)]) -> Notice {
+        Notice {
+            msgtype: Some(kind),
+            buttons: buttons
+                .iter()
+                .map(|(t, u)| ((*t).to_owned(), (*u).to_owned()))
+                .collect(),
+            ..notice(Intent::Message, link)
+        }
+    }
+
+    fn msg_of(n: &Notice) -> Msg {
+        sends(&plan(&per_user(), n, 1)).remove(0).msg
+    }
+
+    #[test]
+    fn a_template_picks_the_shape_and_what_cannot_be_built_falls_back() {
+        let card = msg_of(&shaped(MsgType::ActionCard, Some("https://hap/r"), &[]));
+        let Msg::ActionCard { action_card } = &card else {
+            panic!("{card:?}")
+        };
+        assert_eq!(
+            (
+                action_card.single_title.as_deref(),
+                action_card.single_url.as_deref()
+            ),
+            (Some("查看详情"), Some("https://hap/r")),
+            "no buttons: the notice's link is the whole-card link"
+        );
+        assert!(
+            action_card
+                .markdown
+                .starts_with("#### 待办｜采购管理 #8d3e6f")
+        );
+        assert!(matches!(
+            msg_of(&shaped(MsgType::ActionCard, None, &[])),
+            Msg::Markdown { .. }
+        ));
+        assert!(
+            matches!(
+                msg_of(&shaped(MsgType::Link, Some("https://hap/r"), &[])),
+                Msg::Text { .. }
+            ),
+            "a link needs a picture"
+        );
+        let mut pictured = shaped(MsgType::Link, Some("https://hap/r"), &[]);
+        pictured.image = Some("@lADO".into());
+        let Msg::Link { link } = msg_of(&pictured) else {
+            panic!()
+        };
+        assert_eq!(
+            link.title, "待办｜采购管理 #8d3e6f",
+            "the tag ends the title"
+        );
+        assert!(matches!(
+            msg_of(&shaped(MsgType::Oa, None, &[])),
+            Msg::Text { .. }
+        ));
+        let oa = msg_of(&shaped(MsgType::Oa, Some("https://hap/r"), &[]));
+        assert!(
+            matches!(oa, Msg::Oa { .. }) && !oa.has_status_bar(),
+            "a notice card has no bar"
+        );
+        let t = Target::default();
+        let md = |k| per_user().markdown(&shaped(k, None, &[]), &t);
+        assert!(md(MsgType::ActionCard) && md(MsgType::Markdown));
+        assert!(!md(MsgType::Text) && !md(MsgType::Link) && !md(MsgType::Oa));
+    }
+
+    #[test]
+    fn action_card_buttons_keep_to_dingtalks_limits() {
+        let long_url = format!("https://hap/{}", "x".repeat(700));
+        let one = msg_of(&shaped(
+            MsgType::ActionCard,
+            None,
+            &[("同意", "https://hap/ok")],
+        ));
+        let Msg::ActionCard { action_card } = one else {
+            panic!()
+        };
+        assert_eq!(action_card.single_url.as_deref(), Some("https://hap/ok"));
+        let many: Vec<(String, String)> = (0..20)
+            .map(|i| {
+                (
+                    format!("按钮{i}"),
+                    format!("https://hap.example.com/approve/{i:040}"),
+                )
+            })
+            .chain([("长".into(), long_url)])
+            .collect();
+        let refs: Vec<(&str, &str)> = many.iter().map(|(t, u)| (t.as_str(), u.as_str())).collect();
+        let Msg::ActionCard { action_card } = msg_of(&shaped(MsgType::ActionCard, None, &refs))
+        else {
+            panic!()
+        };
+        let list = serde_json::to_string(&action_card.btn_json_list).unwrap();
+        assert!(
+            list.chars().count() <= MAX_BUTTON_LIST_CHARS,
+            "{}",
+            list.len()
+        );
+        assert!(action_card.btn_json_list.len() < 20 && !action_card.btn_json_list.is_empty());
+        assert!(
+            action_card
+                .btn_json_list
+                .iter()
+                .all(|b| b.action_url.len() <= MAX_ACTION_URL_CHARS)
+        );
+        assert_eq!(action_card.btn_orientation.as_deref(), Some("0"));
+        assert!(action_card.single_url.is_none());
+    }
+
+    #[test]
+    fn everyone_and_departments_are_sends_without_userids_or_status_bars() {
+        let all = Target {
+            everyone: true,
+            ..Target::default()
+        };
+        let p = per_user().plan(&todo(), &all, vec![]).unwrap();
+        assert_eq!(p.calls.len(), 1);
+        assert_eq!(p.calls[0].recipients, ["@all"]);
+        let send = &sends(&p)[0];
+        assert!(send.to_all_user && send.userid_list.is_empty() && !send.msg.has_status_bar());
+        let depts = Target {
+            departments: (0..25).map(|i| i.to_string()).collect(),
+            ..Target::default()
+        };
+        let p = per_user().plan(&todo(), &depts, vec![]).unwrap();
+        let lists: Vec<Option<String>> = sends(&p).into_iter().map(|s| s.dept_id_list).collect();
+        assert_eq!(lists.len(), 2, "20 departments a call");
+        assert_eq!(lists[1].as_deref(), Some("20,21,22,23,24"));
+        assert!(sends(&p).iter().all(|s| !s.to_all_user));
     }
 
     #[test]

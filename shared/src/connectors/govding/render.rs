@@ -75,8 +75,8 @@ impl Render for GovDingRender {
             ));
         }
         Ok(Target {
-            instance: None,
             group: group.map(str::to_owned),
+            ..Target::default()
         })
     }
 

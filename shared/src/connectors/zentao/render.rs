@@ -96,6 +96,7 @@ impl Render for ZenTaoRender {
             Some((name, _)) => Ok(Target {
                 instance: Some(name.clone()),
                 group: group.map(str::to_owned),
+                ..Target::default()
             }),
             None => Err(BadTarget(format!(
                 "instance {:?} is not one of the ZenTao instances ({}); name one with `instance`",
