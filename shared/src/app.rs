@@ -61,6 +61,7 @@ impl App {
             receipts: store.clone(),
             cache: store.clone(),
             usage: store.clone(),
+            rates: store.clone(),
         };
         let connectors = config
             .connectors

@@ -5,14 +5,19 @@
 //! the server first objects are answered "too fast" together: they halve the pace once, not
 //! once each.
 //!
-//! Fleet-wide pacing across Lambda instances is the store's job; this keeps one process from
-//! overrunning the limit on its own and backs off together when the limit is shared.
+//! [`FleetPacer`] keeps every process of a deployment together under the same limit, with
+//! counters in the store; [`Pacer`] keeps one process from overrunning it on its own and backs
+//! off when the server objects.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tracing::warn;
+
+use crate::event::now_ms;
+use crate::store::RateStore;
 
 /// The slowest pace a throttle can push an API to.
 const MIN_QPS: f64 = 1.0;
@@ -91,6 +96,58 @@ impl Pacer {
     /// The current pace of `api`, in calls per second.
     pub fn qps(&self, api: &'static str) -> f64 {
         self.lane(api, |lane, _| lane.qps)
+    }
+}
+
+/// Fleet windows: calls are counted per 250 ms window, at most a fifth of the per-second limit
+/// in each, so that any second, however it falls on the windows (it touches five), holds no
+/// more than the limit: 20 QPS becomes 4 per window, 16 a second on average, never 21.
+pub const FLEET_WINDOW_MS: i64 = 250;
+
+pub struct FleetPacer {
+    rates: Arc<dyn RateStore>,
+    /// The account the limit is for, e.g. `dingtalk#<app_key>`.
+    name: String,
+    per_window: u32,
+}
+
+impl FleetPacer {
+    pub fn new(rates: Arc<dyn RateStore>, name: String, max_qps: u32) -> Self {
+        FleetPacer {
+            rates,
+            name,
+            per_window: (max_qps / 5).max(1),
+        }
+    }
+
+    /// Takes a place for a call to `api` in the fleet's current window, waiting for the next
+    /// windows up to [`MAX_SLEEP`]; beyond that, how long to hold the call. A store that does
+    /// not answer costs the fleet-wide pace, never the call: the process's own pace and the
+    /// server's "too fast" still hold.
+    pub async fn take(&self, api: &str) -> Result<(), Duration> {
+        let name = format!("{}#{api}", self.name);
+        let start = now_ms();
+        loop {
+            let now = now_ms();
+            let window = now / FLEET_WINDOW_MS;
+            match self.rates.take_slot(&name, window, self.per_window).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(error = %e, api, "fleet-wide pacing unavailable; pacing this process only");
+                    return Ok(());
+                }
+            }
+            let next = (window + 1) * FLEET_WINDOW_MS;
+            let waited = Duration::from_millis(u64::try_from(next - start).unwrap_or(0));
+            if waited > MAX_SLEEP {
+                return Err(Duration::from_millis(FLEET_WINDOW_MS as u64));
+            }
+            tokio::time::sleep(Duration::from_millis(
+                u64::try_from(next - now_ms()).unwrap_or(0),
+            ))
+            .await;
+        }
     }
 }
 

@@ -10,8 +10,8 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use hookbridge::event::{Delivery, DeliveryFilter, DeliveryKey, Event, Millis, Settled, Status};
 use hookbridge::store::memory::MemoryStore;
 use hookbridge::store::{
-    CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, Store, StoreError,
-    TokenRecord, TokenStore, Usage, UsageStore,
+    CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, RateStore, ReceiptStore, Store,
+    StoreError, TokenRecord, TokenStore, Usage, UsageStore,
 };
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
 use hookbridge_tests::{HAP_TOKEN, app_on, config, events, fixture};
@@ -236,6 +236,13 @@ impl UsageStore for FailsToRecord {
     }
     async fn usage_in(&self, p: &str) -> Result<Vec<Usage>, StoreError> {
         self.inner.usage_in(p).await
+    }
+}
+
+#[async_trait]
+impl RateStore for FailsToRecord {
+    async fn take_slot(&self, n: &str, w: i64, limit: u32) -> Result<bool, StoreError> {
+        self.inner.take_slot(n, w, limit).await
     }
 }
 

@@ -81,6 +81,7 @@ conformance!(
     replay_gives_a_dead_delivery_a_new_budget_once,
     list_filters_and_orders_newest_first,
     usage_is_counted_atomically_per_name_and_month,
+    pacing_windows_take_their_limit_fleet_wide,
     cached_values_expire_and_can_be_forgotten,
 );
 
@@ -710,6 +711,26 @@ async fn retention_removes_what_is_older_and_keeps_the_rest() {
         store.insert(&old, &old_ds).await.unwrap(),
         Inserted::Created,
         "the expired dedupe key is gone with its event"
+    );
+}
+
+async fn pacing_windows_take_their_limit_fleet_wide(store: Arc<dyn Store>) {
+    let takes = (0..12).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.take_slot("dingtalk#k#send", 100, 4).await })
+    });
+    let mut taken = 0;
+    for take in takes {
+        taken += usize::from(take.await.unwrap().unwrap());
+    }
+    assert_eq!(taken, 4, "12 senders at once, 4 places");
+    assert!(
+        store.take_slot("dingtalk#k#other", 100, 4).await.unwrap(),
+        "each name has its own windows"
+    );
+    assert!(
+        store.take_slot("dingtalk#k#send", 101, 4).await.unwrap(),
+        "the next window has room again"
     );
 }
 

@@ -105,3 +105,80 @@ async fn reads_the_app_secret_from_secrets_manager() {
         "the secret must not be logged"
     );
 }
+
+/// Four sender processes at once, each pacing itself at DingTalk's 20 calls a second, would
+/// send 80 a second; the fleet-wide windows in the table keep them together under 20, so the
+/// fake DingTalk (which answers 90018 above 20 in any second) never says too fast.
+#[tokio::test(flavor = "multi_thread")]
+async fn four_senders_together_stay_under_dingtalks_20_calls_a_second() {
+    let fake = FakeDingTalk::start().await;
+    let store = dynamo_store().await;
+    let table = store.table().to_owned();
+    let ingress = app_on(config(None, ""), Arc::new(store.clone())).await;
+    let mut items = vec![];
+    for event in ["burst-a", "burst-b"] {
+        let users: Vec<String> = (0..48).map(|i| format!("{event}-u{i}")).collect();
+        let body = serde_json::json!({
+            "messageId": event,
+            "message": "请审批",
+            "messageTypeV2": 14,
+            "appName": "采购管理",
+            "redirectUrl": "https://hap.example.com/r",
+            "targets": users,
+        });
+        let req = request("/hap/message", body.to_string(), Some(HAP_TOKEN));
+        let answer = ingress
+            .ingress
+            .handle(req, hookbridge::event::now_ms())
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        for n in 0..48 {
+            items.push((format!("EVT#hap#{event}"), format!("DLV#dingtalk#{n:03}")));
+        }
+    }
+    let env = lambda_env(&table, Some(&fake.url), "");
+    let runs = items.chunks(24).map(|chunk| {
+        let (env, table) = (env.clone(), table.clone());
+        let chunk = chunk.to_vec();
+        tokio::spawn(async move {
+            let refs: Vec<(&str, &str, &str)> = chunk
+                .iter()
+                .map(|(pk, sk)| ("INSERT", pk.as_str(), sk.as_str()))
+                .collect();
+            let batch = events::stream_batch(&table, &refs).await;
+            invoke(env!("CARGO_BIN_EXE_dingtalk-sender"), &env, batch).await
+        })
+    });
+    for run in runs.collect::<Vec<_>>() {
+        let (answer, logs) = run.await.unwrap();
+        assert_eq!(
+            answer,
+            Answer::Response(serde_json::json!({"batchItemFailures": []})),
+            "{logs}"
+        );
+    }
+    let sends = fake.count("asyncsend_v2");
+    assert_eq!(
+        sends,
+        fake.tasks().len(),
+        "every send DingTalk received was accepted: none was answered 90018"
+    );
+    let mut statuses = std::collections::BTreeMap::new();
+    for event in ["burst-a", "burst-b"] {
+        for d in store
+            .deliveries_of(&format!("EVT#hap#{event}"))
+            .await
+            .unwrap()
+        {
+            *statuses.entry(d.status.as_str()).or_insert(0) += 1;
+        }
+    }
+    let sent = statuses.get("sent").copied().unwrap_or(0);
+    assert_eq!(sent, sends, "{statuses:?}");
+    assert!(sent >= 48, "most went out at once: {statuses:?}");
+    assert_eq!(
+        statuses.values().sum::<usize>(),
+        96,
+        "the rest is held back, parked for later: {statuses:?}"
+    );
+}

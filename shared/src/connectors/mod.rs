@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::event::{Action, Delivery, Failure, Millis, Outcome};
 use crate::notice::Notice;
 use crate::setup::{ConfigError, Secrets};
-use crate::store::{CacheStore, HistoryStore, ReceiptStore, TokenStore, UsageStore};
+use crate::store::{CacheStore, HistoryStore, RateStore, ReceiptStore, TokenStore, UsageStore};
 
 /// Where a route sends, within its connector.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -145,6 +145,7 @@ pub struct Ports {
     pub receipts: Arc<dyn ReceiptStore>,
     pub cache: Arc<dyn CacheStore>,
     pub usage: Arc<dyn UsageStore>,
+    pub rates: Arc<dyn RateStore>,
 }
 
 /// How the registry (`registry.rs`) makes a connector from its `[connectors.<name>]` section.

@@ -30,8 +30,8 @@ use serde_json::Value;
 use tracing::{instrument, warn};
 
 use super::{
-    CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, StoreError,
-    TokenRecord, TokenStore, Usage, UsageStore,
+    CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, RateStore, ReceiptStore,
+    StoreError, TokenRecord, TokenStore, Usage, UsageStore,
 };
 use crate::event::{
     Action, Delivery, DeliveryFilter, DeliveryKey, Event, Millis, Replay, Settled, Status,
@@ -205,6 +205,28 @@ struct UsageItem {
 }
 
 const USAGE_KEPT_SECS: i64 = 400 * 86_400;
+
+/// How long a pacing window's item is kept: long enough for any late reader, no longer.
+const RATE_KEPT_SECS: i64 = 120;
+
+/// One small item per window (`RATE#<name>` / window number), counted up on condition that it
+/// has room: every sender of the fleet shares it, whichever instance it runs in.
+#[async_trait]
+impl RateStore for DynamoStore {
+    async fn take_slot(&self, name: &str, window: i64, limit: u32) -> Result<bool, StoreError> {
+        let res = self
+            .update(&format!("RATE#{name}"), &window.to_string())
+            .condition_expression("attribute_not_exists(calls) OR calls < :limit")
+            .update_expression("ADD calls :one SET #ttl = :ttl")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(i64::from(limit)))
+            .expression_attribute_values(":ttl", n(crate::event::now_ms() / 1000 + RATE_KEPT_SECS))
+            .send()
+            .await;
+        applied(res)
+    }
+}
 
 #[async_trait]
 impl UsageStore for DynamoStore {

@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 
 use super::file::FileJournal;
 use super::{
-    CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, ReceiptStore, StoreError,
-    TokenRecord, TokenStore, Usage, UsageStore,
+    CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, RateStore, ReceiptStore,
+    StoreError, TokenRecord, TokenStore, Usage, UsageStore,
 };
 use crate::event::{Delivery, DeliveryFilter, DeliveryKey, Event, Millis, Settled, Status};
 
@@ -30,6 +30,9 @@ pub(super) struct State {
     pub(super) cache: HashMap<String, (String, Millis)>,
     /// By (name, period).
     pub(super) usage: BTreeMap<(String, String), Usage>,
+    /// By name: the current window and the places taken in it. Not journaled: one process
+    /// is the whole fleet of `serve`, and a restart starts a new window anyway.
+    pub(super) rates: HashMap<String, (i64, u32)>,
 }
 
 /// A token item: the token, and the refresh lease (owner, held until).
@@ -495,6 +498,22 @@ impl CacheStore for MemoryStore {
         self.commit(&[Change::Cache(name, None)])?;
         state.cache.remove(name);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl RateStore for MemoryStore {
+    async fn take_slot(&self, name: &str, window: i64, limit: u32) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let slot = state.rates.entry(name.to_owned()).or_insert((window, 0));
+        if window > slot.0 {
+            *slot = (window, 0);
+        }
+        if window < slot.0 || slot.1 >= limit {
+            return Ok(false);
+        }
+        slot.1 += 1;
+        Ok(true)
     }
 }
 

@@ -192,12 +192,21 @@ pub trait UsageStore: Send + Sync {
     async fn usage_in(&self, period: &str) -> Result<Vec<Usage>, StoreError>;
 }
 
+/// Pacing shared by every sender of a deployment: a connector's calls counted per time window,
+/// so that all Lambda instances together keep to a per-second limit.
+#[async_trait]
+pub trait RateStore: Send + Sync {
+    /// Takes one of `limit` places in window number `window` of `name`; `false` when it is
+    /// full (or already past, for a late caller). Atomic across the fleet.
+    async fn take_slot(&self, name: &str, window: i64, limit: u32) -> Result<bool, StoreError>;
+}
+
 /// Everything hookbridge stores, in one table.
 pub trait Store:
-    EventStore + DeliveryStore + TokenStore + ReceiptStore + CacheStore + UsageStore
+    EventStore + DeliveryStore + TokenStore + ReceiptStore + CacheStore + UsageStore + RateStore
 {
 }
-impl<T: EventStore + DeliveryStore + TokenStore + ReceiptStore + CacheStore + UsageStore> Store
-    for T
+impl<T> Store for T where
+    T: EventStore + DeliveryStore + TokenStore + ReceiptStore + CacheStore + UsageStore + RateStore
 {
 }

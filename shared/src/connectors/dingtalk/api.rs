@@ -9,7 +9,7 @@ use serde_json::Value;
 use tracing::warn;
 
 use crate::event::{Failure, Millis};
-use crate::pacer::Pacer;
+use crate::pacer::{FleetPacer, Pacer};
 
 pub const SEND_PATH: &str = "/topapi/message/corpconversation/asyncsend_v2";
 pub const STATUS_BAR_PATH: &str = "/topapi/message/corpconversation/status_bar/update";
@@ -123,14 +123,22 @@ pub(super) struct Api {
     base: String,
     /// This app's pace per API, shared by every sender task of the process.
     pacer: Pacer,
+    /// And by every process of the deployment.
+    fleet: FleetPacer,
 }
 
 impl Api {
-    pub(super) fn new(http: reqwest::Client, base_url: &str, max_qps: u32) -> Self {
+    pub(super) fn new(
+        http: reqwest::Client,
+        base_url: &str,
+        max_qps: u32,
+        fleet: FleetPacer,
+    ) -> Self {
         Api {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
             pacer: Pacer::new(max_qps),
+            fleet,
         }
     }
 
@@ -145,6 +153,14 @@ impl Api {
                 reason: format!(
                     "DingTalk {path}: holding calls for {} s after DingTalk said too fast",
                     held.as_secs()
+                ),
+                wait: Millis::try_from(held.as_millis()).unwrap_or(Millis::MAX),
+            }));
+        }
+        if let Err(held) = self.fleet.take(path).await {
+            return Err(ApiError::Failed(Failure::Throttled {
+                reason: format!(
+                    "DingTalk {path}: the deployment's senders use this second's calls"
                 ),
                 wait: Millis::try_from(held.as_millis()).unwrap_or(Millis::MAX),
             }));

@@ -26,6 +26,7 @@ pub use token::TokenCache;
 
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status, beijing_month, now_ms};
+use crate::pacer::FleetPacer;
 use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::store::{HistoryStore, UsageStore};
 use api::{Api, as_code};
@@ -146,8 +147,13 @@ impl DingTalk {
                     .timeout(Duration::from_secs(config.timeout_secs))
                     .connect_timeout(Duration::from_secs(config.timeout_secs.min(5)))
                     .build()?;
+                let fleet = FleetPacer::new(
+                    ports.rates.clone(),
+                    format!("{CONNECTOR}#{key}"),
+                    config.max_qps,
+                );
                 Mode::Live {
-                    api: Box::new(Api::new(http, &config.base_url, config.max_qps)),
+                    api: Box::new(Api::new(http, &config.base_url, config.max_qps, fleet)),
                     tokens: TokenCache::new(key.clone(), secret, ports.tokens.clone()),
                 }
             }
