@@ -773,3 +773,31 @@ async fn a_route_to_everyone_and_to_departments_at_once_is_refused() {
         "{e}"
     );
 }
+
+/// What a 100-recipient to-do costs in DingTalk API calls, per follow-up setting: 20 cards of
+/// 5 (a status bar shows for at most 5), plus one `getsendresult` each with `failures`, plus
+/// one `getsendprogress` each (DingTalk done at the first poll) with `full`. The token is one
+/// `gettoken` for the whole run.
+#[tokio::test]
+async fn a_100_recipient_todo_costs_20_sends_and_one_or_two_follow_ups_each() {
+    for (follow_up, per_card) in [("off", 1), ("failures", 2), ("full", 3)] {
+        let (fake, mut h) = live(&format!("follow_up = \"{follow_up}\"")).await;
+        assert_eq!(h.post("/hap/message", &todo("t100", 100)).await.status, 200);
+        h.drain().await;
+        h.sweep_until(&[Status::Sent; 20], 61, 3).await;
+        let calls = [SEND, PROGRESS, RESULT, BAR]
+            .iter()
+            .map(|p| fake.count(p))
+            .sum::<usize>();
+        assert_eq!(
+            (fake.count(SEND), calls, fake.count(TOKEN)),
+            (20, 20 * per_card, 1),
+            "follow_up = {follow_up}"
+        );
+        let cards = h.deliveries("EVT#hap#t100").await;
+        assert!(
+            cards.iter().all(|c| c.status == Status::Sent),
+            "{follow_up}"
+        );
+    }
+}
