@@ -115,6 +115,13 @@ pub struct Route {
     /// Send to these departments (DingTalk department ids, sub-departments included) instead
     /// of users.
     pub departments: Option<Vec<String>>,
+    /// When the source reports a to-do finished, take back what it sent (DingTalk: recall,
+    /// within 24 h) instead of marking it done: for to-dos sent without a status bar.
+    #[serde(default)]
+    pub recall_on_finish: bool,
+    /// How this route's sends are followed up, where the connector can (DingTalk: `off`,
+    /// `failures`, `full`); default: the connector's setting.
+    pub follow_up: Option<crate::connectors::FollowUp>,
 }
 
 /// A value to match an event field against: text or a number, compared as text.
@@ -137,6 +144,17 @@ impl FieldValue {
             FieldValue::Number(n) => n.to_string() == text,
         }
     }
+}
+
+/// Whether a source id has the shape of a GUID (HAP's own account ids), which no connector's
+/// user ids have: said in the log when such ids go out unmapped.
+pub fn looks_like_guid(id: &str) -> bool {
+    let parts: Vec<&str> = id.split('-').collect();
+    parts.len() == 5
+        && parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && parts
+            .iter()
+            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

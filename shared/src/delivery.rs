@@ -12,7 +12,9 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::connectors::Connector;
-use crate::event::{DeliveryKey, Failure, Millis, Outcome, RetryPolicy, Status, now_ms, settle};
+use crate::event::{
+    Action, DeliveryKey, Failure, Millis, Outcome, RetryPolicy, Status, now_ms, settle,
+};
 use crate::logging::LogId;
 use crate::store::{DeliveryStore, StoreError};
 
@@ -63,6 +65,9 @@ impl Sender {
         span.record("connector", claimed.connector.as_str());
         span.record("attempt", claimed.attempts);
         let outcome = match self.connector(&claimed.connector) {
+            Some(c) if claimed.action == Action::Revoke => {
+                crate::revoke::revoke(c.as_ref(), self.store.as_ref(), &claimed, now_ms()).await
+            }
             Some(c) => c.deliver(&claimed).await,
             None => Outcome::Failed(Failure::Permanent(format!(
                 "no connector \"{}\" is configured here",

@@ -206,6 +206,9 @@ pub enum Action {
     Receipt,
     /// Drop what the connector cached about these recipients (浙政钉 contacts changed).
     Forget,
+    /// Take back what an earlier event sent (`{"event": <its key>}`), for these recipients'
+    /// sends, or all when they had none.
+    Revoke,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -274,6 +277,18 @@ impl Delivery {
             updated_at: now,
             replays: vec![],
         }
+    }
+
+    /// Taking back what event `of` sent through `connector`, for `users` (who finished).
+    pub fn revoke(
+        event_pk: &str,
+        connector: &str,
+        of: &str,
+        users: Vec<String>,
+        now: Millis,
+    ) -> Self {
+        let message = serde_json::json!({ "event": of });
+        Delivery::new(event_pk, connector, 0, Action::Revoke, users, message, now)
     }
 
     /// A delivery stored to be seen and never sent: a report of recipients without a mapping,

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::event::{Millis, beijing};
 
-/// What the reader is asked to do with a notice. (Recalling a sent one will be `Revoke`.)
+/// What the reader is asked to do with a notice.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Intent {
     /// Read it.
@@ -29,6 +29,9 @@ pub enum Intent {
         connector: &'static str,
         reference: String,
     },
+    /// Take back what the event `of` (a stored event key) sent through the route's connector;
+    /// the notice's recipients narrow it to what they were sent, when they were sent any.
+    Revoke { of: String },
     /// These ids changed in `connector`'s system (浙政钉 contacts: employees), so whatever it
     /// looked up about them may be stale. It goes back to that connector like a receipt.
     Changed {
@@ -52,6 +55,16 @@ pub enum MsgType {
     Oa,
     /// A robot's list of linked items, here one (work notices show it as a link).
     FeedCard,
+}
+
+impl Intent {
+    /// A finish turned into taking back the to-do it finishes; anything else as it is.
+    pub fn revoked(self) -> Intent {
+        match self {
+            Intent::Finish { todo_event, .. } => Intent::Revoke { of: todo_event },
+            other => other,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

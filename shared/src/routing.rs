@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tracing::{error, warn};
 
-use crate::config::{ConfigError, MapMode, RecipientMap, Route};
+use crate::config::{ConfigError, MapMode, RecipientMap, Route, looks_like_guid};
 use crate::connectors::{Render, Target};
 use crate::event::{Delivery, Event, Millis, Status, delivery_sk};
 use crate::logging::LogId;
@@ -50,10 +50,9 @@ impl Router {
                 .iter()
                 .find(|r| r.name() == route.connector)
                 .ok_or_else(|| invalid(format!("no connector \"{}\" here", route.connector)))?;
-            let departments = route.departments.clone().unwrap_or_default();
             let target = render
                 .target(route.instance.as_deref(), route.group.as_deref())
-                .and_then(|t| t.audience(render.as_ref(), route.to_all_user, departments))
+                .and_then(|t| t.for_route(render.as_ref(), route))
                 .map_err(|e| invalid(e.to_string()))?;
             if let Some(t) = &route.template
                 && !templates.contains(t)
@@ -156,6 +155,9 @@ impl Router {
             warn!(connector, "no recipients; stored without deliveries");
         } else {
             let mut notice = notice.clone();
+            if r.route.recall_on_finish {
+                notice.intent = notice.intent.revoked();
+            }
             if !finish {
                 let template = r.route.template.as_deref().unwrap_or(&event.source);
                 notice.msgtype = self.templates.msgtype(template);
@@ -268,6 +270,12 @@ fn planned(
     now: Millis,
 ) -> (Vec<Delivery>, Vec<String>) {
     let connector = render.name();
+    if let Intent::Revoke { of } = &notice.intent {
+        return (
+            vec![Delivery::revoke(pk, connector, of, users, now)],
+            vec![],
+        );
+    }
     match render.plan(notice, target, users) {
         Ok(plan) => (
             plan.calls
@@ -283,15 +291,6 @@ fn planned(
             (vec![dead], vec![])
         }
     }
-}
-
-fn looks_like_guid(id: &str) -> bool {
-    let parts: Vec<&str> = id.split('-').collect();
-    parts.len() == 5
-        && parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
-        && parts
-            .iter()
-            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]

@@ -801,3 +801,90 @@ async fn a_100_recipient_todo_costs_20_sends_and_one_or_two_follow_ups_each() {
         );
     }
 }
+
+/// A to-do sent as an action card has no status bar to flip: with `recall_on_finish` its route
+/// takes it back when HAP reports it finished (a routed `Revoke`), within DingTalk's 24 hours.
+#[tokio::test]
+async fn a_finished_todo_is_recalled_when_its_route_says_so() {
+    let fake = FakeDingTalk::start().await;
+    let text = hookbridge_tests::config_text(
+        Some(&fake.url),
+        "\n[templates.card]\ntitle = \"{{ appName }}\"\ntext = \"{{ message }}\"\nmsgtype = \"action_card\"\n",
+    )
+    .replacen(
+        "connector = \"dingtalk\"\n",
+        "connector = \"dingtalk\"\nrecall_on_finish = true\ntemplate = \"card\"\n",
+        1,
+    );
+    let config = hookbridge::config::Config::from_toml(&text).unwrap();
+    let mut h = Harness::new(config.clone()).await;
+    assert_eq!(h.post("/hap/message", &todo("t-rc", 2)).await.status, 200);
+    assert_eq!(h.drain().await, [Status::Sent], "one action card to both");
+    assert_eq!(fake.tasks()[0].msgtype, "action_card");
+    h.post("/hap/todo", &finish("t-rc", Some("u1"))).await;
+    assert_eq!(h.drain().await, [Status::Sent]);
+    assert!(fake.tasks()[0].recalled, "taken back");
+    assert_eq!((fake.count(BAR), fake.count("recall")), (0, 1));
+    let revoke = h.deliveries("EVT#hap#done#t-rc#u1").await.remove(0);
+    assert_eq!(
+        revoke.result.unwrap()["recalled"][0]["delivery"],
+        "DLV#dingtalk#000"
+    );
+
+    // The same, sent more than a day ago: refused without a call, and the reason kept.
+    let mut old = h.deliveries("EVT#hap#t-rc").await;
+    old[0].updated_at -= 25 * 3_600_000;
+    let mut later = Harness::new(config).await;
+    let event = hookbridge::event::Event {
+        source: "hap".into(),
+        key: "t-rc".into(),
+        kind: "todo".into(),
+        received_at: old[0].created_at,
+        payload: json!({}),
+        raw: todo("t-rc", 2),
+    };
+    later.app.store.insert(&event, &old).await.unwrap();
+    later.post("/hap/todo", &finish("t-rc", None)).await;
+    assert_eq!(later.drain().await, [Status::Dead]);
+    assert_eq!(
+        fake.count("recall"),
+        1,
+        "no call for a message older than 24 h"
+    );
+    let dead = later.deliveries("EVT#hap#done#t-rc#*").await.remove(0);
+    assert!(
+        dead.last_error.unwrap().contains("within 24 h"),
+        "the reason says why"
+    );
+}
+
+/// A route's `follow_up` wins over the connector's, rides with the stored request, and never
+/// goes out to DingTalk.
+#[tokio::test]
+async fn a_route_chooses_its_own_follow_up() {
+    let fake = FakeDingTalk::start().await;
+    for (connector, route, after_send) in [
+        ("failures", "off", Status::Sent),
+        ("off", "full", Status::Checking),
+    ] {
+        let text =
+            hookbridge_tests::config_text(Some(&fake.url), &format!("follow_up = \"{connector}\""))
+                .replacen(
+                    "connector = \"dingtalk\"\n",
+                    &format!("connector = \"dingtalk\"\nfollow_up = \"{route}\"\n"),
+                    1,
+                );
+        let mut h = Harness::new(hookbridge::config::Config::from_toml(&text).unwrap()).await;
+        let id = format!("n-route-{route}");
+        assert_eq!(h.post("/hap/message", &notice(&id, 1)).await.status, 200);
+        assert_eq!(h.drain().await, [after_send], "route says {route}");
+        let stored = only(&h, &format!("EVT#hap#{id}")).await;
+        assert_eq!(stored.message["follow_up"], route);
+    }
+    assert!(
+        fake.calls(SEND)
+            .iter()
+            .all(|c| c.body.get("follow_up").is_none()),
+        "the setting is not sent"
+    );
+}

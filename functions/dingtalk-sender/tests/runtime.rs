@@ -182,3 +182,35 @@ async fn four_senders_together_stay_under_dingtalks_20_calls_a_second() {
         "the rest is held back, parked for later: {statuses:?}"
     );
 }
+
+/// Reaching the monthly quota's marks is a CloudWatch metric (EMF on the function's log), not
+/// only a log line: what an alarm can watch.
+#[tokio::test]
+async fn the_quota_mark_is_an_emf_metric() {
+    let fake = FakeDingTalk::start().await;
+    let store = dynamo_store().await;
+    let table = store.table().to_owned();
+    let ingress = app_on(config(None, ""), Arc::new(store.clone())).await;
+    let req = request(
+        "/hap/message",
+        fixture("hap-message-mention.json"),
+        Some(HAP_TOKEN),
+    );
+    let now = hookbridge::event::now_ms();
+    assert_eq!(ingress.ingress.handle(req, now).await.status, 200);
+    let pk = "EVT#hap#9f8e7d6c-5b4a-4392-8171-6f5e4d3c2b1a";
+    let batch = events::stream_batch(&table, &[("INSERT", pk, "DLV#dingtalk#000")]).await;
+    let env = lambda_env(&table, Some(&fake.url), "monthly_quota = 1");
+    let (_, logs) = invoke(env!("CARGO_BIN_EXE_dingtalk-sender"), &env, batch).await;
+    let metric = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("_aws").is_some())
+        .unwrap_or_else(|| panic!("no EMF line in\n{logs}"));
+    assert_eq!(metric["DingTalkQuotaUsedPercent"], 100.0);
+    assert_eq!(
+        metric["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "hookbridge"
+    );
+    assert_eq!(metric["App"], "dingtalk#ding-fake-key");
+}

@@ -13,10 +13,28 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::config::Route;
 use crate::event::{Action, Delivery, Failure, Millis, Outcome};
 use crate::notice::Notice;
 use crate::setup::{ConfigError, Secrets};
 use crate::store::{CacheStore, HistoryStore, RateStore, ReceiptStore, TokenStore, UsageStore};
+
+/// How much a connector asks its system what became of a send, where the system can tell
+/// (DingTalk: `connectors.dingtalk.follow_up`, or a route's `follow_up`). Each follow-up call
+/// counts against the monthly API quota like a send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FollowUp {
+    /// Trust `errcode 0`: one call per send.
+    Off,
+    /// One `getsendresult` a delay after the send: who was forbidden, invalid or failed, and
+    /// `undelivered` when nobody got it. One more call per send.
+    #[default]
+    Failures,
+    /// `getsendprogress` until DingTalk has finished the send, then `getsendresult`: the same
+    /// outcomes, never read before the send is done. At least two more calls per send.
+    Full,
+}
 
 /// Where a route sends, within its connector.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,6 +50,8 @@ pub struct Target {
     /// A group (a robot's) that the route's users are @mentioned in: it is posted to with or
     /// without any.
     pub mentions: bool,
+    /// The route's own follow-up, over the connector's.
+    pub follow_up: Option<FollowUp>,
 }
 
 impl Target {
@@ -40,14 +60,14 @@ impl Target {
         self.group.is_none() && !self.everyone && self.departments.is_empty() && !self.mentions
     }
 
-    /// This target sent to everyone or to `departments` instead, as a route may say for a
-    /// connector that [`Render::broadcasts`].
-    pub fn audience(
-        mut self,
-        render: &dyn Render,
-        everyone: bool,
-        departments: Vec<String>,
-    ) -> Result<Target, BadTarget> {
+    /// This target with what `route` adds: everyone or `departments` instead of users (for a
+    /// connector that [`Render::broadcasts`]), its own follow-up.
+    pub fn for_route(mut self, render: &dyn Render, route: &Route) -> Result<Target, BadTarget> {
+        self.follow_up = route.follow_up;
+        let (everyone, departments) = (
+            route.to_all_user,
+            route.departments.clone().unwrap_or_default(),
+        );
         match (everyone, departments.is_empty()) {
             (false, true) => Ok(self),
             _ if !render.broadcasts() => Err(BadTarget(format!(

@@ -9,26 +9,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+pub use crate::connectors::FollowUp;
 use crate::event::{Millis, Outcome};
 
 pub const PROGRESS_PATH: &str = "/topapi/message/corpconversation/getsendprogress";
 pub const RESULT_PATH: &str = "/topapi/message/corpconversation/getsendresult";
-
-/// How much a send is followed up, per connector (`connectors.dingtalk.follow_up`). Each
-/// follow-up call counts against the monthly API quota like a send.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FollowUp {
-    /// Trust `errcode 0`: one call per send.
-    Off,
-    /// One `getsendresult` a delay after the send: who was forbidden, invalid or failed, and
-    /// `undelivered` when nobody got it. One more call per send.
-    #[default]
-    Failures,
-    /// `getsendprogress` until DingTalk has finished the send, then `getsendresult`: the same
-    /// outcomes, never read before the send is done. At least two more calls per send.
-    Full,
-}
 
 /// How often `full` asks for progress before it reads the result anyway.
 pub const MAX_PROGRESS_POLLS: u64 = 4;

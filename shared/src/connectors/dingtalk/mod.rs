@@ -187,6 +187,9 @@ impl DingTalk {
                 self.seen_usage.store(calls, Ordering::Relaxed);
                 if let Some(said) = quota_warning(calls, 1, quota) {
                     warn!(calls, quota, app = %self.usage_name, "{said}");
+                    let percent = calls as f64 * 100.0 / quota as f64;
+                    let app = [("App", self.usage_name.as_str())];
+                    crate::metrics::emit("DingTalkQuotaUsedPercent", percent, "Percent", &app);
                 }
             }
             Err(e) => warn!(error = %e, "this call could not be counted against the monthly quota"),
@@ -225,27 +228,35 @@ impl DingTalk {
         answer
     }
 
-    /// The follow-up in force: the configured one, or `off` from 80 % of the monthly quota on.
-    fn follow_up(&self) -> FollowUp {
+    /// The follow-up in force for `d`: its route's or the configured one, and `off` from 80 %
+    /// of the monthly quota on.
+    fn follow_up(&self, d: &Delivery) -> FollowUp {
         let quota = self.monthly_quota;
         let near = quota > 0 && self.seen_usage.load(Ordering::Relaxed) >= (quota * 4).div_ceil(5);
-        if near { FollowUp::Off } else { self.follow_up }
+        let route = serde_json::from_value(d.message[FOLLOW_UP_KEY].clone()).ok();
+        if near {
+            FollowUp::Off
+        } else {
+            route.unwrap_or(self.follow_up)
+        }
     }
 
     async fn send(&self, d: &Delivery) -> Outcome {
         if d.was_sent() {
             return self.check(d).await;
         }
-        if self.dry_run() {
-            return Outcome::DryRun(
-                json!({ "requests": [{ "path": SEND_PATH, "body": d.message }] }),
-            );
+        let mut body = d.message.clone();
+        if let Some(o) = body.as_object_mut() {
+            o.remove(FOLLOW_UP_KEY);
         }
-        match self.call(SEND_PATH, &d.message).await {
+        if self.dry_run() {
+            return Outcome::DryRun(json!({ "requests": [{ "path": SEND_PATH, "body": body }] }));
+        }
+        match self.call(SEND_PATH, &body).await {
             Ok(v) => match v.get("task_id").and_then(as_code) {
                 Some(task_id) => {
                     let result = json!({ "task_id": task_id });
-                    match self.follow_up() {
+                    match self.follow_up(d) {
                         FollowUp::Off => Outcome::Sent(result),
                         _ => Outcome::Check {
                             result,
@@ -268,13 +279,14 @@ impl DingTalk {
         let Some(task_id) = result.get("task_id").and_then(as_code) else {
             return Outcome::Sent(result);
         };
-        if self.follow_up() == FollowUp::Off || now_ms() - d.created_at > follow_up::CHECK_WINDOW {
+        let mode = self.follow_up(d);
+        if mode == FollowUp::Off || now_ms() - d.created_at > follow_up::CHECK_WINDOW {
             result["not_checked"] = json!("follow-ups are off or the send is older than a day");
             return Outcome::Sent(result);
         }
         let body = json!({ "agent_id": self.agent_id, "task_id": task_id });
         let polls = result["progress_polls"].as_u64().unwrap_or(0);
-        if self.follow_up == FollowUp::Full && !follow_up::finished(&result["progress"]) {
+        if mode == FollowUp::Full && !follow_up::finished(&result["progress"]) {
             match self.call(PROGRESS_PATH, &body).await {
                 Ok(v) => {
                     result["progress"] = v["progress"].clone();
@@ -477,6 +489,9 @@ impl Connector for DingTalk {
             Action::Receipt | Action::Forget => {
                 Outcome::Skipped("DingTalk keeps no receipts and caches no recipients".into())
             }
+            Action::Revoke => Outcome::Failed(Failure::Permanent(
+                "revokes are made by the sender loop, through recall".into(),
+            )),
         }
     }
 

@@ -16,6 +16,8 @@ use crate::notice::{Intent, MsgType, Notice, local_time};
 pub const MAX_MSG_BYTES: usize = 2048;
 /// `userid_list` entries per call.
 pub const MAX_USERIDS: usize = 100;
+/// Where a stored send keeps its route's follow-up (taken out before the request goes out).
+pub const FOLLOW_UP_KEY: &str = "follow_up";
 /// The OA status bar only shows when a send has at most this many userids.
 pub const MAX_STATUS_BAR_USERS: usize = 5;
 /// `dept_id_list` entries per call.
@@ -372,10 +374,15 @@ impl Render for Style {
         let calls = sends
             .into_iter()
             .map(|(recipients, send)| {
+                let mut message = serde_json::to_value(send)?;
+                // The route's follow-up rides with the stored request; it is not sent.
+                if let Some(f) = target.follow_up {
+                    message[FOLLOW_UP_KEY] = serde_json::to_value(f)?;
+                }
                 Ok(Call {
                     action: Action::Send,
                     recipients,
-                    message: serde_json::to_value(send)?,
+                    message,
                 })
             })
             .collect::<Result<_, serde_json::Error>>()?;

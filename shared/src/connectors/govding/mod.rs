@@ -259,6 +259,9 @@ impl Connector for GovDing {
             Action::UpdateStatus => Outcome::Skipped(
                 "浙政钉 has no documented way to change a sent notification".into(),
             ),
+            Action::Revoke => Outcome::Failed(Failure::Permanent(
+                "revokes are made by the sender loop, through recall".into(),
+            )),
         }
     }
 
