@@ -5,7 +5,7 @@
 //! for sends to ≤ 5 users (DingTalk ignores them silently; the fake records a violation).
 //! A send answers errcode 0 even to whom it then drops (an unknown userid, the same content
 //! twice a day: 143106, the daily cap per person: 143105); `getsendprogress` and
-//! `getsendresult` tell, as DingTalk does.
+//! `getsendresult` tell, as DingTalk does; past a monthly quota every call is 90020.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -80,6 +80,10 @@ struct Inner {
     received: HashMap<String, usize>,
     /// `getsendprogress` answers "running" this many times per task before "done".
     progress_running: u32,
+    /// The organisation's monthly API calls (sends counted) and how many it has made: beyond
+    /// them, 90020.
+    monthly_quota: Option<usize>,
+    quota_used: usize,
 }
 
 #[derive(Clone)]
@@ -215,6 +219,12 @@ impl FakeDingTalk {
         self.lock().progress_running = polls;
     }
 
+    /// The organisation may make `calls` more sends this month; then every call is 90020.
+    pub fn set_monthly_quota(&self, calls: usize) {
+        let mut inner = self.lock();
+        (inner.monthly_quota, inner.quota_used) = (Some(calls), 0);
+    }
+
     /// `user` opens the message of `task_id`.
     pub fn mark_read(&self, task_id: i64, user: &str) {
         let mut inner = self.lock();
@@ -254,6 +264,10 @@ async fn enter(
     let mut inner = s.lock().unwrap();
     if let Some((status, body)) = inner.injected.get_mut(path).and_then(VecDeque::pop_front) {
         return Some((StatusCode::from_u16(status).unwrap(), body).into_response());
+    }
+    if path != "/gettoken" && inner.monthly_quota.is_some_and(|q| inner.quota_used >= q) {
+        let answer = err(90020, "Forbidden.AccessDenied.ApiCountLimitForOrg");
+        return Some(axum::Json(answer).into_response());
     }
     if inner.fail_ratio > 0.0 && fastrand::f64() < inner.fail_ratio {
         return Some(axum::Json(err(500, "系统异常")).into_response());
@@ -390,6 +404,7 @@ async fn asyncsend(
             b => b,
         };
         inner.next_task += 1;
+        inner.quota_used += 1;
         let task_id = inner.next_task;
         let content = msg.to_string();
         let (mut forbidden, mut invalid) = (vec![], vec![]);

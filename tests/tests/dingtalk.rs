@@ -888,3 +888,24 @@ async fn a_route_chooses_its_own_follow_up() {
         "the setting is not sent"
     );
 }
+
+/// DingTalk's monthly quota used up (90020): the send is dead at once, saying so, not retried.
+#[tokio::test]
+async fn a_send_over_the_organisations_quota_is_dead_with_the_reason() {
+    let (fake, mut h) = live("").await;
+    fake.set_monthly_quota(1);
+    assert_eq!(h.post("/hap/message", &notice("q-ok", 1)).await.status, 200);
+    assert_eq!(h.drain().await, [Status::Sent]);
+    assert_eq!(
+        h.post("/hap/message", &notice("q-over", 1)).await.status,
+        200
+    );
+    assert_eq!(h.drain().await, [Status::Dead]);
+    let d = only(&h, "EVT#hap#q-over").await;
+    let reason = d.last_error.unwrap();
+    assert!(
+        reason.contains("90020") && reason.contains("monthly API quota is used up"),
+        "{reason}"
+    );
+    assert_eq!(h.sweep_after(3600).await, [], "dead is not retried");
+}
