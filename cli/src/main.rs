@@ -152,13 +152,12 @@ enum ZentaoCommand {
 #[derive(Subcommand)]
 enum DmsCommand {
     /// Which signature construction, if any, produced a captured request's signatureText.
+    /// The 签名密钥 configured in DMS is read from DMS_SIGNATURE_KEY, or else from the first
+    /// line of stdin: never from the command line, where `ps` and the shell history show it.
     Verify {
         /// The request body DMS sent (e.g. saved from the log in signature_mode = "log").
         #[arg(long)]
         body: PathBuf,
-        /// The 签名密钥 configured in DMS.
-        #[arg(long)]
-        key: String,
         /// The webhook URL exactly as configured in DMS.
         #[arg(long)]
         url: Option<String>,
@@ -524,6 +523,23 @@ async fn zentao(config: &PathBuf, instance: Option<String>, command: ZentaoComma
     Ok(())
 }
 
+/// The DMS 签名密钥: `DMS_SIGNATURE_KEY`, or the first line of stdin.
+fn signature_key() -> Result<String> {
+    if let Some(key) = std::env::var("DMS_SIGNATURE_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+    {
+        return Ok(key);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let key = line.trim_end_matches(['\r', '\n']).to_owned();
+    if key.is_empty() {
+        return Err("no key: set DMS_SIGNATURE_KEY or give the 签名密钥 on stdin".into());
+    }
+    Ok(key)
+}
+
 /// Runs every known construction over a captured DMS request and says which matched.
 fn dms_verify(body: &PathBuf, key: &str, url: Option<&str>) -> Result<()> {
     let bytes = std::fs::read(body).map_err(|e| format!("{}: {e}", body.display()))?;
@@ -582,8 +598,8 @@ async fn main() -> ExitCode {
                 },
         } => check(config, fixture, path).await,
         Command::Dms {
-            command: DmsCommand::Verify { body, key, url },
-        } => dms_verify(&body, &key, url.as_deref()),
+            command: DmsCommand::Verify { body, url },
+        } => signature_key().and_then(|key| dms_verify(&body, &key, url.as_deref())),
         Command::Govding { config, command } => govding(&config, command).await,
         Command::Zentao {
             config,

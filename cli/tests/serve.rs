@@ -79,18 +79,25 @@ async fn serve_with_the_built_in_config_handles_the_fixtures() {
     assert_eq!(table.matches("asyncsend_v2").count(), 2, "{table}");
 }
 
+/// `hookbridge dms verify ARGS` with the key on stdin.
 fn dms_verify(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_hookbridge"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookbridge"))
         .args(["dms", "verify"])
         .args(args)
-        .output()
-        .unwrap()
+        .env_remove("DMS_SIGNATURE_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"dms-secret\n").unwrap();
+    child.wait_with_output().unwrap()
 }
 
 #[test]
 fn dms_verify_names_the_construction_of_a_captured_request() {
     let body = format!("{FIXTURES}/dms-approval-pending.json");
-    let out = dms_verify(&["--body", &body, "--key", "dms-secret"]);
+    let out = dms_verify(&["--body", &body]);
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("matched: A/sorted"), "{stdout}");
@@ -100,17 +107,24 @@ fn dms_verify_names_the_construction_of_a_captured_request() {
     );
 
     let vendor = format!("{FIXTURES}/dms-test-message.json");
-    let out = dms_verify(&[
-        "--body",
-        &vendor,
-        "--key",
-        "dms-secret",
-        "--url",
-        "https://hook.example.com/dms",
-    ]);
+    let out = dms_verify(&["--body", &vendor, "--url", "https://hook.example.com/dms"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("no construction of 26 matched"), "{stderr}");
+
+    // The key never goes on the command line.
+    let refused = dms_verify(&["--body", &body, "--key", "dms-secret"]);
+    assert!(!refused.status.success());
+    let from_env = Command::new(env!("CARGO_BIN_EXE_hookbridge"))
+        .args(["dms", "verify", "--body", &body])
+        .env("DMS_SIGNATURE_KEY", "dms-secret")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&from_env.stdout).contains("matched: A/sorted"),
+        "the key from DMS_SIGNATURE_KEY"
+    );
 }
 
 fn config_check(config: Option<&str>, extra: &[&str]) -> (bool, String) {
