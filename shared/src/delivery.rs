@@ -13,10 +13,15 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::connectors::Connector;
 use crate::event::{
-    Action, DeliveryKey, Failure, Millis, Outcome, RetryPolicy, Status, now_ms, settle,
+    Action, Delivery, DeliveryKey, Failure, Millis, Outcome, RetryPolicy, Settled, Status, now_ms,
+    settle,
 };
 use crate::logging::LogId;
 use crate::store::{DeliveryStore, StoreError};
+
+/// How long a sender keeps trying to record an outcome while the store is down: well within a
+/// Lambda timeout, long enough for a store that restarts.
+pub const RECORD_PATIENCE: Millis = 10_000;
 
 pub struct Sender {
     connectors: Vec<Arc<dyn Connector>>,
@@ -95,10 +100,38 @@ impl Sender {
                 "delivery done"
             ),
         }
-        if !self.store.record(&claimed, &settled, now_ms()).await? {
+        if !self.record(&claimed, &settled, lease_until).await? {
             warn!("the claim lapsed and another sender took over; this outcome is discarded");
         }
         Ok(Some(settled.status))
+    }
+
+    /// Records the outcome of a call already made, trying again while the store is down and
+    /// the claim holds (at most [`RECORD_PATIENCE`]): an outcome left unrecorded is a call made
+    /// twice once the claim lapses, which ZenTao, for one, cannot tell from a new message.
+    async fn record(
+        &self,
+        claimed: &Delivery,
+        settled: &Settled,
+        lease_until: Millis,
+    ) -> Result<bool, StoreError> {
+        let give_up = lease_until.min(now_ms() + RECORD_PATIENCE);
+        let mut pause = 250;
+        loop {
+            match self.store.record(claimed, settled, now_ms()).await {
+                Err(e) if now_ms() + pause < give_up => {
+                    warn!(error = %e, "could not record the outcome of the call; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(pause.unsigned_abs()))
+                        .await;
+                    pause = (pause * 2).min(2_000);
+                }
+                Err(e) => {
+                    error!(error = %e, "the call was made but its outcome could not be recorded; it is sent again once the claim lapses");
+                    return Err(e);
+                }
+                ok => return ok,
+            }
+        }
     }
 
     /// Drives the sender from the local change feed (`hookbridge serve`). Each connector gets
@@ -266,6 +299,77 @@ mod tests {
             (d.attempts, d.result.clone()),
             (2, Some(json!({"task_id": 1})))
         );
+    }
+
+    /// A store whose first `n` records fail, as during a short outage.
+    struct Flaky(MemoryStore, std::sync::Mutex<u32>);
+
+    #[async_trait::async_trait]
+    impl HistoryStore for Flaky {
+        async fn deliveries_of(&self, pk: &str) -> Result<Vec<Delivery>, StoreError> {
+            self.0.deliveries_of(pk).await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl DeliveryStore for Flaky {
+        async fn claim(
+            &self,
+            key: &DeliveryKey,
+            now: Millis,
+            until: Millis,
+        ) -> Result<Option<Delivery>, StoreError> {
+            self.0.claim(key, now, until).await
+        }
+        async fn record(&self, c: &Delivery, s: &Settled, now: Millis) -> Result<bool, StoreError> {
+            let failing = {
+                let mut left = self.1.lock().unwrap();
+                let failing = *left > 0;
+                *left = left.saturating_sub(1);
+                failing
+            };
+            if failing {
+                return Err(StoreError::Unavailable("the store is restarting".into()));
+            }
+            self.0.record(c, s, now).await
+        }
+        async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError> {
+            self.0.due(now, limit).await
+        }
+        async fn requeue(&self, key: &DeliveryKey, now: Millis) -> Result<bool, StoreError> {
+            self.0.requeue(key, now).await
+        }
+        async fn list(
+            &self,
+            f: &crate::event::DeliveryFilter,
+            limit: usize,
+        ) -> Result<Vec<Delivery>, StoreError> {
+            self.0.list(f, limit).await
+        }
+        async fn replay(
+            &self,
+            key: &DeliveryKey,
+            now: Millis,
+        ) -> Result<Option<Delivery>, StoreError> {
+            self.0.replay(key, now).await
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outcome_is_recorded_once_the_store_is_back_and_not_sent_twice() {
+        let (memory, first, key) = setup(vec![], "scripted").await;
+        drop(first);
+        let memory = Arc::into_inner(memory).unwrap();
+        let store = Arc::new(Flaky(memory, std::sync::Mutex::new(3)));
+        let once = Outcome::Sent(json!({"task_id": 1}));
+        let sender = Sender::new(
+            vec![Arc::new(Scripted(std::sync::Mutex::new(vec![once])))],
+            store.clone(),
+            RetryPolicy::default(),
+        );
+        assert_eq!(sender.process(&key).await.unwrap(), Some(Status::Sent));
+        let d = &store.deliveries_of(&key.pk).await.unwrap()[0];
+        assert_eq!(d.status, Status::Sent, "recorded after three failed tries");
     }
 
     #[tokio::test]

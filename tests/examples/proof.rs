@@ -253,7 +253,7 @@ async fn verdict(
     );
     if !interrupted.is_empty() {
         println!(
-            "{name:<7} {} deliveries were in flight at the kill and sent again: ZenTao got {resent_z} of them twice (it has no idempotency key), DingTalk showed {resent_d} twice (it drops the same content to the same person within a day)",
+            "{name:<7} {} deliveries were in flight when serve or the store stopped, and sent again: ZenTao got {resent_z} of them twice (it has no idempotency key), DingTalk showed {resent_d} twice (it drops the same content to the same person within a day)",
             interrupted.len()
         );
     }
@@ -329,10 +329,14 @@ fn http_post(port: u16) -> Post {
     })
 }
 
-/// Deliveries serve said it sends again after a restart (they were in flight at the kill).
+/// Deliveries serve said it sends again after a restart (they were in flight at the kill), or
+/// a sender said it sends again because the store went down before their outcome was recorded.
 fn interrupted(said: &str) -> Vec<(usize, &'static str)> {
     said.lines()
-        .filter(|l| l.contains("was being sent when the process stopped"))
+        .filter(|l| {
+            l.contains("was being sent when the process stopped")
+                || l.contains("it is sent again once the claim lapses")
+        })
         .flat_map(|l| {
             let connector = if l.contains("DLV#zentao") {
                 "zentao"
