@@ -531,6 +531,9 @@ fn signature_key() -> Result<String> {
     {
         return Ok(key);
     }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprint!("DMS 签名密钥 (read here, never from the command line): ");
+    }
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     let key = line.trim_end_matches(['\r', '\n']).to_owned();

@@ -6,7 +6,8 @@ use hookbridge_tests::fake_dingtalk::FakeDingTalk;
 use hookbridge_tests::fake_runtime::{Answer, invoke};
 use hookbridge_tests::fake_secrets::FakeSecrets;
 use hookbridge_tests::{
-    HAP_TOKEN, app_on, config, dynamo_store, events, fixture, lambda_env, request,
+    HAP_TOKEN, app_on, config, dynamo_store, events, fixture, ingest, lambda_env, request,
+    run_stream,
 };
 
 #[tokio::test]
@@ -190,18 +191,17 @@ async fn the_quota_mark_is_an_emf_metric() {
     let fake = FakeDingTalk::start().await;
     let store = dynamo_store().await;
     let table = store.table().to_owned();
-    let ingress = app_on(config(None, ""), Arc::new(store.clone())).await;
-    let req = request(
+    ingest(
+        &store,
+        config(None, ""),
         "/hap/message",
-        fixture("hap-message-mention.json"),
-        Some(HAP_TOKEN),
-    );
-    let now = hookbridge::event::now_ms();
-    assert_eq!(ingress.ingress.handle(req, now).await.status, 200);
+        "hap-message-mention.json",
+    )
+    .await;
     let pk = "EVT#hap#9f8e7d6c-5b4a-4392-8171-6f5e4d3c2b1a";
-    let batch = events::stream_batch(&table, &[("INSERT", pk, "DLV#dingtalk#000")]).await;
+    let items = [("INSERT", pk, "DLV#dingtalk#000")];
     let env = lambda_env(&table, Some(&fake.url), "monthly_quota = 1");
-    let (_, logs) = invoke(env!("CARGO_BIN_EXE_dingtalk-sender"), &env, batch).await;
+    let logs = run_stream(env!("CARGO_BIN_EXE_dingtalk-sender"), &env, &table, &items).await;
     let metric = logs
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
