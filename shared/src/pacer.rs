@@ -131,7 +131,11 @@ impl FleetPacer {
             let now = now_ms();
             let window = now / FLEET_WINDOW_MS;
             match self.rates.take_slot(&name, window, self.per_window).await {
-                Ok(true) => return Ok(()),
+                Ok(true) if now_ms() / FLEET_WINDOW_MS == window => return Ok(()),
+                // Granted after its window ended (a slow store): sent now, the call would crowd
+                // the next window, so the place is left unused and the current one taken.
+                Ok(true) if now_ms() - start <= MAX_SLEEP.as_millis() as i64 => continue,
+                Ok(true) => return Err(Duration::from_millis(FLEET_WINDOW_MS as u64)),
                 Ok(false) => {}
                 Err(e) => {
                     warn!(error = %e, api, "fleet-wide pacing unavailable; pacing this process only");
@@ -154,6 +158,7 @@ impl FleetPacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreError;
 
     #[tokio::test(start_paused = true)]
     async fn throttles_halve_the_pace_once_per_overload_and_successes_win_it_back() {
@@ -208,5 +213,37 @@ mod tests {
         let held = p.wait("a").await.unwrap_err();
         assert!(held > Duration::from_secs(299), "{held:?}");
         assert_eq!(start.elapsed(), Duration::from_millis(1600), "not slept");
+    }
+
+    /// A store that answers its first request only after that request's window has ended.
+    struct Slow(Mutex<Vec<i64>>);
+
+    #[async_trait::async_trait]
+    impl RateStore for Slow {
+        async fn take_slot(&self, _: &str, window: i64, _: u32) -> Result<bool, StoreError> {
+            let first = {
+                let mut asked = self.0.lock().unwrap();
+                asked.push(window);
+                asked.len() == 1
+            };
+            if first {
+                let end = (window + 1) * FLEET_WINDOW_MS;
+                tokio::time::sleep(Duration::from_millis((end - now_ms() + 10) as u64)).await;
+            }
+            Ok(true)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_place_granted_after_its_window_ended_is_not_used() {
+        let store = Arc::new(Slow(Mutex::default()));
+        let fleet = FleetPacer::new(store.clone(), "dingtalk#k".into(), 20);
+        assert_eq!(fleet.take("send").await, Ok(()));
+        let asked = store.0.lock().unwrap().clone();
+        assert!(asked.len() >= 2, "{asked:?}");
+        assert!(
+            asked[1] > asked[0],
+            "the place is taken again, in a later window: {asked:?}"
+        );
     }
 }
