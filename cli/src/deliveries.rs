@@ -212,12 +212,15 @@ pub async fn status(at: Where, month: Option<String>, json: bool, data_dir: Path
 
 /// The store named by `at`; for a data directory a running serve holds, that serve.
 async fn open(at: Where, config: Option<Box<Config>>, data_dir: PathBuf) -> Result<Deliveries> {
-    let remote = |base: String| Deliveries::Remote {
-        base: base.trim_end_matches('/').to_owned(),
-        client: reqwest::Client::new(),
+    let remote = |base: String| -> Result<Deliveries> {
+        Ok(Deliveries::Remote {
+            base: base.trim_end_matches('/').to_owned(),
+            client: hookbridge::http::client(std::time::Duration::from_secs(30))
+                .map_err(|e| format!("HTTP client: {e}"))?,
+        })
     };
     if let Some(url) = at.url {
-        return Ok(remote(url));
+        return remote(url);
     }
     if let Some(table) = at.table {
         // Only new items carry it (a recall's note does not): the default serves without --config.
@@ -257,7 +260,7 @@ async fn open(at: Where, config: Option<Box<Config>>, data_dir: PathBuf) -> Resu
                 dir.display(),
                 url.trim()
             );
-            Ok(remote(url.trim().to_owned()))
+            remote(url.trim().to_owned())
         }
         Err(e) => Err(e.into()),
     }

@@ -98,7 +98,7 @@ async fn a_dead_delivery_is_found_and_replayed_in_the_data_directory() {
     let data = dir.join("data");
 
     let (serve, base) = start(&config, &data);
-    let resp = reqwest::Client::new()
+    let resp = hookbridge_tests::http_client()
         .post(format!("{base}/hap/message"))
         .header("X-Hookbridge-Token", HAP_TOKEN)
         .header("content-type", "application/json")

@@ -42,7 +42,7 @@ async fn serve_with_the_built_in_config_handles_the_fixtures() {
     let base = first.rsplit(' ').next().unwrap().to_owned();
     assert!(base.starts_with("http://127.0.0.1:"), "{first}");
 
-    let client = reqwest::Client::new();
+    let client = hookbridge_tests::http_client();
     let post = |path: &str, fixture: &str| {
         let req = client
             .post(format!("{base}{path}"))
@@ -239,7 +239,7 @@ async fn hostile_values_are_escaped_in_serve_log() {
     let _guard = Serve(child);
     let forged = "x\n2026-12-02T00:00:00.000000Z  INFO hookbridge: forged\u{0}\u{1b}[31m";
     let long = "L".repeat(300);
-    let client = reqwest::Client::new();
+    let client = hookbridge_tests::http_client();
     for id in [forged, long.as_str()] {
         let body = serde_json::json!({"messageId": id, "message": id, "targets": [id]});
         let resp = client
@@ -307,7 +307,7 @@ async fn kill_9_after_the_answer_loses_nothing_and_duplicates_nothing() {
             &format!("burst-{id}"),
         );
         async move {
-            reqwest::Client::new()
+            hookbridge_tests::http_client()
                 .post(format!("{base}/hap/message"))
                 .header("content-type", "application/json")
                 .header("X-Hookbridge-Token", "hookbridge-demo-token")

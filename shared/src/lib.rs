@@ -9,6 +9,7 @@ pub mod config;
 pub mod connectors;
 pub mod delivery;
 pub mod event;
+pub mod http;
 pub mod ingress;
 pub mod lambda;
 pub mod local;

@@ -1,6 +1,11 @@
 //! The registry: every source and connector hookbridge has, one line each. A part's line gives
 //! it its config section (`[sources.<name>]`, `[connectors.<name>]`), its built-in template and
 //! its place in `App::build`; the config learns the valid names from here.
+//!
+//! Each part's running half (a source's parser, a connector's client) is built only with its
+//! cargo feature (`source-hap`, `connector-dingtalk`…), so a Lambda function links just its
+//! own part. Every part's config section and renderer are always there: all functions read
+//! the same config file, and a webhook renders for every connector.
 
 use std::sync::Arc;
 
@@ -20,21 +25,22 @@ use crate::templates::Builtin;
 
 self::registry! {
     sources {
-        hap: HapSource,
-        dms: DmsSource,
-        govding: GovDingSource,
+        hap: HapSource = "source-hap",
+        dms: DmsSource = "source-dms",
+        govding: GovDingSource = "source-govding",
     }
     connectors {
-        dingtalk: DingTalk,
-        dingtalk_robot: DingTalkRobot,
-        zentao: ZenTao,
-        govding: GovDing,
+        dingtalk: DingTalk = "connector-dingtalk",
+        dingtalk_robot: DingTalkRobot = "connector-dingtalk-robot",
+        zentao: ZenTao = "connector-zentao",
+        govding: GovDing = "connector-govding",
     }
 }
 
 /// Expands the lists above into the config sections and the code that builds each part.
 macro_rules! registry {
-    (sources { $($s:ident: $S:ty),* $(,)? } connectors { $($c:ident: $C:ty),* $(,)? }) => {
+    (sources { $($s:ident: $S:ty = $sf:literal),* $(,)? }
+     connectors { $($c:ident: $C:ty = $cf:literal),* $(,)? }) => {
         /// `[sources.<name>]`: one optional section per registered source.
         #[derive(Debug, Clone, Default, Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -75,7 +81,7 @@ macro_rules! registry {
             ) -> Result<Vec<Arc<dyn Source>>, ConfigError> {
                 let mut out = vec![];
                 $(if let (Some(c), true) = (&self.$s, wanted(stringify!($s))) {
-                    out.push(<$S as SourcePart>::build(c, secrets).await?);
+                    out.push(built!($sf, stringify!($s), (c, secrets), <$S as SourcePart>::build(c, secrets)));
                 })*
                 Ok(out)
             }
@@ -111,7 +117,10 @@ macro_rules! registry {
             ) -> Result<Vec<Arc<dyn Connector>>, ConfigError> {
                 let mut out = vec![];
                 $(if let (Some(c), true) = (&self.$c, wanted(stringify!($c))) {
-                    out.push(<$C as ConnectorPart>::build(c, secrets, ports).await?);
+                    out.push(built!(
+                        $cf, stringify!($c), (c, secrets, ports),
+                        <$C as ConnectorPart>::build(c, secrets, ports)
+                    ));
                 })*
                 Ok(out)
             }
@@ -119,3 +128,21 @@ macro_rules! registry {
     };
 }
 use registry;
+
+/// The part `build` makes, if this binary has its `feature`; else a config error that says so.
+macro_rules! built {
+    ($feature:literal, $name:expr, $inputs:expr, $build:expr) => {{
+        #[cfg(feature = $feature)]
+        let part = $build.await;
+        #[cfg(not(feature = $feature))]
+        let part = {
+            let _ = $inputs;
+            Err(ConfigError::Invalid(format!(
+                "{} is not built into this program (cargo feature {})",
+                $name, $feature
+            )))
+        };
+        part?
+    }};
+}
+use built;

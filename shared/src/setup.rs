@@ -93,7 +93,7 @@ impl Secrets {
                 let client = self
                     .client
                     .get_or_init(|| async {
-                        aws_sdk_secretsmanager::Client::new(&aws_config::load_from_env().await)
+                        aws_sdk_secretsmanager::Client::new(crate::http::aws_config().await)
                     })
                     .await;
                 let out = client

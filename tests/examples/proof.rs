@@ -308,10 +308,7 @@ fn free_port() -> u16 {
 }
 
 fn http_post(port: u16) -> Post {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let client = hookbridge::http::client(Duration::from_secs(10)).unwrap();
     Arc::new(move |i| {
         let client = client.clone();
         Box::pin(async move {

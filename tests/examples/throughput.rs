@@ -35,7 +35,7 @@ async fn run(n: usize, fake: &FakeDingTalk, zentao: &FakeZenTao, limit: Duration
         .await
         .expect("serve starts");
     let base = format!("http://{}", local.addr);
-    let client = reqwest::Client::new();
+    let client = hookbridge_tests::http_client();
     let started = Instant::now();
     let t0 = hookbridge::event::now_ms();
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(50));

@@ -321,7 +321,7 @@ async fn answer(s: &Arc<Mutex<Inner>>, path: &str, params: &[(String, String)]) 
 
 /// One callback POST as the gateway sends it; whether the answer was exactly the success body.
 async fn deliver(url: &str, body: &str) -> bool {
-    let resp = reqwest::Client::new()
+    let resp = crate::http_client()
         .post(url)
         .header(
             "content-type",

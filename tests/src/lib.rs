@@ -198,6 +198,12 @@ impl Harness {
 }
 
 /// DynamoDB Local's endpoint, started by `scripts/test` (or set by hand).
+/// A reqwest client built as the connectors build theirs (rustls on ring: reqwest carries no
+/// crypto provider of its own).
+pub fn http_client() -> reqwest::Client {
+    hookbridge::http::client(Duration::from_secs(30)).expect("an HTTP client")
+}
+
 pub fn dynamodb_endpoint() -> String {
     std::env::var("HOOKBRIDGE_TEST_DYNAMODB").unwrap_or_else(|_| {
         panic!(
@@ -211,6 +217,7 @@ pub fn dynamodb_endpoint() -> String {
 pub fn dynamo_client(endpoint: &str) -> sdk::Client {
     let config = sdk::Config::builder()
         .behavior_version(sdk::config::BehaviorVersion::latest())
+        .http_client(hookbridge::http::aws_client())
         .region(sdk::config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(sdk::config::Credentials::new("x", "x", None, None, "test"))

@@ -316,7 +316,7 @@ connector = "zentao"
         instance(&zentao.url)
     );
     let local = Local::start(config(Some(&fake.url), &extra)).await.unwrap();
-    let client = reqwest::Client::new();
+    let client = hookbridge_tests::http_client();
     let url = format!("http://{}/dms", local.addr);
     for (name, body) in forgeries::forgeries() {
         let resp = client.post(&url).body(body).send().await.unwrap();

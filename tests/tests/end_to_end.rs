@@ -46,7 +46,7 @@ async fn a_todo_and_its_finish_make_exactly_the_expected_dingtalk_calls() {
     let fake = FakeDingTalk::start().await;
     let local = Local::start(config(Some(&fake.url), "")).await.unwrap();
     let base = format!("http://{}", local.addr);
-    let client = reqwest::Client::new();
+    let client = hookbridge_tests::http_client();
 
     post(
         &client,
@@ -85,7 +85,7 @@ async fn a_todo_and_its_finish_make_exactly_the_expected_dingtalk_calls() {
 async fn dry_run_records_every_request_it_would_have_made() {
     let local = Local::start(config(None, "")).await.unwrap();
     let base = format!("http://{}", local.addr);
-    let client = reqwest::Client::new();
+    let client = hookbridge_tests::http_client();
     post(
         &client,
         format!("{base}/hap/message"),
@@ -154,7 +154,7 @@ group = "{GROUP}"
         .await
         .unwrap();
     let base = format!("http://{}", local.addr);
-    let client = reqwest::Client::new();
+    let client = hookbridge_tests::http_client();
     let resp = client
         .post(format!("{base}/dms"))
         .header("DMS-Event", "Message Hook")

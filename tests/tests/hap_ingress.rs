@@ -563,7 +563,7 @@ async fn a_token_header_sent_twice_is_refused_by_serve() {
     let local = hookbridge::local::Local::start(config(None, ""))
         .await
         .unwrap();
-    let client = reqwest::Client::new();
+    let client = hookbridge_tests::http_client();
     let url = format!("http://{}/hap/message", local.addr);
     let resp = client
         .post(&url)

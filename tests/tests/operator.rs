@@ -19,7 +19,7 @@ async fn start(fake: &FakeDingTalk, zentao: &FakeZenTao) -> (Local, String, reqw
     let extra = format!("{}\n[delivery]\nmax_attempts = 2\n", hap_route(&zentao.url));
     let local = Local::start(config(Some(&fake.url), &extra)).await.unwrap();
     let base = format!("http://{}", local.addr);
-    (local, base, reqwest::Client::new())
+    (local, base, hookbridge_tests::http_client())
 }
 
 async fn post_mention(client: &reqwest::Client, base: &str) {

@@ -90,7 +90,7 @@ async fn connections_beyond_the_cap_wait_for_a_free_place() {
         TcpStream::connect(local.addr).await.unwrap(),
     ];
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let client = reqwest::Client::new();
+    let client = hookbridge_tests::http_client();
     let health = format!("http://{}/healthz", local.addr);
     let blocked = client
         .get(&health)
@@ -115,7 +115,7 @@ async fn connections_beyond_the_cap_wait_for_a_free_place() {
 async fn every_answer_is_json_and_paths_match_exactly() {
     let dms = "[sources.dms]\nmax_body_bytes = 64\n";
     let local = serve("", dms).await;
-    let client = reqwest::Client::new();
+    let client = hookbridge_tests::http_client();
     let base = format!("http://{}", local.addr);
     let big = "x".repeat(100);
     for (method, path, body, status, field, want) in [
@@ -317,7 +317,7 @@ fn zentao_route(url: &str) -> String {
 }
 
 async fn post_messages(local: &Local, n: usize) {
-    let client = reqwest::Client::new();
+    let client = hookbridge_tests::http_client();
     for i in 0..n {
         let body = json!({
             "messageId": format!("load-{i}"),

@@ -299,8 +299,11 @@ struct TokenItem {
 impl DynamoStore {
     /// The store on `table`, with AWS credentials and region from the environment.
     pub async fn from_env(table: impl Into<String>, retention: Duration) -> Self {
-        let aws = aws_config::load_from_env().await;
-        DynamoStore::new(Client::new(&aws), table, retention)
+        DynamoStore::new(
+            Client::new(crate::http::aws_config().await),
+            table,
+            retention,
+        )
     }
 
     pub fn new(client: Client, table: impl Into<String>, retention: Duration) -> Self {

@@ -143,10 +143,7 @@ impl DingTalk {
     ) -> Result<Self, reqwest::Error> {
         let mode = match (&config.app_key, app_secret) {
             (Some(key), Some(secret)) => {
-                let http = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(config.timeout_secs))
-                    .connect_timeout(Duration::from_secs(config.timeout_secs.min(5)))
-                    .build()?;
+                let http = crate::http::client(Duration::from_secs(config.timeout_secs))?;
                 let fleet = FleetPacer::new(
                     ports.rates.clone(),
                     format!("{CONNECTOR}#{key}"),

@@ -148,12 +148,9 @@ impl ConnectorPart for DingTalkRobot {
             }
             built.insert(name.clone(), robot);
         }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(timeout))
-            .build()
-            .map_err(|e| {
-                ConfigError::Invalid(format!("connectors.dingtalk_robot: HTTP client: {e}"))
-            })?;
+        let http = crate::http::client(Duration::from_secs(timeout)).map_err(|e| {
+            ConfigError::Invalid(format!("connectors.dingtalk_robot: HTTP client: {e}"))
+        })?;
         Ok(Arc::new(DingTalkRobot {
             http,
             robots: built,

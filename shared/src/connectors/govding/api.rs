@@ -206,10 +206,7 @@ impl Gateway {
         app_key: String,
         secret: String,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.timeout_secs))
-            .connect_timeout(Duration::from_secs(config.timeout_secs.min(5)))
-            .build()?;
+        let http = crate::http::client(Duration::from_secs(config.timeout_secs))?;
         Ok(Gateway {
             http,
             base_url: config.base_url.trim_end_matches('/').to_owned(),

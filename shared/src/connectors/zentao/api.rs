@@ -137,9 +137,7 @@ pub(super) struct Client {
 
 impl Client {
     pub(super) fn new(instance: ZenTaoInstance, key: String) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(instance.timeout_secs))
-            .build()?;
+        let http = crate::http::client(Duration::from_secs(instance.timeout_secs))?;
         Ok(Client {
             http,
             instance,
