@@ -10,6 +10,7 @@ pub mod fake_secrets;
 pub mod fake_zentao;
 pub mod forgeries;
 pub mod fuzz;
+pub mod meter;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -197,13 +198,13 @@ impl Harness {
     }
 }
 
-/// DynamoDB Local's endpoint, started by `scripts/test` (or set by hand).
 /// A reqwest client built as the connectors build theirs (rustls on ring: reqwest carries no
 /// crypto provider of its own).
 pub fn http_client() -> reqwest::Client {
     hookbridge::http::client(Duration::from_secs(30)).expect("an HTTP client")
 }
 
+/// DynamoDB Local's endpoint, started by `scripts/test` (or set by hand).
 pub fn dynamodb_endpoint() -> String {
     std::env::var("HOOKBRIDGE_TEST_DYNAMODB").unwrap_or_else(|_| {
         panic!(
@@ -216,8 +217,8 @@ pub fn dynamodb_endpoint() -> String {
 
 pub fn dynamo_client(endpoint: &str) -> sdk::Client {
     let config = sdk::Config::builder()
-        .behavior_version(sdk::config::BehaviorVersion::latest())
         .http_client(hookbridge::http::aws_client())
+        .behavior_version(sdk::config::BehaviorVersion::latest())
         .region(sdk::config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(sdk::config::Credentials::new("x", "x", None, None, "test"))

@@ -4,8 +4,15 @@
 //! | item | pk | sk |
 //! |---|---|---|
 //! | event | `EVT#<source>#<key>` | `EVT` |
-//! | delivery | the event's pk | `DLV#<connector>#<n>` |
+//! | delivery (its state) | the event's pk | `DLV#<connector>#<n>` |
+//! | delivery (its request) | the event's pk | `REQ#<connector>#<n>#<hash>` |
 //! | token | `TOKEN#<name>` | `TOKEN` |
+//!
+//! A delivery is two items because DynamoDB bills a write by the whole item: the rendered
+//! request (recipients and message, often 1–3 KB) is written once, and the state the sender
+//! changes on every claim and outcome stays under 1 KB, one write unit each. The request's key
+//! ends in a hash of its content, so a duplicate webhook's re-rendering never overwrites what a
+//! delivery sends (it leaves an unreferenced item that TTL removes).
 //!
 //! Deliveries in `sending`, `retrying` or `dead` carry `due_status`/`due_at`, the keys of the
 //! sparse GSI `status-due` the sweeper queries. `ttl` (epoch seconds) expires old items; DynamoDB
@@ -22,11 +29,12 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
-    StreamSpecification, StreamViewType, TransactWriteItem,
+    KeyType, Projection, ProjectionType, Put, PutRequest, ReturnValue, ScalarAttributeType,
+    StreamSpecification, StreamViewType, TransactWriteItem, WriteRequest,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha1::{Digest, Sha1};
 use tracing::{instrument, warn};
 
 use super::{
@@ -38,6 +46,23 @@ use crate::event::{
 };
 
 pub const STATUS_DUE_INDEX: &str = "status-due";
+const DELIVERY_PREFIX: &str = "DLV#";
+const REQUEST_PREFIX: &str = "REQ#";
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Every item of a query or scan, through all its pages.
+macro_rules! all_items {
+    ($request:expr) => {
+        $request
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<Item>, _>>()
+            .await
+            .map_err(unavailable)
+    };
+}
 const EVENT_SK: &str = "EVT";
 const TOKEN_SK: &str = "TOKEN";
 const LINK_SK: &str = "LINK";
@@ -58,8 +83,9 @@ struct EventItem {
     key: String,
     kind: String,
     received_at: Millis,
-    /// JSON text: numbers and nesting survive exactly, whatever the source sent.
-    payload: String,
+    /// The body exactly as received. The normalized payload is not stored beside it: nothing
+    /// reads it back, it is what the source's parser makes of `raw`, and in the insert
+    /// transaction (billed twice per KB) it doubled the event's cost.
     raw: String,
     ttl: i64,
 }
@@ -72,8 +98,8 @@ struct DeliveryItem {
     action: Action,
     status: Status,
     attempts: u32,
-    recipients: Vec<String>,
-    message: String,
+    /// The sort key of the [`RequestItem`].
+    request: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     result: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,6 +118,16 @@ struct DeliveryItem {
     receipts: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     replays: Vec<Replay>,
+}
+
+/// What a delivery sends, written once before its state (see the module docs).
+#[derive(Serialize, Deserialize)]
+struct RequestItem {
+    pk: String,
+    sk: String,
+    recipients: Vec<String>,
+    message: String,
+    ttl: i64,
 }
 
 #[async_trait]
@@ -260,19 +296,14 @@ impl UsageStore for DynamoStore {
     }
 
     async fn usage_in(&self, period: &str) -> Result<Vec<Usage>, StoreError> {
-        let items: Vec<_> = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("begins_with(pk, :quota) AND sk = :period")
-            .expression_attribute_values(":quota", s("QUOTA#"))
-            .expression_attribute_values(":period", s(period))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(unavailable)?;
+        let items = all_items!(
+            self.client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :quota) AND sk = :period")
+                .expression_attribute_values(":quota", s("QUOTA#"))
+                .expression_attribute_values(":period", s(period))
+        )?;
         items
             .into_iter()
             .map(|item| {
@@ -322,16 +353,39 @@ impl DynamoStore {
         now / 1000 + self.retention.as_secs() as i64
     }
 
-    fn delivery_item(&self, d: &Delivery) -> Result<HashMap<String, AttributeValue>, StoreError> {
-        let item = DeliveryItem {
+    /// A delivery's two items: (state, request).
+    fn delivery_items(&self, d: &Delivery) -> Result<(Item, Item), StoreError> {
+        let corrupt =
+            |e: serde_dynamo::Error| StoreError::Corrupt(d.key().to_string(), e.to_string());
+        let message = d.message.to_string();
+        let mut hash = Sha1::new();
+        for r in &d.recipients {
+            hash.update(r.as_bytes());
+            hash.update([0]);
+        }
+        hash.update(message.as_bytes());
+        let digest: String = hash.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let request = RequestItem {
+            pk: d.pk.clone(),
+            sk: format!(
+                "{REQUEST_PREFIX}{}#{digest}",
+                d.sk.strip_prefix(DELIVERY_PREFIX).unwrap_or(&d.sk)
+            ),
+            recipients: d.recipients.clone(),
+            message,
+            ttl: self.ttl(d.created_at),
+        };
+        let state = DeliveryItem {
             pk: d.pk.clone(),
             sk: d.sk.clone(),
             connector: d.connector.clone(),
             action: d.action,
             status: d.status,
             attempts: d.attempts,
-            recipients: d.recipients.clone(),
-            message: d.message.to_string(),
+            request: request.sk.clone(),
             result: d.result.as_ref().map(ToString::to_string),
             last_error: d.last_error.clone(),
             next_attempt_at: d.next_attempt_at,
@@ -346,16 +400,121 @@ impl DynamoStore {
             receipts: d.receipts.iter().map(ToString::to_string).collect(),
             replays: d.replays.clone(),
         };
-        serde_dynamo::to_item(item)
-            .map_err(|e| StoreError::Corrupt(d.key().to_string(), e.to_string()))
+        Ok((
+            serde_dynamo::to_item(state).map_err(corrupt)?,
+            serde_dynamo::to_item(request).map_err(corrupt)?,
+        ))
+    }
+
+    /// The delivery whose state is `state`, with its request read (consistently: it was
+    /// written before the state, and must be seen).
+    async fn with_request(&self, state: Item) -> Result<Delivery, StoreError> {
+        let it: DeliveryItem = serde_dynamo::from_item(state)
+            .map_err(|e| StoreError::Corrupt("delivery".into(), e.to_string()))?;
+        let request = self.item(&it.pk, &it.request).await?.ok_or_else(|| {
+            StoreError::Corrupt(
+                format!("{}/{}", it.pk, it.sk),
+                format!("no request item {}", it.request),
+            )
+        })?;
+        decode_delivery(it, request)
+    }
+
+    /// Every delivery state and request under `pk`, or (without `pk`) in the table, joined.
+    async fn deliveries(&self, pk: Option<&str>) -> Result<Vec<Delivery>, StoreError> {
+        let mut states = vec![];
+        let mut requests = HashMap::new();
+        for prefix in [DELIVERY_PREFIX, REQUEST_PREFIX] {
+            let items = match pk {
+                Some(pk) => all_items!(
+                    self.client
+                        .query()
+                        .table_name(&self.table)
+                        .consistent_read(true)
+                        .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                        .expression_attribute_values(":pk", s(pk))
+                        .expression_attribute_values(":prefix", s(prefix))
+                )?,
+                None => all_items!(
+                    self.client
+                        .scan()
+                        .table_name(&self.table)
+                        .filter_expression("begins_with(sk, :prefix)")
+                        .expression_attribute_values(":prefix", s(prefix))
+                )?,
+            };
+            for item in items {
+                if prefix == DELIVERY_PREFIX {
+                    states.push(
+                        serde_dynamo::from_item::<_, DeliveryItem>(item)
+                            .map_err(|e| StoreError::Corrupt("delivery".into(), e.to_string()))?,
+                    );
+                } else if let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) =
+                    (item.get("pk"), item.get("sk"))
+                {
+                    requests.insert((pk.clone(), sk.clone()), item);
+                }
+            }
+        }
+        states
+            .into_iter()
+            .map(|it| {
+                let request = requests
+                    .remove(&(it.pk.clone(), it.request.clone()))
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(
+                            format!("{}/{}", it.pk, it.sk),
+                            format!("no request item {}", it.request),
+                        )
+                    })?;
+                decode_delivery(it, request)
+            })
+            .collect()
+    }
+
+    /// Writes request items, 25 to a call, until DynamoDB has taken them all.
+    async fn put_requests(&self, requests: Vec<Item>) -> Result<(), StoreError> {
+        for chunk in requests.chunks(25) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|item| {
+                    PutRequest::builder()
+                        .set_item(Some(item.clone()))
+                        .build()
+                        .map(|p| WriteRequest::builder().put_request(p).build())
+                        .map_err(|e| StoreError::Corrupt("request".into(), e.to_string()))
+                })
+                .collect::<Result<_, _>>()?;
+            // Unprocessed items (throttling) are retried with a growing pause, as AWS advises.
+            for attempt in 0..8u64 {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+            }
+            if !pending.is_empty() {
+                return Err(StoreError::Unavailable(format!(
+                    "DynamoDB left {} request items unwritten after 8 tries",
+                    pending.len()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// One item, read consistently (a token, link or cache entry just written must be seen).
-    async fn item(
-        &self,
-        pk: &str,
-        sk: &str,
-    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+    async fn item(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -376,7 +535,7 @@ impl DynamoStore {
             .set_key(Some(Self::key(pk, sk)))
     }
 
-    fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
+    fn key(pk: &str, sk: &str) -> Item {
         HashMap::from([
             ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
             ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
@@ -468,15 +627,15 @@ fn applied<T, R: std::fmt::Debug>(
     }
 }
 
-fn decode_delivery(item: HashMap<String, AttributeValue>) -> Result<Delivery, StoreError> {
-    let it: DeliveryItem = serde_dynamo::from_item(item)
-        .map_err(|e| StoreError::Corrupt("delivery".into(), e.to_string()))?;
+fn decode_delivery(it: DeliveryItem, request: Item) -> Result<Delivery, StoreError> {
+    let request: RequestItem = serde_dynamo::from_item(request)
+        .map_err(|e| StoreError::Corrupt(format!("{}/{}", it.pk, it.request), e.to_string()))?;
     let json = |s: &str| {
         serde_json::from_str(s)
             .map_err(|e| StoreError::Corrupt(format!("{}/{}", it.pk, it.sk), e.to_string()))
     };
     Ok(Delivery {
-        message: json(&it.message)?,
+        message: json(&request.message)?,
         result: it.result.as_deref().map(json).transpose()?,
         receipts: it
             .receipts
@@ -489,7 +648,7 @@ fn decode_delivery(item: HashMap<String, AttributeValue>) -> Result<Delivery, St
         action: it.action,
         status: it.status,
         attempts: it.attempts,
-        recipients: it.recipients,
+        recipients: request.recipients,
         last_error: it.last_error,
         next_attempt_at: it.next_attempt_at,
         created_at: it.created_at,
@@ -517,7 +676,6 @@ impl EventStore for DynamoStore {
             key: event.key.clone(),
             kind: event.kind.clone(),
             received_at: event.received_at,
-            payload: event.payload.to_string(),
             raw: event.raw.clone(),
             ttl: self.ttl(event.received_at),
         })
@@ -532,9 +690,16 @@ impl EventStore for DynamoStore {
                 .map_err(|e| StoreError::Corrupt(event.pk(), e.to_string()))
         };
         let mut items = vec![put(event_item, Some("attribute_not_exists(pk)"))?];
+        let mut requests = vec![];
         for d in deliveries {
-            items.push(put(self.delivery_item(d)?, None)?);
+            let (state, request) = self.delivery_items(d)?;
+            items.push(put(state, None)?);
+            requests.push(request);
         }
+        // Requests first: a sender woken by a state must find its request. Outside the
+        // transaction, where DynamoDB bills half; the transaction keeps the event and the
+        // states all-or-nothing, and a request left by a failed one is never referenced.
+        self.put_requests(requests).await?;
         // Concurrent duplicates collide as TransactionConflict while the first is in flight;
         // once it commits, a retry sees the condition fail and is a plain duplicate.
         for attempt in 1..=4u64 {
@@ -577,28 +742,14 @@ impl EventStore for DynamoStore {
 #[async_trait]
 impl HistoryStore for DynamoStore {
     async fn deliveries_of(&self, pk: &str) -> Result<Vec<Delivery>, StoreError> {
-        let items: Vec<_> = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :dlv)")
-            .expression_attribute_values(":pk", s(pk))
-            .expression_attribute_values(":dlv", s("DLV#"))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(unavailable)?;
-        items.into_iter().map(decode_delivery).collect()
+        self.deliveries(Some(pk)).await
     }
 
     async fn delivery(&self, key: &DeliveryKey) -> Result<Option<Delivery>, StoreError> {
-        self.item(&key.pk, &key.sk)
-            .await?
-            .map(decode_delivery)
-            .transpose()
+        match self.item(&key.pk, &key.sk).await? {
+            Some(state) => self.with_request(state).await.map(Some),
+            None => Ok(None),
+        }
     }
 }
 
@@ -628,7 +779,10 @@ impl DeliveryStore for DynamoStore {
             .send()
             .await;
         match res {
-            Ok(out) => out.attributes.map(decode_delivery).transpose(),
+            Ok(out) => match out.attributes {
+                Some(state) => self.with_request(state).await.map(Some),
+                None => Ok(None),
+            },
             Err(e) if is_condition_failed(&e) => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
@@ -759,25 +913,8 @@ impl DeliveryStore for DynamoStore {
         filter: &DeliveryFilter,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let items: Vec<_> = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("begins_with(sk, :dlv)")
-            .expression_attribute_values(":dlv", s("DLV#"))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(unavailable)?;
-        let mut found = vec![];
-        for item in items {
-            let d = decode_delivery(item)?;
-            if filter.matches(&d) {
-                found.push(d);
-            }
-        }
+        let mut found = self.deliveries(None).await?;
+        found.retain(|d| filter.matches(d));
         Ok(super::newest_first(found, limit))
     }
 

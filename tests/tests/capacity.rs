@@ -1,0 +1,143 @@
+//! What DynamoDB bills: DynamoDB Local behind the meter, which asks every call for its consumed
+//! capacity. A delivery's state is written on every claim and outcome, so it must stay small
+//! whatever the message; what it sends is written once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookbridge::event::{Status, now_ms};
+use hookbridge::store::HistoryStore;
+use hookbridge::store::dynamodb::DynamoStore;
+use hookbridge_tests::fake_zentao::{FakeZenTao, hap_route};
+use hookbridge_tests::meter::Meter;
+use hookbridge_tests::{HAP_TOKEN, app_on, config, dynamo_client, dynamodb_endpoint, request};
+use serde_json::json;
+
+async fn metered_store(meter: &Meter) -> DynamoStore {
+    let table = format!("hookbridge-test-{:016x}", fastrand::u64(..));
+    DynamoStore::create_table(&dynamo_client(&dynamodb_endpoint()), &table)
+        .await
+        .unwrap();
+    DynamoStore::new(
+        dynamo_client(&meter.url),
+        table,
+        Duration::from_secs(86_400),
+    )
+}
+
+/// A HAP message to one person, about `kb` kilobytes of text.
+fn message(id: &str, kb: usize) -> String {
+    json!({
+        "messageId": id,
+        "message": "通知".repeat(kb * 1024 / 6),
+        "messageTypeV2": 11,
+        "appName": "容量",
+        "targets": ["manager4220"],
+    })
+    .to_string()
+}
+
+/// Sends a HAP message of `kb` KB to ZenTao; returns the write units of the ingress and of the
+/// send.
+async fn send(kb: usize) -> (f64, f64) {
+    let meter = Meter::start(&dynamodb_endpoint()).await;
+    let store = metered_store(&meter).await;
+    let zentao = FakeZenTao::start().await;
+    let extra = format!(
+        "{}\n[recipients.zentao.map]\nmanager4220 = \"zhangsan\"\n",
+        hap_route(&zentao.url)
+    );
+    let app = app_on(config(None, &extra), Arc::new(store.clone())).await;
+
+    let before = meter.consumed();
+    let answer = app
+        .ingress
+        .handle(
+            request("/hap/message", message("cap-1", kb), Some(HAP_TOKEN)),
+            now_ms(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let ingress = meter.consumed().since(&before);
+    // The event and the states in one transaction, the requests in one batch before it.
+    assert_eq!(
+        ingress.calls,
+        [
+            ("BatchWriteItem".to_owned(), 1),
+            ("TransactWriteItems".to_owned(), 1)
+        ]
+        .into()
+    );
+
+    let pk = "EVT#hap#cap-1";
+    let delivery = store
+        .deliveries_of(pk)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.connector == "zentao")
+        .unwrap();
+    assert!(delivery.message.to_string().len() > kb * 1000);
+    let before = meter.consumed();
+    let status = app.sender.process(&delivery.key()).await.unwrap();
+    assert_eq!(status, Some(Status::Sent));
+    let sent = meter.consumed().since(&before);
+    assert_eq!(sent.calls["UpdateItem"], 2, "claim and outcome: {sent:?}");
+    assert_eq!(sent.calls["GetItem"], 1, "the request, read once: {sent:?}");
+    assert_eq!(zentao.calls("sendNotification").len(), 1);
+    let stored = store.delivery(&delivery.key()).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.message),
+        (Status::Sent, delivery.message)
+    );
+    (ingress.write_units, sent.write_units)
+}
+
+#[tokio::test]
+async fn sending_costs_four_write_units_whatever_the_message_size() {
+    let (small_in, small) = send(0).await;
+    let (large_in, large) = send(3).await;
+    // Claim and outcome, each one unit for the state item and one for the sweeper's index
+    // entry (put at the claim, removed with the outcome): the 3 KB request is not rewritten.
+    assert_eq!((small, large), (4.0, 4.0));
+    // The request is written once, at the ingress, and billed by its size there.
+    assert!(large_in >= small_in + 3.0, "{small_in} → {large_in}");
+}
+
+/// The request is written before the transaction that may turn out a duplicate: a retried
+/// webhook rendered at another time must not change what the first one's delivery sends.
+#[tokio::test]
+async fn a_duplicate_rendered_differently_leaves_the_pending_delivery_as_it_was() {
+    let meter = Meter::start(&dynamodb_endpoint()).await;
+    let store = metered_store(&meter).await;
+    let app = app_on(config(None, ""), Arc::new(store.clone())).await;
+    let body = message("cap-2", 1);
+    let first = now_ms();
+    for at in [first, first + 3_600_000] {
+        let answer = app
+            .ingress
+            .handle(request("/hap/message", body.clone(), Some(HAP_TOKEN)), at)
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    let stored = store.deliveries_of("EVT#hap#cap-2").await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].status, Status::Pending);
+    assert_eq!(stored[0].created_at, first);
+    // Rendered as at the first arrival (HAP gave no time: the message shows when it came).
+    let again = app
+        .ingress
+        .preview(Some("/hap/message"), body.as_bytes(), first)
+        .unwrap()
+        .1;
+    assert_eq!(stored[0].message, again[0].message);
+    let later = app
+        .ingress
+        .preview(Some("/hap/message"), body.as_bytes(), first + 3_600_000)
+        .unwrap()
+        .1;
+    assert_ne!(
+        later[0].message, again[0].message,
+        "the test needs renderings that differ by time"
+    );
+}
