@@ -461,7 +461,7 @@ impl SignatureCheck {
             None => self.failed(format!(
                 "signatureText matches no known construction{}: check that sources.dms.signature_key equals the \
                  签名密钥 set in DMS and that sources.dms.webhook_url is exactly the URL configured there; \
-                 capture the body and run `hookbridge dms verify --body F --key K --url U`",
+                 capture the body and run `hookbridge dms verify --body F --url U` (the key from DMS_SIGNATURE_KEY or stdin)",
                 self.pinned
                     .as_ref()
                     .map(|p| format!(" (pinned to {p})"))
