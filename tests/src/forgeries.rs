@@ -40,8 +40,12 @@ fn quoted(s: &str) -> String {
 
 /// The approval, signed with [`KEY`] over exactly its `messageEvent` bytes.
 pub fn genuine() -> String {
-    let event = event();
-    body(&event, r#""HMAC_SHA1""#, &quoted(&hmac_b64(KEY, &event)))
+    signed(&event())
+}
+
+/// A request carrying `event` as its `messageEvent`, signed with [`KEY`] as DMS signs.
+pub fn signed(event: &str) -> String {
+    body(event, r#""HMAC_SHA1""#, &quoted(&hmac_b64(KEY, event)))
 }
 
 /// (what it tries, the body).

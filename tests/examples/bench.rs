@@ -1,0 +1,511 @@
+//! The bench (run by `scripts/bench`): every function binary and a hello-world `lambda_http`
+//! floor, each run as Lambda runs it (the Runtime API emulator of `fake_runtime`) against
+//! DynamoDB Local behind a capacity meter and the fake DingTalk, ZenTao, 浙政钉 and robot.
+//! Prints one Markdown table: size, init, first response, warm p50, peak RSS and CPU, each
+//! beside the floor's, and DynamoDB units per event with the dollars per million events they
+//! make. Asserts nothing about numbers; fails only when a function does not start or answer.
+//!
+//!   bench --bins DIR --floor FILE [--arm64 DIR] [--warm N] [--readme FILE]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hookbridge::event::now_ms;
+use hookbridge::store::HistoryStore;
+use hookbridge::store::dynamodb::DynamoStore;
+use hookbridge_tests::fake_dingtalk::FakeDingTalk;
+use hookbridge_tests::fake_govding::FakeGovDing;
+use hookbridge_tests::fake_robot::{FakeRobot, SECRET};
+use hookbridge_tests::fake_runtime::{Answer, Session};
+use hookbridge_tests::fake_zentao::FakeZenTao;
+use hookbridge_tests::meter::{Consumed, Meter};
+use hookbridge_tests::{
+    HAP_TOKEN, app_on, config_text, dynamo_store, dynamodb_endpoint, events, fixture, forgeries,
+    request,
+};
+use serde_json::Value;
+
+/// Prices, us-east-1, as published on the AWS pricing pages on 2026-12-02 (DynamoDB on-demand
+/// after the 2024-11-01 reduction; Lambda arm64; API Gateway HTTP APIs, first 300 million;
+/// CloudWatch Logs standard ingestion). China regions bill in CNY at other rates.
+const PRICES: Prices = Prices {
+    write_unit: 0.625e-6,
+    read_unit: 0.125e-6,
+    lambda_request: 0.20e-6,
+    lambda_gb_second: 0.000_013_333_4,
+    http_api_request: 1.00e-6,
+    log_gb: 0.50,
+};
+const MEMORY_GB: f64 = 128.0 / 1024.0;
+
+struct Prices {
+    write_unit: f64,
+    read_unit: f64,
+    lambda_request: f64,
+    lambda_gb_second: f64,
+    http_api_request: f64,
+    log_gb: f64,
+}
+
+/// One function's figures.
+#[derive(Default)]
+struct Figures {
+    size: u64,
+    arm64: Option<u64>,
+    init: Duration,
+    first: Duration,
+    p50: Duration,
+    rss_kib: u64,
+    /// CPU per warm invocation.
+    cpu: Duration,
+    /// DynamoDB per invocation (one event or one delivery).
+    consumed: Consumed,
+    invocations: usize,
+    log_bytes: usize,
+}
+
+struct Options {
+    bins: PathBuf,
+    floor: PathBuf,
+    arm64: Option<PathBuf>,
+    warm: usize,
+    readme: Option<PathBuf>,
+}
+
+fn options() -> Options {
+    let mut args = std::env::args().skip(1);
+    let mut o = Options {
+        bins: "target/release".into(),
+        floor: "target/release/hookbridge-floor".into(),
+        arm64: None,
+        warm: 200,
+        readme: None,
+    };
+    while let Some(a) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        match a.as_str() {
+            "--bins" => o.bins = value().into(),
+            "--floor" => o.floor = value().into(),
+            "--arm64" => o.arm64 = Some(value().into()),
+            "--warm" => o.warm = value().parse().expect("--warm N"),
+            "--readme" => o.readme = Some(value().into()),
+            _ => panic!("bench: unknown argument {a}"),
+        }
+    }
+    o
+}
+
+/// A run of one binary: its environment and the payloads of its invocations, in order.
+struct Run {
+    name: &'static str,
+    env: Vec<(&'static str, String)>,
+    payloads: Vec<Value>,
+}
+
+fn env(table: &str, meter: &Meter, config: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("HOOKBRIDGE_CONFIG", config),
+        ("TABLE_NAME", table.to_owned()),
+        ("AWS_ENDPOINT_URL", meter.url.clone()),
+        ("AWS_ACCESS_KEY_ID", "x".into()),
+        ("AWS_SECRET_ACCESS_KEY", "x".into()),
+    ]
+}
+
+/// HAP's to-do message, to one person (one delivery per connector), with a message id of its
+/// own.
+fn hap_message(i: usize) -> String {
+    let mut m: Value = serde_json::from_str(&fixture("hap-message-todo.json")).expect("JSON");
+    m["messageId"] = format!("8d3e6f1a-4c2b-4a9e-b7d5-{i:012}").into();
+    m["targets"] = serde_json::json!(["manager4220"]);
+    m.to_string()
+}
+
+/// Stores `n` HAP messages as a webhook would and returns one stream batch per delivery of
+/// `connector` (the sender's invocations).
+async fn pending(store: &DynamoStore, config: &str, connector: &str, n: usize) -> Vec<Value> {
+    let app = app_on(
+        hookbridge::config::Config::from_toml(config).expect("bench config"),
+        Arc::new(store.clone()),
+    )
+    .await;
+    let mut batches = vec![];
+    for i in 0..n {
+        let body = hap_message(1_000_000 + i);
+        let answer = app
+            .ingress
+            .handle(request("/hap/message", body, Some(HAP_TOKEN)), now_ms())
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let pk = format!("EVT#hap#8d3e6f1a-4c2b-4a9e-b7d5-{:012}", 1_000_000 + i);
+        for d in store.deliveries_of(&pk).await.expect("stored") {
+            if d.connector == connector {
+                batches.push(events::stream_batch(store.table(), &[("INSERT", &pk, &d.sk)]).await);
+            }
+        }
+    }
+    batches
+}
+
+async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
+    let fakes = Fakes {
+        dingtalk: FakeDingTalk::start().await,
+        zentao: FakeZenTao::start().await,
+        govding: FakeGovDing::start().await,
+        robot: FakeRobot::start(true, None).await,
+    };
+    let hap = config_text(None, "");
+    let dms = format!(
+        "{hap}\n[sources.dms]\nsignature_key = \"plain:{}\"\n[[routes]]\nsource = \"dms\"\nconnector = \"dingtalk\"\n\
+         [recipients.dingtalk.map]\n\"1673826650168842\" = \"lisi\"\n",
+        forgeries::KEY
+    );
+    let govding_token = "gw-path-token-0123456789";
+    let govding_source = format!(
+        "{hap}\n[sources.govding]\npath_token = \"plain:{govding_token}\"\n\
+         [[routes]]\nsource = \"govding\"\nconnector = \"dingtalk\"\nusers = [\"ops1\"]\n"
+    );
+    let dingtalk = config_text(Some(&fakes.dingtalk.url), "");
+    let zentao = config_text(
+        None,
+        &hookbridge_tests::fake_zentao::hap_route(&fakes.zentao.url),
+    );
+    let govding = config_text(
+        None,
+        &format!(
+            "{}\n[recipients.govding.map]\nmanager4220 = \"10001\"\n\"0147282552401293909\" = \"10002\"\n",
+            hookbridge_tests::fake_govding::hap_route(
+                &fakes.govding.url,
+                hookbridge_tests::fake_govding::APP_SECRET
+            )
+        ),
+    );
+    let robot = config_text(
+        None,
+        &format!(
+            "[connectors.dingtalk_robot.ops]\nwebhook = \"plain:{}\"\nsecret = \"plain:{SECRET}\"\n\
+             [[routes]]\nsource = \"hap\"\nconnector = \"dingtalk_robot\"\n",
+            fakes.robot.webhook()
+        ),
+    );
+
+    let store = dynamo_store().await;
+    let table = store.table().to_owned();
+    let dms_event = forgeries::event();
+    let leave = fixture("govding-employee-leave.json");
+    let mut out = vec![
+        Run {
+            name: "floor",
+            env: vec![],
+            payloads: (0..n)
+                .map(|_| events::apigw_v2("/", "{}", None, false))
+                .collect(),
+        },
+        Run {
+            name: "hap-webhook",
+            env: env(&table, meter, hap.clone()),
+            payloads: (0..n)
+                .map(|i| events::apigw_v2("/hap/message", &hap_message(i), Some(HAP_TOKEN), false))
+                .collect(),
+        },
+        Run {
+            name: "dms-webhook",
+            env: env(&table, meter, dms),
+            payloads: (0..n)
+                .map(|i| {
+                    let event = dms_event.replace("4829103", &format!("{}", 5_000_000 + i));
+                    events::apigw_v2("/dms", &forgeries::signed(&event), None, false)
+                })
+                .collect(),
+        },
+        Run {
+            name: "govding-webhook",
+            env: env(&table, meter, govding_source),
+            payloads: (0..n)
+                .map(|i| {
+                    let body = leave.replace(
+                        "7c1e4b2a-9d3f-4e58-b6a1-2f0c8d9e3b47",
+                        &format!("7c1e4b2a-9d3f-4e58-b6a1-{i:012}"),
+                    );
+                    events::apigw_v2(&format!("/govding/{govding_token}"), &body, None, false)
+                })
+                .collect(),
+        },
+    ];
+    // Senders: one delivery per invocation, stored beforehand (not metered).
+    let robot_n = n.min(15); // the robot takes 20 a minute
+    for (name, text, connector, count) in [
+        ("dingtalk-sender", dingtalk, "dingtalk", n),
+        ("zentao-sender", zentao, "zentao", n),
+        ("govding-sender", govding, "govding", n),
+        ("dingtalk-robot-sender", robot, "dingtalk_robot", robot_n),
+    ] {
+        let store = dynamo_store().await;
+        let payloads = pending(&store, &text, connector, count).await;
+        out.push(Run {
+            name,
+            env: env(store.table(), meter, text),
+            payloads,
+        });
+    }
+    out.push(Run {
+        name: "retry-sweeper",
+        env: env(&table, meter, hap),
+        payloads: (0..n).map(|_| events::schedule()).collect(),
+    });
+    (out, fakes)
+}
+
+/// The fake servers, alive while the functions run.
+struct Fakes {
+    dingtalk: FakeDingTalk,
+    zentao: FakeZenTao,
+    govding: FakeGovDing,
+    robot: FakeRobot,
+}
+
+fn succeeded(answer: &Answer) -> bool {
+    match answer {
+        Answer::Response(r) => {
+            r.get("statusCode").is_none_or(|s| s == 200)
+                && r.get("batchItemFailures")
+                    .is_none_or(|f| f.as_array().is_some_and(Vec::is_empty))
+        }
+        _ => false,
+    }
+}
+
+async fn measure(binary: &Path, run: Run, meter: &Meter) -> Result<Figures, String> {
+    let mut f = Figures {
+        size: std::fs::metadata(binary)
+            .map_err(|e| format!("{}: {e}", binary.display()))?
+            .len(),
+        ..Figures::default()
+    };
+    let mut session = Session::start(binary.to_str().expect("a UTF-8 path"), &run.env).await;
+    let before = meter.consumed();
+    let mut warm = vec![];
+    let mut cpu_before = Duration::ZERO;
+    let n = run.payloads.len();
+    for (i, payload) in run.payloads.into_iter().enumerate() {
+        let sent = Instant::now();
+        let (answer, since_start) = session.invoke(payload).await;
+        if !succeeded(&answer) {
+            let logs = session.stop().await;
+            return Err(format!("{}: {answer:?}\n{logs}", run.name));
+        }
+        if i == 0 {
+            f.first = since_start;
+            f.init = session.init().unwrap_or_default();
+            cpu_before = session.usage().map(|u| u.1).unwrap_or_default();
+        } else {
+            warm.push(sent.elapsed());
+        }
+    }
+    let (rss, cpu) = session.usage().unwrap_or_default();
+    f.rss_kib = rss;
+    f.cpu = (cpu - cpu_before) / u32::try_from(warm.len().max(1)).unwrap_or(1);
+    warm.sort();
+    f.p50 = warm.get(warm.len() / 2).copied().unwrap_or_default();
+    f.consumed = meter.consumed().since(&before);
+    f.invocations = n;
+    f.log_bytes = session.stop().await.len();
+    Ok(f)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn ratio(x: f64, floor: f64) -> String {
+    if floor > 0.0 {
+        format!(" ({:.1}×)", x / floor)
+    } else {
+        String::new()
+    }
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.2} MB", bytes as f64 / 1e6)
+}
+
+fn table(all: &BTreeMap<&'static str, Figures>, order: &[&str]) -> String {
+    let floor = &all["floor"];
+    let mut t = String::from(
+        "| function | x86_64 | arm64 | init | first response | warm p50 | peak RSS | CPU / event | DynamoDB / event |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    for name in order {
+        let Some(f) = all.get(name) else { continue };
+        let per = |x: f64| x / f.invocations.max(1) as f64;
+        let ddb = if *name == "floor" {
+            "—".to_owned()
+        } else {
+            format!(
+                "{:.1} W + {:.2} R, {:.1} calls",
+                per(f.consumed.write_units),
+                per(f.consumed.read_units),
+                per(f.consumed.total_calls() as f64)
+            )
+        };
+        t.push_str(&format!(
+            "| {name} | {}{} | {} | {}{} | {}{} | {}{} | {:.1} MB{} | {}{} | {ddb} |\n",
+            mb(f.size),
+            ratio(f.size as f64, floor.size as f64),
+            f.arm64.map(mb).unwrap_or_else(|| "—".into()),
+            ms(f.init),
+            ratio(f.init.as_secs_f64(), floor.init.as_secs_f64()),
+            ms(f.first),
+            ratio(f.first.as_secs_f64(), floor.first.as_secs_f64()),
+            ms(f.p50),
+            ratio(f.p50.as_secs_f64(), floor.p50.as_secs_f64()),
+            f.rss_kib as f64 / 1024.0,
+            ratio(f.rss_kib as f64, floor.rss_kib as f64),
+            ms(f.cpu),
+            ratio(f.cpu.as_secs_f64(), floor.cpu.as_secs_f64()),
+        ));
+    }
+    t
+}
+
+/// Dollars per million HAP messages to one DingTalk recipient list: the webhook's and the
+/// sender's invocations, their DynamoDB units and log bytes, and the API Gateway request.
+fn cost(all: &BTreeMap<&'static str, Figures>) -> String {
+    let (Some(w), Some(s)) = (all.get("hap-webhook"), all.get("dingtalk-sender")) else {
+        return String::new();
+    };
+    let per = |f: &Figures, x: f64| x / f.invocations.max(1) as f64;
+    let writes = per(w, w.consumed.write_units) + per(s, s.consumed.write_units);
+    let reads = per(w, w.consumed.read_units) + per(s, s.consumed.read_units);
+    // Billed duration: each warm invocation's time, rounded up to the millisecond.
+    let billed = |f: &Figures| (f.p50.as_secs_f64() * 1000.0).ceil() / 1000.0;
+    let lambda =
+        2.0 * PRICES.lambda_request + (billed(w) + billed(s)) * MEMORY_GB * PRICES.lambda_gb_second;
+    let logs = (per(w, w.log_bytes as f64) + per(s, s.log_bytes as f64)) / 1e9 * PRICES.log_gb;
+    let dynamodb = writes * PRICES.write_unit + reads * PRICES.read_unit;
+    let total = (lambda + logs + dynamodb + PRICES.http_api_request) * 1e6;
+    format!(
+        "Per million HAP messages to one person, each one DingTalk delivery (warm, 128 MB \
+         arm64, us-east-1 on-demand, `follow_up = \"off\"`): DynamoDB {writes:.1} write + \
+         {reads:.1} read units an event = ${:.2}, Lambda ${:.2}, API Gateway ${:.2}, logs \
+         ${:.2}: **${total:.2} per million events**.\n",
+        dynamodb * 1e6,
+        lambda * 1e6,
+        PRICES.http_api_request * 1e6,
+        logs * 1e6,
+    )
+}
+
+/// The median time of a small DynamoDB Local call (a GetItem of a missing item), to read "first
+/// response ≤ 3× the floor's plus one round trip" against.
+async fn round_trip(endpoint: &str) -> Duration {
+    let table = dynamo_store().await.table().to_owned();
+    let client = hookbridge_tests::http_client();
+    let mut times = vec![];
+    for _ in 0..21 {
+        let t = Instant::now();
+        let sent = client
+            .post(endpoint)
+            .header("x-amz-target", "DynamoDB_20120810.GetItem")
+            .header("content-type", "application/x-amz-json-1.0")
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=x/20261202/us-east-1/dynamodb/aws4_request,                  SignedHeaders=host, Signature=0",
+            )
+            .body(format!(
+                r#"{{"TableName":"{table}","Key":{{"pk":{{"S":"x"}},"sk":{{"S":"y"}}}}}}"#
+            ))
+            .send()
+            .await;
+        if sent.is_ok() {
+            times.push(t.elapsed());
+        }
+    }
+    times.sort();
+    times.get(times.len() / 2).copied().unwrap_or_default()
+}
+
+const START: &str = "<!-- bench:start -->";
+const END: &str = "<!-- bench:end -->";
+
+fn write_readme(path: &Path, text: &str) -> std::io::Result<()> {
+    let readme = std::fs::read_to_string(path)?;
+    let (Some(a), Some(b)) = (readme.find(START), readme.find(END)) else {
+        return Err(std::io::Error::other(format!(
+            "{}: no {START} … {END} markers",
+            path.display()
+        )));
+    };
+    let new = format!("{}{START}\n{text}{}", &readme[..a], &readme[b..]);
+    std::fs::write(path, new)
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let o = options();
+    let meter = Meter::start(&dynamodb_endpoint()).await;
+    // One more than the warm count: the first invocation is the cold one.
+    let (runs, fakes) = runs(&meter, o.warm + 1).await;
+    let order: Vec<&'static str> = runs.iter().map(|r| r.name).collect();
+    let mut all = BTreeMap::new();
+    let mut failed = false;
+    for run in runs {
+        let name = run.name;
+        let binary = if name == "floor" {
+            o.floor.clone()
+        } else {
+            o.bins.join(name)
+        };
+        eprintln!("bench: {name} ({} invocations)", run.payloads.len());
+        match measure(&binary, run, &meter).await {
+            Ok(mut f) => {
+                f.arm64 = o.arm64.as_ref().and_then(|d| {
+                    let file = if name == "floor" {
+                        d.join("hookbridge-floor/bootstrap")
+                    } else {
+                        d.join(name).join("bootstrap")
+                    };
+                    std::fs::metadata(file).ok().map(|m| m.len())
+                });
+                all.insert(name, f);
+            }
+            Err(e) => {
+                eprintln!("bench: {name} did not start or answer: {e}");
+                failed = true;
+            }
+        }
+    }
+    if !all.contains_key("floor") {
+        eprintln!("bench: the floor did not run; no table");
+        return std::process::ExitCode::FAILURE;
+    }
+    let mut text = table(&all, &order);
+    text.push_str(&format!(
+        "\nOne DynamoDB Local round trip (p50): {}.\n\n",
+        ms(round_trip(&dynamodb_endpoint()).await)
+    ));
+    text.push_str(&cost(&all));
+    text.push_str(&format!(
+        "\nDingTalk API calls by the sender: {} `asyncsend_v2`, {} `gettoken` (one token for \
+         the whole run).\n",
+        fakes.dingtalk.count("asyncsend_v2"),
+        fakes.dingtalk.count("gettoken")
+    ));
+    println!("{text}");
+    if let Some(readme) = &o.readme
+        && !failed
+    {
+        if let Err(e) = write_readme(readme, &text) {
+            eprintln!("bench: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+        eprintln!("bench: table written into {}", readme.display());
+    }
+    if failed {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}
