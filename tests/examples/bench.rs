@@ -5,7 +5,10 @@
 //! beside the floor's, and DynamoDB units per event with the dollars per million events they
 //! make. Asserts nothing about numbers; fails only when a function does not start or answer.
 //!
-//!   bench --bins DIR --floor FILE [--arm64 DIR] [--warm N] [--readme FILE]
+//!   bench --bins DIR --floor FILE [--arm64 DIR] [--warm N] [--readme FILE] [--calls FILE]
+//!
+//! `--calls FILE` writes the DynamoDB operations each function made, as JSON, for
+//! `scripts/validate-template.py --calls FILE` to check against the functions' IAM policies.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,6 +75,7 @@ struct Options {
     arm64: Option<PathBuf>,
     warm: usize,
     readme: Option<PathBuf>,
+    calls: Option<PathBuf>,
 }
 
 fn options() -> Options {
@@ -82,6 +86,7 @@ fn options() -> Options {
         arm64: None,
         warm: 200,
         readme: None,
+        calls: None,
     };
     while let Some(a) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -91,6 +96,7 @@ fn options() -> Options {
             "--arm64" => o.arm64 = Some(value().into()),
             "--warm" => o.warm = value().parse().expect("--warm N"),
             "--readme" => o.readme = Some(value().into()),
+            "--calls" => o.calls = Some(value().into()),
             _ => panic!("bench: unknown argument {a}"),
         }
     }
@@ -291,7 +297,15 @@ async fn measure(binary: &Path, run: Run, meter: &Meter) -> Result<Figures, Stri
     let n = run.payloads.len();
     for (i, payload) in run.payloads.into_iter().enumerate() {
         let sent = Instant::now();
-        let (answer, since_start) = session.invoke(payload).await;
+        let Ok((answer, since_start)) =
+            tokio::time::timeout(Duration::from_secs(20), session.invoke(payload)).await
+        else {
+            let logs = session.stop().await;
+            return Err(format!(
+                "{}: no answer to invocation {i} in 20 s\n{logs}",
+                run.name
+            ));
+        };
         if !succeeded(&answer) {
             let logs = session.stop().await;
             return Err(format!("{}: {answer:?}\n{logs}", run.name));
@@ -494,6 +508,18 @@ async fn main() -> std::process::ExitCode {
         fakes.dingtalk.count("gettoken")
     ));
     println!("{text}");
+    if let Some(path) = &o.calls {
+        let calls: BTreeMap<&str, Vec<&String>> = all
+            .iter()
+            .filter(|(name, _)| **name != "floor")
+            .map(|(name, f)| (*name, f.consumed.calls.keys().collect()))
+            .collect();
+        let text = serde_json::to_string_pretty(&calls).expect("JSON");
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("bench: {}: {e}", path.display());
+            return std::process::ExitCode::FAILURE;
+        }
+    }
     if let Some(readme) = &o.readme
         && !failed
     {
