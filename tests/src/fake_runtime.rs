@@ -78,6 +78,21 @@ pub struct Session {
     payloads: mpsc::UnboundedSender<Value>,
     answers: mpsc::UnboundedReceiver<Answer>,
     server: tokio::task::JoinHandle<()>,
+    /// stdout and stderr, read as they come: a full pipe would block the process.
+    logs: [tokio::task::JoinHandle<Vec<u8>>; 2],
+}
+
+/// Reads a pipe to its end.
+fn drain(
+    pipe: Option<impl tokio::io::AsyncRead + Unpin + Send + 'static>,
+) -> tokio::task::JoinHandle<Vec<u8>> {
+    tokio::spawn(async move {
+        let mut out = vec![];
+        if let Some(mut pipe) = pipe {
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut pipe, &mut out).await;
+        }
+        out
+    })
 }
 
 impl Session {
@@ -117,7 +132,7 @@ impl Session {
             let _ = axum::serve(listener, app).await;
         });
         let started = Instant::now();
-        let child = Command::new(binary)
+        let mut child = Command::new(binary)
             .env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", "hookbridge")
@@ -134,6 +149,7 @@ impl Session {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("{binary}: {e}"));
+        let logs = [drain(child.stdout.take()), drain(child.stderr.take())];
         Session {
             binary: binary.to_owned(),
             child,
@@ -142,6 +158,7 @@ impl Session {
             payloads,
             answers,
             server,
+            logs,
         }
     }
 
@@ -187,14 +204,15 @@ impl Session {
     /// Stops the process and returns what it logged.
     pub async fn stop(mut self) -> String {
         let _ = self.child.start_kill();
-        // Logs: the runtime's tracing goes to stdout (as on Lambda), a failed `main` to stderr.
-        let out = self
-            .child
-            .wait_with_output()
-            .await
-            .expect("the process ends");
+        let _ = self.child.wait().await;
         self.server.abort();
-        let logs = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        // Logs: the runtime's tracing goes to stdout (as on Lambda), a failed `main` to stderr.
+        let [stdout, stderr] = self.logs;
+        let (stdout, stderr) = (
+            stdout.await.unwrap_or_default(),
+            stderr.await.unwrap_or_default(),
+        );
+        let logs = String::from_utf8_lossy(&stdout) + String::from_utf8_lossy(&stderr);
         crate::assert_no_secret(&format!("{}'s log", self.binary), &logs);
         logs.into_owned()
     }
