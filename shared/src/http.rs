@@ -3,11 +3,13 @@
 //! smaller than aws-lc and free of its jitter-entropy seeding, which costs tens of milliseconds
 //! at the first random number on Lambda-class machines.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::config::{Credentials, Region, SharedCredentialsProvider, SharedHttpClient};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 use tokio::sync::OnceCell;
 
 /// The AWS SDK's HTTPS client (system roots, as the SDK's default).
@@ -39,9 +41,10 @@ pub async fn aws_config() -> &'static SdkConfig {
 /// The AWS configuration from environment variables alone: on Lambda, region and the
 /// execution role's credentials are there, and nothing else is needed. Without the default
 /// chain a function links no STS client, profile parser or instance-metadata client.
-/// `AWS_ENDPOINT_URL` (DynamoDB Local) is honoured as the SDK does.
-pub fn env_config(var: impl Fn(&str) -> Option<String>) -> SdkConfig {
-    let var = |name: &str| var(name).filter(|v| !v.is_empty());
+/// Endpoints are read as the SDK reads them: `AWS_ENDPOINT_URL_<SERVICE>` (e.g.
+/// `AWS_ENDPOINT_URL_DYNAMODB`), else `AWS_ENDPOINT_URL` (DynamoDB Local, a test's fakes).
+pub fn env_config(var: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> SdkConfig {
+    let var = Arc::new(move |name: &str| var(name).filter(|v| !v.is_empty()));
     let mut config = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .http_client(aws_client())
@@ -49,16 +52,32 @@ pub fn env_config(var: impl Fn(&str) -> Option<String>) -> SdkConfig {
             var("AWS_REGION")
                 .or_else(|| var("AWS_DEFAULT_REGION"))
                 .map(Region::new),
-        );
+        )
+        .service_config(Endpoints(var.clone()));
     if let (Some(id), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
         let credentials =
             Credentials::new(id, secret, var("AWS_SESSION_TOKEN"), None, "environment");
         config = config.credentials_provider(SharedCredentialsProvider::new(credentials));
     }
-    if let Some(url) = var("AWS_ENDPOINT_URL") {
-        config = config.endpoint_url(url);
-    }
     config.build()
+}
+
+type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Per-service settings from the environment, the service's own variable first.
+struct Endpoints(Lookup);
+
+impl std::fmt::Debug for Endpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Endpoints(environment)")
+    }
+}
+
+impl LoadServiceConfig for Endpoints {
+    fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
+        let service = key.service_id().to_uppercase().replace([' ', '-'], "_");
+        (self.0)(&format!("{}_{service}", key.env())).or_else(|| (self.0)(key.env()))
+    }
 }
 
 /// A reqwest client that gives up after `timeout` (and on connecting after at most 5 s).

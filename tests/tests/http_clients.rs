@@ -56,13 +56,15 @@ async fn the_aws_client_speaks_tls() {
 #[tokio::test]
 async fn the_environment_alone_configures_dynamodb() {
     let endpoint = hookbridge_tests::dynamodb_endpoint();
-    let config = hookbridge::http::env_config(|name| {
+    let config = hookbridge::http::env_config(move |name| {
         match name {
             "AWS_REGION" => Some("cn-north-1"),
             "AWS_ACCESS_KEY_ID" => Some("x"),
             "AWS_SECRET_ACCESS_KEY" => Some("x"),
             "AWS_SESSION_TOKEN" => Some(""),
-            "AWS_ENDPOINT_URL" => Some(endpoint.as_str()),
+            // The service's own variable wins over AWS_ENDPOINT_URL, as in the SDK.
+            "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:9"),
+            "AWS_ENDPOINT_URL_DYNAMODB" => Some(endpoint.as_str()),
             _ => None,
         }
         .map(str::to_owned)
