@@ -23,12 +23,32 @@ use crate::store::dynamodb::DynamoStore;
 
 pub type Error = lambda_runtime::Error;
 
-/// The config from `HOOKBRIDGE_CONFIG` (the TOML text itself) and the store on `TABLE_NAME`.
+/// Where the stack's config layer puts the config (`config/stack/` in the repository).
+pub const CONFIG_FILE_VAR: &str = "HOOKBRIDGE_CONFIG_FILE";
+
+/// The config, read once per cold start: the file `HOOKBRIDGE_CONFIG_FILE` names (the stack
+/// sets `/opt/hookbridge.toml`, from its config layer: no size limit, versioned with each
+/// deploy), else the TOML text in `HOOKBRIDGE_CONFIG` (tests and one-off functions).
+pub fn config_from_env() -> Result<Config, Error> {
+    let text = match std::env::var_os(CONFIG_FILE_VAR) {
+        Some(path) => std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "{CONFIG_FILE_VAR}={}: {e} (the stack's config layer puts the config at \
+                 /opt/hookbridge.toml)",
+                path.to_string_lossy()
+            )
+        })?,
+        None => std::env::var("HOOKBRIDGE_CONFIG").map_err(|_| {
+            format!("no config: set {CONFIG_FILE_VAR} to a TOML file, or HOOKBRIDGE_CONFIG to the TOML itself")
+        })?,
+    };
+    Ok(Config::from_toml(&text)?)
+}
+
+/// The config (see [`config_from_env`]) and the store on `TABLE_NAME`.
 pub async fn store_from_env() -> Result<(Config, DynamoStore), Error> {
-    let text = std::env::var("HOOKBRIDGE_CONFIG")
-        .map_err(|_| "HOOKBRIDGE_CONFIG is not set: it must hold the config TOML")?;
+    let config = config_from_env()?;
     let table = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set")?;
-    let config = Config::from_toml(&text)?;
     let store = DynamoStore::from_env(table, config.store.retention()).await;
     Ok((config, store))
 }

@@ -20,7 +20,7 @@ fn code_files(dir: &Path, out: &mut Vec<PathBuf>) {
         if path.is_dir() {
             if !matches!(
                 name.as_str(),
-                "target" | "tests" | ".git" | ".cache" | "node_modules"
+                "target" | "tests" | ".git" | ".cache" | ".aws-sam" | "node_modules"
             ) {
                 code_files(&path, out);
             }

@@ -509,124 +509,46 @@ async fn the_template_stream_filters_pass_exactly_each_senders_pending_deliverie
     );
 }
 
-/// The config the functions get from the README's `sam deploy` line with `overrides`, evaluated
-/// through the template as CloudFormation would (scripts/deploy-config.py, SAM CLI's parser).
-fn deploy_config(overrides: &[&str]) -> (hookbridge::config::Config, String) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/deploy-config.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .args(overrides)
-        .output()
-        .expect("python3 runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+/// The stack's config is a file in a layer: the template packages config/stack/ and points
+/// every function at it, and every secret the config names is one the functions may read.
+#[test]
+fn the_stack_config_is_packaged_and_its_secrets_are_readable() {
+    let template = template();
+    let layer = block_after(&template, "  ConfigLayer:", "Properties:");
     assert!(
-        out.status.success(),
-        "{stderr}\n(SAM CLI is needed: scripts/test installs it with pip)"
+        layer
+            .iter()
+            .any(|l| l.trim() == "ContentUri: config/stack/"),
+        "{layer:?}"
     );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let config =
-        hookbridge::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    (config, text)
-}
-
-#[test]
-fn the_template_gives_the_functions_a_valid_config_in_every_setting() {
-    let zentao = [
-        "ZenTaoBaseUrl=https://zentao.example.com",
-        "ZenTaoKeySecretArn=arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:zt-AbCdEf",
-        "GovDingAppKey=hookbridge-app",
-        "GovDingSecretArn=arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:gd-AbCdEf",
-        "GovDingTenantId=196729",
-        "GovDingRecipientMap=1673826650168842:10001",
-    ];
-    let bare = ["DmsSignatureSecretArn=", "GovDingPathTokenSecretArn="];
-    let grouped = [
-        &zentao[..],
-        &[
-            "ZenTaoGroup=g1",
-            "RobotWebhookSecretArn=arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:rb-AbCdEf",
-        ],
-    ]
-    .concat();
-    for (overrides, everything, group) in [
-        (&bare[..], false, false),
-        (&zentao[..], true, false),
-        (&grouped[..], true, true),
-    ] {
-        let (config, text) = deploy_config(overrides);
-        let routes: Vec<(&str, &str)> = config
-            .routes
-            .iter()
-            .map(|r| (r.source.as_str(), r.connector.as_str()))
-            .collect();
-        let mut want = vec![("hap", "dingtalk"), ("dms", "dingtalk")];
-        if everything {
-            want.extend([
-                ("govding", "dingtalk"),
-                ("hap", "govding"),
-                ("dms", "govding"),
-                ("hap", "zentao"),
-                ("dms", "zentao"),
-            ]);
-        }
-        if group {
-            want.push(("dms", "dingtalk_robot"));
-        }
-        assert_eq!(routes, want, "{text}");
-        assert_eq!(
-            config.sources.dms.as_ref().unwrap().signature_key.is_some(),
-            everything
-        );
-        assert_eq!(config.sources.govding.is_some(), everything);
-        assert_eq!(
-            config
-                .connectors
-                .govding
-                .as_ref()
-                .map(|g| g.tenant_id.as_str()),
-            everything.then_some("196729")
-        );
-        let gid = config
-            .routes
-            .iter()
-            .find(|r| r.connector == "zentao")
-            .and_then(|r| r.group.clone());
-        assert_eq!(gid.is_some(), group, "{text}");
-        // The robot, when set, takes DMS events without @mentions.
-        let robot: Vec<_> = config
-            .routes
-            .iter()
-            .filter(|r| r.connector == "dingtalk_robot")
-            .map(|r| (r.source.as_str(), r.users.clone()))
-            .collect();
-        let want_robot = if group {
-            vec![("dms", Some(vec![]))]
-        } else {
-            vec![]
-        };
-        assert_eq!(robot, want_robot, "{text}");
-    }
-}
-
-/// The README's `sam deploy` line itself gives a config that loads, with the recipient map
-/// and the 浙政钉 operators it shows.
-#[test]
-fn the_readme_deploy_line_gives_a_working_config() {
-    let (config, text) = deploy_config(&[]);
-    let map = &config.recipients["dingtalk"].map;
-    assert_eq!(map.len(), 2, "{text}");
-    assert_eq!(map["1673826650168842"], "lisi");
-    assert!(config.sources.dms.unwrap().signature_key.is_some());
-    let operators: Vec<_> = config
-        .routes
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/stack/hookbridge.toml"
+    );
+    let text = std::fs::read_to_string(file).unwrap();
+    hookbridge::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        template.contains(&format!(
+            "        {}: /opt/hookbridge.toml\n",
+            hookbridge::lambda::CONFIG_FILE_VAR
+        )),
+        "every function reads the layer's file"
+    );
+    let prefix = block_after(&template, "  SecretNamePrefix:", "Type: String")
         .iter()
-        .filter(|r| r.source == "govding")
-        .map(|r| r.users.clone())
+        .find_map(|l| l.trim().strip_prefix("Default: ").map(str::to_owned))
+        .expect("SecretNamePrefix has a default");
+    // Commented examples included: they are what operators uncomment.
+    let refs: Vec<&str> = text
+        .split("secretsmanager:")
+        .skip(1)
+        .map(|rest| rest.split(['"', '#', '<', ' ', '`']).next().unwrap())
+        .filter(|r| !r.is_empty())
         .collect();
-    assert_eq!(
-        operators,
-        [Some(vec!["zhangsan".to_owned(), "wangwu".to_owned()])]
-    );
+    assert!(refs.len() >= 3, "{refs:?}");
+    for r in refs {
+        assert!(r.starts_with(&prefix), "secret {r} is not under {prefix}");
+    }
 }
 
 /// DMS → dms-webhook → DynamoDB Local → stream → dingtalk-sender and zentao-sender, each

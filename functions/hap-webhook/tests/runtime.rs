@@ -2,6 +2,7 @@
 use hookbridge::store::{DeliveryStore, HistoryStore};
 use hookbridge_tests::fake_runtime::{Answer, invoke};
 use hookbridge_tests::{HAP_TOKEN, dynamo_store, events, fixture, lambda_env};
+use serde_json::json;
 
 #[tokio::test]
 async fn answers_an_api_gateway_request_and_stores_the_event() {
@@ -42,7 +43,10 @@ async fn exits_with_a_clear_error_when_the_config_is_missing() {
         matches!(answer, Answer::Exited(Some(c)) if c != 0),
         "{answer:?}"
     );
-    assert!(logs.contains("HOOKBRIDGE_CONFIG is not set"), "{logs}");
+    assert!(
+        logs.contains("no config: set HOOKBRIDGE_CONFIG_FILE"),
+        "{logs}"
+    );
 }
 
 /// API Gateway joins a header sent twice with a comma; that joined value is refused.
@@ -93,4 +97,57 @@ async fn json_logs_stay_one_object_a_line_with_hostile_values() {
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(v.get("forged").is_none(), "{line}");
     }
+}
+
+/// The stack's config, as shipped, with a recipient map of 5,000 users: loaded the way the
+/// deployed function loads it (a file named by HOOKBRIDGE_CONFIG_FILE, the secret it references
+/// from Secrets Manager), and the last user of the map gets their mapped id.
+#[tokio::test]
+async fn loads_the_stack_config_with_5000_users_from_its_file() {
+    let stack = include_str!("../../../config/stack/hookbridge.toml");
+    let header = "[recipients.dingtalk.map]\n";
+    let mut users = String::from(header);
+    for i in 0..5_000 {
+        users.push_str(&format!("\"hap-{i:04}\" = \"dingtalk-{i:04}\"\n"));
+    }
+    let text = stack.replacen(header, &users, 1);
+    assert!(
+        text.len() > 100_000,
+        "a map of 5,000 users is {} bytes",
+        text.len()
+    );
+    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("hookbridge-5000.toml");
+    std::fs::write(&file, &text).unwrap();
+
+    let secrets =
+        hookbridge_tests::fake_secrets::FakeSecrets::start(&[("hookbridge/hap-token", HAP_TOKEN)])
+            .await;
+    let store = dynamo_store().await;
+    let mut env = lambda_env(store.table(), None, "");
+    env.retain(|(k, _)| *k != "HOOKBRIDGE_CONFIG");
+    env.push(("HOOKBRIDGE_CONFIG_FILE", file.display().to_string()));
+    env.push(("AWS_ENDPOINT_URL_SECRETS_MANAGER", secrets.url.clone()));
+    let body = json!({
+        "messageId": "five-thousand",
+        "message": "【采购管理】请审批",
+        "targets": ["hap-4999", "hap-0000", "not-in-the-map"],
+    });
+    let payload = events::apigw_v2("/hap/message", &body.to_string(), Some(HAP_TOKEN), false);
+    let (answer, logs) = invoke(env!("CARGO_BIN_EXE_hap-webhook"), &env, payload).await;
+    let Answer::Response(r) = answer else {
+        panic!("{answer:?}\n{logs}")
+    };
+    assert_eq!(r["statusCode"], 200, "{r}\n{logs}");
+    assert_eq!(*secrets.requested.lock().unwrap(), ["hookbridge/hap-token"]);
+    let deliveries = store.deliveries_of("EVT#hap#five-thousand").await.unwrap();
+    let recipients: Vec<&str> = deliveries
+        .iter()
+        .flat_map(|d| d.recipients.iter().map(String::as_str))
+        .collect();
+    // Passthrough: an id the map does not name goes as it is.
+    assert_eq!(
+        recipients,
+        ["dingtalk-4999", "dingtalk-0000", "not-in-the-map"],
+        "{deliveries:?}"
+    );
 }
