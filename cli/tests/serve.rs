@@ -77,6 +77,37 @@ async fn serve_with_the_built_in_config_handles_the_fixtures() {
         "{table}"
     );
     assert_eq!(table.matches("asyncsend_v2").count(), 2, "{table}");
+
+    // What it did, counted, on /metrics: the two requests, a repeat and a forgery.
+    let answer = post("/hap/message", "hap-message-todo.json").await;
+    assert!(answer.contains("\"success\":true"), "{answer}");
+    let forged = client
+        .post(format!("{base}/hap/message"))
+        .header("X-Hookbridge-Token", "guessed")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = metrics.text().await.unwrap();
+    for line in [
+        "# TYPE hookbridge_accepted_total counter",
+        "hookbridge_accepted_total{source=\"hap\"} 2",
+        "hookbridge_duplicates_total{source=\"hap\"} 1",
+        "hookbridge_rejected_total{source=\"hap\",reason=\"unauthorized\"} 1",
+        "# TYPE hookbridge_send_latency_milliseconds summary",
+        "hookbridge_send_latency_milliseconds_count{connector=\"dingtalk\"} 3",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
 }
 
 /// `hookbridge dms verify ARGS` with the key on stdin.

@@ -17,6 +17,7 @@ use crate::event::{
     settle,
 };
 use crate::logging::LogId;
+use crate::metrics;
 use crate::store::{DeliveryStore, StoreError};
 
 /// How long a sender keeps trying to record an outcome while the store is down: well within a
@@ -73,13 +74,29 @@ impl Sender {
             Some(c) if claimed.action == Action::Revoke => {
                 crate::revoke::revoke(c.as_ref(), self.store.as_ref(), &claimed, now_ms()).await
             }
-            Some(c) => c.deliver(&claimed).await,
+            Some(c) => {
+                let started = std::time::Instant::now();
+                let outcome = c.deliver(&claimed).await;
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                metrics::record(&metrics::SEND_LATENCY, &[("Connector", c.name())], ms);
+                outcome
+            }
             None => Outcome::Failed(Failure::Permanent(format!(
                 "no connector \"{}\" is configured here",
                 claimed.connector
             ))),
         };
         let settled = settle(&claimed, outcome, &self.policy, now_ms());
+        let metric = match settled.status {
+            Status::Sent | Status::Checking => Some(&metrics::DELIVERED),
+            Status::Retrying => Some(&metrics::RETRIED),
+            Status::Undelivered => Some(&metrics::UNDELIVERED),
+            Status::Dead => Some(&metrics::DEAD),
+            _ => None,
+        };
+        if let Some(m) = metric {
+            metrics::count(m, &[("Connector", claimed.connector.as_str())]);
+        }
         match settled.status {
             Status::Dead => error!(reason = settled.last_error.as_deref(), "delivery is dead"),
             Status::Retrying => warn!(

@@ -13,6 +13,7 @@ use tracing::{Span, error, info, instrument, warn};
 
 use crate::event::{Delivery, MAX_DELIVERIES, Millis};
 use crate::logging::LogId;
+use crate::metrics;
 use crate::routing::Router;
 use crate::sources::{Accepted, Head, Rejection, Source, Verify};
 use crate::store::{EventStore, Inserted};
@@ -111,7 +112,11 @@ impl Ingress {
     /// large for the server to read), in the format of the source at `path`.
     pub fn refuse(&self, path: &str, rejection: Rejection) -> Response {
         match self.find(path) {
-            Some((source, _)) => answer(source.as_ref(), Err(rejection)),
+            Some((source, _)) => {
+                let outcome = Err(rejection);
+                count(source.name(), &outcome);
+                answer(source.as_ref(), outcome)
+            }
             None => self.not_found(path),
         }
     }
@@ -149,6 +154,7 @@ impl Ingress {
             Err(r @ Rejection::Unavailable { .. }) => error!(error = %r, "not accepted"),
             Err(r) => warn!(error = %r, "rejected"),
         }
+        count(source.name(), &outcome);
         answer(source.as_ref(), outcome)
     }
 
@@ -207,6 +213,18 @@ impl Ingress {
                 })
             }
         }
+    }
+}
+
+/// The metric of an outcome: accepted, duplicate or rejected (with why).
+fn count(source: &'static str, outcome: &Result<Accepted, Rejection>) {
+    match outcome {
+        Ok(a) if a.duplicate => metrics::count(&metrics::DUPLICATES, &[("Source", source)]),
+        Ok(_) => metrics::count(&metrics::ACCEPTED, &[("Source", source)]),
+        Err(r) => metrics::count(
+            &metrics::REJECTED,
+            &[("Source", source), ("Reason", r.reason())],
+        ),
     }
 }
 

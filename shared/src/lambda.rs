@@ -110,6 +110,7 @@ pub async fn http(app: &App, req: HttpRequest) -> Result<HttpResponse<Body>, Err
         body: Bytes::copy_from_slice(body.as_ref()),
     };
     let resp = app.ingress.handle(req, now_ms()).await;
+    crate::metrics::flush();
     Ok(HttpResponse::builder()
         .status(resp.status)
         .header("content-type", "application/json")
@@ -161,6 +162,7 @@ pub async fn stream(
             failures.push(failure);
         }
     }
+    crate::metrics::flush();
     let mut response = DynamoDbEventResponse::default();
     response.batch_item_failures = failures;
     Ok(response)

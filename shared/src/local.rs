@@ -3,9 +3,10 @@
 //! sender per connector, and the sweeper on a timer.
 //!
 //! The server is built for the open network: request headers and bodies have deadlines, the
-//! number of connections is capped, paths match exactly, every answer is JSON, `/deliveries`
-//! answers only loopback clients unless an operator token is set, and [`Local::shutdown`]
-//! stops accepting, finishes the requests and sends in flight, then returns.
+//! number of connections is capped, paths match exactly, every answer is JSON (but the
+//! Prometheus text of `/metrics`), `/deliveries` and `/metrics` answer only loopback clients
+//! unless an operator token is set, and [`Local::shutdown`] stops accepting, finishes the
+//! requests and sends in flight, then returns.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -90,6 +91,7 @@ pub fn router(app: Arc<App>, server: &ServerConfig, operator_token: Option<Strin
             post(|s, p, h, q| by_id(ById::Recall, s, p, h, q))
                 .fallback(json_405("POST /deliveries/recall?id=")),
         )
+        .route("/metrics", get(metrics).fallback(json_405("GET /metrics")))
         .route(
             "/healthz",
             get(|| async { Json(json!({ "ok": true })) }).fallback(json_405("GET /healthz")),
@@ -157,6 +159,23 @@ async fn webhook(
     json_response(resp.status, resp.body)
 }
 
+/// `GET /metrics`: the running totals in Prometheus text format, for the clients the
+/// operator endpoints answer.
+async fn metrics(
+    State(serve): State<Arc<Serve>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refusal) = refused(&serve, &peer, &headers) {
+        return refusal;
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::prometheus(),
+    )
+        .into_response()
+}
+
 /// `GET /deliveries`: what [`DeliveryFilter`] takes, `since` in epoch milliseconds.
 #[derive(Deserialize)]
 struct ListQuery {
@@ -192,7 +211,7 @@ fn refused(serve: &Serve, peer: &SocketAddr, headers: &HeaderMap) -> Option<Resp
         None if !peer.ip().is_loopback() => {
             return Some(error_json(
                 StatusCode::FORBIDDEN,
-                "the /deliveries endpoints answer only clients on this machine; set server.operator_token to allow others",
+                "the operator endpoints (/deliveries, /status, /metrics) answer only clients on this machine; set server.operator_token to allow others",
             ));
         }
         None => {}

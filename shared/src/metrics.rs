@@ -1,9 +1,16 @@
-//! Metrics as CloudWatch Embedded Metric Format: a data point is one JSON line on stdout, which
-//! CloudWatch Logs turns into a metric in the namespace `hookbridge`, with no API call and no
-//! agent. Written only in Lambda (where stdout is the function's log); elsewhere a data point
-//! is dropped, and the log line that goes with it tells the same.
+//! What hookbridge did, counted: requests accepted, duplicated and rejected per source,
+//! deliveries delivered, retried, undelivered and dead per connector, send latency per
+//! connector, API calls and quota per app.
+//!
+//! One registry per process. In Lambda, [`flush`] after each invocation writes what it counted
+//! as CloudWatch Embedded Metric Format: JSON lines on stdout that CloudWatch Logs turns into
+//! metrics in the namespace `hookbridge`, with no API call and no agent. `hookbridge serve`
+//! shows the running totals on `/metrics` in Prometheus text format ([`prometheus`]).
 
-use std::io::Write;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::{LazyLock, Mutex};
 
 use serde_json::{Value, json};
 
@@ -11,34 +18,209 @@ use crate::event::now_ms;
 
 pub const NAMESPACE: &str = "hookbridge";
 
-/// The EMF line for one data point of `name` with its `dimensions`.
-pub fn line(name: &str, value: f64, unit: &str, dimensions: &[(&str, &str)]) -> Value {
-    let keys: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
-    let mut line = json!({
-        "_aws": {
-            "Timestamp": now_ms(),
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [keys],
-                "Metrics": [{ "Name": name, "Unit": unit }],
-            }],
-        },
-        name: value,
-    });
-    for (k, v) in dimensions {
-        line[*k] = json!(v);
-    }
-    line
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Summed per invocation in EMF; `_total` in Prometheus.
+    Counter,
+    /// Every value in EMF (CloudWatch computes percentiles); `_sum` and `_count` in Prometheus.
+    Milliseconds,
+    /// The last value.
+    Percent,
 }
 
-/// Emits one data point, in Lambda.
-pub fn emit(name: &str, value: f64, unit: &str, dimensions: &[(&str, &str)]) {
-    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none() {
+/// A metric: its CloudWatch name, its Prometheus name and what it counts.
+#[derive(Debug)]
+pub struct Metric {
+    emf: &'static str,
+    prom: &'static str,
+    kind: Kind,
+    help: &'static str,
+    /// Also published without dimensions, for an alarm on the whole deployment.
+    total: bool,
+}
+
+macro_rules! metrics {
+    ($($id:ident: $emf:literal, $prom:literal, $kind:ident, $total:literal, $help:literal;)*) => {
+        $(pub const $id: Metric = Metric {
+            emf: $emf, prom: $prom, kind: Kind::$kind, total: $total, help: $help,
+        };)*
+    };
+}
+
+metrics! {
+    ACCEPTED: "Accepted", "hookbridge_accepted", Counter, false,
+        "Webhook requests stored (by source).";
+    DUPLICATES: "Duplicates", "hookbridge_duplicates", Counter, false,
+        "Webhook requests that repeated a stored event and wrote nothing (by source).";
+    REJECTED: "Rejected", "hookbridge_rejected", Counter, false,
+        "Webhook requests refused (by source and reason).";
+    DELIVERED: "Delivered", "hookbridge_delivered", Counter, false,
+        "Deliveries the receiving system accepted (by connector).";
+    RETRIED: "Retried", "hookbridge_retried", Counter, false,
+        "Delivery attempts that failed and will be retried (by connector).";
+    UNDELIVERED: "Undelivered", "hookbridge_undelivered", Counter, false,
+        "Deliveries accepted but reported as reaching nobody (by connector).";
+    DEAD: "Dead", "hookbridge_dead", Counter, true,
+        "Deliveries given up for good (by connector).";
+    SEND_LATENCY: "SendLatency", "hookbridge_send_latency_milliseconds", Milliseconds, false,
+        "Time a connector's call took (by connector).";
+    API_CALLS: "ApiCalls", "hookbridge_api_calls", Counter, false,
+        "Calls counted against an app's API quota (by app).";
+    QUOTA_USED: "DingTalkQuotaUsedPercent", "hookbridge_dingtalk_quota_used_percent", Percent, true,
+        "Share of the month's DingTalk API quota used (by app).";
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Default)]
+struct Series {
+    sum: f64,
+    count: u64,
+    last: f64,
+    /// Values since the last [`flush`] (Lambda only).
+    pending: Vec<f64>,
+}
+
+#[derive(Default)]
+struct Registry {
+    series: BTreeMap<(&'static str, Labels), (&'static Metric, Series)>,
+}
+
+static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
+
+fn in_lambda() -> bool {
+    std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
+}
+
+/// Records `value` of `metric` with its `labels` (dimension name, value).
+pub fn record(metric: &'static Metric, labels: &[(&'static str, &str)], value: f64) {
+    let labels: Labels = labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    // A poisoned lock only means a panic elsewhere mid-update: the numbers are still usable.
+    let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    let (_, s) = registry
+        .series
+        .entry((metric.emf, labels))
+        .or_insert_with(|| (metric, Series::default()));
+    s.sum += value;
+    s.count += 1;
+    s.last = value;
+    if in_lambda() {
+        s.pending.push(value);
+    }
+}
+
+/// Counts one of `metric`.
+pub fn count(metric: &'static Metric, labels: &[(&'static str, &str)]) {
+    record(metric, labels, 1.0);
+}
+
+/// The EMF lines for what was recorded since the last call, one per metric and labels.
+fn take_emf(now: i64) -> Vec<Value> {
+    let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lines = vec![];
+    for ((_, labels), (metric, s)) in registry.series.iter_mut() {
+        if s.pending.is_empty() {
+            continue;
+        }
+        let values = std::mem::take(&mut s.pending);
+        let value = match metric.kind {
+            Kind::Counter => json!(values.iter().sum::<f64>()),
+            // EMF takes up to 100 values a line.
+            Kind::Milliseconds => json!(values.iter().rev().take(100).collect::<Vec<_>>()),
+            Kind::Percent => json!(values.last()),
+        };
+        let keys: Vec<&str> = labels.iter().map(|(k, _)| *k).collect();
+        let mut dimensions = vec![json!(keys)];
+        if metric.total && !keys.is_empty() {
+            dimensions.push(json!([]));
+        }
+        let unit = match metric.kind {
+            Kind::Counter => "Count",
+            Kind::Milliseconds => "Milliseconds",
+            Kind::Percent => "Percent",
+        };
+        let mut line = json!({
+            "_aws": {
+                "Timestamp": now,
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": dimensions,
+                    "Metrics": [{ "Name": metric.emf, "Unit": unit }],
+                }],
+            },
+            metric.emf: value,
+        });
+        for (k, v) in labels {
+            line[*k] = json!(v);
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+/// In Lambda: writes what this invocation recorded to stdout (the function's log) as EMF.
+pub fn flush() {
+    if !in_lambda() {
         return;
     }
-    let text = line(name, value, unit, dimensions).to_string();
-    // A metric is never worth failing a delivery for.
-    let _ = writeln!(std::io::stdout().lock(), "{text}");
+    let mut out = std::io::stdout().lock();
+    for line in take_emf(now_ms()) {
+        // A metric is never worth failing an invocation for.
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// Every series so far in Prometheus text format (version 0.0.4).
+pub fn prometheus() -> String {
+    let registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = String::new();
+    let mut described = None;
+    for ((name, labels), (metric, s)) in &registry.series {
+        if described != Some(*name) {
+            described = Some(*name);
+            let kind = match metric.kind {
+                Kind::Counter => "counter",
+                Kind::Milliseconds => "summary",
+                Kind::Percent => "gauge",
+            };
+            let suffix = if metric.kind == Kind::Counter {
+                "_total"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "# HELP {}{suffix} {}", metric.prom, metric.help);
+            let _ = writeln!(out, "# TYPE {}{suffix} {kind}", metric.prom);
+        }
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{}=\"{}\"", k.to_lowercase(), escape(v)))
+            .collect();
+        let labels = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{}}}", labels.join(","))
+        };
+        match metric.kind {
+            Kind::Counter => {
+                let _ = writeln!(out, "{}_total{labels} {}", metric.prom, s.sum);
+            }
+            Kind::Milliseconds => {
+                let _ = writeln!(out, "{}_sum{labels} {}", metric.prom, s.sum);
+                let _ = writeln!(out, "{}_count{labels} {}", metric.prom, s.count);
+            }
+            Kind::Percent => {
+                let _ = writeln!(out, "{}{labels} {}", metric.prom, s.last);
+            }
+        }
+    }
+    out
+}
+
+/// A label value as Prometheus quotes it: a source's or app's name cannot break the line.
+fn escape(v: &str) -> String {
+    v.replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
 }
 
 #[cfg(test)]
@@ -46,21 +228,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_data_point_is_an_emf_line() {
-        let l = line(
-            "DingTalkQuotaUsed",
-            80.0,
-            "Percent",
-            &[("App", "dingtalk#k")],
-        );
-        assert_eq!(l["DingTalkQuotaUsed"], 80.0);
-        assert_eq!(l["App"], "dingtalk#k");
+    fn prometheus_labels_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
+    }
+
+    #[test]
+    fn an_emf_line_has_its_dimensions_and_the_total_when_asked() {
+        let mut registry = Registry::default();
+        let s = Series {
+            pending: vec![1.0, 1.0],
+            ..Series::default()
+        };
+        registry
+            .series
+            .insert((DEAD.emf, vec![("Connector", "zentao".into())]), (&DEAD, s));
+        *REGISTRY.lock().unwrap() = registry;
+        let lines = take_emf(5);
+        assert_eq!(lines.len(), 1);
+        let l = &lines[0];
+        assert_eq!(l["Dead"], 2.0);
+        assert_eq!(l["Connector"], "zentao");
         let m = &l["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(m["Namespace"], "hookbridge");
-        assert_eq!(m["Dimensions"], json!([["App"]]));
-        assert_eq!(
-            m["Metrics"][0],
-            json!({"Name": "DingTalkQuotaUsed", "Unit": "Percent"})
-        );
+        assert_eq!(m["Dimensions"], json!([["Connector"], []]));
+        assert_eq!(m["Metrics"][0], json!({"Name": "Dead", "Unit": "Count"}));
+        assert_eq!(l["_aws"]["Timestamp"], 5);
+        assert!(take_emf(6).is_empty(), "a flushed value is written once");
     }
 }

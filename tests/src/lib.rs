@@ -314,6 +314,45 @@ pub async fn statuses(store: &DynamoStore, pk: &str) -> Vec<(String, Status)> {
         .collect()
 }
 
+/// The Embedded Metric Format data points of `metric` in a function's log, each as the value
+/// and its dimensions (name → value), checked to be what CloudWatch extracts: namespace
+/// `hookbridge`, every dimension named in a dimension set present on the line.
+pub fn emf(logs: &str, metric: &str) -> Vec<(serde_json::Value, Vec<(String, String)>)> {
+    let mut points = vec![];
+    for line in logs.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let Some(directives) = v["_aws"]["CloudWatchMetrics"].as_array() else {
+            continue;
+        };
+        assert!(v["_aws"]["Timestamp"].is_i64(), "{line}");
+        for d in directives {
+            if !d["Metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["Name"] == metric)
+            {
+                continue;
+            }
+            assert_eq!(d["Namespace"], "hookbridge", "{line}");
+            let mut dims = vec![];
+            for set in d["Dimensions"].as_array().unwrap() {
+                for key in set.as_array().unwrap() {
+                    let key = key.as_str().unwrap();
+                    let value = v[key]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("no {key} in {line}"));
+                    dims.push((key.to_owned(), value.to_owned()));
+                }
+            }
+            points.push((v[metric].clone(), dims));
+        }
+    }
+    points
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

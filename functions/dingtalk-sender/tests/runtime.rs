@@ -6,9 +6,10 @@ use hookbridge_tests::fake_dingtalk::FakeDingTalk;
 use hookbridge_tests::fake_runtime::{Answer, invoke};
 use hookbridge_tests::fake_secrets::FakeSecrets;
 use hookbridge_tests::{
-    HAP_TOKEN, app_on, config, dynamo_store, events, fixture, ingest, lambda_env, request,
+    HAP_TOKEN, app_on, config, dynamo_store, emf, events, fixture, ingest, lambda_env, request,
     run_stream,
 };
+use serde_json::json;
 
 #[tokio::test]
 async fn sends_the_pending_deliveries_of_a_stream_batch() {
@@ -56,6 +57,31 @@ async fn sends_the_pending_deliveries_of_a_stream_batch() {
             .all(|d| d.status == hookbridge::event::Status::Sent),
         "{sent:?}"
     );
+    // The invocation's metrics, one EMF line each.
+    let dingtalk = vec![("Connector".to_owned(), "dingtalk".to_owned())];
+    assert_eq!(
+        emf(&logs, "Delivered"),
+        [(json!(2.0), dingtalk.clone())],
+        "{logs}"
+    );
+    let latency = emf(&logs, "SendLatency");
+    assert_eq!(latency.len(), 1, "{logs}");
+    assert_eq!(latency[0].0.as_array().map(Vec::len), Some(2), "{logs}");
+    assert_eq!(latency[0].1, dingtalk);
+    let app = vec![(
+        "App".to_owned(),
+        format!("dingtalk#{}", hookbridge_tests::fake_dingtalk::APP_KEY),
+    )];
+    assert_eq!(
+        emf(&logs, "ApiCalls"),
+        [(json!(2.0), app.clone())],
+        "{logs}"
+    );
+    // The quota share is also published without dimensions, for the stack's alarm.
+    let quota = emf(&logs, "DingTalkQuotaUsedPercent");
+    assert_eq!(quota.len(), 1, "{logs}");
+    assert_eq!(quota[0].1, app);
+    assert!(logs.contains(r#""Dimensions":[["App"],[]]"#), "{logs}");
 }
 
 /// The DingTalk AppSecret comes from Secrets Manager, as in the SAM stack.
@@ -184,8 +210,8 @@ async fn four_senders_together_stay_under_dingtalks_20_calls_a_second() {
     );
 }
 
-/// Reaching the monthly quota's marks is a CloudWatch metric (EMF on the function's log), not
-/// only a log line: what an alarm can watch.
+/// The share of the monthly quota used is a CloudWatch metric (EMF on the function's log), not
+/// only a log line at its marks: what the stack's alarm watches.
 #[tokio::test]
 async fn the_quota_mark_is_an_emf_metric() {
     let fake = FakeDingTalk::start().await;
@@ -202,15 +228,10 @@ async fn the_quota_mark_is_an_emf_metric() {
     let items = [("INSERT", pk, "DLV#dingtalk#000")];
     let env = lambda_env(&table, Some(&fake.url), "monthly_quota = 1");
     let logs = run_stream(env!("CARGO_BIN_EXE_dingtalk-sender"), &env, &table, &items).await;
-    let metric = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v.get("_aws").is_some())
-        .unwrap_or_else(|| panic!("no EMF line in\n{logs}"));
-    assert_eq!(metric["DingTalkQuotaUsedPercent"], 100.0);
+    let app = vec![("App".to_owned(), "dingtalk#ding-fake-key".to_owned())];
     assert_eq!(
-        metric["_aws"]["CloudWatchMetrics"][0]["Namespace"],
-        "hookbridge"
+        emf(&logs, "DingTalkQuotaUsedPercent"),
+        [(json!(100.0), app)],
+        "{logs}"
     );
-    assert_eq!(metric["App"], "dingtalk#ding-fake-key");
 }

@@ -1,7 +1,7 @@
 //! This binary, run as Lambda runs it, against DynamoDB Local.
 use hookbridge::store::{DeliveryStore, HistoryStore};
 use hookbridge_tests::fake_runtime::{Answer, invoke};
-use hookbridge_tests::{HAP_TOKEN, dynamo_store, events, fixture, lambda_env};
+use hookbridge_tests::{HAP_TOKEN, dynamo_store, emf, events, fixture, lambda_env};
 use serde_json::json;
 
 #[tokio::test]
@@ -32,6 +32,12 @@ async fn answers_an_api_gateway_request_and_stores_the_event() {
             .unwrap()
             .len(),
         2
+    );
+    let accepted = ("Source".to_owned(), "hap".to_owned());
+    assert_eq!(
+        emf(&logs, "Accepted"),
+        [(json!(1.0), vec![accepted])],
+        "{logs}"
     );
 }
 
@@ -71,6 +77,12 @@ async fn a_token_header_sent_twice_is_refused() {
     };
     assert_eq!(r["statusCode"], 401, "{r}");
     assert!(store.recent(10).await.unwrap().is_empty());
+    let why = vec![
+        ("Source".to_owned(), "hap".to_owned()),
+        ("Reason".to_owned(), "unauthorized".to_owned()),
+    ];
+    assert_eq!(emf(&logs, "Rejected"), [(json!(1.0), why)], "{logs}");
+    assert!(emf(&logs, "Accepted").is_empty(), "{logs}");
 }
 
 /// On Lambda (LogFormat JSON) every log line is one JSON object, whatever a request carries.

@@ -64,6 +64,20 @@ impl Rejection {
             Rejection::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
+
+    /// A short name of the kind of refusal, for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::NotFound => "not_found",
+            Rejection::MethodNotAllowed { .. } => "method",
+            Rejection::TooLarge { .. } => "too_large",
+            Rejection::Timeout { .. } => "timeout",
+            Rejection::UnsupportedMediaType(_) => "content_type",
+            Rejection::Unauthorized(_) => "unauthorized",
+            Rejection::BadRequest(_) => "bad_request",
+            Rejection::Unavailable { .. } => "unavailable",
+        }
+    }
 }
 
 /// What the pipeline did with an accepted request.

@@ -26,6 +26,7 @@ pub use token::TokenCache;
 
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status, beijing_month, now_ms};
+use crate::metrics;
 use crate::pacer::FleetPacer;
 use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::store::{HistoryStore, UsageStore};
@@ -182,11 +183,15 @@ impl DingTalk {
         {
             Ok(calls) => {
                 self.seen_usage.store(calls, Ordering::Relaxed);
+                let app = [("App", self.usage_name.as_str())];
+                metrics::count(&metrics::API_CALLS, &app);
+                // A quota of 0 is none: nothing to be a share of.
+                if quota > 0 {
+                    let percent = calls as f64 * 100.0 / quota as f64;
+                    metrics::record(&metrics::QUOTA_USED, &app, percent);
+                }
                 if let Some(said) = quota_warning(calls, 1, quota) {
                     warn!(calls, quota, app = %self.usage_name, "{said}");
-                    let percent = calls as f64 * 100.0 / quota as f64;
-                    let app = [("App", self.usage_name.as_str())];
-                    crate::metrics::emit("DingTalkQuotaUsedPercent", percent, "Percent", &app);
                 }
             }
             Err(e) => warn!(error = %e, "this call could not be counted against the monthly quota"),
