@@ -42,6 +42,7 @@ pub enum Action {
     Show {
         /// `<pk>/<sk>`, as `list` prints it.
         id: String,
+        /// The stored record as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -53,7 +54,10 @@ pub enum Action {
         filter: FilterArgs,
     },
     /// Takes a sent message back (DingTalk within 24 h, 浙政钉); noted on the delivery.
-    Recall { id: String },
+    Recall {
+        /// `<pk>/<sk>` of a sent delivery.
+        id: String,
+    },
 }
 
 #[derive(Args, Default)]
@@ -76,6 +80,7 @@ pub struct FilterArgs {
 pub struct ListArgs {
     #[command(flatten)]
     filter: FilterArgs,
+    /// At most this many, newest first.
     #[arg(long, default_value_t = 50)]
     limit: usize,
     /// The full JSON, rendered requests and results included.

@@ -19,7 +19,7 @@ const EXAMPLE_CONFIG: &str = include_str!("../../config/example.toml");
 #[command(
     name = "hookbridge",
     version,
-    about = "Notifications from HAP, DMS and 浙政钉 into DingTalk, 浙政钉 and ZenTao"
+    about = "Notifications from HAP, Alibaba Cloud DMS and 浙政钉 into DingTalk, 浙政钉, ZenTao and DingTalk group robots"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -62,6 +62,7 @@ enum Command {
         /// Another month, YYYY-MM.
         #[arg(long)]
         month: Option<String>,
+        /// The counts as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -70,6 +71,9 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// What to paste into HAP, DMS or the 浙政钉 console: URLs from the deployed stack's
+    /// outputs (--stack) or a base URL (--url), secrets as the config names them.
+    Setup(setup::Setup),
     /// Alibaba Cloud DMS tools.
     Dms {
         #[command(subcommand)]
@@ -128,8 +132,10 @@ enum GovdingCommand {
         /// DynamoDB table TABLE_NAME (AWS credentials from the environment).
         #[arg(long, conflicts_with = "biz_msg_id")]
         delivery: Option<String>,
+        /// The bizMsgId of a message sent some other way.
         #[arg(long, required_unless_present = "delivery")]
         biz_msg_id: Option<String>,
+        /// The gateway's msgType of that message.
         #[arg(long, default_value = "workNotification")]
         msg_type: String,
         /// Default: the configured msg_app, else derived from the AppKey.
@@ -144,6 +150,7 @@ enum ZentaoCommand {
     Chats,
     /// Users: id and name, of everyone or of one group chat.
     Users {
+        /// Only the members of this group chat.
         #[arg(long)]
         gid: Option<String>,
     },
@@ -169,6 +176,7 @@ enum ConfigCommand {
     /// Check a config file: syntax, unknown keys, routes, templates, secrets it references;
     /// with --fixture, show exactly what each connector would send for that request body.
     Check {
+        /// The config file; without it, the built-in example.
         #[arg(long)]
         config: Option<PathBuf>,
         /// A request body (e.g. from tests/fixtures) to route and render.
@@ -181,6 +189,7 @@ enum ConfigCommand {
 }
 
 mod deliveries;
+mod setup;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -603,6 +612,7 @@ async fn main() -> ExitCode {
         Command::Dms {
             command: DmsCommand::Verify { body, url },
         } => signature_key().and_then(|key| dms_verify(&body, &key, url.as_deref())),
+        Command::Setup(args) => setup::run(args).await,
         Command::Govding { config, command } => govding(&config, command).await,
         Command::Zentao {
             config,
@@ -616,5 +626,90 @@ async fn main() -> ExitCode {
             eprintln!("hookbridge: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    /// `--help` explains every command and every flag: none is left for the reader to guess.
+    #[test]
+    fn every_command_and_flag_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() {
+                missing.push(path.clone());
+            }
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = vec![];
+        walk(&super::Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "no help for: {missing:#?}");
+    }
+
+    /// Words as a shell splits them, for the README's command lines: quotes, no expansion.
+    fn words(line: &str) -> Vec<String> {
+        let (mut words, mut word, mut quote, mut started) = (vec![], String::new(), None, false);
+        for c in line.chars() {
+            match (quote, c) {
+                (None, '\'' | '"') => (quote, started) = (Some(c), true),
+                (Some(q), c) if c == q => quote = None,
+                (None, c) if c.is_whitespace() => {
+                    if started {
+                        words.push(std::mem::take(&mut word));
+                    }
+                    started = false;
+                }
+                (_, c) => (word, started) = (word + &c.to_string(), true),
+            }
+        }
+        if started {
+            words.push(word);
+        }
+        words
+    }
+
+    /// Every `hookbridge …` command the README shows is one the CLI takes as written.
+    #[test]
+    fn the_readme_commands_parse() {
+        let readme = include_str!("../../README.md");
+        let mut checked = 0;
+        let mut in_code = false;
+        for line in readme.lines() {
+            if line.starts_with("```") {
+                in_code = !in_code;
+                continue;
+            }
+            let command = line.split(" # ").next().unwrap().trim();
+            if !in_code {
+                continue;
+            }
+            // Environment assignments before the command, as in `KEY=v hookbridge …`.
+            let Some(at) = command.find("hookbridge ") else {
+                continue;
+            };
+            let before = &command[..at];
+            if !(before.is_empty() || before.ends_with("' ") && before.contains('=')) {
+                continue;
+            }
+            let argv = words(&command[at..]);
+            if argv.len() < 2 || argv.iter().any(|w| w.contains('…') || w.contains('[')) {
+                continue;
+            }
+            if let Err(e) = super::Cli::try_parse_from(&argv) {
+                panic!("README: {line}\n{e}");
+            }
+            checked += 1;
+        }
+        assert!(checked >= 10, "only {checked} README commands found");
     }
 }

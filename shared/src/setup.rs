@@ -34,9 +34,8 @@ impl std::fmt::Debug for SecretRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SecretRef::Env(name) => write!(f, "env:{name}"),
-            SecretRef::SecretsManager { id, key } => {
-                write!(f, "secretsmanager:{id}#{}", key.as_deref().unwrap_or(""))
-            }
+            SecretRef::SecretsManager { id, key: None } => write!(f, "secretsmanager:{id}"),
+            SecretRef::SecretsManager { id, key: Some(k) } => write!(f, "secretsmanager:{id}#{k}"),
             SecretRef::Plain(_) => f.write_str("plain:<redacted>"),
         }
     }

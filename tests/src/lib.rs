@@ -2,6 +2,7 @@
 //! in-process, DynamoDB Local, and the fake DingTalk server.
 
 pub mod events;
+pub mod fake_cloudformation;
 pub mod fake_dingtalk;
 pub mod fake_govding;
 pub mod fake_robot;

@@ -1,0 +1,221 @@
+//! `hookbridge setup hap|dms|govding`: what to paste into each source's console, from the
+//! stack's outputs (`--stack`) or a base URL (`--url`) and the config the functions run.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use hookbridge::config::{Config, SecretRef, Secrets};
+use hookbridge::sources::{dms, govding};
+use serde_json::json;
+
+use crate::Result;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Source {
+    /// HAP's appextensions.json (WebhookUrl, FinishTodoWebhookUrl, WebhookHeaders).
+    Hap,
+    /// The DMS notification settings (Webhook URL, 签名方式, 签名密钥).
+    Dms,
+    /// The 浙政钉 callback URL and the command that registers it.
+    Govding,
+}
+
+#[derive(Args)]
+pub struct Setup {
+    /// The source to set up.
+    #[arg(value_enum)]
+    source: Source,
+    /// The deployed stack: its outputs give the URLs (AWS credentials and region from the
+    /// environment or ~/.aws, as for the AWS CLI).
+    #[arg(long, conflicts_with = "url", required_unless_present = "url")]
+    stack: Option<String>,
+    /// The base URL instead: the stack's ApiUrl output, or where `hookbridge serve` is
+    /// reached from the source (for 浙政钉: http://<IP address>[:<port>]).
+    #[arg(long)]
+    url: Option<String>,
+    /// The config the functions run (what secrets the sources use).
+    #[arg(
+        long,
+        env = "HOOKBRIDGE_CONFIG_FILE",
+        default_value = "config/stack/hookbridge.toml"
+    )]
+    config: PathBuf,
+    /// Print the secrets' values (read from Secrets Manager or the environment) instead of
+    /// where each is kept.
+    #[arg(long)]
+    reveal: bool,
+}
+
+/// Where the webhooks are: the API's base, and the static-IP bases of the 浙政钉 front.
+struct Bases {
+    api: String,
+    govding: Vec<String>,
+}
+
+/// The stack outputs the printers read (template.yaml `Outputs`).
+pub const API_URL: &str = "ApiUrl";
+pub const GOVDING_CALLBACK_BASE: &str = "GovDingCallbackBase";
+
+pub async fn run(args: Setup) -> Result<()> {
+    let text = std::fs::read_to_string(&args.config)
+        .map_err(|e| format!("{}: {e} (give --config)", args.config.display()))?;
+    let config = Config::from_toml(&text)?;
+    let bases = match (&args.stack, &args.url) {
+        (Some(stack), _) => stack_bases(stack).await?,
+        (None, Some(url)) => Bases {
+            api: url.trim_end_matches('/').to_owned(),
+            govding: vec![url.trim_end_matches('/').to_owned()],
+        },
+        (None, None) => return Err("give --stack or --url".into()),
+    };
+    let secret = Secret {
+        reveal: args.reveal,
+        secrets: Secrets::default(),
+    };
+    let out = match args.source {
+        Source::Hap => hap(&config, &bases, &secret).await?,
+        Source::Dms => dms(&config, &bases, &secret).await?,
+        Source::Govding => govding(&config, &bases, &secret, &args.config).await?,
+    };
+    print!("{out}");
+    Ok(())
+}
+
+/// A secret as printed: its value with --reveal, else where it is kept.
+struct Secret {
+    reveal: bool,
+    secrets: Secrets,
+}
+
+impl Secret {
+    async fn show(&self, r: &SecretRef) -> Result<String> {
+        if self.reveal {
+            return Ok(self.secrets.resolve(r).await?);
+        }
+        Ok(match r {
+            SecretRef::Plain(v) => v.clone(),
+            other => format!("<the value of {other:?}>"),
+        })
+    }
+}
+
+async fn stack_bases(stack: &str) -> Result<Bases> {
+    let client = aws_sdk_cloudformation::Client::new(hookbridge::http::aws_config().await);
+    let described = client
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "stack {stack}: {}",
+                aws_sdk_cloudformation::error::DisplayErrorContext(e)
+            )
+        })?;
+    let outputs: Vec<(String, String)> = described
+        .stacks()
+        .first()
+        .ok_or_else(|| format!("no stack {stack}"))?
+        .outputs()
+        .iter()
+        .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
+        .collect();
+    let output = |key: &str| {
+        outputs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    Ok(Bases {
+        api: output(API_URL).ok_or_else(|| {
+            format!("stack {stack} has no {API_URL} output: is it a hookbridge stack?")
+        })?,
+        govding: output(GOVDING_CALLBACK_BASE)
+            .map(|v| v.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default(),
+    })
+}
+
+async fn hap(config: &Config, bases: &Bases, secret: &Secret) -> Result<String> {
+    let hap = config
+        .sources
+        .hap
+        .as_ref()
+        .ok_or("the config has no [sources.hap]")?;
+    let token = hap.tokens.first().ok_or("[sources.hap] has no tokens")?;
+    let extensions = json!({
+        "WebhookUrl": format!("{}/hap/message", bases.api),
+        "FinishTodoWebhookUrl": format!("{}/hap/todo", bases.api),
+        "WebhookHeaders": { hap.header.clone(): secret.show(token).await? },
+    });
+    Ok(format!(
+        "Write this to /data/hap/script/volume/integrate/appextensions.json on the HAP host\n\
+         (mounted at /usr/local/MDPrivateDeployment/integrate/appextensions.json), then\n\
+         restart HAP's microservices:\n\n{}\n",
+        serde_json::to_string_pretty(&extensions)?
+    ))
+}
+
+async fn dms(config: &Config, bases: &Bases, secret: &Secret) -> Result<String> {
+    let dms = config
+        .sources
+        .dms
+        .as_ref()
+        .ok_or("the config has no [sources.dms]")?;
+    let url = format!("{}{}", bases.api, dms::PATH);
+    let mut out = format!(
+        "In DMS: avatar → 通知 → 修改通知方式 (an administrator can do it for others under user\n\
+         management), tick Webhook, and enter\n\n  Webhook   {url}\n"
+    );
+    match &dms.signature_key {
+        Some(key) => {
+            out.push_str(&format!(
+                "  签名方式  HMAC_SHA1\n  签名密钥  {}\n",
+                secret.show(key).await?
+            ));
+            if dms.webhook_url.as_deref() != Some(url.as_str()) {
+                out.push_str(&format!(
+                    "\nSet webhook_url = \"{url}\" in [sources.dms] and deploy again: the \
+                     signature may cover the URL exactly as entered in DMS.\n"
+                ));
+            }
+        }
+        None => out.push_str(
+            "  签名方式  NONE (set signature_key in [sources.dms] to require HMAC_SHA1)\n",
+        ),
+    }
+    out.push_str("\nThen press 测试: `hookbridge deliveries list` shows the test event.\n");
+    Ok(out)
+}
+
+async fn govding(
+    config: &Config,
+    bases: &Bases,
+    secret: &Secret,
+    file: &std::path::Path,
+) -> Result<String> {
+    let source = config
+        .sources
+        .govding
+        .as_ref()
+        .ok_or("the config has no [sources.govding]")?;
+    let token = secret.show(&source.path_token).await?;
+    let Some(base) = bases.govding.first() else {
+        return Err(
+            "the stack has no static-IP front (GovDingCallbackBase): the 浙政钉 gateway \
+                    takes IP-address callback URLs only; deploy with GovDingFrontVpcId and two \
+                    public subnets, or give --url http://<IP address>"
+                .into(),
+        );
+    };
+    let mut out = String::from("The 浙政钉 gateway calls back at\n\n");
+    for b in &bases.govding {
+        out.push_str(&format!("  {}\n", govding::callback_url(b, &token)));
+    }
+    out.push_str(&format!(
+        "\nRegister it for every eventTag hookbridge reads (the gateway checks that it answers):\n\n  \
+         hookbridge govding --config {} register --callback-base {base}\n",
+        file.display()
+    ));
+    Ok(out)
+}

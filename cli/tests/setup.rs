@@ -1,0 +1,152 @@
+//! `hookbridge setup`: what to paste into each source, from a stack whose outputs are the ones
+//! template.yaml declares (a fake CloudFormation), or from a base URL.
+
+use std::process::Command;
+
+use hookbridge_tests::fake_cloudformation::{self, API_URL, STACK};
+use hookbridge_tests::fake_secrets::FakeSecrets;
+
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// `hookbridge setup ARGS` against the fake AWS endpoints: (success, stdout, stderr).
+fn setup(args: &[&str], endpoints: &[(&str, &str)]) -> (bool, String, String) {
+    let home = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("setup-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookbridge"))
+        .current_dir(REPO)
+        .arg("setup")
+        .args(args)
+        .env_clear()
+        .env("HOME", &home)
+        .env("AWS_REGION", "cn-north-1")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(endpoints.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The JSON document in a printer's output.
+fn json_in(text: &str) -> serde_json::Value {
+    let (start, end) = (text.find('{').unwrap(), text.rfind('}').unwrap());
+    serde_json::from_str(&text[start..=end]).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hap_gets_its_appextensions_json_from_the_stack_outputs() {
+    let cfn = fake_cloudformation::start(false).await;
+    let endpoint = [("AWS_ENDPOINT_URL_CLOUDFORMATION", cfn.as_str())];
+    let (ok, out, err) = setup(&["hap", "--stack", STACK], &endpoint);
+    assert!(ok, "{err}");
+    assert!(out.contains("appextensions.json"), "{out}");
+    assert_eq!(
+        json_in(&out),
+        serde_json::json!({
+            "WebhookUrl": format!("{API_URL}/hap/message"),
+            "FinishTodoWebhookUrl": format!("{API_URL}/hap/todo"),
+            "WebhookHeaders": {
+                "X-Hookbridge-Token": "<the value of secretsmanager:hookbridge/hap-token>"
+            },
+        })
+    );
+
+    // --reveal fills in the token from Secrets Manager.
+    let secrets = FakeSecrets::start(&[("hookbridge/hap-token", "s3cret-hap-token")]).await;
+    let both = [
+        endpoint[0],
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", secrets.url.as_str()),
+    ];
+    let (ok, out, err) = setup(&["hap", "--stack", STACK, "--reveal"], &both);
+    assert!(ok, "{err}");
+    assert_eq!(
+        json_in(&out)["WebhookHeaders"]["X-Hookbridge-Token"],
+        "s3cret-hap-token"
+    );
+
+    // A stack that is not there is said so, with CloudFormation's words.
+    let (ok, _, err) = setup(&["hap", "--stack", "nope"], &endpoint);
+    assert!(!ok);
+    assert!(
+        err.contains("stack nope") && err.contains("does not exist"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn govding_gets_the_static_ip_callback_and_the_register_command() {
+    let example = format!("{REPO}/config/example.toml");
+    let cfn = fake_cloudformation::start(true).await;
+    let endpoint = [("AWS_ENDPOINT_URL_CLOUDFORMATION", cfn.as_str())];
+    let (ok, out, err) = setup(
+        &["govding", "--stack", STACK, "--config", &example],
+        &endpoint,
+    );
+    assert!(ok, "{err}");
+    for line in [
+        "  http://203.0.113.10/govding/hookbridge-demo-govding-token",
+        "  http://203.0.113.11/govding/hookbridge-demo-govding-token",
+    ] {
+        assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+    }
+    let register = format!(
+        "hookbridge govding --config {example} register --callback-base http://203.0.113.10"
+    );
+    assert!(out.lines().any(|l| l.trim() == register), "{out}");
+
+    // Without the front there is no IP address to register: said, with what to do.
+    let cfn = fake_cloudformation::start(false).await;
+    let endpoint = [("AWS_ENDPOINT_URL_CLOUDFORMATION", cfn.as_str())];
+    let (ok, _, err) = setup(
+        &["govding", "--stack", STACK, "--config", &example],
+        &endpoint,
+    );
+    assert!(!ok);
+    assert!(err.contains("GovDingFrontVpcId"), "{err}");
+}
+
+#[test]
+fn dms_gets_its_webhook_and_signature_settings_from_a_url() {
+    let (ok, out, err) = setup(&["dms", "--url", "https://hooks.example.com/"], &[]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("  Webhook   https://hooks.example.com/dms\n"),
+        "{out}"
+    );
+    assert!(out.contains("签名方式  NONE"), "{out}");
+
+    let signed = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dms-signed.toml");
+    std::fs::write(
+        &signed,
+        "[sources.dms]\nsignature_key = \"secretsmanager:hookbridge/dms-signature-key\"\n\
+         webhook_url = \"https://old.example.com/dms\"\n",
+    )
+    .unwrap();
+    let config = signed.display().to_string();
+    let (ok, out, err) = setup(
+        &[
+            "dms",
+            "--url",
+            "https://hooks.example.com",
+            "--config",
+            &config,
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("签名方式  HMAC_SHA1"), "{out}");
+    assert!(
+        out.contains("签名密钥  <the value of secretsmanager:hookbridge/dms-signature-key>"),
+        "{out}"
+    );
+    // The URL the config names is not the one DMS will call: said, with the fix.
+    assert!(
+        out.contains("webhook_url = \"https://hooks.example.com/dms\""),
+        "{out}"
+    );
+}
