@@ -1,4 +1,5 @@
-//! hookbridge: webhooks from HAP, DMS and 浙政钉 into DingTalk, 浙政钉 and ZenTao notifications.
+//! hookbridge: webhooks from HAP, DMS and 浙政钉 into DingTalk, 浙政钉, ZenTao and DingTalk robot
+//! notifications.
 //!
 //! Every line of logic lives here; the Lambda functions and the `hookbridge` binary only wire
 //! it up. Start at [`registry`] (every source and connector), [`ingress`] (requests in) and

@@ -279,7 +279,7 @@ mod tests {
         }
     }
 
-    /// The vendor's own vectors (xuanim/skills tests/test_sign.sh).
+    /// The vendor's own vectors, from the test_sign.sh script of xuanim/skills on GitHub.
     #[test]
     fn classic_tokens_match_the_vendor_vectors() {
         let key = "dgqfkys6lq6v9xm7n1xofhgwkvcat12n";
