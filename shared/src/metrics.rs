@@ -114,7 +114,8 @@ pub fn count(metric: &'static Metric, labels: &[(&'static str, &str)]) {
     record(metric, labels, 1.0);
 }
 
-/// The EMF lines for what was recorded since the last call, one per metric and labels.
+/// The EMF lines for what was recorded since the last call: one directive per metric and
+/// labels, as few lines as hold them.
 fn take_emf(now: i64) -> Vec<Value> {
     let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
     let mut lines = vec![];
@@ -139,21 +140,33 @@ fn take_emf(now: i64) -> Vec<Value> {
             Kind::Milliseconds => "Milliseconds",
             Kind::Percent => "Percent",
         };
-        let mut line = json!({
-            "_aws": {
-                "Timestamp": now,
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": dimensions,
-                    "Metrics": [{ "Name": metric.emf, "Unit": unit }],
-                }],
-            },
-            metric.emf: value,
+        let directive = json!({
+            "Namespace": NAMESPACE,
+            "Dimensions": dimensions,
+            "Metrics": [{ "Name": metric.emf, "Unit": unit }],
         });
+        // As few lines as they fit in (log bytes are billed): a line takes another series when
+        // it names each of its dimensions with the same value, or not at all.
+        let fits = |line: &Value| {
+            line.get(metric.emf).is_none()
+                && labels
+                    .iter()
+                    .all(|(k, v)| line.get(*k).is_none_or(|x| *x == v.as_str()))
+        };
+        let line = match lines.iter_mut().find(|l| fits(l)) {
+            Some(line) => line,
+            None => {
+                lines.push(json!({ "_aws": { "Timestamp": now, "CloudWatchMetrics": [] } }));
+                lines.last_mut().expect("just pushed")
+            }
+        };
+        if let Some(directives) = line["_aws"]["CloudWatchMetrics"].as_array_mut() {
+            directives.push(directive);
+        }
+        line[metric.emf] = value;
         for (k, v) in labels {
             line[*k] = json!(v);
         }
-        lines.push(line);
     }
     lines
 }
@@ -227,6 +240,9 @@ fn escape(v: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The tests that replace the process's registry, one at a time.
+    static GLOBAL: Mutex<()> = Mutex::new(());
+
     #[test]
     fn prometheus_labels_are_escaped() {
         assert_eq!(escape("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
@@ -234,6 +250,7 @@ mod tests {
 
     #[test]
     fn an_emf_line_has_its_dimensions_and_the_total_when_asked() {
+        let _one = GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
         let mut registry = Registry::default();
         let s = Series {
             pending: vec![1.0, 1.0],
@@ -254,5 +271,41 @@ mod tests {
         assert_eq!(m["Metrics"][0], json!({"Name": "Dead", "Unit": "Count"}));
         assert_eq!(l["_aws"]["Timestamp"], 5);
         assert!(take_emf(6).is_empty(), "a flushed value is written once");
+    }
+
+    #[test]
+    fn series_share_a_line_unless_a_dimension_differs() {
+        let _one = GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
+        let pending = |v: f64| Series {
+            pending: vec![v],
+            ..Series::default()
+        };
+        let mut registry = Registry::default();
+        let dingtalk = || vec![("Connector", "dingtalk".to_owned())];
+        for (metric, labels, v) in [
+            (&DELIVERED, dingtalk(), 3.0),
+            (&SEND_LATENCY, dingtalk(), 40.0),
+            (&API_CALLS, vec![("App", "dingtalk#k".to_owned())], 3.0),
+            (&DEAD, vec![("Connector", "zentao".to_owned())], 1.0),
+        ] {
+            registry
+                .series
+                .insert((metric.emf, labels), (metric, pending(v)));
+        }
+        *REGISTRY.lock().unwrap() = registry;
+        let lines = take_emf(5);
+        // Two connectors' values for one dimension cannot share a line; the rest can.
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        let directives: usize = lines
+            .iter()
+            .map(|l| l["_aws"]["CloudWatchMetrics"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(directives, 4, "{lines:#?}");
+        let on = |name: &str| lines.iter().find(|l| l.get(name).is_some()).unwrap();
+        assert_eq!(on("Delivered")["Connector"], "dingtalk");
+        assert_eq!(on("SendLatency")["Connector"], "dingtalk");
+        assert_eq!(on("SendLatency")["SendLatency"], json!([40.0]));
+        assert_eq!(on("Dead")["Connector"], "zentao");
+        assert_eq!(on("ApiCalls")["App"], "dingtalk#k");
     }
 }
