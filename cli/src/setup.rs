@@ -57,9 +57,7 @@ pub const API_URL: &str = "ApiUrl";
 pub const GOVDING_CALLBACK_BASE: &str = "GovDingCallbackBase";
 
 pub async fn run(args: Setup) -> Result<()> {
-    let text = std::fs::read_to_string(&args.config)
-        .map_err(|e| format!("{}: {e} (give --config)", args.config.display()))?;
-    let config = Config::from_toml(&text)?;
+    let config = crate::load(Some(&args.config))?;
     let bases = match (&args.stack, &args.url) {
         (Some(stack), _) => stack_bases(stack).await?,
         (None, Some(url)) => Bases {

@@ -23,7 +23,7 @@ use crate::store::dynamodb::DynamoStore;
 
 pub type Error = lambda_runtime::Error;
 
-/// Where the stack's config layer puts the config (`config/stack/` in the repository).
+/// The variable naming the config file; the stack sets it to its config layer's file.
 pub const CONFIG_FILE_VAR: &str = "HOOKBRIDGE_CONFIG_FILE";
 
 /// The config, read once per cold start: the file `HOOKBRIDGE_CONFIG_FILE` names (the stack
