@@ -520,16 +520,53 @@ async fn zentao(config: &PathBuf, instance: Option<String>, command: ZentaoComma
     let settings = instances[&name].clone();
     let key_ref = settings.key.clone().ok_or("this instance has no key")?;
     let key = Secrets::default().resolve(&key_ref).await?;
-    let client = ZenTao::new(vec![(name.clone(), settings, Some(key))])?;
-    let (list, what) = match command {
+    let users_by = settings.users_by;
+    // One process: its own marks keep time tokens increasing.
+    let marks = std::sync::Arc::new(hookbridge::store::memory::MemoryStore::new());
+    let client = ZenTao::new(vec![(name.clone(), settings, Some(key))], marks)?;
+    let (list, what) = match &command {
         ZentaoCommand::Chats => (client.group_chats(&name).await?, "gid"),
         ZentaoCommand::Users { gid } => (client.users(&name, gid.as_deref()).await?, "id"),
     };
+    if let ZentaoCommand::Users { gid: Some(gid) } = &command
+        && list.is_empty()
+    {
+        return Err(format!(
+            "ZenTao lists no members for group chat {}: it does not exist, was dismissed, or \
+             everyone left. ZenTao would send a message for it to every active user, so \
+             hookbridge refuses to send to it",
+            hookbridge::logging::escape(gid)
+        )
+        .into());
+    }
     println!("{what:<38} NAME");
-    for (id, display) in list {
+    for (id, display) in &list {
+        let (id, display) = (
+            hookbridge::logging::escape(id),
+            hookbridge::logging::escape(display),
+        );
         println!("{id:<38} {display}");
     }
+    if matches!(command, ZentaoCommand::Users { .. }) {
+        println!("\n{}", users_hint(users_by));
+    }
     Ok(())
+}
+
+/// Which column of `zentao users` goes into routes and recipient maps, for this instance.
+fn users_hint(users_by: hookbridge::connectors::zentao::UsersBy) -> &'static str {
+    match users_by {
+        hookbridge::connectors::zentao::UsersBy::Id => {
+            "This instance has users_by = \"id\": put the id column in routes' users and in \
+             [recipients.zentao.map]."
+        }
+        hookbridge::connectors::zentao::UsersBy::Account => {
+            "This instance has users_by = \"account\" (the default): routes and [recipients.zentao.map] \
+             take each person's ZenTao account (登录名, under 组织 → 用户), which ZenTao's im API does \
+             not list; an account ZenTao does not know is answered success and reaches nobody. \
+             To map the ids above instead, set users_by = \"id\"."
+        }
+    }
 }
 
 /// The DMS 签名密钥: `DMS_SIGNATURE_KEY`, or the first line of stdin.

@@ -44,6 +44,11 @@ async fn lists_group_chats_and_users() {
         ok && out.contains("张三") && !out.contains("管理员"),
         "{out}"
     );
+    assert!(
+        out.contains("users_by = \"account\""),
+        "says which column maps: {out}"
+    );
+    // ZenTao lists no members for a gid it does not know (and would send it to everyone).
     let (ok, out) = run(&fake, &["users", "--gid", "nope"]).await;
-    assert!(!ok && out.contains("讨论组不存在"), "{out}");
+    assert!(!ok && out.contains("every active user"), "{out}");
 }

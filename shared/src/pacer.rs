@@ -232,6 +232,9 @@ mod tests {
             }
             Ok(true)
         }
+        async fn advance(&self, _: &str, _: i64) -> Result<bool, StoreError> {
+            unreachable!("the pacer takes no marks")
+        }
     }
 
     #[tokio::test]

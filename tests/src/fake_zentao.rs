@@ -1,6 +1,11 @@
-//! A fake ZenTao/Xuanxuan on 127.0.0.1 that checks requests as ZenTao 15 does: the query is
-//! parsed, `token` dropped, the rest rebuilt with PHP's `http_build_query` and compared with
-//! `md5(md5(query) . key)`; then `im/*` validates and answers `{"result": ...}`.
+//! A fake ZenTao/Xuanxuan on 127.0.0.1 that checks requests as ZenTao's own PHP does
+//! (`common/model.php` `checkEntry`/`checkEntryToken`, the xuan extension's `im` control and
+//! models): the query is parsed and `token` dropped; with a `time` that signs as
+//! `md5(code . key . time)` the time must be later than the entry's `calledTime` (else errcode
+//! 405), which it then becomes; otherwise the rest is rebuilt with `http_build_query` and compared
+//! with `md5(md5(query) . key)`. Then `im/*` validates and answers `{"result": ...}`, and sends
+//! as ZenTao does: a chat message to the gid's current members, and, when that list is empty
+//! (an unknown gid, a dismissed group, everyone left), to every active user.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -17,6 +22,8 @@ use serde_json::{Value, json};
 pub const CODE: &str = "hookbridge";
 pub const KEY: &str = "3cd0914d656e90ab181f1d52ff352cfe";
 pub const GROUP: &str = "30683aea-7a1f-4ec8-a6d6-834e0310fd7d";
+/// A group chat that still exists but whose members have all quit.
+pub const EMPTY_GROUP: &str = "7d3f6c1e-0c55-4c4e-9d0e-2f1c8d5b9a10";
 
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -25,6 +32,8 @@ pub struct Call {
     /// The query string exactly as sent (token included).
     pub query: String,
     pub body: Value,
+    /// The accounts a send reached, as ZenTao resolved them.
+    pub reached: Vec<String>,
 }
 
 #[derive(Default)]
@@ -35,6 +44,10 @@ struct Inner {
     deny_ip: bool,
     /// This share of calls answers HTTP 502 before ZenTao sees them (a proxy in trouble).
     fail_ratio: f64,
+    /// The entry's `calledTime`: the last time a time token was accepted.
+    called_time: i64,
+    /// Calls refused with 405 (a time not later than `calledTime`).
+    stale_times: usize,
 }
 
 #[derive(Clone)]
@@ -81,12 +94,36 @@ fn md5_hex(s: &str) -> String {
         .collect()
 }
 
+/// Active users: id → (account, real name).
 fn users() -> BTreeMap<&'static str, (&'static str, &'static str)> {
     BTreeMap::from([
         ("1", ("admin", "管理员")),
         ("3", ("zhangsan", "张三")),
         ("4", ("lisi", "李四")),
     ])
+}
+
+/// Group chats that are not dismissed: gid → (name, ids of members who have not quit).
+fn groups() -> BTreeMap<&'static str, (&'static str, &'static [&'static str])> {
+    BTreeMap::from([
+        (GROUP, ("运维群", &["3", "4"][..])),
+        (EMPTY_GROUP, ("已解散的项目群", &[][..])),
+    ])
+}
+
+/// `im/model/user.php` `getList('', $idList)`: the active users among `wanted` (ids when the
+/// first is numeric, else accounts); **every active user when `wanted` is empty**.
+fn user_list(wanted: &[String]) -> Vec<String> {
+    let by_id = wanted
+        .first()
+        .is_some_and(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()));
+    users()
+        .into_iter()
+        .filter(|(id, (account, _))| {
+            wanted.is_empty() || wanted.iter().any(|w| w == if by_id { id } else { account })
+        })
+        .map(|(_, (account, _))| account.to_owned())
+        .collect()
 }
 
 fn fail(message: &str) -> Value {
@@ -140,6 +177,11 @@ impl FakeZenTao {
     /// Every call that passed the entry checks, in order.
     pub fn all_calls(&self) -> Vec<Call> {
         self.inner.lock().unwrap().calls.clone()
+    }
+
+    /// Calls refused because their time was not later than the entry's last.
+    pub fn stale_times(&self) -> usize {
+        self.inner.lock().unwrap().stale_times
     }
 
     /// Calls that passed the entry checks, by method.
@@ -196,12 +238,29 @@ async fn handle(
         let Some(token) = get("token") else {
             return json!({"errcode": 401, "errmsg": "PARAM_TOKEN_MISSING"});
         };
+        let mut valid = false;
+        if let Some(time) = get("time") {
+            let second: String = time.chars().take(10).collect();
+            if second.len() != 10 || second.as_bytes()[0] >= b'4' {
+                return json!({"errcode": 407, "errmsg": "ERROR_TIMESTAMP"});
+            }
+            if token == md5_hex(&format!("{CODE}{KEY}{time}")) {
+                // PHP compares the digit strings as numbers.
+                let second: i64 = second.parse().unwrap_or(0);
+                if second <= inner.called_time {
+                    inner.stale_times += 1;
+                    return json!({"errcode": 405, "errmsg": "Token已失效"});
+                }
+                inner.called_time = second;
+                valid = true;
+            }
+        }
         let rebuilt: Vec<String> = pairs
             .iter()
             .filter(|(k, _)| k != "token")
             .map(|(k, v)| format!("{}={}", php_urlencode(k), php_urlencode(v)))
             .collect();
-        if token != md5_hex(&(md5_hex(&rebuilt.join("&")) + KEY)) {
+        if !valid && token != md5_hex(&(md5_hex(&rebuilt.join("&")) + KEY)) {
             return json!({"errcode": 401, "errmsg": "INVALID_TOKEN"});
         }
         if get("m").as_deref() != Some("im") {
@@ -209,31 +268,45 @@ async fn handle(
         }
         let method = get("f").unwrap_or_default();
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        inner.calls.push(Call {
+        let mut call = Call {
             method: method.clone(),
             entry: entry.clone(),
             query: raw_query.clone(),
             body: body.clone(),
-        });
-        match method.as_str() {
-            "getGroupChats" => json!({"result": "success", "data": {GROUP: "运维群"}}),
-            "getChatUsers" => {
-                let all: BTreeMap<&str, &str> = users()
+            reached: vec![],
+        };
+        let answer = match method.as_str() {
+            "getGroupChats" => {
+                let data: BTreeMap<&str, &str> = groups()
                     .into_iter()
+                    .map(|(g, (name, _))| (g, name))
+                    .collect();
+                json!({"result": "success", "data": data})
+            }
+            // `chat.php` `getUserPairs`: the members who have not quit, or everyone without a
+            // gid; PHP's json_encode writes an empty array as `[]`.
+            "getChatUsers" => {
+                let members: Option<Vec<&str>> = get("gid").map(|g| {
+                    groups()
+                        .get(g.as_str())
+                        .map(|(_, m)| m.to_vec())
+                        .unwrap_or_default()
+                });
+                let data: BTreeMap<&str, &str> = users()
+                    .into_iter()
+                    .filter(|(id, _)| members.as_ref().is_none_or(|m| m.contains(id)))
                     .map(|(id, (_, name))| (id, name))
                     .collect();
-                match get("gid") {
-                    Some(g) if g == GROUP => {
-                        json!({"result": "success", "data": {"3": "张三", "4": "李四"}})
-                    }
-                    Some(_) => fail("讨论组不存在"),
-                    None => json!({"result": "success", "data": all}),
+                if data.is_empty() {
+                    json!({"result": "success", "data": []})
+                } else {
+                    json!({"result": "success", "data": data})
                 }
             }
             "sendNotification" | "sendChatMessage" => {
                 let to_group = method == "sendChatMessage";
-                if to_group && body["gid"].as_str() != Some(GROUP) {
-                    return fail("讨论组不存在");
+                if to_group && body["gid"].as_str().is_none_or(str::is_empty) {
+                    return fail("请设置讨论组。");
                 }
                 if !to_group && body["users"].as_array().is_none_or(Vec::is_empty) {
                     return fail("应当设置接收者用户列表。");
@@ -244,10 +317,28 @@ async fn handle(
                 if body["title"].as_str().is_none_or(str::is_empty) {
                     return fail("请提供通知信息的标题。");
                 }
+                let wanted: Vec<String> = if to_group {
+                    let gid = body["gid"].as_str().unwrap_or_default();
+                    let members = groups()
+                        .get(gid)
+                        .map(|(_, m)| m.to_vec())
+                        .unwrap_or_default();
+                    members.into_iter().map(str::to_owned).collect()
+                } else {
+                    body["users"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|u| u.as_str().map_or_else(|| u.to_string(), str::to_owned))
+                        .collect()
+                };
+                call.reached = user_list(&wanted);
                 json!({"result": "success", "message": ""})
             }
-            _ => fail("unknown method"),
-        }
+            _ => return fail("unknown method"),
+        };
+        inner.calls.push(call);
+        answer
     })();
     axum::Json(answer).into_response()
 }

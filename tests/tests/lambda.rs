@@ -244,6 +244,9 @@ impl RateStore for FailsToRecord {
     async fn take_slot(&self, n: &str, w: i64, limit: u32) -> Result<bool, StoreError> {
         self.inner.take_slot(n, w, limit).await
     }
+    async fn advance(&self, n: &str, mark: i64) -> Result<bool, StoreError> {
+        self.inner.advance(n, mark).await
+    }
 }
 
 #[async_trait]

@@ -82,6 +82,7 @@ conformance!(
     list_filters_and_orders_newest_first,
     usage_is_counted_atomically_per_name_and_month,
     pacing_windows_take_their_limit_fleet_wide,
+    marks_only_ever_rise_and_each_is_taken_once,
     cached_values_expire_and_can_be_forgotten,
 );
 
@@ -731,6 +732,27 @@ async fn pacing_windows_take_their_limit_fleet_wide(store: Arc<dyn Store>) {
     assert!(
         store.take_slot("dingtalk#k#send", 101, 4).await.unwrap(),
         "the next window has room again"
+    );
+}
+
+async fn marks_only_ever_rise_and_each_is_taken_once(store: Arc<dyn Store>) {
+    let takes = (0..12).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.advance("zentao#e", 1_700_000_000).await })
+    });
+    let mut taken = 0;
+    for take in takes {
+        taken += usize::from(take.await.unwrap().unwrap());
+    }
+    assert_eq!(taken, 1, "12 senders want the same second: one gets it");
+    assert!(
+        !store.advance("zentao#e", 1_699_999_999).await.unwrap(),
+        "a lower mark comes too late"
+    );
+    assert!(store.advance("zentao#e", 1_700_000_001).await.unwrap());
+    assert!(
+        store.advance("zentao#other", 5).await.unwrap(),
+        "each name has its own mark"
     );
 }
 

@@ -2,7 +2,7 @@
 //! the way ZenTao does.
 
 use hookbridge::event::Status;
-use hookbridge_tests::fake_zentao::{CODE, FakeZenTao, GROUP, KEY};
+use hookbridge_tests::fake_zentao::{CODE, EMPTY_GROUP, FakeZenTao, GROUP, KEY};
 use hookbridge_tests::{Harness, config, fixture};
 use serde_json::json;
 
@@ -127,6 +127,148 @@ async fn a_group_route_is_a_chat_message() {
     assert_eq!(calls[0].body["gid"], GROUP);
     assert!(calls[0].body.get("users").is_none());
     assert_eq!(calls[0].body["title"], "【DMS】数据变更待审批");
+    assert_eq!(
+        calls[0].reached,
+        ["zhangsan", "lisi"],
+        "the group's members"
+    );
+    // The group was checked before its first message, and not again by this process.
+    h.post("/hap/message", &fixture("hap-message-system.json"))
+        .await;
+    h.drain().await;
+    assert_eq!(zentao_status(&h, SYSTEM).await, Status::Sent);
+    assert_eq!(fake.calls("sendChatMessage").len(), 2);
+    assert_eq!(fake.calls("getGroupChats").len(), 1);
+    assert_eq!(fake.calls("getChatUsers").len(), 1);
+}
+
+/// ZenTao sends a chat message for a gid it does not know, or for a group nobody is left in,
+/// to every active user and answers success: such a route is dead with the reason, and nothing
+/// is sent.
+#[tokio::test]
+async fn an_unknown_or_empty_group_is_never_sent_to() {
+    for gid in ["30683aea-typo", EMPTY_GROUP] {
+        let fake = FakeZenTao::start().await;
+        let mut h = harness(&fake, "", &format!("group = \"{gid}\"")).await;
+        h.post("/dms", &fixture("dms-approval-pending.json")).await;
+        assert_eq!(h.drain().await, [Status::Dead], "{gid}");
+        let d = h.app.store.recent(10).await.unwrap();
+        let reason = d[0].last_error.clone().unwrap();
+        assert!(
+            reason.contains(gid) && reason.contains("every active user"),
+            "{reason}"
+        );
+        assert!(fake.calls("sendChatMessage").is_empty(), "{gid}");
+    }
+}
+
+/// The fake sends as ZenTao does, so a connector that skipped the check would show here as a
+/// message to everyone; and accounts ZenTao does not know are answered success, reaching nobody.
+#[tokio::test]
+async fn the_fake_reaches_everyone_for_an_unknown_group_and_nobody_for_unknown_accounts() {
+    let fake = FakeZenTao::start().await;
+    let http = hookbridge_tests::http_client();
+    let url = |f: &str| {
+        let query =
+            hookbridge::connectors::zentao::build_query(&[("m", "im"), ("f", f), ("code", CODE)]);
+        let token = hookbridge::connectors::zentao::token(&query, KEY);
+        format!("{}/x.php?{query}&token={token}", fake.url)
+    };
+    let sender = json!({"id": "t", "name": "t", "avatar": ""});
+    for (method, body) in [
+        (
+            "sendChatMessage",
+            json!({"gid": "nope", "title": "t", "sender": sender}),
+        ),
+        (
+            "sendNotification",
+            json!({"users": ["nobody"], "title": "t", "sender": sender}),
+        ),
+    ] {
+        let answer: serde_json::Value = http
+            .post(url(method))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["result"], "success", "{method}");
+    }
+    let calls = fake.all_calls();
+    assert_eq!(calls[0].reached, ["admin", "zhangsan", "lisi"]);
+    assert!(calls[1].reached.is_empty());
+}
+
+/// `token_mode = "time"`: ZenTao takes one call a second per entry, each later than the last.
+/// A burst takes its seconds one by one; none is refused as a replay, none is lost.
+#[tokio::test]
+async fn time_tokens_send_a_burst_one_second_apart_and_lose_nothing() {
+    let fake = FakeZenTao::start().await;
+    let mut h = harness(&fake, "token_mode = \"time\"", "").await;
+    let events: Vec<String> = (0..4).map(|i| format!("EVT#hap#burst{i}")).collect();
+    for i in 0..4 {
+        let body = json!({"messageId": format!("burst{i}"), "messageTypeV2": 11, "appName": "项目", "message": "请处理", "targets": ["manager4220"]});
+        assert_eq!(h.post("/hap/message", &body.to_string()).await.status, 200);
+    }
+    h.drain().await;
+    for _ in 0..20 {
+        let mut done = 0;
+        for e in &events {
+            if zentao_status(&h, e).await == Status::Sent {
+                done += 1;
+            }
+        }
+        if done == events.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        h.sweep_after(5).await;
+    }
+    for e in &events {
+        let d = h.deliveries(e).await;
+        let z = d.iter().find(|d| d.connector == "zentao").unwrap();
+        assert_eq!((z.status, z.attempts), (Status::Sent, 1), "{z:?}");
+    }
+    let calls = fake.calls("sendNotification");
+    assert_eq!(calls.len(), 4, "each once");
+    assert_eq!(fake.stale_times(), 0, "no time was used twice");
+    let times: Vec<i64> = calls
+        .iter()
+        .map(|c| {
+            let t = c
+                .query
+                .split('&')
+                .find_map(|p| p.strip_prefix("time="))
+                .unwrap();
+            t.parse().unwrap()
+        })
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+}
+
+/// A 405 (`CALLED_TIME`: another client of the entry got a later second in first) is a throttle:
+/// the notice waits without spending an attempt, then goes out.
+#[tokio::test]
+async fn a_time_token_refused_as_used_spends_no_attempt() {
+    let fake = FakeZenTao::start().await;
+    let mut h = harness(&fake, "token_mode = \"time\"", "").await;
+    fake.inject(200, r#"{"errcode":405,"errmsg":"Token已失效"}"#, 2);
+    h.post("/hap/message", &fixture("hap-message-system.json"))
+        .await;
+    h.drain().await;
+    assert_eq!(zentao_status(&h, SYSTEM).await, Status::Retrying);
+    for _ in 0..5 {
+        if zentao_status(&h, SYSTEM).await == Status::Sent {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        h.sweep_after(5).await;
+    }
+    let d = h.deliveries(SYSTEM).await;
+    let z = d.iter().find(|d| d.connector == "zentao").unwrap();
+    assert_eq!((z.status, z.attempts), (Status::Sent, 1), "{z:?}");
 }
 
 #[tokio::test]

@@ -262,7 +262,25 @@ impl RateStore for DynamoStore {
             .await;
         applied(res)
     }
+
+    /// `MARK#<name>` / `MARK`: one item per name, raised on condition that it is lower.
+    async fn advance(&self, name: &str, mark: i64) -> Result<bool, StoreError> {
+        let res = self
+            .update(&format!("MARK#{name}"), "MARK")
+            .condition_expression("attribute_not_exists(mark) OR mark < :mark")
+            .update_expression("SET mark = :mark, #ttl = :ttl")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":mark", n(mark))
+            .expression_attribute_values(":ttl", n(crate::event::now_ms() / 1000 + MARK_KEPT_SECS))
+            .send()
+            .await;
+        applied(res)
+    }
 }
+
+/// How long a mark outlives its last use: a day. A mark that expired is lower than any that a
+/// sender takes later (marks follow the clock), so losing it loses nothing.
+const MARK_KEPT_SECS: i64 = 86_400;
 
 #[async_trait]
 impl UsageStore for DynamoStore {

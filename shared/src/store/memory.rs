@@ -33,6 +33,8 @@ pub(super) struct State {
     /// By name: the current window and the places taken in it. Not journaled: one process
     /// is the whole fleet of `serve`, and a restart starts a new window anyway.
     pub(super) rates: HashMap<String, (i64, u32)>,
+    /// By name: the highest mark taken. Not journaled, for the same reason.
+    pub(super) marks: HashMap<String, i64>,
 }
 
 /// A token item: the token, and the refresh lease (owner, held until).
@@ -513,6 +515,16 @@ impl RateStore for MemoryStore {
             return Ok(false);
         }
         slot.1 += 1;
+        Ok(true)
+    }
+
+    async fn advance(&self, name: &str, mark: i64) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let last = state.marks.entry(name.to_owned()).or_insert(i64::MIN);
+        if *last >= mark {
+            return Ok(false);
+        }
+        *last = mark;
         Ok(true)
     }
 }

@@ -199,6 +199,10 @@ pub trait RateStore: Send + Sync {
     /// Takes one of `limit` places in window number `window` of `name`; `false` when it is
     /// full (or already past, for a late caller). Atomic across the fleet.
     async fn take_slot(&self, name: &str, window: i64, limit: u32) -> Result<bool, StoreError>;
+    /// Raises the mark of `name` to `mark` if it is lower (or unset); `false` when an equal or
+    /// higher mark was taken already. Atomic across the fleet: each mark is taken once, and
+    /// never after a higher one (ZenTao's time tokens must strictly increase per entry).
+    async fn advance(&self, name: &str, mark: i64) -> Result<bool, StoreError>;
 }
 
 /// Everything hookbridge stores, in one table.

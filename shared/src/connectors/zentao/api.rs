@@ -4,14 +4,18 @@
 //! `{errcode, errmsg}` entry envelope, a deny redirect or an HTML page: configuration or data
 //! problems, so only network errors and HTTP 5xx are retried, and 429/503 are back-pressure.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::time::Instant;
 
 use super::{TokenMode, ZenTaoInstance};
-use crate::event::Failure;
+use crate::event::{Failure, now_ms};
+use crate::pacer::MAX_SLEEP;
+use crate::store::RateStore;
 
 /// PHP `urlencode`: `[A-Za-z0-9_.-]` kept, space as `+`, every other byte `%XX` (uppercase).
 pub fn php_urlencode(s: &str) -> String {
@@ -108,7 +112,20 @@ pub fn judge(status: u16, body: &[u8]) -> Result<Value, Failure> {
                 "the app refuses this caller: add this server's egress IP to the app's IP list, or bind an account to the app"
             }
             404 => "no app with this code: check connectors.zentao code (代号)",
-            405 | 407 => "the time-based token was refused: use token_mode = \"classic\"",
+            // CALLED_TIME: the second was not later than the entry's last call. ZenTao checks
+            // it before doing anything, so the message was not shown: try again, no attempt
+            // spent (another sender's call, or one on a skewed clock, got in first).
+            405 => {
+                return Err(Failure::Throttled {
+                    reason: format!(
+                        "ZenTao errcode 405 {errmsg}: the entry was already called in this second \
+                         or later (token_mode = \"time\" allows one call a second per entry); \
+                         trying again in a second"
+                    ),
+                    wait: 1_000,
+                });
+            }
+            407 => "the time-based token's time is malformed: use token_mode = \"classic\"",
             406 => "the account bound to the app is invalid",
             _ => "entry check failed",
         };
@@ -133,33 +150,38 @@ pub(super) struct Client {
     http: reqwest::Client,
     instance: ZenTaoInstance,
     key: String,
+    /// Where the seconds of time tokens are taken, fleet-wide.
+    marks: Arc<dyn RateStore>,
 }
 
 impl Client {
-    pub(super) fn new(instance: ZenTaoInstance, key: String) -> Result<Self, reqwest::Error> {
+    pub(super) fn new(
+        instance: ZenTaoInstance,
+        key: String,
+        marks: Arc<dyn RateStore>,
+    ) -> Result<Self, reqwest::Error> {
         let http = crate::http::client(Duration::from_secs(instance.timeout_secs))?;
         Ok(Client {
             http,
             instance,
             key,
+            marks,
         })
     }
 
-    /// The signed URL of one method call.
-    fn url(&self, method: Method, extra: &[(&str, &str)]) -> String {
-        let time = chrono::Utc::now().timestamp().to_string();
+    /// The signed URL of one method call; `time` for a time token.
+    fn url(&self, method: Method, extra: &[(&str, &str)], time: Option<i64>) -> String {
+        let time_text = time.map(|t| t.to_string());
         let mut pairs: Vec<(&str, &str)> = vec![("m", "im"), ("f", method.name())];
         pairs.extend_from_slice(extra);
-        if self.instance.token_mode == TokenMode::Time {
-            pairs.push(("time", &time));
+        if let Some(t) = &time_text {
+            pairs.push(("time", t));
         }
         pairs.push(("code", &self.instance.code));
         let query = build_query(&pairs);
-        let token = match self.instance.token_mode {
-            TokenMode::Classic => token(&query, &self.key),
-            TokenMode::Time => {
-                time_token(&self.instance.code, &self.key, time.parse().unwrap_or(0))
-            }
+        let token = match time {
+            None => token(&query, &self.key),
+            Some(t) => time_token(&self.instance.code, &self.key, t),
         };
         let base = self.instance.base_url.trim_end_matches('/');
         format!(
@@ -168,13 +190,58 @@ impl Client {
         )
     }
 
+    /// The entry whose calls must carry strictly increasing times: this app on this server.
+    fn entry(&self) -> String {
+        format!(
+            "zentao#{}@{}",
+            self.instance.code,
+            self.instance.base_url.trim_end_matches('/')
+        )
+    }
+
+    /// A second for a time token that no other call to this entry, in any process, has used
+    /// or will use: ZenTao refuses a time not later than the entry's last (`CALLED_TIME`). Waits
+    /// for the next second while that is within [`MAX_SLEEP`]; after that the delivery is
+    /// parked as throttled (it never sleeps through a Lambda's deadline).
+    async fn second(&self) -> Result<i64, Failure> {
+        let give_up = Instant::now() + MAX_SLEEP;
+        loop {
+            let now = now_ms();
+            let second = now / 1000;
+            match self.marks.advance(&self.entry(), second).await {
+                Ok(true) => return Ok(second),
+                Ok(false) => {}
+                Err(e) => {
+                    return Err(Failure::Transient(format!(
+                        "ZenTao time token: could not take a second: {e}"
+                    )));
+                }
+            }
+            let next =
+                Duration::from_millis((1_000 - now % 1_000).unsigned_abs() + fastrand::u64(0..50));
+            if Instant::now() + next > give_up {
+                return Err(Failure::Throttled {
+                    reason: "ZenTao time token: other calls to this entry took the next seconds \
+                             (one call a second per entry); trying again shortly"
+                        .into(),
+                    wait: 1_000 + i64::from(fastrand::u16(0..2_000)),
+                });
+            }
+            tokio::time::sleep(next).await;
+        }
+    }
+
     pub(super) async fn call(
         &self,
         method: Method,
         extra: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Value, Failure> {
-        let url = self.url(method, extra);
+        let time = match self.instance.token_mode {
+            TokenMode::Classic => None,
+            TokenMode::Time => Some(self.second().await?),
+        };
+        let url = self.url(method, extra, time);
         let req = match body {
             Some(b) => self.http.post(url).json(b),
             None => self.http.get(url),

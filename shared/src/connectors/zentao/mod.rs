@@ -8,8 +8,8 @@
 mod api;
 mod render;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -22,6 +22,7 @@ pub use render::*;
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::event::{Action, Delivery, Failure, Outcome};
 use crate::setup::{ConfigError, SecretRef, Secrets};
+use crate::store::RateStore;
 use api::Client;
 
 pub const CONNECTOR: &str = "zentao";
@@ -98,7 +99,9 @@ pub enum TokenMode {
     /// `md5(md5(query) + key)` (T1).
     #[default]
     Classic,
-    /// `md5(code + key + time)` (T2): single use per second per app, so not for concurrent senders.
+    /// `md5(code + key + time)` (T2): ZenTao takes one call a second per entry, each with a
+    /// later time than the last, so every call takes its second from a mark kept in the store
+    /// for the whole fleet.
     Time,
 }
 
@@ -116,22 +119,66 @@ pub enum ZenTaoError {
 /// The ZenTao connector: one or more instances by name; an instance without a key is dry-run.
 pub struct ZenTao {
     clients: BTreeMap<String, Option<Client>>,
+    /// (instance, gid) of group chats found to exist with members, this process.
+    checked_groups: Mutex<HashSet<(String, String)>>,
 }
 
 impl ZenTao {
-    /// `instances`: name → (settings, resolved key or `None` for dry-run).
+    /// `instances`: name → (settings, resolved key or `None` for dry-run); `marks`: where time
+    /// tokens take their seconds (the store, for a fleet).
     pub fn new(
         instances: Vec<(String, ZenTaoInstance, Option<String>)>,
+        marks: Arc<dyn RateStore>,
     ) -> Result<Self, reqwest::Error> {
         let mut clients = BTreeMap::new();
         for (name, instance, key) in instances {
             let client = match key {
-                Some(key) => Some(Client::new(instance, key)?),
+                Some(key) => Some(Client::new(instance, key, marks.clone())?),
                 None => None,
             };
             clients.insert(name, client);
         }
-        Ok(ZenTao { clients })
+        Ok(ZenTao {
+            clients,
+            checked_groups: Mutex::default(),
+        })
+    }
+
+    /// Makes sure `gid` is a group chat of `instance` that has members. ZenTao sends a chat
+    /// message to the members of the gid it is given, and when that list is empty (no such
+    /// group, a dismissed one, or one whose members all left) to every active user, answering
+    /// success: an unchecked typo in a route would notify the whole organisation. A group found
+    /// good is not asked about again by this process.
+    async fn check_group(&self, instance: &str, client: &Client, gid: &str) -> Result<(), Failure> {
+        let key = (instance.to_owned(), gid.to_owned());
+        if self.checked().contains(&key) {
+            return Ok(());
+        }
+        let groups = string_map(&client.call(Method::GetGroupChats, &[], None).await?["data"]);
+        let Some(name) = groups.get(gid) else {
+            return Err(Failure::Permanent(format!(
+                "ZenTao {instance} has no group chat {gid} (or it was dismissed): ZenTao would \
+                 send this to every active user, so it was not sent. Fix the route's group \
+                 (hookbridge zentao chats lists them)"
+            )));
+        };
+        let members = client
+            .call(Method::GetChatUsers, &[("gid", gid)], None)
+            .await?;
+        if string_map(&members["data"]).is_empty() {
+            return Err(Failure::Permanent(format!(
+                "ZenTao group chat {gid} ({name}) on {instance} has no members: ZenTao would send \
+                 this to every active user, so it was not sent. Add members, or route elsewhere"
+            )));
+        }
+        self.checked().insert(key);
+        Ok(())
+    }
+
+    fn checked(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String)>> {
+        self.checked_groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Instances without a key: requests are recorded, not sent.
@@ -234,7 +281,7 @@ impl ConnectorPart for ZenTao {
     async fn build(
         instances: &Self::Config,
         secrets: &Secrets,
-        _: &Ports,
+        ports: &Ports,
     ) -> Result<Arc<dyn Connector>, ConfigError> {
         let mut resolved = vec![];
         for (name, z) in instances {
@@ -244,7 +291,7 @@ impl ConnectorPart for ZenTao {
             };
             resolved.push((name.clone(), z.clone(), key));
         }
-        let zentao = ZenTao::new(resolved)
+        let zentao = ZenTao::new(resolved, ports.rates.clone())
             .map_err(|e| ConfigError::Invalid(format!("connectors.zentao: HTTP client: {e}")))?;
         let dry = zentao.dry_run_instances();
         if !dry.is_empty() {
@@ -291,13 +338,22 @@ impl Connector for ZenTao {
             Some(None) => Outcome::DryRun(json!({
                 "requests": [{ "path": format!("?m=im&f={}", method.name()), "body": body }]
             })),
-            Some(Some(client)) => match client.call(method, &[], Some(&body)).await {
-                Ok(_) => {
-                    info!(instance = %message.instance, method = method.name(), "ZenTao accepted the message");
-                    Outcome::Sent(json!({ "instance": message.instance, "method": method.name() }))
+            Some(Some(client)) => {
+                if let Some(gid) = &message.notice.gid
+                    && let Err(f) = self.check_group(&message.instance, client, gid).await
+                {
+                    return Outcome::Failed(f);
                 }
-                Err(f) => Outcome::Failed(f),
-            },
+                match client.call(method, &[], Some(&body)).await {
+                    Ok(_) => {
+                        info!(instance = %message.instance, method = method.name(), "ZenTao accepted the message");
+                        Outcome::Sent(
+                            json!({ "instance": message.instance, "method": method.name() }),
+                        )
+                    }
+                    Err(f) => Outcome::Failed(f),
+                }
+            }
         }
     }
 }
