@@ -1,5 +1,7 @@
-//! `hookbridge setup hap|dms|govding`: what to paste into each source's console, from the
-//! stack's outputs (`--stack`) or a base URL (`--url`) and the config the functions run.
+//! `hookbridge setup hap|dms|govding|dingtalk|zentao`: what to paste into each system's
+//! console, from the stack's outputs (`--stack`) or a base URL (`--url`) and the config the
+//! functions run: the webhook URLs and secrets for the sources, and the address the senders
+//! call from for the systems that whitelist callers.
 
 use std::path::PathBuf;
 
@@ -16,13 +18,18 @@ pub enum Source {
     Hap,
     /// The DMS notification settings (Webhook URL, 签名方式, 签名密钥).
     Dms,
-    /// The 浙政钉 callback URL and the command that registers it.
+    /// The 浙政钉 callback URL and the command that registers it, and the address to add to
+    /// the app's IP whitelist.
     Govding,
+    /// The address to add to the DingTalk app's 服务器出口IP (and a robot's IP security mode).
+    Dingtalk,
+    /// The address to add to the ZenTao app's IP list.
+    Zentao,
 }
 
 #[derive(Args)]
 pub struct Setup {
-    /// The source to set up.
+    /// The system to set up.
     #[arg(value_enum)]
     source: Source,
     /// The deployed stack: its outputs give the URLs (AWS credentials and region from the
@@ -46,15 +53,31 @@ pub struct Setup {
     reveal: bool,
 }
 
-/// Where the webhooks are: the API's base, and the static-IP bases of the 浙政钉 front.
+/// Where the webhooks are: the API's base, and the static-IP bases of the 浙政钉 front; and
+/// where the senders call from.
 struct Bases {
     api: String,
     govding: Vec<String>,
+    egress: Egress,
+}
+
+/// The address the senders call from, as far as it is known.
+enum Egress {
+    /// `--url`: `serve` calls from its host's address.
+    Host,
+    /// The stack's `EgressMode` is off: AWS's shared, changing addresses.
+    Shared,
+    /// `existing`: the operator's own NAT.
+    TheirNat,
+    /// The stack's own NAT's Elastic IP.
+    Ip(String),
 }
 
 /// The stack outputs the printers read (template.yaml `Outputs`).
 pub const API_URL: &str = "ApiUrl";
 pub const GOVDING_CALLBACK_BASE: &str = "GovDingCallbackBase";
+pub const EGRESS_MODE: &str = "EgressMode";
+pub const EGRESS_IP: &str = "EgressIp";
 
 pub async fn run(args: Setup) -> Result<()> {
     let config = crate::load(Some(&args.config))?;
@@ -63,6 +86,7 @@ pub async fn run(args: Setup) -> Result<()> {
         (None, Some(url)) => Bases {
             api: url.trim_end_matches('/').to_owned(),
             govding: vec![url.trim_end_matches('/').to_owned()],
+            egress: Egress::Host,
         },
         (None, None) => return Err("give --stack or --url".into()),
     };
@@ -73,7 +97,18 @@ pub async fn run(args: Setup) -> Result<()> {
     let out = match args.source {
         Source::Hap => hap(&config, &bases, &secret).await?,
         Source::Dms => dms(&config, &bases, &secret).await?,
-        Source::Govding => govding(&config, &bases, &secret, &args.config).await?,
+        Source::Govding => {
+            govding(&config, &bases, &secret, &args.config).await?
+                + &allowlist("浙政钉", GOVDING_WHERE, &bases.egress)
+        }
+        Source::Dingtalk => {
+            let mut out = allowlist("DingTalk", DINGTALK_WHERE, &bases.egress);
+            if config.connectors.dingtalk_robot.is_some() {
+                out.push_str(ROBOT_WHERE);
+            }
+            out
+        }
+        Source::Zentao => allowlist("ZenTao", ZENTAO_WHERE, &bases.egress),
     };
     print!("{out}");
     Ok(())
@@ -131,7 +166,44 @@ async fn stack_bases(stack: &str) -> Result<Bases> {
         govding: output(GOVDING_CALLBACK_BASE)
             .map(|v| v.split_whitespace().map(str::to_owned).collect())
             .unwrap_or_default(),
+        egress: match (output(EGRESS_MODE).as_deref(), output(EGRESS_IP)) {
+            (_, Some(ip)) => Egress::Ip(ip),
+            (Some("existing"), None) => Egress::TheirNat,
+            _ => Egress::Shared,
+        },
     })
+}
+
+const DINGTALK_WHERE: &str = "DingTalk's developer console (open-dev.dingtalk.com): 应用开发 → \
+     企业内部应用 → the app → 开发管理 → 服务器出口IP. Without it every call is refused with errcode 60020";
+const ROBOT_WHERE: &str =
+    "\nA group robot whose 安全设置 is IP地址（段） takes the same address there.\n";
+const GOVDING_WHERE: &str = "the 浙政钉 open platform: the app → IP 白名单. Without it every \
+     call is refused (访问IP不在白名单中)";
+const ZENTAO_WHERE: &str = "ZenTao: 后台 → 二次开发 → 应用 → the app → IP. Without it every call \
+     is refused (errcode 403 IP_DENIED); or leave the app's IP list unlimited";
+
+/// What to add to a system's list of allowed callers, and where.
+fn allowlist(system: &str, place: &str, egress: &Egress) -> String {
+    let head =
+        format!("\n{system} accepts calls only from the addresses its app lists, in {place}.\n\n");
+    match egress {
+        Egress::Ip(ip) => format!("{head}  {ip}\n\n(IPv4: the list takes no IPv6.)\n"),
+        Egress::Host => format!(
+            "{head}  the public IPv4 address of the host running hookbridge serve (or of the NAT \
+             in front of it)\n"
+        ),
+        Egress::TheirNat => format!(
+            "{head}  the public IPv4 address of the NAT of the subnets in EgressSubnetIds \
+             (EgressMode existing)\n"
+        ),
+        Egress::Shared => format!(
+            "{head}The stack has no static egress (EgressMode off): its senders call from AWS's \
+             shared addresses, which change and cannot be listed. Deploy with EgressMode \
+             nat-instance or nat-gateway (the stack's own address, output EgressIp) or existing \
+             (your VPC's NAT), then run this again.\n"
+        ),
+    }
 }
 
 async fn hap(config: &Config, bases: &Bases, secret: &Secret) -> Result<String> {

@@ -150,3 +150,46 @@ fn dms_gets_its_webhook_and_signature_settings_from_a_url() {
         "{out}"
     );
 }
+
+/// The systems that whitelist callers get the address the senders call from: the stack's own
+/// NAT's Elastic IP, or what to do when there is none.
+#[tokio::test(flavor = "multi_thread")]
+async fn whitelisting_systems_get_the_senders_egress_address() {
+    use fake_cloudformation::EGRESS_IP;
+    let example = format!("{REPO}/config/example.toml");
+    for mode in ["nat-gateway", "nat-instance"] {
+        let cfn = fake_cloudformation::start_with(true, mode).await;
+        let endpoint = [("AWS_ENDPOINT_URL_CLOUDFORMATION", cfn.as_str())];
+        for (system, place) in [
+            ("dingtalk", "服务器出口IP"),
+            ("govding", "IP 白名单"),
+            ("zentao", "二次开发 → 应用"),
+        ] {
+            let (ok, out, err) =
+                setup(&[system, "--stack", STACK, "--config", &example], &endpoint);
+            assert!(ok, "{system}: {err}");
+            assert!(
+                out.lines().any(|l| l == format!("  {EGRESS_IP}")) && out.contains(place),
+                "{mode} {system}:\n{out}"
+            );
+        }
+    }
+    // No static egress: nothing to list, and how to get an address.
+    let cfn = fake_cloudformation::start_with(false, "off").await;
+    let endpoint = [("AWS_ENDPOINT_URL_CLOUDFORMATION", cfn.as_str())];
+    let (ok, out, err) = setup(&["dingtalk", "--stack", STACK], &endpoint);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("no static egress") && out.contains("EgressMode nat-instance"),
+        "{out}"
+    );
+    assert!(!out.contains(EGRESS_IP));
+    // The operator's own VPC: their NAT's address.
+    let cfn = fake_cloudformation::start_with(false, "existing").await;
+    let endpoint = [("AWS_ENDPOINT_URL_CLOUDFORMATION", cfn.as_str())];
+    let (ok, out, _) = setup(&["zentao", "--stack", STACK], &endpoint);
+    assert!(ok && out.contains("EgressSubnetIds"), "{out}");
+    // serve: its host's address.
+    let (ok, out, _) = setup(&["dingtalk", "--url", "http://127.0.0.1:8080"], &[]);
+    assert!(ok && out.contains("hookbridge serve"), "{out}");
+}

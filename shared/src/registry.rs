@@ -55,6 +55,11 @@ macro_rules! registry {
             $(pub $c: Option<<$C as ConnectorPart>::Config>,)*
         }
 
+        /// Every connector, and whether its system whitelists callers' addresses
+        /// ([`ConnectorPart::CALLER_ALLOWLIST`]).
+        pub const CONNECTORS: &[(&str, bool)] =
+            &[$((stringify!($c), <$C as ConnectorPart>::CALLER_ALLOWLIST)),*];
+
         /// Every source's built-in template, by source name.
         pub const TEMPLATES: &[(&str, Builtin)] =
             &[$((stringify!($s), <$S as SourcePart>::TEMPLATE)),*];

@@ -12,6 +12,7 @@ use axum::routing::post;
 pub const STACK: &str = "hookbridge";
 pub const API_URL: &str = "https://abc123.execute-api.cn-north-1.amazonaws.com.cn";
 pub const FRONT: &str = "http://203.0.113.10 http://203.0.113.11";
+pub const EGRESS_IP: &str = "198.51.100.7";
 
 /// The output names of template.yaml's `Outputs` section.
 pub fn template_outputs() -> Vec<String> {
@@ -33,13 +34,23 @@ pub fn template_outputs() -> Vec<String> {
 /// Starts the fake; `front`: whether the stack has the 浙政钉 static-IP front (its output is
 /// conditional). Returns its URL.
 pub async fn start(front: bool) -> String {
+    start_with(front, "off").await
+}
+
+/// [`start`] for a stack deployed with this `EgressMode` (the stack's own NAT modes output the
+/// address, [`EGRESS_IP`]).
+pub async fn start_with(front: bool, egress: &str) -> String {
+    let own_nat = matches!(egress, "nat-gateway" | "nat-instance");
     let outputs: Vec<(String, String)> = template_outputs()
         .into_iter()
         .filter(|k| front || k != "GovDingCallbackBase")
+        .filter(|k| own_nat || k != "EgressIp")
         .map(|k| {
             let v = match k.as_str() {
                 "ApiUrl" => API_URL.to_owned(),
                 "GovDingCallbackBase" => FRONT.to_owned(),
+                "EgressMode" => egress.to_owned(),
+                "EgressIp" => EGRESS_IP.to_owned(),
                 other => format!("value-of-{other}"),
             };
             (k, v)

@@ -172,6 +172,10 @@ pub struct Ports {
 #[async_trait]
 pub trait ConnectorPart {
     type Config: serde::de::DeserializeOwned + Clone + std::fmt::Debug + Send + Sync;
+    /// Whether its system can be set to accept calls only from listed addresses (an egress IP
+    /// whitelist): its sender function then runs behind the stack's static egress
+    /// (`EgressMode`; tests/tests/egress.rs holds the template to it).
+    const CALLER_ALLOWLIST: bool;
     /// What is wrong with the section beyond its types, before any secret is resolved.
     fn check(_config: &Self::Config) -> Result<(), ConfigError> {
         Ok(())

@@ -441,6 +441,8 @@ impl DingTalk {
 #[async_trait]
 impl ConnectorPart for DingTalk {
     type Config = DingTalkConfig;
+    /// DingTalk's 服务器出口IP list (errcode 60020 from any other address).
+    const CALLER_ALLOWLIST: bool = true;
 
     fn check(config: &DingTalkConfig) -> Result<(), ConfigError> {
         if config.app_key.is_some() != config.app_secret.is_some() {

@@ -101,6 +101,8 @@ impl DingTalkRobot {
 #[async_trait]
 impl ConnectorPart for DingTalkRobot {
     type Config = BTreeMap<String, RobotConfig>;
+    /// A robot's security settings may be an IP range instead of a keyword or 加签.
+    const CALLER_ALLOWLIST: bool = true;
 
     fn check(robots: &Self::Config) -> Result<(), ConfigError> {
         if robots.is_empty() {

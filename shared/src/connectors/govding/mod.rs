@@ -190,6 +190,8 @@ pub struct GovDing {
 #[async_trait]
 impl ConnectorPart for GovDing {
     type Config = GovDingConfig;
+    /// The 浙政钉 app's IP whitelist (访问IP不在白名单中).
+    const CALLER_ALLOWLIST: bool = true;
 
     fn check(config: &GovDingConfig) -> Result<(), ConfigError> {
         if config.app_key.is_some() != config.app_secret.is_some() {

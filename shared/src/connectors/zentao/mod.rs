@@ -244,6 +244,8 @@ fn string_map(v: &Value) -> BTreeMap<String, String> {
 impl ConnectorPart for ZenTao {
     /// Instances by name: `[connectors.zentao.<name>]`.
     type Config = BTreeMap<String, ZenTaoInstance>;
+    /// The ZenTao app's IP list (errcode 403 IP_DENIED).
+    const CALLER_ALLOWLIST: bool = true;
 
     fn check(instances: &Self::Config) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
