@@ -20,6 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+use crate::allowlist::Allowlist;
+
 pub const APP_KEY: &str = "ding-fake-key";
 pub const APP_SECRET: &str = "fake-secret";
 pub const AGENT_ID: i64 = 1185599675;
@@ -90,6 +92,16 @@ struct Inner {
 pub struct FakeDingTalk {
     pub url: String,
     inner: Arc<Mutex<Inner>>,
+    /// The app's 服务器出口IP list: others get errcode 60020 naming their address.
+    pub allowlist: Allowlist,
+}
+
+/// DingTalk's answer to a caller its app does not list, as its FAQ shows it (gettoken included).
+fn not_listed(ip: std::net::IpAddr) -> Response {
+    let msg = format!(
+        "请参考FAQ：https://open-doc.dingtalk.com/microapp/faquestions/cvbtph。错误原因：访问ip不在白名单之中,request ip={ip} appKey({APP_KEY})"
+    );
+    axum::Json(err(60020, &msg)).into_response()
 }
 
 fn err(code: i64, msg: &str) -> Value {
@@ -139,10 +151,12 @@ impl FakeDingTalk {
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let allowlist = Allowlist::default();
+        crate::allowlist::serve(listener, app, allowlist.clone(), not_listed);
         FakeDingTalk {
             url: format!("http://{addr}"),
             inner,
+            allowlist,
         }
     }
 

@@ -17,6 +17,8 @@ use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 
+use crate::allowlist::Allowlist;
+
 pub const APP_KEY: &str = "hookbridge_test_app";
 pub const APP_SECRET: &str = "govding-test-secret";
 pub const TENANT: &str = "196729";
@@ -68,6 +70,14 @@ struct Inner {
 pub struct FakeGovDing {
     pub url: String,
     inner: Arc<Mutex<Inner>>,
+    /// The app's IP 白名单, checked before the signature. The envelope of this refusal is
+    /// not documented: the gateway's own error shape, with the message its users report.
+    pub allowlist: Allowlist,
+}
+
+fn not_listed(_: std::net::IpAddr) -> axum::response::Response {
+    let body = json!({"success": false, "Message": "访问IP不在白名单中", "_RequestId": "fake-req"});
+    (StatusCode::OK, body.to_string()).into_response()
 }
 
 /// `[connectors.govding]` for this server, and a route from HAP to it.
@@ -85,8 +95,13 @@ impl FakeGovDing {
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        FakeGovDing { url, inner }
+        let allowlist = Allowlist::default();
+        crate::allowlist::serve(listener, app, allowlist.clone(), not_listed);
+        FakeGovDing {
+            url,
+            inner,
+            allowlist,
+        }
     }
 
     pub fn inject(&self, status: u16, body: &str, times: usize) {

@@ -16,6 +16,8 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use serde_json::{Value, json};
 
+use crate::allowlist::Allowlist;
+
 pub const TOKEN: &str = "fake-robot-token";
 pub const SECRET: &str = "SECfake0123456789";
 
@@ -35,6 +37,13 @@ struct Inner {
 pub struct FakeRobot {
     pub url: String,
     inner: Arc<Mutex<Inner>>,
+    /// The robot's security setting IP地址（段）: others get 310000 naming their address.
+    pub allowlist: Allowlist,
+}
+
+fn not_listed(ip: std::net::IpAddr) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    axum::Json(err(310000, &format!("ip {ip} not in whitelist"))).into_response()
 }
 
 fn err(code: i64, msg: &str) -> Value {
@@ -54,10 +63,12 @@ impl FakeRobot {
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let allowlist = Allowlist::default();
+        crate::allowlist::serve(listener, app, allowlist.clone(), not_listed);
         FakeRobot {
             url: format!("http://{addr}"),
             inner,
+            allowlist,
         }
     }
 

@@ -19,6 +19,8 @@ use axum::routing::any;
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
+use crate::allowlist::Allowlist;
+
 pub const CODE: &str = "hookbridge";
 pub const KEY: &str = "3cd0914d656e90ab181f1d52ff352cfe";
 pub const GROUP: &str = "30683aea-7a1f-4ec8-a6d6-834e0310fd7d";
@@ -41,7 +43,6 @@ struct Inner {
     calls: Vec<Call>,
     /// Canned answers for the next calls: (HTTP status, body).
     injected: VecDeque<(u16, String)>,
-    deny_ip: bool,
     /// This share of calls answers HTTP 502 before ZenTao sees them (a proxy in trouble).
     fail_ratio: f64,
     /// The entry's `calledTime`: the last time a time token was accepted.
@@ -54,6 +55,12 @@ struct Inner {
 pub struct FakeZenTao {
     pub url: String,
     inner: Arc<Mutex<Inner>>,
+    /// The app's IP list: others get errcode 403 `IP_DENIED`.
+    pub allowlist: Allowlist,
+}
+
+fn not_listed(_: std::net::IpAddr) -> Response {
+    axum::Json(json!({"errcode": 403, "errmsg": "IP_DENIED"})).into_response()
 }
 
 /// PHP `urlencode`, written again here so the fake does not trust the code under test.
@@ -153,8 +160,13 @@ impl FakeZenTao {
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        FakeZenTao { url, inner }
+        let allowlist = Allowlist::default();
+        crate::allowlist::serve(listener, app, allowlist.clone(), not_listed);
+        FakeZenTao {
+            url,
+            inner,
+            allowlist,
+        }
     }
 
     pub fn inject(&self, status: u16, body: &str, times: usize) {
@@ -167,11 +179,6 @@ impl FakeZenTao {
     /// A share (0 to 1) of all calls answers HTTP 502, a transient failure.
     pub fn set_fail_ratio(&self, ratio: f64) {
         self.inner.lock().unwrap().fail_ratio = ratio;
-    }
-
-    /// This server's IP is not in the app's IP list.
-    pub fn deny_ip(&self) {
-        self.inner.lock().unwrap().deny_ip = true;
     }
 
     /// Every call that passed the entry checks, in order.
@@ -226,9 +233,6 @@ async fn handle(
             })
             .collect();
         let get = |k: &str| pairs.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone());
-        if inner.deny_ip {
-            return json!({"errcode": 403, "errmsg": "IP_DENIED"});
-        }
         let Some(code) = get("code") else {
             return json!({"errcode": 401, "errmsg": "PARAM_CODE_MISSING"});
         };

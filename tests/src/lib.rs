@@ -1,6 +1,7 @@
 //! Shared pieces of the integration tests: fixtures, configs, a harness that runs the pipeline
 //! in-process, DynamoDB Local, and the fake DingTalk server.
 
+pub mod allowlist;
 pub mod events;
 pub mod fake_cloudformation;
 pub mod fake_dingtalk;

@@ -488,6 +488,17 @@ async fn wrong_credentials_are_dead_with_a_hint() {
         "{reason}"
     );
     assert_eq!(fake.count(SEND), 0);
+    // The failed refresh gave its lease up: another sender fetches at once, instead of every
+    // delivery of the fleet waiting out a 10 s lease for a token that will not come.
+    let now = hookbridge::event::now_ms();
+    let name = format!("dingtalk#{}", hookbridge_tests::fake_dingtalk::APP_KEY);
+    assert!(
+        h.app
+            .store
+            .lease(&name, "another", now, now + 1)
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]

@@ -321,6 +321,9 @@ impl TokenStore for FailsToRecord {
     async fn drop_token(&self, n: &str, t: &str) -> Result<(), StoreError> {
         self.inner.drop_token(n, t).await
     }
+    async fn release(&self, n: &str, owner: &str) -> Result<(), StoreError> {
+        self.inner.release(n, owner).await
+    }
 }
 
 #[tokio::test]

@@ -75,6 +75,7 @@ conformance!(
     requeue_happens_once,
     recent_is_newest_first,
     token_lease_is_exclusive_until_it_lapses,
+    a_released_lease_is_free_at_once,
     dropping_a_token_only_drops_that_token,
     ninety_nine_deliveries_fit_in_one_insert,
     receipts_are_noted_on_the_linked_delivery,
@@ -357,6 +358,21 @@ async fn token_lease_is_exclusive_until_it_lapses(store: Arc<dyn Store>) {
         "saving released the lease; the token is due for refresh"
     );
     assert_eq!(store.token("dingtalk#other").await.unwrap(), None);
+}
+
+async fn a_released_lease_is_free_at_once(store: Arc<dyn Store>) {
+    assert!(store.lease("dingtalk#r", "a", 0, 10_000).await.unwrap());
+    store.release("dingtalk#r", "b").await.unwrap();
+    assert!(
+        !store.lease("dingtalk#r", "c", 10, 10_010).await.unwrap(),
+        "only its holder gives a lease up"
+    );
+    store.release("dingtalk#r", "a").await.unwrap();
+    assert!(
+        store.lease("dingtalk#r", "c", 20, 10_020).await.unwrap(),
+        "free before it lapses"
+    );
+    store.release("dingtalk#none", "a").await.unwrap();
 }
 
 async fn dropping_a_token_only_drops_that_token(store: Arc<dyn Store>) {

@@ -286,7 +286,7 @@ async fn a_wrong_key_or_a_denied_ip_is_dead_with_what_to_fix() {
                 .unwrap();
             main.key = Some(String::from("plain:0000").try_into().unwrap());
         } else {
-            fake.deny_ip();
+            fake.allowlist.only(&["127.0.0.2"]);
         }
         let mut h = Harness::new(cfg).await;
         h.post("/hap/message", &fixture("hap-message-mention.json"))

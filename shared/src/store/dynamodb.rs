@@ -1043,4 +1043,18 @@ impl TokenStore for DynamoStore {
             .await;
         applied(res).map(drop)
     }
+
+    async fn release(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&format!("TOKEN#{name}"), TOKEN_SK)))
+            .condition_expression("lease_owner = :owner")
+            .update_expression("REMOVE lease_owner, lease_until")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        applied(res).map(drop)
+    }
 }

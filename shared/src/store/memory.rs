@@ -425,6 +425,17 @@ impl TokenStore for MemoryStore {
         .map(drop)
     }
 
+    async fn release(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        self.update_token(name, |slot| {
+            if slot.lease.as_ref().is_none_or(|(o, _)| o != owner) {
+                return false;
+            }
+            slot.lease = None;
+            true
+        })
+        .map(drop)
+    }
+
     async fn drop_token(&self, name: &str, access_token: &str) -> Result<(), StoreError> {
         self.update_token(name, |slot| {
             if slot.token.as_ref().map(|t| t.access_token.as_str()) != Some(access_token) {

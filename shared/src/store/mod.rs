@@ -131,6 +131,9 @@ pub trait TokenStore: Send + Sync {
     async fn save_token(&self, name: &str, token: &TokenRecord) -> Result<(), StoreError>;
     /// Forgets `access_token` if it is still the stored one (DingTalk rejected it).
     async fn drop_token(&self, name: &str, access_token: &str) -> Result<(), StoreError>;
+    /// Gives up `owner`'s refresh lease (its fetch failed), so the next caller, in any
+    /// process, fetches at once instead of waiting out the lease.
+    async fn release(&self, name: &str, owner: &str) -> Result<(), StoreError>;
 }
 
 /// A connector's own references to its sends (浙政钉's `bizMsgId`), and the receipts its

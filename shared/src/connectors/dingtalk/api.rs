@@ -64,13 +64,27 @@ pub fn judge(path: &str, status: u16, body: &[u8]) -> Result<Value, ApiError> {
         .iter()
         .find_map(|k| v.get(*k).and_then(Value::as_str))
         .unwrap_or("");
-    let message = format!("DingTalk {path}: errcode {code} {text}{}", hint(code));
+    let message = match (code, caller_ip(text)) {
+        (60020, Some(ip)) => format!(
+            "DingTalk {path}: errcode 60020: this call came from {ip}, which the app's 服务器出口IP \
+             list does not hold (add it; on AWS, deploy with EgressMode for a fixed address: \
+             hookbridge setup dingtalk --stack NAME)"
+        ),
+        _ => format!("DingTalk {path}: errcode {code} {text}{}", hint(code)),
+    };
     match class(code, path == TOKEN_PATH) {
         Class::Token => Err(ApiError::TokenExpired(message)),
         Class::Throttled(wait) => throttled(message, wait),
         Class::Transient => transient(message),
         Class::Permanent => Err(ApiError::Failed(Failure::Permanent(message))),
     }
+}
+
+/// The address DingTalk saw a refused call come from: its 60020 message says `request ip=…`.
+pub fn caller_ip(errmsg: &str) -> Option<&str> {
+    let at = errmsg.find("request ip=")? + "request ip=".len();
+    let ip = errmsg[at..].split([' ', ',', ')', ']']).next()?;
+    ip.parse::<std::net::IpAddr>().is_ok().then_some(ip)
 }
 
 /// An IP ban (more than 10 000 calls in 20 s from one IP) lasts 5 minutes.
@@ -304,6 +318,26 @@ mod tests {
                 "{status} {body}"
             );
         }
+    }
+
+    /// DingTalk's FAQ shows the refused caller's address in the 60020 message, also when it
+    /// comes wrapped in errcode 88.
+    #[test]
+    fn a_refused_caller_is_told_its_address() {
+        let faq = "请参考FAQ：https://open-doc.dingtalk.com/microapp/faquestions/cvbtph。错误原因：访问ip不在白名单之中,request ip=203.119.196.81 appKey(dingeqqpkv3artfbxxx)";
+        assert_eq!(caller_ip(faq), Some("203.119.196.81"));
+        let wrapped = "ding talk error[subcode=60020,submsg=访问ip不在白名单之中,request ip=14.153.172.241 appKey(ding-example)]";
+        assert_eq!(caller_ip(wrapped), Some("14.153.172.241"));
+        assert_eq!(caller_ip("访问ip不在白名单之中"), None);
+        assert_eq!(caller_ip("request ip=nonsense"), None);
+        let body = serde_json::json!({"errcode": 60020, "errmsg": faq}).to_string();
+        let Err(ApiError::Failed(Failure::Permanent(m))) = class_of(&body) else {
+            panic!()
+        };
+        assert!(
+            m.contains("came from 203.119.196.81") && m.contains("EgressMode"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -63,7 +63,15 @@ impl TokenCache {
                 .await
                 .map_err(store_err)?
             {
-                let fresh = self.fetch(api).await?;
+                let fresh = match self.fetch(api).await {
+                    Ok(fresh) => fresh,
+                    Err(failed) => {
+                        // Nobody waits out the lease for a token that did not come (a wrong
+                        // secret, an address DingTalk does not list).
+                        let _ = self.store.release(&self.name, &self.owner).await;
+                        return Err(failed);
+                    }
+                };
                 self.store
                     .save_token(&self.name, &fresh)
                     .await
