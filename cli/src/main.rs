@@ -74,6 +74,9 @@ enum Command {
     /// What to paste into HAP, DMS or the 浙政钉 console: URLs from the deployed stack's
     /// outputs (--stack) or a base URL (--url), secrets as the config names them.
     Setup(setup::Setup),
+    /// Is the config ready to go live? With --online, each configured system is asked
+    /// (read-only) whether the credentials, ids and this address work; non-zero exit if not.
+    Check(check::CheckArgs),
     /// Alibaba Cloud DMS tools.
     Dms {
         #[command(subcommand)]
@@ -188,6 +191,7 @@ enum ConfigCommand {
     },
 }
 
+mod check;
 mod deliveries;
 mod setup;
 
@@ -650,6 +654,11 @@ async fn main() -> ExitCode {
             command: DmsCommand::Verify { body, url },
         } => signature_key().and_then(|key| dms_verify(&body, &key, url.as_deref())),
         Command::Setup(args) => setup::run(args).await,
+        Command::Check(args) => match check::run(args).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("some checks failed (✖): fix them and run it again".into()),
+            Err(e) => Err(e),
+        },
         Command::Govding { config, command } => govding(&config, command).await,
         Command::Zentao {
             config,

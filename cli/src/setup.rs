@@ -55,10 +55,23 @@ pub struct Setup {
 
 /// Where the webhooks are: the API's base, and the static-IP bases of the 浙政钉 front; and
 /// where the senders call from.
-struct Bases {
-    api: String,
-    govding: Vec<String>,
+pub(crate) struct Bases {
+    pub(crate) api: String,
+    pub(crate) govding: Vec<String>,
     egress: Egress,
+}
+
+/// The bases of a deployed stack (`--stack`) or of a URL (`--url`).
+pub(crate) async fn bases(stack: Option<&str>, url: Option<&str>) -> Result<Bases> {
+    match (stack, url) {
+        (Some(stack), _) => stack_bases(stack).await,
+        (None, Some(url)) => Ok(Bases {
+            api: url.trim_end_matches('/').to_owned(),
+            govding: vec![url.trim_end_matches('/').to_owned()],
+            egress: Egress::Host,
+        }),
+        (None, None) => Err("give --stack or --url".into()),
+    }
 }
 
 /// The address the senders call from, as far as it is known.
@@ -81,15 +94,7 @@ pub const EGRESS_IP: &str = "EgressIp";
 
 pub async fn run(args: Setup) -> Result<()> {
     let config = crate::load(Some(&args.config))?;
-    let bases = match (&args.stack, &args.url) {
-        (Some(stack), _) => stack_bases(stack).await?,
-        (None, Some(url)) => Bases {
-            api: url.trim_end_matches('/').to_owned(),
-            govding: vec![url.trim_end_matches('/').to_owned()],
-            egress: Egress::Host,
-        },
-        (None, None) => return Err("give --stack or --url".into()),
-    };
+    let bases = bases(args.stack.as_deref(), args.url.as_deref()).await?;
     let secret = Secret {
         reveal: args.reveal,
         secrets: Secrets::default(),
@@ -132,7 +137,8 @@ impl Secret {
     }
 }
 
-async fn stack_bases(stack: &str) -> Result<Bases> {
+/// The outputs of `stack`, by name.
+pub(crate) async fn stack_outputs(stack: &str) -> Result<Vec<(String, String)>> {
     let client = aws_sdk_cloudformation::Client::new(hookbridge::http::aws_config().await);
     let described = client
         .describe_stacks()
@@ -153,6 +159,11 @@ async fn stack_bases(stack: &str) -> Result<Bases> {
         .iter()
         .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
         .collect();
+    Ok(outputs)
+}
+
+async fn stack_bases(stack: &str) -> Result<Bases> {
+    let outputs = stack_outputs(stack).await?;
     let output = |key: &str| {
         outputs
             .iter()

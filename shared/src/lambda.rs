@@ -18,6 +18,7 @@ use crate::config::{Config, Secrets};
 use crate::delivery::sweep;
 use crate::event::{DeliveryKey, Status, now_ms};
 use crate::ingress::{Request, request_id};
+use crate::preflight::Check;
 use crate::store::DeliveryStore;
 use crate::store::dynamodb::DynamoStore;
 
@@ -123,11 +124,54 @@ struct StreamImage {
     connector: Option<String>,
 }
 
-/// A sender function for one connector: every stream batch through the sender loop.
+/// What a sender function is invoked with: a batch of the table's stream, or an operator's
+/// `hookbridge check --online --from-stack` (a direct invocation, so that the systems see the
+/// address the function calls from).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum SenderEvent {
+    Preflight { preflight: PreflightAsk },
+    Stream(StreamEvent),
+}
+
+/// The preflight's options, as `hookbridge check` takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct PreflightAsk {
+    #[serde(default)]
+    pub send_test: bool,
+    pub max_users: usize,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+pub enum SenderAnswer {
+    Stream(DynamoDbEventResponse),
+    Preflight { checks: Vec<Check> },
+}
+
+/// A sender function for one connector: every stream batch through the sender loop, and the
+/// connector's preflight when an operator asks for it.
 pub async fn run_sender(connector: &'static str) -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let app = app_from_env(Parts::Connector(connector)).await?;
-    lambda_runtime::run(lambda_runtime::service_fn(|event| stream(&app, event))).await
+    lambda_runtime::run(lambda_runtime::service_fn(|event| sender(&app, event))).await
+}
+
+/// Dispatches a sender function's invocation.
+pub async fn sender(app: &App, event: LambdaEvent<SenderEvent>) -> Result<SenderAnswer, Error> {
+    let (payload, context) = event.into_parts();
+    match payload {
+        SenderEvent::Stream(batch) => {
+            let answer = stream(app, LambdaEvent::new(batch, context)).await?;
+            Ok(SenderAnswer::Stream(answer))
+        }
+        SenderEvent::Preflight { preflight: ask } => {
+            let checks =
+                crate::preflight::online(&app.sender, &app.config, ask.send_test, ask.max_users)
+                    .await;
+            Ok(SenderAnswer::Preflight { checks })
+        }
+    }
 }
 
 /// Every pending delivery in the batch through the sender loop. Connector

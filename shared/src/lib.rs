@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod notice;
 pub mod operator;
 pub mod pacer;
+pub mod preflight;
 pub mod registry;
 pub mod revoke;
 pub mod routing;

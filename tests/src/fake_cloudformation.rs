@@ -31,6 +31,21 @@ pub fn template_outputs() -> Vec<String> {
         .collect()
 }
 
+/// The value of the `SenderFunctions` output as template.yaml builds it, each function's
+/// physical name being `hookbridge-<its logical id>`.
+pub fn sender_functions() -> String {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
+    let outputs = &text[text.find("\nOutputs:\n").unwrap()..];
+    let value = outputs
+        .lines()
+        .skip_while(|l| l.trim() != "SenderFunctions:")
+        .find_map(|l| l.trim().strip_prefix("Value: !Sub "))
+        .expect("a SenderFunctions output")
+        .trim_matches('"');
+    value.replace("${", "hookbridge-").replace('}', "")
+}
+
 /// Starts the fake; `front`: whether the stack has the 浙政钉 static-IP front (its output is
 /// conditional). Returns its URL.
 pub async fn start(front: bool) -> String {
@@ -51,6 +66,7 @@ pub async fn start_with(front: bool, egress: &str) -> String {
                 "GovDingCallbackBase" => FRONT.to_owned(),
                 "EgressMode" => egress.to_owned(),
                 "EgressIp" => EGRESS_IP.to_owned(),
+                "SenderFunctions" => sender_functions(),
                 other => format!("value-of-{other}"),
             };
             (k, v)

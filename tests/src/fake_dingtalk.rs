@@ -139,6 +139,7 @@ impl FakeDingTalk {
                 post(status_bar),
             )
             .route("/topapi/message/corpconversation/recall", post(recall))
+            .route("/topapi/v2/user/get", post(user_get))
             .route(
                 "/topapi/message/corpconversation/getsendprogress",
                 post(progress),
@@ -506,6 +507,31 @@ async fn recall(
 }
 
 /// `getsendprogress`: "running" for the first polls of a task (as set), then done.
+/// `/topapi/v2/user/get`: a userid of the organisation, or 60121 (找不到该用户) for one it does
+/// not have ([`FakeDingTalk::set_invalid_users`]).
+async fn user_get(
+    State(s): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let path = "/topapi/v2/user/get";
+    let parsed = parse_body(&body);
+    if let Some(r) = enter(&s, path, &q, parsed.clone().unwrap_or(Value::Null)).await {
+        return r;
+    }
+    let inner = s.lock().unwrap();
+    let answer = (|| {
+        let body = parsed?;
+        check_token(&inner, &q)?;
+        let user = body["userid"].as_str().unwrap_or_default();
+        if user.is_empty() || inner.invalid.contains(user) {
+            return Err(err(60121, "找不到该用户"));
+        }
+        Ok(json!({"errcode": 0, "errmsg": "ok", "result": {"userid": user, "name": user}}))
+    })();
+    axum::Json(answer.unwrap_or_else(|e| e)).into_response()
+}
+
 async fn progress(
     State(s): State<Shared>,
     Query(q): Query<HashMap<String, String>>,

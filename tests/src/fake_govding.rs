@@ -322,6 +322,9 @@ async fn answer(s: &Arc<Mutex<Inner>>, path: &str, params: &[(String, String)]) 
             if codes.len() > 100 {
                 return refuse("400", "employeeCodes 最多 100 个");
             }
+            if get("tenantId").as_deref() != Some(TENANT) {
+                return refuse("400", "tenantId 无效");
+            }
             let inner = s.lock().unwrap();
             let found: Vec<Value> = codes
                 .iter()

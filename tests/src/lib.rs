@@ -6,6 +6,7 @@ pub mod events;
 pub mod fake_cloudformation;
 pub mod fake_dingtalk;
 pub mod fake_govding;
+pub mod fake_lambda;
 pub mod fake_robot;
 pub mod fake_runtime;
 pub mod fake_secrets;

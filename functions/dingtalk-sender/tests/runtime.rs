@@ -235,3 +235,43 @@ async fn the_quota_mark_is_an_emf_metric() {
         "{logs}"
     );
 }
+
+/// `hookbridge check --online --from-stack` invokes the function directly with a preflight: it
+/// answers its connector's checks, asked from where the function runs, so an address DingTalk
+/// does not list is named as the function's own.
+#[tokio::test]
+async fn answers_a_preflight_from_where_it_runs() {
+    let fake = FakeDingTalk::start().await;
+    let store = dynamo_store().await;
+    let env = lambda_env(store.table(), Some(&fake.url), "");
+    let ask = json!({ "preflight": { "send_test": false, "max_users": 5 } });
+    let (answer, logs) = invoke(env!("CARGO_BIN_EXE_dingtalk-sender"), &env, ask.clone()).await;
+    let Answer::Response(v) = answer else {
+        panic!("{answer:?}\n{logs}")
+    };
+    let checks = v["checks"].as_array().expect("checks");
+    assert!(
+        checks.iter().all(|c| c["part"] == "dingtalk"),
+        "only its own connector: {v}"
+    );
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["verdict"] == "pass"
+                && c["text"].as_str().unwrap().starts_with("gettoken works")),
+        "{v}"
+    );
+    fake.allowlist.only(&["127.0.0.2"]);
+    let (answer, logs) = invoke(env!("CARGO_BIN_EXE_dingtalk-sender"), &env, ask).await;
+    let Answer::Response(v) = answer else {
+        panic!("{answer:?}\n{logs}")
+    };
+    assert_eq!(v["checks"][0]["verdict"], "fail", "{v}");
+    assert!(
+        v["checks"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("came from 127.0.0.1"),
+        "{v}"
+    );
+}

@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::config::Route;
 use crate::event::{Action, Delivery, Failure, Millis, Outcome};
 use crate::notice::Notice;
+use crate::preflight::{Check, Scope};
 use crate::setup::{ConfigError, Secrets};
 use crate::store::{CacheStore, HistoryStore, RateStore, ReceiptStore, TokenStore, UsageStore};
 
@@ -154,6 +155,14 @@ pub trait Connector: Send + Sync {
             self.name(),
             delivery.key()
         )))
+    }
+    /// Read-only questions to its system before going live (`hookbridge check --online`), a
+    /// line each: whether the credentials, ids and addresses in the config work there.
+    async fn preflight(&self, _scope: &Scope) -> Vec<Check> {
+        vec![Check::note(
+            self.name(),
+            "nothing to ask its system before going live",
+        )]
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod api;
 mod follow_up;
+mod preflight;
 mod render;
 mod token;
 
@@ -480,6 +481,10 @@ impl ConnectorPart for DingTalk {
 impl Connector for DingTalk {
     fn name(&self) -> &'static str {
         CONNECTOR
+    }
+
+    async fn preflight(&self, scope: &crate::preflight::Scope) -> Vec<crate::preflight::Check> {
+        self.preflight_checks(scope).await
     }
 
     fn dry_run(&self) -> bool {

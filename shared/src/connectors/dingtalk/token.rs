@@ -97,8 +97,10 @@ impl TokenCache {
         Ok(fresh.access_token)
     }
 
+    /// A fresh token from DingTalk, whatever the store holds: stored tokens go on working from
+    /// an address DingTalk no longer takes calls from, a new one does not.
     #[instrument(skip_all, fields(app_key = %self.app_key))]
-    async fn fetch(&self, api: &Api) -> Result<TokenRecord, Failure> {
+    pub(super) async fn fetch(&self, api: &Api) -> Result<TokenRecord, Failure> {
         let query = [
             ("appkey", self.app_key.as_str()),
             ("appsecret", self.app_secret.as_str()),

@@ -58,6 +58,8 @@ struct Robot {
     /// `None`: dry-run.
     webhook: Option<String>,
     secret: Option<String>,
+    /// For the test message of `hookbridge check --online --send-test`.
+    keyword: Option<String>,
     window: Window,
 }
 
@@ -143,6 +145,7 @@ impl ConnectorPart for DingTalkRobot {
             let robot = Robot {
                 webhook: resolve(&r.webhook).await?,
                 secret: resolve(&r.secret).await?,
+                keyword: r.keyword.clone(),
                 window: Window::new(r.max_per_minute),
             };
             if robot.webhook.is_none() {
@@ -164,6 +167,44 @@ impl ConnectorPart for DingTalkRobot {
 impl Connector for DingTalkRobot {
     fn name(&self) -> &'static str {
         CONNECTOR
+    }
+
+    /// A robot has no read-only API: only a real post tells whether its token, 加签 or keyword
+    /// and IP range work, so it posts a test message only when asked to.
+    async fn preflight(&self, scope: &crate::preflight::Scope) -> Vec<crate::preflight::Check> {
+        use crate::preflight::Check;
+        let mut out = vec![];
+        for (name, robot) in &self.robots {
+            let part = format!("{CONNECTOR} {name}");
+            let Some(webhook) = &robot.webhook else {
+                out.push(Check::note(
+                    &part,
+                    "dry-run (no webhook): nothing is posted",
+                ));
+                continue;
+            };
+            if !scope.send_test {
+                out.push(Check::note(
+                    &part,
+                    "not asked: a robot can only be tried by posting (--send-test posts a test message)",
+                ));
+                continue;
+            }
+            let text = format!(
+                "{}hookbridge check: a test message, nothing to do",
+                robot
+                    .keyword
+                    .as_deref()
+                    .map_or(String::new(), |k| format!("{k} "))
+            );
+            let body = json!({ "msgtype": "text", "text": { "content": text } });
+            out.push(match self.post(name, robot, webhook, &body).await {
+                Outcome::Sent(_) => Check::pass(&part, "the test message was posted"),
+                Outcome::Failed(f) => Check::fail(&part, format!("{f}")),
+                other => Check::fail(&part, format!("{other:?}")),
+            });
+        }
+        out
     }
 
     fn dry_run(&self) -> bool {

@@ -6,6 +6,7 @@
 //! carries the same one and the gateway's "重复" answer proves the first attempt arrived.
 
 mod api;
+mod preflight;
 mod render;
 
 use std::sync::Arc;
@@ -247,6 +248,10 @@ impl ConnectorPart for GovDing {
 impl Connector for GovDing {
     fn name(&self) -> &'static str {
         CONNECTOR
+    }
+
+    async fn preflight(&self, scope: &crate::preflight::Scope) -> Vec<crate::preflight::Check> {
+        self.preflight_checks(scope).await
     }
 
     fn dry_run(&self) -> bool {

@@ -231,6 +231,31 @@ impl Client {
         }
     }
 
+    /// How far ZenTao's clock is ahead of this machine's, in seconds, from the `Date` of an
+    /// answer of its web server (any page: no token is sent).
+    pub(super) async fn clock_skew(&self) -> Result<i64, Failure> {
+        let url = format!("{}/", self.instance.base_url.trim_end_matches('/'));
+        let resp =
+            self.http.get(url).send().await.map_err(|e| {
+                Failure::Transient(format!("ZenTao unreachable: {}", e.without_url()))
+            })?;
+        let date = resp
+            .headers()
+            .get(http::header::DATE)
+            .and_then(|d| d.to_str().ok())
+            .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
+            .ok_or_else(|| Failure::Permanent("ZenTao's answer has no Date header".into()))?;
+        Ok(date.timestamp() - now_ms() / 1000)
+    }
+
+    pub(super) fn token_mode(&self) -> TokenMode {
+        self.instance.token_mode
+    }
+
+    pub(super) fn users_by(&self) -> super::UsersBy {
+        self.instance.users_by
+    }
+
     pub(super) async fn call(
         &self,
         method: Method,

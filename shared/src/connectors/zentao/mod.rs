@@ -6,6 +6,7 @@
 //! connector the sender loop calls.
 
 mod api;
+mod preflight;
 mod render;
 
 use std::collections::{BTreeMap, HashSet};
@@ -154,23 +155,7 @@ impl ZenTao {
         if self.checked().contains(&key) {
             return Ok(());
         }
-        let groups = string_map(&client.call(Method::GetGroupChats, &[], None).await?["data"]);
-        let Some(name) = groups.get(gid) else {
-            return Err(Failure::Permanent(format!(
-                "ZenTao {instance} has no group chat {gid} (or it was dismissed): ZenTao would \
-                 send this to every active user, so it was not sent. Fix the route's group \
-                 (hookbridge zentao chats lists them)"
-            )));
-        };
-        let members = client
-            .call(Method::GetChatUsers, &[("gid", gid)], None)
-            .await?;
-        if string_map(&members["data"]).is_empty() {
-            return Err(Failure::Permanent(format!(
-                "ZenTao group chat {gid} ({name}) on {instance} has no members: ZenTao would send \
-                 this to every active user, so it was not sent. Add members, or route elsewhere"
-            )));
-        }
+        lookup_group(instance, client, gid).await?;
         self.checked().insert(key);
         Ok(())
     }
@@ -180,7 +165,36 @@ impl ZenTao {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }
+}
 
+/// The name and member count of group chat `gid`, or why it must not be sent to.
+async fn lookup_group(
+    instance: &str,
+    client: &Client,
+    gid: &str,
+) -> Result<(String, usize), Failure> {
+    let groups = string_map(&client.call(Method::GetGroupChats, &[], None).await?["data"]);
+    let Some(name) = groups.get(gid) else {
+        return Err(Failure::Permanent(format!(
+            "ZenTao {instance} has no group chat {gid} (or it was dismissed): ZenTao would \
+             send this to every active user, so it was not sent. Fix the route's group \
+             (hookbridge zentao chats lists them)"
+        )));
+    };
+    let members = client
+        .call(Method::GetChatUsers, &[("gid", gid)], None)
+        .await?;
+    let members = string_map(&members["data"]).len();
+    if members == 0 {
+        return Err(Failure::Permanent(format!(
+            "ZenTao group chat {gid} ({name}) on {instance} has no members: ZenTao would send \
+             this to every active user, so it was not sent. Add members, or route elsewhere"
+        )));
+    }
+    Ok((name.clone(), members))
+}
+
+impl ZenTao {
     /// Instances without a key: requests are recorded, not sent.
     fn dry_run_instances(&self) -> Vec<&str> {
         self.clients
@@ -307,6 +321,10 @@ impl ConnectorPart for ZenTao {
 impl Connector for ZenTao {
     fn name(&self) -> &'static str {
         CONNECTOR
+    }
+
+    async fn preflight(&self, scope: &crate::preflight::Scope) -> Vec<crate::preflight::Check> {
+        self.preflight_checks(scope).await
     }
 
     fn dry_run(&self) -> bool {
