@@ -511,6 +511,9 @@ fn failed_ids(v: &serde_json::Value) -> Vec<String> {
 
 /// Lists group chats or users of a ZenTao instance, with the key from the config.
 async fn zentao(config: &PathBuf, instance: Option<String>, command: ZentaoCommand) -> Result<()> {
+    use hookbridge::connectors::zentao::{self, UsersBy};
+    use hookbridge::logging::escape;
+
     let config = load(Some(config))?;
     let instances = config
         .connectors
@@ -522,55 +525,69 @@ async fn zentao(config: &PathBuf, instance: Option<String>, command: ZentaoComma
         .instance
         .unwrap_or_default();
     let settings = instances[&name].clone();
-    let key_ref = settings.key.clone().ok_or("this instance has no key")?;
-    let key = Secrets::default().resolve(&key_ref).await?;
+    settings.key.as_ref().ok_or("this instance has no key")?;
+    let resolved = zentao::resolve(&settings, &Secrets::default()).await?;
     let users_by = settings.users_by;
     // One process: its own marks keep time tokens increasing.
     let marks = std::sync::Arc::new(hookbridge::store::memory::MemoryStore::new());
-    let client = ZenTao::new(vec![(name.clone(), settings, Some(key))], marks)?;
-    let (list, what) = match &command {
-        ZentaoCommand::Chats => (client.group_chats(&name).await?, "gid"),
-        ZentaoCommand::Users { gid } => (client.users(&name, gid.as_deref()).await?, "id"),
+    let client = ZenTao::new(vec![(name.clone(), settings, resolved)], marks)?;
+    let gid = match &command {
+        ZentaoCommand::Chats => {
+            println!("{:<38} NAME", "gid");
+            for (gid, group) in client.group_chats(&name).await? {
+                println!("{:<38} {}", escape(&gid), escape(&group));
+            }
+            return Ok(());
+        }
+        ZentaoCommand::Users { gid } => gid,
     };
-    if let ZentaoCommand::Users { gid: Some(gid) } = &command
-        && list.is_empty()
+    let members = client.users(&name, gid.as_deref()).await?;
+    if let Some(gid) = gid
+        && members.is_empty()
     {
         return Err(format!(
             "ZenTao lists no members for group chat {}: it does not exist, was dismissed, or \
              everyone left. ZenTao would send a message for it to every active user, so \
              hookbridge refuses to send to it",
-            hookbridge::logging::escape(gid)
+            escape(gid)
         )
         .into());
     }
-    println!("{what:<38} NAME");
-    for (id, display) in &list {
-        let (id, display) = (
-            hookbridge::logging::escape(id),
-            hookbridge::logging::escape(display),
+    // Accounts come only from the REST API, through the instance's directory login.
+    let accounts: std::collections::BTreeMap<String, String> = client
+        .directory(&name)
+        .await?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| (u.id, u.account))
+        .collect();
+    let (maps, column) = match users_by {
+        UsersBy::Account => ("account", "ACCOUNT"),
+        UsersBy::Id => ("id", "ID"),
+    };
+    println!("{:<24} {:<10} NAME", "ACCOUNT", "ID");
+    for (id, realname) in &members {
+        let account = accounts.get(id).map_or("?", String::as_str);
+        println!(
+            "{:<24} {:<10} {}",
+            escape(account),
+            escape(id),
+            escape(realname)
         );
-        println!("{id:<38} {display}");
     }
-    if matches!(command, ZentaoCommand::Users { .. }) {
-        println!("\n{}", users_hint(users_by));
+    println!(
+        "\nThis instance has users_by = \"{maps}\": routes' users and [recipients.zentao.map] take \
+         the {column} column."
+    );
+    if accounts.is_empty() {
+        println!(
+            "ZenTao's im API lists no accounts (shown as ?): add a read-only login to the instance, \
+             directory = {{ account = \"…\", password = \"env:…\" }}, with the company-browse \
+             privilege, to see them; an account ZenTao does not know is answered success and \
+             reaches nobody."
+        );
     }
     Ok(())
-}
-
-/// Which column of `zentao users` goes into routes and recipient maps, for this instance.
-fn users_hint(users_by: hookbridge::connectors::zentao::UsersBy) -> &'static str {
-    match users_by {
-        hookbridge::connectors::zentao::UsersBy::Id => {
-            "This instance has users_by = \"id\": put the id column in routes' users and in \
-             [recipients.zentao.map]."
-        }
-        hookbridge::connectors::zentao::UsersBy::Account => {
-            "This instance has users_by = \"account\" (the default): routes and [recipients.zentao.map] \
-             take each person's ZenTao account (登录名, under 组织 → 用户), which ZenTao's im API does \
-             not list; an account ZenTao does not know is answered success and reaches nobody. \
-             To map the ids above instead, set users_by = \"id\"."
-        }
-    }
 }
 
 /// The DMS 签名密钥: `DMS_SIGNATURE_KEY`, or the first line of stdin.

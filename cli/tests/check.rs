@@ -6,7 +6,9 @@ use std::process::Command;
 use hookbridge_tests::fake_dingtalk::{self, FakeDingTalk};
 use hookbridge_tests::fake_govding::{self, FakeGovDing};
 use hookbridge_tests::fake_robot::{FakeRobot, SECRET};
-use hookbridge_tests::fake_zentao::{self, EMPTY_GROUP, FakeZenTao, GROUP};
+use hookbridge_tests::fake_zentao::{
+    self, EMPTY_GROUP, FakeZenTao, GROUP, READER, READER_PASSWORD,
+};
 
 /// `hookbridge check ARGS --config <text>`: (success, stdout, stderr).
 async fn check(name: &str, config: &str, args: &[&str]) -> (bool, String, String) {
@@ -142,7 +144,7 @@ async fn what_does_not_work_is_said_with_what_to_do_and_fails_the_check() {
         "✖ dingtalk: not userids of this organization: ghost",
         "✖ zentao main: ZenTao main has no group chat nope",
         &format!("✖ zentao main: ZenTao group chat {EMPTY_GROUP}"),
-        "✖ zentao main: not ZenTao user ids: 99",
+        "✖ zentao main: not ZenTao users: 99",
     ] {
         assert!(
             failed.lines().any(|l| l.starts_with(want)),
@@ -261,5 +263,30 @@ async fn from_the_stack_each_sender_function_asks_for_its_connector() {
     assert!(
         stdout.contains("https://abc123.execute-api"),
         "the stack's URL: {stdout}"
+    );
+}
+
+/// Mapped accounts are checked against ZenTao's user list when the instance has a directory
+/// login; without one the preflight says they were not checked.
+#[tokio::test(flavor = "multi_thread")]
+async fn zentao_accounts_are_checked_through_a_directory_login() {
+    let zt = FakeZenTao::start().await;
+    let map = "[recipients.zentao.map]\na = \"zhangsan\"\nb = \"nobody\"\n";
+    let plain = format!("{}{map}", fake_zentao::instance(&zt.url));
+    let (ok, out, _) = check("accounts-plain", &plain, &["--online"]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("· zentao main: 2 mapped accounts not checked"),
+        "{out}"
+    );
+    let login = format!(
+        "{}directory = {{ account = \"{READER}\", password = \"plain:{READER_PASSWORD}\" }}\n{map}",
+        fake_zentao::instance(&zt.url)
+    );
+    let (ok, out, _) = check("accounts-login", &login, &["--online"]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("✖ zentao main: not ZenTao users: nobody"),
+        "{out}"
     );
 }

@@ -24,6 +24,10 @@ use crate::allowlist::Allowlist;
 pub const CODE: &str = "hookbridge";
 pub const KEY: &str = "3cd0914d656e90ab181f1d52ff352cfe";
 pub const GROUP: &str = "30683aea-7a1f-4ec8-a6d6-834e0310fd7d";
+/// The login the REST API takes (`directory` in the config): an account with company-browse.
+pub const READER: &str = "reader";
+pub const READER_PASSWORD: &str = "fake-reader-password";
+const SESSION: &str = "fake-zentao-session";
 /// A group chat that still exists but whose members have all quit.
 pub const EMPTY_GROUP: &str = "7d3f6c1e-0c55-4c4e-9d0e-2f1c8d5b9a10";
 
@@ -157,6 +161,8 @@ impl FakeZenTao {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new()
             .route("/{entry}", any(handle))
+            .route("/api.php/v1/tokens", axum::routing::post(rest_token))
+            .route("/api.php/v1/users", axum::routing::get(rest_users))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -345,4 +351,43 @@ async fn handle(
         answer
     })();
     axum::Json(answer).into_response()
+}
+
+/// REST API v1 `POST /tokens` (`api/v1/entries/tokens.php`): a session token for a login.
+async fn rest_token(body: Bytes) -> Response {
+    let login: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if login["account"] == READER && login["password"] == READER_PASSWORD {
+        return (StatusCode::CREATED, axum::Json(json!({ "token": SESSION }))).into_response();
+    }
+    let failed = json!({ "error": "登录失败，请检查您的用户名或密码是否填写正确。" });
+    (StatusCode::BAD_REQUEST, axum::Json(failed)).into_response()
+}
+
+/// REST API v1 `GET /users` (`api/v1/entries/users.php`), as the session's account: paged,
+/// ids as PHP sends them (text).
+async fn rest_users(
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>,
+) -> Response {
+    if headers.get("token").and_then(|t| t.to_str().ok()) != Some(SESSION) {
+        let error = json!({ "error": "Unauthorized" });
+        return (StatusCode::UNAUTHORIZED, axum::Json(error)).into_response();
+    }
+    let limit: usize = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(20)
+        .max(1);
+    let page: usize = q
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let all: Vec<Value> = users()
+        .into_iter()
+        .map(|(id, (account, realname))| json!({ "id": id, "dept": 0, "account": account, "realname": realname }))
+        .collect();
+    let shown: Vec<&Value> = all.iter().skip((page - 1) * limit).take(limit).collect();
+    axum::Json(json!({ "page": page, "total": all.len(), "limit": limit, "users": shown }))
+        .into_response()
 }

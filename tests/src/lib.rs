@@ -38,6 +38,7 @@ pub const SECRETS: &[&str] = &[
     fake_dingtalk::APP_SECRET,
     "fake-token-",
     fake_zentao::KEY,
+    fake_zentao::READER_PASSWORD,
     fake_govding::APP_SECRET,
     fake_govding::TOKEN,
     fake_robot::TOKEN,

@@ -145,11 +145,43 @@ pub fn judge(status: u16, body: &[u8]) -> Result<Value, Failure> {
     permanent(format!("ZenTao answered in an unknown shape: {v}"))
 }
 
+/// A ZenTao user as its REST API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct User {
+    /// A number, which PHP may send as text.
+    #[serde(deserialize_with = "number_or_text")]
+    pub id: String,
+    pub account: String,
+    #[serde(default)]
+    pub realname: String,
+}
+
+fn number_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!("not an id: {other}"))),
+    }
+}
+
+/// One page of `GET /api.php/v1/users`.
+#[derive(Deserialize)]
+struct UsersPage {
+    #[serde(default)]
+    total: usize,
+    users: Vec<User>,
+}
+
+/// How many pages of users are read at most (100 users each).
+const MAX_USER_PAGES: usize = 200;
+
 /// One instance's HTTP client, with its settings and key.
 pub(super) struct Client {
     http: reqwest::Client,
     instance: ZenTaoInstance,
     key: String,
+    /// The `directory` login's password.
+    directory_password: Option<String>,
     /// Where the seconds of time tokens are taken, fleet-wide.
     marks: Arc<dyn RateStore>,
 }
@@ -158,6 +190,7 @@ impl Client {
     pub(super) fn new(
         instance: ZenTaoInstance,
         key: String,
+        directory_password: Option<String>,
         marks: Arc<dyn RateStore>,
     ) -> Result<Self, reqwest::Error> {
         let http = crate::http::client(Duration::from_secs(instance.timeout_secs))?;
@@ -165,8 +198,78 @@ impl Client {
             http,
             instance,
             key,
+            directory_password,
             marks,
         })
+    }
+
+    /// Every user, with accounts, through ZenTao's REST API v1 as the `directory` login: a
+    /// session token from `POST /api.php/v1/tokens`, then `GET /api.php/v1/users` page by page
+    /// (it needs the company-browse privilege). `None` without a `directory` login.
+    pub(super) async fn directory(&self) -> Result<Option<Vec<User>>, Failure> {
+        let (Some(login), Some(password)) = (&self.instance.directory, &self.directory_password)
+        else {
+            return Ok(None);
+        };
+        let base = format!(
+            "{}/api.php/v1",
+            self.instance.base_url.trim_end_matches('/')
+        );
+        let token: Value = self
+            .rest(
+                self.http
+                    .post(format!("{base}/tokens"))
+                    .json(&serde_json::json!({ "account": login.account, "password": password })),
+            )
+            .await?;
+        let token = token["token"].as_str().ok_or_else(|| {
+            Failure::Permanent(format!("ZenTao /api.php/v1/tokens gave no token: {token}"))
+        })?;
+        let mut users = vec![];
+        for page in 1..=MAX_USER_PAGES {
+            let got: UsersPage = serde_json::from_value(
+                self.rest(
+                    self.http
+                        .get(format!("{base}/users"))
+                        .query(&[("limit", "100"), ("page", &page.to_string())])
+                        .header("Token", token),
+                )
+                .await?,
+            )
+            .map_err(|e| Failure::Permanent(format!("ZenTao /api.php/v1/users: {e}")))?;
+            let last = got.users.is_empty() || users.len() + got.users.len() >= got.total;
+            users.extend(got.users);
+            if last {
+                break;
+            }
+        }
+        Ok(Some(users))
+    }
+
+    /// A REST API v1 call: JSON on success, `{"error": …}` with an HTTP error status otherwise.
+    async fn rest(&self, req: reqwest::RequestBuilder) -> Result<Value, Failure> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::Transient(format!("ZenTao unreachable: {}", e.without_url())))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        let said = body["error"].as_str().unwrap_or("no reason given");
+        let hint = match status.as_u16() {
+            400 | 401 | 403 => {
+                ": check connectors.zentao directory (the account, its password, and its \
+                 company-browse privilege)"
+            }
+            404 => ": this ZenTao has no REST API v1 (ZenTao 16 or later has it)",
+            _ => "",
+        };
+        Err(Failure::Permanent(format!(
+            "ZenTao REST API answered HTTP {}: {said}{hint}",
+            status.as_u16()
+        )))
     }
 
     /// The signed URL of one method call; `time` for a time token.

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-pub use api::{Method, build_query, judge, php_urlencode, time_token, token};
+pub use api::{Method, User, build_query, judge, php_urlencode, time_token, token};
 pub use render::*;
 
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
@@ -54,6 +54,26 @@ pub struct ZenTaoInstance {
     pub content: ContentFormat,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// A ZenTao login allowed to browse the company's users (the company-browse privilege),
+    /// read-only: ZenTao's `im` API lists no accounts, its REST API does. With it
+    /// `hookbridge zentao users` prints accounts and `hookbridge check --online` checks the
+    /// mapped ones. Optional.
+    pub directory: Option<ZenTaoLogin>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZenTaoLogin {
+    pub account: String,
+    pub password: SecretRef,
+}
+
+/// An instance's secrets, resolved: its key (`None`: dry-run), and the directory login's
+/// password.
+#[derive(Default)]
+pub struct Resolved {
+    pub key: Option<String>,
+    pub directory_password: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -125,16 +145,21 @@ pub struct ZenTao {
 }
 
 impl ZenTao {
-    /// `instances`: name → (settings, resolved key or `None` for dry-run); `marks`: where time
-    /// tokens take their seconds (the store, for a fleet).
+    /// `instances`: name → (settings, its secrets); `marks`: where time tokens take their
+    /// seconds (the store, for a fleet).
     pub fn new(
-        instances: Vec<(String, ZenTaoInstance, Option<String>)>,
+        instances: Vec<(String, ZenTaoInstance, Resolved)>,
         marks: Arc<dyn RateStore>,
     ) -> Result<Self, reqwest::Error> {
         let mut clients = BTreeMap::new();
-        for (name, instance, key) in instances {
-            let client = match key {
-                Some(key) => Some(Client::new(instance, key, marks.clone())?),
+        for (name, instance, resolved) in instances {
+            let client = match resolved.key {
+                Some(key) => Some(Client::new(
+                    instance,
+                    key,
+                    resolved.directory_password,
+                    marks.clone(),
+                )?),
                 None => None,
             };
             clients.insert(name, client);
@@ -224,6 +249,12 @@ impl ZenTao {
         Ok(string_map(&v["data"]))
     }
 
+    /// Every user of an instance with account, id and real name, through its `directory`
+    /// login (`None` when it has none).
+    pub async fn directory(&self, instance: &str) -> Result<Option<Vec<User>>, ZenTaoError> {
+        Ok(self.client(instance)?.directory().await?)
+    }
+
     /// Users of an instance, or of one group: id → display name.
     pub async fn users(
         &self,
@@ -237,6 +268,20 @@ impl ZenTao {
             .await?;
         Ok(string_map(&v["data"]))
     }
+}
+
+/// The secrets of one instance.
+pub async fn resolve(z: &ZenTaoInstance, secrets: &Secrets) -> Result<Resolved, ConfigError> {
+    Ok(Resolved {
+        key: match &z.key {
+            Some(k) => Some(secrets.resolve(k).await?),
+            None => None,
+        },
+        directory_password: match &z.directory {
+            Some(login) => Some(secrets.resolve(&login.password).await?),
+            None => None,
+        },
+    })
 }
 
 fn string_map(v: &Value) -> BTreeMap<String, String> {
@@ -301,11 +346,7 @@ impl ConnectorPart for ZenTao {
     ) -> Result<Arc<dyn Connector>, ConfigError> {
         let mut resolved = vec![];
         for (name, z) in instances {
-            let key = match &z.key {
-                Some(k) => Some(secrets.resolve(k).await?),
-                None => None,
-            };
-            resolved.push((name.clone(), z.clone(), key));
+            resolved.push((name.clone(), z.clone(), resolve(z, secrets).await?));
         }
         let zentao = ZenTao::new(resolved, ports.rates.clone())
             .map_err(|e| ConfigError::Invalid(format!("connectors.zentao: HTTP client: {e}")))?;

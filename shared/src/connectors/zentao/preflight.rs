@@ -2,8 +2,11 @@
 //! entry, code and key, and whether the app takes calls from this address), ZenTao's clock
 //! (from its web server's `Date`), every group a route names (it must exist and have members:
 //! ZenTao sends a message for any other gid to every active user), and the mapped users:
-//! numeric ids against `getChatUsers`; accounts cannot be checked, since the `im` API lists
-//! none, and ZenTao answers success for an account it does not know.
+//! numeric ids against `getChatUsers`, accounts against the REST API's user list through the
+//! instance's `directory` login (the `im` API lists no accounts, and ZenTao answers success for
+//! an account it does not know); without that login, accounts are not checked.
+
+use std::collections::BTreeSet;
 
 use super::api::Method;
 use super::{TokenMode, UsersBy, ZenTao, lookup_group, string_map};
@@ -73,37 +76,44 @@ impl ZenTao {
         if scope.users.is_empty() {
             return vec![];
         }
-        if client.users_by() == UsersBy::Account {
-            return vec![Check::note(
-                part,
-                format!(
-                    "{} mapped accounts cannot be checked: ZenTao's im API lists no accounts, and \
-                     answers success for one it does not know (reaching nobody). Check them under \
-                     组织 → 用户, or map numeric ids with users_by = \"id\"",
-                    scope.users.len()
-                ),
-            )];
-        }
-        let known = match client.call(Method::GetChatUsers, &[], None).await {
-            Ok(v) => string_map(&v["data"]),
-            Err(f) => return vec![Check::fail(part, f.to_string())],
+        let known: BTreeSet<String> = if client.users_by() == UsersBy::Account {
+            match client.directory().await {
+                Ok(Some(users)) => users.into_iter().map(|u| u.account).collect(),
+                Ok(None) => {
+                    return vec![Check::note(
+                        part,
+                        format!(
+                            "{} mapped accounts not checked: ZenTao's im API lists no accounts, \
+                             and answers success for one it does not know (reaching nobody). Give \
+                             the instance a read-only directory login to check them",
+                            scope.users.len()
+                        ),
+                    )];
+                }
+                Err(f) => return vec![Check::fail(part, f.to_string())],
+            }
+        } else {
+            match client.call(Method::GetChatUsers, &[], None).await {
+                Ok(v) => string_map(&v["data"]).into_keys().collect(),
+                Err(f) => return vec![Check::fail(part, f.to_string())],
+            }
         };
         let unknown: Vec<&str> = scope
             .users
             .iter()
-            .filter(|u| !known.contains_key(*u))
+            .filter(|u| !known.contains(*u))
             .map(String::as_str)
             .collect();
         if unknown.is_empty() {
             vec![Check::pass(
                 part,
-                format!("all {} mapped ids are ZenTao users", scope.users.len()),
+                format!("all {} mapped users are ZenTao's", scope.users.len()),
             )]
         } else {
             vec![Check::fail(
                 part,
                 format!(
-                    "not ZenTao user ids: {}: ZenTao would answer success and reach nobody; fix \
+                    "not ZenTao users: {}: ZenTao would answer success and reach nobody; fix \
                      [recipients.zentao.map] or the routes' users (hookbridge zentao users)",
                     unknown.join(", ")
                 ),
