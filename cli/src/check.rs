@@ -72,7 +72,7 @@ pub async fn run(args: CheckArgs) -> Result<bool> {
                 .api
         }
     };
-    checks.extend(sources(&config, &base));
+    checks.extend(sources(&app, &base));
     if args.online {
         let ask = PreflightAsk {
             send_test: args.send_test,
@@ -89,41 +89,23 @@ pub async fn run(args: CheckArgs) -> Result<bool> {
     Ok(!preflight::failed(&checks))
 }
 
-/// What each configured source is given: its URL and how it proves itself.
-fn sources(config: &Config, base: &str) -> Vec<Check> {
-    let mut out = vec![];
-    if let Some(hap) = &config.sources.hap {
-        out.push(Check::note(
-            "hap",
-            format!(
-                "WebhookUrl {base}/hap/message, FinishTodoWebhookUrl {base}/hap/todo, header {} \
-                 (hookbridge setup hap prints appextensions.json)",
-                hap.header
-            ),
-        ));
-    }
-    if let Some(dms) = &config.sources.dms {
-        let signing = if dms.signature_key.is_some() {
-            "签名方式 HMAC_SHA1 with signature_key"
-        } else {
-            "签名方式 NONE"
-        };
-        out.push(Check::note(
-            "dms",
-            format!(
-                "Webhook {base}{}, {signing} (hookbridge setup dms)",
-                hookbridge::sources::dms::PATH
-            ),
-        ));
-    }
-    if config.sources.govding.is_some() {
-        out.push(Check::note(
-            "govding",
-            "callback http://<a static IP>/govding/<path_token>, registered by the command \
-             hookbridge setup govding prints",
-        ));
-    }
-    out
+/// Where each configured source is to send its webhooks; `hookbridge setup <source>` prints
+/// the rest (headers, signing, registration).
+fn sources(app: &App, base: &str) -> Vec<Check> {
+    app.ingress
+        .endpoints()
+        .into_iter()
+        .map(|(name, paths)| {
+            let urls: Vec<String> = paths.iter().map(|p| format!("POST {base}{p}")).collect();
+            Check::note(
+                name,
+                format!(
+                    "{} (hookbridge setup {name} prints what to paste)",
+                    urls.join(", ")
+                ),
+            )
+        })
+        .collect()
 }
 
 /// Invokes each configured connector's sender function in the stack with a preflight and

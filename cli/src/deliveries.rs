@@ -2,8 +2,10 @@
 //! data directory of `serve`, or the stack's DynamoDB table) or through a running `serve`. The
 //! actions themselves are `hookbridge::operator`'s; this file picks the store and prints.
 
+use hookbridge::logging::escape;
 use std::path::PathBuf;
 use std::sync::Arc;
+use unicode_width::UnicodeWidthStr;
 
 use clap::{Args, Subcommand};
 use hookbridge::app::{App, Parts};
@@ -145,12 +147,15 @@ pub async fn run(at: Where, action: Option<Action>, data_dir: PathBuf) -> Result
         Action::Replay { id: Some(id), .. } => {
             let d = deliveries.replay(&id).await?;
             println!(
-                "replayed {id}: pending again, attempt budget reset (it had spent {}: {})",
+                "replayed {}: pending again, attempt budget reset (it had spent {}: {})",
+                escape(&id),
                 d.replays.last().map_or(0, |r| r.attempts),
-                d.replays
-                    .last()
-                    .and_then(|r| r.error.as_deref())
-                    .unwrap_or("no reason recorded")
+                escape(
+                    d.replays
+                        .last()
+                        .and_then(|r| r.error.as_deref())
+                        .unwrap_or("no reason recorded")
+                )
             );
         }
         Action::Replay { id: None, filter } => {
@@ -163,7 +168,7 @@ pub async fn run(at: Where, action: Option<Action>, data_dir: PathBuf) -> Result
                 let id = format!("{}/{}", d.pk, d.sk);
                 match deliveries.replay(&id).await {
                     Ok(_) => replayed += 1,
-                    Err(e) => eprintln!("hookbridge: {id}: {e}"),
+                    Err(e) => eprintln!("hookbridge: {}: {}", escape(&id), escape(&e.to_string())),
                 }
             }
             println!("replayed {replayed} of {} dead deliveries", found.len());
@@ -171,7 +176,11 @@ pub async fn run(at: Where, action: Option<Action>, data_dir: PathBuf) -> Result
         Action::Recall { id } => {
             let d = deliveries.recall(&id).await?;
             let note = d.receipts.last().cloned().unwrap_or_default();
-            println!("recalled {id}: {}", note["result"]);
+            println!(
+                "recalled {}: {}",
+                escape(&id),
+                escape(&note["result"].to_string())
+            );
         }
     }
     Ok(())
@@ -205,8 +214,11 @@ pub async fn status(at: Where, month: Option<String>, json: bool, data_dir: Path
             q => format!("{} %", u.calls * 100 / q),
         };
         println!(
-            "{:<40} {:<7} {:>8} {:>8} {used}",
-            u.name, u.period, u.calls, u.quota
+            "{} {:<7} {:>8} {:>8} {used}",
+            cell(&u.name, 40),
+            escape(&u.period),
+            u.calls,
+            u.quota
         );
     }
     if usage.is_empty() {
@@ -372,7 +384,12 @@ impl Deliveries {
             unreachable!("only a remote serve is called");
         };
         let url = format!("{base}{path}");
+        let post = method == reqwest::Method::POST;
         let mut req = client.request(method, &url).query(query);
+        if post {
+            // serve takes an operator's change only as JSON: a web page cannot send that.
+            req = req.json(&serde_json::json!({}));
+        }
         if let Ok(token) = std::env::var("HOOKBRIDGE_OPERATOR_TOKEN") {
             req = req.bearer_auth(token);
         }
@@ -383,7 +400,7 @@ impl Deliveries {
         let status = resp.status();
         if !status.is_success() {
             let body: serde_json::Value = resp.json().await.unwrap_or_default();
-            let said = body["error"].as_str().unwrap_or("no reason given");
+            let said = escape(body["error"].as_str().unwrap_or("no reason given"));
             return Err(format!("{url}: HTTP {status}: {said}").into());
         }
         Ok(resp.json().await?)
@@ -394,10 +411,30 @@ fn key(id: &str) -> std::result::Result<DeliveryKey, OperatorError> {
     operator::parse_id(id)
 }
 
+/// Text that came from a request (ids, recipients, reasons that quote them) escaped as the
+/// log escapes it, so it cannot start a line of its own or drive the terminal, and padded to
+/// `width` terminal columns (a CJK character takes two) so the columns after it stay aligned.
+fn cell(text: &str, width: usize) -> String {
+    let text = escape(text);
+    let used = UnicodeWidthStr::width(text.as_str());
+    format!("{text}{}", " ".repeat(width.saturating_sub(used)))
+}
+
+/// Pretty JSON, each line escaped: JSON escapes control characters but not, say, a
+/// right-to-left override.
+fn pretty(v: &impl serde::Serialize) -> Result<String> {
+    let text = serde_json::to_string_pretty(v)?;
+    Ok(text.lines().map(escape).collect::<Vec<_>>().join("\n"))
+}
+
 fn print_table(list: &[Delivery]) {
     println!(
-        "{:<11} {:<8} {:<13} {:<3} {:<24} DELIVERY / RESULT",
-        "STATUS", "CONN", "ACTION", "TRY", "RECIPIENTS"
+        "{} {} {} {} {} DELIVERY / RESULT",
+        cell("STATUS", 11),
+        cell("CONN", 8),
+        cell("ACTION", 13),
+        cell("TRY", 3),
+        cell("RECIPIENTS", 24)
     );
     for d in list {
         let outcome = d
@@ -406,58 +443,62 @@ fn print_table(list: &[Delivery]) {
             .or_else(|| d.result.as_ref().map(summary))
             .unwrap_or_default();
         println!(
-            "{:<11} {:<8} {:<13} {:<3} {:<24} {}/{}  {}",
-            d.status.as_str(),
-            d.connector,
-            action(d),
-            d.attempts,
-            d.recipients.join(","),
-            d.pk,
-            d.sk,
-            outcome
+            "{} {} {} {} {} {}/{}  {}",
+            cell(d.status.as_str(), 11),
+            cell(&d.connector, 8),
+            cell(&action(d), 13),
+            cell(&d.attempts.to_string(), 3),
+            cell(&d.recipients.join(","), 24),
+            escape(&d.pk),
+            escape(&d.sk),
+            escape(&outcome)
         );
     }
 }
 
 fn print_one(d: &Delivery) -> Result<()> {
     let time = operator::beijing_time;
-    println!("delivery   {}/{}", d.pk, d.sk);
-    println!("connector  {} ({})", d.connector, action(d));
+    println!("delivery   {}/{}", escape(&d.pk), escape(&d.sk));
+    println!("connector  {} ({})", escape(&d.connector), action(d));
     println!(
         "status     {} after {} attempt(s)",
         d.status.as_str(),
         d.attempts
     );
-    println!("recipients {}", d.recipients.join(", "));
+    println!("recipients {}", escape(&d.recipients.join(", ")));
     println!("created    {}", time(d.created_at));
     println!("updated    {}", time(d.updated_at));
     if let Some(at) = d.next_attempt_at {
         println!("next       {}", time(at));
     }
     if let Some(e) = &d.last_error {
-        println!("reason     {e}");
+        println!("reason     {}", escape(e));
     }
     if let Some(r) = &d.result {
-        println!("result     {r}");
+        println!("result     {}", escape(&r.to_string()));
         // What the receiving system reported per person (DingTalk `getsendresult`).
         if let Some(by_user) = r.get("outcomes").and_then(|o| o.as_object()) {
             for (user, outcome) in by_user {
-                println!("  {user:<20} {}", outcome.as_str().unwrap_or_default());
+                println!(
+                    "  {} {}",
+                    cell(user, 20),
+                    escape(outcome.as_str().unwrap_or_default())
+                );
             }
         }
     }
     for r in &d.receipts {
-        println!("receipt    {r}");
+        println!("receipt    {}", escape(&r.to_string()));
     }
     for r in &d.replays {
         println!(
             "replayed   {} after {} attempt(s): {}",
             time(r.at),
             r.attempts,
-            r.error.as_deref().unwrap_or("no reason recorded")
+            escape(r.error.as_deref().unwrap_or("no reason recorded"))
         );
     }
-    println!("request\n{}", serde_json::to_string_pretty(&d.message)?);
+    println!("request\n{}", pretty(&d.message)?);
     Ok(())
 }
 

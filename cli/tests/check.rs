@@ -84,7 +84,7 @@ async fn a_config_that_works_passes_and_says_what_to_paste() {
     assert!(lines_with(&out, '✖').is_empty(), "{out}");
     for want in [
         "✔ config:",
-        "· hap: WebhookUrl https://hooks.example.com/hap/message",
+        "· hap: POST https://hooks.example.com/hap/message, POST https://hooks.example.com/hap/todo",
         "✔ dingtalk: gettoken works",
         &format!(
             "✔ dingtalk: agent_id {} is the app's",

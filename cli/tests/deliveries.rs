@@ -301,3 +301,82 @@ async fn show_prints_each_recipients_outcome() {
     .await;
     assert!(ok && out.contains(&id), "{out}");
 }
+
+/// Ids and recipients come from webhooks: printed as the log prints them, escaped, so a forged
+/// line or an ANSI escape never reaches the operator's terminal; wide CJK text keeps the
+/// columns aligned; `--json` stays exact.
+#[tokio::test]
+async fn attacker_text_is_escaped_and_columns_stay_aligned() {
+    let store = dynamo_store().await;
+    // No NUL in the id only because an argument cannot carry one; the reason has one.
+    let hostile =
+        "m1\n2026-12-06T00:00:00Z  INFO hookbridge: FORGED LINE accepted\u{1b}[31m\u{7}\r";
+    let dead = Settled {
+        status: Status::Dead,
+        attempts: 1,
+        result: None,
+        last_error: Some(format!("no such user {hostile}\0")),
+        next_attempt_at: None,
+    };
+    let (d, env) = settled_in_table(
+        &store,
+        ("hap", hostile),
+        "zentao",
+        &["张三丰", "\u{202e}lisi"],
+        dead,
+    )
+    .await;
+    let plain = Settled {
+        status: Status::Dead,
+        attempts: 1,
+        result: None,
+        last_error: Some("x".into()),
+        next_attempt_at: None,
+    };
+    settled_in_table(&store, ("hap", "m2"), "zentao", &["ab"], plain).await;
+    let table = store.table().to_owned();
+    for args in [
+        vec!["--table", table.as_str(), "list"],
+        vec![
+            "--table",
+            table.as_str(),
+            "show",
+            &format!("{}/{}", d.pk, d.sk),
+        ],
+    ] {
+        let (ok, out) = deliveries(&args, &env).await;
+        assert!(ok, "{out}");
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n') && !out.contains('\u{202e}'),
+            "{args:?}: {out:?}"
+        );
+        assert!(
+            !out.lines().any(|l| l.starts_with("2026-12-06T00:00:00Z")),
+            "a forged line: {out}"
+        );
+        assert!(out.contains("m1\\n2026-12-06T00:00:00Z"), "{out}");
+    }
+    // The delivery column starts at the same terminal column, whatever the recipients' script.
+    let (_, out) = deliveries(&["--table", &table, "list"], &env).await;
+    let starts: Vec<usize> = out
+        .lines()
+        .filter(|l| l.contains("EVT#hap#"))
+        .map(|l| unicode_width::UnicodeWidthStr::width(&l[..l.find("EVT#hap#").unwrap()]))
+        .collect();
+    assert_eq!(starts.len(), 2, "{out}");
+    assert_eq!(starts[0], starts[1], "{out}");
+    let (ok, out) = deliveries(
+        &[
+            "--table",
+            &table,
+            "show",
+            &format!("{}/{}", d.pk, d.sk),
+            "--json",
+        ],
+        &env,
+    )
+    .await;
+    assert!(ok);
+    let shown: Delivery = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown.pk, format!("EVT#hap#{hostile}"), "--json is exact");
+}

@@ -53,6 +53,11 @@ pub struct ServerConfig {
     /// Lets clients that are not on this machine read `GET /deliveries` with
     /// `Authorization: Bearer <token>`. Without it, only loopback clients may.
     pub operator_token: Option<SecretRef>,
+    /// Names (`name:port`) the operator endpoints answer to without the operator token,
+    /// besides this server's own loopback addresses (`127.0.0.1:<port>`, `localhost:<port>`):
+    /// a request whose `Host` is anything else is refused, so a web page cannot reach them by
+    /// pointing its own name at 127.0.0.1 (DNS rebinding).
+    pub hosts: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +70,7 @@ impl Default for ServerConfig {
             body_timeout_secs: 30,
             max_connections: 512,
             operator_token: None,
+            hosts: vec![],
         }
     }
 }

@@ -61,6 +61,11 @@ impl Ingress {
             .collect()
     }
 
+    /// Each source's name and webhook paths.
+    pub fn endpoints(&self) -> Vec<(&'static str, &'static [&'static str])> {
+        self.sources.iter().map(|s| (s.name(), s.paths())).collect()
+    }
+
     /// What a request body would become, without authentication or storage: for checking a
     /// config against a captured or sample body (`hookbridge config check --fixture`). Without
     /// a `path`, the source that recognizes the body says which; the path is returned.
@@ -138,11 +143,15 @@ impl Ingress {
     }
 
     /// Serves one webhook request. Never fails: every outcome is a response.
-    #[instrument(skip_all, fields(request = %req.id, path = %LogId(&req.path), source, event))]
+    ///
+    /// The log names the source's endpoint (`/govding/{token}`), never the path as sent: a path
+    /// may carry a secret (the 浙政钉 callback's token).
+    #[instrument(skip_all, fields(request = %req.id, path, source, event))]
     pub async fn handle(&self, req: Request, now: Millis) -> Response {
         let Some((source, endpoint)) = self.find(&req.path) else {
             return self.not_found(&req.path);
         };
+        Span::current().record("path", endpoint);
         Span::current().record("source", source.name());
         let outcome = self.accept(source.as_ref(), endpoint, &req, now).await;
         match &outcome {

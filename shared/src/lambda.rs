@@ -63,7 +63,7 @@ pub async fn app_from_env(parts: Parts) -> Result<Arc<App>, Error> {
 
 /// A webhook function for one source: every API Gateway request through the pipeline.
 pub async fn run_webhook(source: &'static str) -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    crate::logging::init_lambda();
     let app = app_from_env(Parts::Source(source)).await?;
     lambda_http::run(lambda_http::service_fn(|req| http(&app, req))).await
 }
@@ -152,7 +152,7 @@ pub enum SenderAnswer {
 /// A sender function for one connector: every stream batch through the sender loop, and the
 /// connector's preflight when an operator asks for it.
 pub async fn run_sender(connector: &'static str) -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    crate::logging::init_lambda();
     let app = app_from_env(Parts::Connector(connector)).await?;
     lambda_runtime::run(lambda_runtime::service_fn(|event| sender(&app, event))).await
 }

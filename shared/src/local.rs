@@ -35,6 +35,7 @@ use crate::config::{Config, Secrets, ServerConfig};
 use crate::delivery::{sweep, until_stopped};
 use crate::event::{Delivery, DeliveryFilter, Millis, Status, beijing_month, now_ms};
 use crate::ingress::{Request, request_id};
+use crate::logging::LogId;
 use crate::operator::{self, OperatorError};
 use crate::sources::Rejection;
 use crate::store::memory::MemoryStore;
@@ -49,15 +50,23 @@ struct Serve {
     app: Arc<App>,
     operator_token: Option<String>,
     body_timeout: Duration,
+    /// The `Host` values the operator endpoints answer without the token, lowercase.
+    hosts: Vec<String>,
 }
 
-/// The HTTP routes of `serve` over `app`, with the operator token resolved. What [`Local`]
-/// serves; public so tests can drive it with any peer address.
-pub fn router(app: Arc<App>, server: &ServerConfig, operator_token: Option<String>) -> Router {
+/// The HTTP routes of `serve` over `app` listening on `addr`, with the operator token
+/// resolved. What [`Local`] serves; public so tests can drive it with any peer address.
+pub fn router(
+    app: Arc<App>,
+    server: &ServerConfig,
+    operator_token: Option<String>,
+    addr: SocketAddr,
+) -> Router {
     let serve = Arc::new(Serve {
         app,
         operator_token,
         body_timeout: Duration::from_secs(server.body_timeout_secs.max(1)),
+        hosts: own_hosts(addr, &server.hosts),
     });
     let json_405 = |allowed: &'static str| {
         move |method: Method| async move {
@@ -78,17 +87,17 @@ pub fn router(app: Arc<App>, server: &ServerConfig, operator_token: Option<Strin
         )
         .route(
             "/deliveries/show",
-            get(|s, p, h, q| by_id(ById::Show, s, p, h, q))
+            get(|s, p, m, h, q| by_id(ById::Show, s, p, m, h, q))
                 .fallback(json_405("GET /deliveries/show?id=")),
         )
         .route(
             "/deliveries/replay",
-            post(|s, p, h, q| by_id(ById::Replay, s, p, h, q))
+            post(|s, p, m, h, q| by_id(ById::Replay, s, p, m, h, q))
                 .fallback(json_405("POST /deliveries/replay?id=")),
         )
         .route(
             "/deliveries/recall",
-            post(|s, p, h, q| by_id(ById::Recall, s, p, h, q))
+            post(|s, p, m, h, q| by_id(ById::Recall, s, p, m, h, q))
                 .fallback(json_405("POST /deliveries/recall?id=")),
         )
         .route("/metrics", get(metrics).fallback(json_405("GET /metrics")))
@@ -166,7 +175,7 @@ async fn metrics(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refusal) = refused(&serve, &peer, &headers) {
+    if let Some(refusal) = refused(&serve, &peer, &Method::GET, &headers) {
         return refusal;
     }
     (
@@ -191,9 +200,39 @@ struct IdQuery {
     id: String,
 }
 
+/// This server's names as a client on this machine writes them in `Host`, and `configured`.
+fn own_hosts(addr: SocketAddr, configured: &[String]) -> Vec<String> {
+    let port = addr.port();
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "[::1]"]
+        .iter()
+        .map(|h| format!("{h}:{port}"))
+        .collect();
+    if !addr.ip().is_unspecified() {
+        hosts.push(addr.to_string());
+    }
+    if port == 80 {
+        let bare: Vec<String> = hosts
+            .iter()
+            .map(|h| h.trim_end_matches(":80").to_owned())
+            .collect();
+        hosts.extend(bare);
+    }
+    hosts.extend(configured.iter().map(|h| h.to_ascii_lowercase()));
+    hosts
+}
+
 /// The operator endpoints answer clients on this machine, or anyone with the operator token
-/// when one is set (then loopback needs it too). `Some`: the refusal to send.
-fn refused(serve: &Serve, peer: &SocketAddr, headers: &HeaderMap) -> Option<Response> {
+/// when one is set (then loopback needs it too). Without the token, a browser on this machine
+/// must not be made to act for a web page: the `Host` must be one of this server's own
+/// addresses (a page's name pointed at 127.0.0.1 is not), and a request that changes anything
+/// must be JSON (a page cannot send that across sites without asking first) with no `Origin`
+/// or this server's own. `Some`: the refusal to send.
+fn refused(
+    serve: &Serve,
+    peer: &SocketAddr,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Option<Response> {
     match &serve.operator_token {
         Some(token) => {
             let given = headers
@@ -214,9 +253,46 @@ fn refused(serve: &Serve, peer: &SocketAddr, headers: &HeaderMap) -> Option<Resp
                 "the operator endpoints (/deliveries, /status, /metrics) answer only clients on this machine; set server.operator_token to allow others",
             ));
         }
-        None => {}
+        None => return cross_site(serve, method, headers),
     }
     None
+}
+
+/// Why a tokenless operator request may come from a web page, if it may.
+fn cross_site(serve: &Serve, method: &Method, headers: &HeaderMap) -> Option<Response> {
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = text(header::HOST).unwrap_or("").to_ascii_lowercase();
+    if !serve.hosts.contains(&host) {
+        return Some(error_json(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "Host {} is not this server: the operator endpoints answer requests to {} (or a \
+                 name in server.hosts), or with the operator token",
+                LogId(&crate::logging::escape(&host)),
+                serve.hosts.first().map_or("", String::as_str)
+            ),
+        ));
+    }
+    if matches!(*method, Method::GET | Method::HEAD) {
+        return None;
+    }
+    let json = text(header::CONTENT_TYPE)
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Some(error_json(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send Content-Type: application/json (a form post could come from any web page)",
+        ));
+    }
+    match text(header::ORIGIN) {
+        None => None,
+        Some(origin) if origin.eq_ignore_ascii_case(&format!("http://{host}")) => None,
+        Some(_) => Some(error_json(
+            StatusCode::FORBIDDEN,
+            "a request from another site's page is refused: the operator endpoints take no cross-site requests",
+        )),
+    }
 }
 
 /// A query string that does not fit the endpoint: 400 in JSON, like every answer.
@@ -253,7 +329,7 @@ async fn deliveries(
     headers: HeaderMap,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
-    if let Some(r) = refused(&serve, &peer, &headers) {
+    if let Some(r) = refused(&serve, &peer, &Method::GET, &headers) {
         return r;
     }
     let q = match q {
@@ -288,7 +364,7 @@ async fn status(
     headers: HeaderMap,
     q: Result<Query<MonthQuery>, QueryRejection>,
 ) -> Response {
-    if let Some(r) = refused(&serve, &peer, &headers) {
+    if let Some(r) = refused(&serve, &peer, &Method::GET, &headers) {
         return r;
     }
     let q = match q {
@@ -314,10 +390,11 @@ async fn by_id(
     action: ById,
     State(serve): State<Arc<Serve>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
     headers: HeaderMap,
     q: Result<Query<IdQuery>, QueryRejection>,
 ) -> Response {
-    if let Some(r) = refused(&serve, &peer, &headers) {
+    if let Some(r) = refused(&serve, &peer, &method, &headers) {
         return r;
     }
     let q = match q {
@@ -391,7 +468,7 @@ impl Local {
         let store = Arc::new(store);
         let app = Arc::new(App::build(config, store.clone(), &secrets, Parts::All).await?);
         let (stop, stopped) = watch::channel(false);
-        let routes = router(app.clone(), &server, operator_token);
+        let routes = router(app.clone(), &server, operator_token, addr);
         let senders = tokio::spawn(app.sender.clone().run_feed(
             feed,
             server.sender_concurrency,

@@ -51,6 +51,38 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// Where the Lambda runtime logs every invocation's raw event at TRACE: webhook requests with
+/// their headers, paths and bodies, which carry the sources' secrets.
+const RAW_EVENTS: &str = "lambda_runtime::layers::api_response";
+
+/// The log of a Lambda function, as the runtime's default one (stdout; `AWS_LAMBDA_LOG_LEVEL`,
+/// else `RUST_LOG`, else INFO; JSON when `AWS_LAMBDA_LOG_FORMAT` says so) but never the raw
+/// events, whatever level is asked for.
+pub fn init_lambda() {
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|l| l.parse::<tracing_subscriber::filter::LevelFilter>().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
+    let no_raw = format!("{RAW_EVENTS}=debug")
+        .parse()
+        .expect("a valid directive");
+    let filter = EnvFilter::builder()
+        .with_default_directive(level.into())
+        .from_env_lossy()
+        .add_directive(no_raw);
+    let log = tracing_subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_env_filter(filter);
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    if json {
+        log.json().init();
+    } else {
+        log.init();
+    }
+}
+
 /// The text log of `serve` and the CLI, on stderr: fields escaped, colours only when stderr is
 /// a terminal, `RUST_LOG` to filter (default `info`).
 pub fn init_text() {

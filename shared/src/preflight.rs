@@ -145,6 +145,11 @@ mod tests {
     fn the_scope_is_what_the_config_names_for_the_connector() {
         let config = Config::from_toml(
             r#"
+            [sources.hap]
+            tokens = ["plain:t"]
+            [sources.dms]
+            [connectors.dingtalk]
+            agent_id = 1
             [connectors.zentao.main]
             base_url = "https://z.example.com"
             code = "c"

@@ -27,7 +27,9 @@ use hookbridge::config::{Config, Secrets};
 use hookbridge::store::dynamodb::{DynamoStore, sdk};
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
 use hookbridge_tests::fake_zentao::{FakeZenTao, hap_route};
-use hookbridge_tests::{HAP_TOKEN, SECRETS, config_text, dynamo_client, events};
+use hookbridge_tests::{
+    GOVDING_PATH_TOKEN, HAP_TOKEN, SECRETS, config_text, dynamo_client, events, fixture,
+};
 use serde_json::{Value, json};
 
 struct Options {
@@ -115,7 +117,8 @@ fn config(f: &Fakes) -> String {
     config_text(
         Some(&f.dingtalk.url),
         &format!(
-            "{}\n[delivery]\nbackoff_base_secs = 1\nbackoff_cap_secs = 2\nmax_attempts = 25\nclaim_lease_secs = 15\n",
+            "{}\n[delivery]\nbackoff_base_secs = 1\nbackoff_cap_secs = 2\nmax_attempts = 25\nclaim_lease_secs = 15\n\
+             [sources.govding]\npath_token = \"plain:{GOVDING_PATH_TOKEN}\"\n",
             hap_route(&f.zentao.url)
         ),
     )
@@ -270,7 +273,7 @@ struct Serve {
     child: Child,
 }
 
-/// `hookbridge serve` on `data` at `port`, its log (debug level) appended to `said`.
+/// `hookbridge serve` on `data` at `port`, its log (every level) appended to `said`.
 fn serve(o: &Options, config: &Path, data: &Path, port: u16, said: &Said) -> Serve {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(&o.hookbridge)
@@ -279,7 +282,7 @@ fn serve(o: &Options, config: &Path, data: &Path, port: u16, said: &Said) -> Ser
         .arg("--data")
         .arg(data)
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "debug")
+        .env("RUST_LOG", "trace")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -297,6 +300,26 @@ fn serve(o: &Options, config: &Path, data: &Path, port: u16, said: &Said) -> Ser
         }
     });
     Serve { child }
+}
+
+/// 浙政钉 callbacks, with the path token and with a guessed one: the token is a secret, so it
+/// must not show in anything serve says (its log at every level, its answers).
+async fn govding_callbacks(port: u16, said: &Said) {
+    let client = hookbridge::http::client(Duration::from_secs(10)).unwrap();
+    for token in [GOVDING_PATH_TOKEN, "guessed-token-0123456789"] {
+        for name in ["govding-register-check.json", "govding-employee-leave.json"] {
+            let answer = client
+                .post(format!("http://127.0.0.1:{port}/govding/{token}"))
+                .header("content-type", "application/json")
+                .body(fixture(name))
+                .send()
+                .await;
+            if let Ok(resp) = answer {
+                let text = resp.text().await.unwrap_or_default();
+                said.lock().unwrap().push_str(&(text + "\n"));
+            }
+        }
+    }
 }
 
 fn free_port() -> u16 {
@@ -404,6 +427,7 @@ async fn through_serve(o: &Options, faults: bool, said: &Said) -> bool {
     } else {
         posting.await
     };
+    govding_callbacks(port, said).await;
     let name = if faults { "faults" } else { "load" };
     let ok = verdict(name, &f, events, &posted, o.settle, said, said_from).await;
     chores.iter().for_each(|c| c.abort());

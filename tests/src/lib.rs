@@ -30,11 +30,15 @@ use hookbridge::store::{HistoryStore, Store};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 pub const HAP_TOKEN: &str = "test-hap-token";
+/// The 浙政钉 callback's path token (`/govding/<token>`): the only thing that authenticates a
+/// callback, so it is a secret like any other.
+pub const GOVDING_PATH_TOKEN: &str = "gw-path-token-0123456789";
 
 /// Every secret the tests configure or the fakes issue (their access tokens by prefix): none may
 /// appear in a log line or an answer.
 pub const SECRETS: &[&str] = &[
     HAP_TOKEN,
+    GOVDING_PATH_TOKEN,
     fake_dingtalk::APP_SECRET,
     "fake-token-",
     fake_zentao::KEY,

@@ -61,7 +61,9 @@ async fn until(
 async fn act(client: &reqwest::Client, base: &str, action: &str, id: &str) -> (u16, Value) {
     let req = match action {
         "show" => client.get(format!("{base}/deliveries/show")),
-        _ => client.post(format!("{base}/deliveries/{action}")),
+        _ => client
+            .post(format!("{base}/deliveries/{action}"))
+            .json(&serde_json::json!({})),
     };
     let resp = req.query(&[("id", id)]).send().await.unwrap();
     (resp.status().as_u16(), resp.json().await.unwrap())
@@ -193,4 +195,131 @@ async fn a_sent_message_is_recalled_within_24_hours_and_the_record_says_so() {
         Status::Sent,
         "a recall does not change the status"
     );
+}
+
+/// A web page in the operator's browser cannot make `serve` act, nor read it by pointing its
+/// own name at 127.0.0.1 (DNS rebinding): without the operator token the `Host` must be this
+/// server's, and a change must be JSON with no `Origin` or this server's own.
+#[tokio::test]
+async fn a_web_page_cannot_replay_recall_or_read_through_the_operators_browser() {
+    let fake = FakeDingTalk::start().await;
+    let zentao = FakeZenTao::start().await;
+    fake.inject(
+        SEND,
+        200,
+        r#"{"errcode":60020,"errmsg":"访问ip不在白名单之中"}"#,
+        1,
+    );
+    let (local, base, client) = start(&fake, &zentao).await;
+    post_mention(&client, &base).await;
+    let dead = until(&client, &base, "status=dead", |l| l.len() == 1).await;
+    let sent = until(&client, &base, "status=sent&connector=zentao", |l| {
+        l.len() == 1
+    })
+    .await;
+    let own = local.addr.to_string();
+    let send = |method: reqwest::Method, path: &str, id: &str, headers: &[(&str, &str)]| {
+        let mut req = client
+            .request(method, format!("{base}{path}"))
+            .query(&[("id", id)]);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    let form = [
+        ("host", "evil.example"),
+        ("origin", "http://evil.example"),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let post = reqwest::Method::POST;
+    // The attack as seen: a hostile Host and Origin, a form post.
+    for path in ["/deliveries/replay", "/deliveries/recall"] {
+        for (victim, headers) in [
+            (&dead[0], &form[..]),
+            // Rebinding: the page's name resolved to 127.0.0.1, sent as JSON.
+            (
+                &dead[0],
+                &[
+                    ("host", "evil.example:80"),
+                    ("content-type", "application/json"),
+                ][..],
+            ),
+            // The right Host, but a form: any page can send one.
+            (
+                &sent[0],
+                &[("host", own.as_str()), ("content-type", "text/plain")][..],
+            ),
+            // The right Host and JSON, but another site's page.
+            (
+                &sent[0],
+                &[
+                    ("host", own.as_str()),
+                    ("content-type", "application/json"),
+                    ("origin", "http://evil.example"),
+                ][..],
+            ),
+            (
+                &sent[0],
+                &[
+                    ("host", own.as_str()),
+                    ("content-type", "application/json"),
+                    ("origin", "null"),
+                ][..],
+            ),
+        ] {
+            let resp = send(post.clone(), path, &id(victim), headers)
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            assert!(
+                status == 403 || status == 415,
+                "{path} {headers:?}: {status}"
+            );
+            let body: Value = resp.json().await.unwrap();
+            assert!(body["error"].is_string(), "a JSON answer: {body}");
+        }
+    }
+    let get = reqwest::Method::GET;
+    let read = send(
+        get.clone(),
+        "/deliveries/show",
+        &id(&dead[0]),
+        &[("host", "evil.example:3000")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(read.status(), 403, "a rebound name reads nothing");
+    let list = client
+        .get(format!("{base}/deliveries"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 403);
+    // Nothing happened: the dead delivery is still dead, nothing was recalled.
+    assert_eq!(fake.calls(SEND).len(), 1);
+    assert!(fake.calls(RECALL).is_empty());
+    let (status, still) = act(&client, &base, "show", &id(&dead[0])).await;
+    assert_eq!((status, &still["status"]), (200, &Value::from("dead")));
+    // The operator's own page (same origin) and the CLI (no Origin) may act.
+    let same = format!("http://{own}");
+    let headers = [
+        ("content-type", "application/json"),
+        ("origin", same.as_str()),
+    ];
+    let resp = send(post, "/deliveries/replay", &id(&dead[0]), &headers)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let localhost = format!("localhost:{}", local.addr.port());
+    let resp = send(
+        get,
+        "/deliveries/show",
+        &id(&dead[0]),
+        &[("host", &localhost)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200, "localhost is this server too");
 }

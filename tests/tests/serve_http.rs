@@ -191,8 +191,12 @@ async fn operator_as(
         local.app.clone(),
         &local.app.config.server,
         token.map(str::to_owned),
+        local.addr,
     );
-    let mut req = http::Request::builder().method(method).uri(uri);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", local.addr.to_string());
     if let Some(a) = auth {
         req = req.header("authorization", a);
     }
@@ -409,7 +413,12 @@ async fn a_stalled_dingtalk_does_not_hold_up_zentao() {
 
 /// 浙政钉 callbacks through `serve`'s real routes, with the TCP peer as the source address.
 async fn govding_as(local: &Local, peer: &str, path: &str, body: &str) -> (u16, String) {
-    let routes = hookbridge::local::router(local.app.clone(), &local.app.config.server, None);
+    let routes = hookbridge::local::router(
+        local.app.clone(),
+        &local.app.config.server,
+        None,
+        local.addr,
+    );
     let req = http::Request::post(path)
         .header(
             "content-type",

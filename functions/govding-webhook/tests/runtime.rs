@@ -5,7 +5,7 @@ use hookbridge_tests::fake_runtime::{Answer, invoke};
 use hookbridge_tests::{dynamo_store, events, fixture, lambda_env};
 use serde_json::Value;
 
-const TOKEN: &str = "gw-path-token-0123456789";
+use hookbridge_tests::GOVDING_PATH_TOKEN as TOKEN;
 const OK: &str = r#"{"errcode":"0","errmsg":"成功"}"#;
 
 fn config(allow: &str) -> String {
@@ -35,7 +35,9 @@ async fn call(env: &[(&str, String)], path: &str, body: &str, base64: bool) -> (
 #[tokio::test]
 async fn callbacks_in_either_encoding_are_acknowledged_once() {
     let store = dynamo_store().await;
-    let env = lambda_env(store.table(), None, &config(""));
+    let mut env = lambda_env(store.table(), None, &config(""));
+    // Every log line at every level is searched for the path token (and every other secret).
+    env.push(("AWS_LAMBDA_LOG_LEVEL", "TRACE".into()));
     let path = format!("/govding/{TOKEN}");
 
     let (r, logs) = call(&env, &path, &fixture("govding-register-check.json"), false).await;

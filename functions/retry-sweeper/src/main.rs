@@ -3,7 +3,7 @@ use lambda_runtime::{Error, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    hookbridge::logging::init_lambda();
     let (_, store) = hookbridge::lambda::store_from_env().await?;
     lambda_runtime::run(service_fn(|event| {
         hookbridge::lambda::sweeper(&store, event)
