@@ -101,12 +101,21 @@ pub fn router(
                 .fallback(json_405("POST /deliveries/recall?id=")),
         )
         .route("/metrics", get(metrics).fallback(json_405("GET /metrics")))
-        .route(
-            "/healthz",
-            get(|| async { Json(json!({ "ok": true })) }).fallback(json_405("GET /healthz")),
-        )
+        .route("/healthz", get(healthz).fallback(json_405("GET /healthz")))
         .fallback(webhook)
         .with_state(serve)
+}
+
+/// `GET /healthz`: 200 while the store takes writes, 503 while it does not (a full disk), so
+/// that a load balancer or supervisor sees what the sources see.
+async fn healthz(State(serve): State<Arc<Serve>>) -> Response {
+    match serve.app.store.writable() {
+        Ok(()) => Json(json!({ "ok": true })).into_response(),
+        Err(e) => {
+            let body = json!({ "ok": false, "error": format!("the store cannot write: {e}") });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
 }
 
 fn error_json(status: StatusCode, error: &str) -> Response {

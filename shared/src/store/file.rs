@@ -1,8 +1,14 @@
 //! The file under a durable [`super::memory::MemoryStore`]: a redb database, one table per kind
 //! of item, each value its JSON. Every commit is fsynced (redb's default durability) before the
 //! change is applied in memory and acknowledged; a crash mid-commit leaves the previous state.
+//!
+//! After a failed write (a full disk, an I/O error) redb refuses every later transaction until
+//! the file is opened again, so the journal closes it and opens it again at the next write: the
+//! file holds the last commit that succeeded, which is what memory holds too (changes are applied
+//! only after their commit), and `serve` takes webhooks again as soon as the disk does.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
@@ -19,7 +25,9 @@ const CACHE: TableDefinition<&str, &str> = TableDefinition::new("cache");
 const USAGE: TableDefinition<&str, &str> = TableDefinition::new("usage");
 
 pub(super) struct FileJournal {
-    db: Database,
+    path: PathBuf,
+    /// `None` after a failed write, until the next write opens the file again.
+    db: Mutex<Option<Database>>,
 }
 
 fn failed(e: impl std::fmt::Display) -> StoreError {
@@ -42,77 +50,124 @@ impl FileJournal {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
         }
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                StoreError::InUse(path.display().to_string())
-            }
-            e => failed(format!("{}: {e}", path.display())),
-        })?;
-        let journal = FileJournal { db };
-        let state = journal.load()?;
+        let db = create(path)?;
+        let state = load(&db)?;
+        let journal = FileJournal {
+            path: path.to_owned(),
+            db: Mutex::new(Some(db)),
+        };
         Ok((journal, state))
     }
 
-    fn load(&self) -> Result<State, StoreError> {
-        // Create every table once, so that a read of an empty file finds them.
-        let w = self.db.begin_write().map_err(failed)?;
-        for t in [EVENTS, DELIVERIES, TOKENS, LINKS, CACHE, USAGE] {
-            w.open_table(t).map_err(failed)?;
+    /// Commits `changes` at once, with fsync; after a failed write, first opens the file again.
+    pub(super) fn write(&self, changes: &[Change]) -> Result<(), StoreError> {
+        let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        if db.is_none() {
+            *db = Some(create(&self.path)?);
+            tracing::info!(file = %self.path.display(), "the data file is open again after a failed write");
         }
-        w.commit().map_err(failed)?;
-        let r = self.db.begin_read().map_err(failed)?;
-        let mut state = State::default();
-        for (k, v) in entries(&r, EVENTS)? {
-            state.events.insert(k, decode(&v)?);
+        let result = commit(db.as_ref().expect("opened above"), changes);
+        if let Err(e) = &result
+            && !matches!(e, StoreError::Corrupt(..))
+        {
+            // Closed now: redb takes no transaction after an I/O error until reopened.
+            *db = None;
         }
-        for (_, v) in entries(&r, DELIVERIES)? {
-            let d: crate::event::Delivery = decode(&v)?;
-            state.deliveries.insert(d.key(), d);
-        }
-        for (k, v) in entries(&r, TOKENS)? {
-            state.tokens.insert(k, decode(&v)?);
-        }
-        for (_, v) in entries(&r, LINKS)? {
-            let (connector, reference, target): (String, String, crate::event::DeliveryKey) =
-                decode(&v)?;
-            state.links.insert((connector, reference), target);
-        }
-        for (k, v) in entries(&r, CACHE)? {
-            state.cache.insert(k, decode(&v)?);
-        }
-        for (_, v) in entries(&r, USAGE)? {
-            let u: super::Usage = decode(&v)?;
-            state.usage.insert((u.name.clone(), u.period.clone()), u);
-        }
-        Ok(state)
+        result
     }
 
-    /// Commits `changes` at once, with fsync.
-    pub(super) fn write(&self, changes: &[Change]) -> Result<(), StoreError> {
-        let w = self.db.begin_write().map_err(failed)?;
-        for change in changes {
-            match change {
-                Change::Event(e) => put(&w, EVENTS, &e.pk(), &json(e)?)?,
-                Change::Delivery(d) => put(&w, DELIVERIES, &key(&[&d.pk, &d.sk]), &json(d)?)?,
-                Change::Token(name, slot) => put(&w, TOKENS, name, &json(slot)?)?,
-                Change::Link(connector, reference, target) => put(
-                    &w,
-                    LINKS,
-                    &key(&[connector, reference]),
-                    &json(&(connector, reference, target))?,
-                )?,
-                Change::Cache(name, Some(entry)) => put(&w, CACHE, name, &json(entry)?)?,
-                Change::Cache(name, None) => remove(&w, CACHE, name)?,
-                Change::DropEvent(pk) => remove(&w, EVENTS, pk)?,
-                Change::DropDelivery(k) => remove(&w, DELIVERIES, &key(&[&k.pk, &k.sk]))?,
-                Change::Usage(u) => put(&w, USAGE, &key(&[&u.name, &u.period]), &json(u)?)?,
-                Change::DropLink(connector, reference) => {
-                    remove(&w, LINKS, &key(&[connector, reference]))?
-                }
+    /// Whether the file takes writes: after a failed write, whether a commit the size of an
+    /// event's fits again (the disk has room). An empty commit would fit on a full disk.
+    pub(super) fn writable(&self) -> Result<(), StoreError> {
+        let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        if db.is_some() {
+            return Ok(());
+        }
+        let opened = create(&self.path)?;
+        let probe = (|| {
+            let w = opened.begin_write().map_err(failed)?;
+            w.open_table(PROBE)
+                .map_err(failed)?
+                .insert("probe", "x".repeat(PROBE_BYTES).as_str())
+                .map_err(failed)?;
+            w.commit().map_err(failed)
+        })();
+        if probe.is_ok() {
+            *db = Some(opened);
+        }
+        probe
+    }
+}
+
+/// Where [`FileJournal::writable`] writes its probe, and how much.
+const PROBE: TableDefinition<&str, &str> = TableDefinition::new("probe");
+const PROBE_BYTES: usize = 64 * 1024;
+
+fn create(path: &Path) -> Result<Database, StoreError> {
+    Database::create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(path.display().to_string()),
+        e => failed(format!("{}: {e}", path.display())),
+    })
+}
+
+fn load(db: &Database) -> Result<State, StoreError> {
+    // Create every table once, so that a read of an empty file finds them.
+    let w = db.begin_write().map_err(failed)?;
+    for t in [EVENTS, DELIVERIES, TOKENS, LINKS, CACHE, USAGE] {
+        w.open_table(t).map_err(failed)?;
+    }
+    w.commit().map_err(failed)?;
+    let r = db.begin_read().map_err(failed)?;
+    let mut state = State::default();
+    for (k, v) in entries(&r, EVENTS)? {
+        state.events.insert(k, decode(&v)?);
+    }
+    for (_, v) in entries(&r, DELIVERIES)? {
+        let d: crate::event::Delivery = decode(&v)?;
+        state.deliveries.insert(d.key(), d);
+    }
+    for (k, v) in entries(&r, TOKENS)? {
+        state.tokens.insert(k, decode(&v)?);
+    }
+    for (_, v) in entries(&r, LINKS)? {
+        let (connector, reference, target): (String, String, crate::event::DeliveryKey) =
+            decode(&v)?;
+        state.links.insert((connector, reference), target);
+    }
+    for (k, v) in entries(&r, CACHE)? {
+        state.cache.insert(k, decode(&v)?);
+    }
+    for (_, v) in entries(&r, USAGE)? {
+        let u: super::Usage = decode(&v)?;
+        state.usage.insert((u.name.clone(), u.period.clone()), u);
+    }
+    Ok(state)
+}
+
+fn commit(db: &Database, changes: &[Change]) -> Result<(), StoreError> {
+    let w = db.begin_write().map_err(failed)?;
+    for change in changes {
+        match change {
+            Change::Event(e) => put(&w, EVENTS, &e.pk(), &json(e)?)?,
+            Change::Delivery(d) => put(&w, DELIVERIES, &key(&[&d.pk, &d.sk]), &json(d)?)?,
+            Change::Token(name, slot) => put(&w, TOKENS, name, &json(slot)?)?,
+            Change::Link(connector, reference, target) => put(
+                &w,
+                LINKS,
+                &key(&[connector, reference]),
+                &json(&(connector, reference, target))?,
+            )?,
+            Change::Cache(name, Some(entry)) => put(&w, CACHE, name, &json(entry)?)?,
+            Change::Cache(name, None) => remove(&w, CACHE, name)?,
+            Change::DropEvent(pk) => remove(&w, EVENTS, pk)?,
+            Change::DropDelivery(k) => remove(&w, DELIVERIES, &key(&[&k.pk, &k.sk]))?,
+            Change::Usage(u) => put(&w, USAGE, &key(&[&u.name, &u.period]), &json(u)?)?,
+            Change::DropLink(connector, reference) => {
+                remove(&w, LINKS, &key(&[connector, reference]))?
             }
         }
-        w.commit().map_err(failed)
     }
+    w.commit().map_err(failed)
 }
 
 fn put(

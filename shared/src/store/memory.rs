@@ -245,6 +245,13 @@ impl MemoryStore {
 
 #[async_trait]
 impl EventStore for MemoryStore {
+    fn writable(&self) -> Result<(), StoreError> {
+        match &self.journal {
+            Some(j) => j.writable(),
+            None => Ok(()),
+        }
+    }
+
     async fn insert(&self, event: &Event, deliveries: &[Delivery]) -> Result<Inserted, StoreError> {
         {
             let mut state = self.lock();

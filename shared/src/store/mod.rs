@@ -36,6 +36,12 @@ pub enum Inserted {
 pub trait EventStore: Send + Sync {
     /// Writes the event and all its deliveries atomically, unless the event exists.
     async fn insert(&self, event: &Event, deliveries: &[Delivery]) -> Result<Inserted, StoreError>;
+
+    /// Whether it takes writes now (`serve`'s `/healthz`): a store on a file says no while its
+    /// disk is full or failing.
+    fn writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// What a connector may read back: the deliveries an earlier event made (DingTalk's task ids,
