@@ -192,6 +192,14 @@ impl Ingress {
             check_content_type(&req.headers)?;
         }
         let parsed = source.parse(endpoint, &req.body, now, Verify::Yes)?;
+        // An id the store cannot key (DynamoDB keys are at most 2 KB) would be refused by it on
+        // every retry: refused here instead, with the reason.
+        if parsed.event.key.len() > MAX_EVENT_KEY_BYTES {
+            return Err(Rejection::BadRequest(format!(
+                "the event's id is {} bytes long; at most {MAX_EVENT_KEY_BYTES} are taken",
+                parsed.event.key.len()
+            )));
+        }
         let pk = parsed.event.pk();
         Span::current().record("event", tracing::field::display(LogId(&pk)));
         let deliveries = self.router.plan(&parsed, now);
@@ -205,13 +213,14 @@ impl Ingress {
             )));
         }
         match self.store.insert(&parsed.event, &deliveries).await {
+            // The answer names the event as the log does: a 200 KB id is not echoed back whole.
             Ok(Inserted::Created) => Ok(Accepted {
-                event: pk,
+                event: LogId(&pk).to_string(),
                 duplicate: false,
                 deliveries: deliveries.len(),
             }),
             Ok(Inserted::Duplicate) => Ok(Accepted {
-                event: pk,
+                event: LogId(&pk).to_string(),
                 duplicate: true,
                 deliveries: 0,
             }),
@@ -236,6 +245,10 @@ fn count(source: &'static str, outcome: &Result<Accepted, Rejection>) {
         ),
     }
 }
+
+/// The longest event id (a source's dedupe key) taken: with its prefix it stays within
+/// DynamoDB's 2 KB partition key, and no source's real ids come near it.
+pub const MAX_EVENT_KEY_BYTES: usize = 1024;
 
 fn answer(source: &dyn Source, outcome: Result<Accepted, Rejection>) -> Response {
     Response {

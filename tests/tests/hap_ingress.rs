@@ -189,6 +189,41 @@ async fn every_truncation_of_every_fixture_is_a_clean_400() {
     }
 }
 
+/// An id no store can key is refused with the reason (DynamoDB would refuse it on every retry,
+/// a 503 forever), and no answer echoes a long id back whole.
+#[tokio::test]
+async fn an_id_too_long_to_store_is_refused_and_never_echoed() {
+    let h = dry_run().await;
+    let long = "x".repeat(200_000);
+    let resp = h
+        .post(
+            "/hap/message",
+            &json!({"messageId": long, "message": "m", "targets": ["u"]}).to_string(),
+        )
+        .await;
+    assert_eq!(resp.status, 400);
+    assert!(
+        body(&resp)["error"]
+            .as_str()
+            .unwrap()
+            .contains("at most 1024")
+    );
+    assert!(resp.body.len() < 300, "{} bytes answered", resp.body.len());
+    let longest = "y".repeat(hookbridge::ingress::MAX_EVENT_KEY_BYTES);
+    let resp = h
+        .post(
+            "/hap/message",
+            &json!({"messageId": longest, "message": "m", "targets": ["u"]}).to_string(),
+        )
+        .await;
+    assert_eq!(resp.status, 200);
+    let event = body(&resp)["event"].as_str().unwrap().to_owned();
+    assert!(
+        event.len() < 200 && event.contains('…'),
+        "cut like a log id: {event}"
+    );
+}
+
 #[tokio::test]
 async fn oversized_bodies_get_a_413_in_haps_format() {
     let h = Harness::new(config(None, "").clone()).await;

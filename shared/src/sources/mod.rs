@@ -83,6 +83,7 @@ impl Rejection {
 /// What the pipeline did with an accepted request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
+    /// The event's key, cut like a log id when long.
     pub event: String,
     pub duplicate: bool,
     pub deliveries: usize,
