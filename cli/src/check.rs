@@ -89,18 +89,18 @@ pub async fn run(args: CheckArgs) -> Result<bool> {
     Ok(!preflight::failed(&checks))
 }
 
-/// Where each configured source is to send its webhooks; `hookbridge setup <source>` prints
-/// the rest (headers, signing, registration).
+/// Where each configured source is to send its webhooks and how it proves itself;
+/// `hookbridge setup <source>` prints what to paste (the secrets' values with --reveal).
 fn sources(app: &App, base: &str) -> Vec<Check> {
     app.ingress
         .endpoints()
         .into_iter()
-        .map(|(name, paths)| {
+        .map(|(name, paths, credentials)| {
             let urls: Vec<String> = paths.iter().map(|p| format!("POST {base}{p}")).collect();
             Check::note(
                 name,
                 format!(
-                    "{} (hookbridge setup {name} prints what to paste)",
+                    "{}, {credentials} (hookbridge setup {name} prints what to paste)",
                     urls.join(", ")
                 ),
             )

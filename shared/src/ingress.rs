@@ -61,9 +61,12 @@ impl Ingress {
             .collect()
     }
 
-    /// Each source's name and webhook paths.
-    pub fn endpoints(&self) -> Vec<(&'static str, &'static [&'static str])> {
-        self.sources.iter().map(|s| (s.name(), s.paths())).collect()
+    /// Each source's name, webhook paths and what it proves itself with.
+    pub fn endpoints(&self) -> Vec<(&'static str, &'static [&'static str], String)> {
+        self.sources
+            .iter()
+            .map(|s| (s.name(), s.paths(), s.credentials()))
+            .collect()
     }
 
     /// What a request body would become, without authentication or storage: for checking a

@@ -173,6 +173,37 @@ async fn every_answer_is_json_and_paths_match_exactly() {
     assert!(local.app.store.recent(10).await.unwrap().is_empty());
 }
 
+/// What the HTTP library refuses before a request reaches hookbridge is answered by the library
+/// itself, with no body: the README lists these answers, and this keeps the list true.
+#[tokio::test]
+async fn what_the_http_layer_refuses_has_the_documented_bare_answers() {
+    let local = serve("", "").await;
+    let headers: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let big = format!("X-Big: {}\r\n", "v".repeat(1 << 20));
+    for (request, status) in [
+        ("GARBAGE\r\n\r\n".to_owned(), "400"),
+        (
+            "POST /hap/message HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_owned(),
+            "400",
+        ),
+        ("GET / HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n\r\n".to_owned(), "400"),
+        (format!("GET / HTTP/1.1\r\nHost: x\r\n{headers}\r\n"), "431"),
+        (format!("GET / HTTP/1.1\r\nHost: x\r\n{big}\r\n"), "431"),
+    ] {
+        let mut stream = TcpStream::connect(local.addr).await.unwrap();
+        let _ = stream.write_all(request.as_bytes()).await;
+        let answer = read_to_close(&mut stream, Duration::from_secs(5))
+            .await
+            .unwrap_or_default();
+        let head = answer.lines().next().unwrap_or("");
+        assert!(head.starts_with(&format!("HTTP/1.1 {status}")), "{head:?} for {:.40?}", request);
+        assert!(
+            answer.to_ascii_lowercase().contains("content-length: 0") && !answer.contains('{'),
+            "no body: {answer:?}"
+        );
+    }
+}
+
 /// `/deliveries` through the real routes with a given peer address (no traffic leaves loopback).
 async fn deliveries_as(peer: &str, token: Option<&str>, auth: Option<&str>) -> (u16, Value) {
     operator_as("GET", "/deliveries", peer, token, auth).await

@@ -550,6 +550,19 @@ impl Source for DmsSource {
         "dms"
     }
 
+    fn credentials(&self) -> String {
+        let signing = match &self.signature {
+            Some(_) => "签名方式 HMAC_SHA1 with the signature_key",
+            None => "签名方式 NONE",
+        };
+        let basic = if self.basic.is_some() {
+            ", and HTTP Basic auth"
+        } else {
+            ""
+        };
+        format!("{signing}{basic}")
+    }
+
     fn paths(&self) -> &'static [&'static str] {
         &[PATH]
     }

@@ -253,6 +253,15 @@ impl Source for GovDingSource {
         SOURCE
     }
 
+    fn credentials(&self) -> String {
+        let from = if self.allow.is_empty() {
+            String::new()
+        } else {
+            format!(", from {} only", self.allow.len())
+        };
+        format!("the path_token as the URL's last part, on an IP-address URL{from}")
+    }
+
     fn paths(&self) -> &'static [&'static str] {
         &[PATH]
     }

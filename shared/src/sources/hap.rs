@@ -298,6 +298,10 @@ impl Source for HapSource {
         SOURCE
     }
 
+    fn credentials(&self) -> String {
+        format!("header {}: the token in [sources.hap] tokens", self.header)
+    }
+
     fn paths(&self) -> &'static [&'static str] {
         &[MESSAGE_PATH, TODO_PATH]
     }

@@ -139,6 +139,9 @@ pub trait Source: Send + Sync {
     /// Which of its paths `body` was meant for, judged from the body alone (to preview a
     /// captured body whose path was not kept, `config check --fixture`).
     fn recognize(&self, body: &Value) -> Option<&'static str>;
+    /// What the source proves itself with, besides the URL, as an operator sets it up there
+    /// (`hookbridge check`); never a secret's value.
+    fn credentials(&self) -> String;
 }
 
 /// How the registry (`registry.rs`) makes a source from its `[sources.<name>]` section.
