@@ -6,7 +6,6 @@
 //! stack's sender functions ask instead, so the systems see the address the stack calls from.
 //! Exits non-zero when any answer is ✖, so it can gate a deploy.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
@@ -19,13 +18,8 @@ use crate::Result;
 
 #[derive(Args)]
 pub struct CheckArgs {
-    /// The config file.
-    #[arg(
-        long,
-        env = "HOOKBRIDGE_CONFIG_FILE",
-        default_value = "config/stack/hookbridge.toml"
-    )]
-    config: PathBuf,
+    #[command(flatten)]
+    config: crate::setup::StackConfig,
     /// Ask each configured system, read-only: credentials, ids, group chats, whether it takes
     /// calls from this address.
     #[arg(long)]
@@ -53,14 +47,15 @@ pub struct CheckArgs {
 pub const SENDER_FUNCTIONS: &str = "SenderFunctions";
 
 pub async fn run(args: CheckArgs) -> Result<bool> {
-    let config = crate::load(Some(&args.config))?;
+    let file = args.config.config;
+    let config = crate::load(Some(&file))?;
     let store = Arc::new(hookbridge::store::memory::MemoryStore::new());
     let app = App::build(config.clone(), store, &Secrets::default(), Parts::All).await?;
     let mut checks = vec![Check::pass(
         "config",
         format!(
             "{} loads: {} route(s), secrets resolved",
-            args.config.display(),
+            file.display(),
             config.routes.len()
         ),
     )];

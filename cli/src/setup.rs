@@ -40,17 +40,24 @@ pub struct Setup {
     /// reached from the source (for 浙政钉: http://<IP address>[:<port>]).
     #[arg(long)]
     url: Option<String>,
-    /// The config the functions run (what secrets the sources use).
+    #[command(flatten)]
+    config: StackConfig,
+    /// Print the secrets' values (read from Secrets Manager or the environment) instead of
+    /// where each is kept.
+    #[arg(long)]
+    reveal: bool,
+}
+
+/// The config the deployed functions run (`setup`, `check`).
+#[derive(Args)]
+pub struct StackConfig {
+    /// The config file the functions run.
     #[arg(
         long,
         env = "HOOKBRIDGE_CONFIG_FILE",
         default_value = "config/stack/hookbridge.toml"
     )]
-    config: PathBuf,
-    /// Print the secrets' values (read from Secrets Manager or the environment) instead of
-    /// where each is kept.
-    #[arg(long)]
-    reveal: bool,
+    pub config: PathBuf,
 }
 
 /// Where the webhooks are: the API's base, and the static-IP bases of the 浙政钉 front; and
@@ -93,7 +100,7 @@ pub const EGRESS_MODE: &str = "EgressMode";
 pub const EGRESS_IP: &str = "EgressIp";
 
 pub async fn run(args: Setup) -> Result<()> {
-    let config = crate::load(Some(&args.config))?;
+    let config = crate::load(Some(&args.config.config))?;
     let bases = bases(args.stack.as_deref(), args.url.as_deref()).await?;
     let secret = Secret {
         reveal: args.reveal,
@@ -103,7 +110,7 @@ pub async fn run(args: Setup) -> Result<()> {
         Source::Hap => hap(&config, &bases, &secret).await?,
         Source::Dms => dms(&config, &bases, &secret).await?,
         Source::Govding => {
-            govding(&config, &bases, &secret, &args.config).await?
+            govding(&config, &bases, &secret, &args.config.config).await?
                 + &allowlist("浙政钉", GOVDING_WHERE, &bases.egress)
         }
         Source::Dingtalk => {

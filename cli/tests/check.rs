@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+mod common;
+
 use hookbridge_tests::fake_dingtalk::{self, FakeDingTalk};
 use hookbridge_tests::fake_govding::{self, FakeGovDing};
 use hookbridge_tests::fake_robot::{FakeRobot, SECRET};
@@ -215,13 +217,11 @@ async fn from_the_stack_each_sender_function_asks_for_its_connector() {
     let cfn = fake_cloudformation::start(false).await;
     let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("check-stack.toml");
     std::fs::write(&file, &config).unwrap();
-    let home = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("check-home");
-    std::fs::create_dir_all(&home).unwrap();
     let file = file.display().to_string();
     let lambda_url = lambda.url.clone();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_hookbridge"))
-            .args([
+        common::aws_command(
+            &[
                 "check",
                 "--online",
                 "--from-stack",
@@ -229,17 +229,12 @@ async fn from_the_stack_each_sender_function_asks_for_its_connector() {
                 STACK,
                 "--config",
                 &file,
-            ])
-            .env_clear()
-            .env("HOME", &home)
-            .env("AWS_REGION", "cn-north-1")
-            .env("AWS_ACCESS_KEY_ID", "x")
-            .env("AWS_SECRET_ACCESS_KEY", "x")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ENDPOINT_URL_CLOUDFORMATION", &cfn)
-            .env("AWS_ENDPOINT_URL_LAMBDA", &lambda_url)
-            .output()
-            .unwrap()
+            ],
+            &[
+                ("AWS_ENDPOINT_URL_CLOUDFORMATION", &cfn),
+                ("AWS_ENDPOINT_URL_LAMBDA", &lambda_url),
+            ],
+        )
     })
     .await
     .unwrap();

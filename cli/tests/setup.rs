@@ -1,30 +1,18 @@
 //! `hookbridge setup`: what to paste into each source, from a stack whose outputs are the ones
 //! template.yaml declares (a fake CloudFormation), or from a base URL.
 
-use std::process::Command;
-
 use hookbridge_tests::fake_cloudformation::{self, API_URL, STACK};
 use hookbridge_tests::fake_secrets::FakeSecrets;
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
+mod common;
+
 /// `hookbridge setup ARGS` against the fake AWS endpoints: (success, stdout, stderr).
 fn setup(args: &[&str], endpoints: &[(&str, &str)]) -> (bool, String, String) {
-    let home = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("setup-home");
-    std::fs::create_dir_all(&home).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hookbridge"))
-        .current_dir(REPO)
-        .arg("setup")
-        .args(args)
-        .env_clear()
-        .env("HOME", &home)
-        .env("AWS_REGION", "cn-north-1")
-        .env("AWS_ACCESS_KEY_ID", "x")
-        .env("AWS_SECRET_ACCESS_KEY", "x")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .envs(endpoints.iter().copied())
-        .output()
-        .unwrap();
+    let mut argv = vec!["setup"];
+    argv.extend(args);
+    let out = common::aws_command(&argv, endpoints);
     (
         out.status.success(),
         String::from_utf8(out.stdout).unwrap(),

@@ -69,29 +69,63 @@ async fn act(client: &reqwest::Client, base: &str, action: &str, id: &str) -> (u
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
-fn id(d: &Delivery) -> String {
-    format!("{}/{}", d.pk, d.sk)
+/// A running serve after one HAP message: its DingTalk delivery dead for a reason a person
+/// can fix (the app's IP whitelist), its ZenTao one sent.
+struct DeadAndSent {
+    fake: FakeDingTalk,
+    _zentao: FakeZenTao,
+    local: Local,
+    base: String,
+    client: reqwest::Client,
+    dead: Delivery,
+    sent: Delivery,
 }
 
-#[tokio::test]
-async fn a_dead_delivery_is_replayed_with_a_new_budget_and_the_record_says_so() {
+async fn dead_and_sent() -> DeadAndSent {
     let fake = FakeDingTalk::start().await;
     let zentao = FakeZenTao::start().await;
-    // DingTalk refuses the send for a reason a person can fix (the app's IP whitelist).
     fake.inject(
         SEND,
         200,
         r#"{"errcode":60020,"errmsg":"访问ip不在白名单之中"}"#,
         1,
     );
-    let (_local, base, client) = start(&fake, &zentao).await;
+    let (local, base, client) = start(&fake, &zentao).await;
     post_mention(&client, &base).await;
     let dead = until(&client, &base, "status=dead", |l| l.len() == 1).await;
-    assert_eq!(dead[0].connector, "dingtalk");
     let sent = until(&client, &base, "status=sent&connector=zentao", |l| {
         l.len() == 1
     })
     .await;
+    DeadAndSent {
+        fake,
+        _zentao: zentao,
+        local,
+        base,
+        client,
+        dead: dead[0].clone(),
+        sent: sent[0].clone(),
+    }
+}
+
+fn id(d: &Delivery) -> String {
+    format!("{}/{}", d.pk, d.sk)
+}
+
+#[tokio::test]
+async fn a_dead_delivery_is_replayed_with_a_new_budget_and_the_record_says_so() {
+    // Bound whole: serve stops when its `Local` is dropped.
+    let DeadAndSent {
+        fake,
+        _zentao,
+        local: _local,
+        base,
+        client,
+        dead,
+        sent,
+    } = dead_and_sent().await;
+    let (dead, sent) = ([dead], [sent]);
+    assert_eq!(dead[0].connector, "dingtalk");
     assert_eq!(sent[0].source(), "hap");
     assert!(
         until(&client, &base, "source=dms", |_| true)
@@ -202,21 +236,16 @@ async fn a_sent_message_is_recalled_within_24_hours_and_the_record_says_so() {
 /// server's, and a change must be JSON with no `Origin` or this server's own.
 #[tokio::test]
 async fn a_web_page_cannot_replay_recall_or_read_through_the_operators_browser() {
-    let fake = FakeDingTalk::start().await;
-    let zentao = FakeZenTao::start().await;
-    fake.inject(
-        SEND,
-        200,
-        r#"{"errcode":60020,"errmsg":"访问ip不在白名单之中"}"#,
-        1,
-    );
-    let (local, base, client) = start(&fake, &zentao).await;
-    post_mention(&client, &base).await;
-    let dead = until(&client, &base, "status=dead", |l| l.len() == 1).await;
-    let sent = until(&client, &base, "status=sent&connector=zentao", |l| {
-        l.len() == 1
-    })
-    .await;
+    let DeadAndSent {
+        fake,
+        _zentao,
+        local,
+        base,
+        client,
+        dead,
+        sent,
+    } = dead_and_sent().await;
+    let (dead, sent) = ([dead], [sent]);
     let own = local.addr.to_string();
     let send = |method: reqwest::Method, path: &str, id: &str, headers: &[(&str, &str)]| {
         let mut req = client
