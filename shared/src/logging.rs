@@ -25,7 +25,7 @@ impl fmt::Display for LogId<'_> {
         }
         let head: String = self.0.chars().take(100).collect();
         let digest = Sha1::digest(self.0.as_bytes());
-        let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        let hash = hex::encode(&digest[..4]);
         write!(f, "{head}…#{hash}")
     }
 }

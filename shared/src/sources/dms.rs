@@ -633,7 +633,7 @@ impl Source for DmsSource {
         let canonical = strict::canonical(envelope.event_json())
             .map_err(|e| Rejection::BadRequest(format!("DMS messageEvent: {e}")))?;
         let digest = Sha1::digest(canonical.as_bytes());
-        let key: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let key = hex::encode(digest);
         let payload = payload(&event)?;
         // The console's Test button: stored and acknowledged, delivered only when asked.
         let notice = (!event.is_test() || self.forward_test)

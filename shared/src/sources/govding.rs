@@ -389,7 +389,7 @@ fn event(key: String, kind: &str, now: Millis, payload: Value, raw: String) -> E
 /// differ in content even when the gateway reuses a `dispatchId`).
 fn hash(parts: &[&str]) -> String {
     let digest = Sha256::digest(parts.join("|").as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(digest)
 }
 
 /// The body's fields, from JSON (when it starts with `{`) or a form whose `content` and

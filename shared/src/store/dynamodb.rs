@@ -382,10 +382,7 @@ impl DynamoStore {
             hash.update([0]);
         }
         hash.update(message.as_bytes());
-        let digest: String = hash.finalize()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = hex::encode(&hash.finalize()[..8]);
         let request = RequestItem {
             pk: d.pk.clone(),
             sk: format!(

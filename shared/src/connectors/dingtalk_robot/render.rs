@@ -210,11 +210,7 @@ fn finish(mut body: Value, robot: &str) -> Result<Value, serde_json::Error> {
     let mut digest = Sha1::new();
     digest.update(robot.as_bytes());
     digest.update(serde_json::to_vec(&body)?);
-    let uuid: String = digest
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let uuid = hex::encode(digest.finalize());
     body["msgUuid"] = json!(uuid[..32]);
     Ok(body)
 }

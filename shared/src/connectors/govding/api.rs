@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use chrono::FixedOffset;
 use hmac::{Hmac, KeyInit, Mac};
 use md5::{Digest, Md5};
 use serde_json::Value;
@@ -67,7 +66,7 @@ pub fn signature(algorithm: Algorithm, text: &str, secret: &str) -> String {
         }
         Algorithm::Md5 => {
             let digest = Md5::digest(format!("{text}\n{secret}").as_bytes());
-            digest.iter().map(|b| format!("{b:02x}")).collect()
+            hex::encode(digest)
         }
     }
 }
@@ -240,7 +239,7 @@ impl Gateway {
             .filter(|(k, v)| !k.is_empty() && !v.is_empty())
             .copied()
             .collect();
-        let beijing = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
+        let beijing = crate::event::beijing();
         let timestamp = chrono::Utc::now()
             .with_timezone(&beijing)
             .format("%Y-%m-%dT%H:%M:%S%.3f+08:00")

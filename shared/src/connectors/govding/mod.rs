@@ -95,7 +95,7 @@ fn default_base_url() -> String {
 /// every resend and different for every delivery (chunks are deliveries of their own).
 pub fn biz_msg_id(d: &Delivery) -> String {
     let digest = Sha256::digest(format!("{}|{}", d.pk, d.sk).as_bytes());
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(&digest[..16]);
     format!("hb-{hex}")
 }
 

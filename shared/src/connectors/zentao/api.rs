@@ -40,10 +40,7 @@ pub fn build_query(pairs: &[(&str, &str)]) -> String {
 }
 
 fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Md5::digest(s.as_bytes()))
 }
 
 /// T1: `md5(md5(query) + key)`, lowercase hex.
