@@ -13,7 +13,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::config::Route;
 use crate::event::{Action, Delivery, Failure, Millis, Outcome};
 use crate::notice::Notice;
 use crate::preflight::{Check, Scope};
@@ -61,14 +60,19 @@ impl Target {
         self.group.is_none() && !self.everyone && self.departments.is_empty() && !self.mentions
     }
 
-    /// This target with what `route` adds: everyone or `departments` instead of users (for a
+    /// This target with what a route adds: everyone or `departments` instead of users (for a
     /// connector that [`Render::broadcasts`]), its own follow-up.
-    pub fn for_route(mut self, render: &dyn Render, route: &Route) -> Result<Target, BadTarget> {
+    pub fn for_route(
+        mut self,
+        render: &dyn Render,
+        route: RouteTarget,
+    ) -> Result<Target, BadTarget> {
         self.follow_up = route.follow_up;
-        let (everyone, departments) = (
-            route.to_all_user,
-            route.departments.clone().unwrap_or_default(),
-        );
+        let RouteTarget {
+            everyone,
+            departments,
+            ..
+        } = route;
         match (everyone, departments.is_empty()) {
             (false, true) => Ok(self),
             _ if !render.broadcasts() => Err(BadTarget(format!(
@@ -84,6 +88,15 @@ impl Target {
             }
         }
     }
+}
+
+/// What a route asks of its connector's target beyond instance and group.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTarget {
+    /// The whole organisation (`to_all_user`).
+    pub everyone: bool,
+    pub departments: Vec<String>,
+    pub follow_up: Option<FollowUp>,
 }
 
 /// Why a route's `instance` or `group` does not fit its connector (said to whoever edits the

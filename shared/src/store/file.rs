@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::StoreError;
-use super::memory::{Change, State};
+use super::state::{Change, State};
 
 const EVENTS: TableDefinition<&str, &str> = TableDefinition::new("events");
 const DELIVERIES: TableDefinition<&str, &str> = TableDefinition::new("deliveries");

@@ -6,57 +6,20 @@
 //! fsync ([`super::file`]), and only then applied and acknowledged: a crash loses nothing that
 //! was answered 200, and a restart reloads everything and announces what is pending.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::file::FileJournal;
+use super::state::{Change, State, TokenSlot};
 use super::{
     CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, RateStore, ReceiptStore,
     StoreError, TokenRecord, TokenStore, Usage, UsageStore,
 };
 use crate::event::{Delivery, DeliveryFilter, DeliveryKey, Event, Millis, Settled, Status};
-
-#[derive(Default)]
-pub(super) struct State {
-    pub(super) events: HashMap<String, Event>,
-    pub(super) deliveries: BTreeMap<DeliveryKey, Delivery>,
-    pub(super) tokens: HashMap<String, TokenSlot>,
-    pub(super) links: HashMap<(String, String), DeliveryKey>,
-    pub(super) cache: HashMap<String, (String, Millis)>,
-    /// By (name, period).
-    pub(super) usage: BTreeMap<(String, String), Usage>,
-    /// By name: the current window and the places taken in it. Not journaled: one process
-    /// is the whole fleet of `serve`, and a restart starts a new window anyway.
-    pub(super) rates: HashMap<String, (i64, u32)>,
-    /// By name: the highest mark taken. Not journaled, for the same reason.
-    pub(super) marks: HashMap<String, i64>,
-}
-
-/// A token item: the token, and the refresh lease (owner, held until).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(super) struct TokenSlot {
-    token: Option<TokenRecord>,
-    lease: Option<(String, Millis)>,
-}
-
-/// One change to commit before it is applied.
-pub(super) enum Change<'a> {
-    Event(&'a Event),
-    Delivery(&'a Delivery),
-    Token(&'a str, &'a TokenSlot),
-    Link(&'a str, &'a str, &'a DeliveryKey),
-    Cache(&'a str, Option<&'a (String, Millis)>),
-    /// Retention: an event, or a delivery, or a link, gone.
-    DropEvent(&'a str),
-    DropDelivery(&'a DeliveryKey),
-    DropLink(&'a str, &'a str),
-    Usage(&'a Usage),
-}
 
 /// How long a cached value or a token is kept past its expiry (as on DynamoDB, where its TTL
 /// is an hour later).

@@ -6,6 +6,7 @@
 pub mod dynamodb;
 mod file;
 pub mod memory;
+mod state;
 
 use async_trait::async_trait;
 use serde_json::Value;
