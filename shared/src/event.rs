@@ -3,8 +3,8 @@
 //! An event is what a source sent us, stored once under its dedupe key. Each delivery is one
 //! call a connector must make for it. A delivery moves through
 //! `pending → sending → sent | dry_run | skipped | retrying | waiting | checking | undelivered |
-//! dead`, and `retrying | waiting | checking → pending` when the sweeper finds it due. [`settle`] is the only place
-//! that decides the next status.
+//! dead`, and `retrying | waiting | checking → pending` when the sweeper finds it due.
+//! [`settle`] is the only place that decides the next status.
 //!
 //! Only a real failure spends the attempt budget. Waiting for another delivery (a to-do card
 //! still being sent) and being throttled (the connector asked us to slow down) do not: they

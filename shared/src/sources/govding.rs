@@ -385,16 +385,17 @@ fn event(key: String, kind: &str, now: Millis, payload: Value, raw: String) -> E
     }
 }
 
-/// Hex SHA-256 of the parts joined by `|` (`dispatchId` alone is not unique: redeliveries collapse, distinct events
-/// differ in content even when the gateway reuses a `dispatchId`).
+/// Hex SHA-256 of the parts joined by `|` (`dispatchId` alone is not unique: redeliveries
+/// collapse, distinct events differ in content even when the gateway reuses a `dispatchId`).
 fn hash(parts: &[&str]) -> String {
     let digest = Sha256::digest(parts.join("|").as_bytes());
     hex::encode(digest)
 }
 
 /// The body's fields, from JSON (when it starts with `{`) or a form whose `content` and
-/// `infos` carry JSON (the gateway's header says form, its examples are JSON). `None`: not readable; a key sent twice counts as that,
-/// since which one the gateway meant cannot be known.
+/// `infos` carry JSON (the gateway's header says form, its examples are JSON). `None`: not
+/// readable; a key sent twice counts as that, since which one the gateway meant cannot be
+/// known.
 fn read_body(body: &[u8]) -> Option<Map<String, Value>> {
     let text = std::str::from_utf8(body).ok()?.trim();
     let mut fields = if text.starts_with('{') {

@@ -376,7 +376,7 @@ mod tests {
 
     const TS: &str = "2024-05-01T10:00:00.000+08:00";
 
-    /// Protocol 2.2's six vectors.
+    /// Known-good signatures of the gateway's algorithm.
     #[test]
     fn signatures_match_the_protocol_vectors() {
         let msg = r#"{"msgtype":"text","text":{"content":"测试通知"}}"#;
