@@ -189,6 +189,10 @@ enum ConfigCommand {
         #[arg(long)]
         path: Option<String>,
     },
+    /// Print the config's JSON Schema, for editors that complete and check hookbridge.toml
+    /// (e.g. `hookbridge config schema > hookbridge.schema.json`, then `#:schema
+    /// ./hookbridge.schema.json` as the file's first line).
+    Schema,
 }
 
 mod check;
@@ -667,6 +671,11 @@ async fn main() -> ExitCode {
                     path,
                 },
         } => check(config, fixture, path).await,
+        Command::Config {
+            command: ConfigCommand::Schema,
+        } => serde_json::to_string_pretty(&schemars::schema_for!(Config))
+            .map(|schema| println!("{schema}"))
+            .map_err(Into::into),
         Command::Dms {
             command: DmsCommand::Verify { body, url },
         } => signature_key().and_then(|key| dms_verify(&body, &key, url.as_deref())),
@@ -739,6 +748,48 @@ mod tests {
             words.push(word);
         }
         words
+    }
+
+    /// The schema editors use knows every source and connector the registry has, with the
+    /// same strictness as the config's loader (unknown keys refused).
+    #[test]
+    fn the_config_schema_has_every_part_and_refuses_unknown_keys() {
+        let schema =
+            serde_json::to_value(schemars::schema_for!(hookbridge::config::Config)).unwrap();
+        assert_eq!(schema["additionalProperties"], false);
+        let defs = &schema["$defs"];
+        for (section, names) in [
+            (
+                "Sources",
+                hookbridge::registry::TEMPLATES
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                "Connectors",
+                hookbridge::registry::CONNECTORS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect(),
+            ),
+        ] {
+            assert_eq!(defs[section]["additionalProperties"], false, "{section}");
+            for name in names {
+                assert!(
+                    defs[section]["properties"].get(name).is_some(),
+                    "{section}.{name}"
+                );
+            }
+        }
+        // A field's doc comment is its description in the editor.
+        assert!(
+            defs["ZenTaoInstance"]["properties"]["directory"]["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("company-browse")),
+            "{}",
+            defs["ZenTaoInstance"]
+        );
     }
 
     /// Every `hookbridge …` command the README shows is one the CLI takes as written.

@@ -11,6 +11,18 @@ use crate::registry::{Connectors, Sources};
 pub use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::templates::TemplateConfig;
 
+/// What a part's config section must be: with the `schema` feature (the CLI), one that says
+/// its JSON Schema; without it, anything.
+#[cfg(feature = "schema")]
+pub trait Section: schemars::JsonSchema {}
+#[cfg(feature = "schema")]
+impl<T: schemars::JsonSchema> Section for T {}
+#[cfg(not(feature = "schema"))]
+pub trait Section {}
+#[cfg(not(feature = "schema"))]
+impl<T> Section for T {}
+
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -34,6 +46,7 @@ pub struct Config {
     pub store: StoreConfig,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -75,6 +88,7 @@ impl Default for ServerConfig {
     }
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
@@ -95,6 +109,7 @@ impl StoreConfig {
     }
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
@@ -130,7 +145,19 @@ pub struct Route {
     pub follow_up: Option<crate::connectors::FollowUp>,
 }
 
+impl Route {
+    /// What the route asks of its connector's target beyond instance and group.
+    pub fn target(&self) -> crate::connectors::RouteTarget {
+        crate::connectors::RouteTarget {
+            everyone: self.to_all_user,
+            departments: self.departments.clone().unwrap_or_default(),
+            follow_up: self.follow_up,
+        }
+    }
+}
+
 /// A value to match an event field against: text or a number, compared as text.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum FieldValue {
@@ -163,6 +190,7 @@ pub fn looks_like_guid(id: &str) -> bool {
             .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecipientMap {
@@ -171,7 +199,19 @@ pub struct RecipientMap {
     /// Source id → connector recipient: a table, or a string `id:recipient,id:recipient` (the
     /// form a CloudFormation parameter can carry without quotes or spaces).
     #[serde(default, deserialize_with = "table_or_pairs")]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "table_or_pairs_schema"))]
     pub map: BTreeMap<String, String>,
+}
+
+/// The schema of a recipient map: a table, or `id:recipient,id:recipient`.
+#[cfg(feature = "schema")]
+fn table_or_pairs_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "anyOf": [
+            { "type": "object", "additionalProperties": { "type": "string" } },
+            { "type": "string", "description": "id:recipient,id:recipient" }
+        ]
+    })
 }
 
 fn table_or_pairs<'de, D: serde::Deserializer<'de>>(
@@ -216,6 +256,7 @@ fn located(text: &str, e: &toml::de::Error) -> String {
     format!("{}{}", at.unwrap_or_default(), e.message().trim_end())
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MapMode {

@@ -418,6 +418,7 @@ pub enum Outcome {
 }
 
 /// Backoff and give-up rules for one connector.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {

@@ -42,6 +42,7 @@ pub enum Intent {
 
 /// How a route's template asks a notice to be shown, where the connector has the choice
 /// (DingTalk work notices); a connector without that choice ignores it.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MsgType {

@@ -42,6 +42,7 @@ macro_rules! registry {
     (sources { $($s:ident: $S:ty = $sf:literal),* $(,)? }
      connectors { $($c:ident: $C:ty = $cf:literal),* $(,)? }) => {
         /// `[sources.<name>]`: one optional section per registered source.
+        #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
         #[derive(Debug, Clone, Default, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct Sources {
@@ -49,6 +50,7 @@ macro_rules! registry {
         }
 
         /// `[connectors.<name>]`: one optional section per registered connector.
+        #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
         #[derive(Debug, Clone, Default, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct Connectors {

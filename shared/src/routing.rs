@@ -10,7 +10,7 @@ use serde_json::Value;
 use tracing::{error, warn};
 
 use crate::config::{ConfigError, MapMode, RecipientMap, Route, looks_like_guid};
-use crate::connectors::{Render, RouteTarget, Target};
+use crate::connectors::{Render, Target};
 use crate::event::{Delivery, Event, Millis, Status, delivery_sk};
 use crate::logging::LogId;
 use crate::notice::{Intent, Notice};
@@ -52,14 +52,7 @@ impl Router {
                 .ok_or_else(|| invalid(format!("no connector \"{}\" here", route.connector)))?;
             let target = render
                 .target(route.instance.as_deref(), route.group.as_deref())
-                .and_then(|t| {
-                    let asked = RouteTarget {
-                        everyone: route.to_all_user,
-                        departments: route.departments.clone().unwrap_or_default(),
-                        follow_up: route.follow_up,
-                    };
-                    t.for_route(render.as_ref(), asked)
-                })
+                .and_then(|t| t.for_route(render.as_ref(), route.target()))
                 .map_err(|e| invalid(e.to_string()))?;
             if let Some(t) = &route.template
                 && !templates.contains(t)

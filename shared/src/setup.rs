@@ -22,6 +22,8 @@ pub enum ConfigError {
 }
 
 /// Where a secret comes from: `env:NAME`, `secretsmanager:<arn>[#json-key]`, or `plain:value`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(with = "String"))]
 #[derive(Clone, Deserialize)]
 #[serde(try_from = "String")]
 pub enum SecretRef {

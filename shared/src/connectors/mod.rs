@@ -22,6 +22,7 @@ use crate::store::{CacheStore, HistoryStore, RateStore, ReceiptStore, TokenStore
 /// How much a connector asks its system what became of a send, where the system can tell
 /// (DingTalk: `connectors.dingtalk.follow_up`, or a route's `follow_up`). Each follow-up call
 /// counts against the monthly API quota like a send.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FollowUp {
@@ -193,7 +194,12 @@ pub struct Ports {
 /// How the registry (`registry.rs`) makes a connector from its `[connectors.<name>]` section.
 #[async_trait]
 pub trait ConnectorPart {
-    type Config: serde::de::DeserializeOwned + Clone + std::fmt::Debug + Send + Sync;
+    type Config: serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + crate::config::Section;
     /// Whether its system can be set to accept calls only from listed addresses (an egress IP
     /// whitelist): its sender function then runs behind the stack's static egress
     /// (`EgressMode`; tests/tests/egress.rs holds the template to it).

@@ -32,6 +32,7 @@ const TEST_TASK_NAME: &str = "Webhook test";
 
 // ---- config: [sources.dms] ----
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DmsConfig {
@@ -52,6 +53,7 @@ pub struct DmsConfig {
     pub forward_test: bool,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
@@ -59,6 +61,7 @@ pub struct BasicAuth {
     pub password: SecretRef,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SignatureMode {

@@ -34,6 +34,7 @@ const PREFIX: &str = "/govding/";
 
 // ---- config: [sources.govding] ----
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GovDingConfig {

@@ -27,6 +27,7 @@ const FROM: &str = "HAP";
 
 // ---- config: [sources.hap] ----
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HapConfig {

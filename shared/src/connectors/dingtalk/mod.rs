@@ -37,6 +37,7 @@ pub const CONNECTOR: &str = "dingtalk";
 
 // ---- config: [connectors.dingtalk] ----
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DingTalkConfig {
@@ -85,6 +86,7 @@ fn default_monthly_quota() -> u64 {
     5_000
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NoticeFormat {
@@ -101,6 +103,7 @@ fn default_qps() -> u32 {
     20
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TodoFanout {

@@ -30,6 +30,7 @@ pub const CONNECTOR: &str = "dingtalk_robot";
 
 // ---- config: [connectors.dingtalk_robot.<name>] ----
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RobotConfig {

@@ -32,6 +32,7 @@ pub const CONNECTOR: &str = "govding";
 
 // ---- config: [connectors.govding] ----
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GovDingConfig {
@@ -75,6 +76,7 @@ pub struct GovDingConfig {
     pub timeout_secs: u64,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Algorithm {

@@ -30,6 +30,7 @@ pub const CONNECTOR: &str = "zentao";
 
 // ---- config: [connectors.zentao.<name>] ----
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZenTaoInstance {
@@ -61,6 +62,7 @@ pub struct ZenTaoInstance {
     pub directory: Option<ZenTaoLogin>,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZenTaoLogin {
@@ -76,6 +78,7 @@ pub struct Resolved {
     pub directory_password: Option<String>,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContentFormat {
@@ -88,6 +91,7 @@ fn default_entry() -> String {
     "x.php".into()
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ZenTaoSender {
@@ -106,6 +110,7 @@ impl Default for ZenTaoSender {
     }
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UsersBy {
@@ -114,6 +119,7 @@ pub enum UsersBy {
     Id,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenMode {
