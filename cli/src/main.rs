@@ -193,10 +193,14 @@ enum ConfigCommand {
     /// (e.g. `hookbridge config schema > hookbridge.schema.json`, then `#:schema
     /// ./hookbridge.schema.json` as the file's first line).
     Schema,
+    /// Print the configuration reference (Markdown: every key, who reads it, its type and
+    /// default), generated from the code as docs/configuration.md is.
+    Reference,
 }
 
 mod check;
 mod deliveries;
+mod reference;
 mod setup;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -594,6 +598,11 @@ async fn zentao(config: &PathBuf, instance: Option<String>, command: ZentaoComma
     Ok(())
 }
 
+/// The config's JSON Schema, from the config types and their doc comments.
+fn config_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Config)).expect("a schema is JSON")
+}
+
 /// The DMS 签名密钥: `DMS_SIGNATURE_KEY`, or the first line of stdin.
 fn signature_key() -> Result<String> {
     if let Some(key) = std::env::var("DMS_SIGNATURE_KEY")
@@ -673,9 +682,15 @@ async fn main() -> ExitCode {
         } => check(config, fixture, path).await,
         Command::Config {
             command: ConfigCommand::Schema,
-        } => serde_json::to_string_pretty(&schemars::schema_for!(Config))
+        } => serde_json::to_string_pretty(&config_schema())
             .map(|schema| println!("{schema}"))
             .map_err(Into::into),
+        Command::Config {
+            command: ConfigCommand::Reference,
+        } => {
+            print!("{}", reference::markdown(&config_schema()));
+            Ok(())
+        }
         Command::Dms {
             command: DmsCommand::Verify { body, url },
         } => signature_key().and_then(|key| dms_verify(&body, &key, url.as_deref())),
@@ -754,8 +769,7 @@ mod tests {
     /// same strictness as the config's loader (unknown keys refused).
     #[test]
     fn the_config_schema_has_every_part_and_refuses_unknown_keys() {
-        let schema =
-            serde_json::to_value(schemars::schema_for!(hookbridge::config::Config)).unwrap();
+        let schema = super::config_schema();
         assert_eq!(schema["additionalProperties"], false);
         let defs = &schema["$defs"];
         for (section, names) in [
@@ -790,6 +804,24 @@ mod tests {
             "{}",
             defs["ZenTaoInstance"]
         );
+    }
+
+    /// docs/configuration.md is what the code says of its config today.
+    #[test]
+    fn the_configuration_reference_is_current() {
+        let generated = super::reference::markdown(&super::config_schema());
+        assert!(
+            generated == include_str!("../../docs/configuration.md"),
+            "docs/configuration.md is stale: hookbridge config reference > docs/configuration.md"
+        );
+        for key in [
+            "`server.hosts`",
+            "`connectors.zentao.<name>.directory.account`",
+            "`[[routes]].follow_up`",
+            "`recipients.<name>.map`",
+        ] {
+            assert!(generated.contains(key), "{key}");
+        }
     }
 
     /// Every `hookbridge …` command the README shows is one the CLI takes as written.
