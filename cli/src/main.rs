@@ -743,7 +743,7 @@ mod tests {
         assert!(missing.is_empty(), "no help for: {missing:#?}");
     }
 
-    /// Words as a shell splits them, for the README's command lines: quotes, no expansion.
+    /// Words as a shell splits them, for the documented command lines: quotes, no expansion.
     fn words(line: &str) -> Vec<String> {
         let (mut words, mut word, mut quote, mut started) = (vec![], String::new(), None, false);
         for c in line.chars() {
@@ -824,13 +824,43 @@ mod tests {
         }
     }
 
-    /// Every `hookbridge …` command the README shows is one the CLI takes as written.
+    /// The README and the pages under docs/.
+    fn docs() -> Vec<(std::path::PathBuf, String)> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, String)>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "md") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    out.push((path, text));
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut out = vec![(
+            root.join("README.md"),
+            std::fs::read_to_string(root.join("README.md")).unwrap(),
+        )];
+        walk(&root.join("docs"), &mut out);
+        out
+    }
+
+    /// Every `hookbridge …` command the README and docs/ show is one the CLI takes as written.
     #[test]
-    fn the_readme_commands_parse() {
-        let readme = include_str!("../../README.md");
+    fn the_documented_commands_parse() {
+        let mut checked = 0;
+        for (file, text) in docs() {
+            checked += commands_that_parse(&file, &text);
+        }
+        assert!(checked >= 15, "only {checked} documented commands found");
+    }
+
+    /// The `hookbridge …` lines in `text`'s code blocks: each must parse; how many did.
+    fn commands_that_parse(file: &std::path::Path, text: &str) -> usize {
         let mut checked = 0;
         let mut in_code = false;
-        for line in readme.lines() {
+        for line in text.lines() {
             if line.starts_with("```") {
                 in_code = !in_code;
                 continue;
@@ -852,10 +882,10 @@ mod tests {
                 continue;
             }
             if let Err(e) = super::Cli::try_parse_from(&argv) {
-                panic!("README: {line}\n{e}");
+                panic!("{}: {line}\n{e}", file.display());
             }
             checked += 1;
         }
-        assert!(checked >= 10, "only {checked} README commands found");
+        checked
     }
 }

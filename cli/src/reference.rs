@@ -13,7 +13,7 @@ pub fn markdown(schema: &Value) -> String {
          Generated from the code by `hookbridge config reference` (a test fails when this file \
          differs from it): every key of `hookbridge.toml`, the part that reads it, its type and \
          default. Secrets are references (`env:NAME`, `secretsmanager:<name>[#key]`, `plain:…`). \
-         Editors check the file as you type from `hookbridge config schema` (see the README).\n\n\
+         Editors check the file as you type from `hookbridge config schema` (see docs/configuring.md).\n\n\
          | key | read by | type | default | meaning |\n|---|---|---|---|---|\n",
     );
     for r in rows {

@@ -1,4 +1,4 @@
-//! The one sender loop every connector shares (README: How it works): claim a pending delivery, call its
+//! The one sender loop every connector shares (docs/how-it-works.md): claim a pending delivery, call its
 //! connector, record the outcome through [`settle`]. And the sweeper that brings due retries
 //! (and claims whose sender died) back to `pending`.
 //!

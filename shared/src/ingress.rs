@@ -1,4 +1,4 @@
-//! The one pipeline every source goes through (README: How it works):
+//! The one pipeline every source goes through (docs/how-it-works.md):
 //! find the source by path → authenticate → body limit → content type → parse → route and
 //! render → one conditional write of the event and its deliveries → acknowledge.
 //!

@@ -3,7 +3,7 @@
 //!
 //! Every line of logic lives here; the Lambda functions and the `hookbridge` binary only wire
 //! it up. Start at [`registry`] (every source and connector), [`ingress`] (requests in) and
-//! [`delivery`] (calls out); the README's repository layout has the map.
+//! [`delivery`] (calls out); docs/how-it-works.md has the map.
 
 pub mod app;
 pub mod config;

@@ -174,7 +174,7 @@ async fn every_answer_is_json_and_paths_match_exactly() {
 }
 
 /// What the HTTP library refuses before a request reaches hookbridge is answered by the library
-/// itself, with no body: the README lists these answers, and this keeps the list true.
+/// itself, with no body: docs/serve.md lists these answers, and this keeps the list true.
 #[tokio::test]
 async fn what_the_http_layer_refuses_has_the_documented_bare_answers() {
     let local = serve("", "").await;
