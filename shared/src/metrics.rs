@@ -1,6 +1,7 @@
 //! What hookbridge did, counted: requests accepted, duplicated and rejected per source,
 //! deliveries delivered, retried, undelivered and dead per connector, send latency per
-//! connector, API calls and quota per app.
+//! connector, API calls per app; and what a part defines in its own folder ([`Metric::percent`]:
+//! DingTalk's quota share).
 //!
 //! One registry per process. In Lambda, [`flush`] after each invocation writes what it counted
 //! as CloudWatch Embedded Metric Format: JSON lines on stdout that CloudWatch Logs turns into
@@ -66,8 +67,25 @@ metrics! {
         "Time a connector's call took (by connector).";
     API_CALLS: "ApiCalls", "hookbridge_api_calls", Counter, false,
         "Calls counted against an app's API quota (by app).";
-    QUOTA_USED: "DingTalkQuotaUsedPercent", "hookbridge_dingtalk_quota_used_percent", Percent, true,
-        "Share of the month's DingTalk API quota used (by app).";
+}
+
+impl Metric {
+    /// A part's own gauge, defined in its folder: the last value, a percentage. `total`: also
+    /// published without dimensions, for an alarm on the whole deployment.
+    pub const fn percent(
+        emf: &'static str,
+        prom: &'static str,
+        total: bool,
+        help: &'static str,
+    ) -> Metric {
+        Metric {
+            emf,
+            prom,
+            kind: Kind::Percent,
+            help,
+            total,
+        }
+    }
 }
 
 type Labels = Vec<(&'static str, String)>;

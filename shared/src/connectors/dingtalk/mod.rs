@@ -35,6 +35,14 @@ use api::{Api, as_code};
 
 pub const CONNECTOR: &str = "dingtalk";
 
+/// The share of the month's API quota used, per app; the stack's DingTalkQuotaAlarm watches it.
+pub const QUOTA_USED: metrics::Metric = metrics::Metric::percent(
+    "DingTalkQuotaUsedPercent",
+    "hookbridge_dingtalk_quota_used_percent",
+    true,
+    "Share of the month's DingTalk API quota used (by app).",
+);
+
 // ---- config: [connectors.dingtalk] ----
 
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -192,7 +200,7 @@ impl DingTalk {
                 // A quota of 0 is none: nothing to be a share of.
                 if quota > 0 {
                     let percent = calls as f64 * 100.0 / quota as f64;
-                    metrics::record(&metrics::QUOTA_USED, &app, percent);
+                    metrics::record(&QUOTA_USED, &app, percent);
                 }
                 if let Some(said) = quota_warning(calls, 1, quota) {
                     warn!(calls, quota, app = %self.usage_name, "{said}");
