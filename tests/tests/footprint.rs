@@ -49,11 +49,7 @@ fn footprint(kind: &str, name: &str, function: &str) -> BTreeSet<String> {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         let refers = match path.extension().and_then(|e| e.to_str()) {
-            Some("rs") => {
-                text.contains(&format!("{kind}::{name}"))
-                    || (path == root.join(format!("shared/src/{kind}/mod.rs"))
-                        && text.contains(&format!("mod {name};")))
-            }
+            Some("rs") => names_part(&root, &path, &text, kind, name),
             _ => text.contains(function),
         };
         if refers {
@@ -67,6 +63,136 @@ fn footprint(kind: &str, name: &str, function: &str) -> BTreeSet<String> {
     }
     println!("{kind}::{name} touches {touched:#?}");
     touched
+}
+
+/// Whether the Rust file at `path` names the part `kind::name` the way the compiler reads it:
+/// in any path (expressions, types, patterns, macros' paths) or import (grouped ones included,
+/// `use crate::sources::{dms, hap}`), with `self`, `super` and `crate` resolved from the file's
+/// module, or by declaring it (`mod name;` in its kind's `mod.rs`).
+fn names_part(root: &Path, path: &Path, text: &str, kind: &str, name: &str) -> bool {
+    use syn::visit::Visit;
+
+    struct Paths {
+        module: Vec<String>,
+        found: Vec<Vec<String>>,
+        mods: Vec<String>,
+    }
+    impl Paths {
+        /// `segments` from the crate root: `crate`, `hookbridge`, `self` and `super` resolved.
+        fn absolute(&self, segments: Vec<String>) -> Vec<String> {
+            let mut out = self.module.clone();
+            let mut rest = segments.into_iter().peekable();
+            match rest.peek().map(String::as_str) {
+                Some("crate" | "hookbridge") => {
+                    out.clear();
+                    rest.next();
+                }
+                Some("self" | "super") => {}
+                _ => return rest.collect(),
+            }
+            for s in rest {
+                match s.as_str() {
+                    "self" => {}
+                    "super" => {
+                        out.pop();
+                    }
+                    _ => out.push(s),
+                }
+            }
+            out
+        }
+        fn tree(&mut self, prefix: Vec<String>, tree: &syn::UseTree) {
+            match tree {
+                syn::UseTree::Path(p) => {
+                    let mut next = prefix;
+                    next.push(p.ident.to_string());
+                    self.tree(next, &p.tree);
+                }
+                syn::UseTree::Name(n) => {
+                    let mut full = prefix;
+                    full.push(n.ident.to_string());
+                    self.found.push(self.absolute(full));
+                }
+                syn::UseTree::Rename(r) => {
+                    let mut full = prefix;
+                    full.push(r.ident.to_string());
+                    self.found.push(self.absolute(full));
+                }
+                syn::UseTree::Glob(_) => self.found.push(self.absolute(prefix)),
+                syn::UseTree::Group(g) => {
+                    for t in &g.items {
+                        self.tree(prefix.clone(), t);
+                    }
+                }
+            }
+        }
+    }
+    impl<'ast> Visit<'ast> for Paths {
+        fn visit_path(&mut self, p: &'ast syn::Path) {
+            let segments = p.segments.iter().map(|s| s.ident.to_string()).collect();
+            let full = self.absolute(segments);
+            self.found.push(full);
+            syn::visit::visit_path(self, p);
+        }
+        fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
+            self.tree(vec![], &u.tree);
+        }
+        fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
+            self.mods.push(m.ident.to_string());
+            syn::visit::visit_item_mod(self, m);
+        }
+    }
+
+    // The file's module path under `shared/src` (other crates: their own root).
+    let module: Vec<String> = path
+        .strip_prefix(root.join("shared/src"))
+        .map(|rel| {
+            let mut parts: Vec<String> = rel
+                .with_extension("")
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
+            if matches!(parts.last().map(String::as_str), Some("mod" | "lib")) {
+                parts.pop();
+            }
+            parts
+        })
+        .unwrap_or_default();
+    let file = syn::parse_file(text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut paths = Paths {
+        module,
+        found: vec![],
+        mods: vec![],
+    };
+    paths.visit_file(&file);
+    let declares = path == root.join(format!("shared/src/{kind}/mod.rs"))
+        && paths.mods.iter().any(|m| m == name);
+    declares
+        || paths
+            .found
+            .iter()
+            .any(|p| p.windows(2).any(|w| w[0] == kind && w[1] == name))
+}
+
+/// The reader catches what a grep for one spelling missed.
+#[test]
+fn grouped_and_relative_imports_count() {
+    let root = repo();
+    let file = root.join("shared/src/sources/other.rs");
+    for (text, found) in [
+        ("use crate::sources::{dms, hap};", true),
+        ("use super::dms::PATH;", true),
+        ("use hookbridge::sources::dms as d;", true),
+        ("fn f() { let _ = crate::sources::dms::PATH; }", true),
+        ("use crate::sources::hap;", false),
+        ("// sources::dms in a comment\nfn f() {}", false),
+    ] {
+        assert_eq!(
+            names_part(&root, &file, text, "sources", "dms"),
+            found,
+            "{text}"
+        );
+    }
 }
 
 fn set(files: &[&str]) -> BTreeSet<String> {
@@ -85,8 +211,9 @@ fn registry_lines(name: &str) -> usize {
 #[test]
 fn a_source_is_one_file_a_function_and_a_registry_line() {
     let touched = footprint("sources", "dms", "dms-webhook");
-    // `hookbridge dms verify` is DMS's own CLI tool: a new source need not have one.
-    let optional = set(&["cli/src/main.rs"]);
+    // `hookbridge dms verify` and `hookbridge setup dms` are DMS's own CLI tools (still in the
+    // CLI's hub, not its folder): a new source need not have them.
+    let optional = set(&["cli/src/main.rs", "cli/src/setup.rs"]);
     let required: BTreeSet<String> = touched.difference(&optional).cloned().collect();
     assert_eq!(
         required,
@@ -149,8 +276,9 @@ fn the_pipeline_core_names_no_part() {
 /// 浙政钉 was the first source and connector built on this shape: the same short lists.
 #[test]
 fn govding_touched_only_what_a_new_part_must() {
-    // Its CLI tool (`hookbridge govding`) is optional, as for the others.
-    let optional = set(&["cli/src/main.rs"]);
+    // Its CLI tools (`hookbridge govding`, `hookbridge setup govding`) are optional, as for the
+    // others.
+    let optional = set(&["cli/src/main.rs", "cli/src/setup.rs"]);
     let source = footprint("sources", "govding", "govding-webhook");
     let connector = footprint("connectors", "govding", "govding-sender");
     assert_eq!(
