@@ -179,17 +179,6 @@ impl FieldValue {
     }
 }
 
-/// Whether a source id has the shape of a GUID (HAP's own account ids), which no connector's
-/// user ids have: said in the log when such ids go out unmapped.
-pub fn looks_like_guid(id: &str) -> bool {
-    let parts: Vec<&str> = id.split('-').collect();
-    parts.len() == 5
-        && parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
-        && parts
-            .iter()
-            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
-}
-
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -78,6 +78,9 @@ pub struct Notice {
     /// The ids are never a connector's own (Alibaba Cloud UIDs): without a mapping they are
     /// dropped (and reported), whatever the recipient map's mode.
     pub foreign_ids: bool,
+    /// Those of `recipients` that have the shape of the source's own account ids (HAP's GUIDs),
+    /// which no connector knows: said in the log when they go out unmapped.
+    pub own_accounts: Vec<String>,
     /// Bookkeeping (a read receipt): only routes that name its kind deliver it.
     pub quiet: bool,
     /// What templates see: the event's fields by name, with `tag` and `time`.

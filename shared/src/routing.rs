@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tracing::{error, warn};
 
-use crate::config::{ConfigError, MapMode, RecipientMap, Route, looks_like_guid};
+use crate::config::{ConfigError, MapMode, RecipientMap, Route};
 use crate::connectors::{Render, Target};
 use crate::event::{Delivery, Event, Millis, Status, delivery_sk};
 use crate::logging::LogId;
@@ -226,6 +226,7 @@ impl Router {
         let require = notice.foreign_ids || map.is_some_and(|m| m.mode == MapMode::Require);
         let (mut out, mut unmapped) = (vec![], vec![]);
         let mut seen = HashSet::with_capacity(ids.len());
+        let own: HashSet<&str> = notice.own_accounts.iter().map(String::as_str).collect();
         let mut guid_like = 0usize;
         for id in ids {
             let mapped = match map.and_then(|m| m.map.get(id)) {
@@ -235,7 +236,7 @@ impl Router {
                     continue;
                 }
                 None => {
-                    guid_like += usize::from(looks_like_guid(id));
+                    guid_like += usize::from(own.contains(id.as_str()));
                     id.clone()
                 }
             };

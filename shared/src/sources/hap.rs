@@ -128,6 +128,24 @@ impl Attachment {
     }
 }
 
+/// The ids with the shape of a GUID (HAP's own account ids), which no connector's user ids
+/// have.
+fn own_accounts<S: AsRef<str>>(ids: impl IntoIterator<Item = S>) -> Vec<String> {
+    ids.into_iter()
+        .map(|id| id.as_ref().to_owned())
+        .filter(|id| looks_like_guid(id))
+        .collect()
+}
+
+fn looks_like_guid(id: &str) -> bool {
+    let parts: Vec<&str> = id.split('-').collect();
+    parts.len() == 5
+        && parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && parts
+            .iter()
+            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
 /// A message push, normalized.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -182,6 +200,7 @@ impl HapMessage {
         Notice {
             app: (!self.app_name.is_empty()).then(|| self.app_name.clone()),
             recipients: self.targets.clone(),
+            own_accounts: own_accounts(&self.targets),
             link: (!self.redirect_url.is_empty()).then(|| self.redirect_url.clone()),
             images: attachments
                 .iter()
@@ -241,6 +260,7 @@ impl FinishTodo {
         };
         Notice {
             recipients: self.user().map(str::to_owned).into_iter().collect(),
+            own_accounts: own_accounts(self.user()),
             ..Notice::new(FROM, intent, &self.message_id, received_at, fields)
         }
     }
@@ -426,6 +446,17 @@ mod tests {
     fn message(body: &str) -> HapMessage {
         parse(MESSAGE_PATH, body).unwrap();
         decode(body.as_bytes(), "HAP message").unwrap()
+    }
+
+    #[test]
+    fn guid_shaped_ids_are_hap_accounts() {
+        assert!(looks_like_guid("3f2a9c1e-7b4d-4e6a-9f0c-1d2e3f4a5b6c"));
+        assert!(!looks_like_guid("manager4220"));
+        assert!(!looks_like_guid("3f2a9c1e-7b4d-4e6a-9f0c-1d2e3f4a5b6"));
+        assert_eq!(
+            own_accounts(["3f2a9c1e-7b4d-4e6a-9f0c-1d2e3f4a5b6c", "lisi"]),
+            ["3f2a9c1e-7b4d-4e6a-9f0c-1d2e3f4a5b6c"]
+        );
     }
 
     #[test]
