@@ -178,7 +178,7 @@ fn names_part(root: &Path, path: &Path, text: &str, kind: &str, name: &str) -> b
 #[test]
 fn grouped_and_relative_imports_count() {
     let root = repo();
-    let file = root.join("shared/src/sources/other.rs");
+    let file = root.join("shared/src/sources/hap.rs");
     for (text, found) in [
         ("use crate::sources::{dms, hap};", true),
         ("use super::dms::PATH;", true),
