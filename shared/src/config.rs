@@ -60,6 +60,7 @@ pub struct ServerConfig {
     /// A client must send its request headers within this time, and its body within
     /// `body_timeout_secs`, or the connection is closed (slow clients hold no connection).
     pub header_timeout_secs: u64,
+    /// Seconds a client has to send its whole body (see `header_timeout_secs`).
     pub body_timeout_secs: u64,
     /// Connections served at once; more wait in the listen queue.
     pub max_connections: usize,
@@ -113,7 +114,9 @@ impl StoreConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
+    /// The source whose events this route takes (`[sources.<name>]`).
     pub source: String,
+    /// The connector that sends it (`[connectors.<name>]`).
     pub connector: String,
     /// Event kinds this route takes (HAP: `todo`, `worksheet_system`, `mention`, `reply`,
     /// `workflow_system`, `workflow_system_recorded`, `unknown`). Absent: every kind.
@@ -183,6 +186,8 @@ impl FieldValue {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecipientMap {
+    /// What happens to ids the map does not name: `passthrough` (sent as they are) or `require`
+    /// (dropped and reported).
     #[serde(default)]
     pub mode: MapMode,
     /// Source id → connector recipient: a table, or a string `id:recipient,id:recipient` (the

@@ -422,8 +422,11 @@ pub enum Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
+    /// Attempts before a transiently failing delivery is dead.
     pub max_attempts: u32,
+    /// The pause after the first failed attempt, in seconds; doubled per attempt, with jitter.
     pub backoff_base_secs: u32,
+    /// The longest pause between two attempts, in seconds.
     pub backoff_cap_secs: u32,
     /// How long a delivery may wait, without spending attempts, for another delivery (the card
     /// whose status bar it changes) or while its connector throttles us, counted from its

@@ -33,7 +33,9 @@ pub struct TemplateError {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateConfig {
+    /// The message's title, a minijinja template over the event's fields.
     pub title: String,
+    /// The message's text (Markdown where the connector shows Markdown), a minijinja template.
     pub text: String,
     /// How DingTalk shows it: `text`, `markdown`, `link`, `action_card` or `oa`. Absent: an
     /// OA card for a to-do with a link, else `connectors.dingtalk.notice_format`.
@@ -50,7 +52,9 @@ pub struct TemplateConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ButtonConfig {
+    /// The button's text, a template.
     pub title: String,
+    /// Where the button leads, a template.
     pub url: String,
 }
 

@@ -46,6 +46,7 @@ pub struct DmsConfig {
     pub webhook_url: Option<String>,
     /// HTTP Basic credentials, for a webhook URL of the form `https://user:password@host/dms`.
     pub basic_auth: Option<BasicAuth>,
+    /// Larger bodies are answered 413.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
     /// Deliver the console's Test button message too (default: acknowledge it only).
@@ -57,6 +58,7 @@ pub struct DmsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
+    /// The user name DMS sends in HTTP Basic auth.
     pub user: String,
     pub password: SecretRef,
 }

@@ -43,6 +43,7 @@ pub struct GovDingConfig {
     /// Accept callbacks only from these addresses (the gateway's egress IPs); empty: from any.
     #[serde(default)]
     pub allow_ips: Vec<IpAddr>,
+    /// Larger bodies are answered 413.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
 }

@@ -36,6 +36,7 @@ pub struct HapConfig {
     pub header: String,
     /// Accepted values of that header; more than one allows rotation.
     pub tokens: Vec<SecretRef>,
+    /// Larger bodies are answered 413.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
 }

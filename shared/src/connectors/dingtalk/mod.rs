@@ -49,10 +49,12 @@ pub const QUOTA_USED: metrics::Metric = metrics::Metric::percent(
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DingTalkConfig {
+    /// The app's AgentId (its detail page in the developer console).
     pub agent_id: i64,
     /// AppKey and AppSecret of the internal app. Both absent: dry-run (render and record only).
     pub app_key: Option<String>,
     pub app_secret: Option<SecretRef>,
+    /// The API host: `https://oapi.dingtalk.com`.
     #[serde(default = "default_dingtalk_url")]
     pub base_url: String,
     /// `per_user`: one OA card per to-do recipient, so each card turns done when that person
@@ -64,6 +66,7 @@ pub struct DingTalkConfig {
     /// edition). The pace slows by itself when DingTalk answers that it is too fast.
     #[serde(default = "default_qps")]
     pub max_qps: u32,
+    /// Seconds each call to DingTalk may take.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
     /// Where an OA card links when the source gave no URL.

@@ -45,6 +45,7 @@ pub struct RobotConfig {
     /// Messages a minute at most (DingTalk holds a robot for 10 minutes beyond 20).
     #[serde(default = "default_per_minute")]
     pub max_per_minute: u32,
+    /// Seconds each post may take.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
 }

@@ -50,6 +50,7 @@ pub struct GovDingConfig {
     pub algorithm: Algorithm,
     /// Sent as `X-Hmac-Auth-IP` / `X-Hmac-Auth-MAC` when set (the gateway is not known to check).
     pub auth_ip: Option<String>,
+    /// Sent as `X-Hmac-Auth-MAC` when set.
     pub auth_mac: Option<String>,
     /// Error codes that mean "this bizMsgId was sent before", besides answers saying 重复.
     #[serde(default)]
@@ -66,12 +67,14 @@ pub struct GovDingConfig {
     /// says the employee changed, or `employee_cache_secs` pass.
     #[serde(default)]
     pub employee_codes: bool,
+    /// How long a looked-up accountId is kept, in seconds (a contacts callback drops it sooner).
     #[serde(default = "default_employee_cache")]
     pub employee_cache_secs: u64,
     /// Add an `access_token` (from `/gettoken.json`, kept until 5 minutes before it expires)
     /// to work notifications: no public example needs it, a tenant may.
     #[serde(default)]
     pub send_access_token: bool,
+    /// Seconds each call to the gateway may take.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
 }

@@ -48,11 +48,14 @@ pub struct ZenTaoInstance {
     /// Whether recipients are ZenTao `account`s or numeric `id`s (never mixed in one call).
     #[serde(default)]
     pub users_by: UsersBy,
+    /// `classic`: `md5(md5(query) + key)`; `time`: `md5(code + key + time)`, one call a second per app
+    /// (every sender takes its second from one mark in the store).
     #[serde(default)]
     pub token_mode: TokenMode,
     /// `plain` text, or `markdown` (ZenTao's contentType `text`; the event's values are escaped).
     #[serde(default)]
     pub content: ContentFormat,
+    /// Seconds each call to ZenTao may take.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
     /// A ZenTao login allowed to browse the company's users (the company-browse privilege),
@@ -66,6 +69,7 @@ pub struct ZenTaoInstance {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZenTaoLogin {
+    /// The ZenTao account (登录名) of a read-only user with the company-browse privilege.
     pub account: String,
     pub password: SecretRef,
 }
@@ -95,8 +99,11 @@ fn default_entry() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ZenTaoSender {
+    /// The sender's id as ZenTao shows it.
     pub id: String,
+    /// The name shown as the sender.
     pub name: String,
+    /// Its avatar image URL (empty: ZenTao's default).
     pub avatar: String,
 }
 
