@@ -194,12 +194,7 @@ pub struct Ports {
 /// How the registry (`registry.rs`) makes a connector from its `[connectors.<name>]` section.
 #[async_trait]
 pub trait ConnectorPart {
-    type Config: serde::de::DeserializeOwned
-        + Clone
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + crate::config::Section;
+    type Config: crate::config::Section;
     /// Whether its system can be set to accept calls only from listed addresses (an egress IP
     /// whitelist): its sender function then runs behind the stack's static egress
     /// (`EgressMode`; tests/tests/egress.rs holds the template to it).
