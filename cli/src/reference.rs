@@ -74,7 +74,9 @@ fn walk(root: &Value, node: &Value, path: &str, rows: &mut Vec<Row>) {
         }
         _ => rows.push(Row {
             key: path.to_owned(),
-            part: part(path),
+            part: node["x-read-by"]
+                .as_str()
+                .map_or_else(|| part(path), str::to_owned),
             kind: kind(root, node),
             default: node
                 .get("default")

@@ -117,9 +117,11 @@ impl StoreConfig {
     }
 }
 
+/// A route: which events of a source go to which connector, and how they read. Keys the
+/// shared ones below do not name are the connector's ([`crate::connectors::Render::route_options`]).
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Route {
     /// The source whose events this route takes (`[sources.<name>]`).
     pub source: String,
@@ -139,31 +141,11 @@ pub struct Route {
     pub when: Option<BTreeMap<String, Vec<FieldValue>>>,
     /// A `[templates.<name>]`; default: the source's built-in template.
     pub template: Option<String>,
-    /// Send to everyone in the organisation (DingTalk `to_all_user`) instead of users: only
-    /// ever when a route says so.
-    #[serde(default)]
-    pub to_all_user: bool,
-    /// Send to these departments (DingTalk department ids, sub-departments included) instead
-    /// of users.
-    pub departments: Option<Vec<String>>,
-    /// When the source reports a to-do finished, take back what it sent (DingTalk: recall,
-    /// within 24 h) instead of marking it done: for to-dos sent without a status bar.
-    #[serde(default)]
-    pub recall_on_finish: bool,
-    /// How this route's sends are followed up, where the connector can (DingTalk: `off`,
-    /// `failures`, `full`); default: the connector's setting.
-    pub follow_up: Option<crate::connectors::FollowUp>,
-}
-
-impl Route {
-    /// What the route asks of its connector's target beyond instance and group.
-    pub fn target(&self) -> crate::connectors::RouteTarget {
-        crate::connectors::RouteTarget {
-            everyone: self.to_all_user,
-            departments: self.departments.clone().unwrap_or_default(),
-            follow_up: self.follow_up,
-        }
-    }
+    /// The connector's own keys (DingTalk: `to_all_user`, `departments`, `recall_on_finish`,
+    /// `follow_up`), read and checked by that connector.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::registry::RouteOptions"))]
+    pub options: toml::Table,
 }
 
 /// A value to match an event field against: text or a number, compared as text.

@@ -57,6 +57,38 @@ macro_rules! registry {
             $(pub $c: Option<<$C as ConnectorPart>::Config>,)*
         }
 
+        /// Every connector's route options, for the config's schema: a route takes the shared
+        /// keys and its connector's, each marked with the connector that reads it.
+        #[cfg(feature = "schema")]
+        pub struct RouteOptions;
+
+        #[cfg(feature = "schema")]
+        impl schemars::JsonSchema for RouteOptions {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                "RouteOptions".into()
+            }
+            fn inline_schema() -> bool {
+                true
+            }
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                let mut properties = serde_json::Map::new();
+                $(
+                    let options =
+                        <<$C as ConnectorPart>::RouteOptions as schemars::JsonSchema>::json_schema(generator);
+                    for (key, mut schema) in options
+                        .get("properties")
+                        .and_then(serde_json::Value::as_object)
+                        .cloned()
+                        .unwrap_or_default()
+                    {
+                        schema["x-read-by"] = concat!("connector ", stringify!($c)).into();
+                        properties.insert(key, schema);
+                    }
+                )*
+                schemars::json_schema!({ "type": "object", "properties": properties })
+            }
+        }
+
         /// Every connector, and whether its system whitelists callers' addresses
         /// ([`ConnectorPart::CALLER_ALLOWLIST`]).
         pub const CONNECTORS: &[(&str, bool)] =

@@ -52,7 +52,7 @@ impl Router {
                 .ok_or_else(|| invalid(format!("no connector \"{}\" here", route.connector)))?;
             let target = render
                 .target(route.instance.as_deref(), route.group.as_deref())
-                .and_then(|t| t.for_route(render.as_ref(), route.target()))
+                .and_then(|t| render.route_options(&route.options, t))
                 .map_err(|e| invalid(e.to_string()))?;
             if let Some(t) = &route.template
                 && !templates.contains(t)
@@ -155,7 +155,7 @@ impl Router {
             warn!(connector, "no recipients; stored without deliveries");
         } else {
             let mut notice = notice.clone();
-            if r.route.recall_on_finish {
+            if r.target.revoke_on_finish {
                 notice.intent = notice.intent.revoked();
             }
             if !finish {

@@ -19,24 +19,6 @@ use crate::preflight::{Check, Scope};
 use crate::setup::{ConfigError, Secrets};
 use crate::store::{CacheStore, HistoryStore, RateStore, ReceiptStore, TokenStore, UsageStore};
 
-/// How much a connector asks its system what became of a send, where the system can tell
-/// (DingTalk: `connectors.dingtalk.follow_up`, or a route's `follow_up`). Each follow-up call
-/// counts against the monthly API quota like a send.
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FollowUp {
-    /// Trust `errcode 0`: one call per send.
-    Off,
-    /// One `getsendresult` a delay after the send: who was forbidden, invalid or failed, and
-    /// `undelivered` when nobody got it. One more call per send.
-    #[default]
-    Failures,
-    /// `getsendprogress` until DingTalk has finished the send, then `getsendresult`: the same
-    /// outcomes, never read before the send is done. At least two more calls per send.
-    Full,
-}
-
 /// Where a route sends, within its connector.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Target {
@@ -44,60 +26,46 @@ pub struct Target {
     pub instance: Option<String>,
     /// A group chat instead of users.
     pub group: Option<String>,
-    /// The whole organisation (DingTalk `to_all_user`), only when a route says so.
-    pub everyone: bool,
-    /// These departments (DingTalk `dept_id_list`) instead of users.
-    pub departments: Vec<String>,
+    /// An audience the connector names itself (DingTalk: departments, the whole organisation)
+    /// instead of the users the route maps.
+    pub audience: bool,
     /// A group (a robot's) that the route's users are @mentioned in: it is posted to with or
     /// without any.
     pub mentions: bool,
-    /// The route's own follow-up, over the connector's.
-    pub follow_up: Option<FollowUp>,
+    /// When the source reports a to-do finished, take back what was sent instead of marking
+    /// it done.
+    pub revoke_on_finish: bool,
+    /// The route's options for this connector as it read them ([`Render::route_options`]);
+    /// nothing else reads them.
+    pub options: Value,
 }
 
 impl Target {
-    /// Whether it reaches the users the route maps, not a group, department or everyone.
+    /// Whether it reaches the users the route maps, not a group, an audience or mentions.
     pub fn is_users(&self) -> bool {
-        self.group.is_none() && !self.everyone && self.departments.is_empty() && !self.mentions
-    }
-
-    /// This target with what a route adds: everyone or `departments` instead of users (for a
-    /// connector that [`Render::broadcasts`]), its own follow-up.
-    pub fn for_route(
-        mut self,
-        render: &dyn Render,
-        route: RouteTarget,
-    ) -> Result<Target, BadTarget> {
-        self.follow_up = route.follow_up;
-        let RouteTarget {
-            everyone,
-            departments,
-            ..
-        } = route;
-        match (everyone, departments.is_empty()) {
-            (false, true) => Ok(self),
-            _ if !render.broadcasts() => Err(BadTarget(format!(
-                "{} sends to users: `to_all_user` and `departments` are not for it",
-                render.name()
-            ))),
-            (true, false) => Err(BadTarget(
-                "choose `to_all_user` or `departments`, not both".into(),
-            )),
-            _ => {
-                (self.everyone, self.departments) = (everyone, departments);
-                Ok(self)
-            }
-        }
+        self.group.is_none() && !self.audience && !self.mentions
     }
 }
 
-/// What a route asks of its connector's target beyond instance and group.
-#[derive(Debug, Clone, Default)]
-pub struct RouteTarget {
-    /// The whole organisation (`to_all_user`).
-    pub everyone: bool,
-    pub departments: Vec<String>,
-    pub follow_up: Option<FollowUp>,
+/// A route's options for a connector that takes none.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoRouteOptions {}
+
+/// `options` (a route's keys beyond the shared ones) read as the connector's `T`, or what is
+/// wrong with them for `connector`.
+pub fn route_options<T: serde::de::DeserializeOwned>(
+    connector: &str,
+    options: &toml::Table,
+) -> Result<T, BadTarget> {
+    T::deserialize(toml::Value::Table(options.clone())).map_err(|e| {
+        BadTarget(format!(
+            "{} (a {connector} route takes source, connector, kinds, instance, group, users, \
+                 when, template and these)",
+            e.message()
+        ))
+    })
 }
 
 /// Why a route's `instance` or `group` does not fit its connector (said to whoever edits the
@@ -134,6 +102,11 @@ pub trait Render: Send + Sync {
     fn target(&self, instance: Option<&str>, group: Option<&str>) -> Result<Target, BadTarget>;
     /// Whether `notice` shows as Markdown on `target` (then templates escape the event's values).
     fn markdown(&self, notice: &Notice, target: &Target) -> bool;
+    /// `target` with the route's options for this connector (its keys beyond the shared ones),
+    /// or what is wrong with them. A connector without options takes none.
+    fn route_options(&self, options: &toml::Table, target: Target) -> Result<Target, BadTarget> {
+        route_options::<NoRouteOptions>(self.name(), options).map(|_| target)
+    }
     /// The calls that deliver `notice` to `users` (already mapped; empty for a group).
     fn plan(
         &self,
@@ -141,10 +114,6 @@ pub trait Render: Send + Sync {
         target: &Target,
         users: Vec<String>,
     ) -> Result<Plan, serde_json::Error>;
-    /// Whether routes may send to the whole organisation or to departments.
-    fn broadcasts(&self) -> bool {
-        false
-    }
     /// What this connector's recipients are called, in the report of those without a mapping.
     fn recipient_noun(&self) -> &'static str {
         "recipient"
@@ -195,6 +164,9 @@ pub struct Ports {
 #[async_trait]
 pub trait ConnectorPart {
     type Config: crate::config::Section;
+    /// The keys a route for it may add ([`NoRouteOptions`] for none): for the config's schema
+    /// and reference; [`Render::route_options`] reads them.
+    type RouteOptions: crate::config::Section;
     /// Whether its system can be set to accept calls only from listed addresses (an egress IP
     /// whitelist): its sender function then runs behind the stack's static egress
     /// (`EgressMode`; tests/tests/egress.rs holds the template to it).

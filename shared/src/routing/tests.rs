@@ -283,8 +283,13 @@ fn bad_routes_say_which_and_why() {
     assert!(e.contains("template \"nope\" is not defined"), "{e}");
     let e = err(&format!("{ONE_ROUTE}to_all_user = true\n"));
     assert!(
-        e.contains("echo sends to users: `to_all_user` and `departments` are not for it"),
-        "only a connector that broadcasts takes them: {e}"
+        e.contains("routes[0]: unknown field `to_all_user`, there are no fields (a echo route"),
+        "only the connector that reads an option takes it: {e}"
+    );
+    let e = err(&format!("{ONE_ROUTE}kind = [\"todo\"]\n"));
+    assert!(
+        e.contains("unknown field `kind`"),
+        "a misspelt shared key is named: {e}"
     );
 }
 

@@ -9,8 +9,25 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-pub use crate::connectors::FollowUp;
 use crate::event::{Millis, Outcome};
+
+/// How much the connector asks DingTalk what became of a send (`connectors.dingtalk.follow_up`,
+/// or a route's `follow_up`). Each follow-up call counts against the monthly API quota like a
+/// send.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FollowUp {
+    /// Trust `errcode 0`: one call per send.
+    Off,
+    /// One `getsendresult` a delay after the send: who was forbidden, invalid or failed, and
+    /// `undelivered` when nobody got it. One more call per send.
+    #[default]
+    Failures,
+    /// `getsendprogress` until DingTalk has finished the send, then `getsendresult`: the same
+    /// outcomes, never read before the send is done. At least two more calls per send.
+    Full,
+}
 
 pub const PROGRESS_PATH: &str = "/topapi/message/corpconversation/getsendprogress";
 pub const RESULT_PATH: &str = "/topapi/message/corpconversation/getsendresult";

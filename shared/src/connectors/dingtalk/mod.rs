@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::{debug, warn};
 
@@ -87,6 +87,28 @@ pub struct DingTalkConfig {
     /// How long after a send the follow-up asks (DingTalk needs a moment to finish a send).
     #[serde(default = "default_follow_up_delay")]
     pub follow_up_delay_secs: u32,
+}
+
+/// What a DingTalk route may add to the shared route keys.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DingTalkRoute {
+    /// Send to everyone in the organisation (`to_all_user`) instead of users: only ever when a
+    /// route says so.
+    #[serde(default)]
+    pub to_all_user: bool,
+    /// Send to these departments (DingTalk department ids, sub-departments included) instead
+    /// of users.
+    #[serde(default)]
+    pub departments: Vec<String>,
+    /// When the source reports a to-do finished, recall what was sent (within 24 h) instead of
+    /// marking it done: for to-dos sent without a status bar.
+    #[serde(default)]
+    pub recall_on_finish: bool,
+    /// How this route's sends are followed up (`off`, `failures`, `full`); default:
+    /// `connectors.dingtalk.follow_up`.
+    pub follow_up: Option<FollowUp>,
 }
 
 fn default_follow_up_delay() -> u32 {
@@ -456,6 +478,7 @@ impl DingTalk {
 #[async_trait]
 impl ConnectorPart for DingTalk {
     type Config = DingTalkConfig;
+    type RouteOptions = DingTalkRoute;
     /// DingTalk's 服务器出口IP list (errcode 60020 from any other address).
     const CALLER_ALLOWLIST: bool = true;
 

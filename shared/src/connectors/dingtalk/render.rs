@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::{CONNECTOR, DingTalkConfig, NoticeFormat, TodoFanout};
-use crate::connectors::{BadTarget, Call, Plan, Render, Target};
+use super::{CONNECTOR, DingTalkConfig, DingTalkRoute, NoticeFormat, TodoFanout};
+use crate::connectors::{BadTarget, Call, Plan, Render, Target, route_options};
 use crate::event::{Action, MAX_DELIVERIES};
 use crate::notice::{Intent, MsgType, Notice, local_time};
 
@@ -307,8 +307,22 @@ impl Render for Style {
         }
     }
 
-    fn broadcasts(&self) -> bool {
-        true
+    fn route_options(
+        &self,
+        options: &toml::Table,
+        mut target: Target,
+    ) -> Result<Target, BadTarget> {
+        let o: DingTalkRoute = route_options(CONNECTOR, options)?;
+        if o.to_all_user && !o.departments.is_empty() {
+            return Err(BadTarget(
+                "choose `to_all_user` or `departments`, not both".into(),
+            ));
+        }
+        target.audience = o.to_all_user || !o.departments.is_empty();
+        target.revoke_on_finish = o.recall_on_finish;
+        target.options =
+            serde_json::to_value(o).map_err(|e| BadTarget(format!("route options: {e}")))?;
+        Ok(target)
     }
 
     /// A to-do: OA cards with a status bar ([`todo_groups`]); its finish: one status update of
@@ -320,6 +334,10 @@ impl Render for Style {
         users: Vec<String>,
     ) -> Result<Plan, serde_json::Error> {
         let kind = self.kind(n);
+        let route = match &target.options {
+            serde_json::Value::Null => DingTalkRoute::default(),
+            o => DingTalkRoute::deserialize(o)?,
+        };
         let sends: Vec<(Vec<String>, AsyncSend)> = match (&n.intent, kind) {
             (Intent::Finish { todo_event, .. }, _) => {
                 let done = todo_done();
@@ -341,12 +359,12 @@ impl Render for Style {
                 });
             }
             // The whole organisation or departments, as the route says: no status bar there.
-            _ if target.everyone => {
+            _ if route.to_all_user => {
                 let mut send = self.send_to(&[], self.msg(kind, n, None));
                 send.to_all_user = true;
                 vec![(vec!["@all".to_owned()], send)]
             }
-            _ if !target.departments.is_empty() => target
+            _ if !route.departments.is_empty() => route
                 .departments
                 .chunks(MAX_DEPARTMENTS)
                 .map(|depts| {
@@ -376,7 +394,7 @@ impl Render for Style {
             .map(|(recipients, send)| {
                 let mut message = serde_json::to_value(send)?;
                 // The route's follow-up rides with the stored request; it is not sent.
-                if let Some(f) = target.follow_up {
+                if let Some(f) = route.follow_up {
                     message[FOLLOW_UP_KEY] = serde_json::to_value(f)?;
                 }
                 Ok(Call {
@@ -882,19 +900,20 @@ mod tests {
 
     #[test]
     fn everyone_and_departments_are_sends_without_userids_or_status_bars() {
-        let all = Target {
-            everyone: true,
-            ..Target::default()
+        let route = |toml_text: &str| {
+            per_user()
+                .route_options(&toml::from_str(toml_text).unwrap(), Target::default())
+                .unwrap()
         };
+        let all = route("to_all_user = true");
+        assert!(all.audience && !all.is_users());
         let p = per_user().plan(&todo(), &all, vec![]).unwrap();
         assert_eq!(p.calls.len(), 1);
         assert_eq!(p.calls[0].recipients, ["@all"]);
         let send = &sends(&p)[0];
         assert!(send.to_all_user && send.userid_list.is_empty() && !send.msg.has_status_bar());
-        let depts = Target {
-            departments: (0..25).map(|i| i.to_string()).collect(),
-            ..Target::default()
-        };
+        let ids: Vec<String> = (0..25).map(|i| format!("\"{i}\"")).collect();
+        let depts = route(&format!("departments = [{}]", ids.join(",")));
         let p = per_user().plan(&todo(), &depts, vec![]).unwrap();
         let lists: Vec<Option<String>> = sends(&p).into_iter().map(|s| s.dept_id_list).collect();
         assert_eq!(lists.len(), 2, "20 departments a call");

@@ -105,6 +105,7 @@ impl DingTalkRobot {
 #[async_trait]
 impl ConnectorPart for DingTalkRobot {
     type Config = BTreeMap<String, RobotConfig>;
+    type RouteOptions = super::NoRouteOptions;
     /// A robot's security settings may be an IP range instead of a keyword or 加签.
     const CALLER_ALLOWLIST: bool = true;
 

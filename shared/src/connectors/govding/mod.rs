@@ -196,6 +196,7 @@ pub struct GovDing {
 #[async_trait]
 impl ConnectorPart for GovDing {
     type Config = GovDingConfig;
+    type RouteOptions = super::NoRouteOptions;
     /// The 浙政钉 app's IP whitelist (访问IP不在白名单中).
     const CALLER_ALLOWLIST: bool = true;
 

@@ -316,6 +316,7 @@ fn string_map(v: &Value) -> BTreeMap<String, String> {
 impl ConnectorPart for ZenTao {
     /// Instances by name: `[connectors.zentao.<name>]`.
     type Config = BTreeMap<String, ZenTaoInstance>;
+    type RouteOptions = super::NoRouteOptions;
     /// The ZenTao app's IP list (errcode 403 IP_DENIED).
     const CALLER_ALLOWLIST: bool = true;
 
