@@ -28,6 +28,7 @@ pub enum Intent {
     Receipt {
         connector: &'static str,
         reference: String,
+        report: Report,
     },
     /// Take back what the event `of` (a stored event key) sent through the route's connector;
     /// the notice's recipients narrow it to what they were sent, when they were sent any.
@@ -38,6 +39,19 @@ pub enum Intent {
         connector: &'static str,
         ids: Vec<String>,
     },
+}
+
+/// What a system reported about one message hookbridge sent through it, in its own words.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// What became of it (浙政钉: `read`, `pushed`, `failed`, `revoked`, `sent`).
+    pub status: String,
+    /// Whom it concerns, as that system names them.
+    pub concerns: Vec<String>,
+    /// What that system calls the message's type and the app that sent it, where it says
+    /// (浙政钉 `msgType`, `msgApp`: taking the message back needs them).
+    pub message_type: String,
+    pub app: String,
 }
 
 /// How a route's template asks a notice to be shown, where the connector has the choice

@@ -1,6 +1,6 @@
-//! What adding a source or a connector touches, measured on two that exist (DMS, ZenTao): the
-//! files outside the part's own room that refer to it in code. A new part touches the same
-//! files; if this list grows, a seam has leaked (routing, ingress or config learned a name).
+//! What adding a source or a connector touches, measured on every one that exists by the paths
+//! the compiler reads: the files outside the part's own room that refer to it in code. A new
+//! part touches the same files; if a list grows, a seam has leaked (the hall learned a name).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -208,63 +208,52 @@ fn registry_lines(name: &str) -> usize {
         .count()
 }
 
-#[test]
-fn a_source_is_one_file_a_function_and_a_registry_line() {
-    let touched = footprint("sources", "dms", "dms-webhook");
-    // `hookbridge dms verify` and `hookbridge setup dms` are DMS's own CLI tools (still in the
-    // CLI's hub, not its folder): a new source need not have them.
-    let optional = set(&["cli/src/main.rs", "cli/src/setup.rs"]);
-    let required: BTreeSet<String> = touched.difference(&optional).cloned().collect();
-    assert_eq!(
-        required,
-        set(&[
-            "functions/dms-webhook/",
-            "shared/src/registry.rs",
-            "shared/src/sources/mod.rs",
-            "template.yaml",
-        ])
-    );
-    assert_eq!(registry_lines("dms"), 2);
-}
+/// Every part, by the paths the compiler reads: `(kind, name, function crate)`.
+const PARTS: &[(&str, &str, &str)] = &[
+    ("sources", "hap", "hap-webhook"),
+    ("sources", "dms", "dms-webhook"),
+    ("sources", "govding", "govding-webhook"),
+    ("connectors", "dingtalk", "dingtalk-sender"),
+    ("connectors", "dingtalk_robot", "dingtalk-robot-sender"),
+    ("connectors", "zentao", "zentao-sender"),
+    ("connectors", "govding", "govding-sender"),
+];
 
+/// The hall — ingress, routing, the sender loop, the store, the event and notice model, the
+/// config, metrics, the Lambda and local wiring — names no part: a new one changes none of it.
 #[test]
-fn a_connector_is_one_folder_a_function_and_a_registry_line() {
-    let touched = footprint("connectors", "zentao", "zentao-sender");
-    // `hookbridge zentao chats|users` is ZenTao's own CLI tool: optional for a new connector.
-    let optional = set(&["cli/src/main.rs"]);
-    let required: BTreeSet<String> = touched.difference(&optional).cloned().collect();
-    assert_eq!(
-        required,
-        set(&[
-            "functions/zentao-sender/",
-            "shared/src/connectors/mod.rs",
-            "shared/src/registry.rs",
-            "template.yaml",
-        ])
-    );
-    assert_eq!(registry_lines("zentao"), 2);
-}
-
-#[test]
-fn the_pipeline_core_names_no_part() {
-    let core = [
-        "shared/src/routing.rs",
-        "shared/src/ingress.rs",
-        "shared/src/delivery.rs",
-        "shared/src/config.rs",
-    ];
-    for file in core {
-        let text = std::fs::read_to_string(repo().join(file)).unwrap();
-        for part in [
-            "sources::hap",
-            "sources::dms",
-            "connectors::dingtalk",
-            "connectors::zentao",
-        ] {
-            assert!(!text.contains(part), "{file} refers to {part}");
+fn the_hall_names_no_part() {
+    let root = repo();
+    let mut hall = vec![];
+    for file in [
+        "routing.rs",
+        "ingress.rs",
+        "delivery.rs",
+        "config.rs",
+        "event.rs",
+        "notice.rs",
+        "metrics.rs",
+        "lambda.rs",
+        "local.rs",
+        "app.rs",
+        "templates.rs",
+        "operator.rs",
+        "revoke.rs",
+    ] {
+        hall.push(root.join("shared/src").join(file));
+    }
+    code_files(&root.join("shared/src/store"), &mut hall);
+    for path in &hall {
+        let text = std::fs::read_to_string(path).unwrap();
+        for (kind, name, _) in PARTS {
+            assert!(
+                !names_part(&root, path, &text, kind, name),
+                "{} refers to {kind}::{name}",
+                path.display()
+            );
         }
     }
-    let routing = std::fs::read_to_string(repo().join("shared/src/routing.rs")).unwrap();
+    let routing = std::fs::read_to_string(root.join("shared/src/routing.rs")).unwrap();
     let lower = routing.to_lowercase();
     assert!(!lower.contains("dingtalk") && !lower.contains("zentao"));
     assert!(
@@ -273,37 +262,63 @@ fn the_pipeline_core_names_no_part() {
     );
 }
 
-/// 浙政钉 was the first source and connector built on this shape: the same short lists.
+/// A connector reads what the notice types for it, never the source's fields that templates
+/// see (`Notice::fields`): a field access named `fields` anywhere in a connector's folder.
 #[test]
-fn govding_touched_only_what_a_new_part_must() {
-    // Its CLI tools (`hookbridge govding`, `hookbridge setup govding`) are optional, as for the
-    // others.
-    let optional = set(&["cli/src/main.rs", "cli/src/setup.rs"]);
-    let source = footprint("sources", "govding", "govding-webhook");
-    let connector = footprint("connectors", "govding", "govding-sender");
-    assert_eq!(
-        source
-            .difference(&optional)
-            .cloned()
-            .collect::<BTreeSet<_>>(),
-        set(&[
-            "functions/govding-webhook/",
-            "shared/src/registry.rs",
-            "shared/src/sources/mod.rs",
-            "template.yaml",
-        ])
-    );
-    assert_eq!(
-        connector
-            .difference(&optional)
-            .cloned()
-            .collect::<BTreeSet<_>>(),
-        set(&[
-            "functions/govding-sender/",
-            "shared/src/connectors/mod.rs",
-            "shared/src/registry.rs",
-            "template.yaml",
-        ])
-    );
-    assert_eq!((registry_lines("govding")), 4, "a source and a connector");
+fn no_connector_reads_a_sources_fields() {
+    use syn::visit::Visit;
+    struct Reads(Vec<String>);
+    impl<'a> Visit<'a> for Reads {
+        fn visit_expr_field(&mut self, e: &'a syn::ExprField) {
+            if let syn::Member::Named(name) = &e.member
+                && name == "fields"
+            {
+                self.0.push(name.to_string());
+            }
+            syn::visit::visit_expr_field(self, e);
+        }
+    }
+    let mut files = vec![];
+    code_files(&repo().join("shared/src/connectors"), &mut files);
+    for path in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+    {
+        let file = syn::parse_file(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut reads = Reads(vec![]);
+        reads.visit_file(&file);
+        assert!(
+            reads.0.is_empty(),
+            "{} reads a notice's `fields`",
+            path.display()
+        );
+    }
+    // The reader sees it where it is.
+    let mut reads = Reads(vec![]);
+    reads.visit_file(&syn::parse_str("fn f(n: &Notice) { let _ = &n.fields[\"kind\"]; }").unwrap());
+    assert_eq!(reads.0.len(), 1);
+}
+
+/// What each part touches outside its own file or folder: exactly its function crate, its
+/// template resources, its `mod` line and its registry line (two lines: its `use` and its
+/// entry), plus, optionally, CLI tools of its own. The first test a new part must pass.
+#[test]
+fn every_part_touches_only_its_rooms() {
+    let cli = set(&["cli/src/main.rs", "cli/src/setup.rs"]);
+    for (kind, name, function) in PARTS {
+        let touched = footprint(kind, name, function);
+        let required: BTreeSet<String> = touched.difference(&cli).cloned().collect();
+        assert_eq!(
+            required,
+            set(&[
+                &format!("functions/{function}/"),
+                &format!("shared/src/{kind}/mod.rs"),
+                "shared/src/registry.rs",
+                "template.yaml",
+            ]),
+            "{kind}::{name}"
+        );
+        let shares_a_name = PARTS.iter().filter(|(_, n, _)| n == name).count();
+        assert_eq!(registry_lines(name), 2 * shares_a_name, "{kind}::{name}");
+    }
 }

@@ -4,6 +4,7 @@
 //! their contract; the registry (`registry.rs`) plugs them in.
 
 pub mod dingtalk;
+pub mod dingtalk_msg;
 pub mod dingtalk_robot;
 pub mod govding;
 pub mod zentao;

@@ -7,6 +7,7 @@ use serde_json::json;
 use super::*;
 use crate::connectors::{BadTarget, Call, Plan};
 use crate::event::Action;
+use crate::notice::Report;
 use crate::templates::{Builtin, TemplateConfig};
 
 /// One call per user, carrying what it was given; a finish is one status update.
@@ -301,6 +302,7 @@ fn a_receipt_goes_back_to_its_connector_and_to_routes_that_name_it() {
             Intent::Receipt {
                 connector,
                 reference: "biz-1".into(),
+                report: Report::default(),
             },
             &[],
         );

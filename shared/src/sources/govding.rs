@@ -21,7 +21,7 @@ use super::{Accepted, Head, Parsed, Rejection, Source, SourcePart, Verify};
 use super::{default_max_body, json as strict};
 use crate::event::{Event, Millis};
 use crate::logging::LogId;
-use crate::notice::{Intent, Notice};
+use crate::notice::{Intent, Notice, Report};
 use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::templates::Builtin;
 
@@ -346,6 +346,12 @@ impl Source for GovDingSource {
             Class::Receipt | Class::Failure if !biz_msg_id.is_empty() => Intent::Receipt {
                 connector: SENDER,
                 reference: biz_msg_id,
+                report: Report {
+                    status: kind.strip_prefix("notification_").unwrap_or(kind).into(),
+                    concerns: list(payload.get("receivers")),
+                    message_type: text(payload.get("msgType")),
+                    app: text(payload.get("msgApp")),
+                },
             },
             Class::Contacts | Class::Account if !employees.is_empty() => Intent::Changed {
                 connector: SENDER,

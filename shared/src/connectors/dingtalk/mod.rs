@@ -25,6 +25,7 @@ pub use follow_up::{FollowUp, PROGRESS_PATH, RESULT_PATH, forbidden_reason};
 pub use render::*;
 pub use token::TokenCache;
 
+use super::dingtalk_msg::NoticeFormat;
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status, beijing_month, now_ms};
 use crate::metrics;
@@ -117,15 +118,6 @@ fn default_follow_up_delay() -> u32 {
 
 fn default_monthly_quota() -> u64 {
     5_000
-}
-
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NoticeFormat {
-    #[default]
-    Markdown,
-    Text,
 }
 
 fn default_dingtalk_url() -> String {

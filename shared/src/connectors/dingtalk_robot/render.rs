@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
 
 use super::CONNECTOR;
-use crate::connectors::dingtalk::{Msg, NoticeFormat, action_card_msg, link_msg, notice_msg};
+use crate::connectors::dingtalk_msg::{Msg, NoticeFormat, action_card_msg, link_msg, notice_msg};
 use crate::connectors::{BadTarget, Call, Plan, Render, Target};
 use crate::event::Action;
 use crate::notice::{Intent, MsgType, Notice};

@@ -23,7 +23,7 @@ pub use api::{
 pub use render::*;
 
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
-use crate::connectors::dingtalk::NoticeFormat;
+use crate::connectors::dingtalk_msg::NoticeFormat;
 use crate::event::{Action, Delivery, Failure, Millis, Outcome, now_ms};
 use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::store::{CacheStore, ReceiptStore, StoreError};

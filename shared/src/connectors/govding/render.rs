@@ -5,10 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::{CONNECTOR, GovDingConfig};
-use crate::connectors::dingtalk::{NoticeFormat, card_msg, notice_msg};
+use crate::connectors::dingtalk_msg::{NoticeFormat, card_msg, notice_msg};
 use crate::connectors::{BadTarget, Call, Plan, Render, Target};
-use crate::event::Action;
-use crate::notice::{Intent, Notice};
+use crate::event::{Action, Millis};
+use crate::notice::{Intent, Notice, Report};
 
 /// Receivers (accountIds and organization codes together) per call.
 pub const MAX_RECEIVERS: usize = 1000;
@@ -99,7 +99,10 @@ impl Render for GovDingRender {
             Intent::Receipt {
                 connector,
                 reference,
-            } if *connector == CONNECTOR && users.is_empty() => return receipt(n, reference),
+                report,
+            } if *connector == CONNECTOR && users.is_empty() => {
+                return receipt(report, reference, n.time);
+            }
             Intent::Changed { connector, ids } if *connector == CONNECTOR && users.is_empty() => {
                 return forget(ids);
             }
@@ -182,7 +185,7 @@ pub struct Receipt {
     pub msg_type: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub msg_app: String,
-    pub at: crate::event::Millis,
+    pub at: Millis,
 }
 
 /// Changed employees: their cached accountIds are dropped.
@@ -197,30 +200,19 @@ fn forget(codes: &[String]) -> Result<Plan, serde_json::Error> {
     })
 }
 
-fn receipt(n: &Notice, reference: &str) -> Result<Plan, serde_json::Error> {
-    let text = |k: &str| n.fields[k].as_str().unwrap_or("").to_owned();
-    let receivers: Vec<String> = n.fields["receivers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r.as_str().map(str::to_owned))
-        .collect();
-    let kind = text("kind");
+fn receipt(report: &Report, reference: &str, at: Millis) -> Result<Plan, serde_json::Error> {
     let r = Receipt {
         biz_msg_id: reference.to_owned(),
-        status: kind
-            .strip_prefix("notification_")
-            .unwrap_or(&kind)
-            .to_owned(),
-        receivers: receivers.clone(),
-        msg_type: text("msgType"),
-        msg_app: text("msgApp"),
-        at: n.time,
+        status: report.status.clone(),
+        receivers: report.concerns.clone(),
+        msg_type: report.message_type.clone(),
+        msg_app: report.app.clone(),
+        at,
     };
     Ok(Plan {
         calls: vec![Call {
             action: Action::Receipt,
-            recipients: receivers,
+            recipients: report.concerns.clone(),
             message: serde_json::to_value(r)?,
         }],
         unmapped: vec![],
