@@ -446,7 +446,7 @@ fn print_table(list: &[Delivery]) {
             "{} {} {} {} {} {}/{}  {}",
             cell(d.status.as_str(), 11),
             cell(&d.connector, 8),
-            cell(&action(d), 13),
+            cell(d.action.as_str(), 13),
             cell(&d.attempts.to_string(), 3),
             cell(&d.recipients.join(","), 24),
             escape(&d.pk),
@@ -459,7 +459,11 @@ fn print_table(list: &[Delivery]) {
 fn print_one(d: &Delivery) -> Result<()> {
     let time = operator::beijing_time;
     println!("delivery   {}/{}", escape(&d.pk), escape(&d.sk));
-    println!("connector  {} ({})", escape(&d.connector), action(d));
+    println!(
+        "connector  {} ({})",
+        escape(&d.connector),
+        escape(d.action.as_str())
+    );
     println!(
         "status     {} after {} attempt(s)",
         d.status.as_str(),
@@ -500,13 +504,6 @@ fn print_one(d: &Delivery) -> Result<()> {
     }
     println!("request\n{}", pretty(&d.message)?);
     Ok(())
-}
-
-fn action(d: &Delivery) -> String {
-    serde_json::to_value(d.action)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// One line for a result: the task ids, or the paths of the requests a dry run rendered.

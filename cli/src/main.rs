@@ -337,11 +337,10 @@ async fn check(
         deliveries.len()
     );
     for d in deliveries {
-        let action = serde_json::to_value(d.action)?;
         println!(
             "\n{} {} → {} [{}]",
             d.connector,
-            action.as_str().unwrap_or(""),
+            d.action.as_str(),
             d.recipients.join(","),
             d.status.as_str()
         );

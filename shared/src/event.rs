@@ -195,20 +195,52 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// What a delivery's call does. Sending and taking back are every connector's; any other call
+/// is one connector's own (DingTalk `update_status`, 浙政钉 `receipt` and `forget`), named and
+/// handled in its folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
 pub enum Action {
     /// Send a new message.
     Send,
-    /// Update what an earlier send shows (DingTalk OA status bar).
-    UpdateStatus,
-    /// Note on an earlier send what its system reported about it (浙政钉 read receipts).
-    Receipt,
-    /// Drop what the connector cached about these recipients (浙政钉 contacts changed).
-    Forget,
     /// Take back what an earlier event sent (`{"event": <its key>}`), for these recipients'
     /// sends, or all when they had none.
     Revoke,
+    /// The connector's own call by that name, on an earlier send or on what it keeps.
+    Own(String),
+}
+
+impl Action {
+    pub fn own(name: &str) -> Action {
+        Action::Own(name.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Action::Send => "send",
+            Action::Revoke => "revoke",
+            Action::Own(name) => name,
+        }
+    }
+}
+
+impl From<String> for Action {
+    fn from(name: String) -> Action {
+        match name.as_str() {
+            "send" => Action::Send,
+            "revoke" => Action::Revoke,
+            _ => Action::Own(name),
+        }
+    }
+}
+
+impl From<Action> for String {
+    fn from(a: Action) -> String {
+        match a {
+            Action::Own(name) => name,
+            other => other.as_str().to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -587,6 +619,22 @@ mod tests {
         d.status = Status::Sending;
         d.attempts = attempts;
         d
+    }
+
+    /// Stored deliveries keep their action's name: the shared two and any connector's own
+    /// read back as what they were (items written before actions were the connectors' too).
+    #[test]
+    fn actions_are_stored_by_name() {
+        for (name, action) in [
+            ("send", Action::Send),
+            ("revoke", Action::Revoke),
+            ("update_status", Action::own("update_status")),
+            ("receipt", Action::own("receipt")),
+        ] {
+            let stored = serde_json::to_value(&action).unwrap();
+            assert_eq!(stored, serde_json::json!(name));
+            assert_eq!(serde_json::from_value::<Action>(stored).unwrap(), action);
+        }
     }
 
     #[test]

@@ -415,7 +415,7 @@ async fn a_repeated_finish_is_one_status_update() {
     let pk = "EVT#hap#done#8d3e6f1a-4c2b-4a9e-b7d5-0f1e2a3b4c5d#manager4220";
     let ds = h.deliveries(pk).await;
     assert_eq!(ds.len(), 1);
-    assert_eq!(ds[0].action, Action::UpdateStatus);
+    assert_eq!(ds[0].action, Action::own("update_status"));
 }
 
 #[tokio::test]

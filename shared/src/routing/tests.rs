@@ -42,12 +42,12 @@ impl Render for Echo {
         let calls = match (&n.intent, &t.group) {
             // Bookkeeping comes with no users; a route to people gets a notice like any other.
             (Intent::Receipt { reference, .. }, _) if users.is_empty() => vec![Call {
-                action: Action::Receipt,
+                action: Action::own("receipt"),
                 recipients: vec![],
                 message: json!({ "reference": reference }),
             }],
             (Intent::Finish { todo_event, .. }, _) => vec![Call {
-                action: Action::UpdateStatus,
+                action: Action::own("update_status"),
                 recipients: users.clone(),
                 message: json!({ "event": todo_event }),
             }],
@@ -172,7 +172,7 @@ fn kinds_and_field_values_select_routes_and_a_finish_follows_its_todo() {
         [vec!["a".to_owned()], vec!["group:g".to_owned()]]
     );
     let done = r.plan(&finish(&["a"]), 0);
-    assert_eq!(done[0].action, Action::UpdateStatus);
+    assert_eq!(done[0].action, Action::own("update_status"));
     assert_eq!(done[0].message["event"], "EVT#src#t1");
 }
 
@@ -317,8 +317,8 @@ fn a_receipt_goes_back_to_its_connector_and_to_routes_that_name_it() {
         "the route names no kinds, so only the bookkeeping"
     );
     assert_eq!(
-        (plan[0].action, &plan[0].message["reference"]),
-        (Action::Receipt, &json!("biz-1"))
+        (plan[0].action.clone(), &plan[0].message["reference"]),
+        (Action::own("receipt"), &json!("biz-1"))
     );
     assert!(
         r.plan(&receipt("elsewhere"), 0).is_empty(),

@@ -397,7 +397,7 @@ impl DynamoStore {
             pk: d.pk.clone(),
             sk: d.sk.clone(),
             connector: d.connector.clone(),
-            action: d.action,
+            action: d.action.clone(),
             status: d.status,
             attempts: d.attempts,
             request: request.sk.clone(),

@@ -521,12 +521,10 @@ impl Connector for DingTalk {
     }
 
     async fn deliver(&self, d: &Delivery) -> Outcome {
-        match d.action {
+        match &d.action {
             Action::Send => self.send(d).await,
-            Action::UpdateStatus => self.update_status(d).await,
-            Action::Receipt | Action::Forget => {
-                Outcome::Skipped("DingTalk keeps no receipts and caches no recipients".into())
-            }
+            Action::Own(a) if a == UPDATE_STATUS => self.update_status(d).await,
+            Action::Own(other) => Outcome::Skipped(format!("DingTalk makes no `{other}` call")),
             Action::Revoke => Outcome::Failed(Failure::Permanent(
                 "revokes are made by the sender loop, through recall".into(),
             )),

@@ -16,6 +16,8 @@ use crate::notice::{Intent, MsgType, Notice};
 pub const MAX_USERIDS: usize = 100;
 /// Where a stored send keeps its route's follow-up (taken out before the request goes out).
 pub const FOLLOW_UP_KEY: &str = "follow_up";
+/// The call that flips the status bars of a to-do's cards (a [`StatusUpdate`]).
+pub const UPDATE_STATUS: &str = "update_status";
 /// The OA status bar only shows when a send has at most this many userids.
 pub const MAX_STATUS_BAR_USERS: usize = 5;
 /// `dept_id_list` entries per call.
@@ -178,7 +180,7 @@ impl Render for Style {
                 };
                 let message = serde_json::to_value(update)?;
                 let call = Call {
-                    action: Action::UpdateStatus,
+                    action: Action::own(UPDATE_STATUS),
                     recipients: vec![],
                     message,
                 };
@@ -440,7 +442,7 @@ mod tests {
             .plan(&n, &Target::default(), vec!["ding9".into()])
             .unwrap();
         assert_eq!(p.calls.len(), 1);
-        assert_eq!(p.calls[0].action, Action::UpdateStatus);
+        assert_eq!(p.calls[0].action, Action::own(UPDATE_STATUS));
         let u: StatusUpdate = serde_json::from_value(p.calls[0].message.clone()).unwrap();
         assert_eq!(
             (u.event.as_str(), u.user.as_deref(), u.status_value.as_str()),

@@ -265,13 +265,11 @@ impl Connector for GovDing {
     }
 
     async fn deliver(&self, d: &Delivery) -> Outcome {
-        match d.action {
+        match &d.action {
             Action::Send => self.send(d).await,
-            Action::Receipt => self.note(d).await,
-            Action::Forget => self.forget(d).await,
-            Action::UpdateStatus => Outcome::Skipped(
-                "浙政钉 has no documented way to change a sent notification".into(),
-            ),
+            Action::Own(a) if a == RECEIPT => self.note(d).await,
+            Action::Own(a) if a == FORGET => self.forget(d).await,
+            Action::Own(other) => Outcome::Skipped(format!("浙政钉 makes no `{other}` call")),
             Action::Revoke => Outcome::Failed(Failure::Permanent(
                 "revokes are made by the sender loop, through recall".into(),
             )),

@@ -171,6 +171,11 @@ impl Render for GovDingRender {
     }
 }
 
+/// The call that notes a [`Receipt`] on the send it is about.
+pub const RECEIPT: &str = "receipt";
+/// The call that drops cached accountIds of changed employees.
+pub const FORGET: &str = "forget";
+
 /// What the gateway reported about one of our sends, to note on that delivery: the status
 /// (`read`, `pushed`, `failed`, `revoked`, `sent`), who it concerns, and `msgType`/`msgApp`,
 /// which a later revoke of the same message needs.
@@ -192,7 +197,7 @@ pub struct Receipt {
 fn forget(codes: &[String]) -> Result<Plan, serde_json::Error> {
     Ok(Plan {
         calls: vec![Call {
-            action: Action::Forget,
+            action: Action::own(FORGET),
             recipients: codes.to_vec(),
             message: serde_json::json!({ "employeeCodes": codes }),
         }],
@@ -211,7 +216,7 @@ fn receipt(report: &Report, reference: &str, at: Millis) -> Result<Plan, serde_j
     };
     Ok(Plan {
         calls: vec![Call {
-            action: Action::Receipt,
+            action: Action::own(RECEIPT),
             recipients: report.concerns.clone(),
             message: serde_json::to_value(r)?,
         }],
@@ -284,7 +289,7 @@ mod tests {
         let plan = render()
             .plan(&notice(changed, None), &Target::default(), vec![])
             .unwrap();
-        assert_eq!(plan.calls[0].action, Action::Forget);
+        assert_eq!(plan.calls[0].action, Action::own(FORGET));
         assert_eq!(plan.calls[0].recipients, ["GE_1"]);
     }
 
