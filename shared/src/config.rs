@@ -100,8 +100,8 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// Days events and deliveries are kept (DynamoDB TTL). At least 7: the DingTalk status bar
-    /// can be updated for 7 days after a send.
+    /// Days events and deliveries are kept (DynamoDB TTL). At least as long as a configured
+    /// connector may still act on a send (DingTalk: 7, for its status bars).
     pub retention_days: u32,
 }
 
@@ -260,13 +260,19 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if self.delivery.max_wait_secs > crate::event::MAX_WAIT_LIMIT_SECS {
-            return invalid(format!(
-                "delivery.max_wait_secs is {}, more than {} (7 days): DingTalk's status bar cannot \
-                 change after that",
-                self.delivery.max_wait_secs,
-                crate::event::MAX_WAIT_LIMIT_SECS
-            ));
+        for (connector, secs, why) in self.connectors.windows() {
+            if self.delivery.max_wait_secs > secs {
+                return invalid(format!(
+                    "delivery.max_wait_secs is {}, more than {secs} ({connector}: {why})",
+                    self.delivery.max_wait_secs
+                ));
+            }
+            if u64::from(self.store.retention_days) * 86_400 < u64::from(secs) {
+                return invalid(format!(
+                    "store.retention_days must be at least {} ({connector}: {why})",
+                    secs.div_ceil(86_400)
+                ));
+            }
         }
         self.sources.check()?;
         self.connectors.check()?;
@@ -286,8 +292,8 @@ impl Config {
                 ));
             }
         }
-        if self.store.retention_days < 7 {
-            return invalid("store.retention_days must be at least 7 (DingTalk status bars can be updated for 7 days)".into());
+        if self.store.retention_days == 0 {
+            return invalid("store.retention_days must be at least 1".into());
         }
         if self.delivery.max_attempts == 0 {
             return invalid("delivery.max_attempts must be at least 1".into());
@@ -360,12 +366,37 @@ mod tests {
     }
 
     #[test]
-    fn max_wait_is_at_most_seven_days() {
-        let err = Config::from_toml(&format!("{MINIMAL}\n[delivery]\nmax_wait_secs = 604801\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("7 days"), "{err}");
+    fn a_connectors_window_bounds_waiting_and_retention_only_where_it_is_configured() {
+        let err = |extra: &str| {
+            Config::from_toml(&format!("{MINIMAL}\n{extra}"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("[delivery]\nmax_wait_secs = 604801\n");
+        assert!(
+            e.contains("more than 604800 (dingtalk:") && e.contains("7 days"),
+            "{e}"
+        );
+        let e = err("[store]\nretention_days = 6\n");
+        assert!(e.contains("at least 7 (dingtalk:"), "{e}");
         assert_eq!(RetryPolicy::default().max_wait_secs, 86_400);
+        // Without DingTalk, nothing holds a send for 7 days.
+        let zentao = r#"
+            [sources.hap]
+            tokens = ["plain:t"]
+            [connectors.zentao.main]
+            base_url = "http://127.0.0.1:1"
+            code = "hookbridge"
+            key = "plain:k"
+            [[routes]]
+            source = "hap"
+            connector = "zentao"
+            [delivery]
+            max_wait_secs = 1209600
+            [store]
+            retention_days = 3
+        "#;
+        Config::from_toml(zentao).unwrap();
     }
 
     #[test]

@@ -462,7 +462,7 @@ pub struct RetryPolicy {
     pub backoff_cap_secs: u32,
     /// How long a delivery may wait, without spending attempts, for another delivery (the card
     /// whose status bar it changes) or while its connector throttles us, counted from its
-    /// creation. At most 7 days: DingTalk's status bar can only change within 7 days.
+    /// creation. No longer than a configured connector's window (DingTalk: 7 days).
     pub max_wait_secs: u32,
     /// How long a claim may stay in `sending` before the sweeper assumes its sender died.
     pub claim_lease_secs: u32,
@@ -479,9 +479,6 @@ impl Default for RetryPolicy {
         }
     }
 }
-
-/// The longest `max_wait_secs` may be: DingTalk's 7-day status-bar window.
-pub const MAX_WAIT_LIMIT_SECS: u32 = 7 * 24 * 3600;
 
 impl RetryPolicy {
     /// How long after a "wait" to look again: an eighth of the time waited so far, between the

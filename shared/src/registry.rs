@@ -140,6 +140,16 @@ macro_rules! registry {
                 Ok(())
             }
 
+            /// The windows of the configured connectors that have one
+            /// ([`ConnectorPart::WINDOW`]): `(connector, seconds, why)`.
+            pub fn windows(&self) -> Vec<(&'static str, u32, &'static str)> {
+                let mut out = vec![];
+                $(if let (Some(_), Some((secs, why))) = (&self.$c, <$C as ConnectorPart>::WINDOW) {
+                    out.push((stringify!($c), secs, why));
+                })*
+                out
+            }
+
             /// The ingress half of every configured connector (no secrets needed).
             pub fn renderers(&self) -> Vec<Arc<dyn Render>> {
                 let mut out = vec![];

@@ -172,6 +172,10 @@ pub trait ConnectorPart {
     /// whitelist): its sender function then runs behind the stack's static egress
     /// (`EgressMode`; tests/tests/egress.rs holds the template to it).
     const CALLER_ALLOWLIST: bool;
+    /// How long after a send its system still lets hookbridge act on it, if it limits that,
+    /// and why: a config with this connector waits no longer (`delivery.max_wait_secs`) and
+    /// keeps what it sent no shorter (`store.retention_days`).
+    const WINDOW: Option<(u32, &'static str)> = None;
     /// What is wrong with the section beyond its types, before any secret is resolved.
     fn check(_config: &Self::Config) -> Result<(), ConfigError> {
         Ok(())

@@ -471,6 +471,10 @@ impl DingTalk {
 impl ConnectorPart for DingTalk {
     type Config = DingTalkConfig;
     type RouteOptions = DingTalkRoute;
+    const WINDOW: Option<(u32, &'static str)> = Some((
+        7 * 24 * 3600,
+        "DingTalk changes a card's status bar for 7 days after the send",
+    ));
     /// DingTalk's 服务器出口IP list (errcode 60020 from any other address).
     const CALLER_ALLOWLIST: bool = true;
 
