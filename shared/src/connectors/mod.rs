@@ -75,6 +75,18 @@ pub fn route_options<T: serde::de::DeserializeOwned>(
 #[error("{0}")]
 pub struct BadTarget(pub String);
 
+/// Why a notice could not become a connector's request: the delivery dies with it as the
+/// reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RenderError(pub String);
+
+impl From<serde_json::Error> for RenderError {
+    fn from(e: serde_json::Error) -> Self {
+        RenderError(format!("the request does not encode: {e}"))
+    }
+}
+
 /// One call a connector will make: one delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {
@@ -114,7 +126,7 @@ pub trait Render: Send + Sync {
         notice: &Notice,
         target: &Target,
         users: Vec<String>,
-    ) -> Result<Plan, serde_json::Error>;
+    ) -> Result<Plan, RenderError>;
     /// What this connector's recipients are called, in the report of those without a mapping.
     fn recipient_noun(&self) -> &'static str {
         "recipient"

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::*;
-use crate::connectors::{BadTarget, Call, Plan};
+use crate::connectors::{BadTarget, Call, Plan, RenderError};
 use crate::event::Action;
 use crate::notice::Report;
 use crate::templates::{Builtin, TemplateConfig};
@@ -34,9 +34,9 @@ impl Render for Echo {
         self.markdown
     }
 
-    fn plan(&self, n: &Notice, t: &Target, users: Vec<String>) -> Result<Plan, serde_json::Error> {
+    fn plan(&self, n: &Notice, t: &Target, users: Vec<String>) -> Result<Plan, RenderError> {
         if n.title == "boom" {
-            return Err(serde_json::from_str::<u8>("boom").unwrap_err());
+            return Err(RenderError("no room for a boom".into()));
         }
         let body = |to: &[String]| json!({ "title": n.title, "text": n.text, "to": to });
         let calls = match (&n.intent, &t.group) {
@@ -269,7 +269,7 @@ fn a_request_that_cannot_render_is_stored_dead_not_dropped() {
             .last_error
             .as_deref()
             .unwrap()
-            .starts_with("could not render the request:")
+            .starts_with("could not render the request: no room for a boom")
     );
 }
 

@@ -8,7 +8,7 @@ use tracing::warn;
 
 use super::{CONNECTOR, DingTalkConfig, DingTalkRoute, TodoFanout};
 use crate::connectors::dingtalk_msg::*;
-use crate::connectors::{BadTarget, Call, Plan, Render, Target, route_options};
+use crate::connectors::{BadTarget, Call, Plan, Render, RenderError, Target, route_options};
 use crate::event::{Action, MAX_DELIVERIES};
 use crate::notice::{Intent, MsgType, Notice};
 
@@ -158,12 +158,7 @@ impl Render for Style {
 
     /// A to-do: OA cards with a status bar ([`todo_groups`]); its finish: one status update of
     /// those cards; anything else: notices to at most 100 users each.
-    fn plan(
-        &self,
-        n: &Notice,
-        target: &Target,
-        users: Vec<String>,
-    ) -> Result<Plan, serde_json::Error> {
+    fn plan(&self, n: &Notice, target: &Target, users: Vec<String>) -> Result<Plan, RenderError> {
         let kind = self.kind(n);
         let route = match &target.options {
             serde_json::Value::Null => DingTalkRoute::default(),

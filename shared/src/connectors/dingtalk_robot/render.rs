@@ -11,7 +11,7 @@ use sha1::{Digest, Sha1};
 
 use super::CONNECTOR;
 use crate::connectors::dingtalk_msg::{Msg, NoticeFormat, action_card_msg, link_msg, notice_msg};
-use crate::connectors::{BadTarget, Call, Plan, Render, Target};
+use crate::connectors::{BadTarget, Call, Plan, Render, RenderError, Target};
 use crate::event::Action;
 use crate::notice::{Intent, MsgType, Notice};
 
@@ -85,12 +85,7 @@ impl Render for Style {
 
     /// One post to the route's robot, mentioning `users`; a to-do's finish has nothing to
     /// change in a group, so it posts nothing.
-    fn plan(
-        &self,
-        n: &Notice,
-        target: &Target,
-        users: Vec<String>,
-    ) -> Result<Plan, serde_json::Error> {
+    fn plan(&self, n: &Notice, target: &Target, users: Vec<String>) -> Result<Plan, RenderError> {
         if !matches!(n.intent, Intent::Message | Intent::Todo { .. }) {
             return Ok(Plan::default());
         }

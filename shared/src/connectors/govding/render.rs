@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CONNECTOR, GovDingConfig};
 use crate::connectors::dingtalk_msg::{NoticeFormat, card_msg, notice_msg};
-use crate::connectors::{BadTarget, Call, Plan, Render, Target};
+use crate::connectors::{BadTarget, Call, Plan, Render, RenderError, Target};
 use crate::event::{Action, Millis};
 use crate::notice::{Intent, Notice, Report};
 
@@ -88,12 +88,7 @@ impl Render for GovDingRender {
     /// gateway has no documented way to change a sent notification. A receipt about one of
     /// its sends (routing asks with no users) is noted on that send; a route to people gets a
     /// notice like any other.
-    fn plan(
-        &self,
-        n: &Notice,
-        target: &Target,
-        users: Vec<String>,
-    ) -> Result<Plan, serde_json::Error> {
+    fn plan(&self, n: &Notice, target: &Target, users: Vec<String>) -> Result<Plan, RenderError> {
         match &n.intent {
             Intent::Finish { .. } => return Ok(Plan::default()),
             Intent::Receipt {
@@ -194,7 +189,7 @@ pub struct Receipt {
 }
 
 /// Changed employees: their cached accountIds are dropped.
-fn forget(codes: &[String]) -> Result<Plan, serde_json::Error> {
+fn forget(codes: &[String]) -> Result<Plan, RenderError> {
     Ok(Plan {
         calls: vec![Call {
             action: Action::own(FORGET),
@@ -205,7 +200,7 @@ fn forget(codes: &[String]) -> Result<Plan, serde_json::Error> {
     })
 }
 
-fn receipt(report: &Report, reference: &str, at: Millis) -> Result<Plan, serde_json::Error> {
+fn receipt(report: &Report, reference: &str, at: Millis) -> Result<Plan, RenderError> {
     let r = Receipt {
         biz_msg_id: reference.to_owned(),
         status: report.status.clone(),

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::api::Method;
 use super::{CONNECTOR, ContentFormat, UsersBy, ZenTaoInstance};
-use crate::connectors::{BadTarget, Call, Plan, Render, Target};
+use crate::connectors::{BadTarget, Call, Plan, Render, RenderError, Target};
 use crate::event::Action;
 use crate::notice::{Intent, Notice};
 
@@ -117,12 +117,7 @@ impl Render for ZenTaoRender {
 
     /// One call: to the route's group chat, or to the users. ZenTao cannot change a
     /// notification it showed, so a finished to-do sends nothing.
-    fn plan(
-        &self,
-        n: &Notice,
-        target: &Target,
-        users: Vec<String>,
-    ) -> Result<Plan, serde_json::Error> {
+    fn plan(&self, n: &Notice, target: &Target, users: Vec<String>) -> Result<Plan, RenderError> {
         let Some((instance, settings)) = self.instance(target) else {
             return Ok(Plan::default());
         };
