@@ -27,3 +27,5 @@ pub mod setup;
 pub mod sources;
 pub mod store;
 pub mod templates;
+#[cfg(feature = "cli")]
+pub mod tools;

@@ -94,6 +94,15 @@ macro_rules! registry {
         pub const CONNECTORS: &[(&str, bool)] =
             &[$((stringify!($c), <$C as ConnectorPart>::CALLER_ALLOWLIST)),*];
 
+        /// Every part's own command (`hookbridge <part> …`), for the CLI to mount.
+        #[cfg(feature = "cli")]
+        pub fn tools() -> Vec<crate::tools::Tool> {
+            let mut out = vec![];
+            $(out.extend(<$S as SourcePart>::tool());)*
+            $(out.extend(<$C as ConnectorPart>::tool());)*
+            out
+        }
+
         /// Every source's built-in template, by source name.
         pub const TEMPLATES: &[(&str, Builtin)] =
             &[$((stringify!($s), <$S as SourcePart>::TEMPLATE)),*];

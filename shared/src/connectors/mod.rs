@@ -200,6 +200,11 @@ pub trait ConnectorPart {
         secrets: &Secrets,
         ports: &Ports,
     ) -> Result<Arc<dyn Connector>, ConfigError>;
+    /// Its own `hookbridge <name> …` command, if it has one.
+    #[cfg(feature = "cli")]
+    fn tool() -> Option<crate::tools::Tool> {
+        None
+    }
 }
 
 /// A connector's per-request timeout when it does not set its own.

@@ -548,6 +548,11 @@ impl SourcePart for DmsSource {
             config.forward_test,
         )))
     }
+
+    #[cfg(feature = "cli")]
+    fn tool() -> Option<crate::tools::Tool> {
+        Some(tools::tool())
+    }
 }
 
 impl Source for DmsSource {
@@ -666,6 +671,94 @@ impl Source for DmsSource {
             Err(r) => json!({ "root": r.to_string(), "success": false }),
         }
         .to_string()
+    }
+}
+
+/// `hookbridge dms verify`: which signature construction, if any, produced a captured
+/// request's `signatureText`.
+#[cfg(feature = "cli")]
+mod tools {
+    use std::path::PathBuf;
+
+    use super::{Envelope, constructions, matching};
+    use crate::tools::{Tool, ToolResult};
+
+    pub fn tool() -> Tool {
+        Tool::new("dms", "Alibaba Cloud DMS tools.", run)
+    }
+
+    #[derive(clap::Args)]
+    struct Args {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Command {
+        /// Which signature construction, if any, produced a captured request's signatureText.
+        /// The 签名密钥 configured in DMS is read from DMS_SIGNATURE_KEY, or else from the
+        /// first line of stdin: never from the command line, where `ps` and the shell history
+        /// show it.
+        Verify {
+            /// The request body DMS sent (e.g. saved from the log in signature_mode = "log").
+            #[arg(long)]
+            body: PathBuf,
+            /// The webhook URL exactly as configured in DMS.
+            #[arg(long)]
+            url: Option<String>,
+        },
+    }
+
+    async fn run(args: Args) -> ToolResult {
+        let Command::Verify { body, url } = args.command;
+        verify(&body, &signature_key()?, url.as_deref())
+    }
+
+    /// The DMS 签名密钥: `DMS_SIGNATURE_KEY`, or the first line of stdin.
+    fn signature_key() -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+        if let Some(key) = std::env::var("DMS_SIGNATURE_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+        {
+            return Ok(key);
+        }
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            eprint!("DMS 签名密钥 (read here, never from the command line): ");
+        }
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        let key = line.trim_end_matches(['\r', '\n']).to_owned();
+        if key.is_empty() {
+            return Err("no key: set DMS_SIGNATURE_KEY or give the 签名密钥 on stdin".into());
+        }
+        Ok(key)
+    }
+
+    /// Runs every known construction over a captured DMS request and says which matched.
+    fn verify(body: &PathBuf, key: &str, url: Option<&str>) -> ToolResult {
+        let bytes = std::fs::read(body).map_err(|e| format!("{}: {e}", body.display()))?;
+        let envelope = Envelope::read(&bytes)
+            .map_err(|e| format!("{}: not a DMS webhook body: {e}", body.display()))?;
+        let signature = envelope
+            .signature_text()?
+            .ok_or("the body has no signatureText")?;
+        let event = envelope.event_json();
+        let tried = constructions(event, key, url).len();
+        let found = matching(event, key, url, &signature);
+        if found.is_empty() {
+            let hint = if url.is_none() {
+                " (give --url to try the constructions that sign it)"
+            } else {
+                ""
+            };
+            return Err(format!("no construction of {tried} matched{hint}: check the key, and the URL exactly as configured in DMS").into());
+        }
+        println!("matched: {}", found.join(", "));
+        println!(
+            "pin it with  signature_variant = \"{}\"  in [sources.dms]",
+            found[0]
+        );
+        Ok(())
     }
 }
 

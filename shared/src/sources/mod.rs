@@ -159,6 +159,11 @@ pub trait SourcePart {
         config: &Self::Config,
         secrets: &Secrets,
     ) -> Result<Arc<dyn Source>, ConfigError>;
+    /// Its own `hookbridge <name> …` command, if it has one.
+    #[cfg(feature = "cli")]
+    fn tool() -> Option<crate::tools::Tool> {
+        None
+    }
 }
 
 /// Decodes a JSON object body into `T`, read strictly ([`json::check`]), with errors that say

@@ -8,6 +8,8 @@
 mod api;
 mod preflight;
 mod render;
+#[cfg(feature = "cli")]
+mod tools;
 
 use std::sync::Arc;
 
@@ -247,6 +249,11 @@ impl ConnectorPart for GovDing {
                 .saturating_mul(1000),
             config: config.clone(),
         }))
+    }
+
+    #[cfg(feature = "cli")]
+    fn tool() -> Option<crate::tools::Tool> {
+        Some(tools::tool())
     }
 }
 

@@ -8,6 +8,8 @@
 mod api;
 mod preflight;
 mod render;
+#[cfg(feature = "cli")]
+mod tools;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -369,6 +371,11 @@ impl ConnectorPart for ZenTao {
             warn!(instances = ?dry, "ZenTao instances without a key: dry-run");
         }
         Ok(Arc::new(zentao))
+    }
+
+    #[cfg(feature = "cli")]
+    fn tool() -> Option<crate::tools::Tool> {
+        Some(tools::tool())
     }
 }
 
