@@ -62,7 +62,7 @@ pub async fn run(args: CheckArgs) -> Result<bool> {
     let base = match (&args.stack, &args.url) {
         (None, None) => "<where the sources reach hookbridge>".to_owned(),
         (stack, url) => {
-            crate::setup::bases(stack.as_deref(), url.as_deref())
+            crate::setup::deployment(stack.as_deref(), url.as_deref(), file.clone(), false)
                 .await?
                 .api
         }

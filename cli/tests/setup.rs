@@ -152,6 +152,7 @@ async fn whitelisting_systems_get_the_senders_egress_address() {
             ("dingtalk", "服务器出口IP"),
             ("govding", "IP 白名单"),
             ("zentao", "二次开发 → 应用"),
+            ("dingtalk_robot", "IP地址（段）"),
         ] {
             let (ok, out, err) =
                 setup(&[system, "--stack", STACK, "--config", &example], &endpoint);

@@ -103,6 +103,35 @@ macro_rules! registry {
             out
         }
 
+        /// Every part's name, once (a system's source and connector share one).
+        pub fn names() -> Vec<&'static str> {
+            let mut names = vec![$(stringify!($s)),*];
+            $(if !names.contains(&stringify!($c)) { names.push(stringify!($c)); })*
+            names
+        }
+
+        /// What to enter in the system `name` for the deployment `at` (`hookbridge setup`):
+        /// its source's instructions, then its connector's.
+        #[cfg(feature = "cli")]
+        pub async fn setup(
+            name: &str,
+            sources: &Sources,
+            connectors: &Connectors,
+            at: &crate::tools::Deployment,
+        ) -> Result<String, crate::tools::ToolError> {
+            let mut out = String::new();
+            $(if name == stringify!($s) {
+                let c = sources.$s.as_ref().ok_or(concat!(
+                    "the config has no [sources.", stringify!($s), "]"
+                ))?;
+                out += &<$S as SourcePart>::setup(c, at).await?;
+            })*
+            $(if name == stringify!($c) {
+                out += &<$C as ConnectorPart>::setup(connectors.$c.as_ref(), at);
+            })*
+            Ok(out)
+        }
+
         /// Every source's built-in template, by source name.
         pub const TEMPLATES: &[(&str, Builtin)] =
             &[$((stringify!($s), <$S as SourcePart>::TEMPLATE)),*];

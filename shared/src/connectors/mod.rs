@@ -205,6 +205,12 @@ pub trait ConnectorPart {
     fn tool() -> Option<crate::tools::Tool> {
         None
     }
+    /// What to set in its system for this deployment (`hookbridge setup <name>`), e.g. the
+    /// address to whitelist; its section, when the config has one.
+    #[cfg(feature = "cli")]
+    fn setup(_config: Option<&Self::Config>, _at: &crate::tools::Deployment) -> String {
+        String::new()
+    }
 }
 
 /// A connector's per-request timeout when it does not set its own.

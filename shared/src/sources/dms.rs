@@ -553,6 +553,38 @@ impl SourcePart for DmsSource {
     fn tool() -> Option<crate::tools::Tool> {
         Some(tools::tool())
     }
+
+    /// DMS's notification settings: the URL, 签名方式 and 签名密钥.
+    #[cfg(feature = "cli")]
+    async fn setup(
+        dms: &DmsConfig,
+        at: &crate::tools::Deployment,
+    ) -> Result<String, crate::tools::ToolError> {
+        let url = format!("{}{PATH}", at.api);
+        let mut out = format!(
+            "In DMS: avatar → 通知 → 修改通知方式 (an administrator can do it for others under user\n\
+             management), tick Webhook, and enter\n\n  Webhook   {url}\n"
+        );
+        match &dms.signature_key {
+            Some(key) => {
+                out.push_str(&format!(
+                    "  签名方式  HMAC_SHA1\n  签名密钥  {}\n",
+                    at.secret(key).await?
+                ));
+                if dms.webhook_url.as_deref() != Some(url.as_str()) {
+                    out.push_str(&format!(
+                        "\nSet webhook_url = \"{url}\" in [sources.dms] and deploy again: the \
+                         signature may cover the URL exactly as entered in DMS.\n"
+                    ));
+                }
+            }
+            None => out.push_str(
+                "  签名方式  NONE (set signature_key in [sources.dms] to require HMAC_SHA1)\n",
+            ),
+        }
+        out.push_str("\nThen press 测试: `hookbridge deliveries list` shows the test event.\n");
+        Ok(out)
+    }
 }
 
 impl Source for DmsSource {

@@ -30,6 +30,8 @@ const SOURCE: &str = "govding";
 const SENDER: &str = "govding";
 /// The webhook as shown to people; the last segment is the secret path token.
 pub const PATH: &str = "/govding/{token}";
+/// The stack output with the static-IP front's bases (template.yaml).
+pub const CALLBACK_BASE_OUTPUT: &str = "GovDingCallbackBase";
 const PREFIX: &str = "/govding/";
 
 // ---- config: [sources.govding] ----
@@ -247,6 +249,35 @@ impl SourcePart for GovDingSource {
         let token = secrets.resolve(&config.path_token).await?;
         let source = GovDingSource::new(token, config.allow_ips.clone(), config.max_body_bytes)?;
         Ok(Arc::new(source))
+    }
+
+    /// The callback URL on the stack's static-IP front (the gateway takes IP-address URLs
+    /// only), and the command that registers it.
+    #[cfg(feature = "cli")]
+    async fn setup(
+        source: &GovDingConfig,
+        at: &crate::tools::Deployment,
+    ) -> Result<String, crate::tools::ToolError> {
+        let token = at.secret(&source.path_token).await?;
+        let bases = at.bases(CALLBACK_BASE_OUTPUT);
+        let Some(base) = bases.first() else {
+            return Err(
+                "the stack has no static-IP front (GovDingCallbackBase): the 浙政钉 gateway \
+                 takes IP-address callback URLs only; deploy with GovDingFrontVpcId and two \
+                 public subnets, or give --url http://<IP address>"
+                    .into(),
+            );
+        };
+        let mut out = String::from("The 浙政钉 gateway calls back at\n\n");
+        for b in &bases {
+            out.push_str(&format!("  {}\n", callback_url(b, &token)));
+        }
+        out.push_str(&format!(
+            "\nRegister it for every eventTag hookbridge reads (the gateway checks that it answers):\n\n  \
+             hookbridge govding --config {} register --callback-base {base}\n",
+            at.config_file.display()
+        ));
+        Ok(out)
     }
 }
 

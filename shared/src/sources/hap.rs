@@ -313,6 +313,26 @@ impl SourcePart for HapSource {
         let source = HapSource::new(&config.header, tokens, config.max_body_bytes)?;
         Ok(Arc::new(source))
     }
+
+    /// HAP's `appextensions.json`: the two webhook URLs and the header with the token.
+    #[cfg(feature = "cli")]
+    async fn setup(
+        hap: &HapConfig,
+        at: &crate::tools::Deployment,
+    ) -> Result<String, crate::tools::ToolError> {
+        let token = hap.tokens.first().ok_or("[sources.hap] has no tokens")?;
+        let extensions = json!({
+            "WebhookUrl": format!("{}{MESSAGE_PATH}", at.api),
+            "FinishTodoWebhookUrl": format!("{}{TODO_PATH}", at.api),
+            "WebhookHeaders": { hap.header.clone(): at.secret(token).await? },
+        });
+        Ok(format!(
+            "Write this to /data/hap/script/volume/integrate/appextensions.json on the HAP host\n\
+             (mounted at /usr/local/MDPrivateDeployment/integrate/appextensions.json), then\n\
+             restart HAP's microservices:\n\n{}\n",
+            serde_json::to_string_pretty(&extensions)?
+        ))
+    }
 }
 
 impl Source for HapSource {

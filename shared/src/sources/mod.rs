@@ -164,6 +164,14 @@ pub trait SourcePart {
     fn tool() -> Option<crate::tools::Tool> {
         None
     }
+    /// What to enter in the source system for this deployment (`hookbridge setup <name>`).
+    #[cfg(feature = "cli")]
+    async fn setup(
+        _config: &Self::Config,
+        _at: &crate::tools::Deployment,
+    ) -> Result<String, crate::tools::ToolError> {
+        Ok(String::new())
+    }
 }
 
 /// Decodes a JSON object body into `T`, read strictly ([`json::check`]), with errors that say

@@ -508,6 +508,15 @@ impl ConnectorPart for DingTalk {
         }
         Ok(Arc::new(connector))
     }
+
+    #[cfg(feature = "cli")]
+    fn setup(_: Option<&Self::Config>, at: &crate::tools::Deployment) -> String {
+        at.allowlist(
+            "DingTalk",
+            "DingTalk's developer console (open-dev.dingtalk.com): 应用开发 → \
+             企业内部应用 → the app → 开发管理 → 服务器出口IP. Without it every call is refused with errcode 60020",
+        )
+    }
 }
 
 #[async_trait]

@@ -164,6 +164,15 @@ impl ConnectorPart for DingTalkRobot {
             robots: built,
         }))
     }
+
+    #[cfg(feature = "cli")]
+    fn setup(_: Option<&Self::Config>, at: &crate::tools::Deployment) -> String {
+        at.allowlist(
+            "A DingTalk group robot",
+            "its 安全设置 when that is IP地址（段） (the group → 群设置 → 机器人 → the robot); a robot \
+             secured by keyword or 加签 needs nothing here",
+        )
+    }
 }
 
 #[async_trait]

@@ -255,6 +255,15 @@ impl ConnectorPart for GovDing {
     fn tool() -> Option<crate::tools::Tool> {
         Some(tools::tool())
     }
+
+    #[cfg(feature = "cli")]
+    fn setup(_: Option<&Self::Config>, at: &crate::tools::Deployment) -> String {
+        at.allowlist(
+            "浙政钉",
+            "the 浙政钉 open platform: the app → IP 白名单. Without it every \
+             call is refused (访问IP不在白名单中)",
+        )
+    }
 }
 
 #[async_trait]

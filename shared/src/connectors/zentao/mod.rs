@@ -377,6 +377,15 @@ impl ConnectorPart for ZenTao {
     fn tool() -> Option<crate::tools::Tool> {
         Some(tools::tool())
     }
+
+    #[cfg(feature = "cli")]
+    fn setup(_: Option<&Self::Config>, at: &crate::tools::Deployment) -> String {
+        at.allowlist(
+            "ZenTao",
+            "ZenTao: 后台 → 二次开发 → 应用 → the app → IP. Without it every call \
+             is refused (errcode 403 IP_DENIED); or leave the app's IP list unlimited",
+        )
+    }
 }
 
 #[async_trait]
