@@ -7,7 +7,7 @@ use serde_json::Value;
 /// The reference as Markdown.
 pub fn markdown(schema: &Value) -> String {
     let mut rows = vec![];
-    walk(schema, schema, "", &mut rows);
+    walk(schema, schema, "", false, &mut rows);
     let mut out = String::from(
         "# Configuration reference\n\n\
          Generated from the code by `hookbridge config reference` (a test fails when this file \
@@ -45,16 +45,19 @@ fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
     }
 }
 
-fn walk(root: &Value, node: &Value, path: &str, rows: &mut Vec<Row>) {
+/// Adds the rows of `node` at `path`; `required`: its parent cannot do without it.
+fn walk(root: &Value, node: &Value, path: &str, required: bool, rows: &mut Vec<Row>) {
     let target = resolve(root, node);
     if let Some(props) = target["properties"].as_object() {
+        let needed = target["required"].as_array();
         for (key, prop) in props {
+            let is_required = needed.is_some_and(|n| n.iter().any(|k| k == key));
             let key = if path.is_empty() {
                 key.clone()
             } else {
                 format!("{path}.{key}")
             };
-            walk(root, prop, &key, rows);
+            walk(root, prop, &key, is_required, rows);
         }
         return;
     }
@@ -67,10 +70,10 @@ fn walk(root: &Value, node: &Value, path: &str, rows: &mut Vec<Row>) {
     let with_keys = |v: &Value| resolve(root, v)["properties"].is_object();
     match (&target["additionalProperties"], &target["items"]) {
         (map @ Value::Object(_), _) if is("object") && with_keys(map) => {
-            walk(root, map, &format!("{path}.<name>"), rows)
+            walk(root, map, &format!("{path}.<name>"), false, rows)
         }
         (_, item) if is("array") && with_keys(item) => {
-            walk(root, item, &format!("[[{path}]]"), rows)
+            walk(root, item, &format!("[[{path}]]"), false, rows)
         }
         _ => rows.push(Row {
             key: path.to_owned(),
@@ -81,7 +84,10 @@ fn walk(root: &Value, node: &Value, path: &str, rows: &mut Vec<Row>) {
             default: node
                 .get("default")
                 .or_else(|| target.get("default"))
-                .map_or_else(String::new, |d| format!("`{d}`")),
+                .map_or_else(
+                    || if required { "required" } else { "none" }.to_owned(),
+                    |d| format!("`{d}`"),
+                ),
             doc: doc(node, target),
         }),
     }

@@ -127,8 +127,8 @@ pub struct Route {
     pub source: String,
     /// The connector that sends it (`[connectors.<name>]`).
     pub connector: String,
-    /// Event kinds this route takes (HAP: `todo`, `worksheet_system`, `mention`, `reply`,
-    /// `workflow_system`, `workflow_system_recorded`, `unknown`). Absent: every kind.
+    /// Event kinds this route takes (each source's page in docs/ lists its kinds). Absent:
+    /// every kind.
     pub kinds: Option<Vec<String>>,
     /// Which of the connector's instances (ZenTao; optional when there is one).
     pub instance: Option<String>,
@@ -240,7 +240,7 @@ fn located(text: &str, e: &toml::de::Error) -> String {
 }
 
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MapMode {
     /// Unmapped ids are used as they are (HAP with DingTalk SSO sends DingTalk userids).

@@ -11,7 +11,7 @@ use crate::notice::{Notice, local_time};
 
 /// How notices that are not to-dos read, where a connector lets the config choose.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NoticeFormat {
     #[default]
