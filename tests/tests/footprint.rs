@@ -41,7 +41,7 @@ fn footprint(kind: &str, name: &str, function: &str) -> BTreeSet<String> {
     } else {
         "sources"
     };
-    let sibling = PARTS.iter().any(|(k, n, _)| *k == other && *n == name);
+    let sibling = parts().iter().any(|(k, n, _)| *k == other && *n == name);
     let mut own = vec![
         root.join(format!("shared/src/{kind}/{name}.rs")),
         root.join(format!("shared/src/{kind}/{name}")),
@@ -219,16 +219,21 @@ fn registry_lines(name: &str) -> usize {
         .count()
 }
 
-/// Every part, by the paths the compiler reads: `(kind, name, function crate)`.
-const PARTS: &[(&str, &str, &str)] = &[
-    ("sources", "hap", "hap-webhook"),
-    ("sources", "dms", "dms-webhook"),
-    ("sources", "govding", "govding-webhook"),
-    ("connectors", "dingtalk", "dingtalk-sender"),
-    ("connectors", "dingtalk_robot", "dingtalk-robot-sender"),
-    ("connectors", "zentao", "zentao-sender"),
-    ("connectors", "govding", "govding-sender"),
-];
+/// Every registered part: `(kind, name, function crate)`, the crate named by convention
+/// (`<name>-webhook`, `<name>-sender`), so a new part is checked from its registry line on.
+fn parts() -> Vec<(&'static str, &'static str, String)> {
+    let sources = hookbridge::registry::TEMPLATES
+        .iter()
+        .map(|(name, _)| ("sources", *name, format!("{name}-webhook")));
+    let connectors = hookbridge::registry::CONNECTORS.iter().map(|(name, _)| {
+        (
+            "connectors",
+            *name,
+            format!("{}-sender", name.replace('_', "-")),
+        )
+    });
+    sources.chain(connectors).collect()
+}
 
 /// The hall — ingress, routing, the sender loop, the store, the event and notice model, the
 /// config, metrics, the Lambda and local wiring — names no part: a new one changes none of it.
@@ -256,7 +261,7 @@ fn the_hall_names_no_part() {
     code_files(&root.join("shared/src/store"), &mut hall);
     for path in &hall {
         let text = std::fs::read_to_string(path).unwrap();
-        for (kind, name, _) in PARTS {
+        for (kind, name, _) in parts() {
             assert!(
                 !names_part(&root, path, &text, kind, name),
                 "{} refers to {kind}::{name}",
@@ -316,7 +321,9 @@ fn no_connector_reads_a_sources_fields() {
 /// part must pass.
 #[test]
 fn every_part_touches_only_its_rooms() {
-    for (kind, name, function) in PARTS {
+    let parts = parts();
+    assert!(parts.len() >= 7, "every part the registry has");
+    for (kind, name, function) in &parts {
         assert_eq!(
             footprint(kind, name, function),
             set(&[
@@ -327,7 +334,7 @@ fn every_part_touches_only_its_rooms() {
             ]),
             "{kind}::{name}"
         );
-        let shares_a_name = PARTS.iter().filter(|(_, n, _)| n == name).count();
+        let shares_a_name = parts.iter().filter(|(_, n, _)| n == name).count();
         assert_eq!(registry_lines(name), 2 * shares_a_name, "{kind}::{name}");
     }
 }
