@@ -13,14 +13,16 @@ pub enum Intent {
     /// Read it.
     #[default]
     Message,
-    /// Act on it: the source's to-do `id`, which a later `Finish` names.
-    Todo { id: String },
+    /// Act on it: the source's to-do `id`, which a later `Finish` names; `status` how its
+    /// state reads.
+    Todo { id: String, status: TodoStatus },
     /// The to-do `todo_id` was finished. `todo_event` is the stored event that sent it (where
     /// its deliveries are), `todo_kind` that event's kind (routes for it take its finish too).
     Finish {
         todo_id: String,
         todo_event: String,
         todo_kind: &'static str,
+        status: TodoStatus,
     },
     /// What `connector`'s system reports about a message hookbridge sent through it
     /// (`reference` is that connector's id for the send, e.g. 浙政钉's `bizMsgId`). It goes back
@@ -39,6 +41,24 @@ pub enum Intent {
         connector: &'static str,
         ids: Vec<String>,
     },
+}
+
+/// How a to-do's state reads while it is open and once it is done, in the source's words (a
+/// DingTalk card's status bar shows them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TodoStatus {
+    pub open: String,
+    pub done: String,
+}
+
+impl Default for TodoStatus {
+    /// A task for someone: 待处理, then 已处理.
+    fn default() -> Self {
+        TodoStatus {
+            open: "待处理".into(),
+            done: "已处理".into(),
+        }
+    }
 }
 
 /// What a system reported about one message hookbridge sent through it, in its own words.

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::notice::{Notice, local_time};
+use crate::notice::{Notice, TodoStatus, local_time};
 
 /// How notices that are not to-dos read, where a connector lets the config choose.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -177,17 +177,18 @@ impl Msg {
     }
 }
 
-/// Statuses the to-do lifecycle uses (colours from the vendor page).
-pub fn todo_open() -> StatusBar {
+/// A to-do's status bar while it is open (orange) and once done (green), with the source's
+/// words (colours from the vendor page).
+pub fn todo_open(status: &TodoStatus) -> StatusBar {
     StatusBar {
-        status_value: "待处理".into(),
+        status_value: status.open.clone(),
         status_bg: "0xFFFF9D46".into(),
     }
 }
 
-pub fn todo_done() -> StatusBar {
+pub fn todo_done(status: &TodoStatus) -> StatusBar {
     StatusBar {
-        status_value: "已处理".into(),
+        status_value: status.done.clone(),
         status_bg: "0xFF78C06E".into(),
     }
 }

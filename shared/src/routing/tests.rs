@@ -7,7 +7,7 @@ use serde_json::json;
 use super::*;
 use crate::connectors::{BadTarget, Call, Plan, RenderError};
 use crate::event::Action;
-use crate::notice::Report;
+use crate::notice::{Report, TodoStatus};
 use crate::templates::{Builtin, TemplateConfig};
 
 /// One call per user, carrying what it was given; a finish is one status update.
@@ -130,6 +130,7 @@ fn finish(by: &[&str]) -> Parsed {
         todo_id: "t1".into(),
         todo_event: "EVT#src#t1".into(),
         todo_kind: "task",
+        status: TodoStatus::default(),
     };
     parsed("task_done", intent, by)
 }
@@ -168,7 +169,14 @@ fn kinds_and_field_values_select_routes_and_a_finish_follows_its_todo() {
     };
     assert_eq!(recipients(&message(&["a"])), [vec!["group:g".to_owned()]]);
     assert_eq!(
-        recipients(&parsed("task", Intent::Todo { id: "t1".into() }, &["a"])),
+        recipients(&parsed(
+            "task",
+            Intent::Todo {
+                id: "t1".into(),
+                status: TodoStatus::default()
+            },
+            &["a"]
+        )),
         [vec!["a".to_owned()], vec!["group:g".to_owned()]]
     );
     let done = r.plan(&finish(&["a"]), 0);

@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 use super::{Accepted, Head, Parsed, Rejection, Source, SourcePart, Verify};
 use super::{decode, default_max_body, lenient, payload};
 use crate::event::{Event, Millis, event_pk};
-use crate::notice::{Intent, Notice};
+use crate::notice::{Intent, Notice, TodoStatus};
 use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::templates::Builtin;
 
@@ -195,6 +195,7 @@ impl HapMessage {
         let intent = match self.kind() {
             HapKind::Todo => Intent::Todo {
                 id: self.message_id.clone(),
+                status: TodoStatus::default(),
             },
             _ => Intent::Message,
         };
@@ -258,6 +259,7 @@ impl FinishTodo {
             todo_id: self.message_id.clone(),
             todo_event: event_pk(SOURCE, &self.message_id),
             todo_kind: HapKind::Todo.as_str(),
+            status: TodoStatus::default(),
         };
         Notice {
             recipients: self.user().map(str::to_owned).into_iter().collect(),
@@ -585,7 +587,8 @@ mod tests {
             (todo.intent, todo.recipients, todo.foreign_ids),
             (
                 Intent::Todo {
-                    id: "8d3e6f1a".into()
+                    id: "8d3e6f1a".into(),
+                    status: TodoStatus::default(),
                 },
                 vec!["u1".to_owned(), "u2".to_owned()],
                 false
@@ -615,7 +618,8 @@ mod tests {
             Intent::Finish {
                 todo_id: "8d3e6f1a".into(),
                 todo_event: "EVT#hap#8d3e6f1a".into(),
-                todo_kind: "todo"
+                todo_kind: "todo",
+                status: TodoStatus::default(),
             }
         );
         assert_eq!(done.recipients, ["u2"]);

@@ -165,8 +165,13 @@ impl Render for Style {
             o => DingTalkRoute::deserialize(o)?,
         };
         let sends: Vec<(Vec<String>, AsyncSend)> = match (&n.intent, kind) {
-            (Intent::Finish { todo_event, .. }, _) => {
-                let done = todo_done();
+            (
+                Intent::Finish {
+                    todo_event, status, ..
+                },
+                _,
+            ) => {
+                let done = todo_done(status);
                 let update = StatusUpdate {
                     event: todo_event.clone(),
                     user: users.last().cloned(),
@@ -200,11 +205,11 @@ impl Render for Style {
                     (named, send)
                 })
                 .collect(),
-            (Intent::Todo { .. }, MsgType::Oa) if self.card_url(n).is_some() => {
+            (Intent::Todo { status, .. }, MsgType::Oa) if self.card_url(n).is_some() => {
                 todo_groups(&users, self.fanout, MAX_DELIVERIES)
                     .into_iter()
                     .map(|g| {
-                        let bar = (g.len() <= MAX_STATUS_BAR_USERS).then(todo_open);
+                        let bar = (g.len() <= MAX_STATUS_BAR_USERS).then(|| todo_open(status));
                         let send = self.send_to(&g, self.msg(kind, n, bar));
                         (g, send)
                     })
@@ -276,6 +281,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::notice::TodoStatus;
 
     fn style(fanout: TodoFanout, format: NoticeFormat, default_url: Option<&str>) -> Style {
         Style {
@@ -309,6 +315,7 @@ mod tests {
         notice(
             Intent::Todo {
                 id: "8d3e6f1a".into(),
+                status: TodoStatus::default(),
             },
             Some("https://hap/x"),
         )
@@ -405,7 +412,13 @@ mod tests {
 
     #[test]
     fn a_todo_without_any_url_is_a_notice() {
-        let n = notice(Intent::Todo { id: "t".into() }, None);
+        let n = notice(
+            Intent::Todo {
+                id: "t".into(),
+                status: TodoStatus::default(),
+            },
+            None,
+        );
         assert!(matches!(
             sends(&plan(&per_user(), &n, 1))[0].msg,
             Msg::Markdown { .. }
@@ -430,6 +443,7 @@ mod tests {
                 todo_id: "m1".into(),
                 todo_event: "EVT#hap#m1".into(),
                 todo_kind: "todo",
+                status: TodoStatus::default(),
             },
             None,
         );
@@ -446,6 +460,41 @@ mod tests {
         let everyone = per_user().plan(&n, &Target::default(), vec![]).unwrap();
         let u: StatusUpdate = serde_json::from_value(everyone.calls[0].message.clone()).unwrap();
         assert_eq!(u.user, None);
+    }
+
+    /// The bar says what the source says of its to-do (an alert: 告警中, then 已恢复).
+    #[test]
+    fn the_status_bar_reads_in_the_sources_words() {
+        let alert = TodoStatus {
+            open: "告警中".into(),
+            done: "已恢复".into(),
+        };
+        let todo = notice(
+            Intent::Todo {
+                id: "fp1".into(),
+                status: alert.clone(),
+            },
+            Some("https://am/x"),
+        );
+        let sent = &sends(&plan(&per_user(), &todo, 1))[0].msg;
+        let Msg::Oa { oa } = sent else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(oa.status_bar.as_ref().unwrap().status_value, "告警中");
+        let finish = notice(
+            Intent::Finish {
+                todo_id: "fp1".into(),
+                todo_event: "EVT#am#fp1".into(),
+                todo_kind: "alert",
+                status: alert,
+            },
+            None,
+        );
+        let p = per_user()
+            .plan(&finish, &Target::default(), vec![])
+            .unwrap();
+        let u: StatusUpdate = serde_json::from_value(p.calls[0].message.clone()).unwrap();
+        assert_eq!(u.status_value, "已恢复");
     }
 
     fn shaped(kind: MsgType, link: Option<&str>, buttons: &[(&str, &str)]) -> Notice {
@@ -602,7 +651,7 @@ mod tests {
                     bgcolor: "FFFF6A00".into(),
                     text: "采购".into(),
                 },
-                status_bar: Some(todo_open()),
+                status_bar: Some(todo_open(&TodoStatus::default())),
                 body: OaBody {
                     title: Some("待办".into()),
                     form: vec![

@@ -224,6 +224,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::notice::TodoStatus;
 
     fn render() -> GovDingRender {
         GovDingRender {
@@ -314,7 +315,13 @@ mod tests {
 
     #[test]
     fn a_todo_with_a_link_is_an_oa_card_and_its_finish_sends_nothing() {
-        let todo = notice(Intent::Todo { id: "t".into() }, Some("https://hap/x"));
+        let todo = notice(
+            Intent::Todo {
+                id: "t".into(),
+                status: TodoStatus::default(),
+            },
+            Some("https://hap/x"),
+        );
         let plan = render()
             .plan(&todo, &Target::default(), vec!["1".into()])
             .unwrap();
@@ -327,6 +334,7 @@ mod tests {
             todo_id: "t".into(),
             todo_event: "EVT#hap#t".into(),
             todo_kind: "todo",
+            status: TodoStatus::default(),
         };
         let plan = render()
             .plan(&notice(finish, None), &Target::default(), vec!["1".into()])
