@@ -71,10 +71,11 @@ macro_rules! registry {
                 true
             }
             fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-                let mut properties = serde_json::Map::new();
+                let (mut properties, mut only) = (serde_json::Map::new(), vec![]);
                 $(
                     let options =
                         <<$C as ConnectorPart>::RouteOptions as schemars::JsonSchema>::json_schema(generator);
+                    let mut keys = vec![];
                     for (key, mut schema) in options
                         .get("properties")
                         .and_then(serde_json::Value::as_object)
@@ -82,10 +83,18 @@ macro_rules! registry {
                         .unwrap_or_default()
                     {
                         schema["x-read-by"] = concat!("connector ", stringify!($c)).into();
+                        keys.push(serde_json::json!({ "required": [key.clone()] }));
                         properties.insert(key, schema);
                     }
+                    // Its keys only on its routes, as the loader has it.
+                    if !keys.is_empty() {
+                        only.push(serde_json::json!({
+                            "if": { "not": { "properties": { "connector": { "const": stringify!($c) } } } },
+                            "then": { "not": { "anyOf": keys } },
+                        }));
+                    }
                 )*
-                schemars::json_schema!({ "type": "object", "properties": properties })
+                schemars::json_schema!({ "type": "object", "properties": properties, "allOf": only })
             }
         }
 
