@@ -101,7 +101,7 @@ macro_rules! registry {
         /// Every connector, and whether its system whitelists callers' addresses
         /// ([`ConnectorPart::CALLER_ALLOWLIST`]).
         pub const CONNECTORS: &[(&str, bool)] =
-            &[$((stringify!($c), <$C as ConnectorPart>::CALLER_ALLOWLIST)),*];
+            &[$((stringify!($c), <$C as ConnectorPart>::CALLER_ALLOWLIST.is_some())),*];
 
         /// Every part's own command (`hookbridge <part> …`), for the CLI to mount.
         #[cfg(feature = "cli")]

@@ -180,10 +180,11 @@ pub trait ConnectorPart {
     /// The keys a route for it may add ([`NoRouteOptions`] for none): for the config's schema
     /// and reference; [`Render::route_options`] reads them.
     type RouteOptions: crate::config::Section;
-    /// Whether its system can be set to accept calls only from listed addresses (an egress IP
-    /// whitelist): its sender function then runs behind the stack's static egress
-    /// (`EgressMode`; tests/tests/egress.rs holds the template to it).
-    const CALLER_ALLOWLIST: bool;
+    /// Where its system can be set to accept calls only from listed addresses (an egress IP
+    /// whitelist), if it can: its sender function then runs behind the stack's static egress
+    /// (`EgressMode`; tests/tests/egress.rs holds the template to it), and `hookbridge setup`
+    /// says what to list there.
+    const CALLER_ALLOWLIST: Option<Allowlist>;
     /// How long after a send its system still lets hookbridge act on it, if it limits that,
     /// and why: a config with this connector waits no longer (`delivery.max_wait_secs`) and
     /// keeps what it sent no shorter (`store.retention_days`).
@@ -205,12 +206,21 @@ pub trait ConnectorPart {
     fn tool() -> Option<crate::tools::Tool> {
         None
     }
-    /// What to set in its system for this deployment (`hookbridge setup <name>`), e.g. the
-    /// address to whitelist; its section, when the config has one.
+    /// What to set in its system for this deployment (`hookbridge setup <name>`); its
+    /// section, when the config has one. Default: the address to list, where it has a list.
     #[cfg(feature = "cli")]
-    fn setup(_config: Option<&Self::Config>, _at: &crate::tools::Deployment) -> String {
-        String::new()
+    fn setup(_config: Option<&Self::Config>, at: &crate::tools::Deployment) -> String {
+        Self::CALLER_ALLOWLIST.map_or_else(String::new, |a| at.allowlist(a.system, a.place))
     }
+}
+
+/// Where a system lists the addresses it accepts calls from.
+#[derive(Debug, Clone, Copy)]
+pub struct Allowlist {
+    /// The system, as its operators call it.
+    pub system: &'static str,
+    /// Where in its console the list is, and what it answers a caller not on it.
+    pub place: &'static str,
 }
 
 /// A connector's per-request timeout when it does not set its own.

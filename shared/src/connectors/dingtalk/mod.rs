@@ -476,7 +476,11 @@ impl ConnectorPart for DingTalk {
         "DingTalk changes a card's status bar for 7 days after the send",
     ));
     /// DingTalk's 服务器出口IP list (errcode 60020 from any other address).
-    const CALLER_ALLOWLIST: bool = true;
+    const CALLER_ALLOWLIST: Option<super::Allowlist> = Some(super::Allowlist {
+        system: "DingTalk",
+        place: "DingTalk's developer console (open-dev.dingtalk.com): 应用开发 → 企业内部应用 → the app → 开发管理 → \
+            服务器出口IP. Without it every call is refused with errcode 60020",
+    });
 
     fn check(config: &DingTalkConfig) -> Result<(), ConfigError> {
         if config.app_key.is_some() != config.app_secret.is_some() {
@@ -507,15 +511,6 @@ impl ConnectorPart for DingTalk {
             warn!("DingTalk has no app_key/app_secret: dry-run, requests are recorded, not sent");
         }
         Ok(Arc::new(connector))
-    }
-
-    #[cfg(feature = "cli")]
-    fn setup(_: Option<&Self::Config>, at: &crate::tools::Deployment) -> String {
-        at.allowlist(
-            "DingTalk",
-            "DingTalk's developer console (open-dev.dingtalk.com): 应用开发 → \
-             企业内部应用 → the app → 开发管理 → 服务器出口IP. Without it every call is refused with errcode 60020",
-        )
     }
 }
 

@@ -107,7 +107,11 @@ impl ConnectorPart for DingTalkRobot {
     type Config = BTreeMap<String, RobotConfig>;
     type RouteOptions = super::NoRouteOptions;
     /// A robot's security settings may be an IP range instead of a keyword or 加签.
-    const CALLER_ALLOWLIST: bool = true;
+    const CALLER_ALLOWLIST: Option<super::Allowlist> = Some(super::Allowlist {
+        system: "A DingTalk group robot",
+        place: "its 安全设置 when that is IP地址（段） (the group → 群设置 → 机器人 → the robot); a robot secured by \
+            keyword or 加签 needs nothing here",
+    });
 
     fn check(robots: &Self::Config) -> Result<(), ConfigError> {
         if robots.is_empty() {
@@ -163,15 +167,6 @@ impl ConnectorPart for DingTalkRobot {
             http,
             robots: built,
         }))
-    }
-
-    #[cfg(feature = "cli")]
-    fn setup(_: Option<&Self::Config>, at: &crate::tools::Deployment) -> String {
-        at.allowlist(
-            "A DingTalk group robot",
-            "its 安全设置 when that is IP地址（段） (the group → 群设置 → 机器人 → the robot); a robot \
-             secured by keyword or 加签 needs nothing here",
-        )
     }
 }
 

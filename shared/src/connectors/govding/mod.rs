@@ -200,7 +200,10 @@ impl ConnectorPart for GovDing {
     type Config = GovDingConfig;
     type RouteOptions = super::NoRouteOptions;
     /// The 浙政钉 app's IP whitelist (访问IP不在白名单中).
-    const CALLER_ALLOWLIST: bool = true;
+    const CALLER_ALLOWLIST: Option<super::Allowlist> = Some(super::Allowlist {
+        system: "浙政钉",
+        place: "the 浙政钉 open platform: the app → IP 白名单. Without it every call is refused (访问IP不在白名单中)",
+    });
 
     fn check(config: &GovDingConfig) -> Result<(), ConfigError> {
         if config.app_key.is_some() != config.app_secret.is_some() {
@@ -254,15 +257,6 @@ impl ConnectorPart for GovDing {
     #[cfg(feature = "cli")]
     fn tool() -> Option<crate::tools::Tool> {
         Some(tools::tool())
-    }
-
-    #[cfg(feature = "cli")]
-    fn setup(_: Option<&Self::Config>, at: &crate::tools::Deployment) -> String {
-        at.allowlist(
-            "浙政钉",
-            "the 浙政钉 open platform: the app → IP 白名单. Without it every \
-             call is refused (访问IP不在白名单中)",
-        )
     }
 }
 

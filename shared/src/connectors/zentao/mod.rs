@@ -320,7 +320,11 @@ impl ConnectorPart for ZenTao {
     type Config = BTreeMap<String, ZenTaoInstance>;
     type RouteOptions = super::NoRouteOptions;
     /// The ZenTao app's IP list (errcode 403 IP_DENIED).
-    const CALLER_ALLOWLIST: bool = true;
+    const CALLER_ALLOWLIST: Option<super::Allowlist> = Some(super::Allowlist {
+        system: "ZenTao",
+        place: "ZenTao: 后台 → 二次开发 → 应用 → the app → IP. Without it every call is refused (errcode 403 \
+            IP_DENIED); or leave the app's IP list unlimited",
+    });
 
     fn check(instances: &Self::Config) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
@@ -376,15 +380,6 @@ impl ConnectorPart for ZenTao {
     #[cfg(feature = "cli")]
     fn tool() -> Option<crate::tools::Tool> {
         Some(tools::tool())
-    }
-
-    #[cfg(feature = "cli")]
-    fn setup(_: Option<&Self::Config>, at: &crate::tools::Deployment) -> String {
-        at.allowlist(
-            "ZenTao",
-            "ZenTao: 后台 → 二次开发 → 应用 → the app → IP. Without it every call \
-             is refused (errcode 403 IP_DENIED); or leave the app's IP list unlimited",
-        )
     }
 }
 
