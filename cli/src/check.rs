@@ -75,7 +75,7 @@ pub async fn run(args: CheckArgs) -> Result<bool> {
         };
         checks.extend(match (&args.stack, args.from_stack) {
             (Some(stack), true) => from_stack(stack, &config, ask).await?,
-            _ => preflight::online(&app.sender, &config, ask.send_test, ask.max_users).await,
+            _ => app.preflight(ask.send_test, ask.max_users).await,
         });
     }
     for c in &checks {

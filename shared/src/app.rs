@@ -2,12 +2,14 @@
 //! functions, `hookbridge serve` and the tests all build through here, so they run the same
 //! components with the same settings.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError, Secrets};
 use crate::connectors::Ports;
 use crate::delivery::Sender;
 use crate::ingress::Ingress;
+use crate::preflight::{Check, Scope};
 use crate::registry::TEMPLATES;
 use crate::routing::Router;
 use crate::store::Store;
@@ -87,12 +89,88 @@ impl App {
             dry_run,
         })
     }
+
+    /// Asks every configured connector this app sends through, read-only, whether what the
+    /// config names works there (`hookbridge check --online`); a sender function answers for
+    /// its own connector only.
+    pub async fn preflight(&self, send_test: bool, max_users: usize) -> Vec<Check> {
+        let mut out = vec![];
+        for name in self.config.connectors.configured() {
+            if let Some(c) = self.sender.connector(name) {
+                let scope = scope(&self.config, name, send_test, max_users);
+                out.extend(c.preflight(&scope).await);
+            }
+        }
+        out
+    }
+}
+
+/// What the config asks `connector` to reach: the ids it names for it, its routes' groups.
+fn scope(config: &Config, connector: &str, send_test: bool, max_users: usize) -> Scope {
+    let mut users: BTreeSet<String> = config
+        .recipients
+        .get(connector)
+        .map(|m| m.map.values().cloned().collect())
+        .unwrap_or_default();
+    let mut groups = BTreeSet::new();
+    for route in config.routes.iter().filter(|r| r.connector == connector) {
+        users.extend(route.users.iter().flatten().cloned());
+        if let Some(group) = &route.group {
+            groups.insert((route.instance.clone(), group.clone()));
+        }
+    }
+    Scope {
+        users,
+        groups,
+        send_test,
+        max_users,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::memory::MemoryStore;
+
+    #[test]
+    fn the_scope_is_what_the_config_names_for_the_connector() {
+        let config = Config::from_toml(
+            r#"
+            [sources.hap]
+            tokens = ["plain:t"]
+            [sources.dms]
+            [connectors.dingtalk]
+            agent_id = 1
+            [connectors.zentao.main]
+            base_url = "https://z.example.com"
+            code = "c"
+            [[routes]]
+            source = "hap"
+            connector = "zentao"
+            group = "g1"
+            [[routes]]
+            source = "dms"
+            connector = "zentao"
+            users = ["wangwu"]
+            [recipients.zentao.map]
+            a = "zhangsan"
+            b = "lisi"
+            [recipients.dingtalk.map]
+            a = "ding-user"
+            "#,
+        )
+        .unwrap();
+        let scope = scope(&config, "zentao", false, 2);
+        assert_eq!(
+            scope.users.iter().collect::<Vec<_>>(),
+            ["lisi", "wangwu", "zhangsan"]
+        );
+        assert_eq!(
+            scope.groups.iter().collect::<Vec<_>>(),
+            [&(None, "g1".to_owned())]
+        );
+        assert_eq!(scope.users_to_check(), (vec!["lisi", "wangwu"], 1));
+    }
 
     async fn build(
         hap_token: &str,

@@ -11,24 +11,6 @@ use crate::registry::{Connectors, Sources};
 pub use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::templates::TemplateConfig;
 
-/// What a part's config section (`[sources.<name>]`, `[connectors.<name>]`) must be: read from
-/// TOML, cloned into the parts that use it, shown in errors; with the `schema` feature (the
-/// CLI), able to say its JSON Schema.
-#[cfg(feature = "schema")]
-pub trait Section:
-    serde::de::DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + schemars::JsonSchema
-{
-}
-#[cfg(feature = "schema")]
-impl<T> Section for T where
-    T: serde::de::DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + schemars::JsonSchema
-{
-}
-#[cfg(not(feature = "schema"))]
-pub trait Section: serde::de::DeserializeOwned + Clone + std::fmt::Debug + Send + Sync {}
-#[cfg(not(feature = "schema"))]
-impl<T> Section for T where T: serde::de::DeserializeOwned + Clone + std::fmt::Debug + Send + Sync {}
-
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -166,9 +166,7 @@ pub async fn sender(app: &App, event: LambdaEvent<SenderEvent>) -> Result<Sender
             Ok(SenderAnswer::Stream(answer))
         }
         SenderEvent::Preflight { preflight: ask } => {
-            let checks =
-                crate::preflight::online(&app.sender, &app.config, ask.send_test, ask.max_users)
-                    .await;
+            let checks = app.preflight(ask.send_test, ask.max_users).await;
             Ok(SenderAnswer::Preflight { checks })
         }
     }

@@ -1,16 +1,13 @@
 //! `hookbridge check --online`: before going live, each configured connector asks its system
 //! read-only questions (do the credentials work, are the ids in the config real, is this
 //! address listed) and answers a line each, ✔ or ✖ with what to do. Connectors answer from their
-//! own folders ([`crate::connectors::Connector::preflight`]); this file gathers what the config
-//! names for each of them and prints the lines.
+//! own folders ([`crate::connectors::Connector::preflight`]), asked by
+//! [`crate::app::App::preflight`]; this file has what they are asked about and the lines.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-
-use crate::config::Config;
-use crate::delivery::Sender;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,27 +77,6 @@ pub struct Scope {
 }
 
 impl Scope {
-    pub fn of(config: &Config, connector: &str, send_test: bool, max_users: usize) -> Scope {
-        let mut users: BTreeSet<String> = config
-            .recipients
-            .get(connector)
-            .map(|m| m.map.values().cloned().collect())
-            .unwrap_or_default();
-        let mut groups = BTreeSet::new();
-        for route in config.routes.iter().filter(|r| r.connector == connector) {
-            users.extend(route.users.iter().flatten().cloned());
-            if let Some(group) = &route.group {
-                groups.insert((route.instance.clone(), group.clone()));
-            }
-        }
-        Scope {
-            users,
-            groups,
-            send_test,
-            max_users,
-        }
-    }
-
     /// The users to check, and how many are left unchecked.
     pub fn users_to_check(&self) -> (Vec<&str>, usize) {
         let checked: Vec<&str> = self
@@ -114,24 +90,6 @@ impl Scope {
     }
 }
 
-/// Asks every configured connector that `sender` runs.
-pub async fn online(
-    sender: &Sender,
-    config: &Config,
-    send_test: bool,
-    max_users: usize,
-) -> Vec<Check> {
-    let mut out = vec![];
-    for name in config.connectors.configured() {
-        let scope = Scope::of(config, name, send_test, max_users);
-        // A sender function runs its own connector only: it answers for that one.
-        if let Some(c) = sender.connector(name) {
-            out.extend(c.preflight(&scope).await);
-        }
-    }
-    out
-}
-
 /// Whether any answer failed.
 pub fn failed(checks: &[Check]) -> bool {
     checks.iter().any(|c| c.verdict == Verdict::Fail)
@@ -140,46 +98,6 @@ pub fn failed(checks: &[Check]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_scope_is_what_the_config_names_for_the_connector() {
-        let config = Config::from_toml(
-            r#"
-            [sources.hap]
-            tokens = ["plain:t"]
-            [sources.dms]
-            [connectors.dingtalk]
-            agent_id = 1
-            [connectors.zentao.main]
-            base_url = "https://z.example.com"
-            code = "c"
-            [[routes]]
-            source = "hap"
-            connector = "zentao"
-            group = "g1"
-            [[routes]]
-            source = "dms"
-            connector = "zentao"
-            users = ["wangwu"]
-            [recipients.zentao.map]
-            a = "zhangsan"
-            b = "lisi"
-            [recipients.dingtalk.map]
-            a = "ding-user"
-            "#,
-        )
-        .unwrap();
-        let scope = Scope::of(&config, "zentao", false, 2);
-        assert_eq!(
-            scope.users.iter().collect::<Vec<_>>(),
-            ["lisi", "wangwu", "zhangsan"]
-        );
-        assert_eq!(
-            scope.groups.iter().collect::<Vec<_>>(),
-            [&(None, "g1".to_owned())]
-        );
-        assert_eq!(scope.users_to_check(), (vec!["lisi", "wangwu"], 1));
-    }
 
     #[test]
     fn lines_escape_what_systems_said() {

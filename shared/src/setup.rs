@@ -1,5 +1,5 @@
-//! What building a part from its config section needs: secret references, their resolver, and
-//! the error that says which setting is wrong.
+//! What building a part from its config section needs: what a section is, secret references,
+//! their resolver, and the error that says which setting is wrong.
 //!
 //! Secrets are never written in the config: a [`SecretRef`] names where to fetch them
 //! (`env:NAME` locally, `secretsmanager:<arn>#<json key>` on AWS). `plain:` exists only for
@@ -8,6 +8,24 @@
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 use tracing::warn;
+
+/// What a part's config section (`[sources.<name>]`, `[connectors.<name>]`) must be: read from
+/// TOML, cloned into the parts that use it, shown in errors; with the `schema` feature (the
+/// CLI), able to say its JSON Schema.
+#[cfg(feature = "schema")]
+pub trait Section:
+    serde::de::DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + schemars::JsonSchema
+{
+}
+#[cfg(feature = "schema")]
+impl<T> Section for T where
+    T: serde::de::DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + schemars::JsonSchema
+{
+}
+#[cfg(not(feature = "schema"))]
+pub trait Section: serde::de::DeserializeOwned + Clone + std::fmt::Debug + Send + Sync {}
+#[cfg(not(feature = "schema"))]
+impl<T> Section for T where T: serde::de::DeserializeOwned + Clone + std::fmt::Debug + Send + Sync {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -41,10 +41,25 @@ impl Tool {
     }
 }
 
-/// The config file a tool is given, parsed and checked.
-pub fn load(path: &std::path::Path) -> Result<crate::config::Config, ToolError> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(crate::config::Config::from_toml(&text)?)
+/// The section at `keys` (`["connectors", "zentao"]`) of the config file at `file`, read as
+/// its part reads it; `None` when the file has none. A part's tool reads its own sections, so
+/// it needs nothing of the config's other parts.
+pub fn section<T: serde::de::DeserializeOwned>(
+    file: &std::path::Path,
+    keys: &[&str],
+) -> Result<Option<T>, ToolError> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut value: toml::Value =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    for key in keys {
+        match value.get(key) {
+            Some(v) => value = v.clone(),
+            None => return Ok(None),
+        }
+    }
+    T::deserialize(value)
+        .map(Some)
+        .map_err(|e| format!("{}: [{}]: {e}", file.display(), keys.join(".")).into())
 }
 
 /// Where a deployment is reached and whom its senders call as: what `hookbridge setup <part>`

@@ -76,113 +76,133 @@ fn footprint(kind: &str, name: &str, function: &str) -> BTreeSet<String> {
     touched
 }
 
-/// Whether the Rust file at `path` names the part `kind::name` the way the compiler reads it:
-/// in any path (expressions, types, patterns, macros' paths) or import (grouped ones included,
-/// `use crate::sources::{dms, hap}`), with `self`, `super` and `crate` resolved from the file's
-/// module, or by declaring it (`mod name;` in its kind's `mod.rs`).
+/// What a Rust file refers to, as the compiler reads it: every path (expressions, types,
+/// patterns, macros' paths) and import (grouped ones included, `use crate::sources::{dms,
+/// hap}`), with `self`, `super` and `crate` resolved from the file's module; and the modules it
+/// declares.
+struct Paths {
+    module: Vec<String>,
+    /// `(resolved from the crate, segments)`: paths not starting with `crate`, `hookbridge`,
+    /// `self` or `super` are kept as written.
+    found: Vec<(bool, Vec<String>)>,
+    mods: Vec<String>,
+    /// Leave out `#[cfg(test)]` modules (tests may use anything).
+    skip_tests: bool,
+}
+
+impl Paths {
+    /// Reads the file at `path` (its module from its place under `shared/src`).
+    fn of(root: &Path, path: &Path, text: &str, skip_tests: bool) -> Paths {
+        use syn::visit::Visit;
+        let module: Vec<String> = path
+            .strip_prefix(root.join("shared/src"))
+            .map(|rel| {
+                let mut parts: Vec<String> = rel
+                    .with_extension("")
+                    .iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect();
+                if matches!(parts.last().map(String::as_str), Some("mod" | "lib")) {
+                    parts.pop();
+                }
+                parts
+            })
+            .unwrap_or_default();
+        let file = syn::parse_file(text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut paths = Paths {
+            module,
+            found: vec![],
+            mods: vec![],
+            skip_tests,
+        };
+        paths.visit_file(&file);
+        paths
+    }
+
+    /// `segments` from the crate root: `crate`, `hookbridge`, `self` and `super` resolved.
+    fn absolute(&self, segments: Vec<String>) -> (bool, Vec<String>) {
+        let mut out = self.module.clone();
+        let mut rest = segments.into_iter().peekable();
+        match rest.peek().map(String::as_str) {
+            Some("crate" | "hookbridge") => {
+                out.clear();
+                rest.next();
+            }
+            Some("self" | "super") => {}
+            _ => return (false, rest.collect()),
+        }
+        for s in rest {
+            match s.as_str() {
+                "self" => {}
+                "super" => {
+                    out.pop();
+                }
+                _ => out.push(s),
+            }
+        }
+        (true, out)
+    }
+
+    fn tree(&mut self, prefix: Vec<String>, tree: &syn::UseTree) {
+        match tree {
+            syn::UseTree::Path(p) => {
+                let mut next = prefix;
+                next.push(p.ident.to_string());
+                self.tree(next, &p.tree);
+            }
+            syn::UseTree::Name(n) => {
+                let mut full = prefix;
+                full.push(n.ident.to_string());
+                self.found.push(self.absolute(full));
+            }
+            syn::UseTree::Rename(r) => {
+                let mut full = prefix;
+                full.push(r.ident.to_string());
+                self.found.push(self.absolute(full));
+            }
+            syn::UseTree::Glob(_) => self.found.push(self.absolute(prefix)),
+            syn::UseTree::Group(g) => {
+                for t in &g.items {
+                    self.tree(prefix.clone(), t);
+                }
+            }
+        }
+    }
+}
+
+impl<'ast> syn::visit::Visit<'ast> for Paths {
+    fn visit_path(&mut self, p: &'ast syn::Path) {
+        let segments = p.segments.iter().map(|s| s.ident.to_string()).collect();
+        let full = self.absolute(segments);
+        self.found.push(full);
+        syn::visit::visit_path(self, p);
+    }
+    fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
+        self.tree(vec![], &u.tree);
+    }
+    fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
+        let test = m.attrs.iter().any(|a| {
+            a.path().is_ident("cfg") && a.parse_args::<syn::Ident>().is_ok_and(|i| i == "test")
+        });
+        if self.skip_tests && test {
+            return;
+        }
+        self.mods.push(m.ident.to_string());
+        syn::visit::visit_item_mod(self, m);
+    }
+}
+
+/// Whether the Rust file at `path` names the part `kind::name` the way the compiler reads it,
+/// or declares it (`mod name;` in its kind's `mod.rs`).
 fn names_part(root: &Path, path: &Path, text: &str, kind: &str, name: &str) -> bool {
-    use syn::visit::Visit;
-
-    struct Paths {
-        module: Vec<String>,
-        found: Vec<Vec<String>>,
-        mods: Vec<String>,
-    }
-    impl Paths {
-        /// `segments` from the crate root: `crate`, `hookbridge`, `self` and `super` resolved.
-        fn absolute(&self, segments: Vec<String>) -> Vec<String> {
-            let mut out = self.module.clone();
-            let mut rest = segments.into_iter().peekable();
-            match rest.peek().map(String::as_str) {
-                Some("crate" | "hookbridge") => {
-                    out.clear();
-                    rest.next();
-                }
-                Some("self" | "super") => {}
-                _ => return rest.collect(),
-            }
-            for s in rest {
-                match s.as_str() {
-                    "self" => {}
-                    "super" => {
-                        out.pop();
-                    }
-                    _ => out.push(s),
-                }
-            }
-            out
-        }
-        fn tree(&mut self, prefix: Vec<String>, tree: &syn::UseTree) {
-            match tree {
-                syn::UseTree::Path(p) => {
-                    let mut next = prefix;
-                    next.push(p.ident.to_string());
-                    self.tree(next, &p.tree);
-                }
-                syn::UseTree::Name(n) => {
-                    let mut full = prefix;
-                    full.push(n.ident.to_string());
-                    self.found.push(self.absolute(full));
-                }
-                syn::UseTree::Rename(r) => {
-                    let mut full = prefix;
-                    full.push(r.ident.to_string());
-                    self.found.push(self.absolute(full));
-                }
-                syn::UseTree::Glob(_) => self.found.push(self.absolute(prefix)),
-                syn::UseTree::Group(g) => {
-                    for t in &g.items {
-                        self.tree(prefix.clone(), t);
-                    }
-                }
-            }
-        }
-    }
-    impl<'ast> Visit<'ast> for Paths {
-        fn visit_path(&mut self, p: &'ast syn::Path) {
-            let segments = p.segments.iter().map(|s| s.ident.to_string()).collect();
-            let full = self.absolute(segments);
-            self.found.push(full);
-            syn::visit::visit_path(self, p);
-        }
-        fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
-            self.tree(vec![], &u.tree);
-        }
-        fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
-            self.mods.push(m.ident.to_string());
-            syn::visit::visit_item_mod(self, m);
-        }
-    }
-
-    // The file's module path under `shared/src` (other crates: their own root).
-    let module: Vec<String> = path
-        .strip_prefix(root.join("shared/src"))
-        .map(|rel| {
-            let mut parts: Vec<String> = rel
-                .with_extension("")
-                .iter()
-                .map(|p| p.to_string_lossy().into_owned())
-                .collect();
-            if matches!(parts.last().map(String::as_str), Some("mod" | "lib")) {
-                parts.pop();
-            }
-            parts
-        })
-        .unwrap_or_default();
-    let file = syn::parse_file(text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut paths = Paths {
-        module,
-        found: vec![],
-        mods: vec![],
-    };
-    paths.visit_file(&file);
+    let paths = Paths::of(root, path, text, false);
     let declares = path == root.join(format!("shared/src/{kind}/mod.rs"))
         && paths.mods.iter().any(|m| m == name);
     declares
         || paths
             .found
             .iter()
-            .any(|p| p.windows(2).any(|w| w[0] == kind && w[1] == name))
+            .any(|(_, p)| p.windows(2).any(|w| w[0] == kind && w[1] == name))
 }
 
 /// The reader catches what a grep for one spelling missed.
@@ -337,4 +357,47 @@ fn every_part_touches_only_its_rooms() {
         let shares_a_name = parts.iter().filter(|(_, n, _)| n == name).count();
         assert_eq!(registry_lines(name), 2 * shares_a_name, "{kind}::{name}");
     }
+}
+
+/// The library's modules depend on each other in one direction: no circle of imports (by the
+/// paths the compiler reads, tests left out), so each can be read, and changed, from below.
+#[test]
+fn the_librarys_modules_import_in_one_direction() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let root = repo();
+    let mut files = vec![];
+    code_files(&root.join("shared/src"), &mut files);
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for path in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+    {
+        let paths = Paths::of(&root, path, &std::fs::read_to_string(path).unwrap(), true);
+        let Some(from) = paths.module.first().cloned() else {
+            continue; // lib.rs
+        };
+        for (resolved, p) in &paths.found {
+            if let (true, Some(to)) = (resolved, p.first())
+                && *to != from
+            {
+                edges.entry(from.clone()).or_default().insert(to.clone());
+            }
+        }
+    }
+    // A module that reaches itself again through its imports is in a circle.
+    for start in edges.keys() {
+        let (mut seen, mut todo) = (BTreeSet::new(), vec![start.clone()]);
+        while let Some(m) = todo.pop() {
+            for next in edges.get(&m).into_iter().flatten() {
+                assert_ne!(
+                    next, start,
+                    "{start} imports itself again through {m}: {edges:#?}"
+                );
+                if seen.insert(next.clone()) {
+                    todo.push(next.clone());
+                }
+            }
+        }
+    }
+    assert!(edges.len() > 10, "the modules were read: {edges:?}");
 }

@@ -176,10 +176,10 @@ pub struct Ports {
 /// How the registry (`registry.rs`) makes a connector from its `[connectors.<name>]` section.
 #[async_trait]
 pub trait ConnectorPart {
-    type Config: crate::config::Section;
+    type Config: crate::setup::Section;
     /// The keys a route for it may add ([`NoRouteOptions`] for none): for the config's schema
     /// and reference; [`Render::route_options`] reads them.
-    type RouteOptions: crate::config::Section;
+    type RouteOptions: crate::setup::Section;
     /// Where its system can be set to accept calls only from listed addresses (an egress IP
     /// whitelist), if it can: its sender function then runs behind the stack's static egress
     /// (`EgressMode`; tests/tests/egress.rs holds the template to it), and `hookbridge setup`

@@ -147,7 +147,7 @@ pub trait Source: Send + Sync {
 /// How the registry (`registry.rs`) makes a source from its `[sources.<name>]` section.
 #[async_trait]
 pub trait SourcePart {
-    type Config: crate::config::Section;
+    type Config: crate::setup::Section;
     /// What its events read like unless a route picks another template.
     const TEMPLATE: Builtin;
     /// What is wrong with the section beyond its types, before any secret is resolved.

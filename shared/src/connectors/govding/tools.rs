@@ -2,15 +2,15 @@
 //! connector's app: callback registration for the source's URL, failed callbacks, revokes.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Answer, connect, revoke_params};
-use crate::config::Config;
+use super::{Answer, GovDingConfig, connect, revoke_params};
 use crate::event::{Action, Delivery};
 use crate::setup::Secrets;
-use crate::sources::govding::{callback_url, event_tags};
-use crate::tools::{Tool, ToolResult, load};
+use crate::sources::govding::{GovDingConfig as GovDingSourceConfig, callback_url, event_tags};
+use crate::tools::{Tool, ToolResult, section};
 
 pub fn tool() -> Tool {
     Tool::new(
@@ -81,12 +81,8 @@ fn show(answer: Answer) -> String {
 }
 
 async fn run(args: Args) -> ToolResult {
-    let config = load(&args.config)?;
     let secrets = Secrets::default();
-    let connector = config
-        .connectors
-        .govding
-        .clone()
+    let connector: GovDingConfig = section(&args.config, &["connectors", "govding"])?
         .ok_or("the config has no [connectors.govding]")?;
     match args.command {
         Command::Register {
@@ -94,10 +90,7 @@ async fn run(args: Args) -> ToolResult {
             tag,
             dry_run,
         } => {
-            let source = config
-                .sources
-                .govding
-                .as_ref()
+            let source: GovDingSourceConfig = section(&args.config, &["sources", "govding"])?
                 .ok_or("the config has no [sources.govding] (its path_token is in the URL)")?;
             let url = callback_url(&callback_base, &secrets.resolve(&source.path_token).await?);
             let parsed = reqwest::Url::parse(&url).map_err(|e| format!("{callback_base}: {e}"))?;
@@ -168,7 +161,7 @@ async fn run(args: Args) -> ToolResult {
         } => {
             let (biz, msg_type, msg_app, from) = match (delivery, biz_msg_id) {
                 (Some(key), _) => {
-                    let d = stored_delivery(&config, &key).await?;
+                    let d = stored_delivery(&key).await?;
                     revoke_params(&d, &connector)?
                 }
                 (None, Some(biz)) => {
@@ -196,14 +189,14 @@ async fn run(args: Args) -> ToolResult {
 }
 
 /// A delivery `<pk>/<sk>` from the stack's table (TABLE_NAME).
-async fn stored_delivery(config: &Config, key: &str) -> Result<Delivery, String> {
+async fn stored_delivery(key: &str) -> Result<Delivery, String> {
     use crate::store::HistoryStore;
     let (pk, sk) = key
         .rsplit_once('/')
         .ok_or("--delivery is <pk>/<sk>, e.g. EVT#hap#m1/DLV#govding#000")?;
     let table = std::env::var("TABLE_NAME").map_err(|_| "set TABLE_NAME to the stack's table")?;
-    let store =
-        crate::store::dynamodb::DynamoStore::from_env(table, config.store.retention()).await;
+    // Only read: nothing is written, so no expiry is set.
+    let store = crate::store::dynamodb::DynamoStore::from_env(table, Duration::ZERO).await;
     store
         .deliveries_of(pk)
         .await

@@ -10,7 +10,7 @@ use crate::connectors::ConnectorPart;
 use crate::logging::escape;
 use crate::setup::Secrets;
 use crate::store::memory::MemoryStore;
-use crate::tools::{Tool, ToolResult, load};
+use crate::tools::{Tool, ToolResult, section};
 
 pub fn tool() -> Tool {
     Tool::new(
@@ -46,11 +46,9 @@ enum Command {
 
 /// Lists group chats or users of a ZenTao instance, with the key from the config.
 async fn run(args: Args) -> ToolResult {
-    let config = load(&args.config)?;
-    let instances = config
-        .connectors
-        .zentao
-        .ok_or("the config has no [connectors.zentao.<name>] instance")?;
+    let instances: BTreeMap<String, super::ZenTaoInstance> =
+        section(&args.config, &["connectors", "zentao"])?
+            .ok_or("the config has no [connectors.zentao.<name>] instance")?;
     let name = ZenTao::render(&instances)
         .target(args.instance.as_deref(), None)
         .map_err(|e| format!("{e}: pass --instance"))?
