@@ -99,8 +99,12 @@ impl Ingress {
                 self.paths().join(", ")
             ))
         })?;
-        let parsed = source.parse(endpoint, body, now, Verify::Skip)?;
-        Ok((endpoint, self.router.plan(&parsed, now)))
+        let events = source.parse(endpoint, body, now, Verify::Skip)?;
+        let deliveries = events
+            .iter()
+            .flat_map(|p| self.router.plan(p, now))
+            .collect();
+        Ok((endpoint, deliveries))
     }
 
     /// The source serving exactly `path` (no prefix or suffix matching: `/x/hap/message` is not
@@ -194,46 +198,62 @@ impl Ingress {
         if source.strict_content_type() {
             check_content_type(&req.headers)?;
         }
-        let parsed = source.parse(endpoint, &req.body, now, Verify::Yes)?;
-        // An id the store cannot key (DynamoDB keys are at most 2 KB) would be refused by it on
-        // every retry: refused here instead, with the reason.
-        if parsed.event.key.len() > MAX_EVENT_KEY_BYTES {
-            return Err(Rejection::BadRequest(format!(
-                "the event's id is {} bytes long; at most {MAX_EVENT_KEY_BYTES} are taken",
-                parsed.event.key.len()
-            )));
+        let events = source.parse(endpoint, &req.body, now, Verify::Yes)?;
+        let Some(first) = events.first() else {
+            return Err(Rejection::BadRequest(
+                "the body carries nothing to store".into(),
+            ));
+        };
+        let first = first.event.pk();
+        Span::current().record("event", tracing::field::display(LogId(&first)));
+        let mut planned = Vec::with_capacity(events.len());
+        for parsed in &events {
+            // An id the store cannot key (DynamoDB keys are at most 2 KB) would be refused by
+            // it on every retry: refused here instead, with the reason.
+            if parsed.event.key.len() > MAX_EVENT_KEY_BYTES {
+                return Err(Rejection::BadRequest(format!(
+                    "the event's id is {} bytes long; at most {MAX_EVENT_KEY_BYTES} are taken",
+                    parsed.event.key.len()
+                )));
+            }
+            let deliveries = self.router.plan(parsed, now);
+            // An event and its deliveries are written at once, and a store writes at most 100
+            // items at once: an event that needs more would fail on every retry, so it is
+            // refused.
+            if deliveries.len() > MAX_DELIVERIES {
+                return Err(Rejection::BadRequest(format!(
+                    "this event needs {} deliveries but one event carries at most {MAX_DELIVERIES} \
+                     (100 recipients each for notices): send it to fewer recipients",
+                    deliveries.len()
+                )));
+            }
+            planned.push((&parsed.event, deliveries));
         }
-        let pk = parsed.event.pk();
-        Span::current().record("event", tracing::field::display(LogId(&pk)));
-        let deliveries = self.router.plan(&parsed, now);
-        // The event and its deliveries are written at once, and a store writes at most 100
-        // items at once: an event that needs more would fail on every retry, so it is refused.
-        if deliveries.len() > MAX_DELIVERIES {
-            return Err(Rejection::BadRequest(format!(
-                "this event needs {} deliveries but one event carries at most {MAX_DELIVERIES} \
-                 (100 recipients each for notices): send it to fewer recipients",
-                deliveries.len()
-            )));
-        }
-        match self.store.insert(&parsed.event, &deliveries).await {
-            // The answer names the event as the log does: a 200 KB id is not echoed back whole.
-            Ok(Inserted::Created) => Ok(Accepted {
-                event: LogId(&pk).to_string(),
-                duplicate: false,
-                deliveries: deliveries.len(),
-            }),
-            Ok(Inserted::Duplicate) => Ok(Accepted {
-                event: LogId(&pk).to_string(),
-                duplicate: true,
-                deliveries: 0,
-            }),
-            Err(e) => {
-                error!(request = %req.id, error = %e, "the store failed; answering 503 so the source retries");
-                Err(Rejection::Unavailable {
-                    request_id: req.id.clone(),
-                })
+        // Each event is stored apiece, so a retry after a failure part-way finds the stored ones
+        // duplicates and stores the rest: nothing twice, nothing acknowledged that was not kept.
+        // The answer names the first event as the log does: a 200 KB id is not echoed whole.
+        let mut accepted = Accepted {
+            event: LogId(&first).to_string(),
+            events: planned.len(),
+            duplicate: true,
+            deliveries: 0,
+        };
+        for (event, deliveries) in planned {
+            match self.store.insert(event, &deliveries).await {
+                Ok(Inserted::Created) => {
+                    accepted.duplicate = false;
+                    accepted.deliveries += deliveries.len();
+                }
+                Ok(Inserted::Duplicate) => {}
+                Err(e) => {
+                    error!(request = %req.id, error = %e, "the store failed; answering 503 so the source retries");
+                    return Err(Rejection::Unavailable {
+                        request_id: req.id.clone(),
+                    });
+                }
             }
         }
+        Ok(accepted)
     }
 }
 
@@ -288,7 +308,134 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
     use super::*;
+    use crate::event::Event;
+    use crate::sources::Parsed;
+    use crate::store::StoreError;
+    use crate::store::memory::MemoryStore;
+    use crate::templates::Templates;
+
+    /// Each line of the body is an event.
+    struct Lines;
+
+    impl Source for Lines {
+        fn name(&self) -> &'static str {
+            "lines"
+        }
+        fn paths(&self) -> &'static [&'static str] {
+            &["/lines"]
+        }
+        fn max_body_bytes(&self) -> usize {
+            1024
+        }
+        fn authenticate(&self, _: &Head) -> Result<(), Rejection> {
+            Ok(())
+        }
+        fn strict_content_type(&self) -> bool {
+            false
+        }
+        fn parse(
+            &self,
+            _: &str,
+            body: &[u8],
+            now: Millis,
+            _: Verify,
+        ) -> Result<Vec<Parsed>, Rejection> {
+            let text = String::from_utf8_lossy(body);
+            Ok(text
+                .lines()
+                .map(|line| Parsed {
+                    event: Event {
+                        source: "lines".into(),
+                        key: line.into(),
+                        kind: "line".into(),
+                        received_at: now,
+                        payload: serde_json::Value::Null,
+                        raw: line.into(),
+                    },
+                    notice: None,
+                })
+                .collect())
+        }
+        fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String {
+            format!("{outcome:?}")
+        }
+        fn recognize(&self, _: &serde_json::Value) -> Option<&'static str> {
+            None
+        }
+        fn credentials(&self) -> String {
+            String::new()
+        }
+    }
+
+    /// A store whose `fail_at`-th insert (counting from 0) fails once.
+    struct Flaky {
+        inner: MemoryStore,
+        calls: AtomicUsize,
+        fail_at: usize,
+    }
+
+    #[async_trait]
+    impl EventStore for Flaky {
+        async fn insert(
+            &self,
+            event: &Event,
+            deliveries: &[Delivery],
+        ) -> Result<Inserted, StoreError> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) == self.fail_at {
+                return Err(StoreError::Unavailable("down for one write".into()));
+            }
+            self.inner.insert(event, deliveries).await
+        }
+    }
+
+    fn post(body: &str) -> Request {
+        Request {
+            id: "r".into(),
+            method: http::Method::POST,
+            path: "/lines".into(),
+            headers: HeaderMap::new(),
+            peer: None,
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    /// A request of several events stores each apiece: a failure part-way answers 503, and the
+    /// retry stores the rest, the stored ones being duplicates. Nothing twice, nothing lost.
+    #[tokio::test]
+    async fn a_request_of_several_events_stores_each_and_a_retry_finishes_it() {
+        let store = Arc::new(Flaky {
+            inner: MemoryStore::new(),
+            calls: AtomicUsize::new(0),
+            fail_at: 1,
+        });
+        let router = Router::new(
+            &[],
+            BTreeMap::new(),
+            &[],
+            Templates::new(&[], &BTreeMap::new()).unwrap(),
+        )
+        .unwrap();
+        let ingress = Ingress::new(vec![Arc::new(Lines)], router, store.clone());
+        let first = ingress.handle(post("a\nb\nc"), 0).await;
+        assert_eq!(first.status, StatusCode::SERVICE_UNAVAILABLE, "{first:?}");
+        let retry = ingress.handle(post("a\nb\nc"), 0).await;
+        assert_eq!(retry.status, StatusCode::OK);
+        assert!(
+            retry.body.contains("events: 3, duplicate: false"),
+            "{}",
+            retry.body
+        );
+        let again = ingress.handle(post("a\nb\nc"), 0).await;
+        assert!(again.body.contains("duplicate: true"), "{}", again.body);
+        let empty = ingress.handle(post(""), 0).await;
+        assert_eq!(empty.status, StatusCode::BAD_REQUEST, "{empty:?}");
+    }
 
     fn with_type(t: &str) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -647,6 +647,31 @@ impl Source for DmsSource {
 
     fn parse(
         &self,
+        path: &str,
+        body: &[u8],
+        now: Millis,
+        verify: Verify,
+    ) -> Result<Vec<Parsed>, Rejection> {
+        self.read(path, body, now, verify).map(|p| vec![p])
+    }
+
+    fn recognize(&self, body: &Value) -> Option<&'static str> {
+        body.get("messageEvent").map(|_| PATH)
+    }
+
+    fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String {
+        match outcome {
+            Ok(_) => json!({ "root": "", "success": true }),
+            Err(r) => json!({ "root": r.to_string(), "success": false }),
+        }
+        .to_string()
+    }
+}
+
+impl DmsSource {
+    /// The one event a request carries.
+    fn read(
+        &self,
         _path: &str,
         body: &[u8],
         now: Millis,
@@ -691,18 +716,6 @@ impl Source for DmsSource {
             },
             notice,
         })
-    }
-
-    fn recognize(&self, body: &Value) -> Option<&'static str> {
-        body.get("messageEvent").map(|_| PATH)
-    }
-
-    fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String {
-        match outcome {
-            Ok(_) => json!({ "root": "", "success": true }),
-            Err(r) => json!({ "root": r.to_string(), "success": false }),
-        }
-        .to_string()
     }
 }
 
@@ -807,7 +820,7 @@ mod tests {
         let body = format!(r#"{{"messageEvent":{EVENT}}}"#);
         let parse = |forward| {
             DmsSource::new(None, None, 1 << 20, forward)
-                .parse(PATH, body.as_bytes(), 7, Verify::Yes)
+                .read(PATH, body.as_bytes(), 7, Verify::Yes)
                 .unwrap()
         };
         let quiet = parse(false);

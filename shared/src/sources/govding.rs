@@ -330,7 +330,32 @@ impl Source for GovDingSource {
     }
 
     /// Never rejects a body: what cannot be read is stored as it came and acknowledged.
-    fn parse(&self, _path: &str, body: &[u8], now: Millis, _: Verify) -> Result<Parsed, Rejection> {
+    fn parse(
+        &self,
+        path: &str,
+        body: &[u8],
+        now: Millis,
+        verify: Verify,
+    ) -> Result<Vec<Parsed>, Rejection> {
+        self.read(path, body, now, verify).map(|p| vec![p])
+    }
+
+    fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String {
+        match outcome {
+            Ok(_) => r#"{"errcode":"0","errmsg":"成功"}"#.to_owned(),
+            Err(Rejection::NotFound) => String::new(),
+            Err(r) => json!({ "errcode": "1", "errmsg": r.to_string() }).to_string(),
+        }
+    }
+
+    fn recognize(&self, body: &Value) -> Option<&'static str> {
+        body.get("dispatchId").map(|_| PATH)
+    }
+}
+
+impl GovDingSource {
+    /// The one event a request carries.
+    fn read(&self, _path: &str, body: &[u8], now: Millis, _: Verify) -> Result<Parsed, Rejection> {
         let raw = String::from_utf8_lossy(body).into_owned();
         let Some(fields) = read_body(body) else {
             let shown: String = raw.chars().take(512).collect();
@@ -398,18 +423,6 @@ impl Source for GovDingSource {
             event: event(key, kind, now, payload, raw),
             notice: Some(notice),
         })
-    }
-
-    fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String {
-        match outcome {
-            Ok(_) => r#"{"errcode":"0","errmsg":"成功"}"#.to_owned(),
-            Err(Rejection::NotFound) => String::new(),
-            Err(r) => json!({ "errcode": "1", "errmsg": r.to_string() }).to_string(),
-        }
-    }
-
-    fn recognize(&self, body: &Value) -> Option<&'static str> {
-        body.get("dispatchId").map(|_| PATH)
     }
 }
 
@@ -593,7 +606,7 @@ mod tests {
 
     fn parse(body: &str) -> Parsed {
         source()
-            .parse(PATH, body.as_bytes(), 7, Verify::Yes)
+            .read(PATH, body.as_bytes(), 7, Verify::Yes)
             .unwrap()
     }
 
@@ -620,6 +633,7 @@ mod tests {
         assert!(p.notice.is_none());
         let accepted = Accepted {
             event: p.event.pk(),
+            events: 1,
             duplicate: false,
             deliveries: 0,
         };

@@ -390,6 +390,42 @@ impl Source for HapSource {
         path: &str,
         body: &[u8],
         now: Millis,
+        verify: Verify,
+    ) -> Result<Vec<Parsed>, Rejection> {
+        self.read(path, body, now, verify).map(|p| vec![p])
+    }
+
+    /// Messages have `targets` or `message`; a finished to-do only ids.
+    fn recognize(&self, body: &serde_json::Value) -> Option<&'static str> {
+        body.get("messageId")?;
+        if body.get("targets").is_some() || body.get("message").is_some() {
+            Some(MESSAGE_PATH)
+        } else {
+            Some(TODO_PATH)
+        }
+    }
+
+    fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String {
+        match outcome {
+            Ok(a) => json!({
+                "success": true,
+                "event": a.event,
+                "duplicate": a.duplicate,
+                "deliveries": a.deliveries,
+            }),
+            Err(r) => json!({ "success": false, "error": r.to_string() }),
+        }
+        .to_string()
+    }
+}
+
+impl HapSource {
+    /// The one event a request carries.
+    fn read(
+        &self,
+        path: &str,
+        body: &[u8],
+        now: Millis,
         _verify: Verify,
     ) -> Result<Parsed, Rejection> {
         let raw = String::from_utf8_lossy(body).into_owned();
@@ -428,29 +464,6 @@ impl Source for HapSource {
             },
         })
     }
-
-    /// Messages have `targets` or `message`; a finished to-do only ids.
-    fn recognize(&self, body: &serde_json::Value) -> Option<&'static str> {
-        body.get("messageId")?;
-        if body.get("targets").is_some() || body.get("message").is_some() {
-            Some(MESSAGE_PATH)
-        } else {
-            Some(TODO_PATH)
-        }
-    }
-
-    fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String {
-        match outcome {
-            Ok(a) => json!({
-                "success": true,
-                "event": a.event,
-                "duplicate": a.duplicate,
-                "deliveries": a.deliveries,
-            }),
-            Err(r) => json!({ "success": false, "error": r.to_string() }),
-        }
-        .to_string()
-    }
 }
 
 #[cfg(test)]
@@ -462,7 +475,7 @@ mod tests {
     fn parse(path: &str, body: &str) -> Result<Parsed, Rejection> {
         HapSource::new("X-Hookbridge-Token", vec!["t".into()], 1024)
             .unwrap()
-            .parse(path, body.as_bytes(), 7, Verify::Yes)
+            .read(path, body.as_bytes(), 7, Verify::Yes)
     }
 
     /// The message as parsed, after `parse` accepted the body.

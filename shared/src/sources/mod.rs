@@ -83,9 +83,13 @@ impl Rejection {
 /// What the pipeline did with an accepted request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
-    /// The event's key, cut like a log id when long.
+    /// The (first) event's key, cut like a log id when long.
     pub event: String,
+    /// How many events the request carried.
+    pub events: usize,
+    /// Every one of them was stored before.
     pub duplicate: bool,
+    /// Deliveries created for those that were new.
     pub deliveries: usize,
 }
 
@@ -126,14 +130,16 @@ pub trait Source: Send + Sync {
     }
     /// Reads the body once and, with `Verify::Yes`, checks its signature on that same reading:
     /// what is verified is exactly what is parsed and delivered. Runs after the size and
-    /// content-type checks.
+    /// content-type checks. The events the request carries, at least one: most requests are
+    /// one event; a request that reports several things (an alert group) is one event each,
+    /// stored and deduplicated apiece.
     fn parse(
         &self,
         path: &str,
         body: &[u8],
         now: Millis,
         verify: Verify,
-    ) -> Result<Parsed, Rejection>;
+    ) -> Result<Vec<Parsed>, Rejection>;
     /// The response body in the source's format.
     fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String;
     /// Which of its paths `body` was meant for, judged from the body alone (to preview a
