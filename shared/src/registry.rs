@@ -17,6 +17,7 @@ use crate::connectors::govding::GovDing;
 use crate::connectors::zentao::ZenTao;
 use crate::connectors::{Connector, ConnectorPart, Ports, Render};
 use crate::setup::{ConfigError, Secrets};
+use crate::sources::alertmanager::AlertmanagerSource;
 use crate::sources::dms::DmsSource;
 use crate::sources::govding::GovDingSource;
 use crate::sources::hap::HapSource;
@@ -28,6 +29,7 @@ self::registry! {
         hap: HapSource = "source-hap",
         dms: DmsSource = "source-dms",
         govding: GovDingSource = "source-govding",
+        alertmanager: AlertmanagerSource = "source-alertmanager",
     }
     connectors {
         dingtalk: DingTalk = "connector-dingtalk",

@@ -173,6 +173,10 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
         "{hap}\n[sources.govding]\npath_token = \"plain:{govding_token}\"\n\
          [[routes]]\nsource = \"govding\"\nconnector = \"dingtalk\"\nusers = [\"ops1\"]\n"
     );
+    let alertmanager = format!(
+        "{hap}\n[sources.alertmanager]\nbearer_tokens = [\"plain:am-token\"]\n\
+         [[routes]]\nsource = \"alertmanager\"\nconnector = \"dingtalk\"\nusers = [\"ops1\"]\n"
+    );
     let dingtalk = config_text(Some(&fakes.dingtalk.url), "");
     let zentao = config_text(
         None,
@@ -201,6 +205,7 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
     let table = store.table().to_owned();
     let dms_event = forgeries::event();
     let leave = fixture("govding-employee-leave.json");
+    let firing = fixture("alertmanager-firing.json");
     let mut out = vec![
         Run {
             name: "floor",
@@ -236,6 +241,21 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
                         &format!("7c1e4b2a-9d3f-4e58-b6a1-{i:012}"),
                     );
                     events::apigw_v2(&format!("/govding/{govding_token}"), &body, None, false)
+                })
+                .collect(),
+        },
+        Run {
+            name: "alertmanager-webhook",
+            env: env(&table, meter, alertmanager),
+            payloads: (0..n)
+                .map(|i| {
+                    // A group of two new alerts each time.
+                    let body = firing
+                        .replace("dd497cbf50fa3589", &format!("dd497cbf{i:08x}"))
+                        .replace("acce832ab5a7815c", &format!("acce832a{i:08x}"));
+                    let mut request = events::apigw_v2("/alertmanager", &body, None, false);
+                    request["headers"]["authorization"] = "Bearer am-token".into();
+                    request
                 })
                 .collect(),
         },

@@ -1,6 +1,6 @@
 //! What each fuzz target does with its input, shared by the libFuzzer targets in `fuzz/` and by
 //! `tests/tests/fuzz_regressions.rs`, which replays every input a fuzzer ever found a crash
-//! with (`tests/fuzz/<target>/`). Every parser the outside world reaches: the three sources
+//! with (`tests/fuzz/<target>/`). Every parser the outside world reaches: the four sources
 //! (JSON and form bodies), the three connectors' answers, and the config. An input may be
 //! refused; it may never panic.
 
@@ -20,6 +20,7 @@ pub const TARGETS: &[&str] = &[
     "hap",
     "dms",
     "govding",
+    "alertmanager",
     "dingtalk_answer",
     "govding_answer",
     "zentao_answer",
@@ -38,6 +39,8 @@ signature_key = "plain:fuzz-dms-key"
 signature_mode = "enforce"
 [sources.govding]
 path_token = "plain:fuzz-path-token-0123456789"
+[sources.alertmanager]
+bearer_tokens = ["plain:fuzz-am-token"]
 [connectors.dingtalk]
 agent_id = 1
 [connectors.zentao.main]
@@ -54,6 +57,14 @@ connector = "zentao"
 [[routes]]
 source = "govding"
 connector = "dingtalk"
+users = ["ops"]
+[[routes]]
+source = "alertmanager"
+connector = "dingtalk"
+users = ["ops"]
+[[routes]]
+source = "alertmanager"
+connector = "zentao"
 users = ["ops"]
 "#;
 
@@ -136,6 +147,11 @@ pub fn run(target: &str, data: &[u8]) {
         }
         "dms" => post("/dms", None, data),
         "govding" => post(GOVDING_PATH, None, data),
+        "alertmanager" => post(
+            "/alertmanager",
+            Some(("authorization", "Bearer fuzz-am-token")),
+            data,
+        ),
         "dingtalk_answer" => {
             let _ = dingtalk::judge(dingtalk::SEND_PATH, status, body);
         }

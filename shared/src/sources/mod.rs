@@ -2,6 +2,7 @@
 //! source's own response format. This module owns their contract ([`Source`], [`Parsed`],
 //! [`Rejection`], [`Accepted`]); they plug into [`crate::ingress`].
 
+pub mod alertmanager;
 pub mod dms;
 pub mod govding;
 pub mod hap;

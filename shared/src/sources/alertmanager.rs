@@ -1,0 +1,708 @@
+//! Prometheus Alertmanager (and Grafana's webhook contact point, which sends the same shape):
+//! `POST /alertmanager`, a group notification (webhook payload version 4). Each alert in it is
+//! its own event, keyed by its fingerprint, when it started and its status, so:
+//!
+//! - a retry of a notification, and Alertmanager's `repeat_interval` repeats of a still-firing
+//!   alert, are duplicates: each alert is shown once, as a card that changes, not as a stream;
+//! - an alert joining a group that already fired is shown alone, without the others again;
+//! - a firing alert is a to-do (its card's bar reads 告警中); when it resolves, the same
+//!   fingerprint and start finish it (the bar reads 已恢复) and a `resolved` message says so to
+//!   routes that take that kind (robots, ZenTao: they have no bar to flip).
+//!
+//! Auth as `http_config` sends it: `Authorization: Bearer` or Basic, compared in constant
+//! time; optionally only from listed addresses.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{Accepted, Head, Parsed, Rejection, Source, SourcePart, Verify, decode};
+use crate::event::{Event, Millis, event_pk};
+use crate::notice::{Intent, Notice, TodoStatus, local_time};
+use crate::setup::{ConfigError, SecretRef, Secrets};
+use crate::templates::Builtin;
+
+const SOURCE: &str = "alertmanager";
+pub const PATH: &str = "/alertmanager";
+/// The kind of a firing alert; its resolution finishes routes of this kind too.
+const FIRING: &str = "alert";
+/// The kind of the message that says an alert resolved.
+const RESOLVED: &str = "resolved";
+/// The kind of the event that turns a firing alert's card to 已恢复.
+const CLEARED: &str = "cleared";
+
+// ---- config: [sources.alertmanager] ----
+
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// Accepted `Authorization: Bearer` credentials (alertmanager.yml
+    /// `http_config.authorization.credentials`), secret references; several allow rotation.
+    #[serde(default)]
+    pub bearer_tokens: Vec<SecretRef>,
+    /// HTTP Basic credentials (`http_config.basic_auth`), instead of or besides a token.
+    pub basic_auth: Option<AlertmanagerBasicAuth>,
+    /// Accept notifications only from these addresses; empty: from any.
+    #[serde(default)]
+    pub allow_ips: Vec<IpAddr>,
+    /// The label or annotation whose value (comma-separated) names an alert's recipients, as
+    /// routes map them (`[recipients.<connector>]`); a route's `users` do instead.
+    #[serde(default = "default_recipients_from")]
+    pub recipients_from: String,
+    /// Larger bodies are answered 413 (Alertmanager's `max_alerts` keeps a group smaller).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerBasicAuth {
+    /// `basic_auth.username`.
+    pub user: String,
+    /// `basic_auth.password`, a secret reference.
+    pub password: SecretRef,
+}
+
+fn default_recipients_from() -> String {
+    "notify".into()
+}
+
+fn default_max_body() -> usize {
+    1 << 20
+}
+
+// ---- the payload ----
+
+/// A group notification; unknown fields (Grafana's `orgId`, `values`…) are left alone.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Notification {
+    #[serde(default)]
+    receiver: String,
+    #[serde(default)]
+    group_key: String,
+    #[serde(default, rename = "externalURL")]
+    external_url: String,
+    /// Each as it came (an event keeps its alert's own text), read apiece.
+    alerts: Vec<Box<RawValue>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Alert {
+    status: Status,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    starts_at: String,
+    #[serde(default)]
+    ends_at: String,
+    #[serde(default, rename = "generatorURL")]
+    generator_url: String,
+    #[serde(default)]
+    fingerprint: String,
+    /// Grafana's links, when it sends them.
+    #[serde(default, rename = "silenceURL")]
+    silence_url: String,
+    #[serde(default, rename = "dashboardURL")]
+    dashboard_url: String,
+    #[serde(default, rename = "panelURL")]
+    panel_url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Firing,
+    Resolved,
+}
+
+pub struct AlertmanagerSource {
+    tokens: Vec<String>,
+    /// `user:password`, as Basic auth encodes it.
+    basic: Option<String>,
+    allow: Vec<IpAddr>,
+    recipients_from: String,
+    max_body_bytes: usize,
+}
+
+#[async_trait]
+impl SourcePart for AlertmanagerSource {
+    type Config = AlertmanagerConfig;
+    const TEMPLATE: Builtin = Builtin {
+        title: "{% if status == \"resolved\" %}【已恢复】{% else %}【告警】{% endif %}\
+{{ alertname }}{% if severity %}（{{ severity }}）{% endif %}",
+        text: "{{ summary }}{% if description %}\n{{ description }}{% endif %}\
+{% if instance %}\n实例 {{ instance }}{% endif %}\n开始 {{ starts }}\
+{% if status == \"resolved\" %}，恢复 {{ ends }}{% endif %}",
+    };
+
+    fn check(config: &AlertmanagerConfig) -> Result<(), ConfigError> {
+        if config.bearer_tokens.is_empty() && config.basic_auth.is_none() {
+            return Err(ConfigError::Invalid(
+                "sources.alertmanager needs bearer_tokens or basic_auth: anyone who finds the URL \
+                 could raise alerts otherwise"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn build(
+        config: &AlertmanagerConfig,
+        secrets: &Secrets,
+    ) -> Result<Arc<dyn Source>, ConfigError> {
+        let mut tokens = vec![];
+        for t in &config.bearer_tokens {
+            tokens.push(secrets.resolve(t).await?);
+        }
+        let basic = match &config.basic_auth {
+            Some(b) => Some(format!(
+                "{}:{}",
+                b.user,
+                secrets.resolve(&b.password).await?
+            )),
+            None => None,
+        };
+        Ok(Arc::new(AlertmanagerSource {
+            tokens,
+            basic,
+            allow: config.allow_ips.clone(),
+            recipients_from: config.recipients_from.clone(),
+            max_body_bytes: config.max_body_bytes,
+        }))
+    }
+
+    /// The receiver to add to `alertmanager.yml`.
+    #[cfg(feature = "cli")]
+    async fn setup(
+        config: &AlertmanagerConfig,
+        at: &crate::tools::Deployment,
+    ) -> Result<String, crate::tools::ToolError> {
+        let auth = match (config.bearer_tokens.first(), &config.basic_auth) {
+            (Some(token), _) => format!(
+                "          authorization:\n            credentials: {}\n",
+                at.secret(token).await?
+            ),
+            (None, Some(b)) => format!(
+                "          basic_auth:\n            username: {}\n            password: {}\n",
+                b.user,
+                at.secret(&b.password).await?
+            ),
+            (None, None) => String::new(),
+        };
+        Ok(format!(
+            "Add this receiver to alertmanager.yml, route the alerts to it, and reload \
+             Alertmanager:\n\n\
+             receivers:\n  - name: hookbridge\n    webhook_configs:\n      - url: {}{PATH}\n        \
+             send_resolved: true\n        max_alerts: 50\n        http_config:\n{auth}\n\
+             Each alert is shown once and its card turns 已恢复 when it resolves; label or \
+             annotate alerts with `{}` (comma-separated) to say who gets them.\n",
+            at.api, config.recipients_from
+        ))
+    }
+}
+
+impl Source for AlertmanagerSource {
+    fn name(&self) -> &'static str {
+        SOURCE
+    }
+
+    fn paths(&self) -> &'static [&'static str] {
+        &[PATH]
+    }
+
+    fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    fn credentials(&self) -> String {
+        let mut ways = vec![];
+        if !self.tokens.is_empty() {
+            ways.push(format!(
+                "Authorization: Bearer ({} accepted)",
+                self.tokens.len()
+            ));
+        }
+        if self.basic.is_some() {
+            ways.push("HTTP Basic".into());
+        }
+        if !self.allow.is_empty() {
+            ways.push(format!("from {} address(es) only", self.allow.len()));
+        }
+        ways.join(", ")
+    }
+
+    fn authenticate(&self, head: &Head) -> Result<(), Rejection> {
+        if !self.allow.is_empty() && !head.peer.is_some_and(|p| self.allow.contains(&p)) {
+            return Err(Rejection::Unauthorized(format!(
+                "notifications are accepted only from sources.alertmanager.allow_ips; this one \
+                 came from {}",
+                head.peer
+                    .map_or_else(|| "an unknown address".into(), |p| p.to_string())
+            )));
+        }
+        let given = head
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                Rejection::Unauthorized(
+                    "missing Authorization: set http_config.authorization.credentials (or \
+                     basic_auth) on the webhook receiver in alertmanager.yml"
+                        .into(),
+                )
+            })?;
+        let (scheme, value) = given.split_once(' ').unwrap_or((given, ""));
+        let matches = match scheme.to_ascii_lowercase().as_str() {
+            "bearer" => self
+                .tokens
+                .iter()
+                .any(|t| bool::from(t.as_bytes().ct_eq(value.trim().as_bytes()))),
+            "basic" => match (&self.basic, BASE64.decode(value.trim())) {
+                (Some(expected), Ok(given)) => bool::from(given.ct_eq(expected.as_bytes())),
+                _ => false,
+            },
+            _ => false,
+        };
+        if matches {
+            Ok(())
+        } else {
+            Err(Rejection::Unauthorized(
+                "the Authorization header does not match sources.alertmanager bearer_tokens or \
+                 basic_auth"
+                    .into(),
+            ))
+        }
+    }
+
+    fn parse(
+        &self,
+        _path: &str,
+        body: &[u8],
+        now: Millis,
+        _: Verify,
+    ) -> Result<Vec<Parsed>, Rejection> {
+        let group: Notification = decode(body, "Alertmanager notification")?;
+        if group.alerts.is_empty() {
+            return Err(Rejection::BadRequest(
+                "Alertmanager notification: `alerts` is empty".into(),
+            ));
+        }
+        let mut events = vec![];
+        for (i, raw) in group.alerts.iter().enumerate() {
+            let alert: Alert = serde_json::from_str(raw.get()).map_err(|e| {
+                let shown: String = e.to_string().chars().take(300).collect();
+                Rejection::BadRequest(format!("Alertmanager notification: alerts[{i}]: {shown}"))
+            })?;
+            let alert = &alert;
+            let starts = millis(&alert.starts_at).ok_or_else(|| {
+                Rejection::BadRequest(format!(
+                    "Alertmanager notification: alerts[{i}].startsAt is not an RFC 3339 time"
+                ))
+            })?;
+            let fingerprint = match alert.fingerprint.trim() {
+                "" => fingerprint(&alert.labels),
+                f => f.to_owned(),
+            };
+            let episode = format!("{fingerprint}-{starts}");
+            let fields = self.fields(&group, alert, &fingerprint, starts);
+            let recipients = self.recipients(alert);
+            let link = [&alert.generator_url, &alert.panel_url, &group.external_url]
+                .into_iter()
+                .find(|u| u.starts_with("http"))
+                .cloned();
+            let notice = |intent, id: &str, at| Notice {
+                recipients: recipients.clone(),
+                link: link.clone(),
+                app: Some(group.receiver.clone()).filter(|r| !r.is_empty()),
+                ..Notice::new("Alertmanager", intent, id, at, fields.clone())
+            };
+            let status = TodoStatus {
+                open: "告警中".into(),
+                done: "已恢复".into(),
+            };
+            match alert.status {
+                Status::Firing => {
+                    let key = format!("{episode}-firing");
+                    let intent = Intent::Todo {
+                        id: episode.clone(),
+                        status,
+                    };
+                    events.push(self.parsed(
+                        &key,
+                        FIRING,
+                        now,
+                        raw,
+                        &fields,
+                        notice(intent, &key, starts),
+                    ));
+                }
+                Status::Resolved => {
+                    let ends = millis(&alert.ends_at).unwrap_or(now);
+                    let key = format!("{episode}-resolved");
+                    events.push(self.parsed(
+                        &key,
+                        RESOLVED,
+                        now,
+                        raw,
+                        &fields,
+                        notice(Intent::Message, &key, ends),
+                    ));
+                    let finish = Intent::Finish {
+                        todo_id: episode.clone(),
+                        todo_event: event_pk(SOURCE, &format!("{episode}-firing")),
+                        todo_kind: FIRING,
+                        status,
+                    };
+                    let key = format!("{episode}-cleared");
+                    // Everyone's card turns 已恢复: a finish names no one.
+                    let cleared = Notice {
+                        recipients: vec![],
+                        ..notice(finish, &key, ends)
+                    };
+                    events.push(self.parsed(&key, CLEARED, now, raw, &fields, cleared));
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String {
+        match outcome {
+            Ok(a) => json!({
+                "status": "success",
+                "events": a.events,
+                "duplicate": a.duplicate,
+                "deliveries": a.deliveries,
+            }),
+            Err(r) => json!({ "status": "error", "error": r.to_string() }),
+        }
+        .to_string()
+    }
+
+    fn recognize(&self, body: &Value) -> Option<&'static str> {
+        (body.get("groupKey").is_some() && body.get("alerts").is_some()).then_some(PATH)
+    }
+}
+
+impl AlertmanagerSource {
+    /// What templates and routes' `when` see: the alert's labels and annotations by name (a
+    /// label wins over an annotation of the same name), the common ones under their names,
+    /// and the group's.
+    fn fields(
+        &self,
+        group: &Notification,
+        alert: &Alert,
+        fingerprint: &str,
+        starts: Millis,
+    ) -> Value {
+        let mut fields = serde_json::Map::new();
+        for (k, v) in alert.annotations.iter().chain(&alert.labels) {
+            fields.insert(k.clone(), Value::from(v.as_str()));
+        }
+        let ends = millis(&alert.ends_at).filter(|_| alert.status == Status::Resolved);
+        for (k, v) in [
+            (
+                "status",
+                json!(if alert.status == Status::Firing {
+                    "firing"
+                } else {
+                    "resolved"
+                }),
+            ),
+            ("labels", json!(alert.labels)),
+            ("annotations", json!(alert.annotations)),
+            ("fingerprint", json!(fingerprint)),
+            ("starts", json!(local_time(starts))),
+            ("ends", json!(ends.map(local_time).unwrap_or_default())),
+            ("generatorURL", json!(alert.generator_url)),
+            ("silenceURL", json!(alert.silence_url)),
+            ("dashboardURL", json!(alert.dashboard_url)),
+            ("panelURL", json!(alert.panel_url)),
+            ("receiver", json!(group.receiver)),
+            ("groupKey", json!(group.group_key)),
+            ("externalURL", json!(group.external_url)),
+        ] {
+            fields.insert(k.into(), v);
+        }
+        Value::Object(fields)
+    }
+
+    /// Who the alert is for: its `recipients_from` label, else that annotation.
+    fn recipients(&self, alert: &Alert) -> Vec<String> {
+        let named = alert
+            .labels
+            .get(&self.recipients_from)
+            .or_else(|| alert.annotations.get(&self.recipients_from));
+        named
+            .map(|v| {
+                v.split([',', '，', ' '])
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn parsed(
+        &self,
+        key: &str,
+        kind: &str,
+        now: Millis,
+        raw: &RawValue,
+        fields: &Value,
+        notice: Notice,
+    ) -> Parsed {
+        Parsed {
+            event: Event {
+                source: SOURCE.into(),
+                key: key.into(),
+                kind: kind.into(),
+                received_at: now,
+                raw: raw.get().to_owned(),
+                payload: fields.clone(),
+            },
+            notice: Some(notice),
+        }
+    }
+}
+
+/// An RFC 3339 time in milliseconds; Alertmanager's zero time (a firing alert's `endsAt`) is
+/// none.
+fn millis(t: &str) -> Option<Millis> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|t| t.timestamp_millis())
+        .filter(|ms| *ms > 0)
+}
+
+/// What Alertmanager would have called the alert, for a sender that gave no fingerprint: a hash
+/// of its labels.
+fn fingerprint(labels: &BTreeMap<String, String>) -> String {
+    let mut hash = Sha256::new();
+    for (k, v) in labels {
+        hash.update(k.as_bytes());
+        hash.update([0xff]);
+        hash.update(v.as_bytes());
+        hash.update([0xff]);
+    }
+    hex::encode(&hash.finalize()[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderMap;
+
+    use super::*;
+
+    const FIRING: &str = include_str!("../../../tests/fixtures/alertmanager-firing.json");
+    const ONE_RESOLVED: &str =
+        include_str!("../../../tests/fixtures/alertmanager-one-resolved.json");
+
+    fn source() -> AlertmanagerSource {
+        AlertmanagerSource {
+            tokens: vec!["secret-token".into()],
+            basic: Some("am:pw".into()),
+            allow: vec![],
+            recipients_from: "notify".into(),
+            max_body_bytes: 1 << 20,
+        }
+    }
+
+    fn parse(body: &str) -> Result<Vec<Parsed>, Rejection> {
+        source().parse(PATH, body.as_bytes(), 7, Verify::Yes)
+    }
+
+    fn keys(events: &[Parsed]) -> Vec<(String, String)> {
+        events
+            .iter()
+            .map(|p| (p.event.key.clone(), p.event.kind.clone()))
+            .collect()
+    }
+
+    /// Each alert is an event: a firing one a to-do reading 告警中, keyed by fingerprint and
+    /// start; the next notification of the group repeats the one still firing under the same
+    /// key (a duplicate) and resolves the other: a message, and the finish of its to-do.
+    #[test]
+    fn each_alert_is_an_event_that_a_resolve_finishes() {
+        let firing = parse(FIRING).unwrap();
+        let start = millis("2026-12-07T02:34:00Z").unwrap();
+        assert_eq!(
+            keys(&firing),
+            [
+                (format!("dd497cbf50fa3589-{start}-firing"), "alert".into()),
+                (format!("acce832ab5a7815c-{start}-firing"), "alert".into()),
+            ]
+        );
+        let n = firing[0].notice.as_ref().unwrap();
+        let Intent::Todo { id, status } = &n.intent else {
+            panic!("{:?}", n.intent)
+        };
+        assert_eq!(
+            (id.as_str(), status.open.as_str()),
+            (format!("dd497cbf50fa3589-{start}").as_str(), "告警中")
+        );
+        assert_eq!(
+            n.link.as_deref(),
+            Some("http://prometheus:9090/graph?g0.expr=latency")
+        );
+        assert_eq!(n.fields["severity"], "critical");
+        assert_eq!(n.fields["summary"], "接口延迟过高");
+        // No generatorURL: Alertmanager's own page.
+        assert_eq!(
+            firing[1].notice.as_ref().unwrap().link.as_deref(),
+            Some("http://vm:19093")
+        );
+
+        let next = parse(ONE_RESOLVED).unwrap();
+        assert_eq!(
+            keys(&next),
+            [
+                (
+                    format!("dd497cbf50fa3589-{start}-resolved"),
+                    "resolved".into()
+                ),
+                (
+                    format!("dd497cbf50fa3589-{start}-cleared"),
+                    "cleared".into()
+                ),
+                (format!("acce832ab5a7815c-{start}-firing"), "alert".into()),
+            ]
+        );
+        let cleared = next[1].notice.as_ref().unwrap();
+        let Intent::Finish {
+            todo_event,
+            todo_kind,
+            status,
+            ..
+        } = &cleared.intent
+        else {
+            panic!("{:?}", cleared.intent)
+        };
+        assert_eq!(todo_event, &event_pk(SOURCE, &firing[0].event.key));
+        assert_eq!((*todo_kind, status.done.as_str()), ("alert", "已恢复"));
+        assert!(cleared.recipients.is_empty(), "every card turns");
+        assert_eq!(
+            next[0].notice.as_ref().unwrap().fields["ends"],
+            "2026-12-07 10:34"
+        );
+        // The alert's own text is what was kept.
+        assert!(next[0].event.raw.starts_with('{') && next[0].event.raw.contains("\"resolved\""));
+    }
+
+    #[test]
+    fn recipients_come_from_the_notify_label_or_annotation() {
+        let body = FIRING.replacen(
+            "\"severity\": \"critical\"",
+            "\"severity\": \"critical\", \"notify\": \"lisi, wangwu\"",
+            1,
+        );
+        let events = parse(&body).unwrap();
+        assert_eq!(
+            events[0].notice.as_ref().unwrap().recipients,
+            ["lisi", "wangwu"]
+        );
+        assert!(events[1].notice.as_ref().unwrap().recipients.is_empty());
+    }
+
+    #[test]
+    fn bad_notifications_say_what_is_wrong() {
+        let err = |body: &str| parse(body).unwrap_err().to_string();
+        assert!(err(r#"{"alerts":[]}"#).contains("`alerts` is empty"));
+        assert!(err(r#"{"version":"4"}"#).contains("alerts"));
+        let e = err(&FIRING.replacen("2026-12-07T02:34:00Z", "yesterday", 1));
+        assert!(
+            e.contains("alerts[0].startsAt is not an RFC 3339 time"),
+            "{e}"
+        );
+        let e = err(&FIRING.replacen("\"firing\"", "\"burning\"", 2));
+        assert!(e.contains("alerts[0]"), "{e}");
+        assert!(err("[1]").contains("JSON object"));
+    }
+
+    #[test]
+    fn a_sender_without_fingerprints_gets_one_from_the_labels() {
+        let body = FIRING.replace(
+            "\"fingerprint\": \"dd497cbf50fa3589\"",
+            "\"fingerprint\": \"\"",
+        );
+        let a = parse(&body).unwrap();
+        let b = parse(&body).unwrap();
+        assert_eq!(a[0].event.key, b[0].event.key, "stable");
+        assert_ne!(a[0].event.key, a[1].event.key);
+        assert_eq!(a[0].event.key.split('-').next().unwrap().len(), 16);
+    }
+
+    fn head<'a>(headers: &'a HeaderMap, peer: Option<IpAddr>) -> Head<'a> {
+        Head {
+            path: PATH,
+            headers,
+            peer,
+        }
+    }
+
+    #[test]
+    fn bearer_or_basic_and_the_address() {
+        let with = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::AUTHORIZATION, value.parse().unwrap());
+            h
+        };
+        let s = source();
+        assert!(
+            s.authenticate(&head(&with("Bearer secret-token"), None))
+                .is_ok()
+        );
+        assert!(
+            s.authenticate(&head(&with("bearer secret-token"), None))
+                .is_ok()
+        );
+        let basic = format!("Basic {}", BASE64.encode("am:pw"));
+        assert!(s.authenticate(&head(&with(&basic), None)).is_ok());
+        for wrong in [
+            "Bearer secret-toke",
+            "Bearer ",
+            "Basic bm9wZQ==",
+            "Token secret-token",
+        ] {
+            let e = s.authenticate(&head(&with(wrong), None)).unwrap_err();
+            assert!(e.to_string().contains("does not match"), "{wrong}: {e}");
+        }
+        let e = s.authenticate(&head(&HeaderMap::new(), None)).unwrap_err();
+        assert!(e.to_string().contains("http_config.authorization"), "{e}");
+        let only = AlertmanagerSource {
+            allow: vec!["10.0.0.9".parse().unwrap()],
+            ..source()
+        };
+        let ok = with("Bearer secret-token");
+        assert!(
+            only.authenticate(&head(&ok, Some("10.0.0.9".parse().unwrap())))
+                .is_ok()
+        );
+        let e = only
+            .authenticate(&head(&ok, Some("10.0.0.8".parse().unwrap())))
+            .unwrap_err();
+        assert!(e.to_string().contains("allow_ips"), "{e}");
+    }
+
+    #[test]
+    fn a_config_without_auth_is_refused() {
+        let config: AlertmanagerConfig = toml::from_str("").unwrap();
+        let e = AlertmanagerSource::check(&config).unwrap_err().to_string();
+        assert!(e.contains("bearer_tokens or basic_auth"), "{e}");
+    }
+}
