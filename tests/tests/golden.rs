@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
 use hookbridge_tests::fake_zentao::{CODE, FakeZenTao, KEY};
 use hookbridge_tests::forgeries;
-use hookbridge_tests::{Harness, config, fixture};
+use hookbridge_tests::{HAP_TOKEN, Harness, config, fixture, request};
 use serde_json::{Value, json};
 
 /// HAP and DMS routed to both connectors, with the mappings the fixtures need.
@@ -91,7 +91,12 @@ async fn scenario(name: &str, dingtalk_extra: &str, posts: &[(&str, String)]) {
     // Received at a fixed time: messages without a time of their own show when they arrived.
     const RECEIVED: i64 = 1_796_000_000_000;
     for (path, body) in posts {
-        let resp = h.post_at(path, body, RECEIVED).await;
+        let mut req = request(path, body.clone(), Some(HAP_TOKEN));
+        // Alertmanager proves itself with a bearer token (the config's is HAP's).
+        let bearer = format!("Bearer {HAP_TOKEN}");
+        req.headers
+            .insert(http::header::AUTHORIZATION, bearer.parse().unwrap());
+        let resp = h.app.ingress.handle(req, RECEIVED).await;
         assert_eq!(resp.status, 200, "{name} {path}: {}", resp.body);
         h.drain().await;
     }
@@ -204,4 +209,34 @@ departments = ["1001", "1002"]
 "#;
     let posts = [("/hap/message", fixture("hap-message-todo.json"))];
     scenario("hap-everyone-and-departments", routes, &posts).await;
+}
+
+/// Two alerts fire, one resolves (the next notification repeats the other): one card each
+/// reading 告警中 and one ZenTao notice each; the resolved one's card turns 已恢复 and ZenTao
+/// says it resolved. The repeat sends nothing.
+#[tokio::test]
+async fn alerts_firing_and_one_resolving() {
+    let routes = format!(
+        r#"
+[sources.alertmanager]
+bearer_tokens = ["plain:{HAP_TOKEN}"]
+
+[[routes]]
+source = "alertmanager"
+connector = "dingtalk"
+kinds = ["alert"]
+users = ["ops1"]
+
+[[routes]]
+source = "alertmanager"
+connector = "zentao"
+kinds = ["alert", "resolved"]
+users = ["zhangsan"]
+"#
+    );
+    let posts = [
+        ("/alertmanager", fixture("alertmanager-firing.json")),
+        ("/alertmanager", fixture("alertmanager-one-resolved.json")),
+    ];
+    scenario("alertmanager-firing-and-resolved", &routes, &posts).await;
 }

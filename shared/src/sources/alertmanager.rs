@@ -604,6 +604,33 @@ mod tests {
         assert!(next[0].event.raw.starts_with('{') && next[0].event.raw.contains("\"resolved\""));
     }
 
+    /// Grafana's contact point: its extra fields read or left alone, its links kept, its
+    /// time with fractions and an offset read as the same instant.
+    #[test]
+    fn grafana_notifications_read_the_same_way() {
+        let body = include_str!("../../../tests/fixtures/alertmanager-grafana.json");
+        let events = parse(body).unwrap();
+        assert_eq!(events.len(), 1);
+        let n = events[0].notice.as_ref().unwrap();
+        assert_eq!(
+            n.link.as_deref(),
+            Some("https://grafana.example.com/d/disk?viewPanel=2")
+        );
+        assert!(
+            n.fields["silenceURL"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://grafana.example.com/alerting/silence")
+        );
+        assert_eq!(n.fields["starts"], "2026-12-07 10:20");
+        assert_eq!(n.recipients, ["ops1"]);
+        let start = millis("2026-12-07T02:20:03.157Z").unwrap();
+        assert_eq!(
+            events[0].event.key,
+            format!("5b0e2a9c7d31f486-{start}-firing")
+        );
+    }
+
     #[test]
     fn recipients_come_from_the_notify_label_or_annotation() {
         let body = FIRING.replacen(
