@@ -99,7 +99,13 @@ impl Ingress {
                 self.paths().join(", ")
             ))
         })?;
-        let events = source.parse(endpoint, body, now, Verify::Skip)?;
+        let headers = HeaderMap::new();
+        let head = Head {
+            path: endpoint,
+            headers: &headers,
+            peer: None,
+        };
+        let events = source.parse(&head, body, now, Verify::Skip)?;
         let deliveries = events
             .iter()
             .flat_map(|p| self.router.plan(p, now))
@@ -198,7 +204,12 @@ impl Ingress {
         if source.strict_content_type() {
             check_content_type(&req.headers)?;
         }
-        let events = source.parse(endpoint, &req.body, now, Verify::Yes)?;
+        let head = Head {
+            path: endpoint,
+            headers: &req.headers,
+            peer: req.peer,
+        };
+        let events = source.parse(&head, &req.body, now, Verify::Yes)?;
         let Some(first) = events.first() else {
             return Err(Rejection::BadRequest(
                 "the body carries nothing to store".into(),
@@ -341,7 +352,7 @@ mod tests {
         }
         fn parse(
             &self,
-            _: &str,
+            _: &Head,
             body: &[u8],
             now: Millis,
             _: Verify,

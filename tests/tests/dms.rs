@@ -353,7 +353,7 @@ connector = "zentao"
 #[test]
 fn no_single_bit_flip_gets_a_different_event_past_the_signature() {
     use hookbridge::sources::dms::{DmsSource, SignatureCheck, SignatureMode};
-    use hookbridge::sources::{Source, Verify};
+    use hookbridge::sources::{Head, Source, Verify};
     use hookbridge_tests::forgeries;
 
     for pinned in [None, Some("A/sorted")] {
@@ -369,14 +369,20 @@ fn no_single_bit_flip_gets_a_different_event_past_the_signature() {
             false,
         );
         let body = forgeries::genuine().into_bytes();
-        let original = source.parse("/dms", &body, 0, Verify::Yes).unwrap();
+        let headers = http::HeaderMap::new();
+        let head = Head {
+            path: "/dms",
+            headers: &headers,
+            peer: None,
+        };
+        let original = source.parse(&head, &body, 0, Verify::Yes).unwrap();
         let (mut accepted, mut flips) = (0, 0);
         for i in 0..body.len() {
             for bit in 0..8 {
                 let mut flipped = body.clone();
                 flipped[i] ^= 1 << bit;
                 flips += 1;
-                if let Ok(p) = source.parse("/dms", &flipped, 0, Verify::Yes) {
+                if let Ok(p) = source.parse(&head, &flipped, 0, Verify::Yes) {
                     accepted += 1;
                     assert_eq!(p.len(), 1);
                     assert_eq!(p[0].notice, original[0].notice, "byte {i} bit {bit}");

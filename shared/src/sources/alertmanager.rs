@@ -290,7 +290,7 @@ impl Source for AlertmanagerSource {
 
     fn parse(
         &self,
-        _path: &str,
+        _: &Head,
         body: &[u8],
         now: Millis,
         _: Verify,
@@ -524,7 +524,8 @@ mod tests {
     }
 
     fn parse(body: &str) -> Result<Vec<Parsed>, Rejection> {
-        source().parse(PATH, body.as_bytes(), 7, Verify::Yes)
+        let headers = HeaderMap::new();
+        source().parse(&head(&headers, None), body.as_bytes(), 7, Verify::Yes)
     }
 
     fn keys(events: &[Parsed]) -> Vec<(String, String)> {

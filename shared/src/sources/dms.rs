@@ -647,12 +647,12 @@ impl Source for DmsSource {
 
     fn parse(
         &self,
-        path: &str,
+        head: &Head,
         body: &[u8],
         now: Millis,
         verify: Verify,
     ) -> Result<Vec<Parsed>, Rejection> {
-        self.read(path, body, now, verify).map(|p| vec![p])
+        self.read(head.path, body, now, verify).map(|p| vec![p])
     }
 
     fn recognize(&self, body: &Value) -> Option<&'static str> {

@@ -332,12 +332,12 @@ impl Source for GovDingSource {
     /// Never rejects a body: what cannot be read is stored as it came and acknowledged.
     fn parse(
         &self,
-        path: &str,
+        head: &Head,
         body: &[u8],
         now: Millis,
         verify: Verify,
     ) -> Result<Vec<Parsed>, Rejection> {
-        self.read(path, body, now, verify).map(|p| vec![p])
+        self.read(head.path, body, now, verify).map(|p| vec![p])
     }
 
     fn reply(&self, outcome: Result<&Accepted, &Rejection>) -> String {

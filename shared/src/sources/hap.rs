@@ -387,12 +387,12 @@ impl Source for HapSource {
     /// HAP signs nothing: the header token is its whole check, so `_verify` changes nothing.
     fn parse(
         &self,
-        path: &str,
+        head: &Head,
         body: &[u8],
         now: Millis,
         verify: Verify,
     ) -> Result<Vec<Parsed>, Rejection> {
-        self.read(path, body, now, verify).map(|p| vec![p])
+        self.read(head.path, body, now, verify).map(|p| vec![p])
     }
 
     /// Messages have `targets` or `message`; a finished to-do only ids.

@@ -131,12 +131,13 @@ pub trait Source: Send + Sync {
     }
     /// Reads the body once and, with `Verify::Yes`, checks its signature on that same reading:
     /// what is verified is exactly what is parsed and delivered. Runs after the size and
-    /// content-type checks. The events the request carries, at least one: most requests are
+    /// content-type checks; `head.path` is the endpoint (one of [`Source::paths`]), and the
+    /// headers are there for a signature sent beside the body. The events the request carries, at least one: most requests are
     /// one event; a request that reports several things (an alert group) is one event each,
     /// stored and deduplicated apiece.
     fn parse(
         &self,
-        path: &str,
+        head: &Head,
         body: &[u8],
         now: Millis,
         verify: Verify,
