@@ -19,6 +19,7 @@ use crate::connectors::{Connector, ConnectorPart, Ports, Render};
 use crate::setup::{ConfigError, Secrets};
 use crate::sources::alertmanager::AlertmanagerSource;
 use crate::sources::dms::DmsSource;
+use crate::sources::generic::GenericSource;
 use crate::sources::govding::GovDingSource;
 use crate::sources::hap::HapSource;
 use crate::sources::{Source, SourcePart};
@@ -30,6 +31,7 @@ self::registry! {
         dms: DmsSource = "source-dms",
         govding: GovDingSource = "source-govding",
         alertmanager: AlertmanagerSource = "source-alertmanager",
+        generic: GenericSource = "source-generic",
     }
     connectors {
         dingtalk: DingTalk = "connector-dingtalk",

@@ -177,6 +177,11 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
         "{hap}\n[sources.alertmanager]\nbearer_tokens = [\"plain:am-token\"]\n\
          [[routes]]\nsource = \"alertmanager\"\nconnector = \"dingtalk\"\nusers = [\"ops1\"]\n"
     );
+    let generic = format!(
+        "{hap}\n[sources.generic.gitlab]\ntoken_header = \"X-Gitlab-Token\"\ntoken = \"plain:gl-token\"\n\
+         id = \"/checkout_sha\"\nkind = \"/object_kind\"\n\
+         [[routes]]\nsource = \"generic\"\nconnector = \"dingtalk\"\nusers = [\"ops1\"]\n"
+    );
     let dingtalk = config_text(Some(&fakes.dingtalk.url), "");
     let zentao = config_text(
         None,
@@ -206,6 +211,7 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
     let dms_event = forgeries::event();
     let leave = fixture("govding-employee-leave.json");
     let firing = fixture("alertmanager-firing.json");
+    let push = fixture("generic-gitlab-push.json");
     let mut out = vec![
         Run {
             name: "floor",
@@ -255,6 +261,21 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
                         .replace("acce832ab5a7815c", &format!("acce832a{i:08x}"));
                     let mut request = events::apigw_v2("/alertmanager", &body, None, false);
                     request["headers"]["authorization"] = "Bearer am-token".into();
+                    request
+                })
+                .collect(),
+        },
+        Run {
+            name: "generic-webhook",
+            env: env(&table, meter, generic),
+            payloads: (0..n)
+                .map(|i| {
+                    let body = push.replace(
+                        "da1560886d4f094c3e6c9ef40349f7d38b5d27d7",
+                        &format!("{i:040x}"),
+                    );
+                    let mut request = events::apigw_v2("/in/gitlab", &body, None, false);
+                    request["headers"]["x-gitlab-token"] = "gl-token".into();
                     request
                 })
                 .collect(),

@@ -1,6 +1,6 @@
 //! What each fuzz target does with its input, shared by the libFuzzer targets in `fuzz/` and by
 //! `tests/tests/fuzz_regressions.rs`, which replays every input a fuzzer ever found a crash
-//! with (`tests/fuzz/<target>/`). Every parser the outside world reaches: the four sources
+//! with (`tests/fuzz/<target>/`). Every parser the outside world reaches: the five sources
 //! (JSON and form bodies), the three connectors' answers, and the config. An input may be
 //! refused; it may never panic.
 
@@ -21,6 +21,7 @@ pub const TARGETS: &[&str] = &[
     "dms",
     "govding",
     "alertmanager",
+    "generic",
     "dingtalk_answer",
     "govding_answer",
     "zentao_answer",
@@ -41,6 +42,17 @@ signature_mode = "enforce"
 path_token = "plain:fuzz-path-token-0123456789"
 [sources.alertmanager]
 bearer_tokens = ["plain:fuzz-am-token"]
+[sources.generic.fuzz]
+token_header = "X-Fuzz-Token"
+token = "plain:fuzz-generic-token"
+id = "/id"
+kind = "/kind"
+recipients = "/to"
+link = "/url"
+[sources.generic.signed]
+signature_header = "X-Signature"
+signature_prefix = "sha256="
+secret = "plain:fuzz-generic-secret"
 [connectors.dingtalk]
 agent_id = 1
 [connectors.zentao.main]
@@ -66,6 +78,16 @@ users = ["ops"]
 source = "alertmanager"
 connector = "zentao"
 users = ["ops"]
+[[routes]]
+source = "generic"
+connector = "dingtalk"
+[templates.generic_body]
+title = "{{ title }}"
+text = "{{ text }}"
+[[routes]]
+source = "generic"
+connector = "zentao"
+template = "generic_body"
 "#;
 
 struct Fuzz {
@@ -147,6 +169,14 @@ pub fn run(target: &str, data: &[u8]) {
         }
         "dms" => post("/dms", None, data),
         "govding" => post(GOVDING_PATH, None, data),
+        "generic" => {
+            post(
+                "/in/fuzz",
+                Some(("x-fuzz-token", "fuzz-generic-token")),
+                data,
+            );
+            post("/in/signed", Some(("x-signature", "sha256=00")), data);
+        }
         "alertmanager" => post(
             "/alertmanager",
             Some(("authorization", "Bearer fuzz-am-token")),

@@ -31,7 +31,7 @@ fn the_fixtures_go_through_their_targets() {
     for file in std::fs::read_dir(&fixtures).unwrap() {
         let path = file.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let target = ["hap", "dms", "govding", "alertmanager"]
+        let target = ["hap", "dms", "govding", "alertmanager", "generic"]
             .into_iter()
             .find(|t| name.starts_with(t))
             .unwrap_or("dingtalk_answer");

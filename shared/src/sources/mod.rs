@@ -4,6 +4,7 @@
 
 pub mod alertmanager;
 pub mod dms;
+pub mod generic;
 pub mod govding;
 pub mod hap;
 pub mod json;
