@@ -96,6 +96,9 @@ async fn scenario(name: &str, dingtalk_extra: &str, posts: &[(&str, String)]) {
         let bearer = format!("Bearer {HAP_TOKEN}");
         req.headers
             .insert(http::header::AUTHORIZATION, bearer.parse().unwrap());
+        // A generic instance proves itself with its own header (its token is HAP's too).
+        req.headers
+            .insert("x-gitlab-token", HAP_TOKEN.parse().unwrap());
         let resp = h.app.ingress.handle(req, RECEIVED).await;
         assert_eq!(resp.status, 200, "{name} {path}: {}", resp.body);
         h.drain().await;
@@ -239,4 +242,38 @@ users = ["zhangsan"]
         ("/alertmanager", fixture("alertmanager-one-resolved.json")),
     ];
     scenario("alertmanager-firing-and-resolved", &routes, &posts).await;
+}
+
+/// A GitLab push through a generic instance, with a route's template over the body, to ZenTao
+/// and DingTalk; the same push redelivered sends nothing.
+#[tokio::test]
+async fn a_gitlab_push_through_a_generic_instance() {
+    let routes = format!(
+        r#"
+[sources.generic.gitlab]
+token_header = "X-Gitlab-Token"
+token = "plain:{HAP_TOKEN}"
+id = "/checkout_sha"
+kind = "/object_kind"
+recipients = "/user_username"
+link = "/project/web_url"
+
+[[routes]]
+source = "generic"
+connector = "zentao"
+template = "push"
+
+[[routes]]
+source = "generic"
+connector = "dingtalk"
+template = "push"
+
+[templates.push]
+title = "{{{{ user_name }}}} 推送到 {{{{ project.name }}}}"
+text = "{{{{ total_commits_count }}}} 个提交：{{{{ commits[0].title }}}}"
+"#
+    );
+    let push = fixture("generic-gitlab-push.json");
+    let posts = [("/in/gitlab", push.clone()), ("/in/gitlab", push)];
+    scenario("generic-gitlab-push", &routes, &posts).await;
 }
