@@ -173,7 +173,8 @@ impl Sender {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let rx = Arc::new(Mutex::new(rx));
                 for _ in 0..concurrency.max(1) {
-                    workers.spawn(self.clone().work(rx.clone(), stop.clone()));
+                    let again = tx.downgrade();
+                    workers.spawn(self.clone().work(rx.clone(), again, stop.clone()));
                 }
                 tx
             });
@@ -189,6 +190,7 @@ impl Sender {
     async fn work(
         self: Arc<Self>,
         queue: Arc<Mutex<mpsc::UnboundedReceiver<DeliveryKey>>>,
+        again: mpsc::WeakUnboundedSender<DeliveryKey>,
         mut stop: watch::Receiver<bool>,
     ) {
         loop {
@@ -198,12 +200,25 @@ impl Sender {
             };
             let Some(key) = key else { return };
             if let Err(e) = self.process(&key).await {
-                // The delivery stays claimed; the sweeper re-queues it when the claim lapses.
-                error!(delivery = %key, error = %e, "could not record a delivery outcome");
+                // A claimed delivery stays claimed and the sweeper re-queues it when the claim
+                // lapses; but a claim that could not be written (a full disk) leaves it pending,
+                // which nothing else announces again: it goes back in the queue a moment later
+                // (claims are conditional, so a second try of a claimed one does nothing).
+                error!(delivery = %key, error = %e, "could not record a delivery outcome; trying again shortly");
+                let again = again.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(CLAIM_RETRY).await;
+                    if let Some(queue) = again.upgrade() {
+                        let _ = queue.send(key);
+                    }
+                });
             }
         }
     }
 }
+
+/// How soon a delivery whose claim or outcome could not be written is tried again in `serve`.
+const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Returns once `stop` turns true (or its sender is gone).
 pub async fn until_stopped(stop: &mut watch::Receiver<bool>) {
