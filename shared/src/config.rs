@@ -121,6 +121,10 @@ pub struct Route {
     /// Only events whose fields have one of these values, e.g. `{ appName = ["采购管理"] }`
     /// or `{ event = ["待审批", "待審批"] }` (DMS texts are localized: list every spelling).
     pub when: Option<BTreeMap<String, Vec<FieldValue>>>,
+    /// Alertmanager-style matchers over the event's fields, all of which must hold:
+    /// `severity="critical"`, `team!="db"`, `instance=~"api-.*"`, `env!~"dev|test"` (a regex
+    /// matches the whole value; an absent field is empty).
+    pub matchers: Option<Vec<Matcher>>,
     /// A `[templates.<name>]`; default: the source's built-in template.
     pub template: Option<String>,
     /// The connector's own keys (DingTalk: `to_all_user`, `departments`, `recall_on_finish`,
@@ -128,6 +132,17 @@ pub struct Route {
     #[serde(flatten)]
     #[cfg_attr(feature = "schema", schemars(with = "crate::registry::RouteOptions"))]
     pub options: toml::Table,
+}
+
+impl Route {
+    /// Whether an event with these fields passes its `when` and `matchers`.
+    pub fn takes(&self, fields: &serde_json::Value) -> bool {
+        let when = self.when.as_ref().is_none_or(|when| {
+            when.iter()
+                .all(|(field, accepted)| accepted.iter().any(|v| v.matches(&fields[field])))
+        });
+        when && self.matchers.iter().flatten().all(|m| m.matches(fields))
+    }
 }
 
 /// A value to match an event field against: text or a number, compared as text.
@@ -150,6 +165,76 @@ impl FieldValue {
             FieldValue::Text(t) => *t == text,
             FieldValue::Number(n) => n.to_string() == text,
         }
+    }
+}
+
+/// One matcher, as Alertmanager writes them: a field name, `=`, `!=`, `=~` or `!~`, and a value
+/// (quoted or not).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(with = "String"))]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Matcher {
+    field: String,
+    negated: bool,
+    test: Test,
+}
+
+#[derive(Debug, Clone)]
+enum Test {
+    Equal(String),
+    Regex(regex_lite::Regex),
+}
+
+impl TryFrom<String> for Matcher {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let bad = || format!("matcher {text:?}: write name=\"value\" (or !=, =~, !~)");
+        let at = text.find(['=', '!']).ok_or_else(bad)?;
+        let field = text[..at].trim().to_owned();
+        let rest = &text[at..];
+        let (op, value) = ["=~", "!~", "!=", "="]
+            .into_iter()
+            .find_map(|op| rest.strip_prefix(op).map(|v| (op, v.trim())))
+            .ok_or_else(bad)?;
+        if field.is_empty() || !field.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            return Err(bad());
+        }
+        let value = match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+            Some(quoted) => quoted.replace("\\\"", "\"").replace("\\\\", "\\"),
+            None => value.to_owned(),
+        };
+        let test = if op.ends_with('~') {
+            // Anchored, as Alertmanager's are: the whole value matches.
+            let re = regex_lite::Regex::new(&format!("^(?:{value})$"))
+                .map_err(|e| format!("matcher {text:?}: {e}"))?;
+            Test::Regex(re)
+        } else {
+            Test::Equal(value)
+        };
+        Ok(Matcher {
+            field,
+            negated: op.starts_with('!'),
+            test,
+        })
+    }
+}
+
+impl Matcher {
+    /// Whether `fields` (an event's) pass it.
+    pub fn matches(&self, fields: &serde_json::Value) -> bool {
+        let value = match &fields[&self.field] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            _ => String::new(),
+        };
+        let hit = match &self.test {
+            Test::Equal(v) => *v == value,
+            Test::Regex(re) => re.is_match(&value),
+        };
+        hit != self.negated
     }
 }
 
@@ -297,6 +382,39 @@ mod tests {
         source = "hap"
         connector = "dingtalk"
     "#;
+
+    /// Matchers read as Alertmanager writes them and match as it does: regexes whole, an
+    /// absent field empty, every one must hold.
+    #[test]
+    fn matchers_read_and_match_as_alertmanagers() {
+        let m = |t: &str| Matcher::try_from(t.to_owned()).unwrap();
+        let fields =
+            serde_json::json!({ "severity": "critical", "instance": "api-1:9100", "code": 503 });
+        assert!(m("severity=\"critical\"").matches(&fields));
+        assert!(m("severity = critical").matches(&fields));
+        assert!(!m("severity!=\"critical\"").matches(&fields));
+        assert!(m("instance=~\"api-.*\"").matches(&fields));
+        assert!(
+            !m("instance=~\"api\"").matches(&fields),
+            "anchored: the whole value"
+        );
+        assert!(
+            m("env!~\"prod|staging\"").matches(&fields),
+            "absent is empty"
+        );
+        assert!(m("env=\"\"").matches(&fields));
+        assert!(m("code=~\"5..\"").matches(&fields), "numbers as text");
+        assert!(
+            m("label=\"say \\\"hi\\\"\"").matches(&serde_json::json!({ "label": "say \"hi\"" }))
+        );
+        for bad in ["severity", "=x", "a b=c", "x=~\"(\""] {
+            assert!(Matcher::try_from(bad.to_owned()).is_err(), "{bad}");
+        }
+        let err = Config::from_toml(&format!("{MINIMAL}matchers = [\"x=~\\\"(\\\"\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("matcher"), "{err}");
+    }
 
     #[test]
     fn minimal_config_gets_defaults() {

@@ -111,11 +111,7 @@ impl Router {
                         || matches!(&notice.intent, Intent::Finish { todo_kind, .. } if k == todo_kind)
                 }),
             };
-            let when_matches = route.when.as_ref().is_none_or(|when| {
-                when.iter().all(|(field, accepted)| {
-                    accepted.iter().any(|v| v.matches(&event.payload[field]))
-                })
-            });
+            let when_matches = route.takes(&event.payload);
             let same_target = |c: &&Resolved| {
                 c.route.connector == route.connector
                     && c.target == r.target

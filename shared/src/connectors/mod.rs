@@ -63,7 +63,7 @@ pub fn route_options<T: serde::de::DeserializeOwned>(
     T::deserialize(toml::Value::Table(options.clone())).map_err(|e| {
         BadTarget(format!(
             "{} (a {connector} route takes source, connector, kinds, instance, group, users, \
-                 when, template and these)",
+                 when, matchers, template and these)",
             e.message()
         ))
     })

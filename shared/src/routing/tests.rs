@@ -339,3 +339,26 @@ fn a_receipt_goes_back_to_its_connector_and_to_routes_that_name_it() {
     assert_eq!(plan.len(), 2, "{plan:?}");
     assert_eq!(plan[1].recipients, ["ops"]);
 }
+
+/// Matchers select routes as Alertmanager's do, together with `when`.
+#[test]
+fn matchers_select_routes() {
+    let r = router(&format!(
+        "{ONE_ROUTE}matchers = [\"team=~\\\"d.v|ops\\\"\", \"subject!=\\\"quiet\\\"\"]\nusers = [\"m\"]\n\
+         {ONE_ROUTE}matchers = [\"team!~\\\"dev\\\"\"]\nusers = [\"n\"]\n"
+    ));
+    let to = |p: &Parsed| -> Vec<Vec<String>> {
+        r.plan(p, 0).iter().map(|d| d.recipients.clone()).collect()
+    };
+    // The payload's team is "ops", its subject "S".
+    assert_eq!(
+        to(&message(&["a"])),
+        [vec!["m".to_owned()], vec!["n".to_owned()]]
+    );
+    let mut dev = message(&["a"]);
+    dev.event.payload["team"] = json!("dev");
+    assert_eq!(to(&dev), [vec!["m".to_owned()]]);
+    let mut quiet = message(&["a"]);
+    quiet.event.payload["subject"] = json!("quiet");
+    assert_eq!(to(&quiet), [vec!["n".to_owned()]]);
+}
