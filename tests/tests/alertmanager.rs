@@ -4,6 +4,8 @@
 //! the fake DingTalk and the fake robot is what Alertmanager's notifications made.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hookbridge::local::Local;
@@ -82,6 +84,42 @@ async fn alertmanager(webhook: &str) -> Alertmanager {
     panic!("{BINARY} did not start");
 }
 
+/// Between Alertmanager and `serve`: forwards every notification, but answers the first one
+/// 503 after `serve` took it, as if the answer were lost on the way. Counts what it forwarded.
+async fn losing_first_answer(to: String) -> (String, Arc<AtomicUsize>) {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode};
+
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let app = axum::Router::new().route(
+        "/alertmanager",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let (to, seen) = (to.clone(), counter.clone());
+            async move {
+                let mut forward = http_client().post(format!("{to}/alertmanager")).body(body);
+                for (name, value) in &headers {
+                    if name != "host" && name != "content-length" {
+                        forward = forward.header(name, value);
+                    }
+                }
+                let answer = forward.send().await.unwrap();
+                let status = answer.status().as_u16();
+                let text = answer.text().await.unwrap();
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    (StatusCode::SERVICE_UNAVAILABLE, "lost".to_owned())
+                } else {
+                    (StatusCode::from_u16(status).unwrap(), text)
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
 /// Waits (at most 30 s) until `done` holds.
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..300 {
@@ -93,7 +131,8 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-/// Two alerts fire in one group: each is one DingTalk card reading 告警中 and one robot post.
+/// Two alerts fire in one group: each is one DingTalk card reading 告警中 and one robot post,
+/// though the answer to the first notification is lost and Alertmanager sends it again.
 /// One resolves: Alertmanager notifies the group again (the other alert repeated, a duplicate
 /// here), its card turns 已恢复 and the robot says it resolved. Nothing is sent twice.
 #[tokio::test(flavor = "multi_thread")]
@@ -111,7 +150,8 @@ async fn firing_and_resolved_alerts_from_a_real_alertmanager() {
     let local = Local::start(config(Some(&dingtalk.url), &extra))
         .await
         .unwrap();
-    let am = alertmanager(&format!("http://{}/alertmanager", local.addr)).await;
+    let (proxy, forwarded) = losing_first_answer(format!("http://{}", local.addr)).await;
+    let am = alertmanager(&format!("{proxy}/alertmanager")).await;
 
     let now = chrono::Utc::now();
     let alert = |instance: &str, ends: chrono::DateTime<chrono::Utc>| {
@@ -163,6 +203,11 @@ async fn firing_and_resolved_alerts_from_a_real_alertmanager() {
         "{said}"
     );
 
+    // The first answer was lost: Alertmanager sent that notification again, a duplicate here.
+    assert!(
+        forwarded.load(Ordering::SeqCst) >= 3,
+        "retried, then notified again"
+    );
     // Alertmanager keeps notifying the group (the other alert still firing): duplicates.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(dingtalk.count("asyncsend_v2"), 2, "each card once");
