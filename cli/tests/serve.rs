@@ -192,6 +192,7 @@ fn config_check_renders_a_fixture_and_points_at_mistakes() {
     for (fixture, path) in [
         ("hap-finish-todo.json", "/hap/todo"),
         ("dms-approval-pending.json", "/dms"),
+        ("alertmanager-firing.json", "/alertmanager"),
     ] {
         let (ok, out) = config_check(None, &["--fixture", &format!("{FIXTURES}/{fixture}")]);
         assert!(

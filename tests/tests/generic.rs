@@ -63,10 +63,11 @@ async fn a_gitlab_push_and_a_signed_ci_event_reach_zentao() {
         .unwrap();
     let base = format!("http://{}", local.addr);
     let client = http_client();
+    // As curl posts a file unless told otherwise: a form's content type, a JSON body.
     let post = |path: &str, body: String, header: (&'static str, String)| {
         client
             .post(format!("{base}{path}"))
-            .header("content-type", "application/json")
+            .header("content-type", "application/x-www-form-urlencoded")
             .header(header.0, header.1)
             .body(body)
             .send()

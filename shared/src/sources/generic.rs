@@ -171,6 +171,12 @@ impl Source for GenericSource {
         self.paths
     }
 
+    /// Scripts post JSON with whatever `Content-Type` their tool sets (curl: a form's); the
+    /// body must be a JSON object all the same.
+    fn strict_content_type(&self) -> bool {
+        false
+    }
+
     fn max_body_bytes(&self) -> usize {
         // Asked before the instance is known: the largest instance's limit bounds every one.
         self.instances
