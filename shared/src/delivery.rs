@@ -416,4 +416,93 @@ mod tests {
                 .contains("no connector \"nowhere\"")
         );
     }
+
+    /// A store whose first claim cannot be written (a full disk), otherwise the memory store.
+    struct FirstClaimFails {
+        inner: Arc<MemoryStore>,
+        failed: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl HistoryStore for FirstClaimFails {
+        async fn deliveries_of(&self, pk: &str) -> Result<Vec<Delivery>, StoreError> {
+            self.inner.deliveries_of(pk).await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl DeliveryStore for FirstClaimFails {
+        async fn claim(
+            &self,
+            key: &DeliveryKey,
+            now: Millis,
+            lease_until: Millis,
+        ) -> Result<Option<Delivery>, StoreError> {
+            if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("no space left on device".into()));
+            }
+            self.inner.claim(key, now, lease_until).await
+        }
+        async fn record(
+            &self,
+            claimed: &Delivery,
+            settled: &crate::event::Settled,
+            now: Millis,
+        ) -> Result<bool, StoreError> {
+            self.inner.record(claimed, settled, now).await
+        }
+        async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError> {
+            self.inner.due(now, limit).await
+        }
+        async fn requeue(&self, key: &DeliveryKey, now: Millis) -> Result<bool, StoreError> {
+            self.inner.requeue(key, now).await
+        }
+        async fn list(
+            &self,
+            filter: &crate::event::DeliveryFilter,
+            limit: usize,
+        ) -> Result<Vec<Delivery>, StoreError> {
+            self.inner.list(filter, limit).await
+        }
+        async fn replay(
+            &self,
+            key: &DeliveryKey,
+            now: Millis,
+        ) -> Result<Option<Delivery>, StoreError> {
+            self.inner.replay(key, now).await
+        }
+    }
+
+    /// A claim that could not be written leaves the delivery pending, which nothing announces
+    /// again: `serve`'s worker tries it once more a moment later, and it is sent.
+    #[tokio::test]
+    async fn a_claim_that_could_not_be_written_is_tried_again() {
+        let (store, _, key) = setup(vec![Outcome::Sent(json!({"task_id": 1}))], "scripted").await;
+        let flaky = Arc::new(FirstClaimFails {
+            inner: store.clone(),
+            failed: false.into(),
+        });
+        let sender = Arc::new(Sender::new(
+            vec![Arc::new(Scripted(std::sync::Mutex::new(vec![
+                Outcome::Sent(json!({"task_id": 1})),
+            ])))],
+            flaky,
+            RetryPolicy::default(),
+        ));
+        let (feed, rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop) = watch::channel(false);
+        let running = tokio::spawn(sender.run_feed(rx, 1, stop));
+        feed.send(key.clone()).unwrap();
+        let mut status = None;
+        for _ in 0..50 {
+            status = Some(store.deliveries_of(&key.pk).await.unwrap()[0].status);
+            if status == Some(Status::Sent) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(status, Some(Status::Sent), "sent after the failed claim");
+        stop_tx.send(true).unwrap();
+        running.await.unwrap();
+    }
 }
