@@ -178,7 +178,8 @@ impl Source for GenericSource {
     }
 
     fn max_body_bytes(&self) -> usize {
-        // Asked before the instance is known: the largest instance's limit bounds every one.
+        // Asked before the instance is known: the largest instance's limit bounds every one,
+        // and `parse` holds each to its own.
         self.instances
             .iter()
             .map(|i| i.config.max_body_bytes)
@@ -227,6 +228,12 @@ impl Source for GenericSource {
         verify: Verify,
     ) -> Result<Vec<Parsed>, Rejection> {
         let i = self.instance(head.path)?;
+        // The pipeline held the body to the largest instance's limit; this is this one's.
+        if body.len() > i.config.max_body_bytes {
+            return Err(Rejection::TooLarge {
+                limit: i.config.max_body_bytes,
+            });
+        }
         if let (
             Proof::Signature {
                 header,
@@ -529,6 +536,24 @@ mod tests {
         let none = HeaderMap::new();
         assert!(
             s.parse(&head("/in/github", &none), body.as_bytes(), 7, Verify::Skip)
+                .is_ok()
+        );
+    }
+
+    /// Each instance's own body limit holds, though the pipeline can only apply the largest.
+    #[tokio::test]
+    async fn each_instance_keeps_its_own_body_limit() {
+        let small = "\n[small]\ntoken_header = \"X\"\ntoken = \"plain:t\"\nmax_body_bytes = 10\n";
+        let s = source(&format!("{GITLAB}{small}")).await;
+        assert_eq!(s.max_body_bytes(), 256 * 1024);
+        let h = with("x", "t");
+        let long = br#"{"a":"longer than ten"}"#;
+        let err = s
+            .parse(&head("/in/small", &h), long, 7, Verify::Yes)
+            .unwrap_err();
+        assert_eq!(err, Rejection::TooLarge { limit: 10 });
+        assert!(
+            s.parse(&head("/in/small", &h), br#"{"a":1}"#, 7, Verify::Yes)
                 .is_ok()
         );
     }
