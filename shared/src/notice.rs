@@ -115,7 +115,8 @@ pub struct Notice {
     /// Those of `recipients` that have the shape of the source's own account ids (HAP's GUIDs),
     /// which no connector knows: said in the log when they go out unmapped.
     pub own_accounts: Vec<String>,
-    /// Bookkeeping (a read receipt): only routes that name its kind deliver it.
+    /// Only routes that name its kind deliver it: bookkeeping (a read receipt), or another view
+    /// of what other events already carry (an Alertmanager group).
     pub quiet: bool,
     /// What templates see: the event's fields by name, with `tag` and `time`.
     pub fields: Value,

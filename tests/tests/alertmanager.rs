@@ -12,7 +12,7 @@ use hookbridge::local::Local;
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
 use hookbridge_tests::fake_robot::{FakeRobot, SECRET};
 use hookbridge_tests::{config, http_client};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const BINARY: &str = "prometheus-alertmanager";
 
@@ -139,13 +139,18 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 async fn firing_and_resolved_alerts_from_a_real_alertmanager() {
     let dingtalk = FakeDingTalk::start().await;
     let robot = FakeRobot::start(true, None).await;
+    let team = FakeRobot::start(true, None).await;
     let extra = format!(
         "[sources.alertmanager]\nbearer_tokens = [\"plain:am-secret\"]\n\
          [connectors.dingtalk_robot.ops]\nwebhook = \"plain:{}\"\nsecret = \"plain:{SECRET}\"\n\
+         [connectors.dingtalk_robot.team]\nwebhook = \"plain:{}\"\nsecret = \"plain:{SECRET}\"\n\
          [[routes]]\nsource = \"alertmanager\"\nconnector = \"dingtalk\"\nkinds = [\"alert\"]\n\
-         [[routes]]\nsource = \"alertmanager\"\nconnector = \"dingtalk_robot\"\n\
-         kinds = [\"alert\", \"resolved\"]\n",
-        robot.webhook()
+         [[routes]]\nsource = \"alertmanager\"\nconnector = \"dingtalk_robot\"\ninstance = \"ops\"\n\
+         kinds = [\"alert\", \"resolved\"]\n\
+         [[routes]]\nsource = \"alertmanager\"\nconnector = \"dingtalk_robot\"\ninstance = \"team\"\n\
+         kinds = [\"group\"]\n",
+        robot.webhook(),
+        team.webhook()
     );
     let local = Local::start(config(Some(&dingtalk.url), &extra))
         .await
@@ -213,6 +218,19 @@ async fn firing_and_resolved_alerts_from_a_real_alertmanager() {
     assert_eq!(dingtalk.count("asyncsend_v2"), 2, "each card once");
     assert_eq!(dingtalk.count("status_bar/update"), 1);
     assert_eq!(robot.posted().len(), 3);
+    // The team's robot shows the group: once as it fired, once as one alert resolved.
+    let groups: Vec<String> = team.posted().iter().map(Value::to_string).collect();
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    assert!(
+        groups[0].contains("2 条告警中") && groups[0].contains("api-2:9100"),
+        "{}",
+        groups[0]
+    );
+    assert!(
+        groups[1].contains("1 条告警中，1 条已恢复"),
+        "{}",
+        groups[1]
+    );
     assert!(
         dingtalk.violations().is_empty(),
         "{:?}",

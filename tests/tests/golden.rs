@@ -244,6 +244,29 @@ users = ["zhangsan"]
     scenario("alertmanager-firing-and-resolved", &routes, &posts).await;
 }
 
+/// The same two notifications to a route that takes each group as one notice: ZenTao shows
+/// the group as it fired, then as one alert resolved, each alert a line.
+#[tokio::test]
+async fn an_alert_group_as_one_notice() {
+    let routes = format!(
+        r#"
+[sources.alertmanager]
+bearer_tokens = ["plain:{HAP_TOKEN}"]
+
+[[routes]]
+source = "alertmanager"
+connector = "zentao"
+kinds = ["group"]
+users = ["zhangsan"]
+"#
+    );
+    let posts = [
+        ("/alertmanager", fixture("alertmanager-firing.json")),
+        ("/alertmanager", fixture("alertmanager-one-resolved.json")),
+    ];
+    scenario("alertmanager-group", &routes, &posts).await;
+}
+
 /// A GitLab push through a generic instance, with a route's template over the body, to ZenTao
 /// and DingTalk; the same push redelivered sends nothing.
 #[tokio::test]

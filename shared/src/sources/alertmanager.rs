@@ -2,9 +2,13 @@
 //! `POST /alertmanager`, a group notification (webhook payload version 4). Each alert in it is
 //! its own event, keyed by its fingerprint, when it started and its status, so:
 //!
-//! - a retry of a notification, and Alertmanager's `repeat_interval` repeats of a still-firing
-//!   alert, are duplicates: each alert is shown once, as a card that changes, not as a stream;
+//! - a retry of a notification is a duplicate: the same alerts, the same keys;
+//! - a still-firing alert is one card that changes, not a stream of the same card; a repeat
+//!   (Alertmanager's `repeat_interval`) in a later `repeat_interval_secs` window since the alert
+//!   started is a `repeat` reminder, once per window, and a repeat in the same window a duplicate;
 //! - an alert joining a group that already fired is shown alone, without the others again;
+//! - the whole notification is also one `group` event, for routes that want one message per
+//!   group (as Alertmanager's own receivers show it), keyed by the group and its alerts' states;
 //! - a firing alert is a to-do (its card's bar reads 告警中); when it resolves, the same
 //!   fingerprint and start finish it (the bar reads 已恢复) and a `resolved` message says so to
 //!   routes that take that kind (robots, ZenTao: they have no bar to flip).
@@ -39,6 +43,10 @@ const FIRING: &str = "alert";
 const RESOLVED: &str = "resolved";
 /// The kind of the event that turns a firing alert's card to 已恢复.
 const CLEARED: &str = "cleared";
+/// The kind of the reminder that an alert is still firing, one per window.
+const REPEAT: &str = "repeat";
+/// The kind of the whole notification as one message.
+const GROUP: &str = "group";
 
 // ---- config: [sources.alertmanager] ----
 
@@ -62,6 +70,11 @@ pub struct AlertmanagerConfig {
     /// Larger bodies are answered 413 (Alertmanager's `max_alerts` keeps a group smaller).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// A still-firing alert is shown again (kind `repeat`) at most once per this many seconds
+    /// since it started, when Alertmanager repeats it; 0 never. Alertmanager's own default
+    /// `repeat_interval` is 4 h; at least 600 s, so a retry cannot straddle two windows.
+    #[serde(default = "default_repeat_interval")]
+    pub repeat_interval_secs: u64,
 }
 
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -82,6 +95,14 @@ fn default_max_body() -> usize {
     1 << 20
 }
 
+fn default_repeat_interval() -> u64 {
+    4 * 3600
+}
+
+/// The shortest repeat window: Alertmanager retries a notification for up to its
+/// `group_interval` (5 min by default), and a retry must not land in a new window.
+const MIN_REPEAT_SECS: u64 = 600;
+
 // ---- the payload ----
 
 /// A group notification; unknown fields (Grafana's `orgId`, `values`…) are left alone.
@@ -94,6 +115,19 @@ struct Notification {
     group_key: String,
     #[serde(default, rename = "externalURL")]
     external_url: String,
+    #[serde(default)]
+    group_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    common_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    common_annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    truncated_alerts: u64,
+    /// Grafana's own summary of the group, when it sends one.
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    message: String,
     /// Each as it came (an event keeps its alert's own text), read apiece.
     alerts: Vec<Box<RawValue>>,
 }
@@ -136,17 +170,25 @@ pub struct AlertmanagerSource {
     allow: Vec<IpAddr>,
     recipients_from: String,
     max_body_bytes: usize,
+    /// The repeat window in milliseconds; 0: never repeat.
+    repeat_ms: Millis,
 }
 
 #[async_trait]
 impl SourcePart for AlertmanagerSource {
     type Config = AlertmanagerConfig;
     const TEMPLATE: Builtin = Builtin {
-        title: "{% if status == \"resolved\" %}【已恢复】{% else %}【告警】{% endif %}\
-{{ alertname }}{% if severity %}（{{ severity }}）{% endif %}",
-        text: "{{ summary }}{% if description %}\n{{ description }}{% endif %}\
+        title: "{% if status == \"resolved\" %}【已恢复】{% elif repeat %}【仍在告警】\
+{% else %}【告警】{% endif %}{{ alertname }}{% if alerts %}（{{ firing }} 条告警中\
+{% if resolved %}，{{ resolved }} 条已恢复{% endif %}）{% elif severity %}（{{ severity }}）{% endif %}",
+        text: "{% if alerts %}{% for a in alerts %}{% if not loop.first %}\n{% endif %}\
+{% if a.status == \"resolved\" %}[已恢复] {% endif %}{{ a.summary or a.alertname }}\
+{% if a.instance %}（{{ a.instance }}）{% endif %}，开始 {{ a.starts }}{% endfor %}\
+{% if truncatedAlerts %}\n另有 {{ truncatedAlerts }} 条未列出{% endif %}\
+{% else %}{{ summary }}{% if description %}\n{{ description }}{% endif %}\
 {% if instance %}\n实例 {{ instance }}{% endif %}\n开始 {{ starts }}\
-{% if status == \"resolved\" %}，恢复 {{ ends }}{% endif %}",
+{% if status == \"resolved\" %}，恢复 {{ ends }}{% elif repeat %}，已持续 {{ firing_hours }} 小时\
+{% endif %}{% endif %}",
     };
 
     fn check(config: &AlertmanagerConfig) -> Result<(), ConfigError> {
@@ -156,6 +198,13 @@ impl SourcePart for AlertmanagerSource {
                  could raise alerts otherwise"
                     .into(),
             ));
+        }
+        if (1..MIN_REPEAT_SECS).contains(&config.repeat_interval_secs) {
+            return Err(ConfigError::Invalid(format!(
+                "sources.alertmanager.repeat_interval_secs = {} is shorter than {MIN_REPEAT_SECS}: \
+                 a retry of one notification could be shown as a reminder (0 turns reminders off)",
+                config.repeat_interval_secs
+            )));
         }
         Ok(())
     }
@@ -182,6 +231,8 @@ impl SourcePart for AlertmanagerSource {
             allow: config.allow_ips.clone(),
             recipients_from: config.recipients_from.clone(),
             max_body_bytes: config.max_body_bytes,
+            repeat_ms: Millis::try_from(config.repeat_interval_secs.saturating_mul(1000))
+                .unwrap_or(Millis::MAX),
         }))
     }
 
@@ -302,6 +353,7 @@ impl Source for AlertmanagerSource {
             ));
         }
         let mut events = vec![];
+        let mut summary = GroupSummary::default();
         for (i, raw) in group.alerts.iter().enumerate() {
             let alert: Alert = serde_json::from_str(raw.get()).map_err(|e| {
                 let shown: String = e.to_string().chars().take(300).collect();
@@ -320,6 +372,8 @@ impl Source for AlertmanagerSource {
             let episode = format!("{fingerprint}-{starts}");
             let fields = self.fields(&group, alert, &fingerprint, starts);
             let recipients = self.recipients(alert);
+            let round = self.round(now, starts);
+            summary.add(alert, &episode, round, &fields, &recipients);
             let link = [&alert.generator_url, &alert.panel_url, &group.external_url]
                 .into_iter()
                 .find(|u| u.starts_with("http"))
@@ -349,6 +403,17 @@ impl Source for AlertmanagerSource {
                         &fields,
                         notice(intent, &key, starts),
                     ));
+                    if round > 0 {
+                        let key = format!("{episode}-repeat-{round}");
+                        let mut fields = fields.clone();
+                        fields["repeat"] = json!(round);
+                        fields["firing_hours"] = json!((now - starts) / 3_600_000);
+                        let reminder = Notice {
+                            fields: fields.clone(),
+                            ..notice(Intent::Message, &key, now)
+                        };
+                        events.push(self.parsed(&key, REPEAT, now, raw, &fields, reminder));
+                    }
                 }
                 Status::Resolved => {
                     let ends = millis(&alert.ends_at).unwrap_or(now);
@@ -377,6 +442,7 @@ impl Source for AlertmanagerSource {
                 }
             }
         }
+        events.push(self.group(&group, summary, now, body));
         Ok(events)
     }
 
@@ -441,6 +507,93 @@ impl AlertmanagerSource {
         Value::Object(fields)
     }
 
+    /// How many repeat windows have passed since an alert started (0 when reminders are off).
+    fn round(&self, now: Millis, starts: Millis) -> Millis {
+        if self.repeat_ms == 0 {
+            0
+        } else {
+            (now - starts).max(0) / self.repeat_ms
+        }
+    }
+
+    /// The whole notification as one `group` event: keyed by the group and the state of each
+    /// of its alerts (a retry is the same key; a change in the group, or a repeat in a later
+    /// window while it fires, is a new one).
+    fn group(
+        &self,
+        group: &Notification,
+        summary: GroupSummary,
+        now: Millis,
+        body: &[u8],
+    ) -> Parsed {
+        let GroupSummary {
+            mut states,
+            round,
+            firing,
+            resolved,
+            alerts,
+            mut recipients,
+        } = summary;
+        states.sort();
+        let mut hash = Sha256::new();
+        hash.update(group.group_key.as_bytes());
+        for state in &states {
+            hash.update([0xff]);
+            hash.update(state.as_bytes());
+        }
+        let digest = hash.finalize();
+        let key = format!("group-{}-{round}", hex::encode(&digest[..8]));
+        let mut fields = serde_json::Map::new();
+        for (k, v) in group.common_annotations.iter().chain(&group.common_labels) {
+            fields.insert(k.clone(), Value::from(v.as_str()));
+        }
+        for (k, v) in [
+            (
+                "status",
+                json!(if firing > 0 { "firing" } else { "resolved" }),
+            ),
+            ("firing", json!(firing)),
+            ("resolved", json!(resolved)),
+            ("alerts", Value::Array(alerts)),
+            ("truncatedAlerts", json!(group.truncated_alerts)),
+            ("groupLabels", json!(group.group_labels)),
+            ("commonLabels", json!(group.common_labels)),
+            ("commonAnnotations", json!(group.common_annotations)),
+            ("receiver", json!(group.receiver)),
+            ("groupKey", json!(group.group_key)),
+            ("externalURL", json!(group.external_url)),
+            ("title", json!(group.title)),
+            ("message", json!(group.message)),
+        ] {
+            fields.insert(k.into(), v);
+        }
+        if round > 0 {
+            fields.insert("repeat".into(), json!(round));
+        }
+        let fields = Value::Object(fields);
+        recipients.sort();
+        recipients.dedup();
+        let notice = Notice {
+            recipients,
+            link: Some(group.external_url.clone()).filter(|u| u.starts_with("http")),
+            app: Some(group.receiver.clone()).filter(|r| !r.is_empty()),
+            // A route shows each alert or the group: the group only when it names `group`.
+            quiet: true,
+            ..Notice::new("Alertmanager", Intent::Message, &key, now, fields.clone())
+        };
+        Parsed {
+            event: Event {
+                source: SOURCE.into(),
+                key,
+                kind: GROUP.into(),
+                received_at: now,
+                raw: String::from_utf8_lossy(body).into_owned(),
+                payload: fields,
+            },
+            notice: Some(notice),
+        }
+    }
+
     /// Who the alert is for: its `recipients_from` label, else that annotation.
     fn recipients(&self, alert: &Alert) -> Vec<String> {
         let named = alert
@@ -478,6 +631,46 @@ impl AlertmanagerSource {
             },
             notice: Some(notice),
         }
+    }
+}
+
+/// What the `group` event gathers from the alerts as they are read.
+#[derive(Default)]
+struct GroupSummary {
+    /// Each alert's episode and status, which key the group's event.
+    states: Vec<String>,
+    /// The most repeat windows any firing alert has been in.
+    round: Millis,
+    firing: usize,
+    resolved: usize,
+    /// Each alert's fields, for the template's `alerts`.
+    alerts: Vec<Value>,
+    recipients: Vec<String>,
+}
+
+impl GroupSummary {
+    fn add(
+        &mut self,
+        alert: &Alert,
+        episode: &str,
+        round: Millis,
+        fields: &Value,
+        recipients: &[String],
+    ) {
+        let status = match alert.status {
+            Status::Firing => {
+                self.firing += 1;
+                self.round = self.round.max(round);
+                "firing"
+            }
+            Status::Resolved => {
+                self.resolved += 1;
+                "resolved"
+            }
+        };
+        self.states.push(format!("{episode}-{status}"));
+        self.alerts.push(fields.clone());
+        self.recipients.extend_from_slice(recipients);
     }
 }
 
@@ -520,12 +713,21 @@ mod tests {
             allow: vec![],
             recipients_from: "notify".into(),
             max_body_bytes: 1 << 20,
+            repeat_ms: 4 * 3_600_000,
         }
     }
 
+    /// The alerts' events, the group's left out (`parse_at` has it).
     fn parse(body: &str) -> Result<Vec<Parsed>, Rejection> {
+        let mut events = parse_at(body, 7)?;
+        let group = events.pop().unwrap();
+        assert_eq!(group.event.kind, GROUP);
+        Ok(events)
+    }
+
+    fn parse_at(body: &str, now: Millis) -> Result<Vec<Parsed>, Rejection> {
         let headers = HeaderMap::new();
-        source().parse(&head(&headers, None), body.as_bytes(), 7, Verify::Yes)
+        source().parse(&head(&headers, None), body.as_bytes(), now, Verify::Yes)
     }
 
     fn keys(events: &[Parsed]) -> Vec<(String, String)> {
@@ -630,6 +832,105 @@ mod tests {
             events[0].event.key,
             format!("5b0e2a9c7d31f486-{start}-firing")
         );
+    }
+
+    /// A retry, or a repeat within the window, is the same keys; a repeat in a later window
+    /// adds a reminder (and a new group event), once per window.
+    #[test]
+    fn a_repeat_in_a_later_window_is_a_reminder() {
+        let start = millis("2026-12-07T02:34:00Z").unwrap();
+        let hour = 3_600_000;
+        let at = |now| {
+            let events = parse_at(FIRING, now).unwrap();
+            (
+                keys(&events),
+                events.last().unwrap().notice.clone().unwrap(),
+            )
+        };
+        let (first, group) = at(start + 30_000);
+        let (retry, _) = at(start + 3 * hour);
+        assert_eq!(first, retry, "a retry or a repeat within the window");
+        assert_eq!(first.len(), 3);
+        assert!(first[2].0.ends_with("-0") && first[2].1 == GROUP);
+        assert_eq!(group.fields["firing"], 2);
+
+        let (later, group) = at(start + 5 * hour);
+        assert_eq!(
+            later[..3],
+            [
+                first[0].clone(),
+                (format!("dd497cbf50fa3589-{start}-repeat-1"), REPEAT.into()),
+                first[1].clone(),
+            ]
+        );
+        assert!(later[4].0.ends_with("-1") && later[4].0 != first[2].0);
+        assert_eq!(group.fields["repeat"], 1);
+        let events = parse_at(FIRING, start + 5 * hour).unwrap();
+        let reminder = events[1].notice.as_ref().unwrap();
+        assert!(matches!(reminder.intent, Intent::Message));
+        assert_eq!(reminder.fields["firing_hours"], 5);
+        let shown = templates().render(SOURCE, &reminder.fields, false).unwrap();
+        assert_eq!(shown.title, "【仍在告警】HighLatency（critical）");
+        assert!(shown.text.ends_with("，已持续 5 小时"), "{}", shown.text);
+        assert_eq!(keys(&parse_at(FIRING, start + 7 * hour).unwrap()), later);
+        assert_ne!(keys(&parse_at(FIRING, start + 9 * hour).unwrap()), later);
+
+        let off = AlertmanagerSource {
+            repeat_ms: 0,
+            ..source()
+        };
+        let headers = HeaderMap::new();
+        let events = off
+            .parse(
+                &head(&headers, None),
+                FIRING.as_bytes(),
+                start + 99 * hour,
+                Verify::Yes,
+            )
+            .unwrap();
+        assert_eq!(keys(&events), first, "reminders off");
+    }
+
+    /// The group event names the group's state: the next notification, with one alert
+    /// resolved, is a new group event; its template lists each alert.
+    #[test]
+    fn the_whole_group_is_one_event_too() {
+        let firing = parse_at(FIRING, 7).unwrap();
+        let resolved = parse_at(ONE_RESOLVED, 7).unwrap();
+        let (a, b) = (firing.last().unwrap(), resolved.last().unwrap());
+        assert_ne!(a.event.key, b.event.key);
+        let n = b.notice.as_ref().unwrap();
+        assert_eq!(
+            (n.fields["firing"].clone(), n.fields["resolved"].clone()),
+            (json!(1), json!(1))
+        );
+        assert_eq!(n.fields["alertname"], "HighLatency");
+        assert_eq!(n.fields["alerts"].as_array().unwrap().len(), 2);
+        assert_eq!(n.link.as_deref(), Some("http://vm:19093"));
+        assert!(n.quiet, "only routes naming `group` take it");
+        assert_eq!(b.event.raw, ONE_RESOLVED, "the notification as it came");
+        let shown = templates().render(SOURCE, &n.fields, false).unwrap();
+        assert_eq!(shown.title, "【告警】HighLatency（1 条告警中，1 条已恢复）");
+        assert!(
+            shown
+                .text
+                .starts_with("[已恢复] 接口延迟过高（api-1:9100），开始 2026-12-07 10:34\n"),
+            "{}",
+            shown.text
+        );
+        let e = AlertmanagerSource::check(
+            &toml::from_str("bearer_tokens = [\"plain:t\"]\nrepeat_interval_secs = 60").unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("shorter than 600"), "{e}");
+    }
+
+    fn templates() -> crate::templates::Templates {
+        crate::templates::Templates::new(
+            &[(SOURCE, AlertmanagerSource::TEMPLATE)],
+            &Default::default(),
+        )
+        .unwrap()
     }
 
     #[test]
