@@ -10,7 +10,6 @@ use crate::connectors::Ports;
 use crate::delivery::Sender;
 use crate::ingress::Ingress;
 use crate::preflight::{Check, Scope};
-use crate::registry::TEMPLATES;
 use crate::routing::Router;
 use crate::store::Store;
 use crate::templates::Templates;
@@ -74,7 +73,7 @@ impl App {
             .filter(|c| c.dry_run())
             .map(|c| c.name())
             .collect();
-        let templates = Templates::new(TEMPLATES, &config.templates)?;
+        let templates = Templates::new(&crate::registry::builtins(), &config.templates)?;
         let router = Router::new(
             &config.routes,
             config.recipients.clone(),

@@ -110,7 +110,8 @@ pub struct Route {
     /// The connector that sends it (`[connectors.<name>]`).
     pub connector: String,
     /// Event kinds this route takes (each source's page in docs/ lists its kinds). Absent:
-    /// every kind.
+    /// every kind but those only routes naming them take (read receipts, Alertmanager's
+    /// `group`).
     pub kinds: Option<Vec<String>>,
     /// Which of the connector's instances (ZenTao; optional when there is one).
     pub instance: Option<String>,
@@ -127,6 +128,10 @@ pub struct Route {
     pub matchers: Option<Vec<Matcher>>,
     /// A `[templates.<name>]`; default: the source's built-in template.
     pub template: Option<String>,
+    /// `zh` (default) or `en`: the built-in template's language (a source without an English
+    /// one needs `template`), a to-do's state and the labels the connector adds.
+    #[serde(default)]
+    pub language: crate::notice::Language,
     /// The connector's own keys (DingTalk: `to_all_user`, `departments`, `recall_on_finish`,
     /// `follow_up`), read and checked by that connector.
     #[serde(flatten)]

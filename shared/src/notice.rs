@@ -44,11 +44,13 @@ pub enum Intent {
 }
 
 /// How a to-do's state reads while it is open and once it is done, in the source's words (a
-/// DingTalk card's status bar shows them).
+/// DingTalk card's status bar shows them), and in English for routes that read English.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TodoStatus {
     pub open: String,
     pub done: String,
+    pub open_en: String,
+    pub done_en: String,
 }
 
 impl Default for TodoStatus {
@@ -57,6 +59,30 @@ impl Default for TodoStatus {
         TodoStatus {
             open: "待处理".into(),
             done: "已处理".into(),
+            open_en: "Pending".into(),
+            done_en: "Done".into(),
+        }
+    }
+}
+
+/// The language a route's messages read in: its built-in template, a to-do's state and the
+/// labels a connector adds (DingTalk's 应用/消息/时间, 查看详情).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    /// Chinese, the default.
+    #[default]
+    Zh,
+    En,
+}
+
+impl Language {
+    /// `zh` or `en`, whichever this language is.
+    pub fn pick<'a>(self, zh: &'a str, en: &'a str) -> &'a str {
+        match self {
+            Language::Zh => zh,
+            Language::En => en,
         }
     }
 }
@@ -93,6 +119,17 @@ pub enum MsgType {
 }
 
 impl Intent {
+    /// The same intent with a to-do's state in `language`.
+    pub fn in_language(mut self, language: Language) -> Intent {
+        if language == Language::En
+            && let Intent::Todo { status, .. } | Intent::Finish { status, .. } = &mut self
+        {
+            status.open = std::mem::take(&mut status.open_en);
+            status.done = std::mem::take(&mut status.done_en);
+        }
+        self
+    }
+
     /// A finish turned into taking back the to-do it finishes; anything else as it is.
     pub fn revoked(self) -> Intent {
         match self {
@@ -143,6 +180,8 @@ pub struct Notice {
     pub buttons: Vec<(String, String)>,
     /// A picture the template names (DingTalk link messages: a URL or a `media_id`).
     pub image: Option<String>,
+    /// The route's language, for the labels a connector adds.
+    pub language: Language,
 }
 
 impl Notice {

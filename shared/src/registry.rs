@@ -149,6 +149,19 @@ macro_rules! registry {
         pub const TEMPLATES: &[(&str, Builtin)] =
             &[$((stringify!($s), <$S as SourcePart>::TEMPLATE)),*];
 
+        /// The English built-ins (`<source>.en`) of the sources that have one.
+        const ENGLISH: &[(&str, Option<Builtin>)] =
+            &[$((concat!(stringify!($s), ".en"), <$S as SourcePart>::TEMPLATE_EN)),*];
+
+        /// Every built-in template: the sources' own and their English ones.
+        pub fn builtins() -> Vec<(&'static str, Builtin)> {
+            TEMPLATES
+                .iter()
+                .copied()
+                .chain(ENGLISH.iter().filter_map(|&(name, b)| Some((name, b?))))
+                .collect()
+        }
+
         impl Sources {
             /// The sources that have a section.
             pub fn configured(&self) -> Vec<&'static str> {

@@ -23,6 +23,8 @@ struct Resolved {
     route: Route,
     render: Arc<dyn Render>,
     target: Target,
+    /// The route's template, else its source's built-in in the route's language.
+    template: String,
 }
 
 #[derive(Clone)]
@@ -54,17 +56,14 @@ impl Router {
                 .target(route.instance.as_deref(), route.group.as_deref())
                 .and_then(|t| render.route_options(&route.options, t))
                 .map_err(|e| invalid(e.to_string()))?;
-            if let Some(t) = &route.template
-                && !templates.contains(t)
-            {
-                return Err(invalid(format!(
-                    "template {t:?} is not defined (add [templates.{t}])"
-                )));
-            }
+            let template = templates
+                .for_route(route.template.as_deref(), &route.source, route.language)
+                .map_err(invalid)?;
             resolved.push(Resolved {
                 route: route.clone(),
                 render: render.clone(),
                 target,
+                template,
             });
         }
         Ok(Router {
@@ -154,8 +153,10 @@ impl Router {
             if r.target.revoke_on_finish {
                 notice.intent = notice.intent.revoked();
             }
+            notice.intent = notice.intent.in_language(r.route.language);
+            notice.language = r.route.language;
             if !finish {
-                let template = r.route.template.as_deref().unwrap_or(&event.source);
+                let template = r.template.as_str();
                 notice.msgtype = self.templates.msgtype(template);
                 let markdown = r.render.markdown(&notice, &r.target);
                 let rendered = self.render(template, &event.source, &notice.fields, markdown);

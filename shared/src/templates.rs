@@ -11,7 +11,7 @@ use minijinja::Environment;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::notice::MsgType;
+use crate::notice::{Language, MsgType};
 
 /// A source's built-in template: what it sends unless a route picks another.
 #[derive(Debug, Clone, Copy)]
@@ -131,6 +131,33 @@ impl Templates {
         Ok(Templates { env, shapes })
     }
 
+    /// The template a route uses: its own `template`, else its source's built-in in its
+    /// language; an error says what to change.
+    pub fn for_route(
+        &self,
+        template: Option<&str>,
+        source: &str,
+        language: Language,
+    ) -> Result<String, String> {
+        match (template, language) {
+            (Some(t), _) if !self.contains(t) => Err(format!(
+                "template {t:?} is not defined (add [templates.{t}])"
+            )),
+            (Some(t), _) => Ok(t.to_owned()),
+            (None, Language::Zh) => Ok(source.to_owned()),
+            (None, Language::En) => {
+                let en = format!("{source}.en");
+                match self.contains(&en) {
+                    true => Ok(en),
+                    false => Err(format!(
+                        "source {source:?} has no English built-in template: give the route \
+                         its own `template` ([templates.<name>])"
+                    )),
+                }
+            }
+        }
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.shapes.contains_key(name)
     }
@@ -246,7 +273,7 @@ mod tests {
                 )
             })
             .collect();
-        Templates::new(crate::registry::TEMPLATES, &user).unwrap()
+        Templates::new(&crate::registry::builtins(), &user).unwrap()
     }
 
     #[test]

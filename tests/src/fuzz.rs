@@ -11,7 +11,7 @@ use hookbridge::app::{App, Parts};
 use hookbridge::config::{Config, Secrets};
 use hookbridge::connectors::{dingtalk, govding, zentao};
 use hookbridge::ingress::Request;
-use hookbridge::registry::TEMPLATES;
+use hookbridge::registry;
 use hookbridge::routing::Router;
 use hookbridge::store::memory::MemoryStore;
 use hookbridge::templates::Templates;
@@ -197,7 +197,7 @@ pub fn run(target: &str, data: &[u8]) {
             let Ok(config) = Config::from_toml(&String::from_utf8_lossy(data)) else {
                 return;
             };
-            let Ok(templates) = Templates::new(TEMPLATES, &config.templates) else {
+            let Ok(templates) = Templates::new(&registry::builtins(), &config.templates) else {
                 return;
             };
             let renderers = config.connectors.renderers();

@@ -267,6 +267,29 @@ users = ["zhangsan"]
     scenario("alertmanager-group", &routes, &posts).await;
 }
 
+/// A route in English: the card's title, text, labels and bar (Firing, then Resolved).
+#[tokio::test]
+async fn alerts_in_english() {
+    let routes = format!(
+        r#"
+[sources.alertmanager]
+bearer_tokens = ["plain:{HAP_TOKEN}"]
+
+[[routes]]
+source = "alertmanager"
+connector = "dingtalk"
+kinds = ["alert"]
+users = ["ops1"]
+language = "en"
+"#
+    );
+    let posts = [
+        ("/alertmanager", fixture("alertmanager-firing.json")),
+        ("/alertmanager", fixture("alertmanager-one-resolved.json")),
+    ];
+    scenario("alertmanager-in-english", &routes, &posts).await;
+}
+
 /// A GitLab push through a generic instance, with a route's template over the body, to ZenTao
 /// and DingTalk; the same push redelivered sends nothing.
 #[tokio::test]

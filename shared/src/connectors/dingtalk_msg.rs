@@ -204,16 +204,16 @@ pub fn card_msg(n: &Notice, url: &str, status_bar: Option<StatusBar>) -> Msg {
     let mut form = vec![];
     if let Some(app) = &n.app {
         form.push(FormRow {
-            key: "应用：".into(),
+            key: n.language.pick("应用：", "App: ").into(),
             value: app.clone(),
         });
     }
     form.push(FormRow {
-        key: "消息：".into(),
+        key: n.language.pick("消息：", "Message: ").into(),
         value: n.text.clone(),
     });
     form.push(FormRow {
-        key: "时间：".into(),
+        key: n.language.pick("时间：", "Time: ").into(),
         value: local_time(n.time),
     });
     let content = match n.details.first() {
@@ -257,7 +257,8 @@ fn markdown_text(c: &Notice, with_link: bool) -> String {
     );
     lines.extend(c.details.iter().cloned());
     if with_link {
-        lines.extend(c.link.as_ref().map(|url| format!("[查看详情]({url})")));
+        let details = c.language.pick("查看详情", "Details");
+        lines.extend(c.link.as_ref().map(|url| format!("[{details}]({url})")));
     }
     lines.push(format!("###### {}", local_time(c.time)));
     lines.join("  \n  ")
@@ -301,7 +302,7 @@ pub fn action_card_msg(c: &Notice, url: Option<String>) -> Option<Msg> {
         warn!(tag = %c.tag, kept = buttons.len(), of = c.buttons.len(), "action-card buttons left out for DingTalk's limits");
     }
     let single = match buttons.as_slice() {
-        [] => url.map(|u| ("查看详情".to_owned(), u)),
+        [] => url.map(|u| (c.language.pick("查看详情", "Details").to_owned(), u)),
         [one] => Some((one.title.clone(), one.action_url.clone())),
         _ => None,
     }
@@ -342,7 +343,8 @@ pub fn notice_msg(format: NoticeFormat, c: &Notice) -> Msg {
         NoticeFormat::Text => {
             let mut lines = vec![format!("【{}】{}", c.title, c.tag), c.text.clone()];
             lines.extend(c.details.iter().cloned());
-            lines.extend(c.link.as_ref().map(|url| format!("查看详情：{url}")));
+            let details = c.language.pick("查看详情：", "Details: ");
+            lines.extend(c.link.as_ref().map(|url| format!("{details}{url}")));
             lines.push(local_time(c.time));
             Msg::Text {
                 text: Text {

@@ -290,6 +290,11 @@ fn bad_routes_say_which_and_why() {
     assert!(e.contains("routes[0]: echo has no instance x"), "{e}");
     let e = err(&format!("{ONE_ROUTE}template = \"nope\"\n"));
     assert!(e.contains("template \"nope\" is not defined"), "{e}");
+    let e = err(&format!("{ONE_ROUTE}language = \"en\"\n"));
+    assert!(
+        e.contains("routes[0]: source \"src\" has no English built-in template"),
+        "{e}"
+    );
     let e = err(&format!("{ONE_ROUTE}to_all_user = true\n"));
     assert!(
         e.contains("routes[0]: unknown field `to_all_user`, there are no fields (a echo route"),

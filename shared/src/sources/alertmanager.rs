@@ -190,6 +190,19 @@ impl SourcePart for AlertmanagerSource {
 {% if status == \"resolved\" %}，恢复 {{ ends }}{% elif repeat %}，已持续 {{ firing_hours }} 小时\
 {% endif %}{% endif %}",
     };
+    const TEMPLATE_EN: Option<Builtin> = Some(Builtin {
+        title: "{% if status == \"resolved\" %}[RESOLVED] {% elif repeat %}[STILL FIRING] \
+{% else %}[FIRING] {% endif %}{{ alertname }}{% if alerts %} ({{ firing }} firing\
+{% if resolved %}, {{ resolved }} resolved{% endif %}){% elif severity %} ({{ severity }}){% endif %}",
+        text: "{% if alerts %}{% for a in alerts %}{% if not loop.first %}\n{% endif %}\
+{% if a.status == \"resolved\" %}[resolved] {% endif %}{{ a.summary or a.alertname }}\
+{% if a.instance %} ({{ a.instance }}){% endif %}, since {{ a.starts }}{% endfor %}\
+{% if truncatedAlerts %}\n{{ truncatedAlerts }} more not listed{% endif %}\
+{% else %}{{ summary }}{% if description %}\n{{ description }}{% endif %}\
+{% if instance %}\nInstance {{ instance }}{% endif %}\nStarted {{ starts }}\
+{% if status == \"resolved\" %}, resolved {{ ends }}{% elif repeat %}, firing for {{ firing_hours }} h\
+{% endif %}{% endif %}",
+    });
 
     fn check(config: &AlertmanagerConfig) -> Result<(), ConfigError> {
         if config.bearer_tokens.is_empty() && config.basic_auth.is_none() {
@@ -387,6 +400,8 @@ impl Source for AlertmanagerSource {
             let status = TodoStatus {
                 open: "告警中".into(),
                 done: "已恢复".into(),
+                open_en: "Firing".into(),
+                done_en: "Resolved".into(),
             };
             match alert.status {
                 Status::Firing => {
@@ -931,6 +946,38 @@ mod tests {
             &Default::default(),
         )
         .unwrap()
+    }
+
+    /// The English built-in says the same as the Chinese one.
+    #[test]
+    fn the_english_template_reads_each_form() {
+        let en = crate::templates::Templates::new(
+            &[(SOURCE, AlertmanagerSource::TEMPLATE_EN.unwrap())],
+            &Default::default(),
+        )
+        .unwrap();
+        let show = |p: &Parsed| {
+            let r = en
+                .render(SOURCE, &p.notice.as_ref().unwrap().fields, false)
+                .unwrap();
+            format!("{}\n{}", r.title, r.text)
+        };
+        let start = millis("2026-12-07T02:34:00Z").unwrap();
+        let firing = parse_at(FIRING, start + 5 * 3_600_000).unwrap();
+        assert_eq!(
+            show(&firing[0]),
+            "[FIRING] HighLatency (critical)\n接口延迟过高\np99 over 2s for 5m\n\
+             Instance api-1:9100\nStarted 2026-12-07 10:34"
+        );
+        assert!(show(&firing[1]).starts_with("[STILL FIRING] HighLatency (critical)"));
+        assert!(show(&firing[1]).ends_with(", firing for 5 h"));
+        let resolved = parse_at(ONE_RESOLVED, 7).unwrap();
+        assert!(show(&resolved[0]).starts_with("[RESOLVED] HighLatency"));
+        assert!(show(&resolved[0]).ends_with(", resolved 2026-12-07 10:34"));
+        assert_eq!(
+            show(resolved.last().unwrap()).lines().next(),
+            Some("[FIRING] HighLatency (1 firing, 1 resolved)")
+        );
     }
 
     #[test]

@@ -159,6 +159,9 @@ pub trait SourcePart {
     type Config: crate::setup::Section;
     /// What its events read like unless a route picks another template.
     const TEMPLATE: Builtin;
+    /// The same in English, for routes with `language = "en"`; none: such a route needs its
+    /// own `template`.
+    const TEMPLATE_EN: Option<Builtin> = None;
     /// What is wrong with the section beyond its types, before any secret is resolved.
     fn check(_config: &Self::Config) -> Result<(), ConfigError> {
         Ok(())

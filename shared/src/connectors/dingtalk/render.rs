@@ -468,6 +468,7 @@ mod tests {
         let alert = TodoStatus {
             open: "告警中".into(),
             done: "已恢复".into(),
+            ..TodoStatus::default()
         };
         let todo = notice(
             Intent::Todo {
