@@ -13,6 +13,10 @@
 //!   lambda  the same load through the Lambda entry points (API Gateway v2 events in, DynamoDB
 //!           stream batches out, the scheduled sweeper) on DynamoDB Local
 //!   outage  lambda, with DynamoDB Local killed a third of the way in and started again 3 s later
+//!   alerts  1000 Alertmanager groups of one alert through serve, each notification sent twice
+//!           (Alertmanager's retry), then a third of them resolved (each sent twice too): every
+//!           card once, every resolved card's bar turned 已恢复 once, the others still 告警中
+//!   alerts-lambda  the same through the Lambda entry points on DynamoDB Local
 //!   all     each in turn
 
 use std::collections::HashMap;
@@ -79,6 +83,86 @@ fn body(i: usize) -> String {
     .to_string()
 }
 
+/// What a run posts: HAP messages, or Alertmanager groups that fire and, a third of them
+/// (every third group), resolve.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Load {
+    Hap,
+    Alerts,
+}
+
+/// One request as a source sends it.
+struct Req {
+    path: &'static str,
+    body: String,
+    /// The header the source proves itself with.
+    auth: (&'static str, String),
+}
+
+impl Load {
+    /// Event `i` (resolving, for an alert group).
+    fn request(self, i: usize, resolved: bool) -> Req {
+        match self {
+            Load::Hap => Req {
+                path: "/hap/message",
+                body: body(i),
+                auth: ("x-hookbridge-token", HAP_TOKEN.into()),
+            },
+            Load::Alerts => Req {
+                path: "/alertmanager",
+                body: alert_group(i, resolved),
+                auth: ("authorization", format!("Bearer {HAP_TOKEN}")),
+            },
+        }
+    }
+
+    /// The groups that resolve: every third.
+    fn resolves(i: usize) -> bool {
+        i.is_multiple_of(3)
+    }
+}
+
+/// When the run's alerts started: a minute before the run, so no repeat window has passed.
+fn alerts_started() -> &'static str {
+    static START: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    START.get_or_init(|| {
+        (chrono::Utc::now() - chrono::Duration::minutes(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    })
+}
+
+/// Alertmanager's notification for group `i`: one alert for lisi, firing or resolved.
+fn alert_group(i: usize, resolved: bool) -> String {
+    let status = if resolved { "resolved" } else { "firing" };
+    let ends = if resolved {
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    } else {
+        "0001-01-01T00:00:00Z".into()
+    };
+    let group = format!("g{i:05}");
+    json!({
+        "receiver": "hookbridge",
+        "status": status,
+        "alerts": [{
+            "status": status,
+            "labels": { "alertname": "Load", "group": group, "notify": "lisi" },
+            "annotations": { "summary": format!("第 {i} 组告警 {}", marker(i)) },
+            "startsAt": alerts_started(),
+            "endsAt": ends,
+            "generatorURL": "",
+            "fingerprint": format!("{i:016x}"),
+        }],
+        "groupLabels": { "group": group },
+        "commonLabels": { "alertname": "Load", "group": group, "notify": "lisi" },
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "version": "4",
+        "groupKey": format!("{{}}:{{group=\"{group}\"}}"),
+        "truncatedAlerts": 0,
+    })
+    .to_string()
+}
+
 /// Event numbers named in `text`, once per mention.
 fn markers(text: &str) -> Vec<usize> {
     text.match_indices("load-")
@@ -118,18 +202,112 @@ fn config(f: &Fakes) -> String {
         Some(&f.dingtalk.url),
         &format!(
             "{}\n[delivery]\nbackoff_base_secs = 1\nbackoff_cap_secs = 2\nmax_attempts = 25\nclaim_lease_secs = 15\n\
-             [sources.govding]\npath_token = \"plain:{GOVDING_PATH_TOKEN}\"\n",
+             [sources.govding]\npath_token = \"plain:{GOVDING_PATH_TOKEN}\"\n\
+             [sources.alertmanager]\nbearer_tokens = [\"plain:{HAP_TOKEN}\"]\n\
+             [[routes]]\nsource = \"alertmanager\"\nconnector = \"dingtalk\"\nkinds = [\"alert\"]\n\
+             [[routes]]\nsource = \"alertmanager\"\nconnector = \"zentao\"\nkinds = [\"alert\"]\n",
             hap_route(&f.zentao.url)
         ),
     )
 }
 
 /// A request in, its status and body out; `None` when nothing answered.
-type Post = Arc<
-    dyn Fn(usize) -> std::pin::Pin<Box<dyn Future<Output = Option<(u16, String)>> + Send>>
+type Call<In> = Arc<
+    dyn Fn(In) -> std::pin::Pin<Box<dyn Future<Output = Option<(u16, String)>> + Send>>
         + Send
         + Sync,
 >;
+
+/// Posts event `i`.
+type Post = Call<usize>;
+
+/// Sends one request where the run posts (serve, or the Lambda entry point).
+type Sender = Call<Req>;
+
+/// Posts event `i` of `load` (resolving, or firing) through `send`.
+fn posts(send: &Sender, load: Load, resolving: bool) -> Post {
+    let send = send.clone();
+    Arc::new(move |i| {
+        // The resolving phase numbers only the groups that resolve.
+        let req = if resolving {
+            load.request(3 * i, true)
+        } else {
+            load.request(i, false)
+        };
+        send(req)
+    })
+}
+
+/// Every event of `load`, twice each; for alerts then the resolving groups, twice each too.
+async fn post_load(
+    name: &str,
+    send: &Sender,
+    load: Load,
+    o: &Options,
+    said: &Said,
+    acknowledged: Arc<AtomicUsize>,
+) -> Posted {
+    let events = o.requests / 2;
+    let posted = post_all(
+        posts(send, load, false),
+        events,
+        o.concurrency,
+        said,
+        acknowledged,
+    )
+    .await;
+    if load == Load::Alerts {
+        let resolving = (0..events).filter(|i| Load::resolves(*i)).count();
+        let more = Arc::new(AtomicUsize::new(0));
+        let resolved = post_all(
+            posts(send, load, true),
+            resolving,
+            o.concurrency,
+            said,
+            more,
+        )
+        .await;
+        println!(
+            "{name:<7} {resolving} of {events} groups resolved ({} requests in {:.1} s)",
+            2 * resolving,
+            resolved.took.as_secs_f64()
+        );
+    }
+    posted
+}
+
+/// For alerts: every resolved group's card turned 已恢复 by one bar update, the others still
+/// read 告警中 (waiting at most `settle`).
+async fn bars(name: &str, f: &Fakes, load: Load, events: usize, settle: Duration) -> bool {
+    if load != Load::Alerts {
+        return true;
+    }
+    let resolving = (0..events).filter(|i| Load::resolves(*i)).count();
+    let waiting = Instant::now();
+    while f.dingtalk.count("status_bar/update") < resolving && waiting.elapsed() < settle {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (mut flipped, mut wrong) = (0, 0);
+    for task in f.dingtalk.tasks() {
+        for i in markers(&task.content.to_string()) {
+            let want = if Load::resolves(i) {
+                "已恢复"
+            } else {
+                "告警中"
+            };
+            match task.status.as_deref() {
+                Some(s) if s == want => flipped += usize::from(Load::resolves(i)),
+                _ => wrong += 1,
+            }
+        }
+    }
+    let updates = f.dingtalk.count("status_bar/update");
+    println!(
+        "{name:<7} {flipped} of {resolving} resolved cards read 已恢复, with {updates} bar updates; {wrong} cards show the wrong state"
+    );
+    flipped == resolving && updates == resolving && wrong == 0
+}
 
 /// Posts each of `events` twice, shuffled, `concurrency` at a time; a request that is not
 /// answered 200 is tried again after 100 ms, as a source retries (for 2 minutes at most).
@@ -330,16 +508,16 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn http_post(port: u16) -> Post {
+fn http_post(port: u16) -> Sender {
     let client = hookbridge::http::client(Duration::from_secs(10)).unwrap();
-    Arc::new(move |i| {
+    Arc::new(move |req: Req| {
         let client = client.clone();
         Box::pin(async move {
             let resp = client
-                .post(format!("http://127.0.0.1:{port}/hap/message"))
-                .header("X-Hookbridge-Token", HAP_TOKEN)
+                .post(format!("http://127.0.0.1:{port}{}", req.path))
+                .header(req.auth.0, req.auth.1)
                 .header("content-type", "application/json")
-                .body(body(i))
+                .body(req.body)
                 .send()
                 .await
                 .ok()?;
@@ -375,7 +553,7 @@ fn ids(line: &str) -> Vec<usize> {
         .collect()
 }
 
-async fn through_serve(o: &Options, faults: bool, said: &Said) -> bool {
+async fn through_serve(o: &Options, faults: bool, load: Load, said: &Said) -> bool {
     let said_from = said.lock().unwrap().len();
     let f = Fakes {
         dingtalk: FakeDingTalk::start().await,
@@ -406,9 +584,14 @@ async fn through_serve(o: &Options, faults: bool, said: &Said) -> bool {
             }
         }));
     }
-    let post = http_post(port);
+    let send = http_post(port);
     let acknowledged = Arc::new(AtomicUsize::new(0));
-    let posting = post_all(post, events, o.concurrency, said, acknowledged.clone());
+    let name = match (load, faults) {
+        (Load::Alerts, _) => "alerts",
+        (_, true) => "faults",
+        _ => "load",
+    };
+    let posting = post_load(name, &send, load, o, said, acknowledged.clone());
     let posted = if faults {
         // Halfway through the burst of webhooks, SIGKILL, then a start on the same data.
         let killer = async {
@@ -428,8 +611,8 @@ async fn through_serve(o: &Options, faults: bool, said: &Said) -> bool {
         posting.await
     };
     govding_callbacks(port, said).await;
-    let name = if faults { "faults" } else { "load" };
-    let ok = verdict(name, &f, events, &posted, o.settle, said, said_from).await;
+    let ok = verdict(name, &f, events, &posted, o.settle, said, said_from).await
+        & bars(name, &f, load, events, o.settle).await;
     chores.iter().for_each(|c| c.abort());
     let _ = running.child.kill();
     let _ = running.child.wait();
@@ -529,7 +712,7 @@ async fn app(config: &str, store: Arc<DynamoStore>, parts: Parts) -> Arc<App> {
     )
 }
 
-async fn through_lambda(o: &Options, outage: bool, said: &Said) -> bool {
+async fn through_lambda(o: &Options, outage: bool, load: Load, said: &Said) -> bool {
     let said_from = said.lock().unwrap().len();
     use lambda_runtime::{Context, LambdaEvent};
     let f = Fakes {
@@ -553,7 +736,12 @@ async fn through_lambda(o: &Options, outage: bool, said: &Said) -> bool {
         Duration::from_secs(30 * 86_400),
     ));
     let text = config(&f);
-    let webhook = app(&text, store.clone(), Parts::Source("hap")).await;
+    let source = if load == Load::Alerts {
+        "alertmanager"
+    } else {
+        "hap"
+    };
+    let webhook = app(&text, store.clone(), Parts::Source(source)).await;
     let senders = [
         (
             "dingtalk",
@@ -595,12 +783,13 @@ async fn through_lambda(o: &Options, outage: bool, said: &Said) -> bool {
             }
         })
     };
-    let post: Post = {
+    let send: Sender = {
         let webhook = webhook.clone();
-        Arc::new(move |i| {
+        Arc::new(move |req: Req| {
             let webhook = webhook.clone();
             Box::pin(async move {
-                let event = events::apigw_v2("/hap/message", &body(i), Some(HAP_TOKEN), false);
+                let mut event = events::apigw_v2(req.path, &req.body, None, false);
+                event["headers"][req.auth.0] = req.auth.1.into();
                 let req = lambda_http::request::from_str(&event.to_string()).ok()?;
                 let resp = hookbridge::lambda::http(&webhook, req).await.ok()?;
                 let status = resp.status().as_u16();
@@ -612,13 +801,12 @@ async fn through_lambda(o: &Options, outage: bool, said: &Said) -> bool {
         })
     };
     let events_n = o.requests / 2;
-    let posting = post_all(
-        post,
-        events_n,
-        o.concurrency,
-        said,
-        Arc::new(AtomicUsize::new(0)),
-    );
+    let name = match (load, outage) {
+        (Load::Alerts, _) => "alerts-lambda",
+        (_, true) => "outage",
+        _ => "lambda",
+    };
+    let posting = post_load(name, &send, load, o, said, Arc::new(AtomicUsize::new(0)));
     let posted = if outage {
         let stopper = async {
             while store_events(&client, table).await < events_n / 3 {
@@ -640,8 +828,8 @@ async fn through_lambda(o: &Options, outage: bool, said: &Said) -> bool {
     } else {
         posting.await
     };
-    let name = if outage { "outage" } else { "lambda" };
-    let ok = verdict(name, &f, events_n, &posted, o.settle, said, said_from).await;
+    let ok = verdict(name, &f, events_n, &posted, o.settle, said, said_from).await
+        & bars(name, &f, load, events_n, o.settle).await;
     pump.abort();
     let _ = ddb.lock().unwrap().kill();
     let _ = std::fs::remove_dir_all(&dir);
@@ -706,22 +894,31 @@ async fn main() -> std::process::ExitCode {
         .with_env_filter("debug")
         .with_writer(writer)
         .init();
-    let all = ["load", "faults", "lambda", "outage"];
+    let all = [
+        "load",
+        "faults",
+        "lambda",
+        "outage",
+        "alerts",
+        "alerts-lambda",
+    ];
     let chosen: Vec<&str> = match scenario.as_str() {
         "all" => all.to_vec(),
         s if all.contains(&s) => vec![all.into_iter().find(|a| *a == s).unwrap()],
         s => {
-            eprintln!("proof: no scenario {s:?}: load, faults, lambda, outage or all");
+            eprintln!("proof: no scenario {s:?}: {} or all", all.join(", "));
             return std::process::ExitCode::FAILURE;
         }
     };
     let mut ok = true;
     for s in chosen {
         ok &= match s {
-            "load" => through_serve(&o, false, &said).await,
-            "faults" => through_serve(&o, true, &said).await,
-            "lambda" => through_lambda(&o, false, &said).await,
-            _ => through_lambda(&o, true, &said).await,
+            "load" => through_serve(&o, false, Load::Hap, &said).await,
+            "faults" => through_serve(&o, true, Load::Hap, &said).await,
+            "lambda" => through_lambda(&o, false, Load::Hap, &said).await,
+            "outage" => through_lambda(&o, true, Load::Hap, &said).await,
+            "alerts" => through_serve(&o, false, Load::Alerts, &said).await,
+            _ => through_lambda(&o, false, Load::Alerts, &said).await,
         };
     }
     let said = said.lock().unwrap();
