@@ -272,9 +272,11 @@ impl SourcePart for AlertmanagerSource {
              Alertmanager:\n\n\
              receivers:\n  - name: hookbridge\n    webhook_configs:\n      - url: {}{PATH}\n        \
              send_resolved: true\n        max_alerts: 50\n        http_config:\n{auth}\n\
-             Each alert is shown once and its card turns 已恢复 when it resolves; label or \
-             annotate alerts with `{}` (comma-separated) to say who gets them.\n",
-            at.api, config.recipients_from
+             Each alert is one card that turns 已恢复 when it resolves (a repeat is a `repeat` \
+             reminder at most once every {} s; routes naming `group` get each notification as \
+             one message); label or annotate alerts with `{}` (comma-separated) to say who gets \
+             them.\n",
+            at.api, config.repeat_interval_secs, config.recipients_from
         ))
     }
 }
