@@ -173,6 +173,42 @@ def check_egress(output: dict) -> list:
     return problems
 
 
+# A metric-math alarm reads at most this many metrics; CloudFormation accepts more and the
+# deployment fails.
+MAX_ALARM_METRICS = 10
+
+
+def check_alarms(output: dict) -> list:
+    """Every function's Errors and Throttles, and every stream consumer's IteratorAge, are in
+    an alarm, and no alarm reads more metrics than CloudWatch allows."""
+    problems = []
+    resources = output["Resources"]
+    watched = set()
+    for name, r in resources.items():
+        if r["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        stats = [m["MetricStat"]["Metric"] for m in r["Properties"].get("Metrics", []) if "MetricStat" in m]
+        if len(stats) > MAX_ALARM_METRICS:
+            problems.append(f"{name} reads {len(stats)} metrics; CloudWatch allows {MAX_ALARM_METRICS}: split it")
+        for metric in stats:
+            for d in metric.get("Dimensions", []):
+                if d.get("Name") == "FunctionName" and isinstance(d.get("Value"), dict):
+                    watched.add((d["Value"].get("Ref"), metric["MetricName"]))
+    consumers = {
+        r["Properties"]["FunctionName"]["Ref"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+    }
+    for name, r in resources.items():
+        if r["Type"] != "AWS::Lambda::Function":
+            continue
+        wanted = ["Errors", "Throttles"] + (["IteratorAge"] if name in consumers else [])
+        for metric in wanted:
+            if (name, metric) not in watched:
+                problems.append(f"{name}: no alarm watches its {metric}")
+    return problems
+
+
 def lint(output: dict, mode: str) -> bool:
     """cfn-lint on the translated template, its parameters defaulting to `mode`'s values."""
     output = json.loads(json.dumps(output))
@@ -229,6 +265,12 @@ def main() -> int:
     if problems:
         return 1
     print(f"egress: in each of {', '.join(EGRESS_MODES)} only senders run in the VPC, and only when it is on")
+    problems = check_alarms(output)
+    for p in problems:
+        print(f"alarms: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"alarms: every function's errors and throttles, every sender's iterator age, at most {MAX_ALARM_METRICS} metrics an alarm")
     if not all([lint(output, mode) for mode in EGRESS_MODES]):
         return 1
     print(f"template OK: {len(output['Resources'])} CloudFormation resources after the SAM transform, linted in every EgressMode")
