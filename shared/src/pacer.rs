@@ -9,7 +9,7 @@
 //! counters in the store; [`Pacer`] keeps one process from overrunning it on its own and backs
 //! off when the server objects.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -155,6 +155,41 @@ impl FleetPacer {
     }
 }
 
+/// A window of calls per process: at most `per_minute` in any 60 s (a group robot's limit;
+/// its sender runs one instance at a time, so this is the limit fleet-wide).
+pub struct MinuteWindow {
+    per_minute: usize,
+    sent: Mutex<VecDeque<Instant>>,
+}
+
+impl MinuteWindow {
+    pub fn new(per_minute: u32) -> Self {
+        MinuteWindow {
+            per_minute: per_minute.max(1) as usize,
+            sent: Mutex::default(),
+        }
+    }
+
+    /// Takes a place in the window, or says how long until one frees up.
+    pub fn take(&self) -> Result<(), Duration> {
+        let now = Instant::now();
+        let minute = Duration::from_secs(60);
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        while sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= minute)
+        {
+            sent.pop_front();
+        }
+        if sent.len() >= self.per_minute {
+            let oldest = *sent.front().expect("a full window has a first");
+            return Err(minute - now.duration_since(oldest));
+        }
+        sent.push_back(now);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +282,19 @@ mod tests {
         assert!(
             asked[1] > asked[0],
             "the place is taken again, in a later window: {asked:?}"
+        );
+    }
+
+    #[test]
+    fn the_window_holds_the_21st_message_of_a_minute() {
+        let w = MinuteWindow::new(20);
+        for _ in 0..20 {
+            assert!(w.take().is_ok());
+        }
+        let wait = w.take().unwrap_err();
+        assert!(
+            wait > Duration::from_secs(59) && wait <= Duration::from_secs(60),
+            "{wait:?}"
         );
     }
 }

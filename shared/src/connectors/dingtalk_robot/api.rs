@@ -1,17 +1,11 @@
 //! The custom robot webhook as hookbridge calls it: 加签 (`timestamp` + HmacSHA256 `sign` in the
-//! query), answers judged by `errcode` (HTTP 200 on failure), and the robot's 20 messages a
-//! minute kept by a window per robot.
-
-use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::time::Duration;
+//! query) and answers judged by `errcode` (HTTP 200 on failure).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::Sha256;
-use tokio::time::Instant;
 
 use crate::event::{Failure, Millis};
 
@@ -89,40 +83,6 @@ fn security_hint(message: &str) -> &'static str {
     }
 }
 
-/// A robot's window of messages: at most `per_minute` in any 60 s.
-pub struct Window {
-    per_minute: usize,
-    sent: Mutex<VecDeque<Instant>>,
-}
-
-impl Window {
-    pub fn new(per_minute: u32) -> Self {
-        Window {
-            per_minute: per_minute.max(1) as usize,
-            sent: Mutex::default(),
-        }
-    }
-
-    /// Takes a place in the window, or says how long until one frees up.
-    pub fn take(&self) -> Result<(), Duration> {
-        let now = Instant::now();
-        let minute = Duration::from_secs(60);
-        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-        while sent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= minute)
-        {
-            sent.pop_front();
-        }
-        if sent.len() >= self.per_minute {
-            let oldest = *sent.front().expect("a full window has a first");
-            return Err(minute - now.duration_since(oldest));
-        }
-        sent.push_back(now);
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,18 +129,5 @@ mod tests {
             judge(200, br#"{"errcode":-1}"#),
             Err(Failure::Transient(_))
         ));
-    }
-
-    #[test]
-    fn the_window_holds_the_21st_message_of_a_minute() {
-        let w = Window::new(20);
-        for _ in 0..20 {
-            assert!(w.take().is_ok());
-        }
-        let wait = w.take().unwrap_err();
-        assert!(
-            wait > Duration::from_secs(59) && wait <= Duration::from_secs(60),
-            "{wait:?}"
-        );
     }
 }

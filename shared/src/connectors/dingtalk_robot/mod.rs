@@ -23,8 +23,8 @@ pub use render::*;
 
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::event::{Action, Delivery, Failure, Outcome, now_ms};
+use crate::pacer::MinuteWindow;
 use crate::setup::{ConfigError, SecretRef, Secrets};
-use api::Window;
 
 pub const CONNECTOR: &str = "dingtalk_robot";
 
@@ -62,7 +62,7 @@ struct Robot {
     secret: Option<String>,
     /// For the test message of `hookbridge check --online --send-test`.
     keyword: Option<String>,
-    window: Window,
+    window: MinuteWindow,
 }
 
 pub struct DingTalkRobot {
@@ -153,7 +153,7 @@ impl ConnectorPart for DingTalkRobot {
                 webhook: resolve(&r.webhook).await?,
                 secret: resolve(&r.secret).await?,
                 keyword: r.keyword.clone(),
-                window: Window::new(r.max_per_minute),
+                window: MinuteWindow::new(r.max_per_minute),
             };
             if robot.webhook.is_none() {
                 warn!(robot = %name, "DingTalk robot without a webhook: dry-run, posts are recorded, not sent");
