@@ -69,6 +69,29 @@ pub fn route_options<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// The instance a route names among `names` (a connector's configured ones), or the only one
+/// there is; else what to write, calling them `what` ("the robots").
+pub fn named_instance<'a>(
+    instance: Option<&str>,
+    names: impl Iterator<Item = &'a String>,
+    what: &str,
+) -> Result<String, BadTarget> {
+    let names: Vec<&String> = names.collect();
+    match (instance, names.as_slice()) {
+        (Some(i), _) if names.iter().any(|n| *n == i) => Ok(i.to_owned()),
+        (None, [only]) => Ok((*only).clone()),
+        _ => Err(BadTarget(format!(
+            "instance {:?} is not one of {what} ({}); name one with `instance`",
+            instance.unwrap_or(""),
+            names
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
 /// Why a route's `instance` or `group` does not fit its connector (said to whoever edits the
 /// config).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -11,7 +11,7 @@ use sha1::{Digest, Sha1};
 
 use super::CONNECTOR;
 use crate::connectors::dingtalk_msg::{Msg, NoticeFormat, action_card_msg, link_msg, notice_msg};
-use crate::connectors::{BadTarget, Call, Plan, Render, RenderError, Target};
+use crate::connectors::{BadTarget, Call, Plan, Render, RenderError, Target, named_instance};
 use crate::event::Action;
 use crate::notice::{Intent, MsgType, Notice};
 
@@ -56,22 +56,7 @@ impl Render for Style {
                     .into(),
             ));
         }
-        let names: Vec<&String> = self.keywords.keys().collect();
-        let name = match instance {
-            Some(i) if self.keywords.contains_key(i) => i.to_owned(),
-            None if names.len() == 1 => names[0].clone(),
-            _ => {
-                return Err(BadTarget(format!(
-                    "instance {:?} is not one of the robots ({}); name one with `instance`",
-                    instance.unwrap_or(""),
-                    names
-                        .iter()
-                        .map(|n| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-        };
+        let name = named_instance(instance, self.keywords.keys(), "the robots")?;
         Ok(Target {
             instance: Some(name),
             mentions: true,

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::api::Method;
 use super::{CONNECTOR, ContentFormat, UsersBy, ZenTaoInstance};
-use crate::connectors::{BadTarget, Call, Plan, Render, RenderError, Target};
+use crate::connectors::{BadTarget, Call, Plan, Render, RenderError, Target, named_instance};
 use crate::event::Action;
 use crate::notice::{Intent, Notice};
 
@@ -87,27 +87,12 @@ impl Render for ZenTaoRender {
 
     /// The instance a route names, or the only one there is.
     fn target(&self, instance: Option<&str>, group: Option<&str>) -> Result<Target, BadTarget> {
-        let found = match instance {
-            Some(name) => self.instances.get_key_value(name),
-            None if self.instances.len() == 1 => self.instances.iter().next(),
-            None => None,
-        };
-        match found {
-            Some((name, _)) => Ok(Target {
-                instance: Some(name.clone()),
-                group: group.map(str::to_owned),
-                ..Target::default()
-            }),
-            None => Err(BadTarget(format!(
-                "instance {:?} is not one of the ZenTao instances ({}); name one with `instance`",
-                instance.unwrap_or(""),
-                self.instances
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
-        }
+        let name = named_instance(instance, self.instances.keys(), "the ZenTao instances")?;
+        Ok(Target {
+            instance: Some(name),
+            group: group.map(str::to_owned),
+            ..Target::default()
+        })
     }
 
     fn markdown(&self, _: &Notice, target: &Target) -> bool {
