@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::connectors::dingtalk::DingTalk;
 use crate::connectors::dingtalk_robot::DingTalkRobot;
 use crate::connectors::govding::GovDing;
+use crate::connectors::wecom_robot::WeComRobot;
 use crate::connectors::zentao::ZenTao;
 use crate::connectors::{Connector, ConnectorPart, Ports, Render};
 use crate::setup::{ConfigError, Secrets};
@@ -38,6 +39,7 @@ self::registry! {
         dingtalk_robot: DingTalkRobot = "connector-dingtalk-robot",
         zentao: ZenTao = "connector-zentao",
         govding: GovDing = "connector-govding",
+        wecom_robot: WeComRobot = "connector-wecom-robot",
     }
 }
 

@@ -1,6 +1,6 @@
 //! The bench (run by `scripts/bench`): every function binary and a hello-world `lambda_http`
 //! floor, each run as Lambda runs it (the Runtime API emulator of `fake_runtime`) against
-//! DynamoDB Local behind a capacity meter and the fake DingTalk, ZenTao, 浙政钉 and robot.
+//! DynamoDB Local behind a capacity meter and the fake DingTalk, ZenTao, 浙政钉 and robots.
 //! Prints one Markdown table: size, init, first response, warm p50, peak RSS and CPU, each
 //! beside the floor's, and DynamoDB units per event with the dollars per million events they
 //! make. Asserts nothing about numbers; fails only when a function does not start or answer.
@@ -22,6 +22,7 @@ use hookbridge_tests::fake_dingtalk::FakeDingTalk;
 use hookbridge_tests::fake_govding::FakeGovDing;
 use hookbridge_tests::fake_robot::{FakeRobot, SECRET};
 use hookbridge_tests::fake_runtime::{Answer, Session};
+use hookbridge_tests::fake_wecom_robot::FakeWeComRobot;
 use hookbridge_tests::fake_zentao::FakeZenTao;
 use hookbridge_tests::meter::{Consumed, Meter};
 use hookbridge_tests::{
@@ -161,6 +162,7 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
         zentao: FakeZenTao::start().await,
         govding: FakeGovDing::start().await,
         robot: FakeRobot::start(true, None).await,
+        wecom_robot: FakeWeComRobot::start().await,
     };
     let hap = config_text(None, "");
     let dms = format!(
@@ -203,6 +205,14 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
             "[connectors.dingtalk_robot.ops]\nwebhook = \"plain:{}\"\nsecret = \"plain:{SECRET}\"\n\
              [[routes]]\nsource = \"hap\"\nconnector = \"dingtalk_robot\"\n",
             fakes.robot.webhook()
+        ),
+    );
+    let wecom_robot = config_text(
+        None,
+        &format!(
+            "[connectors.wecom_robot.ops]\nwebhook = \"plain:{}\"\n\
+             [[routes]]\nsource = \"hap\"\nconnector = \"wecom_robot\"\n",
+            fakes.wecom_robot.webhook()
         ),
     );
 
@@ -288,6 +298,7 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
         ("zentao-sender", zentao, "zentao", n),
         ("govding-sender", govding, "govding", n),
         ("dingtalk-robot-sender", robot, "dingtalk_robot", robot_n),
+        ("wecom-robot-sender", wecom_robot, "wecom_robot", robot_n),
     ] {
         let store = dynamo_store().await;
         let payloads = pending(&store, &text, connector, count).await;
@@ -311,6 +322,7 @@ struct Fakes {
     zentao: FakeZenTao,
     govding: FakeGovDing,
     robot: FakeRobot,
+    wecom_robot: FakeWeComRobot,
 }
 
 fn succeeded(answer: &Answer) -> bool {

@@ -10,6 +10,7 @@ pub mod fake_lambda;
 pub mod fake_robot;
 pub mod fake_runtime;
 pub mod fake_secrets;
+pub mod fake_wecom_robot;
 pub mod fake_zentao;
 pub mod forgeries;
 pub mod fuzz;

@@ -1,0 +1,283 @@
+//! WeCom (企业微信) group robots (群机器人): `POST …/cgi-bin/webhook/send?key=…`, the key being the
+//! robot's only secret, 20 messages a minute per robot. `render.rs` has the bodies; this file is
+//! the config, the answers' error classes and the connector the sender loop calls.
+//!
+//! The minute window is per process: on AWS the sender runs as one instance at a time (reserved
+//! concurrency 1 in `template.yaml`), so it is the robot's window fleet-wide.
+
+mod render;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::warn;
+
+pub use render::*;
+
+use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
+use crate::event::{Action, Delivery, Failure, Millis, Outcome};
+use crate::pacer::MinuteWindow;
+use crate::setup::{ConfigError, SecretRef, Secrets};
+
+pub const CONNECTOR: &str = "wecom_robot";
+/// Where a robot's key is posted when the config gives the key alone.
+const WEBHOOK: &str = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=";
+/// How long a robot that sent too fast is left alone (WeCom does not say how long it refuses).
+pub const THROTTLE_WAIT: Millis = 60 * 1000;
+
+// ---- config: [connectors.wecom_robot.<name>] ----
+
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeComRobotConfig {
+    /// The robot's webhook URL (`https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…`) or its
+    /// key alone, a secret reference: whoever has it can post to the group. Absent: dry-run.
+    pub webhook: Option<SecretRef>,
+    /// Messages a minute at most (WeCom's limit per robot is 20).
+    #[serde(default = "default_per_minute")]
+    pub max_per_minute: u32,
+    /// Seconds each post may take.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_per_minute() -> u32 {
+    20
+}
+
+/// The URL a configured webhook posts to: as given, or WeCom's with the key.
+fn webhook_url(configured: &str) -> String {
+    let configured = configured.trim();
+    if configured.contains("://") {
+        configured.to_owned()
+    } else {
+        format!("{WEBHOOK}{configured}")
+    }
+}
+
+/// Judges a robot's answer by its body: `errcode 0` is success (WeCom answers HTTP 200 either
+/// way).
+pub fn judge(status: u16, body: &[u8]) -> Result<(), Failure> {
+    let answer: Option<Value> = serde_json::from_slice(body).ok();
+    let Some(code) = answer.as_ref().and_then(|v| v["errcode"].as_i64()) else {
+        return Err(Failure::Transient(format!(
+            "the WeCom robot webhook answered HTTP {status} without an errcode"
+        )));
+    };
+    let message = answer
+        .as_ref()
+        .and_then(|v| v["errmsg"].as_str())
+        .unwrap_or_default();
+    // WeCom's errmsg ends in a hint URL naming the request; the code and its text suffice.
+    let message = message.split(", hint:").next().unwrap_or_default();
+    let said = format!("WeCom robot errcode {code}: {message}");
+    match code {
+        0 => Ok(()),
+        45009 => Err(Failure::Throttled {
+            reason: said,
+            wait: THROTTLE_WAIT,
+        }),
+        -1 => Err(Failure::Transient(said)),
+        93000 => Err(Failure::Permanent(format!(
+            "{said} (the robot's key is wrong or the robot was removed from its group: check webhook)"
+        ))),
+        _ => Err(Failure::Permanent(said)),
+    }
+}
+
+// ---- the connector ----
+
+struct Robot {
+    /// `None`: dry-run.
+    url: Option<String>,
+    window: MinuteWindow,
+}
+
+pub struct WeComRobot {
+    http: reqwest::Client,
+    robots: BTreeMap<String, Robot>,
+}
+
+impl WeComRobot {
+    async fn post(&self, name: &str, robot: &Robot, url: &str, body: &Value) -> Outcome {
+        if let Err(wait) = robot.window.take() {
+            return Outcome::Failed(Failure::Throttled {
+                reason: format!("WeCom robot {name} has posted its messages for this minute"),
+                wait: Millis::try_from(wait.as_millis()).unwrap_or(Millis::MAX),
+            });
+        }
+        // The URL carries the robot's key: errors are reported without it.
+        let response = match self.http.post(url).json(body).send().await {
+            Ok(r) => r,
+            Err(e) => return Outcome::Failed(Failure::Transient(e.without_url().to_string())),
+        };
+        let status = response.status().as_u16();
+        match response.bytes().await {
+            Ok(bytes) => match judge(status, &bytes) {
+                Ok(()) => Outcome::Sent(json!({ "robot": name })),
+                Err(f) => Outcome::Failed(f),
+            },
+            Err(e) => Outcome::Failed(Failure::Transient(e.without_url().to_string())),
+        }
+    }
+}
+
+#[async_trait]
+impl ConnectorPart for WeComRobot {
+    type Config = BTreeMap<String, WeComRobotConfig>;
+    type RouteOptions = super::NoRouteOptions;
+    /// A group robot takes posts from anywhere; its key is the only guard.
+    const CALLER_ALLOWLIST: Option<super::Allowlist> = None;
+
+    fn check(robots: &Self::Config) -> Result<(), ConfigError> {
+        if robots.is_empty() {
+            return Err(ConfigError::Invalid(
+                "connectors.wecom_robot: add a robot, [connectors.wecom_robot.<name>]".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn render(robots: &Self::Config) -> Arc<dyn Render> {
+        Arc::new(Style {
+            robots: robots.keys().cloned().collect(),
+        })
+    }
+
+    async fn build(
+        robots: &Self::Config,
+        secrets: &Secrets,
+        _: &Ports,
+    ) -> Result<Arc<dyn Connector>, ConfigError> {
+        let mut built = BTreeMap::new();
+        let timeout = robots.values().map(|r| r.timeout_secs).max().unwrap_or(10);
+        for (name, r) in robots {
+            let url = match &r.webhook {
+                Some(w) => Some(webhook_url(&secrets.resolve(w).await?)),
+                None => {
+                    warn!(robot = %name, "WeCom robot without a webhook: dry-run, posts are recorded, not sent");
+                    None
+                }
+            };
+            let window = MinuteWindow::new(r.max_per_minute);
+            built.insert(name.clone(), Robot { url, window });
+        }
+        let http = crate::http::client(Duration::from_secs(timeout)).map_err(|e| {
+            ConfigError::Invalid(format!("connectors.wecom_robot: HTTP client: {e}"))
+        })?;
+        Ok(Arc::new(WeComRobot {
+            http,
+            robots: built,
+        }))
+    }
+}
+
+#[async_trait]
+impl Connector for WeComRobot {
+    fn name(&self) -> &'static str {
+        CONNECTOR
+    }
+
+    /// A robot has no read-only API: only a post tells whether its key works, so it posts a
+    /// test message only when asked to.
+    async fn preflight(&self, scope: &crate::preflight::Scope) -> Vec<crate::preflight::Check> {
+        use crate::preflight::Check;
+        let mut out = vec![];
+        for (name, robot) in &self.robots {
+            let part = format!("{CONNECTOR} {name}");
+            out.push(match (&robot.url, scope.send_test) {
+                (None, _) => Check::note(&part, "dry-run (no webhook): nothing is posted"),
+                (Some(_), false) => Check::note(
+                    &part,
+                    "not asked: a robot can only be tried by posting (--send-test posts a test message)",
+                ),
+                (Some(url), true) => {
+                    let body = json!({ "msgtype": "text", "text": {
+                        "content": "hookbridge check: a test message, nothing to do" } });
+                    match self.post(name, robot, url, &body).await {
+                        Outcome::Sent(_) => Check::pass(&part, "the test message was posted"),
+                        Outcome::Failed(f) => Check::fail(&part, format!("{f}")),
+                        other => Check::fail(&part, format!("{other:?}")),
+                    }
+                }
+            });
+        }
+        out
+    }
+
+    fn dry_run(&self) -> bool {
+        self.robots.values().all(|r| r.url.is_none())
+    }
+
+    async fn deliver(&self, d: &Delivery) -> Outcome {
+        if d.action != Action::Send {
+            return Outcome::Skipped("a robot only posts messages".into());
+        }
+        let post: WeComPost = match serde_json::from_value(d.message.clone()) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Failed(Failure::Permanent(format!("bad robot post: {e}"))),
+        };
+        let Some(robot) = self.robots.get(&post.robot) else {
+            return Outcome::Failed(Failure::Permanent(format!(
+                "no WeCom robot {:?} is configured here ([connectors.wecom_robot.{}])",
+                post.robot, post.robot
+            )));
+        };
+        match &robot.url {
+            None => {
+                Outcome::DryRun(json!({ "requests": [{ "robot": post.robot, "body": post.body }] }))
+            }
+            Some(url) => self.post(&post.robot, robot, url, &post.body).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_judged_by_errcode() {
+        assert_eq!(judge(200, br#"{"errcode":0,"errmsg":"ok"}"#), Ok(()));
+        assert!(matches!(
+            judge(
+                200,
+                br#"{"errcode":45009,"errmsg":"api freq out of limit"}"#
+            ),
+            Err(Failure::Throttled {
+                wait: THROTTLE_WAIT,
+                ..
+            })
+        ));
+        let Err(Failure::Permanent(m)) = judge(
+            200,
+            br#"{"errcode":93000,"errmsg":"invalid webhook url, hint: [1700000000_1_abc], from ip: 1.2.3.4, more info at https://open.work.weixin.qq.com/devtool/query?e=93000"}"#,
+        ) else {
+            panic!()
+        };
+        assert!(m.contains("key is wrong") && !m.contains("from ip"), "{m}");
+        assert!(matches!(judge(502, b"<html>"), Err(Failure::Transient(_))));
+        assert!(matches!(
+            judge(200, br#"{"errcode":-1}"#),
+            Err(Failure::Transient(_))
+        ));
+        assert!(matches!(
+            judge(200, br#"{"errcode":40008}"#),
+            Err(Failure::Permanent(_))
+        ));
+    }
+
+    #[test]
+    fn a_webhook_is_a_url_or_its_key() {
+        assert_eq!(webhook_url(" k-1 "), format!("{WEBHOOK}k-1"));
+        assert_eq!(
+            webhook_url("http://127.0.0.1:9/send?key=k"),
+            "http://127.0.0.1:9/send?key=k"
+        );
+    }
+}
