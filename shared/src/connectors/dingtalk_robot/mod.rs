@@ -1,7 +1,7 @@
 //! DingTalk group robots (自定义机器人): `POST /robot/send?access_token=…`, signed with 加签
 //! when the robot has a secret, 20 messages a minute per robot. `render.rs` has the bodies,
-//! `api.rs` the signing, the error classes and the minute window; this file is the config and
-//! the connector the sender loop calls.
+//! `api.rs` the signing and the error classes; this file is the config and the connector the
+//! sender loop calls (posting as every group robot does, `connectors/robots.rs`).
 //!
 //! The window is per process: on AWS the robot sender runs as one instance at a time
 //! (reserved concurrency 1 in `template.yaml`), so it is the robot's window fleet-wide.
@@ -21,8 +21,9 @@ use tracing::warn;
 pub use api::{THROTTLE_WAIT, judge, sign, signed_url};
 pub use render::*;
 
+use super::robots::{Robot, Robots};
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
-use crate::event::{Action, Delivery, Failure, Outcome, now_ms};
+use crate::event::{Delivery, Outcome, now_ms};
 use crate::pacer::MinuteWindow;
 use crate::setup::{ConfigError, SecretRef, Secrets};
 
@@ -56,50 +57,19 @@ fn default_per_minute() -> u32 {
 
 // ---- the connector ----
 
-struct Robot {
-    /// `None`: dry-run.
-    webhook: Option<String>,
+/// What a DingTalk robot keeps besides its webhook.
+pub struct Security {
+    /// The 加签 secret.
     secret: Option<String>,
     /// For the test message of `hookbridge check --online --send-test`.
     keyword: Option<String>,
-    window: MinuteWindow,
 }
 
-pub struct DingTalkRobot {
-    http: reqwest::Client,
-    robots: BTreeMap<String, Robot>,
-}
+pub struct DingTalkRobot(Robots<Security>);
 
-impl DingTalkRobot {
-    async fn post(
-        &self,
-        name: &str,
-        robot: &Robot,
-        webhook: &str,
-        body: &serde_json::Value,
-    ) -> Outcome {
-        if let Err(wait) = robot.window.take() {
-            return Outcome::Failed(Failure::Throttled {
-                reason: format!("robot {name} has posted its messages for this minute"),
-                wait: i64::try_from(wait.as_millis()).unwrap_or(i64::MAX),
-            });
-        }
-        let url = signed_url(webhook, robot.secret.as_deref(), now_ms());
-        // The URL carries the robot's token: errors are reported without it.
-        let answer = self.http.post(url).json(body).send().await;
-        let response = match answer {
-            Ok(r) => r,
-            Err(e) => return Outcome::Failed(Failure::Transient(e.without_url().to_string())),
-        };
-        let status = response.status().as_u16();
-        match response.bytes().await {
-            Ok(bytes) => match judge(status, &bytes) {
-                Ok(()) => Outcome::Sent(json!({ "robot": name })),
-                Err(f) => Outcome::Failed(f),
-            },
-            Err(e) => Outcome::Failed(Failure::Transient(e.without_url().to_string())),
-        }
-    }
+/// The webhook with `timestamp` and `sign` when the robot has a 加签 secret.
+fn url(robot: &Robot<Security>, webhook: &str) -> String {
+    signed_url(webhook, robot.own.secret.as_deref(), now_ms())
 }
 
 #[async_trait]
@@ -151,9 +121,11 @@ impl ConnectorPart for DingTalkRobot {
             };
             let robot = Robot {
                 webhook: resolve(&r.webhook).await?,
-                secret: resolve(&r.secret).await?,
-                keyword: r.keyword.clone(),
                 window: MinuteWindow::new(r.max_per_minute),
+                own: Security {
+                    secret: resolve(&r.secret).await?,
+                    keyword: r.keyword.clone(),
+                },
             };
             if robot.webhook.is_none() {
                 warn!(robot = %name, "DingTalk robot without a webhook: dry-run, posts are recorded, not sent");
@@ -163,10 +135,13 @@ impl ConnectorPart for DingTalkRobot {
         let http = crate::http::client(Duration::from_secs(timeout)).map_err(|e| {
             ConfigError::Invalid(format!("connectors.dingtalk_robot: HTTP client: {e}"))
         })?;
-        Ok(Arc::new(DingTalkRobot {
+        Ok(Arc::new(DingTalkRobot(Robots {
+            connector: CONNECTOR,
             http,
             robots: built,
-        }))
+            judge,
+            url,
+        })))
     }
 }
 
@@ -179,64 +154,22 @@ impl Connector for DingTalkRobot {
     /// A robot has no read-only API: only a real post tells whether its token, 加签 or keyword
     /// and IP range work, so it posts a test message only when asked to.
     async fn preflight(&self, scope: &crate::preflight::Scope) -> Vec<crate::preflight::Check> {
-        use crate::preflight::Check;
-        let mut out = vec![];
-        for (name, robot) in &self.robots {
-            let part = format!("{CONNECTOR} {name}");
-            let Some(webhook) = &robot.webhook else {
-                out.push(Check::note(
-                    &part,
-                    "dry-run (no webhook): nothing is posted",
-                ));
-                continue;
-            };
-            if !scope.send_test {
-                out.push(Check::note(
-                    &part,
-                    "not asked: a robot can only be tried by posting (--send-test posts a test message)",
-                ));
-                continue;
-            }
+        let test = |robot: &Robot<Security>| {
+            let keyword = robot.own.keyword.as_deref();
             let text = format!(
                 "{}hookbridge check: a test message, nothing to do",
-                robot
-                    .keyword
-                    .as_deref()
-                    .map_or(String::new(), |k| format!("{k} "))
+                keyword.map_or(String::new(), |k| format!("{k} "))
             );
-            let body = json!({ "msgtype": "text", "text": { "content": text } });
-            out.push(match self.post(name, robot, webhook, &body).await {
-                Outcome::Sent(_) => Check::pass(&part, "the test message was posted"),
-                Outcome::Failed(f) => Check::fail(&part, format!("{f}")),
-                other => Check::fail(&part, format!("{other:?}")),
-            });
-        }
-        out
+            json!({ "msgtype": "text", "text": { "content": text } })
+        };
+        self.0.preflight(scope, test).await
     }
 
     fn dry_run(&self) -> bool {
-        self.robots.values().all(|r| r.webhook.is_none())
+        self.0.dry_run()
     }
 
     async fn deliver(&self, d: &Delivery) -> Outcome {
-        if d.action != Action::Send {
-            return Outcome::Skipped("a robot only posts messages".into());
-        }
-        let post: RobotPost = match serde_json::from_value(d.message.clone()) {
-            Ok(p) => p,
-            Err(e) => return Outcome::Failed(Failure::Permanent(format!("bad robot post: {e}"))),
-        };
-        let Some(robot) = self.robots.get(&post.robot) else {
-            return Outcome::Failed(Failure::Permanent(format!(
-                "no robot {:?} is configured here ([connectors.dingtalk_robot.{}])",
-                post.robot, post.robot
-            )));
-        };
-        match &robot.webhook {
-            None => {
-                Outcome::DryRun(json!({ "requests": [{ "robot": post.robot, "body": post.body }] }))
-            }
-            Some(webhook) => self.post(&post.robot, robot, webhook, &post.body).await,
-        }
+        self.0.deliver(d).await
     }
 }

@@ -5,13 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
 
 use super::CONNECTOR;
 use crate::connectors::dingtalk_msg::{Msg, NoticeFormat, action_card_msg, link_msg, notice_msg};
-use crate::connectors::{BadTarget, Call, Plan, Render, RenderError, Target, named_instance};
+use crate::connectors::robots::{self, RobotPost};
+use crate::connectors::{BadTarget, Call, Plan, Render, RenderError, Target};
 use crate::event::Action;
 use crate::notice::{Intent, MsgType, Notice};
 
@@ -19,13 +19,6 @@ use crate::notice::{Intent, MsgType, Notice};
 pub const MAX_MENTIONS: usize = 50;
 /// The recipient that mentions everyone in the group.
 pub const EVERYONE: &str = "@all";
-
-/// One post: to which robot, and the body as it goes out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RobotPost {
-    pub robot: String,
-    pub body: Value,
-}
 
 /// The robots by name, with the keyword each one's security setting requires.
 #[derive(Debug, Clone)]
@@ -50,18 +43,7 @@ impl Render for Style {
     }
 
     fn target(&self, instance: Option<&str>, group: Option<&str>) -> Result<Target, BadTarget> {
-        if group.is_some() {
-            return Err(BadTarget(
-                "robot routes take no `group`: a robot posts to its own group; name it with `instance`"
-                    .into(),
-            ));
-        }
-        let name = named_instance(instance, self.keywords.keys(), "the robots")?;
-        Ok(Target {
-            instance: Some(name),
-            mentions: true,
-            ..Target::default()
-        })
+        robots::target(instance, group, self.keywords.keys(), "the robots")
     }
 
     fn markdown(&self, n: &Notice, _: &Target) -> bool {

@@ -1,6 +1,7 @@
 //! WeCom (企业微信) group robots (群机器人): `POST …/cgi-bin/webhook/send?key=…`, the key being the
 //! robot's only secret, 20 messages a minute per robot. `render.rs` has the bodies; this file is
-//! the config, the answers' error classes and the connector the sender loop calls.
+//! the config, the answers' error classes and the connector the sender loop calls (posting as
+//! every group robot does, `connectors/robots.rs`).
 //!
 //! The minute window is per process: on AWS the sender runs as one instance at a time (reserved
 //! concurrency 1 in `template.yaml`), so it is the robot's window fleet-wide.
@@ -18,8 +19,9 @@ use tracing::warn;
 
 pub use render::*;
 
+use super::robots::{Robot, Robots};
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
-use crate::event::{Action, Delivery, Failure, Millis, Outcome};
+use crate::event::{Delivery, Failure, Millis, Outcome};
 use crate::pacer::MinuteWindow;
 use crate::setup::{ConfigError, SecretRef, Secrets};
 
@@ -92,39 +94,11 @@ pub fn judge(status: u16, body: &[u8]) -> Result<(), Failure> {
 
 // ---- the connector ----
 
-struct Robot {
-    /// `None`: dry-run.
-    url: Option<String>,
-    window: MinuteWindow,
-}
+pub struct WeComRobot(Robots<()>);
 
-pub struct WeComRobot {
-    http: reqwest::Client,
-    robots: BTreeMap<String, Robot>,
-}
-
-impl WeComRobot {
-    async fn post(&self, name: &str, robot: &Robot, url: &str, body: &Value) -> Outcome {
-        if let Err(wait) = robot.window.take() {
-            return Outcome::Failed(Failure::Throttled {
-                reason: format!("WeCom robot {name} has posted its messages for this minute"),
-                wait: Millis::try_from(wait.as_millis()).unwrap_or(Millis::MAX),
-            });
-        }
-        // The URL carries the robot's key: errors are reported without it.
-        let response = match self.http.post(url).json(body).send().await {
-            Ok(r) => r,
-            Err(e) => return Outcome::Failed(Failure::Transient(e.without_url().to_string())),
-        };
-        let status = response.status().as_u16();
-        match response.bytes().await {
-            Ok(bytes) => match judge(status, &bytes) {
-                Ok(()) => Outcome::Sent(json!({ "robot": name })),
-                Err(f) => Outcome::Failed(f),
-            },
-            Err(e) => Outcome::Failed(Failure::Transient(e.without_url().to_string())),
-        }
-    }
+/// A WeCom robot's URL is its webhook: the key is in it.
+fn url(_: &Robot<()>, webhook: &str) -> String {
+    webhook.to_owned()
 }
 
 #[async_trait]
@@ -157,7 +131,7 @@ impl ConnectorPart for WeComRobot {
         let mut built = BTreeMap::new();
         let timeout = robots.values().map(|r| r.timeout_secs).max().unwrap_or(10);
         for (name, r) in robots {
-            let url = match &r.webhook {
+            let webhook = match &r.webhook {
                 Some(w) => Some(webhook_url(&secrets.resolve(w).await?)),
                 None => {
                     warn!(robot = %name, "WeCom robot without a webhook: dry-run, posts are recorded, not sent");
@@ -165,15 +139,25 @@ impl ConnectorPart for WeComRobot {
                 }
             };
             let window = MinuteWindow::new(r.max_per_minute);
-            built.insert(name.clone(), Robot { url, window });
+            built.insert(
+                name.clone(),
+                Robot {
+                    webhook,
+                    window,
+                    own: (),
+                },
+            );
         }
         let http = crate::http::client(Duration::from_secs(timeout)).map_err(|e| {
             ConfigError::Invalid(format!("connectors.wecom_robot: HTTP client: {e}"))
         })?;
-        Ok(Arc::new(WeComRobot {
+        Ok(Arc::new(WeComRobot(Robots {
+            connector: CONNECTOR,
             http,
             robots: built,
-        }))
+            judge,
+            url,
+        })))
     }
 }
 
@@ -183,57 +167,21 @@ impl Connector for WeComRobot {
         CONNECTOR
     }
 
-    /// A robot has no read-only API: only a post tells whether its key works, so it posts a
-    /// test message only when asked to.
+    /// A robot has no read-only API: only a post tells whether its key works.
     async fn preflight(&self, scope: &crate::preflight::Scope) -> Vec<crate::preflight::Check> {
-        use crate::preflight::Check;
-        let mut out = vec![];
-        for (name, robot) in &self.robots {
-            let part = format!("{CONNECTOR} {name}");
-            out.push(match (&robot.url, scope.send_test) {
-                (None, _) => Check::note(&part, "dry-run (no webhook): nothing is posted"),
-                (Some(_), false) => Check::note(
-                    &part,
-                    "not asked: a robot can only be tried by posting (--send-test posts a test message)",
-                ),
-                (Some(url), true) => {
-                    let body = json!({ "msgtype": "text", "text": {
-                        "content": "hookbridge check: a test message, nothing to do" } });
-                    match self.post(name, robot, url, &body).await {
-                        Outcome::Sent(_) => Check::pass(&part, "the test message was posted"),
-                        Outcome::Failed(f) => Check::fail(&part, format!("{f}")),
-                        other => Check::fail(&part, format!("{other:?}")),
-                    }
-                }
-            });
-        }
-        out
+        let test = |_: &Robot<()>| {
+            json!({ "msgtype": "text", "text": {
+                "content": "hookbridge check: a test message, nothing to do" } })
+        };
+        self.0.preflight(scope, test).await
     }
 
     fn dry_run(&self) -> bool {
-        self.robots.values().all(|r| r.url.is_none())
+        self.0.dry_run()
     }
 
     async fn deliver(&self, d: &Delivery) -> Outcome {
-        if d.action != Action::Send {
-            return Outcome::Skipped("a robot only posts messages".into());
-        }
-        let post: WeComPost = match serde_json::from_value(d.message.clone()) {
-            Ok(p) => p,
-            Err(e) => return Outcome::Failed(Failure::Permanent(format!("bad robot post: {e}"))),
-        };
-        let Some(robot) = self.robots.get(&post.robot) else {
-            return Outcome::Failed(Failure::Permanent(format!(
-                "no WeCom robot {:?} is configured here ([connectors.wecom_robot.{}])",
-                post.robot, post.robot
-            )));
-        };
-        match &robot.url {
-            None => {
-                Outcome::DryRun(json!({ "requests": [{ "robot": post.robot, "body": post.body }] }))
-            }
-            Some(url) => self.post(&post.robot, robot, url, &post.body).await,
-        }
+        self.0.deliver(d).await
     }
 }
 

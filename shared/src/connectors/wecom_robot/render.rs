@@ -2,11 +2,11 @@
 //! route's template asks (it mentions by userid, mobile or `@all`), `news` for a link with a
 //! picture. Each within WeCom's byte limits. Pure: no secrets.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::CONNECTOR;
-use crate::connectors::{BadTarget, Call, Plan, Render, RenderError, Target, named_instance};
+use crate::connectors::robots::{self, RobotPost};
+use crate::connectors::{BadTarget, Call, Plan, Render, RenderError, Target};
 use crate::event::Action;
 use crate::notice::{Intent, MsgType, Notice, local_time};
 
@@ -19,13 +19,6 @@ const MAX_NEWS_TITLE: usize = 128;
 const MAX_NEWS_DESCRIPTION: usize = 512;
 /// The mention that reaches everyone in the group.
 pub const EVERYONE: &str = "@all";
-
-/// One post: to which robot, and the body as it goes out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WeComPost {
-    pub robot: String,
-    pub body: Value,
-}
 
 /// The robots by name.
 #[derive(Debug, Clone)]
@@ -53,18 +46,7 @@ impl Render for Style {
     }
 
     fn target(&self, instance: Option<&str>, group: Option<&str>) -> Result<Target, BadTarget> {
-        if group.is_some() {
-            return Err(BadTarget(
-                "robot routes take no `group`: a robot posts to its own group; name it with `instance`"
-                    .into(),
-            ));
-        }
-        let name = named_instance(instance, self.robots.iter(), "the WeCom robots")?;
-        Ok(Target {
-            instance: Some(name),
-            mentions: true,
-            ..Target::default()
-        })
+        robots::target(instance, group, self.robots.iter(), "the WeCom robots")
     }
 
     fn markdown(&self, n: &Notice, _: &Target) -> bool {
@@ -91,7 +73,7 @@ impl Render for Style {
         let call = Call {
             action: Action::Send,
             recipients,
-            message: serde_json::to_value(WeComPost { robot, body })?,
+            message: serde_json::to_value(RobotPost { robot, body })?,
         };
         Ok(Plan {
             calls: vec![call],

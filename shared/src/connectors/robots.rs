@@ -1,0 +1,137 @@
+//! What the group-robot connectors share (`dingtalk_robot/`, `wecom_robot/`, a folder each):
+//! robots by name, each a webhook (none: dry-run) and a window of messages a minute; a delivery
+//! is one post to one robot, judged by the connector's own reading of the answer; and only a
+//! post tells whether a robot works, so `check --online` posts only when asked to.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{BadTarget, Target, named_instance};
+use crate::event::{Action, Delivery, Failure, Millis, Outcome};
+use crate::pacer::MinuteWindow;
+use crate::preflight::{Check, Scope};
+
+/// One post: to which robot, and the body as it goes out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RobotPost {
+    pub robot: String,
+    pub body: Value,
+}
+
+/// A robot's route target: the robot the route names (or the only one), its users @mentioned.
+pub fn target<'a>(
+    instance: Option<&str>,
+    group: Option<&str>,
+    names: impl Iterator<Item = &'a String>,
+    what: &str,
+) -> Result<Target, BadTarget> {
+    if group.is_some() {
+        return Err(BadTarget(
+            "robot routes take no `group`: a robot posts to its own group; name it with `instance`"
+                .into(),
+        ));
+    }
+    Ok(Target {
+        instance: Some(named_instance(instance, names, what)?),
+        mentions: true,
+        ..Target::default()
+    })
+}
+
+/// A configured robot: where it posts (`None`: dry-run), its window, and what its connector
+/// keeps besides (`own`: a signing secret, a keyword).
+pub struct Robot<R> {
+    pub webhook: Option<String>,
+    pub window: MinuteWindow,
+    pub own: R,
+}
+
+/// How a connector reads a robot's answer: `Ok` when posted.
+pub type Judge = fn(status: u16, body: &[u8]) -> Result<(), Failure>;
+
+/// A connector's robots and how it posts to them.
+pub struct Robots<R> {
+    /// `[connectors.<connector>.<name>]`.
+    pub connector: &'static str,
+    pub http: reqwest::Client,
+    pub robots: BTreeMap<String, Robot<R>>,
+    pub judge: Judge,
+    /// The URL a post goes to, from the robot and its webhook (DingTalk signs it).
+    pub url: fn(&Robot<R>, &str) -> String,
+}
+
+impl<R: Send + Sync> Robots<R> {
+    pub fn dry_run(&self) -> bool {
+        self.robots.values().all(|r| r.webhook.is_none())
+    }
+
+    /// Posts `body` to robot `name` if its window has room; the answer judged.
+    async fn post(&self, name: &str, robot: &Robot<R>, webhook: &str, body: &Value) -> Outcome {
+        if let Err(wait) = robot.window.take() {
+            return Outcome::Failed(Failure::Throttled {
+                reason: format!("robot {name} has posted its messages for this minute"),
+                wait: Millis::try_from(wait.as_millis()).unwrap_or(Millis::MAX),
+            });
+        }
+        let url = (self.url)(robot, webhook);
+        // The URL carries the robot's secret: errors are reported without it.
+        let response = match self.http.post(url).json(body).send().await {
+            Ok(r) => r,
+            Err(e) => return Outcome::Failed(Failure::Transient(e.without_url().to_string())),
+        };
+        let status = response.status().as_u16();
+        match response.bytes().await {
+            Ok(bytes) => match (self.judge)(status, &bytes) {
+                Ok(()) => Outcome::Sent(json!({ "robot": name })),
+                Err(f) => Outcome::Failed(f),
+            },
+            Err(e) => Outcome::Failed(Failure::Transient(e.without_url().to_string())),
+        }
+    }
+
+    /// One delivery: its post to its robot (recorded, not sent, when the robot is dry-run).
+    pub async fn deliver(&self, d: &Delivery) -> Outcome {
+        if d.action != Action::Send {
+            return Outcome::Skipped("a robot only posts messages".into());
+        }
+        let post: RobotPost = match serde_json::from_value(d.message.clone()) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Failed(Failure::Permanent(format!("bad robot post: {e}"))),
+        };
+        let Some(robot) = self.robots.get(&post.robot) else {
+            return Outcome::Failed(Failure::Permanent(format!(
+                "no robot {:?} is configured here ([connectors.{}.{}])",
+                post.robot, self.connector, post.robot
+            )));
+        };
+        match &robot.webhook {
+            None => {
+                Outcome::DryRun(json!({ "requests": [{ "robot": post.robot, "body": post.body }] }))
+            }
+            Some(webhook) => self.post(&post.robot, robot, webhook, &post.body).await,
+        }
+    }
+
+    /// A line per robot: dry-run, not asked, or whether `test` (its test message) was posted.
+    pub async fn preflight(&self, scope: &Scope, test: impl Fn(&Robot<R>) -> Value) -> Vec<Check> {
+        let mut out = vec![];
+        for (name, robot) in &self.robots {
+            let part = format!("{} {name}", self.connector);
+            out.push(match (&robot.webhook, scope.send_test) {
+                (None, _) => Check::note(&part, "dry-run (no webhook): nothing is posted"),
+                (Some(_), false) => Check::note(
+                    &part,
+                    "not asked: a robot can only be tried by posting (--send-test posts a test message)",
+                ),
+                (Some(webhook), true) => match self.post(name, robot, webhook, &test(robot)).await {
+                    Outcome::Sent(_) => Check::pass(&part, "the test message was posted"),
+                    Outcome::Failed(f) => Check::fail(&part, format!("{f}")),
+                    other => Check::fail(&part, format!("{other:?}")),
+                },
+            });
+        }
+        out
+    }
+}
