@@ -312,6 +312,36 @@ pub async fn run_stream(
     logs
 }
 
+/// A sender `binary` run as Lambda runs it, on a stream batch that a filter gone wrong fills:
+/// the HAP mention fixture (routed by `extra` to `connector`) has a DingTalk delivery, not the
+/// sender's, and its own delivery twice (inserted, then modified). Returns the log and what
+/// became of each delivery: the sender should send its own once and leave the other pending.
+pub async fn sender_takes_its_own(
+    binary: &str,
+    extra: &str,
+    connector: &str,
+) -> (String, Vec<(String, Status)>) {
+    let store = dynamo_store().await;
+    let table = store.table().to_owned();
+    ingest(
+        &store,
+        config(None, extra),
+        "/hap/message",
+        "hap-message-mention.json",
+    )
+    .await;
+    let pk = "EVT#hap#9f8e7d6c-5b4a-4392-8171-6f5e4d3c2b1a";
+    let own = format!("DLV#{connector}#000");
+    let items = [
+        ("INSERT", pk, "DLV#dingtalk#000"),
+        ("INSERT", pk, own.as_str()),
+        ("MODIFY", pk, own.as_str()),
+    ];
+    let env = lambda_env(&table, None, extra);
+    let logs = run_stream(binary, &env, &table, &items).await;
+    (logs, statuses(&store, pk).await)
+}
+
 /// `(connector, status)` of the deliveries of the event `pk`, in order.
 pub async fn statuses(store: &DynamoStore, pk: &str) -> Vec<(String, Status)> {
     store

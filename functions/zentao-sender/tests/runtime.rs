@@ -5,7 +5,8 @@ use hookbridge::event::{Status, now_ms};
 use hookbridge::store::HistoryStore;
 use hookbridge_tests::fake_zentao::{CODE, FakeZenTao, KEY};
 use hookbridge_tests::{
-    HAP_TOKEN, app_on, config, dynamo_store, ingest, lambda_env, request, run_stream, statuses,
+    HAP_TOKEN, app_on, config, dynamo_store, lambda_env, request, run_stream, sender_takes_its_own,
+    statuses,
 };
 
 #[tokio::test]
@@ -16,26 +17,11 @@ async fn sends_its_own_deliveries_and_leaves_the_others() {
          [[routes]]\nsource = \"hap\"\nconnector = \"zentao\"\n",
         fake.url
     );
-    let store = dynamo_store().await;
-    let table = store.table().to_owned();
-    ingest(
-        &store,
-        config(None, &zentao),
-        "/hap/message",
-        "hap-message-mention.json",
-    )
-    .await;
-    let pk = "EVT#hap#9f8e7d6c-5b4a-4392-8171-6f5e4d3c2b1a";
-    // A filter gone wrong: the DingTalk delivery reaches the ZenTao sender too.
-    let items = [
-        ("INSERT", pk, "DLV#dingtalk#000"),
-        ("INSERT", pk, "DLV#zentao#000"),
-    ];
-    let env = lambda_env(&table, None, &zentao);
-    run_stream(env!("CARGO_BIN_EXE_zentao-sender"), &env, &table, &items).await;
-    assert_eq!(fake.calls("sendNotification").len(), 1);
+    let binary = env!("CARGO_BIN_EXE_zentao-sender");
+    let (logs, statuses) = sender_takes_its_own(binary, &zentao, "zentao").await;
+    assert_eq!(fake.calls("sendNotification").len(), 1, "sent once: {logs}");
     assert_eq!(
-        statuses(&store, pk).await,
+        statuses,
         [
             ("dingtalk".to_owned(), Status::Pending),
             ("zentao".to_owned(), Status::Sent)
