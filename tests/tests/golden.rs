@@ -214,16 +214,23 @@ departments = ["1001", "1002"]
     scenario("hap-everyone-and-departments", routes, &posts).await;
 }
 
-/// Two alerts fire, one resolves (the next notification repeats the other): one card each
-/// reading 告警中 and one ZenTao notice each; the resolved one's card turns 已恢复 and ZenTao
-/// says it resolved. The repeat sends nothing.
+/// The Alertmanager source with `routes`: two alerts fire, then one resolves (the next
+/// notification repeats the other).
+async fn alerts(name: &str, routes: &str) {
+    let config =
+        format!("[sources.alertmanager]\nbearer_tokens = [\"plain:{HAP_TOKEN}\"]\n{routes}");
+    let posts = [
+        ("/alertmanager", fixture("alertmanager-firing.json")),
+        ("/alertmanager", fixture("alertmanager-one-resolved.json")),
+    ];
+    scenario(name, &config, &posts).await;
+}
+
+/// One card each reading 告警中 and one ZenTao notice each; the resolved one's card turns
+/// 已恢复 and ZenTao says it resolved. The repeat sends nothing.
 #[tokio::test]
 async fn alerts_firing_and_one_resolving() {
-    let routes = format!(
-        r#"
-[sources.alertmanager]
-bearer_tokens = ["plain:{HAP_TOKEN}"]
-
+    let routes = r#"
 [[routes]]
 source = "alertmanager"
 connector = "dingtalk"
@@ -235,59 +242,36 @@ source = "alertmanager"
 connector = "zentao"
 kinds = ["alert", "resolved"]
 users = ["zhangsan"]
-"#
-    );
-    let posts = [
-        ("/alertmanager", fixture("alertmanager-firing.json")),
-        ("/alertmanager", fixture("alertmanager-one-resolved.json")),
-    ];
-    scenario("alertmanager-firing-and-resolved", &routes, &posts).await;
+"#;
+    alerts("alertmanager-firing-and-resolved", routes).await;
 }
 
-/// The same two notifications to a route that takes each group as one notice: ZenTao shows
-/// the group as it fired, then as one alert resolved, each alert a line.
+/// A route that takes each group as one notice: ZenTao shows the group as it fired, then as
+/// one alert resolved, each alert a line.
 #[tokio::test]
 async fn an_alert_group_as_one_notice() {
-    let routes = format!(
-        r#"
-[sources.alertmanager]
-bearer_tokens = ["plain:{HAP_TOKEN}"]
-
+    let routes = r#"
 [[routes]]
 source = "alertmanager"
 connector = "zentao"
 kinds = ["group"]
 users = ["zhangsan"]
-"#
-    );
-    let posts = [
-        ("/alertmanager", fixture("alertmanager-firing.json")),
-        ("/alertmanager", fixture("alertmanager-one-resolved.json")),
-    ];
-    scenario("alertmanager-group", &routes, &posts).await;
+"#;
+    alerts("alertmanager-group", routes).await;
 }
 
 /// A route in English: the card's title, text, labels and bar (Firing, then Resolved).
 #[tokio::test]
 async fn alerts_in_english() {
-    let routes = format!(
-        r#"
-[sources.alertmanager]
-bearer_tokens = ["plain:{HAP_TOKEN}"]
-
+    let routes = r#"
 [[routes]]
 source = "alertmanager"
 connector = "dingtalk"
 kinds = ["alert"]
 users = ["ops1"]
 language = "en"
-"#
-    );
-    let posts = [
-        ("/alertmanager", fixture("alertmanager-firing.json")),
-        ("/alertmanager", fixture("alertmanager-one-resolved.json")),
-    ];
-    scenario("alertmanager-in-english", &routes, &posts).await;
+"#;
+    alerts("alertmanager-in-english", routes).await;
 }
 
 /// A GitLab push through a generic instance, with a route's template over the body, to ZenTao

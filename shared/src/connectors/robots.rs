@@ -8,10 +8,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{BadTarget, Target, named_instance};
+use std::time::Duration;
+
+use super::{BadTarget, Call, Plan, RenderError, Target, named_instance};
 use crate::event::{Action, Delivery, Failure, Millis, Outcome};
 use crate::pacer::MinuteWindow;
 use crate::preflight::{Check, Scope};
+use crate::setup::ConfigError;
 
 /// One post: to which robot, and the body as it goes out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +43,30 @@ pub fn target<'a>(
     })
 }
 
+/// The one post of a notice: `body` to `robot`, mentioning `mentions` (its recipients; the
+/// robot itself when nobody is mentioned); `unmapped` those it could not mention.
+pub fn plan(
+    robot: String,
+    body: Value,
+    mentions: Vec<String>,
+    unmapped: Vec<String>,
+) -> Result<Plan, RenderError> {
+    let recipients = if mentions.is_empty() {
+        vec![format!("robot:{robot}")]
+    } else {
+        mentions
+    };
+    let call = Call {
+        action: Action::Send,
+        recipients,
+        message: serde_json::to_value(RobotPost { robot, body })?,
+    };
+    Ok(Plan {
+        calls: vec![call],
+        unmapped,
+    })
+}
+
 /// A configured robot: where it posts (`None`: dry-run), its window, and what its connector
 /// keeps besides (`own`: a signing secret, a keyword).
 pub struct Robot<R> {
@@ -63,6 +90,26 @@ pub struct Robots<R> {
 }
 
 impl<R: Send + Sync> Robots<R> {
+    /// `connector`'s robots, each post taking at most `timeout_secs`.
+    pub fn new(
+        connector: &'static str,
+        robots: BTreeMap<String, Robot<R>>,
+        timeout_secs: u64,
+        judge: Judge,
+        url: fn(&Robot<R>, &str) -> String,
+    ) -> Result<Self, ConfigError> {
+        let http = crate::http::client(Duration::from_secs(timeout_secs)).map_err(|e| {
+            ConfigError::Invalid(format!("connectors.{connector}: HTTP client: {e}"))
+        })?;
+        Ok(Robots {
+            connector,
+            http,
+            robots,
+            judge,
+            url,
+        })
+    }
+
     pub fn dry_run(&self) -> bool {
         self.robots.values().all(|r| r.webhook.is_none())
     }

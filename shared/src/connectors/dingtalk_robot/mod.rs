@@ -11,7 +11,6 @@ mod render;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -132,16 +131,8 @@ impl ConnectorPart for DingTalkRobot {
             }
             built.insert(name.clone(), robot);
         }
-        let http = crate::http::client(Duration::from_secs(timeout)).map_err(|e| {
-            ConfigError::Invalid(format!("connectors.dingtalk_robot: HTTP client: {e}"))
-        })?;
-        Ok(Arc::new(DingTalkRobot(Robots {
-            connector: CONNECTOR,
-            http,
-            robots: built,
-            judge,
-            url,
-        })))
+        let robots = Robots::new(CONNECTOR, built, timeout, judge, url)?;
+        Ok(Arc::new(DingTalkRobot(robots)))
     }
 }
 

@@ -10,9 +10,8 @@ use sha1::{Digest, Sha1};
 
 use super::CONNECTOR;
 use crate::connectors::dingtalk_msg::{Msg, NoticeFormat, action_card_msg, link_msg, notice_msg};
-use crate::connectors::robots::{self, RobotPost};
-use crate::connectors::{BadTarget, Call, Plan, Render, RenderError, Target};
-use crate::event::Action;
+use crate::connectors::robots;
+use crate::connectors::{BadTarget, Plan, Render, RenderError, Target};
 use crate::notice::{Intent, MsgType, Notice};
 
 /// Mentions a message may carry.
@@ -66,20 +65,7 @@ impl Render for Style {
         }
         let mentions: Vec<String> = users.into_iter().take(MAX_MENTIONS).collect();
         let body = body(&n, &mentions, &robot)?;
-        let recipients = if mentions.is_empty() {
-            vec![format!("robot:{robot}")]
-        } else {
-            mentions
-        };
-        let call = Call {
-            action: Action::Send,
-            recipients,
-            message: serde_json::to_value(RobotPost { robot, body })?,
-        };
-        Ok(Plan {
-            calls: vec![call],
-            unmapped: vec![],
-        })
+        robots::plan(robot, body, mentions, vec![])
     }
 
     fn recipient_noun(&self) -> &'static str {

@@ -10,7 +10,6 @@ mod render;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -148,16 +147,8 @@ impl ConnectorPart for WeComRobot {
                 },
             );
         }
-        let http = crate::http::client(Duration::from_secs(timeout)).map_err(|e| {
-            ConfigError::Invalid(format!("connectors.wecom_robot: HTTP client: {e}"))
-        })?;
-        Ok(Arc::new(WeComRobot(Robots {
-            connector: CONNECTOR,
-            http,
-            robots: built,
-            judge,
-            url,
-        })))
+        let robots = Robots::new(CONNECTOR, built, timeout, judge, url)?;
+        Ok(Arc::new(WeComRobot(robots)))
     }
 }
 

@@ -5,9 +5,8 @@
 use serde_json::{Value, json};
 
 use super::CONNECTOR;
-use crate::connectors::robots::{self, RobotPost};
-use crate::connectors::{BadTarget, Call, Plan, Render, RenderError, Target};
-use crate::event::Action;
+use crate::connectors::robots;
+use crate::connectors::{BadTarget, Plan, Render, RenderError, Target};
 use crate::notice::{Intent, MsgType, Notice, local_time};
 
 /// The longest `text.content` WeCom takes, in bytes.
@@ -65,20 +64,7 @@ impl Render for Style {
             _ => (users, vec![]),
         };
         let body = body(n, &mentions);
-        let recipients = if mentions.is_empty() {
-            vec![format!("robot:{robot}")]
-        } else {
-            mentions
-        };
-        let call = Call {
-            action: Action::Send,
-            recipients,
-            message: serde_json::to_value(RobotPost { robot, body })?,
-        };
-        Ok(Plan {
-            calls: vec![call],
-            unmapped,
-        })
+        robots::plan(robot, body, mentions, unmapped)
     }
 
     fn recipient_noun(&self) -> &'static str {
