@@ -116,6 +116,30 @@ impl ConnectorPart for WeComRobot {
         Ok(())
     }
 
+    /// Where the webhook comes from; a robot needs no address listed.
+    #[cfg(feature = "cli")]
+    fn setup(robots: Option<&Self::Config>, _: &crate::tools::Deployment) -> String {
+        let mut out = String::from(
+            "In the WeCom group: ⋯ → 群机器人 → 添加 → 新创建一个机器人, and copy its webhook \
+             (https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…). Keep it as a secret: \
+             whoever has the key can post to the group. A group robot takes posts from any \
+             address, so nothing needs listing.\n",
+        );
+        match robots {
+            Some(robots) => {
+                for (name, r) in robots {
+                    let webhook = r.webhook.as_ref().map_or_else(
+                        || "none: dry-run, posts are recorded, not sent".to_owned(),
+                        |w| format!("read from {w:?}"),
+                    );
+                    out += &format!("  [connectors.wecom_robot.{name}] webhook {webhook}\n");
+                }
+            }
+            None => out += "Then add [connectors.wecom_robot.<name>] with webhook = \"env:…\".\n",
+        }
+        out
+    }
+
     fn render(robots: &Self::Config) -> Arc<dyn Render> {
         Arc::new(Style {
             robots: robots.keys().cloned().collect(),
@@ -209,6 +233,30 @@ mod tests {
             judge(200, br#"{"errcode":40008}"#),
             Err(Failure::Permanent(_))
         ));
+    }
+
+    /// `hookbridge setup wecom_robot` says where the webhook comes from, never its value.
+    #[cfg(feature = "cli")]
+    #[test]
+    fn setup_names_each_robot_and_where_its_webhook_is_read() {
+        let config: BTreeMap<String, WeComRobotConfig> = toml::from_str(
+            "[ops]\nwebhook = \"env:OPS_WECOM\"\n[dev]\nwebhook = \"plain:https://q/send?key=k1\"\n",
+        )
+        .unwrap();
+        let at = crate::tools::Deployment {
+            api: "http://h:3000".into(),
+            outputs: BTreeMap::new(),
+            egress: crate::tools::Egress::Host,
+            config_file: "hookbridge.toml".into(),
+            reveal: false,
+        };
+        let said = WeComRobot::setup(Some(&config), &at);
+        assert!(
+            said.contains("[connectors.wecom_robot.ops] webhook read from env:OPS_WECOM"),
+            "{said}"
+        );
+        assert!(!said.contains("k1"), "{said}");
+        assert!(WeComRobot::setup(None, &at).contains("webhook = \"env:…\""));
     }
 
     #[test]
