@@ -155,35 +155,58 @@ impl FleetPacer {
     }
 }
 
-/// A window of calls per process: at most `per_minute` in any 60 s (a group robot's limit;
-/// its sender runs one instance at a time, so this is the limit fleet-wide).
-pub struct MinuteWindow {
-    per_minute: usize,
+/// Windows of calls per process: at most so many in any minute (and, where the system says
+/// so, in any second), a group robot's limits; its sender runs one instance at a time, so
+/// these are the limits fleet-wide.
+pub struct RateWindow {
+    /// `(calls, period)`, each of which must hold.
+    limits: Vec<(usize, Duration)>,
+    /// When the calls of the longest period were made, oldest first.
     sent: Mutex<VecDeque<Instant>>,
 }
 
-impl MinuteWindow {
-    pub fn new(per_minute: u32) -> Self {
-        MinuteWindow {
-            per_minute: per_minute.max(1) as usize,
+impl RateWindow {
+    /// At most `per_minute` calls in any 60 s.
+    pub fn per_minute(per_minute: u32) -> Self {
+        RateWindow {
+            limits: vec![(per_minute.max(1) as usize, Duration::from_secs(60))],
             sent: Mutex::default(),
         }
     }
 
-    /// Takes a place in the window, or says how long until one frees up.
+    /// And at most `per_second` in any second.
+    pub fn and_per_second(mut self, per_second: u32) -> Self {
+        self.limits
+            .push((per_second.max(1) as usize, Duration::from_secs(1)));
+        self
+    }
+
+    /// Takes a place in every window, or says how long until each has one.
     pub fn take(&self) -> Result<(), Duration> {
         let now = Instant::now();
-        let minute = Duration::from_secs(60);
+        let longest = self.limits.iter().map(|l| l.1).max().unwrap_or_default();
         let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
         while sent
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= minute)
+            .is_some_and(|t| now.duration_since(*t) >= longest)
         {
             sent.pop_front();
         }
-        if sent.len() >= self.per_minute {
-            let oldest = *sent.front().expect("a full window has a first");
-            return Err(minute - now.duration_since(oldest));
+        let mut wait = Duration::ZERO;
+        for &(limit, period) in &self.limits {
+            let within = sent
+                .iter()
+                .rev()
+                .take_while(|t| now.duration_since(**t) < period)
+                .count();
+            if within >= limit {
+                // The call that must leave this period before another fits in it.
+                let leaving = sent[sent.len() - limit];
+                wait = wait.max(period - now.duration_since(leaving));
+            }
+        }
+        if wait > Duration::ZERO {
+            return Err(wait);
         }
         sent.push_back(now);
         Ok(())
@@ -287,7 +310,7 @@ mod tests {
 
     #[test]
     fn the_window_holds_the_21st_message_of_a_minute() {
-        let w = MinuteWindow::new(20);
+        let w = RateWindow::per_minute(20);
         for _ in 0..20 {
             assert!(w.take().is_ok());
         }
@@ -295,6 +318,26 @@ mod tests {
         assert!(
             wait > Duration::from_secs(59) && wait <= Duration::from_secs(60),
             "{wait:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_window_holds_the_sixth_call_of_a_second_and_the_minute_still_counts() {
+        let w = RateWindow::per_minute(7).and_per_second(5);
+        for _ in 0..5 {
+            assert!(w.take().is_ok());
+        }
+        let wait = w.take().unwrap_err();
+        assert!(
+            wait <= Duration::from_secs(1) && wait > Duration::from_millis(900),
+            "{wait:?}"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(w.take().is_ok() && w.take().is_ok(), "a new second");
+        let wait = w.take().unwrap_err();
+        assert!(
+            wait > Duration::from_secs(58),
+            "the minute is full: {wait:?}"
         );
     }
 }

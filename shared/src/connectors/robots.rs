@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::{BadTarget, Call, Plan, RenderError, Target, named_instance};
 use crate::event::{Action, Delivery, Failure, Millis, Outcome};
-use crate::pacer::MinuteWindow;
+use crate::pacer::RateWindow;
 use crate::preflight::{Check, Scope};
 use crate::setup::ConfigError;
 
@@ -71,7 +71,7 @@ pub fn plan(
 /// keeps besides (`own`: a signing secret, a keyword).
 pub struct Robot<R> {
     pub webhook: Option<String>,
-    pub window: MinuteWindow,
+    pub window: RateWindow,
     pub own: R,
 }
 
@@ -85,9 +85,12 @@ pub struct Robots<R> {
     pub http: reqwest::Client,
     pub robots: BTreeMap<String, Robot<R>>,
     pub judge: Judge,
-    /// The URL a post goes to, from the robot and its webhook (DingTalk signs it).
-    pub url: fn(&Robot<R>, &str) -> String,
+    pub request: Request<R>,
 }
+
+/// The URL and body a post goes out as, from the robot, its webhook and the stored body: where
+/// a robot signs (DingTalk in the URL, Feishu in the body), with the time of sending.
+pub type Request<R> = fn(&Robot<R>, &str, &Value) -> (String, Value);
 
 impl<R: Send + Sync> Robots<R> {
     /// `connector`'s robots, each post taking at most `timeout_secs`.
@@ -96,7 +99,7 @@ impl<R: Send + Sync> Robots<R> {
         robots: BTreeMap<String, Robot<R>>,
         timeout_secs: u64,
         judge: Judge,
-        url: fn(&Robot<R>, &str) -> String,
+        request: Request<R>,
     ) -> Result<Self, ConfigError> {
         let http = crate::http::client(Duration::from_secs(timeout_secs)).map_err(|e| {
             ConfigError::Invalid(format!("connectors.{connector}: HTTP client: {e}"))
@@ -106,7 +109,7 @@ impl<R: Send + Sync> Robots<R> {
             http,
             robots,
             judge,
-            url,
+            request,
         })
     }
 
@@ -122,9 +125,9 @@ impl<R: Send + Sync> Robots<R> {
                 wait: Millis::try_from(wait.as_millis()).unwrap_or(Millis::MAX),
             });
         }
-        let url = (self.url)(robot, webhook);
+        let (url, body) = (self.request)(robot, webhook, body);
         // The URL carries the robot's secret: errors are reported without it.
-        let response = match self.http.post(url).json(body).send().await {
+        let response = match self.http.post(url).json(&body).send().await {
             Ok(r) => r,
             Err(e) => return Outcome::Failed(Failure::Transient(e.without_url().to_string())),
         };

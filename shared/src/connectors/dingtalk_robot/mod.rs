@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tracing::warn;
 
 pub use api::{THROTTLE_WAIT, judge, sign, signed_url};
@@ -23,7 +23,7 @@ pub use render::*;
 use super::robots::{Robot, Robots};
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::event::{Delivery, Outcome, now_ms};
-use crate::pacer::MinuteWindow;
+use crate::pacer::RateWindow;
 use crate::setup::{ConfigError, SecretRef, Secrets};
 
 pub const CONNECTOR: &str = "dingtalk_robot";
@@ -67,8 +67,9 @@ pub struct Security {
 pub struct DingTalkRobot(Robots<Security>);
 
 /// The webhook with `timestamp` and `sign` when the robot has a 加签 secret.
-fn url(robot: &Robot<Security>, webhook: &str) -> String {
-    signed_url(webhook, robot.own.secret.as_deref(), now_ms())
+fn request(robot: &Robot<Security>, webhook: &str, body: &Value) -> (String, Value) {
+    let url = signed_url(webhook, robot.own.secret.as_deref(), now_ms());
+    (url, body.clone())
 }
 
 #[async_trait]
@@ -120,7 +121,7 @@ impl ConnectorPart for DingTalkRobot {
             };
             let robot = Robot {
                 webhook: resolve(&r.webhook).await?,
-                window: MinuteWindow::new(r.max_per_minute),
+                window: RateWindow::per_minute(r.max_per_minute),
                 own: Security {
                     secret: resolve(&r.secret).await?,
                     keyword: r.keyword.clone(),
@@ -131,7 +132,7 @@ impl ConnectorPart for DingTalkRobot {
             }
             built.insert(name.clone(), robot);
         }
-        let robots = Robots::new(CONNECTOR, built, timeout, judge, url)?;
+        let robots = Robots::new(CONNECTOR, built, timeout, judge, request)?;
         Ok(Arc::new(DingTalkRobot(robots)))
     }
 }

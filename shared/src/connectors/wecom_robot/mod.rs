@@ -21,7 +21,7 @@ pub use render::*;
 use super::robots::{Robot, Robots};
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::event::{Delivery, Failure, Millis, Outcome};
-use crate::pacer::MinuteWindow;
+use crate::pacer::RateWindow;
 use crate::setup::{ConfigError, SecretRef, Secrets};
 
 pub const CONNECTOR: &str = "wecom_robot";
@@ -95,9 +95,9 @@ pub fn judge(status: u16, body: &[u8]) -> Result<(), Failure> {
 
 pub struct WeComRobot(Robots<()>);
 
-/// A WeCom robot's URL is its webhook: the key is in it.
-fn url(_: &Robot<()>, webhook: &str) -> String {
-    webhook.to_owned()
+/// A WeCom robot's URL is its webhook (the key is in it), its body as stored.
+fn request(_: &Robot<()>, webhook: &str, body: &Value) -> (String, Value) {
+    (webhook.to_owned(), body.clone())
 }
 
 #[async_trait]
@@ -161,7 +161,7 @@ impl ConnectorPart for WeComRobot {
                     None
                 }
             };
-            let window = MinuteWindow::new(r.max_per_minute);
+            let window = RateWindow::per_minute(r.max_per_minute);
             built.insert(
                 name.clone(),
                 Robot {
@@ -171,7 +171,7 @@ impl ConnectorPart for WeComRobot {
                 },
             );
         }
-        let robots = Robots::new(CONNECTOR, built, timeout, judge, url)?;
+        let robots = Robots::new(CONNECTOR, built, timeout, judge, request)?;
         Ok(Arc::new(WeComRobot(robots)))
     }
 }
