@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::connectors::dingtalk::DingTalk;
 use crate::connectors::dingtalk_robot::DingTalkRobot;
+use crate::connectors::feishu_robot::FeishuRobot;
 use crate::connectors::govding::GovDing;
 use crate::connectors::wecom_robot::WeComRobot;
 use crate::connectors::zentao::ZenTao;
@@ -40,6 +41,7 @@ self::registry! {
         zentao: ZenTao = "connector-zentao",
         govding: GovDing = "connector-govding",
         wecom_robot: WeComRobot = "connector-wecom-robot",
+        feishu_robot: FeishuRobot = "connector-feishu-robot",
     }
 }
 

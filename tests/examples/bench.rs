@@ -19,6 +19,7 @@ use hookbridge::event::now_ms;
 use hookbridge::store::HistoryStore;
 use hookbridge::store::dynamodb::DynamoStore;
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
+use hookbridge_tests::fake_feishu_robot::FakeFeishuRobot;
 use hookbridge_tests::fake_govding::FakeGovDing;
 use hookbridge_tests::fake_robot::{FakeRobot, SECRET};
 use hookbridge_tests::fake_runtime::{Answer, Session};
@@ -163,6 +164,7 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
         govding: FakeGovDing::start().await,
         robot: FakeRobot::start(true, None).await,
         wecom_robot: FakeWeComRobot::start().await,
+        feishu_robot: FakeFeishuRobot::start(false, None).await,
     };
     let hap = config_text(None, "");
     let dms = format!(
@@ -213,6 +215,14 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
             "[connectors.wecom_robot.ops]\nwebhook = \"plain:{}\"\n\
              [[routes]]\nsource = \"hap\"\nconnector = \"wecom_robot\"\n",
             fakes.wecom_robot.webhook()
+        ),
+    );
+    let feishu_robot = config_text(
+        None,
+        &format!(
+            "[connectors.feishu_robot.ops]\nwebhook = \"plain:{}\"\n\
+             [[routes]]\nsource = \"hap\"\nconnector = \"feishu_robot\"\n",
+            fakes.feishu_robot.webhook()
         ),
     );
 
@@ -299,6 +309,7 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
         ("govding-sender", govding, "govding", n),
         ("dingtalk-robot-sender", robot, "dingtalk_robot", robot_n),
         ("wecom-robot-sender", wecom_robot, "wecom_robot", robot_n),
+        ("feishu-robot-sender", feishu_robot, "feishu_robot", robot_n),
     ] {
         let store = dynamo_store().await;
         let payloads = pending(&store, &text, connector, count).await;
@@ -323,6 +334,7 @@ struct Fakes {
     govding: FakeGovDing,
     robot: FakeRobot,
     wecom_robot: FakeWeComRobot,
+    feishu_robot: FakeFeishuRobot,
 }
 
 fn succeeded(answer: &Answer) -> bool {

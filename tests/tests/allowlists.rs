@@ -6,6 +6,7 @@
 use hookbridge::event::Status;
 use hookbridge_tests::allowlist::Allowlist;
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
+use hookbridge_tests::fake_feishu_robot::FakeFeishuRobot;
 use hookbridge_tests::fake_govding::{self, FakeGovDing};
 use hookbridge_tests::fake_robot::FakeRobot;
 use hookbridge_tests::fake_zentao::{self, FakeZenTao};
@@ -91,6 +92,24 @@ async fn a_robot_in_ip_mode_refuses_an_unlisted_caller() {
         "dingtalk_robot",
         &fake.allowlist,
         &["310000", "127.0.0.1 not in whitelist", "egress IP"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_feishu_bot_with_an_ip_whitelist_refuses_an_unlisted_caller() {
+    let fake = FakeFeishuRobot::start(false, None).await;
+    let extra = format!(
+        "\n[connectors.feishu_robot.ops]\nwebhook = \"plain:{}\"\n\
+         [[routes]]\nsource = \"hap\"\nconnector = \"feishu_robot\"\n",
+        fake.webhook()
+    );
+    let h = Harness::new(config(None, &extra)).await;
+    refused_then_listed(
+        h,
+        "feishu_robot",
+        &fake.allowlist,
+        &["19022", "Ip Not Allowed", "IP whitelist"],
     )
     .await;
 }

@@ -67,6 +67,19 @@ pub fn plan(
     })
 }
 
+/// `s` in at most `max` bytes, cut at a character and ending in "…" when cut: robots refuse
+/// a body past their limits.
+pub fn fit(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 /// A configured robot: where it posts (`None`: dry-run), its window, and what its connector
 /// keeps besides (`own`: a signing secret, a keyword).
 pub struct Robot<R> {
@@ -121,7 +134,7 @@ impl<R: Send + Sync> Robots<R> {
     async fn post(&self, name: &str, robot: &Robot<R>, webhook: &str, body: &Value) -> Outcome {
         if let Err(wait) = robot.window.take() {
             return Outcome::Failed(Failure::Throttled {
-                reason: format!("robot {name} has posted its messages for this minute"),
+                reason: format!("robot {name} has posted its messages for this minute or second"),
                 wait: Millis::try_from(wait.as_millis()).unwrap_or(Millis::MAX),
             });
         }

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::CONNECTOR;
-use crate::connectors::robots;
+use crate::connectors::robots::{self, fit};
 use crate::connectors::{BadTarget, Plan, Render, RenderError, Target};
 use crate::notice::{Intent, MsgType, Notice, local_time};
 
@@ -125,18 +125,6 @@ fn body(n: &Notice, mentions: &[String]) -> Value {
             json!({ "msgtype": "markdown", "markdown": { "content": content } })
         }
     }
-}
-
-/// `s` in at most `max` bytes, cut at a character and ending in "…" when cut.
-fn fit(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max.saturating_sub('…'.len_utf8());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 #[cfg(test)]
