@@ -9,6 +9,7 @@ pub mod dingtalk_robot;
 pub mod feishu_robot;
 pub mod govding;
 pub mod robots;
+pub mod token;
 pub mod wecom_robot;
 pub mod zentao;
 

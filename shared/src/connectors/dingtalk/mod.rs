@@ -23,7 +23,7 @@ use tracing::{debug, warn};
 pub use api::{ApiError, RECALL_PATH, SEND_PATH, STATUS_BAR_PATH, TOKEN_PATH, judge};
 pub use follow_up::{FollowUp, PROGRESS_PATH, RESULT_PATH, forbidden_reason};
 pub use render::*;
-pub use token::TokenCache;
+pub use token::DingTalkTokens;
 
 use super::dingtalk_msg::NoticeFormat;
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
@@ -142,7 +142,7 @@ pub enum TodoFanout {
 enum Mode {
     Live {
         api: Box<Api>,
-        tokens: TokenCache,
+        tokens: DingTalkTokens,
     },
     /// No credentials: render every request and record it without calling DingTalk.
     DryRun,
@@ -181,7 +181,7 @@ impl DingTalk {
                 );
                 Mode::Live {
                     api: Box::new(Api::new(http, &config.base_url, config.max_qps, fleet)),
-                    tokens: TokenCache::new(key.clone(), secret, ports.tokens.clone()),
+                    tokens: DingTalkTokens::new(key.clone(), secret, ports.tokens.clone()),
                 }
             }
             _ => Mode::DryRun,

@@ -1,0 +1,123 @@
+//! One access token per app of a connector's system (a DingTalk app, a WeCom app), shared by
+//! the whole fleet through the store and cached per process. Refresh is single-flight in a
+//! process (the mutex) and across processes (the store's conditional lease), so concurrent
+//! cold starts fetch once. The connector says how a token is fetched.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use crate::event::{Failure, Millis, now_ms};
+use crate::store::{TokenRecord, TokenStore};
+
+pub struct TokenCache {
+    /// The token's name in the store (`<connector>#<app>`).
+    name: String,
+    store: Arc<dyn TokenStore>,
+    memory: Mutex<Option<TokenRecord>>,
+    owner: String,
+}
+
+const LEASE_MS: Millis = 10_000;
+const LEASE_POLL: Duration = Duration::from_millis(100);
+
+/// What the store keeps of a token issued for `expires_in` seconds: refreshed 5 minutes early
+/// but never sooner than a minute; a missing or non-positive lifetime counts as 7200 s, so a
+/// bad answer cannot cause a refresh loop.
+pub fn record(access_token: String, expires_in: Option<i64>) -> TokenRecord {
+    let expires_in = expires_in.filter(|s| *s > 0).unwrap_or(7200);
+    let now = now_ms();
+    TokenRecord {
+        access_token,
+        refresh_at: now + (expires_in - 300).max(60).min(expires_in) * 1000,
+        expires_at: now + expires_in * 1000,
+    }
+}
+
+impl TokenCache {
+    pub fn new(name: String, store: Arc<dyn TokenStore>) -> Self {
+        TokenCache {
+            name,
+            store,
+            memory: Mutex::new(None),
+            owner: format!("{:016x}", fastrand::u64(..)),
+        }
+    }
+
+    /// A token that has not reached its refresh time: this process's, the fleet's, or one
+    /// `fetch` gets (by this process alone across the fleet, while it holds the lease).
+    pub async fn get<F, Fut>(&self, fetch: F) -> Result<String, Failure>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<TokenRecord, Failure>>,
+    {
+        let mut memory = self.memory.lock().await;
+        if let Some(t) = memory.as_ref()
+            && now_ms() < t.refresh_at
+        {
+            return Ok(t.access_token.clone());
+        }
+        let store_err =
+            |e: crate::store::StoreError| Failure::Transient(format!("token cache: {e}"));
+        let deadline = now_ms() + LEASE_MS;
+        while now_ms() < deadline {
+            let shared = self.store.token(&self.name).await.map_err(store_err)?;
+            if let Some(t) = &shared
+                && now_ms() < t.refresh_at
+            {
+                *memory = shared.clone();
+                return Ok(t.access_token.clone());
+            }
+            if self
+                .store
+                .lease(&self.name, &self.owner, now_ms(), now_ms() + LEASE_MS)
+                .await
+                .map_err(store_err)?
+            {
+                let fresh = match fetch().await {
+                    Ok(fresh) => fresh,
+                    Err(failed) => {
+                        // Nobody waits out the lease for a token that did not come (a wrong
+                        // secret, an address the system does not list).
+                        let _ = self.store.release(&self.name, &self.owner).await;
+                        return Err(failed);
+                    }
+                };
+                self.store
+                    .save_token(&self.name, &fresh)
+                    .await
+                    .map_err(store_err)?;
+                *memory = Some(fresh.clone());
+                return Ok(fresh.access_token);
+            }
+            // Another process is refreshing; a token that has not expired yet still works.
+            if let Some(t) = shared
+                && now_ms() < t.expires_at
+            {
+                return Ok(t.access_token);
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+        }
+        // The lease holder went quiet for a whole lease: fetch without it.
+        let fresh = fetch().await?;
+        self.store
+            .save_token(&self.name, &fresh)
+            .await
+            .map_err(store_err)?;
+        *memory = Some(fresh.clone());
+        Ok(fresh.access_token)
+    }
+
+    /// Forgets `token` (the system said it expired), here and in the store.
+    pub async fn invalidate(&self, token: &str) -> Result<(), Failure> {
+        let mut memory = self.memory.lock().await;
+        if memory.as_ref().is_some_and(|t| t.access_token == token) {
+            *memory = None;
+        }
+        self.store
+            .drop_token(&self.name, token)
+            .await
+            .map_err(|e| Failure::Transient(format!("token cache: {e}")))
+    }
+}
