@@ -137,7 +137,9 @@ async fn after_a_full_disk_serve_takes_webhooks_again_and_loses_nothing() {
         taken.len()
     );
     assert_eq!(healthz(&client, &local).await, 503);
-    assert_eq!(post(&client, &local, &refused.0).await, 503, "still full");
+    // No "still full" check here: a commit that failed for want of space gives its pages back,
+    // so on a busy machine the next small webhook may fit (CI saw it once). Whatever is
+    // answered 200 is stored, and below every webhook must be sent exactly once.
 
     std::fs::remove_file(&filler).unwrap();
     assert!(
