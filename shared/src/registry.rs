@@ -15,6 +15,7 @@ use crate::connectors::dingtalk::DingTalk;
 use crate::connectors::dingtalk_robot::DingTalkRobot;
 use crate::connectors::feishu_robot::FeishuRobot;
 use crate::connectors::govding::GovDing;
+use crate::connectors::wecom::WeCom;
 use crate::connectors::wecom_robot::WeComRobot;
 use crate::connectors::zentao::ZenTao;
 use crate::connectors::{Connector, ConnectorPart, Ports, Render};
@@ -40,6 +41,7 @@ self::registry! {
         dingtalk_robot: DingTalkRobot = "connector-dingtalk-robot",
         zentao: ZenTao = "connector-zentao",
         govding: GovDing = "connector-govding",
+        wecom: WeCom = "connector-wecom",
         wecom_robot: WeComRobot = "connector-wecom-robot",
         feishu_robot: FeishuRobot = "connector-feishu-robot",
     }

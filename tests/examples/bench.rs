@@ -23,6 +23,7 @@ use hookbridge_tests::fake_feishu_robot::FakeFeishuRobot;
 use hookbridge_tests::fake_govding::FakeGovDing;
 use hookbridge_tests::fake_robot::{FakeRobot, SECRET};
 use hookbridge_tests::fake_runtime::{Answer, Session};
+use hookbridge_tests::fake_wecom::FakeWeCom;
 use hookbridge_tests::fake_wecom_robot::FakeWeComRobot;
 use hookbridge_tests::fake_zentao::FakeZenTao;
 use hookbridge_tests::meter::{Consumed, Meter};
@@ -165,6 +166,7 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
         robot: FakeRobot::start(true, None).await,
         wecom_robot: FakeWeComRobot::start().await,
         feishu_robot: FakeFeishuRobot::start(false, None).await,
+        wecom: FakeWeCom::start().await,
     };
     let hap = config_text(None, "");
     let dms = format!(
@@ -224,6 +226,10 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
              [[routes]]\nsource = \"hap\"\nconnector = \"feishu_robot\"\n",
             fakes.feishu_robot.webhook()
         ),
+    );
+    let wecom = config_text(
+        None,
+        &hookbridge_tests::fake_wecom::hap_route(&fakes.wecom.url),
     );
 
     let store = dynamo_store().await;
@@ -310,6 +316,7 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
         ("dingtalk-robot-sender", robot, "dingtalk_robot", robot_n),
         ("wecom-robot-sender", wecom_robot, "wecom_robot", robot_n),
         ("feishu-robot-sender", feishu_robot, "feishu_robot", robot_n),
+        ("wecom-sender", wecom, "wecom", n),
     ] {
         let store = dynamo_store().await;
         let payloads = pending(&store, &text, connector, count).await;
@@ -335,6 +342,7 @@ struct Fakes {
     robot: FakeRobot,
     wecom_robot: FakeWeComRobot,
     feishu_robot: FakeFeishuRobot,
+    wecom: FakeWeCom,
 }
 
 fn succeeded(answer: &Answer) -> bool {

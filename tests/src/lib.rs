@@ -11,6 +11,7 @@ pub mod fake_lambda;
 pub mod fake_robot;
 pub mod fake_runtime;
 pub mod fake_secrets;
+pub mod fake_wecom;
 pub mod fake_wecom_robot;
 pub mod fake_zentao;
 pub mod forgeries;

@@ -9,6 +9,7 @@ use hookbridge_tests::fake_dingtalk::FakeDingTalk;
 use hookbridge_tests::fake_feishu_robot::FakeFeishuRobot;
 use hookbridge_tests::fake_govding::{self, FakeGovDing};
 use hookbridge_tests::fake_robot::FakeRobot;
+use hookbridge_tests::fake_wecom::{self, FakeWeCom};
 use hookbridge_tests::fake_zentao::{self, FakeZenTao};
 use hookbridge_tests::{Harness, config, fixture};
 
@@ -112,6 +113,13 @@ async fn a_feishu_bot_with_an_ip_whitelist_refuses_an_unlisted_caller() {
         &["19022", "Ip Not Allowed", "IP whitelist"],
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_wecom_app_refuses_a_caller_outside_its_trusted_ips() {
+    let fake = FakeWeCom::start().await;
+    let h = Harness::new(config(None, &fake_wecom::hap_route(&fake.url))).await;
+    refused_then_listed(h, "wecom", &fake.allowlist, &["60020", "企业可信IP"]).await;
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ pub mod feishu_robot;
 pub mod govding;
 pub mod robots;
 pub mod token;
+pub mod wecom;
 pub mod wecom_robot;
 pub mod zentao;
 

@@ -1,0 +1,410 @@
+//! WeCom (企业微信) internal apps (自建应用): app messages to people through `message/send`,
+//! a to-do's card changed to 已处理 through `update_template_card`, recall within 24 hours.
+//! `render.rs` has the bodies, `api.rs` the calls and their error classes; this file is the
+//! config and the connector the sender loop calls. The access token is the fleet's
+//! (`connectors/token.rs`): one `gettoken` per token lifetime for the whole deployment.
+
+mod api;
+mod render;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::warn;
+
+pub use render::*;
+
+use super::token::{self, TokenCache};
+use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
+use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status, beijing_month, now_ms};
+use crate::setup::{ConfigError, SecretRef, Secrets};
+use crate::store::{HistoryStore, TokenRecord, UsageStore};
+use api::{Api, ApiError, RECALL_PATH, SEND_PATH, TOKEN_PATH, UPDATE_CARD_PATH};
+
+pub const CONNECTOR: &str = "wecom";
+
+// ---- config: [connectors.wecom] ----
+
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeComConfig {
+    /// The organisation's 企业ID (管理后台 → 我的企业).
+    pub corp_id: String,
+    /// The app's AgentId (应用管理 → the app).
+    pub agent_id: i64,
+    /// The app's Secret, a secret reference. Absent: dry-run, requests are recorded, not sent.
+    pub secret: Option<SecretRef>,
+    /// WeCom's API, or a private deployment's.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// Seconds within which WeCom drops a send identical to one it showed (its duplicate
+    /// check; at most 14400), so a send retried after a lost answer shows once.
+    #[serde(default = "default_duplicate_check")]
+    pub duplicate_check_secs: u32,
+    /// Calls a second at most from one sender.
+    #[serde(default = "default_max_qps")]
+    pub max_qps: u32,
+    /// Seconds each call may take.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_base_url() -> String {
+    "https://qyapi.weixin.qq.com".into()
+}
+
+fn default_duplicate_check() -> u32 {
+    1800
+}
+
+fn default_max_qps() -> u32 {
+    20
+}
+
+// ---- the connector ----
+
+struct Live {
+    api: Api,
+    tokens: TokenCache,
+    secret: String,
+}
+
+pub struct WeCom {
+    corp_id: String,
+    agent_id: i64,
+    live: Option<Live>,
+    history: Arc<dyn HistoryStore>,
+    usage: Arc<dyn UsageStore>,
+}
+
+/// `|`-joined ids as a list.
+fn ids(v: &Value) -> Vec<String> {
+    v.as_str()
+        .unwrap_or_default()
+        .split('|')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl WeCom {
+    async fn fetch(&self, live: &Live) -> Result<TokenRecord, Failure> {
+        let query = [
+            ("corpid", self.corp_id.as_str()),
+            ("corpsecret", live.secret.as_str()),
+        ];
+        let v = live
+            .api
+            .call(TOKEN_PATH, &query, None)
+            .await
+            .map_err(|e| match e {
+                ApiError::Failed(f) => f,
+                ApiError::TokenExpired(m) => Failure::Permanent(m),
+            })?;
+        let token = v["access_token"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Failure::Transient("WeCom gettoken: no access_token in the answer".into())
+            })?;
+        Ok(token::record(token.to_owned(), v["expires_in"].as_i64()))
+    }
+
+    /// Calls an API with the fleet's token; on a token error, refreshes once and retries.
+    async fn call(&self, live: &Live, path: &'static str, body: &Value) -> Result<Value, Failure> {
+        let token = live.tokens.get(|| self.fetch(live)).await?;
+        let answer = match live
+            .api
+            .call(path, &[("access_token", &token)], Some(body))
+            .await
+        {
+            Err(ApiError::TokenExpired(m)) => {
+                warn!(reason = %m, "WeCom rejected the access token; refreshing once");
+                live.tokens.invalidate(&token).await?;
+                let token = live.tokens.get(|| self.fetch(live)).await?;
+                live.api
+                    .call(path, &[("access_token", &token)], Some(body))
+                    .await
+                    .map_err(|e| match e {
+                        ApiError::TokenExpired(m) => {
+                            Failure::Transient(format!("a freshly fetched token was rejected: {m}"))
+                        }
+                        ApiError::Failed(f) => f,
+                    })
+            }
+            Err(ApiError::Failed(f)) => Err(f),
+            Ok(v) => Ok(v),
+        };
+        if answer.is_ok() {
+            let name = format!("{CONNECTOR}#{}#{}", self.corp_id, self.agent_id);
+            if let Err(e) = self
+                .usage
+                .add_usage(&name, &beijing_month(now_ms()), 1, 0)
+                .await
+            {
+                warn!(error = %e, "this call could not be counted");
+            }
+        }
+        answer
+    }
+
+    /// One `message/send`: sent to whom WeCom took, undelivered when it took nobody.
+    async fn send(&self, live: &Live, d: &Delivery) -> Outcome {
+        let body = &d.message;
+        match self.call(live, SEND_PATH, body).await {
+            Ok(v) => {
+                let invalid: Vec<String> = [&v["invaliduser"], &v["unlicenseduser"]]
+                    .into_iter()
+                    .flat_map(ids)
+                    .collect();
+                let mut result = json!({ "msgid": v["msgid"], "sent_at": now_ms() });
+                if let Some(code) = v["response_code"].as_str() {
+                    result["response_code"] = json!(code);
+                }
+                let named = ids(&body["touser"]);
+                let audience = body.get("toparty").is_some() || body.get("totag").is_some();
+                let reached: Vec<&String> = named.iter().filter(|u| !invalid.contains(u)).collect();
+                if invalid.is_empty() {
+                    return Outcome::Sent(result);
+                }
+                result["invalid"] = json!(invalid);
+                let why = format!(
+                    "WeCom did not take {} (invaliduser: not in the app's visible range or no such \
+                     userid; unlicenseduser: no 接口许可)",
+                    invalid.join(", ")
+                );
+                if reached.is_empty() && !audience && named.first().is_none_or(|u| u != "@all") {
+                    Outcome::Undelivered {
+                        result,
+                        reason: why,
+                    }
+                } else {
+                    result["note"] = json!(why);
+                    Outcome::Sent(result)
+                }
+            }
+            Err(Failure::Permanent(m)) if m.contains("errcode 81013") => Outcome::Undelivered {
+                result: json!({}),
+                reason: format!("{m} (nobody it names is in the app's visible range)"),
+            },
+            Err(f) => Outcome::Failed(f),
+        }
+    }
+
+    /// The sent cards of `event` (a to-do), or what to do while they are not all settled.
+    async fn cards(&self, event: &str) -> Result<Vec<Delivery>, Outcome> {
+        let all = self
+            .history
+            .deliveries_of(event)
+            .await
+            .map_err(|e| Outcome::Failed(Failure::Transient(e.to_string())))?;
+        let cards: Vec<Delivery> = all
+            .into_iter()
+            .filter(|c| c.connector == CONNECTOR && c.action == Action::Send)
+            .collect();
+        if let Some(c) = cards.iter().find(|c| !c.status.is_final()) {
+            return Err(Outcome::Wait(format!(
+                "message {} is {}; it can change once it is sent",
+                c.sk,
+                c.status.as_str()
+            )));
+        }
+        Ok(cards
+            .into_iter()
+            .filter(|c| c.was_sent() && c.status == Status::Sent)
+            .collect())
+    }
+
+    /// Turns a finished to-do's cards: the button reads `replace_name` (已处理). A card whose
+    /// `response_code` is past its 72 hours, or was used, or that WeCom will not change, gets
+    /// a short text to the same people instead, so the state still reaches them.
+    async fn update_cards(&self, live: &Live, d: &Delivery) -> Outcome {
+        let update: CardUpdate = match serde_json::from_value(d.message.clone()) {
+            Ok(u) => u,
+            Err(e) => return Outcome::Failed(Failure::Permanent(format!("bad card update: {e}"))),
+        };
+        let cards = match self.cards(&update.event).await {
+            Ok(c) => c,
+            Err(outcome) => return outcome,
+        };
+        let cards: Vec<&Delivery> = cards
+            .iter()
+            .filter(|c| c.message["msgtype"] == "template_card")
+            .collect();
+        if cards.is_empty() {
+            return Outcome::Skipped(format!("no WeCom card was sent for {}", update.event));
+        }
+        let (mut updated, mut told) = (vec![], vec![]);
+        for card in cards {
+            let result = card.result.clone().unwrap_or_default();
+            let fresh = now_ms() - result["sent_at"].as_i64().unwrap_or(0) < CARD_WINDOW;
+            if let (Some(code), true) = (result["response_code"].as_str(), fresh) {
+                let body = json!({
+                    "userids": card.recipients,
+                    "agentid": self.agent_id,
+                    "response_code": code,
+                    "button": { "replace_name": update.replace_name },
+                });
+                match self.call(live, UPDATE_CARD_PATH, &body).await {
+                    Ok(_) => {
+                        updated.push(card.sk.clone());
+                        continue;
+                    }
+                    Err(Failure::Permanent(m)) => {
+                        warn!(card = %card.sk, reason = %m, "WeCom would not change the card; telling its readers instead");
+                    }
+                    Err(f) => return Outcome::Failed(f),
+                }
+            }
+            let title = card.message["template_card"]["main_title"]["title"]
+                .as_str()
+                .unwrap_or_default();
+            let text = json!({
+                "touser": card.recipients.join("|"),
+                "agentid": self.agent_id,
+                "msgtype": "text",
+                "text": { "content": format!("【{}】{title}", update.replace_name) },
+                "enable_duplicate_check": 1,
+                "duplicate_check_interval": 14400,
+            });
+            if let Err(f) = self.call(live, SEND_PATH, &text).await {
+                return Outcome::Failed(f);
+            }
+            told.push(card.sk.clone());
+        }
+        Outcome::Sent(json!({ "updated": updated, "told_by_text": told }))
+    }
+}
+
+#[async_trait]
+impl ConnectorPart for WeCom {
+    type Config = WeComConfig;
+    type RouteOptions = WeComRoute;
+    /// Apps created since 2022-06-20 take calls only from their 企业可信IP.
+    const CALLER_ALLOWLIST: Option<super::Allowlist> = Some(super::Allowlist {
+        system: "A WeCom app",
+        place: "管理后台 → 应用管理 → the app → 企业可信IP (required for apps created since 2022-06-20; \
+            without it every call is refused with errcode 60020)",
+    });
+
+    fn check(config: &WeComConfig) -> Result<(), ConfigError> {
+        if config.duplicate_check_secs > 14400 {
+            return Err(ConfigError::Invalid(format!(
+                "connectors.wecom.duplicate_check_secs = {} is more than WeCom's 14400",
+                config.duplicate_check_secs
+            )));
+        }
+        Ok(())
+    }
+
+    fn render(config: &WeComConfig) -> Arc<dyn Render> {
+        Arc::new(Style {
+            agent_id: config.agent_id,
+            duplicate_check_secs: config.duplicate_check_secs,
+        })
+    }
+
+    async fn build(
+        config: &WeComConfig,
+        secrets: &Secrets,
+        ports: &Ports,
+    ) -> Result<Arc<dyn Connector>, ConfigError> {
+        let live = match &config.secret {
+            Some(s) => {
+                let http =
+                    crate::http::client(Duration::from_secs(config.timeout_secs)).map_err(|e| {
+                        ConfigError::Invalid(format!("connectors.wecom: HTTP client: {e}"))
+                    })?;
+                Some(Live {
+                    api: Api::new(http, &config.base_url, config.max_qps),
+                    tokens: TokenCache::new(
+                        format!("{CONNECTOR}#{}#{}", config.corp_id, config.agent_id),
+                        ports.tokens.clone(),
+                    ),
+                    secret: secrets.resolve(s).await?,
+                })
+            }
+            None => {
+                warn!("WeCom has no secret: dry-run, requests are recorded, not sent");
+                None
+            }
+        };
+        Ok(Arc::new(WeCom {
+            corp_id: config.corp_id.clone(),
+            agent_id: config.agent_id,
+            live,
+            history: ports.history.clone(),
+            usage: ports.usage.clone(),
+        }))
+    }
+}
+
+#[async_trait]
+impl Connector for WeCom {
+    fn name(&self) -> &'static str {
+        CONNECTOR
+    }
+
+    /// A token from WeCom proves the corp id, the secret and (for apps that need it) the
+    /// 企业可信IP, without sending anything.
+    async fn preflight(&self, _: &crate::preflight::Scope) -> Vec<crate::preflight::Check> {
+        use crate::preflight::Check;
+        let part = format!("{CONNECTOR} app {}", self.agent_id);
+        let check = match &self.live {
+            None => Check::note(&part, "dry-run (no secret): nothing is sent"),
+            Some(live) => match self.fetch(live).await {
+                Ok(_) => Check::pass(&part, "gettoken answered: the corp id and secret work"),
+                Err(f) => Check::fail(&part, f.to_string()),
+            },
+        };
+        vec![check]
+    }
+
+    fn dry_run(&self) -> bool {
+        self.live.is_none()
+    }
+
+    async fn deliver(&self, d: &Delivery) -> Outcome {
+        let Some(live) = &self.live else {
+            return Outcome::DryRun(
+                json!({ "requests": [{ "action": d.action.as_str(), "body": d.message }] }),
+            );
+        };
+        match &d.action {
+            Action::Send => self.send(live, d).await,
+            Action::Own(a) if a == UPDATE_CARD => self.update_cards(live, d).await,
+            other => Outcome::Skipped(format!("WeCom makes no `{}` call", other.as_str())),
+        }
+    }
+
+    /// Takes back one sent message, within WeCom's 24 hours.
+    async fn recall(&self, d: &Delivery, now: Millis) -> Result<Value, Failure> {
+        let result = d.result.clone().unwrap_or_default();
+        let msgid = result["msgid"]
+            .as_str()
+            .filter(|_| d.was_sent() && d.status == Status::Sent)
+            .ok_or_else(|| {
+                Failure::Permanent(format!(
+                    "delivery {} is not a sent WeCom message (it has no msgid)",
+                    d.key()
+                ))
+            })?;
+        let age = now - result["sent_at"].as_i64().unwrap_or(d.updated_at);
+        if age >= RECALL_WINDOW {
+            return Err(Failure::Permanent(format!(
+                "sent {} h ago: WeCom recalls messages within 24 h only",
+                age / 3_600_000
+            )));
+        }
+        let body = json!({ "msgid": msgid });
+        let Some(live) = &self.live else {
+            return Ok(json!({ "requests": [{ "path": RECALL_PATH, "body": body }] }));
+        };
+        self.call(live, RECALL_PATH, &body).await?;
+        Ok(json!({ "recalled_msgid": msgid }))
+    }
+}

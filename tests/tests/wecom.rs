@@ -1,0 +1,181 @@
+//! WeCom app messages through the whole pipeline against the fake WeCom: a HAP to-do becomes a
+//! button card that turns 已处理 when the to-do is done (or, past its code, a short text), the
+//! fleet's token refreshed once when it expires, people WeCom does not take surfaced, recall
+//! on finish, and the 企业可信IP's 60020.
+
+use hookbridge::event::{Delivery, Status};
+use hookbridge_tests::fake_wecom::{self, FakeWeCom};
+use hookbridge_tests::{Harness, config, fixture};
+use serde_json::json;
+
+const TODO: &str = "EVT#hap#8d3e6f1a-4c2b-4a9e-b7d5-0f1e2a3b4c5d";
+
+async fn wecom(extra: &str) -> (FakeWeCom, Harness) {
+    let fake = FakeWeCom::start().await;
+    let text = format!("{}{extra}", fake_wecom::hap_route(&fake.url));
+    (fake, Harness::new(config(None, &text)).await)
+}
+
+async fn of(h: &Harness, pk: &str) -> Vec<Delivery> {
+    h.deliveries(pk)
+        .await
+        .into_iter()
+        .filter(|d| d.connector == "wecom")
+        .collect()
+}
+
+async fn todo_then_finish(h: &mut Harness) {
+    assert_eq!(
+        h.post("/hap/message", &fixture("hap-message-todo.json"))
+            .await
+            .status,
+        200
+    );
+    h.drain().await;
+    assert_eq!(
+        h.post("/hap/todo", &fixture("hap-finish-todo.json"))
+            .await
+            .status,
+        200
+    );
+    h.drain().await;
+}
+
+#[tokio::test]
+async fn a_todo_is_a_card_that_turns_done_when_the_todo_is_finished() {
+    let (fake, mut h) = wecom("").await;
+    todo_then_finish(&mut h).await;
+    let shown = fake.shown();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    let card = &shown[0];
+    assert_eq!(card.users, ["zhangsan", "lisi"]);
+    assert_eq!(
+        card.body["template_card"]["card_type"],
+        "button_interaction"
+    );
+    assert_eq!(
+        card.replaced.as_deref(),
+        Some("已处理"),
+        "the button now reads 已处理"
+    );
+    let update = &fake.calls("message/update_template_card")[0];
+    assert_eq!(update["userids"], json!(["zhangsan", "lisi"]));
+    assert_eq!(fake.tokens_issued(), 1, "one token for every call");
+    let sent = of(&h, TODO).await;
+    assert_eq!(sent[0].status, Status::Sent);
+    assert_eq!(sent[0].result.as_ref().unwrap()["response_code"], "rc-1");
+}
+
+#[tokio::test]
+async fn past_its_code_a_card_is_followed_by_a_text_saying_it_is_done() {
+    let (fake, mut h) = wecom("").await;
+    assert_eq!(
+        h.post("/hap/message", &fixture("hap-message-todo.json"))
+            .await
+            .status,
+        200
+    );
+    h.drain().await;
+    fake.age_codes();
+    assert_eq!(
+        h.post("/hap/todo", &fixture("hap-finish-todo.json"))
+            .await
+            .status,
+        200
+    );
+    h.drain().await;
+    let shown = fake.shown();
+    assert_eq!(shown.len(), 2);
+    assert_eq!(shown[0].replaced, None);
+    let text = shown[1].body["text"]["content"].as_str().unwrap();
+    assert!(text.starts_with("【已处理】"), "{text}");
+    assert_eq!(shown[1].users, ["zhangsan", "lisi"]);
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refreshed_once_and_the_send_goes_through() {
+    let (fake, mut h) = wecom("").await;
+    assert_eq!(
+        h.post("/hap/message", &fixture("hap-message-mention.json"))
+            .await
+            .status,
+        200
+    );
+    h.drain().await;
+    fake.expire_tokens();
+    assert_eq!(
+        h.post("/hap/message", &fixture("hap-message-todo.json"))
+            .await
+            .status,
+        200
+    );
+    h.drain().await;
+    assert_eq!(fake.tokens_issued(), 2);
+    assert_eq!(of(&h, TODO).await[0].status, Status::Sent);
+}
+
+#[tokio::test]
+async fn people_wecom_does_not_take_are_said_and_nobody_reached_is_undelivered() {
+    let (fake, mut h) = wecom("users = [\"zhangsan\", \"nobody\", \"wangwu\"]\n").await;
+    assert_eq!(
+        h.post("/hap/message", &fixture("hap-message-todo.json"))
+            .await
+            .status,
+        200
+    );
+    h.drain().await;
+    let d = &of(&h, TODO).await[0];
+    assert_eq!(d.status, Status::Sent, "zhangsan got it");
+    let note = d.result.as_ref().unwrap()["note"].as_str().unwrap();
+    assert!(note.contains("nobody") && note.contains("wangwu"), "{note}");
+
+    let (_, mut h) = wecom("users = [\"nobody\"]\n").await;
+    assert_eq!(
+        h.post("/hap/message", &fixture("hap-message-todo.json"))
+            .await
+            .status,
+        200
+    );
+    h.drain().await;
+    let d = &of(&h, TODO).await[0];
+    assert_eq!(d.status, Status::Undelivered, "{d:?}");
+    assert!(fake.shown().len() == 1);
+}
+
+#[tokio::test]
+async fn a_route_that_recalls_on_finish_recalls_the_card() {
+    let (fake, mut h) = wecom("recall_on_finish = true\n").await;
+    todo_then_finish(&mut h).await;
+    let shown = fake.shown();
+    let finish = h
+        .deliveries("EVT#hap#done#8d3e6f1a-4c2b-4a9e-b7d5-0f1e2a3b4c5d#manager4220")
+        .await;
+    assert!(
+        shown[0].recalled,
+        "{finish:?} {:?}",
+        fake.calls("message/recall")
+    );
+    assert_eq!(shown[0].replaced, None);
+}
+
+#[tokio::test]
+async fn a_send_retried_after_a_lost_answer_shows_once() {
+    let (fake, mut h) = wecom("").await;
+    assert_eq!(
+        h.post("/hap/message", &fixture("hap-message-todo.json"))
+            .await
+            .status,
+        200
+    );
+    h.drain().await;
+    let d = of(&h, TODO).await[0].clone();
+    let connector = h.app.sender.connector("wecom").unwrap().clone();
+    assert!(matches!(
+        connector.deliver(&d).await,
+        hookbridge::event::Outcome::Sent(_)
+    ));
+    assert_eq!(
+        (fake.calls("message/send").len(), fake.shown().len()),
+        (2, 1)
+    );
+}
