@@ -24,21 +24,15 @@ async fn of(h: &Harness, pk: &str) -> Vec<Delivery> {
         .collect()
 }
 
+/// Posts a fixture to HAP's `path` and sends what it made.
+async fn post(h: &mut Harness, path: &str, name: &str) {
+    assert_eq!(h.post(path, &fixture(name)).await.status, 200);
+    h.drain().await;
+}
+
 async fn todo_then_finish(h: &mut Harness) {
-    assert_eq!(
-        h.post("/hap/message", &fixture("hap-message-todo.json"))
-            .await
-            .status,
-        200
-    );
-    h.drain().await;
-    assert_eq!(
-        h.post("/hap/todo", &fixture("hap-finish-todo.json"))
-            .await
-            .status,
-        200
-    );
-    h.drain().await;
+    post(h, "/hap/message", "hap-message-todo.json").await;
+    post(h, "/hap/todo", "hap-finish-todo.json").await;
 }
 
 #[tokio::test]
@@ -69,21 +63,9 @@ async fn a_todo_is_a_card_that_turns_done_when_the_todo_is_finished() {
 #[tokio::test]
 async fn past_its_code_a_card_is_followed_by_a_text_saying_it_is_done() {
     let (fake, mut h) = wecom("").await;
-    assert_eq!(
-        h.post("/hap/message", &fixture("hap-message-todo.json"))
-            .await
-            .status,
-        200
-    );
-    h.drain().await;
+    post(&mut h, "/hap/message", "hap-message-todo.json").await;
     fake.age_codes();
-    assert_eq!(
-        h.post("/hap/todo", &fixture("hap-finish-todo.json"))
-            .await
-            .status,
-        200
-    );
-    h.drain().await;
+    post(&mut h, "/hap/todo", "hap-finish-todo.json").await;
     let shown = fake.shown();
     assert_eq!(shown.len(), 2);
     assert_eq!(shown[0].replaced, None);
@@ -95,21 +77,9 @@ async fn past_its_code_a_card_is_followed_by_a_text_saying_it_is_done() {
 #[tokio::test]
 async fn an_expired_token_is_refreshed_once_and_the_send_goes_through() {
     let (fake, mut h) = wecom("").await;
-    assert_eq!(
-        h.post("/hap/message", &fixture("hap-message-mention.json"))
-            .await
-            .status,
-        200
-    );
-    h.drain().await;
+    post(&mut h, "/hap/message", "hap-message-mention.json").await;
     fake.expire_tokens();
-    assert_eq!(
-        h.post("/hap/message", &fixture("hap-message-todo.json"))
-            .await
-            .status,
-        200
-    );
-    h.drain().await;
+    post(&mut h, "/hap/message", "hap-message-todo.json").await;
     assert_eq!(fake.tokens_issued(), 2);
     assert_eq!(of(&h, TODO).await[0].status, Status::Sent);
 }
@@ -117,26 +87,14 @@ async fn an_expired_token_is_refreshed_once_and_the_send_goes_through() {
 #[tokio::test]
 async fn people_wecom_does_not_take_are_said_and_nobody_reached_is_undelivered() {
     let (fake, mut h) = wecom("users = [\"zhangsan\", \"nobody\", \"wangwu\"]\n").await;
-    assert_eq!(
-        h.post("/hap/message", &fixture("hap-message-todo.json"))
-            .await
-            .status,
-        200
-    );
-    h.drain().await;
+    post(&mut h, "/hap/message", "hap-message-todo.json").await;
     let d = &of(&h, TODO).await[0];
     assert_eq!(d.status, Status::Sent, "zhangsan got it");
     let note = d.result.as_ref().unwrap()["note"].as_str().unwrap();
     assert!(note.contains("nobody") && note.contains("wangwu"), "{note}");
 
     let (_, mut h) = wecom("users = [\"nobody\"]\n").await;
-    assert_eq!(
-        h.post("/hap/message", &fixture("hap-message-todo.json"))
-            .await
-            .status,
-        200
-    );
-    h.drain().await;
+    post(&mut h, "/hap/message", "hap-message-todo.json").await;
     let d = &of(&h, TODO).await[0];
     assert_eq!(d.status, Status::Undelivered, "{d:?}");
     assert!(fake.shown().len() == 1);
@@ -161,13 +119,7 @@ async fn a_route_that_recalls_on_finish_recalls_the_card() {
 #[tokio::test]
 async fn a_send_retried_after_a_lost_answer_shows_once() {
     let (fake, mut h) = wecom("").await;
-    assert_eq!(
-        h.post("/hap/message", &fixture("hap-message-todo.json"))
-            .await
-            .status,
-        200
-    );
-    h.drain().await;
+    post(&mut h, "/hap/message", "hap-message-todo.json").await;
     let d = of(&h, TODO).await[0].clone();
     let connector = h.app.sender.connector("wecom").unwrap().clone();
     assert!(matches!(

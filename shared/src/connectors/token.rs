@@ -7,9 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
+use tracing::warn;
 
 use crate::event::{Failure, Millis, now_ms};
 use crate::store::{TokenRecord, TokenStore};
+
+/// Why a call with a token failed, as the sender needs to know it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    /// The token is invalid or expired: fetch another and call once more, at once.
+    TokenExpired(String),
+    Failed(Failure),
+}
 
 pub struct TokenCache {
     /// The token's name in the store (`<connector>#<app>`).
@@ -47,7 +56,7 @@ impl TokenCache {
 
     /// A token that has not reached its refresh time: this process's, the fleet's, or one
     /// `fetch` gets (by this process alone across the fleet, while it holds the lease).
-    pub async fn get<F, Fut>(&self, fetch: F) -> Result<String, Failure>
+    pub async fn get<F, Fut>(&self, fetch: &F) -> Result<String, Failure>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<TokenRecord, Failure>>,
@@ -107,6 +116,33 @@ impl TokenCache {
             .map_err(store_err)?;
         *memory = Some(fresh.clone());
         Ok(fresh.access_token)
+    }
+
+    /// `call` with the fleet's token; when the system says the token is no good, forgets it,
+    /// fetches another and calls once more.
+    pub async fn call<T, F, FFut, C, CFut>(&self, fetch: F, call: C) -> Result<T, Failure>
+    where
+        F: Fn() -> FFut,
+        FFut: Future<Output = Result<TokenRecord, Failure>>,
+        C: Fn(String) -> CFut,
+        CFut: Future<Output = Result<T, ApiError>>,
+    {
+        let token = self.get(&fetch).await?;
+        match call(token.clone()).await {
+            Err(ApiError::TokenExpired(m)) => {
+                warn!(reason = %m, "access token rejected; refreshing once");
+                self.invalidate(&token).await?;
+                let token = self.get(&fetch).await?;
+                call(token).await.map_err(|e| match e {
+                    ApiError::TokenExpired(m) => {
+                        Failure::Transient(format!("a freshly fetched token was rejected: {m}"))
+                    }
+                    ApiError::Failed(f) => f,
+                })
+            }
+            Err(ApiError::Failed(f)) => Err(f),
+            Ok(v) => Ok(v),
+        }
     }
 
     /// Forgets `token` (the system said it expired), here and in the store.

@@ -16,13 +16,7 @@ pub const STATUS_BAR_PATH: &str = "/topapi/message/corpconversation/status_bar/u
 pub const RECALL_PATH: &str = "/topapi/message/corpconversation/recall";
 pub const TOKEN_PATH: &str = "/gettoken";
 
-/// Why a call failed, as the sender needs to know it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ApiError {
-    /// The access token is invalid or expired: refresh it once and retry at once.
-    TokenExpired(String),
-    Failed(Failure),
-}
+pub use crate::connectors::token::ApiError;
 
 /// Judges a DingTalk answer by its body, not its HTTP status (which is 200 on failure).
 pub fn judge(path: &str, status: u16, body: &[u8]) -> Result<Value, ApiError> {

@@ -232,27 +232,7 @@ impl DingTalk {
         let Mode::Live { api, tokens } = &self.mode else {
             unreachable!("dry-run never calls DingTalk");
         };
-        let token = tokens.get(api).await?;
-        let answer = match api
-            .call(path, &[("access_token", &token)], Some(body))
-            .await
-        {
-            Err(ApiError::TokenExpired(m)) => {
-                warn!(reason = %m, "access token rejected; refreshing once");
-                tokens.invalidate(&token).await?;
-                let token = tokens.get(api).await?;
-                api.call(path, &[("access_token", &token)], Some(body))
-                    .await
-                    .map_err(|e| match e {
-                        ApiError::TokenExpired(m) => {
-                            Failure::Transient(format!("a freshly fetched token was rejected: {m}"))
-                        }
-                        ApiError::Failed(f) => f,
-                    })
-            }
-            Err(ApiError::Failed(f)) => Err(f),
-            Ok(v) => Ok(v),
-        };
+        let answer = tokens.call(api, path, body).await;
         if answer.is_ok() {
             self.count().await;
         }

@@ -27,8 +27,18 @@ impl DingTalkTokens {
         }
     }
 
-    pub(super) async fn get(&self, api: &Api) -> Result<String, Failure> {
-        self.cache.get(|| self.fetch(api)).await
+    /// Calls `path` with the fleet's token, refreshed once if DingTalk calls it expired.
+    pub(super) async fn call(
+        &self,
+        api: &Api,
+        path: &'static str,
+        body: &Value,
+    ) -> Result<Value, Failure> {
+        let call = |token: String| async move {
+            api.call(path, &[("access_token", &token)], Some(body))
+                .await
+        };
+        self.cache.call(|| self.fetch(api), call).await
     }
 
     /// A fresh token from DingTalk, whatever the store holds: stored tokens go on working from
@@ -56,9 +66,5 @@ impl DingTalkTokens {
         let expires_in = v.get("expires_in").and_then(as_code);
         info!(expires_in, "fetched a DingTalk access token");
         Ok(token::record(token.to_owned(), expires_in))
-    }
-
-    pub(super) async fn invalidate(&self, token: &str) -> Result<(), Failure> {
-        self.cache.invalidate(token).await
     }
 }

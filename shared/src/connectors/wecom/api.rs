@@ -13,12 +13,7 @@ pub const SEND_PATH: &str = "message/send";
 pub const UPDATE_CARD_PATH: &str = "message/update_template_card";
 pub const RECALL_PATH: &str = "message/recall";
 
-/// How a call failed: the token (refresh it and try once more) or anything else.
-#[derive(Debug)]
-pub enum ApiError {
-    TokenExpired(String),
-    Failed(Failure),
-}
+pub use crate::connectors::token::ApiError;
 
 /// How long a throttled call waits before the next try.
 const THROTTLE_WAIT: Duration = Duration::from_secs(60);

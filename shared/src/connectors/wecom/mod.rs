@@ -116,29 +116,12 @@ impl WeCom {
 
     /// Calls an API with the fleet's token; on a token error, refreshes once and retries.
     async fn call(&self, live: &Live, path: &'static str, body: &Value) -> Result<Value, Failure> {
-        let token = live.tokens.get(|| self.fetch(live)).await?;
-        let answer = match live
-            .api
-            .call(path, &[("access_token", &token)], Some(body))
-            .await
-        {
-            Err(ApiError::TokenExpired(m)) => {
-                warn!(reason = %m, "WeCom rejected the access token; refreshing once");
-                live.tokens.invalidate(&token).await?;
-                let token = live.tokens.get(|| self.fetch(live)).await?;
-                live.api
-                    .call(path, &[("access_token", &token)], Some(body))
-                    .await
-                    .map_err(|e| match e {
-                        ApiError::TokenExpired(m) => {
-                            Failure::Transient(format!("a freshly fetched token was rejected: {m}"))
-                        }
-                        ApiError::Failed(f) => f,
-                    })
-            }
-            Err(ApiError::Failed(f)) => Err(f),
-            Ok(v) => Ok(v),
+        let call = |token: String| async move {
+            live.api
+                .call(path, &[("access_token", &token)], Some(body))
+                .await
         };
+        let answer = live.tokens.call(|| self.fetch(live), call).await;
         if answer.is_ok() {
             let name = format!("{CONNECTOR}#{}#{}", self.corp_id, self.agent_id);
             if let Err(e) = self
