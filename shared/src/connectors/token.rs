@@ -44,6 +44,25 @@ pub fn record(access_token: String, expires_in: Option<i64>) -> TokenRecord {
     }
 }
 
+/// The token in a `gettoken` answer (`access_token`, `expires_in`), as DingTalk and WeCom give
+/// it; `answer` is the call's outcome, whose expired-token reading means a refused secret here.
+pub fn issued(
+    system: &str,
+    answer: Result<serde_json::Value, ApiError>,
+) -> Result<TokenRecord, Failure> {
+    let v = answer.map_err(|e| match e {
+        ApiError::Failed(f) => f,
+        ApiError::TokenExpired(m) => Failure::Permanent(m),
+    })?;
+    let token = v["access_token"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            Failure::Transient(format!("{system} gettoken: no access_token in the answer"))
+        })?;
+    Ok(record(token.to_owned(), v["expires_in"].as_i64()))
+}
+
 impl TokenCache {
     pub fn new(name: String, store: Arc<dyn TokenStore>) -> Self {
         TokenCache {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tracing::{info, instrument};
 
-use super::api::{Api, ApiError, TOKEN_PATH, as_code};
+use super::api::{Api, TOKEN_PATH};
 use crate::connectors::token::{self, TokenCache};
 use crate::event::Failure;
 use crate::store::{TokenRecord, TokenStore};
@@ -49,22 +49,11 @@ impl DingTalkTokens {
             ("appkey", self.app_key.as_str()),
             ("appsecret", self.app_secret.as_str()),
         ];
-        let v = api
-            .call(TOKEN_PATH, &query, None)
-            .await
-            .map_err(|e| match e {
-                ApiError::Failed(f) => f,
-                ApiError::TokenExpired(m) => Failure::Permanent(m),
-            })?;
-        let token = v
-            .get("access_token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                Failure::Transient("DingTalk gettoken: no access_token in the answer".into())
-            })?;
-        let expires_in = v.get("expires_in").and_then(as_code);
-        info!(expires_in, "fetched a DingTalk access token");
-        Ok(token::record(token.to_owned(), expires_in))
+        let token = token::issued("DingTalk", api.call(TOKEN_PATH, &query, None).await)?;
+        info!(
+            expires_in = (token.expires_at - crate::event::now_ms()) / 1000,
+            "fetched a DingTalk access token"
+        );
+        Ok(token)
     }
 }

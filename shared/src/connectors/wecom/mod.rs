@@ -22,7 +22,7 @@ use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status, beijing_month, now_ms};
 use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::store::{HistoryStore, TokenRecord, UsageStore};
-use api::{Api, ApiError, RECALL_PATH, SEND_PATH, TOKEN_PATH, UPDATE_CARD_PATH};
+use api::{Api, RECALL_PATH, SEND_PATH, TOKEN_PATH, UPDATE_CARD_PATH};
 
 pub const CONNECTOR: &str = "wecom";
 
@@ -97,21 +97,7 @@ impl WeCom {
             ("corpid", self.corp_id.as_str()),
             ("corpsecret", live.secret.as_str()),
         ];
-        let v = live
-            .api
-            .call(TOKEN_PATH, &query, None)
-            .await
-            .map_err(|e| match e {
-                ApiError::Failed(f) => f,
-                ApiError::TokenExpired(m) => Failure::Permanent(m),
-            })?;
-        let token = v["access_token"]
-            .as_str()
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                Failure::Transient("WeCom gettoken: no access_token in the answer".into())
-            })?;
-        Ok(token::record(token.to_owned(), v["expires_in"].as_i64()))
+        token::issued("WeCom", live.api.call(TOKEN_PATH, &query, None).await)
     }
 
     /// Calls an API with the fleet's token; on a token error, refreshes once and retries.
