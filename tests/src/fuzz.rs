@@ -1,7 +1,7 @@
 //! What each fuzz target does with its input, shared by the libFuzzer targets in `fuzz/` and by
 //! `tests/tests/fuzz_regressions.rs`, which replays every input a fuzzer ever found a crash
 //! with (`tests/fuzz/<target>/`). Every parser the outside world reaches: the five sources
-//! (JSON and form bodies), the three connectors' answers, and the config. An input may be
+//! (JSON and form bodies), the connectors' answers (the robots' together), and the config. An input may be
 //! refused; it may never panic.
 
 use std::sync::{Arc, OnceLock};
@@ -9,7 +9,9 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use hookbridge::app::{App, Parts};
 use hookbridge::config::{Config, Secrets};
-use hookbridge::connectors::{dingtalk, govding, zentao};
+use hookbridge::connectors::{
+    dingtalk, dingtalk_robot, feishu_robot, govding, wecom, wecom_robot, zentao,
+};
 use hookbridge::ingress::Request;
 use hookbridge::registry;
 use hookbridge::routing::Router;
@@ -25,6 +27,8 @@ pub const TARGETS: &[&str] = &[
     "dingtalk_answer",
     "govding_answer",
     "zentao_answer",
+    "wecom_answer",
+    "robot_answer",
     "config",
 ];
 
@@ -190,6 +194,14 @@ pub fn run(target: &str, data: &[u8]) {
         }
         "zentao_answer" => {
             let _ = zentao::judge(status, body);
+        }
+        "wecom_answer" => {
+            let _ = wecom::judge(wecom::SEND_PATH, status, body);
+        }
+        "robot_answer" => {
+            let _ = dingtalk_robot::judge(status, body);
+            let _ = wecom_robot::judge(status, body);
+            let _ = feishu_robot::judge(status, body);
         }
         "config" => {
             // Parsed and checked, its templates compiled and its routes resolved: all that

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::warn;
 
+pub use api::{SEND_PATH, judge};
 pub use render::*;
 
 use super::token::{self, TokenCache};
@@ -22,7 +23,7 @@ use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status, beijing_month, now_ms};
 use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::store::{HistoryStore, TokenRecord, UsageStore};
-use api::{Api, RECALL_PATH, SEND_PATH, TOKEN_PATH, UPDATE_CARD_PATH};
+use api::{Api, RECALL_PATH, TOKEN_PATH, UPDATE_CARD_PATH};
 
 pub const CONNECTOR: &str = "wecom";
 
