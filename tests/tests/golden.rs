@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
+use hookbridge_tests::fake_wecom::{self, FakeWeCom};
 use hookbridge_tests::fake_zentao::{CODE, FakeZenTao, KEY};
 use hookbridge_tests::forgeries;
 use hookbridge_tests::{HAP_TOKEN, Harness, config, fixture, request};
@@ -306,4 +307,35 @@ text = "{{{{ total_commits_count }}}} 个提交：{{{{ commits[0].title }}}}"
     let push = fixture("generic-gitlab-push.json");
     let posts = [("/in/gitlab", push.clone()), ("/in/gitlab", push)];
     scenario("generic-gitlab-push", &routes, &posts).await;
+}
+
+/// A HAP to-do and its finish to WeCom: the button card, then its update with the code the
+/// send returned (the calls to WeCom in order, the token's included).
+#[tokio::test]
+async fn a_todo_and_its_finish_to_wecom() {
+    const RECEIVED: i64 = 1_796_000_000_000;
+    let fake = FakeWeCom::start().await;
+    let extra = fake_wecom::hap_route(&fake.url);
+    let mut h = Harness::new(config(None, &extra)).await;
+    for (path, name) in [
+        ("/hap/message", "hap-message-todo.json"),
+        ("/hap/todo", "hap-finish-todo.json"),
+    ] {
+        let resp = h
+            .app
+            .ingress
+            .handle(request(path, fixture(name), Some(HAP_TOKEN)), RECEIVED)
+            .await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        h.drain().await;
+    }
+    let calls: Vec<Value> = ["gettoken", "message/send", "message/update_template_card"]
+        .into_iter()
+        .flat_map(|path| {
+            fake.calls(path)
+                .into_iter()
+                .map(move |body| json!({ "path": path, "body": body }))
+        })
+        .collect();
+    check("wecom-todo-and-finish", &json!({ "wecom": calls }));
 }
