@@ -131,3 +131,35 @@ async fn a_send_retried_after_a_lost_answer_shows_once() {
         (2, 1)
     );
 }
+
+/// An alert is a card reading 告警中 whose button reads 已恢复 once the alert resolves.
+#[tokio::test]
+async fn an_alert_card_turns_resolved() {
+    let fake = FakeWeCom::start().await;
+    let extra = format!(
+        "{}\n[sources.alertmanager]\nbearer_tokens = [\"plain:am\"]\n\
+         [[routes]]\nsource = \"alertmanager\"\nconnector = \"wecom\"\nkinds = [\"alert\"]\nusers = [\"ops1\"]\n",
+        fake_wecom::hap_route(&fake.url)
+    );
+    let mut h = Harness::new(config(None, &extra)).await;
+    for name in ["alertmanager-firing.json", "alertmanager-one-resolved.json"] {
+        let mut req = hookbridge_tests::request("/alertmanager", fixture(name), None);
+        req.headers
+            .insert(http::header::AUTHORIZATION, "Bearer am".parse().unwrap());
+        let resp = h.app.ingress.handle(req, hookbridge::event::now_ms()).await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        h.drain().await;
+    }
+    let shown = fake.shown();
+    assert_eq!(shown.len(), 2, "one card per alert: {shown:?}");
+    let desc = shown[0].body["template_card"]["main_title"]["desc"]
+        .as_str()
+        .unwrap();
+    assert!(desc.starts_with("告警中｜"), "{desc}");
+    assert_eq!(
+        shown[0].replaced.as_deref(),
+        Some("已恢复"),
+        "the resolved one"
+    );
+    assert_eq!(shown[1].replaced, None, "the other still fires");
+}
