@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::connectors::dingtalk::DingTalk;
 use crate::connectors::dingtalk_robot::DingTalkRobot;
+use crate::connectors::feishu::Feishu;
 use crate::connectors::feishu_robot::FeishuRobot;
 use crate::connectors::govding::GovDing;
 use crate::connectors::wecom::WeCom;
@@ -43,6 +44,7 @@ self::registry! {
         govding: GovDing = "connector-govding",
         wecom: WeCom = "connector-wecom",
         wecom_robot: WeComRobot = "connector-wecom-robot",
+        feishu: Feishu = "connector-feishu",
         feishu_robot: FeishuRobot = "connector-feishu-robot",
     }
 }

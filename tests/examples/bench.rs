@@ -19,6 +19,7 @@ use hookbridge::event::now_ms;
 use hookbridge::store::HistoryStore;
 use hookbridge::store::dynamodb::DynamoStore;
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
+use hookbridge_tests::fake_feishu::FakeFeishu;
 use hookbridge_tests::fake_feishu_robot::FakeFeishuRobot;
 use hookbridge_tests::fake_govding::FakeGovDing;
 use hookbridge_tests::fake_robot::{FakeRobot, SECRET};
@@ -167,6 +168,7 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
         wecom_robot: FakeWeComRobot::start().await,
         feishu_robot: FakeFeishuRobot::start(false, None).await,
         wecom: FakeWeCom::start().await,
+        feishu: FakeFeishu::start().await,
     };
     let hap = config_text(None, "");
     let dms = format!(
@@ -230,6 +232,10 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
     let wecom = config_text(
         None,
         &hookbridge_tests::fake_wecom::hap_route(&fakes.wecom.url),
+    );
+    let feishu = config_text(
+        None,
+        &hookbridge_tests::fake_feishu::hap_route(&fakes.feishu.url),
     );
 
     let store = dynamo_store().await;
@@ -317,6 +323,7 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
         ("wecom-robot-sender", wecom_robot, "wecom_robot", robot_n),
         ("feishu-robot-sender", feishu_robot, "feishu_robot", robot_n),
         ("wecom-sender", wecom, "wecom", n),
+        ("feishu-sender", feishu, "feishu", n),
     ] {
         let store = dynamo_store().await;
         let payloads = pending(&store, &text, connector, count).await;
@@ -343,6 +350,7 @@ struct Fakes {
     wecom_robot: FakeWeComRobot,
     feishu_robot: FakeFeishuRobot,
     wecom: FakeWeCom,
+    feishu: FakeFeishu,
 }
 
 fn succeeded(answer: &Answer) -> bool {

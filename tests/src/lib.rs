@@ -5,6 +5,7 @@ pub mod allowlist;
 pub mod events;
 pub mod fake_cloudformation;
 pub mod fake_dingtalk;
+pub mod fake_feishu;
 pub mod fake_feishu_robot;
 pub mod fake_govding;
 pub mod fake_lambda;

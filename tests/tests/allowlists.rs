@@ -6,6 +6,7 @@
 use hookbridge::event::Status;
 use hookbridge_tests::allowlist::Allowlist;
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
+use hookbridge_tests::fake_feishu::{self, FakeFeishu};
 use hookbridge_tests::fake_feishu_robot::FakeFeishuRobot;
 use hookbridge_tests::fake_govding::{self, FakeGovDing};
 use hookbridge_tests::fake_robot::FakeRobot;
@@ -120,6 +121,13 @@ async fn a_wecom_app_refuses_a_caller_outside_its_trusted_ips() {
     let fake = FakeWeCom::start().await;
     let h = Harness::new(config(None, &fake_wecom::hap_route(&fake.url))).await;
     refused_then_listed(h, "wecom", &fake.allowlist, &["60020", "企业可信IP"]).await;
+}
+
+#[tokio::test]
+async fn a_feishu_app_with_an_ip_whitelist_refuses_an_unlisted_caller() {
+    let fake = FakeFeishu::start().await;
+    let h = Harness::new(config(None, &fake_feishu::hap_route(&fake.url))).await;
+    refused_then_listed(h, "feishu", &fake.allowlist, &["99991401", "IP whitelist"]).await;
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@
 pub mod dingtalk;
 pub mod dingtalk_msg;
 pub mod dingtalk_robot;
+pub mod feishu;
 pub mod feishu_robot;
 pub mod govding;
 pub mod robots;

@@ -1,0 +1,184 @@
+//! Feishu's (and Lark's) server API as hookbridge calls it: `tenant_access_token`, then
+//! `Authorization: Bearer` on `im/v1/messages` calls; answers judged by `code`, calls paced per
+//! process.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::connectors::token::ApiError;
+use crate::event::Failure;
+use crate::pacer::Pacer;
+
+pub const TOKEN_PATH: &str = "auth/v3/tenant_access_token/internal";
+pub const MESSAGES_PATH: &str = "im/v1/messages";
+
+/// How long a throttled call waits before the next try.
+const THROTTLE_WAIT: Duration = Duration::from_secs(60);
+
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    pacer: Pacer,
+}
+
+impl Api {
+    pub fn new(http: reqwest::Client, base_url: &str, max_qps: u32) -> Self {
+        Api {
+            http,
+            base: base_url.trim_end_matches('/').to_owned(),
+            pacer: Pacer::new(max_qps),
+        }
+    }
+
+    /// One call to `open-apis/<path>`, with the token when there is one.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        // Paced per API, not per message id.
+        let api = if path.starts_with(MESSAGES_PATH) {
+            MESSAGES_PATH
+        } else {
+            TOKEN_PATH
+        };
+        if let Err(wait) = self.pacer.wait(api).await {
+            return Err(ApiError::Failed(Failure::Throttled {
+                reason: format!("Feishu {api}: paced"),
+                wait: i64::try_from(wait.as_millis()).unwrap_or(i64::MAX),
+            }));
+        }
+        let mut request = self
+            .http
+            .request(method, format!("{}/open-apis/{path}", self.base))
+            .query(query);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            request = request.json(b);
+        }
+        let failed =
+            |e: reqwest::Error| ApiError::Failed(Failure::Transient(e.without_url().to_string()));
+        let response = request.send().await.map_err(failed)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(failed)?;
+        let answer = judge(api, status, &bytes);
+        match &answer {
+            Err(ApiError::Failed(Failure::Throttled { .. })) => {
+                self.pacer.throttled(api, THROTTLE_WAIT)
+            }
+            Ok(_) => self.pacer.succeeded(api),
+            _ => {}
+        }
+        answer
+    }
+}
+
+/// The codes that say a message's recipient cannot get it: not found, or out of the app's
+/// availability.
+pub const NOT_REACHABLE: &[i64] = &[230013, 230001, 99992361, 99992364];
+
+/// Reads an answer by its `code` (and HTTP 429, Feishu's general limit).
+pub fn judge(api: &str, status: u16, bytes: &[u8]) -> Result<Value, ApiError> {
+    let Ok(v) = serde_json::from_slice::<Value>(bytes) else {
+        return Err(ApiError::Failed(if status == 429 {
+            Failure::Throttled {
+                reason: format!("Feishu {api}: HTTP 429"),
+                wait: THROTTLE_WAIT.as_millis() as i64,
+            }
+        } else {
+            Failure::Transient(format!("Feishu {api} answered HTTP {status} without JSON"))
+        }));
+    };
+    let code = v["code"].as_i64().unwrap_or(-1);
+    let said = format!(
+        "Feishu {api} code {code}: {}",
+        v["msg"].as_str().unwrap_or_default()
+    );
+    let failed = |f| Err(ApiError::Failed(f));
+    match code {
+        0 => Ok(v),
+        // A missing, invalid or expired tenant_access_token: fetch another once.
+        99991661 | 99991663 | 99991668 | 99991677 if api != TOKEN_PATH => {
+            Err(ApiError::TokenExpired(said))
+        }
+        99991400 | 230020 => failed(Failure::Throttled {
+            reason: said,
+            wait: THROTTLE_WAIT.as_millis() as i64,
+        }),
+        _ if status == 429 => failed(Failure::Throttled {
+            reason: said,
+            wait: THROTTLE_WAIT.as_millis() as i64,
+        }),
+        _ if status >= 500 => failed(Failure::Transient(said)),
+        10003 | 10014 => failed(Failure::Permanent(format!(
+            "{said} (the app id or secret is wrong: check connectors.feishu)"
+        ))),
+        99991401 => failed(Failure::Permanent(format!(
+            "{said} (this address is not in the app's IP whitelist: hookbridge setup feishu prints what to list)"
+        ))),
+        230006 => failed(Failure::Permanent(format!(
+            "{said} (the app's bot is not enabled: 开发者后台 → 应用能力 → 机器人, then publish a version)"
+        ))),
+        _ => failed(Failure::Permanent(said)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_read_by_code() {
+        assert!(
+            judge(
+                MESSAGES_PATH,
+                200,
+                br#"{"code":0,"data":{"message_id":"om_1"}}"#
+            )
+            .is_ok()
+        );
+        assert!(matches!(
+            judge(
+                MESSAGES_PATH,
+                400,
+                br#"{"code":99991663,"msg":"Invalid access token"}"#
+            ),
+            Err(ApiError::TokenExpired(_))
+        ));
+        assert!(matches!(
+            judge(TOKEN_PATH, 400, br#"{"code":10014,"msg":"app secret invalid"}"#),
+            Err(ApiError::Failed(Failure::Permanent(m))) if m.contains("secret is wrong")
+        ));
+        assert!(matches!(
+            judge(
+                MESSAGES_PATH,
+                429,
+                br#"{"code":99991400,"msg":"request trigger frequency limit"}"#
+            ),
+            Err(ApiError::Failed(Failure::Throttled { .. }))
+        ));
+        assert!(matches!(
+            judge(MESSAGES_PATH, 429, b""),
+            Err(ApiError::Failed(Failure::Throttled { .. }))
+        ));
+        assert!(matches!(
+            judge(MESSAGES_PATH, 502, b"<html>"),
+            Err(ApiError::Failed(Failure::Transient(_)))
+        ));
+        assert!(matches!(
+            judge(
+                MESSAGES_PATH,
+                400,
+                br#"{"code":230013,"msg":"Bot has NO availability to this user."}"#
+            ),
+            Err(ApiError::Failed(Failure::Permanent(_)))
+        ));
+    }
+}
