@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
+use hookbridge_tests::fake_feishu::{self, FakeFeishu};
 use hookbridge_tests::fake_wecom::{self, FakeWeCom};
 use hookbridge_tests::fake_zentao::{CODE, FakeZenTao, KEY};
 use hookbridge_tests::forgeries;
@@ -309,14 +310,9 @@ text = "{{{{ total_commits_count }}}} 个提交：{{{{ commits[0].title }}}}"
     scenario("generic-gitlab-push", &routes, &posts).await;
 }
 
-/// A HAP to-do and its finish to WeCom: the button card, then its update with the code the
-/// send returned (the calls to WeCom in order, the token's included).
-#[tokio::test]
-async fn a_todo_and_its_finish_to_wecom() {
+/// Posts HAP's to-do and its finish at a fixed time, sending after each.
+async fn todo_and_finish(h: &mut Harness) {
     const RECEIVED: i64 = 1_796_000_000_000;
-    let fake = FakeWeCom::start().await;
-    let extra = fake_wecom::hap_route(&fake.url);
-    let mut h = Harness::new(config(None, &extra)).await;
     for (path, name) in [
         ("/hap/message", "hap-message-todo.json"),
         ("/hap/todo", "hap-finish-todo.json"),
@@ -329,6 +325,15 @@ async fn a_todo_and_its_finish_to_wecom() {
         assert_eq!(resp.status, 200, "{}", resp.body);
         h.drain().await;
     }
+}
+
+/// A HAP to-do and its finish to WeCom: the button card, then its update with the code the
+/// send returned (the calls to WeCom in order, the token's included).
+#[tokio::test]
+async fn a_todo_and_its_finish_to_wecom() {
+    let fake = FakeWeCom::start().await;
+    let mut h = Harness::new(config(None, &fake_wecom::hap_route(&fake.url))).await;
+    todo_and_finish(&mut h).await;
     let calls: Vec<Value> = ["gettoken", "message/send", "message/update_template_card"]
         .into_iter()
         .flat_map(|path| {
@@ -338,4 +343,18 @@ async fn a_todo_and_its_finish_to_wecom() {
         })
         .collect();
     check("wecom-todo-and-finish", &json!({ "wecom": calls }));
+}
+
+/// The same to Feishu: a shared card per approver with its uuid, then each card patched green.
+#[tokio::test]
+async fn a_todo_and_its_finish_to_feishu() {
+    let fake = FakeFeishu::start().await;
+    let mut h = Harness::new(config(None, &fake_feishu::hap_route(&fake.url))).await;
+    todo_and_finish(&mut h).await;
+    let calls: Vec<Value> = fake
+        .calls()
+        .into_iter()
+        .map(|(method, path, body)| json!({ "method": method, "path": path, "body": body }))
+        .collect();
+    check("feishu-todo-and-finish", &json!({ "feishu": calls }));
 }
