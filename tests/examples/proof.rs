@@ -1,5 +1,5 @@
 //! The proof that nothing is lost and nothing is sent twice, counted where notifications
-//! arrive: at the fake DingTalk and ZenTao. Every event is posted twice (half the requests are
+//! arrive: at the fake DingTalk, ZenTao, WeCom and Feishu (HAP is routed to all four). Every event is posted twice (half the requests are
 //! duplicates, as sources' retries make them), each request retried like a source until it is
 //! answered 200. Prints figures; exits non-zero only when an acknowledged event was lost, a
 //! person got one twice, or a secret showed up in a log line or an answer. `scripts/proof`
@@ -7,9 +7,9 @@
 //!
 //! proof SCENARIO --hookbridge BIN --dynamodb-jar JAR [--quick]
 //!   load    2000 requests at 100 at a time through the `hookbridge serve` binary (durable store)
-//!   faults  the same with 30 % of connector calls failing, DingTalk's token expiring every
-//!           5 s, DingTalk throttling above 10 calls/s, and serve killed with SIGKILL halfway
-//!           and started again on the same data
+//!   faults  the same with 30 % of connector calls failing, the DingTalk, WeCom and Feishu
+//!           tokens expiring every 5 s, those three throttling above 10 calls/s, and serve
+//!           killed with SIGKILL halfway and started again on the same data
 //!   lambda  the same load through the Lambda entry points (API Gateway v2 events in, DynamoDB
 //!           stream batches out, the scheduled sweeper) on DynamoDB Local
 //!   outage  lambda, with DynamoDB Local killed a third of the way in and started again 3 s later
@@ -30,6 +30,8 @@ use hookbridge::app::{App, Parts};
 use hookbridge::config::{Config, Secrets};
 use hookbridge::store::dynamodb::{DynamoStore, sdk};
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
+use hookbridge_tests::fake_feishu::FakeFeishu;
+use hookbridge_tests::fake_wecom::FakeWeCom;
 use hookbridge_tests::fake_zentao::{FakeZenTao, hap_route};
 use hookbridge_tests::{
     GOVDING_PATH_TOKEN, HAP_TOKEN, SECRETS, config_text, dynamo_client, events, fixture,
@@ -49,6 +51,43 @@ struct Options {
 struct Fakes {
     dingtalk: FakeDingTalk,
     zentao: FakeZenTao,
+    wecom: FakeWeCom,
+    feishu: FakeFeishu,
+}
+
+impl Fakes {
+    async fn start() -> Fakes {
+        Fakes {
+            dingtalk: FakeDingTalk::start().await,
+            zentao: FakeZenTao::start().await,
+            wecom: FakeWeCom::start().await,
+            feishu: FakeFeishu::start().await,
+        }
+    }
+
+    /// 30 % of calls failing, throttling above 10 calls a second, tokens expiring every 5 s.
+    fn faulty(&self) -> tokio::task::JoinHandle<()> {
+        self.dingtalk.set_fail_ratio(0.3);
+        self.zentao.set_fail_ratio(0.3);
+        self.wecom.set_fail_ratio(0.3);
+        self.feishu.set_fail_ratio(0.3);
+        self.dingtalk.set_qps_limit(10);
+        self.wecom.set_qps_limit(10);
+        self.feishu.set_qps_limit(10);
+        let (dingtalk, wecom, feishu) = (
+            self.dingtalk.clone(),
+            self.wecom.clone(),
+            self.feishu.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                dingtalk.expire_token();
+                wecom.expire_tokens();
+                feishu.expire_tokens();
+            }
+        })
+    }
 }
 
 /// What the sources saw.
@@ -175,9 +214,11 @@ fn markers(text: &str) -> Vec<usize> {
         .collect()
 }
 
-/// How often each event reached a person: DingTalk's tasks (less those DingTalk did not show
-/// because the same content reached that person already today) and ZenTao's notifications.
-fn arrivals(f: &Fakes) -> (HashMap<usize, usize>, HashMap<usize, usize>) {
+/// How often each event reached a person, per connector of `load`: DingTalk's tasks (less
+/// those DingTalk did not show because the same content reached that person already today),
+/// ZenTao's notifications, what WeCom and Feishu showed (their duplicate check and uuid make a
+/// resend one message).
+fn arrivals(f: &Fakes, load: Load) -> Vec<(&'static str, HashMap<usize, usize>)> {
     let mut dingtalk = HashMap::new();
     for task in f.dingtalk.tasks() {
         let shown = task.userids.len() - task.forbidden.len();
@@ -191,7 +232,23 @@ fn arrivals(f: &Fakes) -> (HashMap<usize, usize>, HashMap<usize, usize>) {
             *zentao.entry(i).or_default() += 1;
         }
     }
-    (dingtalk, zentao)
+    let mut out = vec![("dingtalk", dingtalk), ("zentao", zentao)];
+    if load == Load::Hap {
+        let mut wecom = HashMap::new();
+        for shown in f.wecom.shown() {
+            for i in markers(&shown.body.to_string()) {
+                *wecom.entry(i).or_default() += shown.users.len();
+            }
+        }
+        let mut feishu = HashMap::new();
+        for shown in f.feishu.shown() {
+            for i in markers(&shown.content.to_string()) {
+                *feishu.entry(i).or_default() += 1;
+            }
+        }
+        out.extend([("wecom", wecom), ("feishu", feishu)]);
+    }
+    out
 }
 
 /// Quick retries, and a claim lease of 15 s rather than 5 minutes: a delivery whose outcome
@@ -201,12 +258,14 @@ fn config(f: &Fakes) -> String {
     config_text(
         Some(&f.dingtalk.url),
         &format!(
-            "{}\n[delivery]\nbackoff_base_secs = 1\nbackoff_cap_secs = 2\nmax_attempts = 25\nclaim_lease_secs = 15\n\
+            "{}{}{}\n[delivery]\nbackoff_base_secs = 1\nbackoff_cap_secs = 2\nmax_attempts = 25\nclaim_lease_secs = 15\n\
              [sources.govding]\npath_token = \"plain:{GOVDING_PATH_TOKEN}\"\n\
              [sources.alertmanager]\nbearer_tokens = [\"plain:{HAP_TOKEN}\"]\n\
              [[routes]]\nsource = \"alertmanager\"\nconnector = \"dingtalk\"\nkinds = [\"alert\"]\n\
              [[routes]]\nsource = \"alertmanager\"\nconnector = \"zentao\"\nkinds = [\"alert\"]\n",
-            hap_route(&f.zentao.url)
+            hap_route(&f.zentao.url),
+            hookbridge_tests::fake_wecom::hap_route(&f.wecom.url),
+            hookbridge_tests::fake_feishu::hap_route(&f.feishu.url)
         ),
     )
 }
@@ -377,16 +436,16 @@ async fn post_all(
 async fn verdict(
     name: &str,
     f: &Fakes,
+    load: Load,
     events: usize,
     posted: &Posted,
     settle: Duration,
-    said: &Said,
-    said_from: usize,
+    (said, said_from): (&Said, usize),
 ) -> bool {
     let waiting = Instant::now();
     loop {
-        let (d, z) = arrivals(f);
-        if (d.len() == events && z.len() == events) || waiting.elapsed() > settle {
+        let all = arrivals(f, load).iter().all(|(_, m)| m.len() == events);
+        if all || waiting.elapsed() > settle {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -394,24 +453,6 @@ async fn verdict(
     let waited = waiting.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let interrupted = interrupted(&said.lock().unwrap()[said_from..]);
-    let (dingtalk, zentao) = arrivals(f);
-    let lost = |m: &HashMap<usize, usize>| (0..events).filter(|i| !m.contains_key(i)).count();
-    let twice = |m: &HashMap<usize, usize>, connector: &str| {
-        let (mut explained, mut not) = (0, 0);
-        for (i, n) in m {
-            if *n > 1 {
-                if interrupted.contains(&(*i, connector)) {
-                    explained += n - 1;
-                } else {
-                    not += n - 1;
-                }
-            }
-        }
-        (not, explained)
-    };
-    let (lost_d, lost_z) = (lost(&dingtalk), lost(&zentao));
-    let ((dup_d, resent_d), (dup_z, resent_z)) =
-        (twice(&dingtalk, "dingtalk"), twice(&zentao, "zentao"));
     let pct = |q: f64| {
         let l = &posted.latencies;
         l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1)))
@@ -426,19 +467,44 @@ async fn verdict(
         posted.refused.load(Ordering::Relaxed),
         posted.unanswered.load(Ordering::Relaxed),
     );
+    let (mut bad, mut lines, mut resent) = (0, vec![], vec![]);
+    for (connector, m) in arrivals(f, load) {
+        let lost = (0..events).filter(|i| !m.contains_key(i)).count();
+        let (mut twice, mut explained) = (0, 0);
+        for (i, n) in &m {
+            if *n > 1 {
+                if interrupted.contains(&(*i, connector)) {
+                    explained += n - 1;
+                } else {
+                    twice += n - 1;
+                }
+            }
+        }
+        bad += lost + twice;
+        lines.push(format!("{connector}: lost {lost}, duplicated {twice}"));
+        if explained > 0 {
+            resent.push(format!("{connector} {explained}"));
+        }
+    }
     println!(
-        "{name:<7} dingtalk: lost {lost_d}, duplicated {dup_d}; zentao: lost {lost_z}, duplicated {dup_z}; {} DingTalk and {} ZenTao calls; the last arrived {:.1} s after the last acknowledgment",
+        "{name:<7} {}; {} DingTalk and {} ZenTao calls; the last arrived {:.1} s after the last acknowledgment",
+        lines.join("; "),
         f.dingtalk.count(fake_dingtalk_send()),
         f.zentao.all_calls().len(),
         waited.as_secs_f64(),
     );
     if !interrupted.is_empty() {
         println!(
-            "{name:<7} {} deliveries were in flight when serve or the store stopped, and sent again: ZenTao got {resent_z} of them twice (it has no idempotency key), DingTalk showed {resent_d} twice (it drops the same content to the same person within a day)",
-            interrupted.len()
+            "{name:<7} {} deliveries were in flight when serve or the store stopped, and sent again; shown twice because of it: {} (ZenTao has no idempotency key; DingTalk drops the same content to the same person within a day; WeCom's duplicate check and Feishu's uuid make a resend one message)",
+            interrupted.len(),
+            if resent.is_empty() {
+                "none".to_owned()
+            } else {
+                resent.join(", ")
+            }
         );
     }
-    lost_d + lost_z + dup_d + dup_z == 0
+    bad == 0
 }
 
 fn fake_dingtalk_send() -> &'static str {
@@ -536,11 +602,10 @@ fn interrupted(said: &str) -> Vec<(usize, &'static str)> {
                 || l.contains("it is sent again once the claim lapses")
         })
         .flat_map(|l| {
-            let connector = if l.contains("DLV#zentao") {
-                "zentao"
-            } else {
-                "dingtalk"
-            };
+            let connector = ["zentao", "wecom", "feishu"]
+                .into_iter()
+                .find(|c| l.contains(&format!("DLV#{c}#")))
+                .unwrap_or("dingtalk");
             ids(l).into_iter().map(move |i| (i, connector))
         })
         .collect()
@@ -555,10 +620,7 @@ fn ids(line: &str) -> Vec<usize> {
 
 async fn through_serve(o: &Options, faults: bool, load: Load, said: &Said) -> bool {
     let said_from = said.lock().unwrap().len();
-    let f = Fakes {
-        dingtalk: FakeDingTalk::start().await,
-        zentao: FakeZenTao::start().await,
-    };
+    let f = Fakes::start().await;
     let dir = std::env::temp_dir().join(format!(
         "hookbridge-proof-{}-{}",
         std::process::id(),
@@ -573,16 +635,7 @@ async fn through_serve(o: &Options, faults: bool, load: Load, said: &Said) -> bo
     let mut running = serve(o, &config_file, &data, port, said);
     let mut chores = vec![];
     if faults {
-        f.dingtalk.set_fail_ratio(0.3);
-        f.zentao.set_fail_ratio(0.3);
-        f.dingtalk.set_qps_limit(10);
-        let dingtalk = f.dingtalk.clone();
-        chores.push(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                dingtalk.expire_token();
-            }
-        }));
+        chores.push(f.faulty());
     }
     let send = http_post(port);
     let acknowledged = Arc::new(AtomicUsize::new(0));
@@ -611,7 +664,7 @@ async fn through_serve(o: &Options, faults: bool, load: Load, said: &Said) -> bo
         posting.await
     };
     govding_callbacks(port, said).await;
-    let ok = verdict(name, &f, events, &posted, o.settle, said, said_from).await
+    let ok = verdict(name, &f, load, events, &posted, o.settle, (said, said_from)).await
         & bars(name, &f, load, events, o.settle).await;
     chores.iter().for_each(|c| c.abort());
     let _ = running.child.kill();
@@ -715,10 +768,7 @@ async fn app(config: &str, store: Arc<DynamoStore>, parts: Parts) -> Arc<App> {
 async fn through_lambda(o: &Options, outage: bool, load: Load, said: &Said) -> bool {
     let said_from = said.lock().unwrap().len();
     use lambda_runtime::{Context, LambdaEvent};
-    let f = Fakes {
-        dingtalk: FakeDingTalk::start().await,
-        zentao: FakeZenTao::start().await,
-    };
+    let f = Fakes::start().await;
     let dir = std::env::temp_dir().join(format!(
         "hookbridge-proof-ddb-{}-{}",
         std::process::id(),
@@ -742,16 +792,11 @@ async fn through_lambda(o: &Options, outage: bool, load: Load, said: &Said) -> b
         "hap"
     };
     let webhook = app(&text, store.clone(), Parts::Source(source)).await;
-    let senders = [
-        (
-            "dingtalk",
-            app(&text, store.clone(), Parts::Connector("dingtalk")).await,
-        ),
-        (
-            "zentao",
-            app(&text, store.clone(), Parts::Connector("zentao")).await,
-        ),
-    ];
+    let mut senders = vec![];
+    for connector in ["dingtalk", "zentao", "wecom", "feishu"] {
+        let sender = app(&text, store.clone(), Parts::Connector(connector)).await;
+        senders.push((connector, sender));
+    }
     // The stream and the schedule: pending deliveries to their sender, due retries re-queued.
     let pump = {
         let (client, store) = (client.clone(), store.clone());
@@ -828,7 +873,16 @@ async fn through_lambda(o: &Options, outage: bool, load: Load, said: &Said) -> b
     } else {
         posting.await
     };
-    let ok = verdict(name, &f, events_n, &posted, o.settle, said, said_from).await
+    let ok = verdict(
+        name,
+        &f,
+        load,
+        events_n,
+        &posted,
+        o.settle,
+        (said, said_from),
+    )
+    .await
         & bars(name, &f, load, events_n, o.settle).await;
     pump.abort();
     let _ = ddb.lock().unwrap().kill();

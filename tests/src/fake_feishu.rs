@@ -6,8 +6,9 @@
 //! within the hour is the same message), `PATCH` of a card (interactive, `update_multi` before
 //! and after, not recalled: 230011), `DELETE` (recall).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -45,6 +46,11 @@ struct Inner {
     issued: usize,
     shown: Vec<Shown>,
     uuids: HashMap<String, usize>,
+    /// The share of message calls answered HTTP 500 before they do anything.
+    fail_ratio: f64,
+    /// Message calls a second beyond which Feishu answers 429 (99991400); 0: no limit.
+    qps_limit: usize,
+    recent: VecDeque<Instant>,
 }
 
 #[derive(Clone)]
@@ -72,7 +78,7 @@ fn not_listed(_: std::net::IpAddr) -> axum::response::Response {
 pub fn hap_route(url: &str) -> String {
     format!(
         "\n[connectors.feishu]\napp_id = \"{APP_ID}\"\napp_secret = \"plain:{APP_SECRET}\"\nbase_url = \"{url}\"\n\n\
-         [recipients.feishu.map]\nmanager4220 = \"ou_zhangsan\"\n\"0147282552401293909\" = \"ou_lisi\"\nwangwu_2231 = \"ou_ops1\"\n\n\
+         [recipients.feishu.map]\nmanager4220 = \"ou_zhangsan\"\n\"0147282552401293909\" = \"ou_lisi\"\nwangwu_2231 = \"ou_ops1\"\nlisi = \"ou_lisi\"\n\n\
          [[routes]]\nsource = \"hap\"\nconnector = \"feishu\"\n"
     )
 }
@@ -98,6 +104,14 @@ impl FakeFeishu {
         let mut inner = self.inner.lock().unwrap();
         let tokens: Vec<String> = inner.tokens.drain().collect();
         inner.expired.extend(tokens);
+    }
+
+    pub fn set_fail_ratio(&self, ratio: f64) {
+        self.inner.lock().unwrap().fail_ratio = ratio;
+    }
+
+    pub fn set_qps_limit(&self, qps: usize) {
+        self.inner.lock().unwrap().qps_limit = qps;
     }
 
     pub fn tokens_issued(&self) -> usize {
@@ -154,6 +168,27 @@ async fn handle(
             "Missing access token for authorization"
         };
         return err(StatusCode::BAD_REQUEST, 99991663, why);
+    }
+    if inner.fail_ratio > 0.0 && fastrand::f64() < inner.fail_ratio {
+        return err(StatusCode::INTERNAL_SERVER_ERROR, 1500, "internal error");
+    }
+    if inner.qps_limit > 0 {
+        let now = Instant::now();
+        while inner
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            inner.recent.pop_front();
+        }
+        if inner.recent.len() >= inner.qps_limit {
+            return err(
+                StatusCode::TOO_MANY_REQUESTS,
+                99991400,
+                "request trigger frequency limit",
+            );
+        }
+        inner.recent.push_back(now);
     }
     let ok = |data: Value| {
         (

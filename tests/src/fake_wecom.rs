@@ -7,8 +7,9 @@
 //! `response_code` for button cards), `update_template_card` (a code works once, within 72 h),
 //! `recall` (its msgid, within 24 h).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -46,6 +47,11 @@ struct Inner {
     shown: Vec<Shown>,
     /// response_code → index into `shown`, while unused.
     codes: HashMap<String, usize>,
+    /// The share of message calls answered -1 (系统繁忙) before they do anything.
+    fail_ratio: f64,
+    /// Message calls a second beyond which WeCom answers 45009; 0: no limit.
+    qps_limit: usize,
+    recent: VecDeque<Instant>,
 }
 
 #[derive(Clone)]
@@ -120,6 +126,14 @@ impl FakeWeCom {
         self.inner.lock().unwrap().shown.clone()
     }
 
+    pub fn set_fail_ratio(&self, ratio: f64) {
+        self.inner.lock().unwrap().fail_ratio = ratio;
+    }
+
+    pub fn set_qps_limit(&self, qps: usize) {
+        self.inner.lock().unwrap().qps_limit = qps;
+    }
+
     /// Makes every unused `response_code` unusable, as after 72 hours.
     pub fn age_codes(&self) {
         self.inner.lock().unwrap().codes.clear();
@@ -155,6 +169,23 @@ async fn handle(
     }
     if !inner.tokens.contains(&token) {
         return axum::Json(err(40014, "invalid access_token"));
+    }
+    if inner.fail_ratio > 0.0 && fastrand::f64() < inner.fail_ratio {
+        return axum::Json(err(-1, "system busy"));
+    }
+    if inner.qps_limit > 0 {
+        let now = Instant::now();
+        while inner
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            inner.recent.pop_front();
+        }
+        if inner.recent.len() >= inner.qps_limit {
+            return axum::Json(err(45009, "api freq out of limit"));
+        }
+        inner.recent.push_back(now);
     }
     let answer = match path.as_str() {
         "message/send" => send(&mut inner, &body),

@@ -51,6 +51,13 @@ pub const SECRETS: &[&str] = &[
     fake_govding::TOKEN,
     fake_robot::TOKEN,
     fake_robot::SECRET,
+    fake_wecom::SECRET,
+    "wecom-token-",
+    fake_wecom_robot::KEY,
+    fake_feishu::APP_SECRET,
+    "t-fake-",
+    fake_feishu_robot::TOKEN,
+    fake_feishu_robot::SECRET,
     forgeries::KEY,
 ];
 
