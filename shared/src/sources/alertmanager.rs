@@ -128,6 +128,11 @@ struct Notification {
     title: String,
     #[serde(default)]
     message: String,
+    /// Grafana's state of the group (`alerting`, `ok`) and its organisation.
+    #[serde(default)]
+    state: String,
+    #[serde(default, rename = "orgId")]
+    org_id: Value,
     /// Each as it came (an event keeps its alert's own text), read apiece.
     alerts: Vec<Box<RawValue>>,
 }
@@ -154,6 +159,9 @@ struct Alert {
     dashboard_url: String,
     #[serde(default, rename = "panelURL")]
     panel_url: String,
+    /// Grafana's query values that fired the alert, by ref id.
+    #[serde(default)]
+    values: Value,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -515,6 +523,7 @@ impl AlertmanagerSource {
             ("silenceURL", json!(alert.silence_url)),
             ("dashboardURL", json!(alert.dashboard_url)),
             ("panelURL", json!(alert.panel_url)),
+            ("values", alert.values.clone()),
             ("receiver", json!(group.receiver)),
             ("groupKey", json!(group.group_key)),
             ("externalURL", json!(group.external_url)),
@@ -581,6 +590,8 @@ impl AlertmanagerSource {
             ("externalURL", json!(group.external_url)),
             ("title", json!(group.title)),
             ("message", json!(group.message)),
+            ("state", json!(group.state)),
+            ("orgId", group.org_id.clone()),
         ] {
             fields.insert(k.into(), v);
         }
@@ -843,6 +854,16 @@ mod tests {
                 .starts_with("https://grafana.example.com/alerting/silence")
         );
         assert_eq!(n.fields["starts"], "2026-12-07 10:20");
+        assert_eq!(
+            n.fields["values"]["B"], 91.2,
+            "the query values that fired it"
+        );
+        let group = parse_at(body, 7).unwrap().pop().unwrap();
+        let fields = &group.notice.as_ref().unwrap().fields;
+        assert_eq!(
+            (fields["state"].clone(), fields["orgId"].clone()),
+            (json!("alerting"), json!(1))
+        );
         assert_eq!(n.recipients, ["ops1"]);
         let start = millis("2026-12-07T02:20:03.157Z").unwrap();
         assert_eq!(
