@@ -70,11 +70,77 @@ pub struct AlertmanagerConfig {
     /// Larger bodies are answered 413 (Alertmanager's `max_alerts` keeps a group smaller).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// More Alertmanagers, each at `/alertmanager/<name>` with its own credentials (another
+    /// team's; the HA peers of one Alertmanager share one instance, so their copies of a
+    /// notification are one). Events carry the name as `instance_name`.
+    #[serde(default)]
+    pub instances: BTreeMap<String, AlertmanagerInstance>,
     /// A still-firing alert is shown again (kind `repeat`) at most once per this many seconds
     /// since it started, when Alertmanager repeats it; 0 never. Alertmanager's own default
     /// `repeat_interval` is 4 h; at least 600 s, so a retry cannot straddle two windows.
     #[serde(default = "default_repeat_interval")]
     pub repeat_interval_secs: u64,
+}
+
+/// A named Alertmanager's credentials, as `[sources.alertmanager]` has them for the default one.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerInstance {
+    /// Accepted `Authorization: Bearer` credentials, secret references.
+    #[serde(default)]
+    pub bearer_tokens: Vec<SecretRef>,
+    /// HTTP Basic credentials, instead of or besides a token.
+    pub basic_auth: Option<AlertmanagerBasicAuth>,
+    /// Accept notifications only from these addresses; empty: from any.
+    #[serde(default)]
+    pub allow_ips: Vec<IpAddr>,
+}
+
+/// One Alertmanager's credentials as configured: `name` empty for the default one.
+struct Creds<'a> {
+    name: &'a str,
+    tokens: &'a [SecretRef],
+    basic: Option<&'a AlertmanagerBasicAuth>,
+    allow: &'a [IpAddr],
+}
+
+impl AlertmanagerConfig {
+    /// The default Alertmanager's credentials, then each named one's.
+    fn creds(&self) -> Vec<Creds<'_>> {
+        let default = Creds {
+            name: "",
+            tokens: &self.bearer_tokens,
+            basic: self.basic_auth.as_ref(),
+            allow: &self.allow_ips,
+        };
+        std::iter::once(default)
+            .chain(self.instances.iter().map(|(name, i)| Creds {
+                name,
+                tokens: &i.bearer_tokens,
+                basic: i.basic_auth.as_ref(),
+                allow: &i.allow_ips,
+            }))
+            .collect()
+    }
+}
+
+/// The URL path of the Alertmanager named `name` (the default one's when empty).
+fn path_of(name: &str) -> String {
+    if name.is_empty() {
+        PATH.to_owned()
+    } else {
+        format!("{PATH}/{name}")
+    }
+}
+
+/// Where an Alertmanager's credentials are configured, for messages.
+fn section_of(name: &str) -> String {
+    if name.is_empty() {
+        "sources.alertmanager".to_owned()
+    } else {
+        format!("sources.alertmanager.instances.{name}")
+    }
 }
 
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -171,11 +237,20 @@ enum Status {
     Resolved,
 }
 
-pub struct AlertmanagerSource {
+/// One Alertmanager's resolved credentials and where it posts.
+struct Auth {
+    name: String,
+    path: &'static str,
     tokens: Vec<String>,
     /// `user:password`, as Basic auth encodes it.
     basic: Option<String>,
     allow: Vec<IpAddr>,
+}
+
+pub struct AlertmanagerSource {
+    /// The default Alertmanager's first, then each named one's.
+    auths: Vec<Auth>,
+    paths: &'static [&'static str],
     recipients_from: String,
     max_body_bytes: usize,
     /// The repeat window in milliseconds; 0: never repeat.
@@ -213,12 +288,25 @@ impl SourcePart for AlertmanagerSource {
     });
 
     fn check(config: &AlertmanagerConfig) -> Result<(), ConfigError> {
-        if config.bearer_tokens.is_empty() && config.basic_auth.is_none() {
-            return Err(ConfigError::Invalid(
-                "sources.alertmanager needs bearer_tokens or basic_auth: anyone who finds the URL \
-                 could raise alerts otherwise"
-                    .into(),
-            ));
+        for c in config.creds() {
+            let named = c
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+            if !named {
+                return Err(ConfigError::Invalid(format!(
+                    "sources.alertmanager.instances.{:?}: a name is letters, digits, - and _ (it \
+                     is a URL path)",
+                    c.name
+                )));
+            }
+            if c.tokens.is_empty() && c.basic.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "{} needs bearer_tokens or basic_auth: anyone who finds the URL could raise \
+                     alerts otherwise",
+                    section_of(c.name)
+                )));
+            }
         }
         if (1..MIN_REPEAT_SECS).contains(&config.repeat_interval_secs) {
             return Err(ConfigError::Invalid(format!(
@@ -234,22 +322,34 @@ impl SourcePart for AlertmanagerSource {
         config: &AlertmanagerConfig,
         secrets: &Secrets,
     ) -> Result<Arc<dyn Source>, ConfigError> {
-        let mut tokens = vec![];
-        for t in &config.bearer_tokens {
-            tokens.push(secrets.resolve(t).await?);
+        let mut auths = vec![];
+        for c in config.creds() {
+            let mut tokens = vec![];
+            for t in c.tokens {
+                tokens.push(secrets.resolve(t).await?);
+            }
+            let basic = match c.basic {
+                Some(b) => Some(format!(
+                    "{}:{}",
+                    b.user,
+                    secrets.resolve(&b.password).await?
+                )),
+                None => None,
+            };
+            // Built once per process, like the generic source's instance paths.
+            let path: &'static str = Box::leak(path_of(c.name).into_boxed_str());
+            auths.push(Auth {
+                name: c.name.to_owned(),
+                path,
+                tokens,
+                basic,
+                allow: c.allow.to_vec(),
+            });
         }
-        let basic = match &config.basic_auth {
-            Some(b) => Some(format!(
-                "{}:{}",
-                b.user,
-                secrets.resolve(&b.password).await?
-            )),
-            None => None,
-        };
+        let paths: Vec<&'static str> = auths.iter().map(|a| a.path).collect();
         Ok(Arc::new(AlertmanagerSource {
-            tokens,
-            basic,
-            allow: config.allow_ips.clone(),
+            auths,
+            paths: Box::leak(paths.into_boxed_slice()),
             recipients_from: config.recipients_from.clone(),
             max_body_bytes: config.max_body_bytes,
             repeat_ms: Millis::try_from(config.repeat_interval_secs.saturating_mul(1000))
@@ -263,28 +363,40 @@ impl SourcePart for AlertmanagerSource {
         config: &AlertmanagerConfig,
         at: &crate::tools::Deployment,
     ) -> Result<String, crate::tools::ToolError> {
-        let auth = match (config.bearer_tokens.first(), &config.basic_auth) {
-            (Some(token), _) => format!(
-                "          authorization:\n            credentials: {}\n",
-                at.secret(token).await?
-            ),
-            (None, Some(b)) => format!(
-                "          basic_auth:\n            username: {}\n            password: {}\n",
-                b.user,
-                at.secret(&b.password).await?
-            ),
-            (None, None) => String::new(),
-        };
+        let mut receivers = String::new();
+        for c in config.creds() {
+            let auth = match (c.tokens.first(), c.basic) {
+                (Some(token), _) => format!(
+                    "          authorization:\n            credentials: {}\n",
+                    at.secret(token).await?
+                ),
+                (None, Some(b)) => format!(
+                    "          basic_auth:\n            username: {}\n            password: {}\n",
+                    b.user,
+                    at.secret(&b.password).await?
+                ),
+                (None, None) => String::new(),
+            };
+            let whose = if c.name.is_empty() {
+                String::new()
+            } else {
+                format!("# in Alertmanager {}:\n", c.name)
+            };
+            receivers += &format!(
+                "{whose}receivers:\n  - name: hookbridge\n    webhook_configs:\n      - url: {}{}\n        \
+                 send_resolved: true\n        max_alerts: 50\n        http_config:\n{auth}\n",
+                at.api,
+                path_of(c.name)
+            );
+        }
         Ok(format!(
-            "Add this receiver to alertmanager.yml, route the alerts to it, and reload \
-             Alertmanager:\n\n\
-             receivers:\n  - name: hookbridge\n    webhook_configs:\n      - url: {}{PATH}\n        \
-             send_resolved: true\n        max_alerts: 50\n        http_config:\n{auth}\n\
+            "Add this receiver to alertmanager.yml (each Alertmanager its own), route the alerts \
+             to it, and reload Alertmanager:\n\n{receivers}\
              Each alert is one card that turns 已恢复 when it resolves (a repeat is a `repeat` \
              reminder at most once every {} s; routes naming `group` get each notification as \
              one message); label or annotate alerts with `{}` (comma-separated) to say who gets \
              them.\n",
-            at.api, config.repeat_interval_secs, config.recipients_from
+            config.repeat_interval_secs, config.recipients_from
         ))
     }
 }
@@ -295,7 +407,7 @@ impl Source for AlertmanagerSource {
     }
 
     fn paths(&self) -> &'static [&'static str] {
-        &[PATH]
+        self.paths
     }
 
     fn max_body_bytes(&self) -> usize {
@@ -303,27 +415,31 @@ impl Source for AlertmanagerSource {
     }
 
     fn credentials(&self) -> String {
-        let mut ways = vec![];
-        if !self.tokens.is_empty() {
-            ways.push(format!(
-                "Authorization: Bearer ({} accepted)",
-                self.tokens.len()
-            ));
-        }
-        if self.basic.is_some() {
-            ways.push("HTTP Basic".into());
-        }
-        if !self.allow.is_empty() {
-            ways.push(format!("from {} address(es) only", self.allow.len()));
-        }
-        ways.join(", ")
+        let each = |a: &Auth| {
+            let mut ways = vec![];
+            if !a.tokens.is_empty() {
+                ways.push(format!(
+                    "Authorization: Bearer ({} accepted)",
+                    a.tokens.len()
+                ));
+            }
+            if a.basic.is_some() {
+                ways.push("HTTP Basic".into());
+            }
+            if !a.allow.is_empty() {
+                ways.push(format!("from {} address(es) only", a.allow.len()));
+            }
+            format!("{}: {}", a.path, ways.join(", "))
+        };
+        self.auths.iter().map(each).collect::<Vec<_>>().join("; ")
     }
 
     fn authenticate(&self, head: &Head) -> Result<(), Rejection> {
-        if !self.allow.is_empty() && !head.peer.is_some_and(|p| self.allow.contains(&p)) {
+        let a = self.auth_at(head.path);
+        let section = section_of(&a.name);
+        if !a.allow.is_empty() && !head.peer.is_some_and(|p| a.allow.contains(&p)) {
             return Err(Rejection::Unauthorized(format!(
-                "notifications are accepted only from sources.alertmanager.allow_ips; this one \
-                 came from {}",
+                "notifications are accepted only from {section}.allow_ips; this one came from {}",
                 head.peer
                     .map_or_else(|| "an unknown address".into(), |p| p.to_string())
             )));
@@ -341,11 +457,11 @@ impl Source for AlertmanagerSource {
             })?;
         let (scheme, value) = given.split_once(' ').unwrap_or((given, ""));
         let matches = match scheme.to_ascii_lowercase().as_str() {
-            "bearer" => self
+            "bearer" => a
                 .tokens
                 .iter()
                 .any(|t| bool::from(t.as_bytes().ct_eq(value.trim().as_bytes()))),
-            "basic" => match (&self.basic, BASE64.decode(value.trim())) {
+            "basic" => match (&a.basic, BASE64.decode(value.trim())) {
                 (Some(expected), Ok(given)) => bool::from(given.ct_eq(expected.as_bytes())),
                 _ => false,
             },
@@ -354,17 +470,15 @@ impl Source for AlertmanagerSource {
         if matches {
             Ok(())
         } else {
-            Err(Rejection::Unauthorized(
-                "the Authorization header does not match sources.alertmanager bearer_tokens or \
-                 basic_auth"
-                    .into(),
-            ))
+            Err(Rejection::Unauthorized(format!(
+                "the Authorization header does not match {section} bearer_tokens or basic_auth"
+            )))
         }
     }
 
     fn parse(
         &self,
-        _: &Head,
+        head: &Head,
         body: &[u8],
         now: Millis,
         _: Verify,
@@ -392,8 +506,18 @@ impl Source for AlertmanagerSource {
                 "" => fingerprint(&alert.labels),
                 f => f.to_owned(),
             };
-            let episode = format!("{fingerprint}-{starts}");
-            let fields = self.fields(&group, alert, &fingerprint, starts);
+            // A named Alertmanager's alerts are its own: the same labels elsewhere are another alert.
+            let episode = match self.auth_at(head.path).name.as_str() {
+                "" => format!("{fingerprint}-{starts}"),
+                name => format!("{name}:{fingerprint}-{starts}"),
+            };
+            let fields = self.fields(
+                &self.auth_at(head.path).name,
+                &group,
+                alert,
+                &fingerprint,
+                starts,
+            );
             let recipients = self.recipients(alert);
             let round = self.round(now, starts);
             summary.add(alert, &episode, round, &fields, &recipients);
@@ -467,7 +591,7 @@ impl Source for AlertmanagerSource {
                 }
             }
         }
-        events.push(self.group(&group, summary, now, body));
+        events.push(self.group(&self.auth_at(head.path).name, &group, summary, now, body));
         Ok(events)
     }
 
@@ -495,6 +619,7 @@ impl AlertmanagerSource {
     /// and the group's.
     fn fields(
         &self,
+        instance: &str,
         group: &Notification,
         alert: &Alert,
         fingerprint: &str,
@@ -527,10 +652,20 @@ impl AlertmanagerSource {
             ("receiver", json!(group.receiver)),
             ("groupKey", json!(group.group_key)),
             ("externalURL", json!(group.external_url)),
+            ("instance_name", json!(instance)),
         ] {
             fields.insert(k.into(), v);
         }
         Value::Object(fields)
+    }
+
+    /// The credentials of the Alertmanager that posts to `path` (the default one's for any
+    /// other path: the ingress only hands over paths this source serves).
+    fn auth_at(&self, path: &str) -> &Auth {
+        self.auths
+            .iter()
+            .find(|a| a.path == path)
+            .unwrap_or(&self.auths[0])
     }
 
     /// How many repeat windows have passed since an alert started (0 when reminders are off).
@@ -547,6 +682,7 @@ impl AlertmanagerSource {
     /// window while it fires, is a new one).
     fn group(
         &self,
+        instance: &str,
         group: &Notification,
         summary: GroupSummary,
         now: Millis,
@@ -562,6 +698,10 @@ impl AlertmanagerSource {
         } = summary;
         states.sort();
         let mut hash = Sha256::new();
+        if !instance.is_empty() {
+            hash.update(instance.as_bytes());
+            hash.update([0xff]);
+        }
         hash.update(group.group_key.as_bytes());
         for state in &states {
             hash.update([0xff]);
@@ -590,6 +730,7 @@ impl AlertmanagerSource {
             ("externalURL", json!(group.external_url)),
             ("title", json!(group.title)),
             ("message", json!(group.message)),
+            ("instance_name", json!(instance)),
             ("state", json!(group.state)),
             ("orgId", group.org_id.clone()),
         ] {
@@ -734,11 +875,20 @@ mod tests {
     const ONE_RESOLVED: &str =
         include_str!("../../../tests/fixtures/alertmanager-one-resolved.json");
 
-    fn source() -> AlertmanagerSource {
-        AlertmanagerSource {
+    fn auth(name: &str, path: &'static str, allow: Vec<IpAddr>) -> Auth {
+        Auth {
+            name: name.into(),
+            path,
             tokens: vec!["secret-token".into()],
             basic: Some("am:pw".into()),
-            allow: vec![],
+            allow,
+        }
+    }
+
+    fn source() -> AlertmanagerSource {
+        AlertmanagerSource {
+            auths: vec![auth("", PATH, vec![])],
+            paths: &[PATH],
             recipients_from: "notify".into(),
             max_body_bytes: 1 << 20,
             repeat_ms: 4 * 3_600_000,
@@ -1084,7 +1234,7 @@ mod tests {
         let e = s.authenticate(&head(&HeaderMap::new(), None)).unwrap_err();
         assert!(e.to_string().contains("http_config.authorization"), "{e}");
         let only = AlertmanagerSource {
-            allow: vec!["10.0.0.9".parse().unwrap()],
+            auths: vec![auth("", PATH, vec!["10.0.0.9".parse().unwrap()])],
             ..source()
         };
         let ok = with("Bearer secret-token");
@@ -1096,6 +1246,68 @@ mod tests {
             .authenticate(&head(&ok, Some("10.0.0.8".parse().unwrap())))
             .unwrap_err();
         assert!(e.to_string().contains("allow_ips"), "{e}");
+    }
+
+    /// A named Alertmanager posts to its own path with its own credentials; its alerts are
+    /// its own (the same labels at the default one are another alert) and say whose they are.
+    #[test]
+    fn a_named_instance_has_its_path_its_credentials_and_its_alerts() {
+        let mut team = auth("team-a", "/alertmanager/team-a", vec![]);
+        team.tokens = vec!["team-token".into()];
+        let s = AlertmanagerSource {
+            auths: vec![auth("", PATH, vec![]), team],
+            paths: &[PATH, "/alertmanager/team-a"],
+            ..source()
+        };
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            "Bearer team-token".parse().unwrap(),
+        );
+        let at = |path| Head {
+            path,
+            headers: &h,
+            peer: None,
+        };
+        assert!(s.authenticate(&at("/alertmanager/team-a")).is_ok());
+        let e = s.authenticate(&at(PATH)).unwrap_err().to_string();
+        assert!(e.contains("sources.alertmanager bearer_tokens"), "{e}");
+        let named = s
+            .parse(
+                &at("/alertmanager/team-a"),
+                FIRING.as_bytes(),
+                7,
+                Verify::Yes,
+            )
+            .unwrap();
+        let default = s
+            .parse(&at(PATH), FIRING.as_bytes(), 7, Verify::Yes)
+            .unwrap();
+        assert!(
+            named[0].event.key.starts_with("team-a:dd497cbf50fa3589-"),
+            "{}",
+            named[0].event.key
+        );
+        assert_ne!(named[0].event.key, default[0].event.key);
+        assert_ne!(named[2].event.key, default[2].event.key, "groups too");
+        assert_eq!(
+            named[0].notice.as_ref().unwrap().fields["instance_name"],
+            "team-a"
+        );
+        let config: AlertmanagerConfig = toml::from_str(
+            "bearer_tokens = [\"plain:t\"]\n[instances.\"team a\"]\nbearer_tokens = [\"plain:u\"]\n",
+        )
+        .unwrap();
+        let e = AlertmanagerSource::check(&config).unwrap_err().to_string();
+        assert!(e.contains("letters, digits"), "{e}");
+        let config: AlertmanagerConfig =
+            toml::from_str("bearer_tokens = [\"plain:t\"]\n[instances.b]\nallow_ips = []\n")
+                .unwrap();
+        let e = AlertmanagerSource::check(&config).unwrap_err().to_string();
+        assert!(
+            e.contains("sources.alertmanager.instances.b needs bearer_tokens"),
+            "{e}"
+        );
     }
 
     #[test]
