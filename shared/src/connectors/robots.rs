@@ -12,9 +12,58 @@ use std::time::Duration;
 
 use super::{BadTarget, Call, Plan, RenderError, Target, named_instance};
 use crate::event::{Action, Delivery, Failure, Millis, Outcome};
+use crate::notice::{Intent, Notice};
 use crate::pacer::RateWindow;
 use crate::preflight::{Check, Scope};
-use crate::setup::ConfigError;
+use crate::setup::{ConfigError, SecretRef, Secrets};
+
+/// What is wrong with a robot section beyond its types: no robot at all, or a secret without a
+/// webhook. `robots` gives each robot's name and whether it has a webhook and a secret.
+pub fn check<'a>(
+    connector: &str,
+    robots: impl ExactSizeIterator<Item = (&'a String, bool, bool)>,
+) -> Result<(), ConfigError> {
+    if robots.len() == 0 {
+        return Err(ConfigError::Invalid(format!(
+            "connectors.{connector}: add a robot, [connectors.{connector}.<name>]"
+        )));
+    }
+    for (name, webhook, secret) in robots {
+        if secret && !webhook {
+            return Err(ConfigError::Invalid(format!(
+                "connectors.{connector}.{name}: a secret without a webhook"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A secret reference's value, when there is one.
+pub async fn resolve(
+    secrets: &Secrets,
+    r: &Option<SecretRef>,
+) -> Result<Option<String>, ConfigError> {
+    match r {
+        Some(r) => secrets.resolve(r).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// `n` as a robot posts it, if it posts it at all (a finished to-do changes nothing in a
+/// group): with the robot's `keyword` in front of a title when neither title nor text has it.
+pub fn postable(n: &Notice, keyword: Option<&str>) -> Option<Notice> {
+    if !matches!(n.intent, Intent::Message | Intent::Todo { .. }) {
+        return None;
+    }
+    let mut n = n.clone();
+    if let Some(k) = keyword
+        && !n.title.contains(k)
+        && !n.text.contains(k)
+    {
+        n.title = format!("【{k}】{}", n.title);
+    }
+    Some(n)
+}
 
 /// One post: to which robot, and the body as it goes out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -20,7 +20,7 @@ use tracing::warn;
 pub use api::{THROTTLE_WAIT, judge, sign, signed_url};
 pub use render::*;
 
-use super::robots::{Robot, Robots};
+use super::robots::{self, Robot, Robots};
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::event::{Delivery, Outcome, now_ms};
 use crate::pacer::RateWindow;
@@ -84,19 +84,10 @@ impl ConnectorPart for DingTalkRobot {
     });
 
     fn check(robots: &Self::Config) -> Result<(), ConfigError> {
-        if robots.is_empty() {
-            return Err(ConfigError::Invalid(
-                "connectors.dingtalk_robot: add a robot, [connectors.dingtalk_robot.<name>]".into(),
-            ));
-        }
-        for (name, r) in robots {
-            if r.secret.is_some() && r.webhook.is_none() {
-                return Err(ConfigError::Invalid(format!(
-                    "connectors.dingtalk_robot.{name}: a secret without a webhook"
-                )));
-            }
-        }
-        Ok(())
+        let each = robots
+            .iter()
+            .map(|(name, r)| (name, r.webhook.is_some(), r.secret.is_some()));
+        robots::check(CONNECTOR, each)
     }
 
     fn render(robots: &Self::Config) -> Arc<dyn Render> {
@@ -115,10 +106,7 @@ impl ConnectorPart for DingTalkRobot {
         let mut built = BTreeMap::new();
         let timeout = robots.values().map(|r| r.timeout_secs).max().unwrap_or(10);
         for (name, r) in robots {
-            let resolve = async |s: &Option<SecretRef>| match s {
-                Some(s) => secrets.resolve(s).await.map(Some),
-                None => Ok(None),
-            };
+            let resolve = async |s: &Option<SecretRef>| robots::resolve(secrets, s).await;
             let robot = Robot {
                 webhook: resolve(&r.webhook).await?,
                 window: RateWindow::per_minute(r.max_per_minute),

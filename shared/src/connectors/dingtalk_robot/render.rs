@@ -12,7 +12,7 @@ use super::CONNECTOR;
 use crate::connectors::dingtalk_msg::{Msg, NoticeFormat, action_card_msg, link_msg, notice_msg};
 use crate::connectors::robots;
 use crate::connectors::{BadTarget, Plan, Render, RenderError, Target};
-use crate::notice::{Intent, MsgType, Notice};
+use crate::notice::{MsgType, Notice};
 
 /// Mentions a message may carry.
 pub const MAX_MENTIONS: usize = 50;
@@ -52,17 +52,11 @@ impl Render for Style {
     /// One post to the route's robot, mentioning `users`; a to-do's finish has nothing to
     /// change in a group, so it posts nothing.
     fn plan(&self, n: &Notice, target: &Target, users: Vec<String>) -> Result<Plan, RenderError> {
-        if !matches!(n.intent, Intent::Message | Intent::Todo { .. }) {
-            return Ok(Plan::default());
-        }
         let robot = target.instance.clone().unwrap_or_default();
-        let mut n = n.clone();
-        if let Some(Some(k)) = self.keywords.get(&robot)
-            && !n.title.contains(k.as_str())
-            && !n.text.contains(k.as_str())
-        {
-            n.title = format!("【{k}】{}", n.title);
-        }
+        let keyword = self.keywords.get(&robot).and_then(Option::as_deref);
+        let Some(n) = robots::postable(n, keyword) else {
+            return Ok(Plan::default());
+        };
         let mentions: Vec<String> = users.into_iter().take(MAX_MENTIONS).collect();
         let body = body(&n, &mentions, &robot)?;
         robots::plan(robot, body, mentions, vec![])

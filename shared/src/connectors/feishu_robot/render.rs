@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::CONNECTOR;
 use crate::connectors::robots::{self, fit};
 use crate::connectors::{BadTarget, Plan, Render, RenderError, Target};
-use crate::notice::{Intent, Language, MsgType, Notice, local_time};
+use crate::notice::{Language, MsgType, Notice, local_time};
 
 /// The mention that reaches everyone in the group.
 pub const EVERYONE: &str = "@all";
@@ -41,17 +41,11 @@ impl Render for Style {
     /// One post to the route's bot mentioning `users`; a finished to-do changes nothing in a
     /// group.
     fn plan(&self, n: &Notice, target: &Target, users: Vec<String>) -> Result<Plan, RenderError> {
-        if !matches!(n.intent, Intent::Message | Intent::Todo { .. }) {
-            return Ok(Plan::default());
-        }
         let bot = target.instance.clone().unwrap_or_default();
-        let mut n = n.clone();
-        if let Some(Some(k)) = self.keywords.get(&bot)
-            && !n.title.contains(k.as_str())
-            && !n.text.contains(k.as_str())
-        {
-            n.title = format!("【{k}】{}", n.title);
-        }
+        let keyword = self.keywords.get(&bot).and_then(Option::as_deref);
+        let Some(n) = robots::postable(n, keyword) else {
+            return Ok(Plan::default());
+        };
         let body = body(&n, &users);
         robots::plan(bot, body, users, vec![])
     }
@@ -113,7 +107,7 @@ fn body(n: &Notice, mentions: &[String]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notice::TodoStatus;
+    use crate::notice::{Intent, TodoStatus};
 
     fn notice(msgtype: Option<MsgType>, text: &str) -> Notice {
         Notice {

@@ -18,7 +18,7 @@ use tracing::warn;
 
 pub use render::*;
 
-use super::robots::{Robot, Robots};
+use super::robots::{self, Robot, Robots};
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::event::{Delivery, Failure, Millis, Outcome};
 use crate::pacer::RateWindow;
@@ -108,12 +108,12 @@ impl ConnectorPart for WeComRobot {
     const CALLER_ALLOWLIST: Option<super::Allowlist> = None;
 
     fn check(robots: &Self::Config) -> Result<(), ConfigError> {
-        if robots.is_empty() {
-            return Err(ConfigError::Invalid(
-                "connectors.wecom_robot: add a robot, [connectors.wecom_robot.<name>]".into(),
-            ));
-        }
-        Ok(())
+        robots::check(
+            CONNECTOR,
+            robots
+                .iter()
+                .map(|(name, r)| (name, r.webhook.is_some(), false)),
+        )
     }
 
     /// Where the webhook comes from; a robot needs no address listed.
