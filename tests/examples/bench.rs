@@ -242,7 +242,7 @@ async fn runs(meter: &Meter, n: usize) -> (Vec<Run>, Fakes) {
     let table = store.table().to_owned();
     let dms_event = forgeries::event();
     let leave = fixture("govding-employee-leave.json");
-    let firing = fixture("alertmanager-firing.json");
+    let firing = hookbridge_tests::alerts_now("alertmanager-firing.json");
     let push = fixture("generic-gitlab-push.json");
     let mut out = vec![
         Run {

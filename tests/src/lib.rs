@@ -79,6 +79,18 @@ pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// An Alertmanager fixture as Alertmanager would send it now: its alerts started a minute before
+/// this process first asked (the same start in every fixture), so no repeat window has passed
+/// and a test does not change with the wall clock.
+pub fn alerts_now(name: &str) -> String {
+    static START: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let start = START.get_or_init(|| {
+        (chrono::Utc::now() - chrono::Duration::minutes(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    });
+    fixture(name).replace("2026-12-07T02:34:00Z", start)
+}
+
 /// Config text with HAP → DingTalk. `dingtalk_url`: live against that server, else dry-run.
 /// `extra` is appended inside `[connectors.dingtalk]` (key lines first, then any tables).
 /// Sends are not followed up unless `extra` sets `follow_up`: most tests are about the send.

@@ -143,7 +143,8 @@ async fn an_alert_card_turns_resolved() {
     );
     let mut h = Harness::new(config(None, &extra)).await;
     for name in ["alertmanager-firing.json", "alertmanager-one-resolved.json"] {
-        let mut req = hookbridge_tests::request("/alertmanager", fixture(name), None);
+        let mut req =
+            hookbridge_tests::request("/alertmanager", hookbridge_tests::alerts_now(name), None);
         req.headers
             .insert(http::header::AUTHORIZATION, "Bearer am".parse().unwrap());
         let resp = h.app.ingress.handle(req, hookbridge::event::now_ms()).await;

@@ -4,7 +4,7 @@
 
 use hookbridge::event::Status;
 use hookbridge_tests::fake_wecom_robot::{FakeWeComRobot, KEY};
-use hookbridge_tests::{Harness, config, fixture};
+use hookbridge_tests::{Harness, config};
 use serde_json::{Value, json};
 
 /// HAP routed to the WeCom robot `ops` (its webhook as the robot's page shows it, or `webhook`
@@ -157,7 +157,8 @@ async fn an_alert_firing_then_resolved() {
     );
     let mut h = Harness::new(config(None, &extra)).await;
     for name in ["alertmanager-firing.json", "alertmanager-one-resolved.json"] {
-        let mut req = hookbridge_tests::request("/alertmanager", fixture(name), None);
+        let mut req =
+            hookbridge_tests::request("/alertmanager", hookbridge_tests::alerts_now(name), None);
         req.headers
             .insert(http::header::AUTHORIZATION, "Bearer am".parse().unwrap());
         assert_eq!(

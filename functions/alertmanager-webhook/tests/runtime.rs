@@ -1,7 +1,7 @@
 //! This binary, run as Lambda runs it, against DynamoDB Local.
 use hookbridge::store::DeliveryStore;
 use hookbridge_tests::fake_runtime::{Answer, invoke};
-use hookbridge_tests::{dynamo_store, events, fixture, lambda_env};
+use hookbridge_tests::{alerts_now, dynamo_store, events, lambda_env};
 use serde_json::Value;
 
 const ALERTMANAGER: &str = r#"
@@ -37,7 +37,7 @@ async fn answer(env: &[(&str, String)], request: Value) -> (u64, Value) {
 async fn stores_each_alert_once_and_refuses_a_wrong_token() {
     let store = dynamo_store().await;
     let env = lambda_env(store.table(), None, ALERTMANAGER);
-    let firing = fixture("alertmanager-firing.json");
+    let firing = alerts_now("alertmanager-firing.json");
     let (status, body) = answer(&env, post(&firing, "Bearer secret-token")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
