@@ -35,6 +35,21 @@ pub fn beijing_month(ms: Millis) -> String {
         .to_string()
 }
 
+/// The day of `ms` in Beijing time, `YYYY-MM-DD`, and when the next one starts: the period
+/// daily limits count in.
+pub fn beijing_day(ms: Millis) -> (String, Millis) {
+    let t = chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .with_timezone(&beijing());
+    let next = t
+        .date_naive()
+        .succ_opt()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .and_then(|d| d.and_local_timezone(beijing()).single())
+        .map_or(ms + 86_400_000, |d| d.timestamp_millis());
+    (t.format("%Y-%m-%d").to_string(), next)
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Source name, e.g. `hap`.
@@ -602,6 +617,17 @@ pub fn settle(claimed: &Delivery, outcome: Outcome, policy: &RetryPolicy, now: M
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_beijing_day_ends_at_its_midnight_utc_plus_8() {
+        // 2026-12-06T16:30:00Z is 00:30 on the 7th in Beijing.
+        let ms = 1_796_574_600_000;
+        let (day, next) = beijing_day(ms);
+        assert_eq!(day, "2026-12-07");
+        assert_eq!(next - ms, 23 * 3_600_000 + 30 * 60_000);
+        assert_eq!(beijing_day(next).0, "2026-12-08");
+        assert_eq!(beijing_day(next - 1).0, "2026-12-07");
+    }
 
     fn claimed(attempts: u32) -> Delivery {
         let mut d = Delivery::new(

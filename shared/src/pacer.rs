@@ -156,8 +156,8 @@ impl FleetPacer {
 }
 
 /// Windows of calls per process: at most so many in any minute (and, where the system says
-/// so, in any second), a group robot's limits; its sender runs one instance at a time, so
-/// these are the limits fleet-wide.
+/// so, in any second or hour), a group robot's limits; its sender runs one instance at a time,
+/// so these are the limits fleet-wide.
 pub struct RateWindow {
     /// `(calls, period)`, each of which must hold.
     limits: Vec<(usize, Duration)>,
@@ -174,42 +174,119 @@ impl RateWindow {
         }
     }
 
+    /// At most `calls` in any `period`.
+    pub fn per(calls: u32, period: Duration) -> Self {
+        RateWindow {
+            limits: vec![(calls.max(1) as usize, period)],
+            sent: Mutex::default(),
+        }
+    }
+
     /// And at most `per_second` in any second.
-    pub fn and_per_second(mut self, per_second: u32) -> Self {
-        self.limits
-            .push((per_second.max(1) as usize, Duration::from_secs(1)));
+    pub fn and_per_second(self, per_second: u32) -> Self {
+        self.and(per_second, Duration::from_secs(1))
+    }
+
+    /// And at most `per_hour` in any hour.
+    pub fn and_per_hour(self, per_hour: u32) -> Self {
+        self.and(per_hour, Duration::from_secs(3600))
+    }
+
+    fn and(mut self, calls: u32, period: Duration) -> Self {
+        self.limits.push((calls.max(1) as usize, period));
         self
+    }
+
+    /// The same windows kept for each recipient apart: a platform's limit on messages to one
+    /// person.
+    pub fn per_recipient(self) -> PerRecipient {
+        PerRecipient {
+            limits: self.limits,
+            sent: Mutex::default(),
+        }
     }
 
     /// Takes a place in every window, or says how long until each has one.
     pub fn take(&self) -> Result<(), Duration> {
         let now = Instant::now();
-        let longest = self.limits.iter().map(|l| l.1).max().unwrap_or_default();
         let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-        while sent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= longest)
-        {
-            sent.pop_front();
-        }
-        let mut wait = Duration::ZERO;
-        for &(limit, period) in &self.limits {
-            let within = sent
-                .iter()
-                .rev()
-                .take_while(|t| now.duration_since(**t) < period)
-                .count();
-            if within >= limit {
-                // The call that must leave this period before another fits in it.
-                let leaving = sent[sent.len() - limit];
-                wait = wait.max(period - now.duration_since(leaving));
-            }
-        }
+        let wait = room(&self.limits, &mut sent, now);
         if wait > Duration::ZERO {
             return Err(wait);
         }
         sent.push_back(now);
         Ok(())
+    }
+}
+
+/// How long until `sent` has a place in every window of `limits` (zero: now), forgetting the
+/// calls older than the longest window.
+fn room(limits: &[(usize, Duration)], sent: &mut VecDeque<Instant>, now: Instant) -> Duration {
+    let longest = limits.iter().map(|l| l.1).max().unwrap_or_default();
+    while sent
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= longest)
+    {
+        sent.pop_front();
+    }
+    let mut wait = Duration::ZERO;
+    for &(limit, period) in limits {
+        let within = sent
+            .iter()
+            .rev()
+            .take_while(|t| now.duration_since(**t) < period)
+            .count();
+        if within >= limit {
+            // The call that must leave this period before another fits in it.
+            let leaving = sent[sent.len() - limit];
+            wait = wait.max(period - now.duration_since(leaving));
+        }
+    }
+    wait
+}
+
+/// [`RateWindow`]s per recipient, in one process (see [`RateWindow::per_recipient`]).
+pub struct PerRecipient {
+    limits: Vec<(usize, Duration)>,
+    sent: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl PerRecipient {
+    /// Takes a place for each of `people`, or for none of them and says how long until all
+    /// have one.
+    pub fn take(&self, people: &[String]) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut wait = Duration::ZERO;
+        for p in people {
+            if let Some(times) = sent.get_mut(p) {
+                wait = wait.max(room(&self.limits, times, now));
+            }
+        }
+        if wait > Duration::ZERO {
+            return Err(wait);
+        }
+        for p in people {
+            sent.entry(p.clone()).or_default().push_back(now);
+        }
+        // People not written to for the longest window leave the map, so it holds only the
+        // recent ones however many are written to over time.
+        if sent.len() > 1024 {
+            let longest = self.limits.iter().map(|l| l.1).max().unwrap_or_default();
+            sent.retain(|_, t| t.back().is_some_and(|t| now.duration_since(*t) < longest));
+        }
+        Ok(())
+    }
+
+    /// Takes places for `people`, waiting for them when that is at most [`MAX_SLEEP`]; else
+    /// says how long until they have them (then none is taken).
+    pub async fn wait(&self, people: &[String]) -> Result<(), Duration> {
+        loop {
+            match self.take(people) {
+                Err(wait) if wait <= MAX_SLEEP => tokio::time::sleep(wait).await,
+                taken => return taken,
+            }
+        }
     }
 }
 
@@ -339,5 +416,36 @@ mod tests {
             wait > Duration::from_secs(58),
             "the minute is full: {wait:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_recipient_has_a_window_and_a_send_takes_places_for_all_or_none() {
+        let w = RateWindow::per_minute(2).and_per_hour(3).per_recipient();
+        let (a, b) = (["a".to_owned()], ["b".to_owned()]);
+        assert!(w.take(&a).is_ok());
+        assert!(w.take(&[a[0].clone(), b[0].clone()]).is_ok());
+        let wait = w.take(&[b[0].clone(), a[0].clone()]).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(59),
+            "a's minute is full: {wait:?}"
+        );
+        assert!(
+            w.take(&b).is_ok(),
+            "b kept its place: the refused send took none"
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(w.take(&a).is_ok());
+        let wait = w.take(&a).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(3500),
+            "a's hour is full: {wait:?}"
+        );
+        assert!(w.take(&["c".to_owned()]).is_ok(), "others are not held");
+
+        let w = RateWindow::per(1, Duration::from_secs(1)).per_recipient();
+        assert!(w.wait(&b).await.is_ok());
+        let before = Instant::now();
+        assert!(w.wait(&b).await.is_ok(), "a short wait is waited");
+        assert!(Instant::now() - before >= Duration::from_secs(1));
     }
 }

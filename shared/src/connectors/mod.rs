@@ -75,6 +75,21 @@ pub fn route_options<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// The mark of `quota` (80 or 100, per cent) that `added` calls, bringing a period's count to
+/// `calls`, crossed; each is crossed once (the store's count is atomic, so one sender in the
+/// fleet says it). A quota of 0 is none.
+pub fn quota_crossed(calls: u64, added: u64, quota: u64) -> Option<u8> {
+    let before = calls.saturating_sub(added);
+    let crossed = |mark: u64| quota > 0 && before < mark && calls >= mark;
+    if crossed(quota) {
+        Some(100)
+    } else if crossed((quota * 4).div_ceil(5)) {
+        Some(80)
+    } else {
+        None
+    }
+}
+
 /// The instance a route names among `names` (a connector's configured ones), or the only one
 /// there is; else what to write, calling them `what` ("the robots").
 pub fn named_instance<'a>(

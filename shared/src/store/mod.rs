@@ -180,7 +180,7 @@ pub trait CacheStore: Send + Sync {
 pub struct Usage {
     /// `<connector>#<account>`, e.g. `dingtalk#dingxxxx`.
     pub name: String,
-    /// The month, `YYYY-MM` in Beijing time.
+    /// The month, `YYYY-MM` in Beijing time (a day, `YYYY-MM-DD`, for a daily limit).
     pub period: String,
     pub calls: u64,
     /// The quota configured when the last call was counted (0: none).

@@ -550,20 +550,15 @@ impl Connector for DingTalk {
 }
 
 /// What to say when `added` calls brought the month's count to `calls`: at 80 % and at 100 %
-/// of `quota`, once each (the store's count is atomic, so one sender in the fleet says it).
+/// of `quota`, once each.
 fn quota_warning(calls: u64, added: u64, quota: u64) -> Option<&'static str> {
-    let before = calls.saturating_sub(added);
-    let crossed = |mark: u64| quota > 0 && before < mark && calls >= mark;
-    if crossed(quota) {
-        Some(
+    match super::quota_crossed(calls, added, quota)? {
+        100 => Some(
             "DingTalk's monthly API quota is used up by hookbridge's count: sends fail with 90020 until next month unless the organisation's edition allows more (connectors.dingtalk.monthly_quota)",
-        )
-    } else if crossed((quota * 4).div_ceil(5)) {
-        Some(
+        ),
+        _ => Some(
             "80 % of DingTalk's monthly API quota is used by hookbridge's count (connectors.dingtalk.monthly_quota): sends are no longer followed up",
-        )
-    } else {
-        None
+        ),
     }
 }
 
