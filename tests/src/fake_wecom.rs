@@ -52,6 +52,10 @@ struct Inner {
     /// Message calls a second beyond which WeCom answers 45009; 0: no limit.
     qps_limit: usize,
     recent: VecDeque<Instant>,
+    /// When each person was last shown messages, for WeCom's 30 a minute to one person.
+    received: HashMap<String, VecDeque<Instant>>,
+    /// Person-messages beyond that limit: answered ok and never shown, as WeCom does.
+    dropped: usize,
 }
 
 #[derive(Clone)]
@@ -124,6 +128,11 @@ impl FakeWeCom {
     /// What people were shown, in order.
     pub fn shown(&self) -> Vec<Shown> {
         self.inner.lock().unwrap().shown.clone()
+    }
+
+    /// Person-messages answered ok but never shown (beyond 30 a minute to one person).
+    pub fn dropped(&self) -> usize {
+        self.inner.lock().unwrap().dropped
     }
 
     pub fn set_fail_ratio(&self, ratio: f64) {
@@ -246,6 +255,22 @@ fn send(inner: &mut Inner, body: &Value) -> Value {
         "unlicenseduser": unlicensed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("|"),
     });
     if duplicate {
+        return answer;
+    }
+    let now = Instant::now();
+    let mut kept = vec![];
+    for u in reached {
+        let times = inner.received.entry(u.clone()).or_default();
+        times.retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+        if times.len() < 30 {
+            times.push_back(now);
+            kept.push(u);
+        } else {
+            inner.dropped += 1;
+        }
+    }
+    let reached = kept;
+    if reached.is_empty() {
         return answer;
     }
     if body["template_card"]["card_type"] == "button_interaction" {

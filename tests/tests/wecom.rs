@@ -132,6 +132,63 @@ async fn a_send_retried_after_a_lost_answer_shows_once() {
     );
 }
 
+/// WeCom drops, with an ok answer, an app's 31st message in a minute to one person: the 31st
+/// is held for the next minute instead, without spending an attempt.
+#[tokio::test]
+async fn the_31st_message_in_a_minute_to_one_person_waits_instead_of_being_dropped() {
+    let (fake, mut h) = wecom("").await;
+    let mut mention: serde_json::Value =
+        serde_json::from_str(&fixture("hap-message-mention.json")).unwrap();
+    for i in 0..31 {
+        mention["messageId"] = json!(format!("mention-{i}"));
+        // Different words: WeCom's duplicate check would show the same ones once anyway.
+        mention["message"] = json!(format!("第 {i} 条：请补充二期报价。"));
+        assert_eq!(
+            h.post("/hap/message", &mention.to_string()).await.status,
+            200
+        );
+    }
+    h.drain().await;
+    let to_ops1 = fake.shown().iter().filter(|s| s.users == ["ops1"]).count();
+    assert_eq!((to_ops1, fake.dropped()), (30, 0));
+    let held = of(&h, "EVT#hap#mention-30").await;
+    assert_eq!(held[0].status, Status::Retrying, "{held:?}");
+    assert_eq!(held[0].attempts, 0, "a wait spends no attempt");
+    let why = held[0].last_error.as_deref().unwrap_or_default();
+    assert!(why.contains("30 a minute"), "{why}");
+}
+
+/// With `account_limit`, a send that would pass the day's person-messages (× 200) waits for
+/// the next Beijing day; the fleet's count is read once, so a new process holds it too.
+#[tokio::test]
+async fn a_send_past_the_days_person_messages_waits_for_the_next_day() {
+    use hookbridge::event::{beijing_day, now_ms};
+    let fake = FakeWeCom::start().await;
+    let text = fake_wecom::hap_route(&fake.url).replace("base_url", "account_limit = 1\nbase_url");
+    let mut h = Harness::new(config(None, &text)).await;
+    let limit = 200;
+    let name = format!(
+        "wecom#{}#{}#people",
+        fake_wecom::CORP_ID,
+        fake_wecom::AGENT_ID
+    );
+    let (day, next) = beijing_day(now_ms());
+    h.app
+        .store
+        .add_usage(&name, &day, limit - 1, limit)
+        .await
+        .unwrap();
+    post(&mut h, "/hap/message", "hap-message-mention.json").await;
+    assert_eq!(fake.shown().len(), 1, "one person-message fits");
+    post(&mut h, "/hap/message", "hap-message-todo.json").await;
+    assert_eq!(fake.shown().len(), 1, "two more do not");
+    let held = &of(&h, TODO).await[0];
+    assert_eq!(held.status, Status::Retrying);
+    assert!(held.next_attempt_at >= Some(next), "{held:?}");
+    let why = held.last_error.as_deref().unwrap_or_default();
+    assert!(why.contains("account_limit"), "{why}");
+}
+
 /// An alert is a card reading 告警中 whose button reads 已恢复 once the alert resolves.
 #[tokio::test]
 async fn an_alert_card_turns_resolved() {

@@ -7,7 +7,7 @@
 mod api;
 mod render;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,7 +20,10 @@ pub use render::*;
 
 use super::token::{self, TokenCache};
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
-use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status, beijing_month, now_ms};
+use crate::event::{
+    Action, Delivery, Failure, Millis, Outcome, Status, beijing_day, beijing_month, now_ms,
+};
+use crate::pacer::{PerRecipient, RateWindow};
 use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::store::{HistoryStore, TokenRecord, UsageStore};
 use api::{Api, RECALL_PATH, TOKEN_PATH, UPDATE_CARD_PATH};
@@ -46,6 +49,11 @@ pub struct WeComConfig {
     /// check; at most 14400), so a send retried after a lost answer shows once.
     #[serde(default = "default_duplicate_check")]
     pub duplicate_check_secs: u32,
+    /// The organisation's 账号上限 (管理后台 → 我的企业 → 企业信息). WeCom lets an app send
+    /// `account_limit` × 200 person-messages a Beijing day; hookbridge counts them and holds
+    /// sends that would pass the day's limit until the next day. 0: counted, not held.
+    #[serde(default)]
+    pub account_limit: u64,
     /// Calls a second at most from one sender.
     #[serde(default = "default_max_qps")]
     pub max_qps: u32,
@@ -72,14 +80,32 @@ struct Live {
     api: Api,
     tokens: TokenCache,
     secret: String,
+    /// WeCom drops, without an error, an app's messages to one person beyond 30 a minute and
+    /// 1,000 an hour; the sender runs one instance at a time, so these windows are the fleet's.
+    people: PerRecipient,
 }
+
+/// Person-messages an app may send a day for each account of the organisation's 账号上限.
+const PER_ACCOUNT_A_DAY: u64 = 200;
 
 pub struct WeCom {
     corp_id: String,
     agent_id: i64,
+    /// Person-messages a Beijing day (0: not held).
+    daily_limit: u64,
+    /// The day's count of person-messages as this process last saw the fleet's.
+    today: Mutex<(String, u64)>,
     live: Option<Live>,
     history: Arc<dyn HistoryStore>,
     usage: Arc<dyn UsageStore>,
+}
+
+/// Whom a send's answer says WeCom did not take.
+fn invalid(answer: &Value) -> Vec<String> {
+    [&answer["invaliduser"], &answer["unlicenseduser"]]
+        .into_iter()
+        .flat_map(ids)
+        .collect()
 }
 
 /// `|`-joined ids as a list.
@@ -93,6 +119,73 @@ fn ids(v: &Value) -> Vec<String> {
 }
 
 impl WeCom {
+    fn usage_name(&self) -> String {
+        format!("{CONNECTOR}#{}#{}", self.corp_id, self.agent_id)
+    }
+
+    fn people_name(&self) -> String {
+        format!("{}#people", self.usage_name())
+    }
+
+    /// Whether `people` more fit in the day's limit as last counted (asking the store once a
+    /// day per process); else how long until the next Beijing day.
+    async fn day_room(&self, people: u64) -> Result<(), Millis> {
+        if self.daily_limit == 0 {
+            return Ok(());
+        }
+        let now = now_ms();
+        let (day, next) = beijing_day(now);
+        let seen = {
+            let today = self.today.lock().unwrap_or_else(|e| e.into_inner());
+            (today.0 == day).then_some(today.1)
+        };
+        let seen = match seen {
+            Some(n) => n,
+            // Adding nothing reads the fleet's count.
+            None => match self
+                .usage
+                .add_usage(&self.people_name(), &day, 0, self.daily_limit)
+                .await
+            {
+                Ok(n) => {
+                    *self.today.lock().unwrap_or_else(|e| e.into_inner()) = (day, n);
+                    n
+                }
+                Err(e) => {
+                    warn!(error = %e, "today's person-messages could not be read");
+                    0
+                }
+            },
+        };
+        if seen + people > self.daily_limit {
+            return Err(next - now);
+        }
+        Ok(())
+    }
+
+    /// Counts `people` person-messages sent today; warns at 80 % and 100 % of the day's limit.
+    async fn count_people(&self, people: u64) {
+        let (day, _) = beijing_day(now_ms());
+        let name = self.people_name();
+        match self
+            .usage
+            .add_usage(&name, &day, people, self.daily_limit)
+            .await
+        {
+            Ok(total) => {
+                *self.today.lock().unwrap_or_else(|e| e.into_inner()) = (day, total);
+                if let Some(mark) = super::quota_crossed(total, people, self.daily_limit) {
+                    warn!(
+                        total, limit = self.daily_limit, app = %name,
+                        "{mark} % of the WeCom app's person-messages for today are sent \
+                         (connectors.wecom.account_limit × 200); at 100 % sends wait for the next day"
+                    );
+                }
+            }
+            Err(e) => warn!(error = %e, "these person-messages could not be counted"),
+        }
+    }
+
     async fn fetch(&self, live: &Live) -> Result<TokenRecord, Failure> {
         let query = [
             ("corpid", self.corp_id.as_str()),
@@ -109,28 +202,58 @@ impl WeCom {
                 .await
         };
         let answer = live.tokens.call(|| self.fetch(live), call).await;
-        if answer.is_ok() {
-            let name = format!("{CONNECTOR}#{}#{}", self.corp_id, self.agent_id);
-            if let Err(e) = self
+        if answer.is_ok()
+            && let Err(e) = self
                 .usage
-                .add_usage(&name, &beijing_month(now_ms()), 1, 0)
+                .add_usage(&self.usage_name(), &beijing_month(now_ms()), 1, 0)
                 .await
-            {
-                warn!(error = %e, "this call could not be counted");
-            }
+        {
+            warn!(error = %e, "this call could not be counted");
         }
         answer
+    }
+
+    /// One `message/send` within WeCom's limits on messages: each person's windows and the
+    /// app's day; the people it reached are counted.
+    async fn message(&self, live: &Live, body: &Value) -> Result<Value, Failure> {
+        let named: Vec<String> = ids(&body["touser"])
+            .into_iter()
+            .filter(|u| u != "@all")
+            .collect();
+        let throttled = |reason: String, wait: Millis| Failure::Throttled { reason, wait };
+        if let Err(wait) = live.people.wait(&named).await {
+            return Err(throttled(
+                format!(
+                    "WeCom drops an app's messages to one person beyond 30 a minute and 1,000 an \
+                     hour: held for {}",
+                    named.join(", ")
+                ),
+                Millis::try_from(wait.as_millis()).unwrap_or(Millis::MAX),
+            ));
+        }
+        if let Err(wait) = self.day_room(named.len() as u64).await {
+            return Err(throttled(
+                format!(
+                    "the WeCom app's {} person-messages for today are sent \
+                     (connectors.wecom.account_limit × 200): held until the next day",
+                    self.daily_limit
+                ),
+                wait,
+            ));
+        }
+        let v = self.call(live, SEND_PATH, body).await?;
+        let invalid = invalid(&v);
+        let reached = named.iter().filter(|u| !invalid.contains(u)).count();
+        self.count_people(reached as u64).await;
+        Ok(v)
     }
 
     /// One `message/send`: sent to whom WeCom took, undelivered when it took nobody.
     async fn send(&self, live: &Live, d: &Delivery) -> Outcome {
         let body = &d.message;
-        match self.call(live, SEND_PATH, body).await {
+        match self.message(live, body).await {
             Ok(v) => {
-                let invalid: Vec<String> = [&v["invaliduser"], &v["unlicenseduser"]]
-                    .into_iter()
-                    .flat_map(ids)
-                    .collect();
+                let invalid = invalid(&v);
                 let mut result = json!({ "msgid": v["msgid"], "sent_at": now_ms() });
                 if let Some(code) = v["response_code"].as_str() {
                     result["response_code"] = json!(code);
@@ -241,7 +364,7 @@ impl WeCom {
                 "enable_duplicate_check": 1,
                 "duplicate_check_interval": 14400,
             });
-            if let Err(f) = self.call(live, SEND_PATH, &text).await {
+            if let Err(f) = self.message(live, &text).await {
                 return Outcome::Failed(f);
             }
             told.push(card.sk.clone());
@@ -296,6 +419,10 @@ impl ConnectorPart for WeCom {
                         ports.tokens.clone(),
                     ),
                     secret: secrets.resolve(s).await?,
+                    // A second more than WeCom's minute: calls arrive there by unequal delays.
+                    people: RateWindow::per(30, Duration::from_secs(61))
+                        .and_per_hour(1000)
+                        .per_recipient(),
                 })
             }
             None => {
@@ -306,6 +433,8 @@ impl ConnectorPart for WeCom {
         Ok(Arc::new(WeCom {
             corp_id: config.corp_id.clone(),
             agent_id: config.agent_id,
+            daily_limit: config.account_limit * PER_ACCOUNT_A_DAY,
+            today: Mutex::default(),
             live,
             history: ports.history.clone(),
             usage: ports.usage.clone(),
