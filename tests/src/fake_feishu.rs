@@ -51,6 +51,10 @@ struct Inner {
     /// Message calls a second beyond which Feishu answers 429 (99991400); 0: no limit.
     qps_limit: usize,
     recent: VecDeque<Instant>,
+    /// When each receiver was last sent messages, for Feishu's 5 a second to one user or chat.
+    received: HashMap<String, VecDeque<Instant>>,
+    /// Sends refused for that limit.
+    refused: usize,
 }
 
 #[derive(Clone)]
@@ -108,6 +112,11 @@ impl FakeFeishu {
 
     pub fn set_fail_ratio(&self, ratio: f64) {
         self.inner.lock().unwrap().fail_ratio = ratio;
+    }
+
+    /// Sends refused for the 5 a second to one receiver.
+    pub fn refused(&self) -> usize {
+        self.inner.lock().unwrap().refused
     }
 
     pub fn set_qps_limit(&self, qps: usize) {
@@ -219,6 +228,18 @@ async fn handle(
                     "Bot has NO availability to this user.",
                 );
             }
+            let now = Instant::now();
+            let times = inner.received.entry(id.clone()).or_default();
+            times.retain(|t| now.duration_since(*t) < Duration::from_secs(1));
+            if times.len() >= 5 {
+                inner.refused += 1;
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    230020,
+                    "This operation triggers the frequency limit.",
+                );
+            }
+            times.push_back(now);
             let msg_type = body["msg_type"].as_str().unwrap_or("").to_owned();
             let Some(content) = body["content"]
                 .as_str()

@@ -120,3 +120,21 @@ async fn a_group_route_sends_one_card_to_the_chat() {
     assert_eq!(shown.len(), 1);
     assert_eq!(shown[0].receive_id, fake_feishu::CHAT);
 }
+
+/// Feishu refuses a 6th message in a second to one user (230020); the sender waits for the
+/// second instead, so all of them go through at the first try.
+#[tokio::test]
+async fn six_messages_to_one_person_in_a_second_wait_for_their_turn() {
+    let (fake, mut h) = feishu("").await;
+    let mut mention: serde_json::Value =
+        serde_json::from_str(&fixture("hap-message-mention.json")).unwrap();
+    for i in 0..6 {
+        mention["messageId"] = serde_json::json!(format!("mention-{i}"));
+        assert_eq!(
+            h.post("/hap/message", &mention.to_string()).await.status,
+            200
+        );
+    }
+    h.drain().await;
+    assert_eq!((fake.shown().len(), fake.refused()), (6, 0));
+}

@@ -23,6 +23,7 @@ pub use render::*;
 use super::token::{self, TokenCache};
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status, beijing_month, now_ms};
+use crate::pacer::{PerRecipient, RateWindow};
 use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::store::{HistoryStore, TokenRecord, UsageStore};
 use api::{Api, MESSAGES_PATH, NOT_REACHABLE, TOKEN_PATH};
@@ -68,6 +69,8 @@ struct Live {
     api: Api,
     tokens: TokenCache,
     secret: String,
+    /// Feishu takes 5 messages a second to one person or chat (230020 beyond).
+    receivers: PerRecipient,
 }
 
 pub struct Feishu {
@@ -141,6 +144,13 @@ impl Feishu {
         let mut body = send.body;
         body["uuid"] = json!(uuid(d));
         let query = [("receive_id_type", send.receive_id_type.as_str())];
+        let receiver = [body["receive_id"].as_str().unwrap_or_default().to_owned()];
+        if let Err(wait) = live.receivers.wait(&receiver).await {
+            return Outcome::Failed(Failure::Throttled {
+                reason: format!("Feishu takes 5 messages a second to {}", receiver[0]),
+                wait: Millis::try_from(wait.as_millis()).unwrap_or(Millis::MAX),
+            });
+        }
         match self
             .call(live, Method::POST, MESSAGES_PATH, &query, Some(&body))
             .await
@@ -257,6 +267,9 @@ impl ConnectorPart for Feishu {
                         ports.tokens.clone(),
                     ),
                     secret: secrets.resolve(s).await?,
+                    // A fifth of a second more than Feishu's second: a call arrives there a little
+                    // later than it leaves here, and by unequal delays.
+                    receivers: RateWindow::per(5, Duration::from_millis(1200)).per_recipient(),
                 })
             }
             None => {
