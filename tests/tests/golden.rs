@@ -312,11 +312,20 @@ text = "{{{{ total_commits_count }}}} 个提交：{{{{ commits[0].title }}}}"
 
 /// Posts HAP's to-do and its finish at a fixed time, sending after each.
 async fn todo_and_finish(h: &mut Harness) {
+    post_fixtures(
+        h,
+        &[
+            ("/hap/message", "hap-message-todo.json"),
+            ("/hap/todo", "hap-finish-todo.json"),
+        ],
+    )
+    .await;
+}
+
+/// Posts each fixture to its HAP path at a fixed time and sends what it made.
+async fn post_fixtures(h: &mut Harness, posts: &[(&str, &str)]) {
     const RECEIVED: i64 = 1_796_000_000_000;
-    for (path, name) in [
-        ("/hap/message", "hap-message-todo.json"),
-        ("/hap/todo", "hap-finish-todo.json"),
-    ] {
+    for &(path, name) in posts {
         let resp = h
             .app
             .ingress
@@ -357,4 +366,40 @@ async fn a_todo_and_its_finish_to_feishu() {
         .map(|(method, path, body)| json!({ "method": method, "path": path, "body": body }))
         .collect();
     check("feishu-todo-and-finish", &json!({ "feishu": calls }));
+}
+
+/// What HAP's mention, to-do and finish make the group robots post: the WeCom robot's Markdown
+/// with `<@userid>`, and the signed Feishu bot's rich text with its `at` (the fake checks the
+/// signature and keeps the body without its timestamp and sign, which change every second).
+#[tokio::test]
+async fn hap_messages_to_the_group_robots() {
+    use hookbridge_tests::fake_feishu_robot::{self, FakeFeishuRobot};
+    use hookbridge_tests::fake_wecom_robot::FakeWeComRobot;
+    let wecom = FakeWeComRobot::start().await;
+    let feishu = FakeFeishuRobot::start(true, None).await;
+    let extra = format!(
+        "\n[connectors.wecom_robot.ops]\nwebhook = \"plain:{}\"\n\
+         [connectors.feishu_robot.ops]\nwebhook = \"plain:{}\"\nsecret = \"plain:{}\"\n\
+         [recipients.wecom_robot.map]\nwangwu_2231 = \"wangwu\"\n\
+         [recipients.feishu_robot.map]\nwangwu_2231 = \"ou_wangwu\"\n\
+         [[routes]]\nsource = \"hap\"\nconnector = \"wecom_robot\"\n\
+         [[routes]]\nsource = \"hap\"\nconnector = \"feishu_robot\"\n",
+        wecom.webhook(),
+        feishu.webhook(),
+        fake_feishu_robot::SECRET,
+    );
+    let mut h = Harness::new(config(None, &extra)).await;
+    post_fixtures(
+        &mut h,
+        &[
+            ("/hap/message", "hap-message-mention.json"),
+            ("/hap/message", "hap-message-todo.json"),
+            ("/hap/todo", "hap-finish-todo.json"),
+        ],
+    )
+    .await;
+    check(
+        "robots-hap",
+        &json!({ "wecom_robot": wecom.calls(), "feishu_robot": feishu.posted() }),
+    );
 }
