@@ -27,6 +27,12 @@ pub const USERS: &[&str] = &["zhangsan", "lisi", "wangwu", "ops1"];
 /// Reachable, but without a 接口许可: `unlicenseduser`.
 pub const UNLICENSED: &str = "wangwu";
 
+/// Members' mobiles and business emails, for lookups (`users_by`).
+pub const DIRECTORY: &[(&str, &str, &str)] = &[
+    ("zhangsan", "13800000001", "zhangsan@corp.example"),
+    ("lisi", "13800000002", "lisi@corp.example"),
+];
+
 /// What the fake showed or changed.
 #[derive(Debug, Clone)]
 pub struct Shown {
@@ -56,6 +62,8 @@ struct Inner {
     received: HashMap<String, VecDeque<Instant>>,
     /// Person-messages beyond that limit: answered ok and never shown, as WeCom does.
     dropped: usize,
+    /// Messages a minute to one person (WeCom's 30; 0 also means 30).
+    person_limit: usize,
 }
 
 #[derive(Clone)]
@@ -135,6 +143,11 @@ impl FakeWeCom {
         self.inner.lock().unwrap().dropped
     }
 
+    /// Messages a minute to one person, as a private deployment might allow.
+    pub fn set_person_limit(&self, per_minute: usize) {
+        self.inner.lock().unwrap().person_limit = per_minute;
+    }
+
     pub fn set_fail_ratio(&self, ratio: f64) {
         self.inner.lock().unwrap().fail_ratio = ratio;
     }
@@ -200,6 +213,8 @@ async fn handle(
         "message/send" => send(&mut inner, &body),
         "message/update_template_card" => update(&mut inner, &body),
         "message/recall" => recall(&mut inner, &body),
+        "user/getuserid" => lookup(&body, "mobile"),
+        "user/get_userid_by_email" => lookup(&body, "email"),
         _ => err(404, "api not found"),
     };
     axum::Json(answer)
@@ -258,11 +273,16 @@ fn send(inner: &mut Inner, body: &Value) -> Value {
         return answer;
     }
     let now = Instant::now();
+    let per_minute = if inner.person_limit == 0 {
+        30
+    } else {
+        inner.person_limit
+    };
     let mut kept = vec![];
     for u in reached {
         let times = inner.received.entry(u.clone()).or_default();
         times.retain(|t| now.duration_since(*t) < Duration::from_secs(60));
-        if times.len() < 30 {
+        if times.len() < per_minute {
             times.push_back(now);
             kept.push(u);
         } else {
@@ -286,6 +306,19 @@ fn send(inner: &mut Inner, body: &Value) -> Value {
         recalled: false,
     });
     answer
+}
+
+/// A member's userid by mobile or email, or 46004 for nobody.
+fn lookup(body: &Value, field: &str) -> Value {
+    let wanted = body[field].as_str().unwrap_or_default();
+    let by_email = field == "email";
+    match DIRECTORY
+        .iter()
+        .find(|d| wanted == if by_email { d.2 } else { d.1 })
+    {
+        Some(d) => json!({ "errcode": 0, "errmsg": "ok", "userid": d.0 }),
+        None => err(46004, "user no exist"),
+    }
 }
 
 fn update(inner: &mut Inner, body: &Value) -> Value {

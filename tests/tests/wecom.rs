@@ -132,6 +132,55 @@ async fn a_send_retried_after_a_lost_answer_shows_once() {
     );
 }
 
+/// With `users_by = "mobile"`, recipients are looked up once each; the card goes to the userid
+/// found, a mobile WeCom has nobody for is said in the note, and the finish names the userid.
+#[tokio::test]
+async fn recipients_by_mobile_are_looked_up_once_and_the_unknown_said() {
+    let fake = FakeWeCom::start().await;
+    let text = fake_wecom::hap_route(&fake.url)
+        .replace("base_url", "users_by = \"mobile\"\nbase_url")
+        .replace(
+            "manager4220 = \"zhangsan\"",
+            "manager4220 = \"13800000001\"",
+        )
+        .replace("= \"lisi\"", "= \"13900000000\"");
+    let mut h = Harness::new(config(None, &text)).await;
+    todo_then_finish(&mut h).await;
+    let shown = fake.shown();
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].users, ["zhangsan"]);
+    assert_eq!(shown[0].replaced.as_deref(), Some("已处理"));
+    let update = &fake.calls("message/update_template_card")[0];
+    assert_eq!(update["userids"], json!(["zhangsan"]));
+    let d = &of(&h, TODO).await[0];
+    assert_eq!(d.status, Status::Sent);
+    let note = d.result.as_ref().unwrap()["note"].as_str().unwrap();
+    assert!(
+        note.contains("13900000000") && note.contains("users_by = mobile"),
+        "{note}"
+    );
+
+    let mut again: serde_json::Value =
+        serde_json::from_str(&fixture("hap-message-todo.json")).unwrap();
+    again["messageId"] = json!("another-todo");
+    again["message"] = json!("another to-do");
+    assert_eq!(h.post("/hap/message", &again.to_string()).await.status, 200);
+    h.drain().await;
+    assert_eq!(fake.shown().len(), 2);
+    assert_eq!(
+        fake.calls("user/getuserid").len(),
+        2,
+        "each mobile asked once, the unknown one too"
+    );
+
+    let text = text.replace("= \"13800000001\"", "= \"13700000000\"");
+    let mut h = Harness::new(config(None, &text)).await;
+    post(&mut h, "/hap/message", "hap-message-todo.json").await;
+    let d = &of(&h, TODO).await[0];
+    assert_eq!(d.status, Status::Undelivered, "nobody found: {d:?}");
+    assert_eq!(fake.shown().len(), 2, "nothing sent");
+}
+
 /// WeCom drops, with an ok answer, an app's 31st message in a minute to one person: the 31st
 /// is held for the next minute instead, without spending an attempt.
 #[tokio::test]

@@ -6,6 +6,7 @@
 
 mod api;
 mod render;
+mod users;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +18,7 @@ use tracing::warn;
 
 pub use api::{SEND_PATH, judge};
 pub use render::*;
+pub use users::UsersBy;
 
 use super::token::{self, TokenCache};
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
@@ -27,6 +29,7 @@ use crate::pacer::{PerRecipient, RateWindow};
 use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::store::{HistoryStore, TokenRecord, UsageStore};
 use api::{Api, RECALL_PATH, TOKEN_PATH, UPDATE_CARD_PATH};
+use users::Directory;
 
 pub const CONNECTOR: &str = "wecom";
 
@@ -49,11 +52,22 @@ pub struct WeComConfig {
     /// check; at most 14400), so a send retried after a lost answer shows once.
     #[serde(default = "default_duplicate_check")]
     pub duplicate_check_secs: u32,
+    /// How routes' recipients (after `[recipients.wecom]`) name people: `userid`, or `mobile`
+    /// or `email`, each looked up once a process (the app needs to see those members).
+    #[serde(default)]
+    pub users_by: UsersBy,
     /// The organisation's 账号上限 (管理后台 → 我的企业 → 企业信息). WeCom lets an app send
     /// `account_limit` × 200 person-messages a Beijing day; hookbridge counts them and holds
     /// sends that would pass the day's limit until the next day. 0: counted, not held.
     #[serde(default)]
     pub account_limit: u64,
+    /// Messages from the app to one person in any minute. WeCom's limit is 30 and it drops
+    /// the rest without an error; raise it only for a private deployment (私有化) that allows more.
+    #[serde(default = "default_person_per_minute")]
+    pub person_per_minute: u32,
+    /// Messages from the app to one person in any hour (WeCom's: 1,000, the rest dropped).
+    #[serde(default = "default_person_per_hour")]
+    pub person_per_hour: u32,
     /// Calls a second at most from one sender.
     #[serde(default = "default_max_qps")]
     pub max_qps: u32,
@@ -70,6 +84,14 @@ fn default_duplicate_check() -> u32 {
     1800
 }
 
+fn default_person_per_minute() -> u32 {
+    30
+}
+
+fn default_person_per_hour() -> u32 {
+    1000
+}
+
 fn default_max_qps() -> u32 {
     20
 }
@@ -83,6 +105,15 @@ struct Live {
     /// WeCom drops, without an error, an app's messages to one person beyond 30 a minute and
     /// 1,000 an hour; the sender runs one instance at a time, so these windows are the fleet's.
     people: PerRecipient,
+    directory: Directory,
+}
+
+/// A send as WeCom answered it, and whom it was for.
+struct Sent {
+    answer: Value,
+    userids: Vec<String>,
+    /// Recipients a lookup found nobody for.
+    unknown: Vec<String>,
 }
 
 /// Person-messages an app may send a day for each account of the organisation's 账号上限.
@@ -215,11 +246,23 @@ impl WeCom {
 
     /// One `message/send` within WeCom's limits on messages: each person's windows and the
     /// app's day; the people it reached are counted.
-    async fn message(&self, live: &Live, body: &Value) -> Result<Value, Failure> {
-        let named: Vec<String> = ids(&body["touser"])
-            .into_iter()
-            .filter(|u| u != "@all")
-            .collect();
+    async fn message(&self, live: &Live, body: &Value) -> Result<Sent, Failure> {
+        let lookup = |path, body: Value| async move { self.call(live, path, &body).await };
+        let users::Resolved { userids, unknown } = live
+            .directory
+            .resolve(&ids(&body["touser"]), lookup)
+            .await?;
+        let audience = body.get("toparty").is_some() || body.get("totag").is_some();
+        if userids.is_empty() && !audience {
+            return Ok(Sent {
+                answer: json!({}),
+                userids,
+                unknown,
+            });
+        }
+        let mut body = body.clone();
+        body["touser"] = json!(userids.join("|"));
+        let named: Vec<String> = userids.iter().filter(|u| *u != "@all").cloned().collect();
         let throttled = |reason: String, wait: Millis| Failure::Throttled { reason, wait };
         if let Err(wait) = live.people.wait(&named).await {
             return Err(throttled(
@@ -241,36 +284,59 @@ impl WeCom {
                 wait,
             ));
         }
-        let v = self.call(live, SEND_PATH, body).await?;
-        let invalid = invalid(&v);
+        let answer = self.call(live, SEND_PATH, &body).await?;
+        let invalid = invalid(&answer);
         let reached = named.iter().filter(|u| !invalid.contains(u)).count();
         self.count_people(reached as u64).await;
-        Ok(v)
+        Ok(Sent {
+            answer,
+            userids,
+            unknown,
+        })
     }
 
     /// One `message/send`: sent to whom WeCom took, undelivered when it took nobody.
     async fn send(&self, live: &Live, d: &Delivery) -> Outcome {
         let body = &d.message;
         match self.message(live, body).await {
-            Ok(v) => {
-                let invalid = invalid(&v);
-                let mut result = json!({ "msgid": v["msgid"], "sent_at": now_ms() });
-                if let Some(code) = v["response_code"].as_str() {
+            Ok(Sent {
+                answer,
+                userids,
+                unknown,
+            }) => {
+                let mut invalid = invalid(&answer);
+                let mut result = json!({ "msgid": answer["msgid"], "sent_at": now_ms() });
+                if let Some(code) = answer["response_code"].as_str() {
                     result["response_code"] = json!(code);
                 }
-                let named = ids(&body["touser"]);
+                if userids != ids(&body["touser"]) {
+                    // Looked up: the card's update names the people by these.
+                    result["userids"] = json!(userids);
+                }
                 let audience = body.get("toparty").is_some() || body.get("totag").is_some();
-                let reached: Vec<&String> = named.iter().filter(|u| !invalid.contains(u)).collect();
-                if invalid.is_empty() {
+                let reached = userids.iter().filter(|u| !invalid.contains(u)).count();
+                let mut why = vec![];
+                if !unknown.is_empty() {
+                    why.push(format!(
+                        "WeCom has nobody the app may see for {} (users_by = {})",
+                        unknown.join(", "),
+                        live.directory.by()
+                    ));
+                }
+                if !invalid.is_empty() {
+                    why.push(format!(
+                        "WeCom did not take {} (invaliduser: not in the app's visible range or no \
+                         such userid; unlicenseduser: no 接口许可)",
+                        invalid.join(", ")
+                    ));
+                }
+                if why.is_empty() {
                     return Outcome::Sent(result);
                 }
+                invalid.extend(unknown);
                 result["invalid"] = json!(invalid);
-                let why = format!(
-                    "WeCom did not take {} (invaliduser: not in the app's visible range or no such \
-                     userid; unlicenseduser: no 接口许可)",
-                    invalid.join(", ")
-                );
-                if reached.is_empty() && !audience && named.first().is_none_or(|u| u != "@all") {
+                let why = why.join("; ");
+                if reached == 0 && !audience && userids.first().is_none_or(|u| u != "@all") {
                     Outcome::Undelivered {
                         result,
                         reason: why,
@@ -336,8 +402,12 @@ impl WeCom {
             let result = card.result.clone().unwrap_or_default();
             let fresh = now_ms() - result["sent_at"].as_i64().unwrap_or(0) < CARD_WINDOW;
             if let (Some(code), true) = (result["response_code"].as_str(), fresh) {
+                let userids = match result.get("userids") {
+                    Some(looked_up) => looked_up.clone(),
+                    None => json!(card.recipients),
+                };
                 let body = json!({
-                    "userids": card.recipients,
+                    "userids": userids,
                     "agentid": self.agent_id,
                     "response_code": code,
                     "button": { "replace_name": update.replace_name },
@@ -420,9 +490,10 @@ impl ConnectorPart for WeCom {
                     ),
                     secret: secrets.resolve(s).await?,
                     // A second more than WeCom's minute: calls arrive there by unequal delays.
-                    people: RateWindow::per(30, Duration::from_secs(61))
-                        .and_per_hour(1000)
+                    people: RateWindow::per(config.person_per_minute, Duration::from_secs(61))
+                        .and_per_hour(config.person_per_hour)
                         .per_recipient(),
+                    directory: Directory::new(config.users_by),
                 })
             }
             None => {
