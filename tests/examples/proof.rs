@@ -1,5 +1,6 @@
 //! The proof that nothing is lost and nothing is sent twice, counted where notifications
-//! arrive: at the fake DingTalk, ZenTao, WeCom and Feishu (HAP is routed to all four). Every event is posted twice (half the requests are
+//! arrive: at the fake DingTalk, ZenTao, WeCom and Feishu apps and the WeCom and Feishu group
+//! robots (HAP is routed to all six). Every event is posted twice (half the requests are
 //! duplicates, as sources' retries make them), each request retried like a source until it is
 //! answered 200. Prints figures; exits non-zero only when an acknowledged event was lost, a
 //! person got one twice, or a secret showed up in a log line or an answer. `scripts/proof`
@@ -8,8 +9,9 @@
 //! proof SCENARIO --hookbridge BIN --dynamodb-jar JAR [--quick]
 //!   load    2000 requests at 100 at a time through the `hookbridge serve` binary (durable store)
 //!   faults  the same with 30 % of connector calls failing, the DingTalk, WeCom and Feishu
-//!           tokens expiring every 5 s, those three throttling above 10 calls/s, and serve
-//!           killed with SIGKILL halfway and started again on the same data
+//!           tokens expiring every 5 s, those three throttling above 10 calls/s, the robots
+//!           kept to their windows, and serve killed with SIGKILL halfway and started again on
+//!           the same data
 //!   lambda  the same load through the Lambda entry points (API Gateway v2 events in, DynamoDB
 //!           stream batches out, the scheduled sweeper) on DynamoDB Local
 //!   outage  lambda, with DynamoDB Local killed a third of the way in and started again 3 s later
@@ -31,7 +33,9 @@ use hookbridge::config::{Config, Secrets};
 use hookbridge::store::dynamodb::{DynamoStore, sdk};
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
 use hookbridge_tests::fake_feishu::FakeFeishu;
+use hookbridge_tests::fake_feishu_robot::FakeFeishuRobot;
 use hookbridge_tests::fake_wecom::FakeWeCom;
+use hookbridge_tests::fake_wecom_robot::FakeWeComRobot;
 use hookbridge_tests::fake_zentao::{FakeZenTao, hap_route};
 use hookbridge_tests::{
     GOVDING_PATH_TOKEN, HAP_TOKEN, SECRETS, config_text, dynamo_client, events, fixture,
@@ -53,15 +57,45 @@ struct Fakes {
     zentao: FakeZenTao,
     wecom: FakeWeCom,
     feishu: FakeFeishu,
+    wecom_robot: FakeWeComRobot,
+    feishu_robot: FakeFeishuRobot,
 }
+
+/// The robots' limits in this run, the fakes' and hookbridge's alike: a group takes far fewer
+/// posts than a run makes, and the windows that keep hookbridge under them are what is shown.
+const WECOM_ROBOT_PER_MINUTE: usize = 1200;
+const FEISHU_ROBOT_LIMITS: (usize, usize) = (1200, 20);
+
+/// WeCom's messages a minute and Feishu's a second to one person in this run, the fakes' and
+/// hookbridge's alike: every event goes to the same two people, as no organisation's would (the
+/// real limits are kept in tests/tests/wecom.rs and tests/tests/feishu.rs).
+const PER_PERSON: (usize, usize) = (100_000, 1_000);
 
 impl Fakes {
     async fn start() -> Fakes {
         Fakes {
             dingtalk: FakeDingTalk::start().await,
             zentao: FakeZenTao::start().await,
-            wecom: FakeWeCom::start().await,
-            feishu: FakeFeishu::start().await,
+            wecom: {
+                let w = FakeWeCom::start().await;
+                w.set_person_limit(PER_PERSON.0);
+                w
+            },
+            feishu: {
+                let f = FakeFeishu::start().await;
+                f.set_receiver_limit(PER_PERSON.1);
+                f
+            },
+            wecom_robot: {
+                let r = FakeWeComRobot::start().await;
+                r.set_per_minute(WECOM_ROBOT_PER_MINUTE);
+                r
+            },
+            feishu_robot: {
+                let r = FakeFeishuRobot::start(true, None).await;
+                r.set_limits(FEISHU_ROBOT_LIMITS.0, FEISHU_ROBOT_LIMITS.1);
+                r
+            },
         }
     }
 
@@ -71,6 +105,8 @@ impl Fakes {
         self.zentao.set_fail_ratio(0.3);
         self.wecom.set_fail_ratio(0.3);
         self.feishu.set_fail_ratio(0.3);
+        self.wecom_robot.set_fail_ratio(0.3);
+        self.feishu_robot.set_fail_ratio(0.3);
         self.dingtalk.set_qps_limit(10);
         self.wecom.set_qps_limit(10);
         self.feishu.set_qps_limit(10);
@@ -246,7 +282,21 @@ fn arrivals(f: &Fakes, load: Load) -> Vec<(&'static str, HashMap<usize, usize>)>
                 *feishu.entry(i).or_default() += 1;
             }
         }
-        out.extend([("wecom", wecom), ("feishu", feishu)]);
+        let robot = |posted: Vec<serde_json::Value>| {
+            let mut m = HashMap::new();
+            for p in posted {
+                for i in markers(&p.to_string()) {
+                    *m.entry(i).or_default() += 1;
+                }
+            }
+            m
+        };
+        out.extend([
+            ("wecom", wecom),
+            ("feishu", feishu),
+            ("wecom_robot", robot(f.wecom_robot.posted())),
+            ("feishu_robot", robot(f.feishu_robot.posted())),
+        ]);
     }
     out
 }
@@ -258,15 +308,41 @@ fn config(f: &Fakes) -> String {
     config_text(
         Some(&f.dingtalk.url),
         &format!(
-            "{}{}{}\n[delivery]\nbackoff_base_secs = 1\nbackoff_cap_secs = 2\nmax_attempts = 25\nclaim_lease_secs = 15\n\
+            "{}{}{}{}\n[delivery]\nbackoff_base_secs = 1\nbackoff_cap_secs = 2\nmax_attempts = 25\nclaim_lease_secs = 15\n\
              [sources.govding]\npath_token = \"plain:{GOVDING_PATH_TOKEN}\"\n\
              [sources.alertmanager]\nbearer_tokens = [\"plain:{HAP_TOKEN}\"]\n\
              [[routes]]\nsource = \"alertmanager\"\nconnector = \"dingtalk\"\nkinds = [\"alert\"]\n\
              [[routes]]\nsource = \"alertmanager\"\nconnector = \"zentao\"\nkinds = [\"alert\"]\n",
             hap_route(&f.zentao.url),
-            hookbridge_tests::fake_wecom::hap_route(&f.wecom.url),
-            hookbridge_tests::fake_feishu::hap_route(&f.feishu.url)
+            hookbridge_tests::fake_wecom::hap_route(&f.wecom.url).replace(
+                "base_url",
+                &format!(
+                    "person_per_minute = {}\nperson_per_hour = {}\nbase_url",
+                    PER_PERSON.0,
+                    PER_PERSON.0 * 60
+                )
+            ),
+            hookbridge_tests::fake_feishu::hap_route(&f.feishu.url).replace(
+                "app_secret",
+                &format!("receiver_per_second = {}\napp_secret", PER_PERSON.1)
+            ),
+            robots(f),
         ),
+    )
+}
+
+/// HAP routed to a WeCom robot and a signed Feishu robot, each within the run's windows.
+fn robots(f: &Fakes) -> String {
+    format!(
+        "\n[connectors.wecom_robot.ops]\nwebhook = \"plain:{}\"\nmax_per_minute = {WECOM_ROBOT_PER_MINUTE}\n\
+         [connectors.feishu_robot.ops]\nwebhook = \"plain:{}\"\nsecret = \"plain:{}\"\nmax_per_minute = {}\nmax_per_second = {}\n\
+         [[routes]]\nsource = \"hap\"\nconnector = \"wecom_robot\"\n\
+         [[routes]]\nsource = \"hap\"\nconnector = \"feishu_robot\"\n",
+        f.wecom_robot.webhook(),
+        f.feishu_robot.webhook(),
+        hookbridge_tests::fake_feishu_robot::SECRET,
+        FEISHU_ROBOT_LIMITS.0,
+        FEISHU_ROBOT_LIMITS.1,
     )
 }
 
@@ -495,7 +571,7 @@ async fn verdict(
     );
     if !interrupted.is_empty() {
         println!(
-            "{name:<7} {} deliveries were in flight when serve or the store stopped, and sent again; shown twice because of it: {} (ZenTao has no idempotency key; DingTalk drops the same content to the same person within a day; WeCom's duplicate check and Feishu's uuid make a resend one message)",
+            "{name:<7} {} deliveries were in flight when serve or the store stopped, and sent again; shown twice because of it: {} (ZenTao and the robots have no idempotency key; DingTalk drops the same content to the same person within a day; WeCom's duplicate check and Feishu's uuid make a resend one message)",
             interrupted.len(),
             if resent.is_empty() {
                 "none".to_owned()
@@ -602,7 +678,7 @@ fn interrupted(said: &str) -> Vec<(usize, &'static str)> {
                 || l.contains("it is sent again once the claim lapses")
         })
         .flat_map(|l| {
-            let connector = ["zentao", "wecom", "feishu"]
+            let connector = ["zentao", "wecom", "feishu", "wecom_robot", "feishu_robot"]
                 .into_iter()
                 .find(|c| l.contains(&format!("DLV#{c}#")))
                 .unwrap_or("dingtalk");
@@ -793,7 +869,14 @@ async fn through_lambda(o: &Options, outage: bool, load: Load, said: &Said) -> b
     };
     let webhook = app(&text, store.clone(), Parts::Source(source)).await;
     let mut senders = vec![];
-    for connector in ["dingtalk", "zentao", "wecom", "feishu"] {
+    for connector in [
+        "dingtalk",
+        "zentao",
+        "wecom",
+        "feishu",
+        "wecom_robot",
+        "feishu_robot",
+    ] {
         let sender = app(&text, store.clone(), Parts::Connector(connector)).await;
         senders.push((connector, sender));
     }

@@ -55,6 +55,8 @@ struct Inner {
     received: HashMap<String, VecDeque<Instant>>,
     /// Sends refused for that limit.
     refused: usize,
+    /// Messages a second to one receiver (Feishu's 5; 0 also means 5).
+    receiver_limit: usize,
 }
 
 #[derive(Clone)]
@@ -112,6 +114,11 @@ impl FakeFeishu {
 
     pub fn set_fail_ratio(&self, ratio: f64) {
         self.inner.lock().unwrap().fail_ratio = ratio;
+    }
+
+    /// Messages a second to one receiver, as a private deployment might allow.
+    pub fn set_receiver_limit(&self, per_second: usize) {
+        self.inner.lock().unwrap().receiver_limit = per_second;
     }
 
     /// Sends refused for the 5 a second to one receiver.
@@ -229,9 +236,10 @@ async fn handle(
                 );
             }
             let now = Instant::now();
+            let limit = inner.receiver_limit.max(5);
             let times = inner.received.entry(id.clone()).or_default();
             times.retain(|t| now.duration_since(*t) < Duration::from_secs(1));
-            if times.len() >= 5 {
+            if times.len() >= limit {
                 inner.refused += 1;
                 return err(
                     StatusCode::BAD_REQUEST,

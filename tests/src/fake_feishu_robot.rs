@@ -28,6 +28,10 @@ struct Inner {
     recent: VecDeque<Instant>,
     keyword: Option<String>,
     signed: bool,
+    /// Posts a minute and a second beyond which it answers 11232 (Feishu's 100 and 5).
+    limits: (usize, usize),
+    /// The share of posts answered HTTP 502 before they do anything.
+    fail_ratio: f64,
 }
 
 #[derive(Clone)]
@@ -53,6 +57,7 @@ impl FakeFeishuRobot {
         let inner = Arc::new(Mutex::new(Inner {
             signed,
             keyword: keyword.map(str::to_owned),
+            limits: (100, 5),
             ..Inner::default()
         }));
         let app = Router::new()
@@ -81,14 +86,31 @@ impl FakeFeishuRobot {
     pub fn posted(&self) -> Vec<Value> {
         self.inner.lock().unwrap().posted.clone()
     }
+
+    /// Posts a minute and a second it takes, for a run that posts more than a group would.
+    pub fn set_limits(&self, per_minute: usize, per_second: usize) {
+        self.inner.lock().unwrap().limits = (per_minute, per_second);
+    }
+
+    pub fn set_fail_ratio(&self, ratio: f64) {
+        self.inner.lock().unwrap().fail_ratio = ratio;
+    }
 }
 
 async fn send(
     State(s): State<Arc<Mutex<Inner>>>,
     Path(token): Path<String>,
     body: Bytes,
-) -> axum::Json<Value> {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let mut inner = s.lock().unwrap();
+    if inner.fail_ratio > 0.0 && fastrand::f64() < inner.fail_ratio {
+        return (
+            axum::http::StatusCode::BAD_GATEWAY,
+            "<html>502 Bad Gateway</html>",
+        )
+            .into_response();
+    }
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     inner.calls.push(parsed.clone().unwrap_or(Value::Null));
     let answer = (|| {
@@ -142,7 +164,7 @@ async fn send(
             .iter()
             .filter(|t| now.duration_since(**t) < Duration::from_secs(1))
             .count();
-        if inner.recent.len() >= 100 || last_second >= 5 {
+        if inner.recent.len() >= inner.limits.0 || last_second >= inner.limits.1 {
             return Err(err(11232, "frequency limited"));
         }
         inner.recent.push_back(now);
@@ -153,5 +175,5 @@ async fn send(
         inner.posted.push(body);
         Ok(json!({ "code": 0, "data": {}, "msg": "success" }))
     })();
-    axum::Json(answer.unwrap_or_else(|e| e))
+    axum::Json(answer.unwrap_or_else(|e| e)).into_response()
 }

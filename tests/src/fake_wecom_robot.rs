@@ -24,6 +24,10 @@ struct Inner {
     /// What the group shows.
     posted: Vec<Value>,
     recent: VecDeque<Instant>,
+    /// Posts a minute beyond which it answers 45009 (WeCom's 20; 0 also means 20).
+    per_minute: usize,
+    /// The share of posts answered -1 (系统繁忙) before they do anything.
+    fail_ratio: f64,
 }
 
 #[derive(Clone)]
@@ -63,6 +67,15 @@ impl FakeWeComRobot {
     pub fn posted(&self) -> Vec<Value> {
         self.inner.lock().unwrap().posted.clone()
     }
+
+    /// Posts a minute it takes, for a run that posts more than a group would.
+    pub fn set_per_minute(&self, per_minute: usize) {
+        self.inner.lock().unwrap().per_minute = per_minute;
+    }
+
+    pub fn set_fail_ratio(&self, ratio: f64) {
+        self.inner.lock().unwrap().fail_ratio = ratio;
+    }
 }
 
 async fn send(
@@ -76,6 +89,9 @@ async fn send(
     let answer = (|| {
         if q.get("key").map(String::as_str) != Some(KEY) {
             return Err(err(93000, "invalid webhook url"));
+        }
+        if inner.fail_ratio > 0.0 && fastrand::f64() < inner.fail_ratio {
+            return Err(err(-1, "system busy"));
         }
         let Some(body) = parsed else {
             return Err(err(40035, "invalid args"));
@@ -110,7 +126,12 @@ async fn send(
         {
             inner.recent.pop_front();
         }
-        if inner.recent.len() >= 20 {
+        let per_minute = if inner.per_minute == 0 {
+            20
+        } else {
+            inner.per_minute
+        };
+        if inner.recent.len() >= per_minute {
             return Err(err(45009, "api freq out of limit"));
         }
         inner.recent.push_back(now);
