@@ -75,6 +75,18 @@ pub fn route_options<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// What a connector without credentials records instead of calling: the action and its body.
+pub fn recorded(d: &Delivery) -> Outcome {
+    Outcome::DryRun(
+        serde_json::json!({ "requests": [{ "action": d.action.as_str(), "body": d.message }] }),
+    )
+}
+
+/// A delivery whose action `system` has no call for.
+pub fn no_call(system: &str, action: &Action) -> Outcome {
+    Outcome::Skipped(format!("{system} makes no `{}` call", action.as_str()))
+}
+
 /// The mark of `quota` (80 or 100, per cent) that `added` calls, bringing a period's count to
 /// `calls`, crossed; each is crossed once (the store's count is atomic, so one sender in the
 /// fleet says it). A quota of 0 is none.

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use std::time::Duration;
 
-use super::{BadTarget, Call, Plan, RenderError, Target, named_instance};
+use async_trait::async_trait;
+
+use super::{BadTarget, Call, Connector, Plan, RenderError, Target, named_instance};
 use crate::event::{Action, Delivery, Failure, Millis, Outcome};
 use crate::notice::{Intent, Notice};
 use crate::pacer::RateWindow;
@@ -148,6 +150,8 @@ pub struct Robots<R> {
     pub robots: BTreeMap<String, Robot<R>>,
     pub judge: Judge,
     pub request: Request<R>,
+    /// The test message `hookbridge check --send-test` posts to a robot.
+    pub test: fn(&Robot<R>) -> Value,
 }
 
 /// The URL and body a post goes out as, from the robot, its webhook and the stored body: where
@@ -162,6 +166,7 @@ impl<R: Send + Sync> Robots<R> {
         timeout_secs: u64,
         judge: Judge,
         request: Request<R>,
+        test: fn(&Robot<R>) -> Value,
     ) -> Result<Self, ConfigError> {
         let http = crate::http::client(Duration::from_secs(timeout_secs)).map_err(|e| {
             ConfigError::Invalid(format!("connectors.{connector}: HTTP client: {e}"))
@@ -172,11 +177,8 @@ impl<R: Send + Sync> Robots<R> {
             robots,
             judge,
             request,
+            test,
         })
-    }
-
-    pub fn dry_run(&self) -> bool {
-        self.robots.values().all(|r| r.webhook.is_none())
     }
 
     /// Posts `body` to robot `name` if its window has room; the answer judged.
@@ -202,9 +204,44 @@ impl<R: Send + Sync> Robots<R> {
             Err(e) => Outcome::Failed(Failure::Transient(e.without_url().to_string())),
         }
     }
+}
+
+#[async_trait]
+impl<R: Send + Sync + 'static> Connector for Robots<R> {
+    fn name(&self) -> &'static str {
+        self.connector
+    }
+
+    /// A robot has no read-only API: only a real post tells whether its webhook, secret,
+    /// keyword and IP rules work, so each posts its test message only when asked to.
+    async fn preflight(&self, scope: &Scope) -> Vec<Check> {
+        let mut out = vec![];
+        for (name, robot) in &self.robots {
+            let part = format!("{} {name}", self.connector);
+            out.push(match (&robot.webhook, scope.send_test) {
+                (None, _) => Check::note(&part, "dry-run (no webhook): nothing is posted"),
+                (Some(_), false) => Check::note(
+                    &part,
+                    "not asked: a robot can only be tried by posting (--send-test posts a test message)",
+                ),
+                (Some(webhook), true) => {
+                    match self.post(name, robot, webhook, &(self.test)(robot)).await {
+                        Outcome::Sent(_) => Check::pass(&part, "the test message was posted"),
+                        Outcome::Failed(f) => Check::fail(&part, format!("{f}")),
+                        other => Check::fail(&part, format!("{other:?}")),
+                    }
+                }
+            });
+        }
+        out
+    }
+
+    fn dry_run(&self) -> bool {
+        self.robots.values().all(|r| r.webhook.is_none())
+    }
 
     /// One delivery: its post to its robot (recorded, not sent, when the robot is dry-run).
-    pub async fn deliver(&self, d: &Delivery) -> Outcome {
+    async fn deliver(&self, d: &Delivery) -> Outcome {
         if d.action != Action::Send {
             return Outcome::Skipped("a robot only posts messages".into());
         }
@@ -224,26 +261,5 @@ impl<R: Send + Sync> Robots<R> {
             }
             Some(webhook) => self.post(&post.robot, robot, webhook, &post.body).await,
         }
-    }
-
-    /// A line per robot: dry-run, not asked, or whether `test` (its test message) was posted.
-    pub async fn preflight(&self, scope: &Scope, test: impl Fn(&Robot<R>) -> Value) -> Vec<Check> {
-        let mut out = vec![];
-        for (name, robot) in &self.robots {
-            let part = format!("{} {name}", self.connector);
-            out.push(match (&robot.webhook, scope.send_test) {
-                (None, _) => Check::note(&part, "dry-run (no webhook): nothing is posted"),
-                (Some(_), false) => Check::note(
-                    &part,
-                    "not asked: a robot can only be tried by posting (--send-test posts a test message)",
-                ),
-                (Some(webhook), true) => match self.post(name, robot, webhook, &test(robot)).await {
-                    Outcome::Sent(_) => Check::pass(&part, "the test message was posted"),
-                    Outcome::Failed(f) => Check::fail(&part, format!("{f}")),
-                    other => Check::fail(&part, format!("{other:?}")),
-                },
-            });
-        }
-        out
     }
 }

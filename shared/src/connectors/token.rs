@@ -6,10 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::Value;
 use tokio::sync::Mutex;
 use tracing::warn;
 
 use crate::event::{Failure, Millis, now_ms};
+use crate::pacer::Pacer;
 use crate::store::{TokenRecord, TokenStore};
 
 /// Why a call with a token failed, as the sender needs to know it.
@@ -18,6 +20,40 @@ pub enum ApiError {
     /// The token is invalid or expired: fetch another and call once more, at once.
     TokenExpired(String),
     Failed(Failure),
+}
+
+/// How long calls to an API wait after its system says "too many" (WeCom's and Feishu's
+/// minute windows).
+pub const THROTTLE_WAIT: Duration = Duration::from_secs(60);
+
+/// One call to `system`'s `api`, paced: waits for the API's slot (or is throttled when that is
+/// far off), sends `request`, reads the answer with `judge`, and tells the pacer how it went.
+/// Errors never carry the URL (its query may hold a token or a secret).
+pub async fn paced(
+    pacer: &Pacer,
+    system: &str,
+    api: &'static str,
+    request: reqwest::RequestBuilder,
+    judge: impl FnOnce(u16, &[u8]) -> Result<Value, ApiError>,
+) -> Result<Value, ApiError> {
+    if let Err(wait) = pacer.wait(api).await {
+        return Err(ApiError::Failed(Failure::Throttled {
+            reason: format!("{system} {api}: paced"),
+            wait: Millis::try_from(wait.as_millis()).unwrap_or(Millis::MAX),
+        }));
+    }
+    let failed =
+        |e: reqwest::Error| ApiError::Failed(Failure::Transient(e.without_url().to_string()));
+    let response = request.send().await.map_err(failed)?;
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.map_err(failed)?;
+    let answer = judge(status, &bytes);
+    match &answer {
+        Err(ApiError::Failed(Failure::Throttled { .. })) => pacer.throttled(api, THROTTLE_WAIT),
+        Ok(_) => pacer.succeeded(api),
+        _ => {}
+    }
+    answer
 }
 
 pub struct TokenCache {

@@ -512,7 +512,7 @@ impl Connector for DingTalk {
         match &d.action {
             Action::Send => self.send(d).await,
             Action::Own(a) if a == UPDATE_STATUS => self.update_status(d).await,
-            Action::Own(other) => Outcome::Skipped(format!("DingTalk makes no `{other}` call")),
+            other @ Action::Own(_) => super::no_call("DingTalk", other),
             Action::Revoke => Outcome::Failed(Failure::Permanent(
                 "revokes are made by the sender loop, through recall".into(),
             )),

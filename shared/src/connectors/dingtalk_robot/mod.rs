@@ -22,7 +22,7 @@ pub use render::*;
 
 use super::robots::{self, Robot, Robots};
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
-use crate::event::{Delivery, Outcome, now_ms};
+use crate::event::now_ms;
 use crate::pacer::RateWindow;
 use crate::setup::{ConfigError, SecretRef, Secrets};
 
@@ -64,7 +64,8 @@ pub struct Security {
     keyword: Option<String>,
 }
 
-pub struct DingTalkRobot(Robots<Security>);
+/// The part the registry builds: its robots, as one [`Robots`] connector.
+pub struct DingTalkRobot;
 
 /// The webhook with `timestamp` and `sign` when the robot has a 加签 secret.
 fn request(robot: &Robot<Security>, webhook: &str, body: &Value) -> (String, Value) {
@@ -120,36 +121,18 @@ impl ConnectorPart for DingTalkRobot {
             }
             built.insert(name.clone(), robot);
         }
-        let robots = Robots::new(CONNECTOR, built, timeout, judge, request)?;
-        Ok(Arc::new(DingTalkRobot(robots)))
+        Ok(Arc::new(Robots::new(
+            CONNECTOR, built, timeout, judge, request, test_post,
+        )?))
     }
 }
 
-#[async_trait]
-impl Connector for DingTalkRobot {
-    fn name(&self) -> &'static str {
-        CONNECTOR
-    }
-
-    /// A robot has no read-only API: only a real post tells whether its token, 加签 or keyword
-    /// and IP range work, so it posts a test message only when asked to.
-    async fn preflight(&self, scope: &crate::preflight::Scope) -> Vec<crate::preflight::Check> {
-        let test = |robot: &Robot<Security>| {
-            let keyword = robot.own.keyword.as_deref();
-            let text = format!(
-                "{}hookbridge check: a test message, nothing to do",
-                keyword.map_or(String::new(), |k| format!("{k} "))
-            );
-            json!({ "msgtype": "text", "text": { "content": text } })
-        };
-        self.0.preflight(scope, test).await
-    }
-
-    fn dry_run(&self) -> bool {
-        self.0.dry_run()
-    }
-
-    async fn deliver(&self, d: &Delivery) -> Outcome {
-        self.0.deliver(d).await
-    }
+/// The test message `hookbridge check --send-test` posts.
+fn test_post(robot: &Robot<Security>) -> Value {
+    let keyword = robot.own.keyword.as_deref();
+    let text = format!(
+        "{}hookbridge check: a test message, nothing to do",
+        keyword.map_or(String::new(), |k| format!("{k} "))
+    );
+    json!({ "msgtype": "text", "text": { "content": text } })
 }

@@ -2,20 +2,15 @@
 //! `Authorization: Bearer` on `im/v1/messages` calls; answers judged by `code`, calls paced per
 //! process.
 
-use std::time::Duration;
-
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::connectors::token::ApiError;
+use crate::connectors::token::{self, ApiError, THROTTLE_WAIT};
 use crate::event::Failure;
 use crate::pacer::Pacer;
 
 pub const TOKEN_PATH: &str = "auth/v3/tenant_access_token/internal";
 pub const MESSAGES_PATH: &str = "im/v1/messages";
-
-/// How long a throttled call waits before the next try.
-const THROTTLE_WAIT: Duration = Duration::from_secs(60);
 
 pub struct Api {
     http: reqwest::Client,
@@ -47,12 +42,6 @@ impl Api {
         } else {
             TOKEN_PATH
         };
-        if let Err(wait) = self.pacer.wait(api).await {
-            return Err(ApiError::Failed(Failure::Throttled {
-                reason: format!("Feishu {api}: paced"),
-                wait: i64::try_from(wait.as_millis()).unwrap_or(i64::MAX),
-            }));
-        }
         let mut request = self
             .http
             .request(method, format!("{}/open-apis/{path}", self.base))
@@ -63,20 +52,10 @@ impl Api {
         if let Some(b) = body {
             request = request.json(b);
         }
-        let failed =
-            |e: reqwest::Error| ApiError::Failed(Failure::Transient(e.without_url().to_string()));
-        let response = request.send().await.map_err(failed)?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(failed)?;
-        let answer = judge(api, status, &bytes);
-        match &answer {
-            Err(ApiError::Failed(Failure::Throttled { .. })) => {
-                self.pacer.throttled(api, THROTTLE_WAIT)
-            }
-            Ok(_) => self.pacer.succeeded(api),
-            _ => {}
-        }
-        answer
+        token::paced(&self.pacer, "Feishu", api, request, |status, bytes| {
+            judge(api, status, bytes)
+        })
+        .await
     }
 }
 

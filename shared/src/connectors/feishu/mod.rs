@@ -330,14 +330,12 @@ impl Connector for Feishu {
 
     async fn deliver(&self, d: &Delivery) -> Outcome {
         let Some(live) = &self.live else {
-            return Outcome::DryRun(
-                json!({ "requests": [{ "action": d.action.as_str(), "body": d.message }] }),
-            );
+            return super::recorded(d);
         };
         match &d.action {
             Action::Send => self.send(live, d).await,
             Action::Own(a) if a == UPDATE_CARD => self.update_cards(live, d).await,
-            other => Outcome::Skipped(format!("Feishu makes no `{}` call", other.as_str())),
+            other => super::no_call("Feishu", other),
         }
     }
 

@@ -22,7 +22,7 @@ pub use render::*;
 
 use super::robots::{self, Robot, Robots};
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
-use crate::event::{Delivery, Failure, Millis, Outcome, now_ms};
+use crate::event::{Failure, Millis, now_ms};
 use crate::pacer::RateWindow;
 use crate::setup::{ConfigError, SecretRef, Secrets};
 
@@ -119,7 +119,8 @@ pub fn judge(status: u16, body: &[u8]) -> Result<(), Failure> {
 
 // ---- the connector ----
 
-pub struct FeishuRobot(Robots<Option<String>>);
+/// The part the registry builds: its robots, as one [`Robots`] connector.
+pub struct FeishuRobot;
 
 /// The webhook, and the body with `timestamp` and `sign` when the bot has a secret.
 fn request(robot: &Robot<Option<String>>, webhook: &str, body: &Value) -> (String, Value) {
@@ -177,34 +178,16 @@ impl ConnectorPart for FeishuRobot {
             }
             built.insert(name.clone(), robot);
         }
-        let robots = Robots::new(CONNECTOR, built, timeout, judge, request)?;
-        Ok(Arc::new(FeishuRobot(robots)))
+        Ok(Arc::new(Robots::new(
+            CONNECTOR, built, timeout, judge, request, test_post,
+        )?))
     }
 }
 
-#[async_trait]
-impl Connector for FeishuRobot {
-    fn name(&self) -> &'static str {
-        CONNECTOR
-    }
-
-    /// A bot has no read-only API: only a post tells whether its token, secret, keyword and
-    /// IP whitelist work.
-    async fn preflight(&self, scope: &crate::preflight::Scope) -> Vec<crate::preflight::Check> {
-        let test = |_: &Robot<Option<String>>| {
-            json!({ "msg_type": "text", "content": {
-                "text": "hookbridge check: a test message, nothing to do" } })
-        };
-        self.0.preflight(scope, test).await
-    }
-
-    fn dry_run(&self) -> bool {
-        self.0.dry_run()
-    }
-
-    async fn deliver(&self, d: &Delivery) -> Outcome {
-        self.0.deliver(d).await
-    }
+/// The test message `hookbridge check --send-test` posts.
+fn test_post(_: &Robot<Option<String>>) -> Value {
+    json!({ "msg_type": "text", "content": {
+            "text": "hookbridge check: a test message, nothing to do" } })
 }
 
 #[cfg(test)]

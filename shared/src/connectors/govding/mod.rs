@@ -279,7 +279,7 @@ impl Connector for GovDing {
             Action::Send => self.send(d).await,
             Action::Own(a) if a == RECEIPT => self.note(d).await,
             Action::Own(a) if a == FORGET => self.forget(d).await,
-            Action::Own(other) => Outcome::Skipped(format!("浙政钉 makes no `{other}` call")),
+            other @ Action::Own(_) => super::no_call("浙政钉", other),
             Action::Revoke => Outcome::Failed(Failure::Permanent(
                 "revokes are made by the sender loop, through recall".into(),
             )),

@@ -1,8 +1,6 @@
 //! WeCom's server API as hookbridge calls it: `GET /cgi-bin/gettoken`, `POST /cgi-bin/<path>?
 //! access_token=…`, answers judged by `errcode` (HTTP 200 either way), calls paced per process.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
 use crate::event::Failure;
@@ -14,9 +12,7 @@ pub const UPDATE_CARD_PATH: &str = "message/update_template_card";
 pub const RECALL_PATH: &str = "message/recall";
 
 pub use crate::connectors::token::ApiError;
-
-/// How long a throttled call waits before the next try.
-const THROTTLE_WAIT: Duration = Duration::from_secs(60);
+use crate::connectors::token::{self, THROTTLE_WAIT};
 
 pub struct Api {
     http: reqwest::Client,
@@ -41,36 +37,19 @@ impl Api {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
-        if let Err(wait) = self.pacer.wait(path).await {
-            return Err(ApiError::Failed(Failure::Throttled {
-                reason: format!("WeCom {path}: paced"),
-                wait: i64::try_from(wait.as_millis()).unwrap_or(i64::MAX),
-            }));
-        }
         let url = format!("{}/cgi-bin/{path}", self.base);
         let request = match body {
             Some(b) => self.http.post(url).json(b),
             None => self.http.get(url),
         };
-        let response = request
-            .query(query)
-            .send()
-            .await
-            .map_err(|e| ApiError::Failed(Failure::Transient(e.without_url().to_string())))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| ApiError::Failed(Failure::Transient(e.without_url().to_string())))?;
-        let answer = judge(path, status, &bytes);
-        match &answer {
-            Err(ApiError::Failed(Failure::Throttled { .. })) => {
-                self.pacer.throttled(path, THROTTLE_WAIT)
-            }
-            Ok(_) => self.pacer.succeeded(path),
-            _ => {}
-        }
-        answer
+        token::paced(
+            &self.pacer,
+            "WeCom",
+            path,
+            request.query(query),
+            |status, bytes| judge(path, status, bytes),
+        )
+        .await
     }
 }
 

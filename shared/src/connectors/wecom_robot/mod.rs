@@ -20,7 +20,7 @@ pub use render::*;
 
 use super::robots::{self, Robot, Robots};
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
-use crate::event::{Delivery, Failure, Millis, Outcome};
+use crate::event::{Failure, Millis};
 use crate::pacer::RateWindow;
 use crate::setup::{ConfigError, SecretRef, Secrets};
 
@@ -93,7 +93,8 @@ pub fn judge(status: u16, body: &[u8]) -> Result<(), Failure> {
 
 // ---- the connector ----
 
-pub struct WeComRobot(Robots<()>);
+/// The part the registry builds: its robots, as one [`Robots`] connector.
+pub struct WeComRobot;
 
 /// A WeCom robot's URL is its webhook (the key is in it), its body as stored.
 fn request(_: &Robot<()>, webhook: &str, body: &Value) -> (String, Value) {
@@ -171,33 +172,16 @@ impl ConnectorPart for WeComRobot {
                 },
             );
         }
-        let robots = Robots::new(CONNECTOR, built, timeout, judge, request)?;
-        Ok(Arc::new(WeComRobot(robots)))
+        Ok(Arc::new(Robots::new(
+            CONNECTOR, built, timeout, judge, request, test_post,
+        )?))
     }
 }
 
-#[async_trait]
-impl Connector for WeComRobot {
-    fn name(&self) -> &'static str {
-        CONNECTOR
-    }
-
-    /// A robot has no read-only API: only a post tells whether its key works.
-    async fn preflight(&self, scope: &crate::preflight::Scope) -> Vec<crate::preflight::Check> {
-        let test = |_: &Robot<()>| {
-            json!({ "msgtype": "text", "text": {
-                "content": "hookbridge check: a test message, nothing to do" } })
-        };
-        self.0.preflight(scope, test).await
-    }
-
-    fn dry_run(&self) -> bool {
-        self.0.dry_run()
-    }
-
-    async fn deliver(&self, d: &Delivery) -> Outcome {
-        self.0.deliver(d).await
-    }
+/// The test message `hookbridge check --send-test` posts.
+fn test_post(_: &Robot<()>) -> Value {
+    json!({ "msgtype": "text", "text": {
+            "content": "hookbridge check: a test message, nothing to do" } })
 }
 
 #[cfg(test)]
