@@ -83,8 +83,9 @@ pub fn judge(api: &str, status: u16, bytes: &[u8]) -> Result<Value, ApiError> {
     let failed = |f| Err(ApiError::Failed(f));
     match code {
         0 => Ok(v),
-        // A missing, invalid or expired tenant_access_token: fetch another once.
-        99991661 | 99991663 | 99991668 | 99991677 if api != TOKEN_PATH => {
+        // A missing, invalid or expired token: fetch another once (the official SDKs retry
+        // on 99991663, 99991664 and 99991671; the error code table names the others).
+        99991661 | 99991663 | 99991664 | 99991668 | 99991671 | 99991677 if api != TOKEN_PATH => {
             Err(ApiError::TokenExpired(said))
         }
         99991400 | 230020 => failed(Failure::Throttled {
@@ -123,14 +124,16 @@ mod tests {
             )
             .is_ok()
         );
-        assert!(matches!(
-            judge(
-                MESSAGES_PATH,
-                400,
-                br#"{"code":99991663,"msg":"Invalid access token"}"#
-            ),
-            Err(ApiError::TokenExpired(_))
-        ));
+        for code in [99991663, 99991671] {
+            let body = format!(r#"{{"code":{code},"msg":"Invalid access token"}}"#);
+            assert!(
+                matches!(
+                    judge(MESSAGES_PATH, 400, body.as_bytes()),
+                    Err(ApiError::TokenExpired(_))
+                ),
+                "{code}: the official SDK refetches the token on it"
+            );
+        }
         assert!(matches!(
             judge(TOKEN_PATH, 400, br#"{"code":10014,"msg":"app secret invalid"}"#),
             Err(ApiError::Failed(Failure::Permanent(m))) if m.contains("secret is wrong")
