@@ -278,13 +278,7 @@ impl ConnectorPart for Feishu {
                         ports.tokens.clone(),
                     ),
                     secret: secrets.resolve(s).await?,
-                    // A fifth of a second more than Feishu's second: a call arrives there a little
-                    // later than it leaves here, and by unequal delays.
-                    receivers: RateWindow::per(
-                        config.receiver_per_second,
-                        Duration::from_millis(1200),
-                    )
-                    .per_recipient(),
+                    receivers: RateWindow::per_second(config.receiver_per_second).per_recipient(),
                 })
             }
             None => {

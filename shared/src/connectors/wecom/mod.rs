@@ -489,8 +489,7 @@ impl ConnectorPart for WeCom {
                         ports.tokens.clone(),
                     ),
                     secret: secrets.resolve(s).await?,
-                    // A second more than WeCom's minute: calls arrive there by unequal delays.
-                    people: RateWindow::per(config.person_per_minute, Duration::from_secs(61))
+                    people: RateWindow::per_minute(config.person_per_minute)
                         .and_per_hour(config.person_per_hour)
                         .per_recipient(),
                     directory: Directory::new(config.users_by),
