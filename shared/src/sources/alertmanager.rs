@@ -17,7 +17,6 @@
 //! time; optionally only from listed addresses.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -29,11 +28,12 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{Accepted, Head, Parsed, Rejection, Source, SourcePart, Verify, decode};
+use super::{Accepted, AllowIps, Head, Parsed, Rejection, Source, SourcePart, Verify, decode};
 use crate::event::{Event, Millis, event_pk};
 use crate::notice::{Intent, Notice, TodoStatus, local_time};
 use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::templates::Builtin;
+use tracing::warn;
 
 const SOURCE: &str = "alertmanager";
 pub const PATH: &str = "/alertmanager";
@@ -60,9 +60,9 @@ pub struct AlertmanagerConfig {
     pub bearer_tokens: Vec<SecretRef>,
     /// HTTP Basic credentials (`http_config.basic_auth`), instead of or besides a token.
     pub basic_auth: Option<AlertmanagerBasicAuth>,
-    /// Accept notifications only from these addresses; empty: from any.
+    /// Accept notifications only from these addresses or CIDR ranges; empty: from any.
     #[serde(default)]
-    pub allow_ips: Vec<IpAddr>,
+    pub allow_ips: AllowIps,
     /// The label or annotation whose value (comma-separated) names an alert's recipients, as
     /// routes map them (`[recipients.<connector>]`); a route's `users` do instead.
     #[serde(default = "default_recipients_from")]
@@ -92,9 +92,9 @@ pub struct AlertmanagerInstance {
     pub bearer_tokens: Vec<SecretRef>,
     /// HTTP Basic credentials, instead of or besides a token.
     pub basic_auth: Option<AlertmanagerBasicAuth>,
-    /// Accept notifications only from these addresses; empty: from any.
+    /// Accept notifications only from these addresses or CIDR ranges; empty: from any.
     #[serde(default)]
-    pub allow_ips: Vec<IpAddr>,
+    pub allow_ips: AllowIps,
 }
 
 /// One Alertmanager's credentials as configured: `name` empty for the default one.
@@ -102,7 +102,7 @@ struct Creds<'a> {
     name: &'a str,
     tokens: &'a [SecretRef],
     basic: Option<&'a AlertmanagerBasicAuth>,
-    allow: &'a [IpAddr],
+    allow: &'a AllowIps,
 }
 
 impl AlertmanagerConfig {
@@ -244,7 +244,7 @@ struct Auth {
     tokens: Vec<String>,
     /// `user:password`, as Basic auth encodes it.
     basic: Option<String>,
-    allow: Vec<IpAddr>,
+    allow: AllowIps,
 }
 
 pub struct AlertmanagerSource {
@@ -343,7 +343,7 @@ impl SourcePart for AlertmanagerSource {
                 path,
                 tokens,
                 basic,
-                allow: c.allow.to_vec(),
+                allow: c.allow.clone(),
             });
         }
         let paths: Vec<&'static str> = auths.iter().map(|a| a.path).collect();
@@ -437,12 +437,17 @@ impl Source for AlertmanagerSource {
     fn authenticate(&self, head: &Head) -> Result<(), Rejection> {
         let a = self.auth_at(head.path);
         let section = section_of(&a.name);
-        if !a.allow.is_empty() && !head.peer.is_some_and(|p| a.allow.contains(&p)) {
-            return Err(Rejection::Unauthorized(format!(
-                "notifications are accepted only from {section}.allow_ips; this one came from {}",
-                head.peer
-                    .map_or_else(|| "an unknown address".into(), |p| p.to_string())
-            )));
+        // A caller outside allow_ips is answered like a wrong credential: the log, not the
+        // caller, learns which it was.
+        let refused = || {
+            Rejection::Unauthorized(format!(
+                "the Authorization header does not match {section} bearer_tokens or basic_auth, \
+                 or the caller is not in its allow_ips (hookbridge's log says which)"
+            ))
+        };
+        if !a.allow.permits(head.peer) {
+            warn!(peer = ?head.peer, allowed = %a.allow, "a notification from outside {section}.allow_ips");
+            return Err(refused());
         }
         let given = head
             .headers
@@ -470,9 +475,8 @@ impl Source for AlertmanagerSource {
         if matches {
             Ok(())
         } else {
-            Err(Rejection::Unauthorized(format!(
-                "the Authorization header does not match {section} bearer_tokens or basic_auth"
-            )))
+            warn!("a notification whose Authorization does not match {section}");
+            Err(refused())
         }
     }
 
@@ -867,6 +871,8 @@ fn fingerprint(labels: &BTreeMap<String, String>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use http::HeaderMap;
 
     use super::*;
@@ -881,7 +887,7 @@ mod tests {
             path,
             tokens: vec!["secret-token".into()],
             basic: Some("am:pw".into()),
-            allow,
+            allow: allow.into(),
         }
     }
 
@@ -1242,10 +1248,20 @@ mod tests {
             only.authenticate(&head(&ok, Some("10.0.0.9".parse().unwrap())))
                 .is_ok()
         );
-        let e = only
+        let outside = only
             .authenticate(&head(&ok, Some("10.0.0.8".parse().unwrap())))
             .unwrap_err();
-        assert!(e.to_string().contains("allow_ips"), "{e}");
+        let wrong = only
+            .authenticate(&head(
+                &with("Bearer guess"),
+                Some("10.0.0.9".parse().unwrap()),
+            ))
+            .unwrap_err();
+        assert_eq!(
+            outside, wrong,
+            "an outside caller is answered like a wrong token"
+        );
+        assert!(!outside.to_string().contains("10.0.0.8"), "{outside}");
     }
 
     /// A named Alertmanager posts to its own path with its own credentials; its alerts are

@@ -3,6 +3,7 @@
 //! [`Rejection`], [`Accepted`]); they plug into [`crate::ingress`].
 
 pub mod alertmanager;
+mod allow;
 pub mod dms;
 pub mod generic;
 pub mod govding;
@@ -15,6 +16,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use http::{HeaderMap, StatusCode};
 use serde_json::Value;
+
+pub use allow::AllowIps;
 
 use crate::event::{Event, Millis};
 use crate::notice::Notice;
