@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::Value;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{ConfigError, MapMode, RecipientMap, Route};
 use crate::connectors::{Render, Target};
@@ -81,8 +81,12 @@ impl Router {
         };
         let pk = parsed.event.pk();
         let mut out = self.receipt(notice, &pk, now);
+        let routes = self.matching(&parsed.event, notice);
+        if routes.is_empty() {
+            info!(kind = %parsed.event.kind, "no route takes this event: stored, nothing sent");
+        }
         out.extend(
-            self.matching(&parsed.event, notice)
+            routes
                 .into_iter()
                 .flat_map(|r| self.deliveries(r, &parsed.event, notice, &pk, now)),
         );

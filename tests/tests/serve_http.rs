@@ -492,8 +492,12 @@ async fn serve_takes_govding_callbacks_from_allowed_peers_only() {
         govding_as(&local, "198.51.100.20:40000", "/govding/guess", &leave).await,
         (404, String::new())
     );
+    // An attach event whose data is only in `infos` is an event, not the connectivity check.
+    let attach = r#"{"dispatchId":"d-2","eventTag":"MOZI_VDS_TENANT_CHANGE|ORGANIZATION_ATTACH_EMPLOYEE","infos":[{"employeeCode":"GE_a","organizationCode":"GO_1"}]}"#;
+    let (status, _) = govding_as(&local, "198.51.100.20:40000", &path, attach).await;
+    assert_eq!(status, 200);
     let sent = local.app.store.recent(10).await.unwrap();
-    assert_eq!(sent.len(), 1, "one event delivered: {sent:?}");
-    assert_eq!(sent[0].recipients, ["ops1"]);
+    assert_eq!(sent.len(), 2, "two events delivered: {sent:?}");
+    assert!(sent.iter().all(|d| d.recipients == ["ops1"]));
     local.shutdown().await;
 }

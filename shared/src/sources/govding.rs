@@ -362,15 +362,21 @@ impl GovDingSource {
         let content = fields.get("content").cloned();
         let dispatch = text(fields.get("dispatchId"));
         let tag = event_tag(&fields, content.as_ref());
-        // The registration's connectivity check: recorded, acknowledged, nothing delivered.
-        if content.is_none() && fields.contains_key("eventTag") && !dispatch.is_empty() {
+        // The registration's connectivity check: recorded, acknowledged, nothing delivered. A
+        // callback whose data is only in `infos` is an event, not a check.
+        let infos = fields.get("infos");
+        if content.is_none()
+            && infos.is_none()
+            && fields.contains_key("eventTag")
+            && !dispatch.is_empty()
+        {
             let payload = json!({ "eventTag": tag, "dispatchId": dispatch });
             return Ok(Parsed {
                 event: event(hash(&[&dispatch, &tag]), "check", now, payload, raw),
                 notice: None,
             });
         }
-        let canonical = match &content {
+        let canonical = match content.as_ref().or(infos) {
             Some(Value::String(s)) => s.clone(),
             Some(c) => strict::canonical(&c.to_string()).unwrap_or_else(|_| c.to_string()),
             None => String::new(),
@@ -519,6 +525,21 @@ fn normalize(
     label: &str,
 ) -> Value {
     let get = |names: &[&str]| names.iter().find_map(|n| content.and_then(|c| c.get(*n)));
+    // Attach and detach events may carry their people only in `infos`, a list (or one) of
+    // `{employeeCode, organizationCode}`.
+    let infos: Vec<&Value> = match fields.get("infos") {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(one @ Value::Object(_)) => vec![one],
+        _ => vec![],
+    };
+    let codes = |names: &[&str], info_key: &str| {
+        let found = list(get(names));
+        if !found.is_empty() {
+            return found;
+        }
+        let from_infos = infos.iter().map(|i| text(i.get(info_key)));
+        from_infos.filter(|c| !c.is_empty()).collect()
+    };
     let (topic, sub) = tag.split_once('|').unwrap_or((tag, ""));
     json!({
         "eventTag": tag,
@@ -529,8 +550,8 @@ fn normalize(
         "label": label,
         "dispatchId": text(fields.get("dispatchId")),
         "tenantId": text(get(&["tenantId", "RealmId", "realmId"])),
-        "organizationCodes": list(get(&["organizationCodes"])),
-        "employeeCodes": list(get(&["employeeCodes"])),
+        "organizationCodes": codes(&["organizationCodes"], "organizationCode"),
+        "employeeCodes": codes(&["employeeCodes"], "employeeCode"),
         "employeeCode": text(get(&["EmployeeCode", "employeeCode"])),
         "account": text(get(&["Account"])),
         "accountId": text(get(&["AccountId", "accountId"])),
@@ -673,6 +694,16 @@ mod tests {
             "a cached accountId of this employee may be stale"
         );
         assert_eq!(n.fields["label"], "员工离职或删除");
+
+        // An attach event whose people are only in `infos`, as a form field of JSON.
+        let body = "dispatchId=d-9&eventTag=MOZI_VDS_TENANT_CHANGE%7CORGANIZATION_ATTACH_EMPLOYEE&\
+            infos=%5B%7B%22employeeCode%22%3A%22GE_a%22%2C%22organizationCode%22%3A%22GO_1%22%7D%2C\
+            %7B%22employeeCode%22%3A%22GE_b%22%2C%22organizationCode%22%3A%22GO_1%22%7D%5D";
+        let attach = parse(body);
+        assert_eq!(attach.event.kind, "organization_attach_employee", "not a check");
+        let f = attach.event.payload;
+        assert_eq!(f["employeeCodes"], json!(["GE_a", "GE_b"]));
+        assert_eq!(f["organizationCodes"], json!(["GO_1", "GO_1"]));
 
         let read = parse(READ);
         assert_eq!(read.event.kind, "notification_read");
