@@ -133,6 +133,8 @@ pub enum Status {
     Undelivered,
     /// Given up; the reason is in `last_error`.
     Dead,
+    /// Sent, then taken back at an operator's word; the receipts say when and how.
+    Recalled,
 }
 
 impl std::str::FromStr for Status {
@@ -149,7 +151,7 @@ impl std::str::FromStr for Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 10] = [
+    pub const ALL: [Status; 11] = [
         Status::Pending,
         Status::Sending,
         Status::Sent,
@@ -160,6 +162,7 @@ impl Status {
         Status::Checking,
         Status::Undelivered,
         Status::Dead,
+        Status::Recalled,
     ];
 
     /// The statuses a delivery is parked in until `next_attempt_at`, when the sweeper makes it
@@ -183,6 +186,7 @@ impl Status {
             Status::Checking => "checking",
             Status::Undelivered => "undelivered",
             Status::Dead => "dead",
+            Status::Recalled => "recalled",
         }
     }
 
@@ -205,7 +209,12 @@ impl Status {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Status::Sent | Status::DryRun | Status::Skipped | Status::Undelivered | Status::Dead
+            Status::Sent
+                | Status::DryRun
+                | Status::Skipped
+                | Status::Undelivered
+                | Status::Dead
+                | Status::Recalled
         )
     }
 }
@@ -388,6 +397,19 @@ impl Delivery {
 
     /// What a replay at `now` makes of this dead delivery: pending, with a new budget, and the
     /// replay noted. `None` unless it is dead: anything else is under way or was delivered.
+    /// This delivery taken back at `now` (`note` says how), when it was sent.
+    pub fn recalled(&self, note: Value, now: Millis) -> Option<Delivery> {
+        if !matches!(self.status, Status::Sent | Status::Checking) {
+            return None;
+        }
+        let mut d = self.clone();
+        d.status = Status::Recalled;
+        d.next_attempt_at = None;
+        d.updated_at = now;
+        d.receipts.push(note);
+        Some(d)
+    }
+
     pub fn replayed(&self, now: Millis) -> Option<Delivery> {
         if self.status != Status::Dead {
             return None;

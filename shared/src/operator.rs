@@ -2,7 +2,7 @@
 //! `serve`, the stack's DynamoDB table) and however it is asked (the CLI on the store, or a
 //! running `serve` over HTTP): find them, look at one, replay the dead, recall the sent.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::app::App;
 use crate::event::{Delivery, DeliveryKey, Millis, Status};
@@ -67,6 +67,13 @@ pub fn recallable(d: &Delivery) -> Result<(), OperatorError> {
     if matches!(d.status, Status::Sent | Status::Checking) {
         return Ok(());
     }
+    if d.status == Status::Recalled {
+        return Err(OperatorError::Refused(format!(
+            "{} was recalled at {}: there is nothing left to take back",
+            d.key(),
+            beijing_time(d.updated_at)
+        )));
+    }
     Err(OperatorError::Refused(format!(
         "{} is {}: only sent deliveries can be recalled",
         d.key(),
@@ -75,7 +82,8 @@ pub fn recallable(d: &Delivery) -> Result<(), OperatorError> {
 }
 
 /// Asks the delivery's connector to take back what it sent, and notes the attempt on the
-/// delivery's receipts whatever the answer, so the record says who recalled it and how it went.
+/// delivery's receipts whatever the answer, so the record says who recalled it and how it went;
+/// once taken back, the delivery is `recalled` and a second recall asks the connector nothing.
 pub async fn recall(app: &App, key: &DeliveryKey, now: Millis) -> Result<Delivery, OperatorError> {
     let store: &dyn Store = app.store.as_ref();
     let d = show(store, key).await?;
@@ -83,18 +91,27 @@ pub async fn recall(app: &App, key: &DeliveryKey, now: Millis) -> Result<Deliver
     let connector = app.sender.connector(&d.connector).ok_or_else(|| {
         OperatorError::Refused(format!("no connector {:?} is configured here", d.connector))
     })?;
-    let answer = connector.recall(&d, now).await;
-    let note: Value = match &answer {
+    match connector.recall(&d, now).await {
         Ok(result) => {
-            json!({ "status": "recalled", "at": now, "by": "operator", "result": result })
+            let note =
+                json!({ "status": "recalled", "at": now, "by": "operator", "result": result });
+            // A follow-up may record in between (checking → sent): read it again and mark it.
+            for _ in 0..3 {
+                if let Some(recalled) = store.recalled(key, &note, now).await? {
+                    return Ok(recalled);
+                }
+            }
+            store.add_receipt(key, &note).await?;
+            show(store, key).await
         }
         Err(f) => {
-            json!({ "status": "recall_failed", "at": now, "by": "operator", "reason": f.to_string() })
+            let reason = f.to_string();
+            let note =
+                json!({ "status": "recall_failed", "at": now, "by": "operator", "reason": reason });
+            store.add_receipt(key, &note).await?;
+            Err(OperatorError::Failed(reason))
         }
-    };
-    store.add_receipt(key, &note).await?;
-    answer.map_err(|f| OperatorError::Failed(f.to_string()))?;
-    show(store, key).await
+    }
 }
 
 /// A time as operators read it: Beijing time, to the second.

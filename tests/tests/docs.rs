@@ -89,3 +89,42 @@ fn every_path_the_docs_and_comments_name_exists() {
     assert!(checked > 50, "only {checked} paths found");
     assert!(missing.is_empty(), "{missing:#?}");
 }
+
+/// The docs name the 浙政钉 gateway's calls as the connector makes them: every gateway path
+/// they cite is one the connector calls, and the recall they describe is its own (they once
+/// named `revokeMessage`, a call the gateway does not have).
+#[test]
+fn the_gateway_calls_the_docs_name_are_the_connectors() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let api = std::fs::read_to_string(root.join("shared/src/connectors/govding/api.rs")).unwrap();
+    let mut docs = String::new();
+    for dir in ["docs", "docs/connectors", "docs/sources"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "md") {
+                docs += &std::fs::read_to_string(path).unwrap();
+            }
+        }
+    }
+    let gateway = ["/message/", "/mozi/", "/openplatform/", "/gettoken.json"];
+    let named: Vec<&str> = docs
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| gateway.iter().any(|g| w.starts_with(g)))
+        .collect();
+    assert!(!named.is_empty());
+    for path in named {
+        assert!(
+            api.contains(&format!("\"{path}\"")),
+            "the docs name {path}, which the connector does not call"
+        );
+    }
+    let serve = std::fs::read_to_string(root.join("docs/serve.md")).unwrap();
+    let revoke = hookbridge::connectors::govding::REVOKE_PATH;
+    assert!(
+        serve.contains(&format!("`{revoke}`")),
+        "docs/serve.md's recall names {revoke}"
+    );
+    assert!(!docs.contains("revokeMessage"));
+}

@@ -322,7 +322,7 @@ async fn an_access_token_is_fetched_once_for_tenants_that_want_one() {
     assert_eq!(d.status, Status::Sent);
 }
 
-/// `hookbridge deliveries recall` of a 浙政钉 notification: revokeMessage with its bizMsgId,
+/// `hookbridge deliveries recall` of a 浙政钉 notification: `/message/revoke` with its bizMsgId,
 /// noted on the delivery.
 #[tokio::test]
 async fn a_sent_notification_is_recalled_by_its_biz_msg_id() {

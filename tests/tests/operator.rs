@@ -183,8 +183,25 @@ async fn a_sent_message_is_recalled_within_24_hours_and_the_record_says_so() {
     let dingtalk = sent.iter().find(|d| d.connector == "dingtalk").unwrap();
     let zentao_d = sent.iter().find(|d| d.connector == "zentao").unwrap();
 
+    // A day and more after the send: refused without calling DingTalk, and noted.
+    let later = dingtalk.updated_at + 25 * 3_600_000;
+    let err = operator::recall(&local.app, &dingtalk.key(), later)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, OperatorError::Failed(m) if m.contains("within 24 h")),
+        "{err}"
+    );
+    assert!(fake.calls(RECALL).is_empty(), "no call outside the window");
+    let d = operator::show(local.app.store.as_ref(), &dingtalk.key())
+        .await
+        .unwrap();
+    assert_eq!(d.receipts[0]["status"], "recall_failed");
+    assert_eq!(d.status, Status::Sent, "a failed recall leaves it sent");
+
     let (status, recalled) = act(&client, &base, "recall", &id(dingtalk)).await;
     assert_eq!(status, 200, "{recalled}");
+    assert_eq!(recalled["status"], "recalled", "{recalled}");
     let task_id = dingtalk.result.as_ref().unwrap()["task_id"]
         .as_i64()
         .unwrap();
@@ -196,11 +213,19 @@ async fn a_sent_message_is_recalled_within_24_hours_and_the_record_says_so() {
             .iter()
             .any(|t| t.task_id == task_id && t.recalled)
     );
-    let note = &recalled["receipts"][0];
+    let note = &recalled["receipts"][1];
     assert_eq!(
         (&note["status"], &note["by"]),
         (&"recalled".into(), &"operator".into())
     );
+    // Recalled already: refused with when, and DingTalk is not asked again.
+    let (status, again) = act(&client, &base, "recall", &id(dingtalk)).await;
+    assert_eq!(status, 409, "{again}");
+    assert!(
+        again["error"].as_str().unwrap().contains("was recalled at"),
+        "{again}"
+    );
+    assert_eq!(fake.calls(RECALL).len(), 1);
 
     // ZenTao has no recall API: refused with the reason, and noted.
     let (status, refused) = act(&client, &base, "recall", &id(zentao_d)).await;
@@ -208,27 +233,7 @@ async fn a_sent_message_is_recalled_within_24_hours_and_the_record_says_so() {
     assert!(refused["error"].as_str().unwrap().contains("no API"));
     let (_, shown) = act(&client, &base, "show", &id(zentao_d)).await;
     assert_eq!(shown["receipts"][0]["status"], "recall_failed");
-
-    // A day and more after the send: refused without calling DingTalk, and noted.
-    let later = dingtalk.updated_at + 25 * 3_600_000;
-    let err = operator::recall(&local.app, &dingtalk.key(), later)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, OperatorError::Failed(m) if m.contains("within 24 h")),
-        "{err}"
-    );
-    assert_eq!(fake.calls(RECALL).len(), 1, "no call outside the window");
-    let d = operator::show(local.app.store.as_ref(), &dingtalk.key())
-        .await
-        .unwrap();
-    assert_eq!(d.receipts.len(), 2);
-    assert_eq!(d.receipts[1]["status"], "recall_failed");
-    assert_eq!(
-        d.status,
-        Status::Sent,
-        "a recall does not change the status"
-    );
+    assert_eq!(shown["status"], "sent");
 }
 
 /// A web page in the operator's browser cannot make `serve` act, nor read it by pointing its

@@ -80,6 +80,7 @@ conformance!(
     ninety_nine_deliveries_fit_in_one_insert,
     receipts_are_noted_on_the_linked_delivery,
     replay_gives_a_dead_delivery_a_new_budget_once,
+    a_sent_delivery_is_recalled_once,
     list_filters_and_orders_newest_first,
     usage_is_counted_atomically_per_name_and_month,
     pacing_windows_take_their_limit_fleet_wide,
@@ -617,6 +618,51 @@ async fn replay_gives_a_dead_delivery_a_new_budget_once(store: Arc<dyn Store>) {
     };
     assert_eq!(store.delivery(&missing).await.unwrap(), None);
     assert_eq!(store.replay(&missing, 80).await.unwrap(), None);
+}
+
+async fn a_sent_delivery_is_recalled_once(store: Arc<dyn Store>) {
+    let e = event("recall");
+    let ds = deliveries(&e, 2);
+    store.insert(&e, &ds).await.unwrap();
+    let c = store.claim(&ds[0].key(), 50, 150).await.unwrap().unwrap();
+    let sent = Settled {
+        status: Status::Checking,
+        attempts: c.attempts,
+        result: Some(serde_json::json!({ "task_id": 7 })),
+        last_error: None,
+        next_attempt_at: Some(900),
+    };
+    assert!(store.record(&c, &sent, 60).await.unwrap());
+    let note = serde_json::json!({ "status": "recalled", "by": "operator" });
+    assert_eq!(
+        store.recalled(&ds[1].key(), &note, 70).await.unwrap(),
+        None,
+        "a pending delivery is not recalled"
+    );
+    let recalled = store
+        .recalled(&ds[0].key(), &note, 70)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.recalled(&ds[0].key(), &note, 71).await.unwrap(),
+        None,
+        "once"
+    );
+    let stored = store.delivery(&ds[0].key()).await.unwrap().unwrap();
+    assert_eq!(stored, recalled, "what recalled returns is what is stored");
+    assert_eq!(
+        (
+            stored.status,
+            stored.next_attempt_at,
+            stored.receipts.clone()
+        ),
+        (Status::Recalled, None, vec![note])
+    );
+    assert!(
+        store.due(i64::MAX, 10).await.unwrap().is_empty(),
+        "a recalled delivery is not followed up"
+    );
 }
 
 async fn list_filters_and_orders_newest_first(store: Arc<dyn Store>) {

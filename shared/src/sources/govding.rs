@@ -700,7 +700,10 @@ mod tests {
             infos=%5B%7B%22employeeCode%22%3A%22GE_a%22%2C%22organizationCode%22%3A%22GO_1%22%7D%2C\
             %7B%22employeeCode%22%3A%22GE_b%22%2C%22organizationCode%22%3A%22GO_1%22%7D%5D";
         let attach = parse(body);
-        assert_eq!(attach.event.kind, "organization_attach_employee", "not a check");
+        assert_eq!(
+            attach.event.kind, "organization_attach_employee",
+            "not a check"
+        );
         let f = attach.event.payload;
         assert_eq!(f["employeeCodes"], json!(["GE_a", "GE_b"]));
         assert_eq!(f["organizationCodes"], json!(["GO_1", "GO_1"]));

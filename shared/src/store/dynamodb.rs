@@ -962,6 +962,38 @@ impl DeliveryStore for DynamoStore {
             .await;
         Ok(applied(res)?.then_some(replayed))
     }
+
+    async fn recalled(
+        &self,
+        key: &DeliveryKey,
+        note: &Value,
+        now: Millis,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let Some(current) = self.delivery(key).await? else {
+            return Ok(None);
+        };
+        let Some(recalled) = current.recalled(note.clone(), now) else {
+            return Ok(None);
+        };
+        let res = self
+            .update(&key.pk, &key.sk)
+            .condition_expression("#st = :was AND updated_at = :then")
+            .update_expression(
+                "SET #st = :recalled, updated_at = :now, \
+                 receipts = list_append(if_not_exists(receipts, :none), :r) \
+                 REMOVE next_attempt_at, due_status, due_at",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":was", s(current.status.as_str()))
+            .expression_attribute_values(":then", n(current.updated_at))
+            .expression_attribute_values(":recalled", s(Status::Recalled.as_str()))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":none", AttributeValue::L(vec![]))
+            .expression_attribute_values(":r", AttributeValue::L(vec![s(&note.to_string())]))
+            .send()
+            .await;
+        Ok(applied(res)?.then_some(recalled))
+    }
 }
 
 #[async_trait]

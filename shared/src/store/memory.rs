@@ -354,6 +354,24 @@ impl DeliveryStore for MemoryStore {
         }
         Ok(replayed)
     }
+
+    async fn recalled(
+        &self,
+        key: &DeliveryKey,
+        note: &serde_json::Value,
+        now: Millis,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let mut recalled = None;
+        self.update(key, |d| match d.recalled(note.clone(), now) {
+            Some(r) => {
+                *d = r;
+                recalled = Some(d.clone());
+                true
+            }
+            None => false,
+        })?;
+        Ok(recalled)
+    }
 }
 
 fn is_due(d: &Delivery, now: Millis) -> bool {

@@ -102,6 +102,15 @@ pub trait DeliveryStore: HistoryStore {
     /// Makes a dead delivery pending again with a fresh budget ([`Delivery::replayed`]), which
     /// hands it to a sender. `None` when it is not dead (any more).
     async fn replay(&self, key: &DeliveryKey, now: Millis) -> Result<Option<Delivery>, StoreError>;
+
+    /// Marks a sent delivery recalled ([`Delivery::recalled`]), `note` added to its receipts.
+    /// `None` when it is not sent (any more): recalled already, or changed meanwhile.
+    async fn recalled(
+        &self,
+        key: &DeliveryKey,
+        note: &Value,
+        now: Millis,
+    ) -> Result<Option<Delivery>, StoreError>;
 }
 
 /// Newest first by last update (then by key, for a stable order), at most `limit`.

@@ -286,7 +286,7 @@ impl Connector for GovDing {
         }
     }
 
-    /// `revokeMessage` of a sent work notification, by its bizMsgId.
+    /// `/message/revoke` of a sent work notification, by its bizMsgId.
     async fn recall(&self, d: &Delivery, _now: Millis) -> Result<Value, Failure> {
         let (biz, msg_type, msg_app, from) =
             revoke_params(d, &self.config).map_err(Failure::Permanent)?;
