@@ -385,6 +385,14 @@ mod tests {
         ) -> Result<Option<Delivery>, StoreError> {
             self.0.replay(key, now).await
         }
+        async fn recalled(
+            &self,
+            key: &DeliveryKey,
+            note: &serde_json::Value,
+            now: Millis,
+        ) -> Result<Option<Delivery>, StoreError> {
+            self.0.recalled(key, note, now).await
+        }
     }
 
     #[tokio::test]
@@ -470,6 +478,14 @@ mod tests {
             now: Millis,
         ) -> Result<Option<Delivery>, StoreError> {
             self.inner.replay(key, now).await
+        }
+        async fn recalled(
+            &self,
+            key: &DeliveryKey,
+            note: &serde_json::Value,
+            now: Millis,
+        ) -> Result<Option<Delivery>, StoreError> {
+            self.inner.recalled(key, note, now).await
         }
     }
 

@@ -299,6 +299,14 @@ impl DeliveryStore for FailsToRecord {
     async fn replay(&self, k: &DeliveryKey, now: Millis) -> Result<Option<Delivery>, StoreError> {
         self.inner.replay(k, now).await
     }
+    async fn recalled(
+        &self,
+        k: &DeliveryKey,
+        note: &serde_json::Value,
+        now: Millis,
+    ) -> Result<Option<Delivery>, StoreError> {
+        self.inner.recalled(k, note, now).await
+    }
 }
 
 #[async_trait]
