@@ -227,6 +227,16 @@ impl Harness {
     pub async fn deliveries(&self, event_pk: &str) -> Vec<Delivery> {
         self.app.store.deliveries_of(event_pk).await.unwrap()
     }
+
+    /// The calls `account` (`<connector>#<app>`) made this month, as `hookbridge status` shows.
+    pub async fn calls_counted(&self, account: &str) -> u64 {
+        let month = hookbridge::event::beijing_month(now_ms());
+        let usage = self.app.store.usage_in(&month).await.unwrap();
+        usage
+            .iter()
+            .find(|u| u.name == account)
+            .map_or(0, |u| u.calls)
+    }
 }
 
 /// A reqwest client built as the connectors build theirs (rustls on ring: reqwest carries no

@@ -67,6 +67,12 @@ async fn a_hap_mention_becomes_a_signed_work_notification() {
         (result["bizMsgId"].as_str(), result["msgId"].as_str()),
         (Some(biz), Some("msg1"))
     );
+    let account = format!("govding#{}", hookbridge_tests::fake_govding::APP_KEY);
+    assert_eq!(
+        h.calls_counted(&account).await,
+        1,
+        "hookbridge status counts it"
+    );
 }
 
 #[tokio::test]

@@ -52,6 +52,11 @@ async fn markdown_mentions_userids_and_says_which_mobiles_it_could_not() {
     let (fake, mut h) = robot(None, "").await;
     let got = post(&mut h, &message("w1", &["zhangsan", "13800000000"])).await;
     assert_eq!(got[0].0, Status::Sent);
+    assert_eq!(
+        h.calls_counted("wecom_robot#ops").await,
+        1,
+        "hookbridge status counts it"
+    );
     assert_eq!(got[1].0, Status::Skipped);
     assert!(
         got[1].1.as_deref().unwrap().contains("13800000000"),

@@ -87,6 +87,11 @@ async fn a_todo_is_a_notification_to_mapped_accounts() {
     h.post("/hap/todo", &fixture("hap-finish-todo.json")).await;
     h.drain().await;
     assert_eq!(fake.calls("sendNotification").len(), 1);
+    assert_eq!(
+        h.calls_counted("zentao#main").await,
+        1,
+        "hookbridge status counts it"
+    );
 }
 
 #[tokio::test]

@@ -75,6 +75,28 @@ pub fn route_options<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Where a connector counts its calls for `hookbridge status`: one account's (`<connector>#<app>`)
+/// answered calls per Beijing month, with no quota (DingTalk keeps its own count, with one).
+#[derive(Clone)]
+pub struct CallCounter {
+    usage: Arc<dyn UsageStore>,
+    account: String,
+}
+
+impl CallCounter {
+    pub fn new(usage: Arc<dyn UsageStore>, account: String) -> Self {
+        CallCounter { usage, account }
+    }
+
+    /// Counts one answered call; a store failure costs the count, never the delivery.
+    pub async fn count(&self) {
+        let month = crate::event::beijing_month(crate::event::now_ms());
+        if let Err(e) = self.usage.add_usage(&self.account, &month, 1, 0).await {
+            tracing::warn!(error = %e, account = %self.account, "this call could not be counted");
+        }
+    }
+}
+
 /// What a connector without credentials records instead of calling: the action and its body.
 pub fn recorded(d: &Delivery) -> Outcome {
     Outcome::DryRun(

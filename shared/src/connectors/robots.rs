@@ -4,6 +4,7 @@
 //! post tells whether a robot works, so `check --online` posts only when asked to.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -12,12 +13,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{BadTarget, Call, Connector, Plan, RenderError, Target, named_instance};
+use super::{BadTarget, Call, CallCounter, Connector, Plan, RenderError, Target, named_instance};
 use crate::event::{Action, Delivery, Failure, Millis, Outcome};
 use crate::notice::{Intent, Notice};
 use crate::pacer::RateWindow;
 use crate::preflight::{Check, Scope};
 use crate::setup::{ConfigError, SecretRef, Secrets};
+use crate::store::UsageStore;
 
 /// What is wrong with a robot section beyond its types: no robot at all, or a secret without a
 /// webhook. `robots` gives each robot's name and whether it has a webhook and a secret.
@@ -152,6 +154,8 @@ pub struct Robots<R> {
     pub request: Request<R>,
     /// The test message `hookbridge check --send-test` posts to a robot.
     pub test: fn(&Robot<R>) -> Value,
+    /// Where each robot's posts are counted (`<connector>#<robot>`), for `hookbridge status`.
+    pub usage: Arc<dyn UsageStore>,
 }
 
 /// The URL and body a post goes out as, from the robot, its webhook and the stored body: where
@@ -167,6 +171,7 @@ impl<R: Send + Sync> Robots<R> {
         judge: Judge,
         request: Request<R>,
         test: fn(&Robot<R>) -> Value,
+        usage: Arc<dyn UsageStore>,
     ) -> Result<Self, ConfigError> {
         let http = crate::http::client(Duration::from_secs(timeout_secs)).map_err(|e| {
             ConfigError::Invalid(format!("connectors.{connector}: HTTP client: {e}"))
@@ -178,6 +183,7 @@ impl<R: Send + Sync> Robots<R> {
             judge,
             request,
             test,
+            usage,
         })
     }
 
@@ -198,7 +204,11 @@ impl<R: Send + Sync> Robots<R> {
         let status = response.status().as_u16();
         match response.bytes().await {
             Ok(bytes) => match (self.judge)(status, &bytes) {
-                Ok(()) => Outcome::Sent(json!({ "robot": name })),
+                Ok(()) => {
+                    let account = format!("{}#{name}", self.connector);
+                    CallCounter::new(self.usage.clone(), account).count().await;
+                    Outcome::Sent(json!({ "robot": name }))
+                }
                 Err(f) => Outcome::Failed(f),
             },
             Err(e) => Outcome::Failed(Failure::Transient(e.without_url().to_string())),

@@ -102,7 +102,7 @@ impl ConnectorPart for DingTalkRobot {
     async fn build(
         robots: &Self::Config,
         secrets: &Secrets,
-        _: &Ports,
+        ports: &Ports,
     ) -> Result<Arc<dyn Connector>, ConfigError> {
         let mut built = BTreeMap::new();
         let timeout = robots.values().map(|r| r.timeout_secs).max().unwrap_or(10);
@@ -122,7 +122,13 @@ impl ConnectorPart for DingTalkRobot {
             built.insert(name.clone(), robot);
         }
         Ok(Arc::new(Robots::new(
-            CONNECTOR, built, timeout, judge, request, test_post,
+            CONNECTOR,
+            built,
+            timeout,
+            judge,
+            request,
+            test_post,
+            ports.usage.clone(),
         )?))
     }
 }

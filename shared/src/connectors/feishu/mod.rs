@@ -21,11 +21,11 @@ pub use api::judge;
 pub use render::*;
 
 use super::token::{self, TokenCache};
-use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
-use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status, beijing_month, now_ms};
+use super::{CallCounter, Connector, ConnectorPart, Ports, Render, default_timeout};
+use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status, now_ms};
 use crate::pacer::{PerRecipient, RateWindow};
 use crate::setup::{ConfigError, SecretRef, Secrets};
-use crate::store::{HistoryStore, TokenRecord, UsageStore};
+use crate::store::{HistoryStore, TokenRecord};
 use api::{Api, MESSAGES_PATH, NOT_REACHABLE, TOKEN_PATH};
 
 pub const CONNECTOR: &str = "feishu";
@@ -85,7 +85,8 @@ pub struct Feishu {
     app_id: String,
     live: Option<Live>,
     history: Arc<dyn HistoryStore>,
-    usage: Arc<dyn UsageStore>,
+    /// The app's calls per month, for `hookbridge status`.
+    calls: CallCounter,
 }
 
 /// Feishu's request de-duplication key for a delivery: the same delivery sent again within an
@@ -130,14 +131,7 @@ impl Feishu {
         };
         let answer = live.tokens.call(|| self.fetch(live), call).await;
         if answer.is_ok() {
-            let name = format!("{CONNECTOR}#{}", self.app_id);
-            if let Err(e) = self
-                .usage
-                .add_usage(&name, &beijing_month(now_ms()), 1, 0)
-                .await
-            {
-                warn!(error = %e, "this call could not be counted");
-            }
+            self.calls.count().await;
         }
         answer
     }
@@ -290,7 +284,10 @@ impl ConnectorPart for Feishu {
             app_id: config.app_id.clone(),
             live,
             history: ports.history.clone(),
-            usage: ports.usage.clone(),
+            calls: CallCounter::new(
+                ports.usage.clone(),
+                format!("{CONNECTOR}#{}", config.app_id),
+            ),
         }))
     }
 }

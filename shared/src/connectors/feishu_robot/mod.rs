@@ -162,7 +162,7 @@ impl ConnectorPart for FeishuRobot {
     async fn build(
         robots: &Self::Config,
         secrets: &Secrets,
-        _: &Ports,
+        ports: &Ports,
     ) -> Result<Arc<dyn Connector>, ConfigError> {
         let mut built = BTreeMap::new();
         let timeout = robots.values().map(|r| r.timeout_secs).max().unwrap_or(10);
@@ -179,7 +179,13 @@ impl ConnectorPart for FeishuRobot {
             built.insert(name.clone(), robot);
         }
         Ok(Arc::new(Robots::new(
-            CONNECTOR, built, timeout, judge, request, test_post,
+            CONNECTOR,
+            built,
+            timeout,
+            judge,
+            request,
+            test_post,
+            ports.usage.clone(),
         )?))
     }
 }

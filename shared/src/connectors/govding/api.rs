@@ -12,6 +12,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::{Algorithm, GovDingConfig};
+use crate::connectors::CallCounter;
 use crate::event::Failure;
 
 pub const SEND_PATH: &str = "/message/workNotification";
@@ -197,6 +198,8 @@ pub struct Gateway {
     auth_ip: Option<String>,
     auth_mac: Option<String>,
     duplicate_codes: Vec<String>,
+    /// Where the sender counts its calls (the CLI's tools do not).
+    calls: Option<CallCounter>,
 }
 
 impl Gateway {
@@ -215,7 +218,16 @@ impl Gateway {
             auth_ip: config.auth_ip.clone(),
             auth_mac: config.auth_mac.clone(),
             duplicate_codes: config.duplicate_codes.clone(),
+            calls: None,
         })
+    }
+
+    /// The same, counting its answered calls for `hookbridge status`.
+    pub fn counted(self, calls: CallCounter) -> Self {
+        Gateway {
+            calls: Some(calls),
+            ..self
+        }
     }
 
     /// POSTs `params` (empty ones left out, as they are left out of the signature) to `path`.
@@ -289,7 +301,11 @@ impl Gateway {
             .bytes()
             .await
             .map_err(|e| Failure::Transient(format!("浙政钉 {path}: {e}")))?;
-        judge(path, status, &body, &self.duplicate_codes)
+        let answer = judge(path, status, &body, &self.duplicate_codes);
+        if let (Ok(_), Some(calls)) = (&answer, &self.calls) {
+            calls.count().await;
+        }
+        answer
     }
 }
 

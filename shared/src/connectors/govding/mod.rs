@@ -24,7 +24,7 @@ pub use api::{
 };
 pub use render::*;
 
-use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
+use super::{CallCounter, Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::connectors::dingtalk_msg::NoticeFormat;
 use crate::event::{Action, Delivery, Failure, Millis, Outcome, now_ms};
 use crate::setup::{ConfigError, SecretRef, Secrets};
@@ -232,7 +232,8 @@ impl ConnectorPart for GovDing {
         let client = match (&config.app_key, &config.app_secret) {
             (Some(key), Some(secret)) => {
                 let secret = secrets.resolve(secret).await?;
-                Some(gateway(config, key, secret)?)
+                let calls = CallCounter::new(ports.usage.clone(), format!("{CONNECTOR}#{key}"));
+                Some(gateway(config, key, secret)?.counted(calls))
             }
             _ => {
                 warn!("浙政钉 has no app_key/app_secret: dry-run, requests are recorded, not sent");

@@ -21,10 +21,8 @@ pub use render::*;
 pub use users::UsersBy;
 
 use super::token::{self, TokenCache};
-use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
-use crate::event::{
-    Action, Delivery, Failure, Millis, Outcome, Status, beijing_day, beijing_month, now_ms,
-};
+use super::{CallCounter, Connector, ConnectorPart, Ports, Render, default_timeout};
+use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status, beijing_day, now_ms};
 use crate::pacer::{PerRecipient, RateWindow};
 use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::store::{HistoryStore, TokenRecord, UsageStore};
@@ -129,6 +127,8 @@ pub struct WeCom {
     live: Option<Live>,
     history: Arc<dyn HistoryStore>,
     usage: Arc<dyn UsageStore>,
+    /// The app's calls per month, for `hookbridge status`.
+    calls: CallCounter,
 }
 
 /// Whom a send's answer says WeCom did not take.
@@ -150,12 +150,8 @@ fn ids(v: &Value) -> Vec<String> {
 }
 
 impl WeCom {
-    fn usage_name(&self) -> String {
-        format!("{CONNECTOR}#{}#{}", self.corp_id, self.agent_id)
-    }
-
     fn people_name(&self) -> String {
-        format!("{}#people", self.usage_name())
+        format!("{CONNECTOR}#{}#{}#people", self.corp_id, self.agent_id)
     }
 
     /// Whether `people` more fit in the day's limit as last counted (asking the store once a
@@ -233,13 +229,8 @@ impl WeCom {
                 .await
         };
         let answer = live.tokens.call(|| self.fetch(live), call).await;
-        if answer.is_ok()
-            && let Err(e) = self
-                .usage
-                .add_usage(&self.usage_name(), &beijing_month(now_ms()), 1, 0)
-                .await
-        {
-            warn!(error = %e, "this call could not be counted");
+        if answer.is_ok() {
+            self.calls.count().await;
         }
         answer
     }
@@ -508,6 +499,10 @@ impl ConnectorPart for WeCom {
             live,
             history: ports.history.clone(),
             usage: ports.usage.clone(),
+            calls: CallCounter::new(
+                ports.usage.clone(),
+                format!("{CONNECTOR}#{}#{}", config.corp_id, config.agent_id),
+            ),
         }))
     }
 }

@@ -150,7 +150,7 @@ impl ConnectorPart for WeComRobot {
     async fn build(
         robots: &Self::Config,
         secrets: &Secrets,
-        _: &Ports,
+        ports: &Ports,
     ) -> Result<Arc<dyn Connector>, ConfigError> {
         let mut built = BTreeMap::new();
         let timeout = robots.values().map(|r| r.timeout_secs).max().unwrap_or(10);
@@ -173,7 +173,13 @@ impl ConnectorPart for WeComRobot {
             );
         }
         Ok(Arc::new(Robots::new(
-            CONNECTOR, built, timeout, judge, request, test_post,
+            CONNECTOR,
+            built,
+            timeout,
+            judge,
+            request,
+            test_post,
+            ports.usage.clone(),
         )?))
     }
 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{TokenMode, ZenTaoInstance};
+use crate::connectors::CallCounter;
 use crate::event::{Failure, now_ms};
 use crate::pacer::MAX_SLEEP;
 use crate::store::RateStore;
@@ -181,6 +182,8 @@ pub(super) struct Client {
     directory_password: Option<String>,
     /// Where the seconds of time tokens are taken, fleet-wide.
     marks: Arc<dyn RateStore>,
+    /// Where the sender counts its calls (the CLI's tools do not).
+    calls: Option<CallCounter>,
 }
 
 impl Client {
@@ -197,7 +200,16 @@ impl Client {
             key,
             directory_password,
             marks,
+            calls: None,
         })
+    }
+
+    /// The same, counting its answered calls for `hookbridge status`.
+    pub(super) fn counted(self, calls: CallCounter) -> Self {
+        Client {
+            calls: Some(calls),
+            ..self
+        }
     }
 
     /// Every user, with accounts, through ZenTao's REST API v1 as the `directory` login: a
@@ -385,7 +397,11 @@ impl Client {
                 e.without_url()
             ))
         })?;
-        judge(status, &bytes)
+        let answer = judge(status, &bytes);
+        if let (Ok(_), Some(calls)) = (&answer, &self.calls) {
+            calls.count().await;
+        }
+        answer
     }
 }
 

@@ -22,10 +22,10 @@ use tracing::{info, warn};
 pub use api::{Method, User, build_query, judge, php_urlencode, time_token, token};
 pub use render::*;
 
-use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
+use super::{CallCounter, Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::event::{Action, Delivery, Failure, Outcome};
 use crate::setup::{ConfigError, SecretRef, Secrets};
-use crate::store::RateStore;
+use crate::store::{RateStore, UsageStore};
 use api::Client;
 
 pub const CONNECTOR: &str = "zentao";
@@ -162,19 +162,24 @@ pub struct ZenTao {
 impl ZenTao {
     /// `instances`: name → (settings, its secrets); `marks`: where time tokens take their
     /// seconds (the store, for a fleet).
+    /// The instances' clients; with `usage`, each counts its calls as `zentao#<instance>`.
     pub fn new(
         instances: Vec<(String, ZenTaoInstance, Resolved)>,
         marks: Arc<dyn RateStore>,
+        usage: Option<Arc<dyn UsageStore>>,
     ) -> Result<Self, reqwest::Error> {
         let mut clients = BTreeMap::new();
         for (name, instance, resolved) in instances {
             let client = match resolved.key {
-                Some(key) => Some(Client::new(
-                    instance,
-                    key,
-                    resolved.directory_password,
-                    marks.clone(),
-                )?),
+                Some(key) => {
+                    let client =
+                        Client::new(instance, key, resolved.directory_password, marks.clone())?;
+                    Some(match &usage {
+                        Some(u) => client
+                            .counted(CallCounter::new(u.clone(), format!("{CONNECTOR}#{name}"))),
+                        None => client,
+                    })
+                }
                 None => None,
             };
             clients.insert(name, client);
@@ -368,7 +373,7 @@ impl ConnectorPart for ZenTao {
         for (name, z) in instances {
             resolved.push((name.clone(), z.clone(), resolve(z, secrets).await?));
         }
-        let zentao = ZenTao::new(resolved, ports.rates.clone())
+        let zentao = ZenTao::new(resolved, ports.rates.clone(), Some(ports.usage.clone()))
             .map_err(|e| ConfigError::Invalid(format!("connectors.zentao: HTTP client: {e}")))?;
         let dry = zentao.dry_run_instances();
         if !dry.is_empty() {

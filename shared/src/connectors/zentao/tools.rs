@@ -60,7 +60,7 @@ async fn run(args: Args) -> ToolResult {
     let users_by = settings.users_by;
     // One process: its own marks keep time tokens increasing.
     let marks = Arc::new(MemoryStore::new());
-    let client = ZenTao::new(vec![(name.clone(), settings, resolved)], marks)?;
+    let client = ZenTao::new(vec![(name.clone(), settings, resolved)], marks, None)?;
     let gid = match args.command {
         Command::Chats => {
             println!("{:<38} NAME", "gid");
