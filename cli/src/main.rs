@@ -118,7 +118,17 @@ fn load(path: Option<&PathBuf>) -> Result<Config> {
         Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
         None => EXAMPLE_CONFIG.to_owned(),
     };
-    Ok(Config::from_toml(&text)?)
+    let config = Config::from_toml(&text)?;
+    let unset = hookbridge::setup::unset_variables(&text);
+    if !unset.is_empty() {
+        return Err(format!(
+            "the config names environment variables that are not set: {} (set each, or point \
+             its env:NAME at another secret reference)",
+            unset.join(", ")
+        )
+        .into());
+    }
+    Ok(config)
 }
 
 /// Where `serve` keeps its data unless told: the user's data directory.

@@ -215,10 +215,11 @@ fn config_check_renders_a_fixture_and_points_at_mistakes() {
         "{out}"
     );
 
-    let secret = "[sources.hap]\ntokens = [\"env:HOOKBRIDGE_CHECK_UNSET\"]\n";
+    // Every unset variable is named at once, not only the first.
+    let secret = "[sources.hap]\ntokens = [\"env:HOOKBRIDGE_CHECK_UNSET\", \"env:HOOKBRIDGE_CHECK_UNSET_2\"]\n";
     let (ok, out) = config_check(Some(secret), &[]);
     assert!(
-        !ok && out.contains("HOOKBRIDGE_CHECK_UNSET is not set"),
+        !ok && out.contains("not set: HOOKBRIDGE_CHECK_UNSET, HOOKBRIDGE_CHECK_UNSET_2"),
         "{out}"
     );
 }

@@ -89,6 +89,31 @@ impl TryFrom<String> for SecretRef {
     }
 }
 
+/// Every variable a config's `env:NAME` references name that is not set, once each in the
+/// order written, so that one run names all of them (resolving stops at the first).
+pub fn unset_variables(config_text: &str) -> Vec<String> {
+    fn walk(v: &toml::Value, out: &mut Vec<String>) {
+        match v {
+            toml::Value::String(s) => {
+                if let Some(name) = s.strip_prefix("env:")
+                    && std::env::var_os(name).is_none()
+                    && !out.iter().any(|n| n == name)
+                {
+                    out.push(name.to_owned());
+                }
+            }
+            toml::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            toml::Value::Table(t) => t.values().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = vec![];
+    if let Ok(v) = config_text.parse::<toml::Table>() {
+        walk(&toml::Value::Table(v), &mut out);
+    }
+    out
+}
+
 /// Resolves [`SecretRef`]s; creates a Secrets Manager client only if one is referenced.
 #[derive(Default)]
 pub struct Secrets {
@@ -165,5 +190,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("HOOKBRIDGE_SURELY_UNSET is not set"), "{err}");
+        let text = "a = \"env:HOOKBRIDGE_SURELY_UNSET\"\n[b]\nc = [\"env:PATH\", \"env:HOOKBRIDGE_UNSET_TOO\"]\nd = \"env:HOOKBRIDGE_SURELY_UNSET\"\n";
+        assert_eq!(
+            unset_variables(text),
+            ["HOOKBRIDGE_SURELY_UNSET", "HOOKBRIDGE_UNSET_TOO"],
+            "each unset one once, a set one not"
+        );
     }
 }
