@@ -136,12 +136,13 @@ async fn register_receive_fail_and_retry() {
     second.wait().unwrap();
 }
 
-/// `revoke --delivery` reads the delivery from the stack's table and takes msgType/msgApp
-/// from the receipts the gateway sent about it.
+/// A stored 浙政钉 delivery is recalled with `deliveries --table T recall`, the same store
+/// options as every operator command (it once needed TABLE_NAME): msgType/msgApp come from the
+/// receipts the gateway sent about it, and the delivery is `recalled` after.
 #[tokio::test(flavor = "multi_thread")]
 async fn revoke_a_stored_delivery_with_what_its_receipts_said() {
     use hookbridge::event::{Action, Delivery, Event, Status};
-    use hookbridge::store::EventStore;
+    use hookbridge::store::{EventStore, HistoryStore};
 
     let fake = FakeGovDing::start().await;
     let config = config_file(&fake);
@@ -176,10 +177,18 @@ async fn revoke_a_stored_delivery_with_what_its_receipts_said() {
         store.table().to_owned(),
         hookbridge_tests::dynamodb_endpoint(),
     );
+    let (old_key, old_config) = (key.clone(), config.clone());
     let out = tokio::task::spawn_blocking(move || {
         Command::new(bin)
-            .args(["govding", "--config", &config, "revoke", "--delivery", &key])
-            .env("TABLE_NAME", table)
+            .args([
+                "deliveries",
+                "--table",
+                &table,
+                "--config",
+                &config,
+                "recall",
+                &key,
+            ])
             .env("AWS_ENDPOINT_URL", endpoint)
             .env("AWS_ACCESS_KEY_ID", "x")
             .env("AWS_SECRET_ACCESS_KEY", "x")
@@ -192,14 +201,30 @@ async fn revoke_a_stored_delivery_with_what_its_receipts_said() {
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    assert!(
-        text.contains("revoking hb-stored: msgType workNotification, msgApp zjzwfw (its receipts)"),
-        "{text}"
-    );
     let revoke = fake
         .calls()
         .into_iter()
         .find(|c| c.path == "/message/revoke")
         .unwrap();
     assert_eq!(revoke.param("msgApp"), Some("zjzwfw"));
+    let recalled = store.delivery(&d.key()).await.unwrap().unwrap();
+    assert_eq!(recalled.status, Status::Recalled);
+
+    // `govding revoke --delivery` says where a stored delivery is recalled.
+    let out = Command::new(bin)
+        .args([
+            "govding",
+            "--config",
+            &old_config,
+            "revoke",
+            "--delivery",
+            &old_key,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success() && text.contains("hookbridge deliveries --table"),
+        "{text}"
+    );
 }

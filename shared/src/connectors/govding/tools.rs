@@ -2,7 +2,6 @@
 //! connector's app: callback registration for the source's URL, failed callbacks, revokes.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -54,12 +53,12 @@ enum Command {
         #[arg(long)]
         retry: Option<String>,
     },
-    /// Recalls a sent work notification: a delivery in the stack's table (its bizMsgId, and
-    /// msgType/msgApp from its receipts), or a bizMsgId with the values given.
+    /// Recalls a work notification sent some other way, by its bizMsgId. A delivery
+    /// hookbridge sent is recalled with `hookbridge deliveries … recall <pk>/<sk>`.
     Revoke {
-        /// `<pk>/<sk>` of the delivery, e.g. from `hookbridge deliveries`; read from the
-        /// DynamoDB table TABLE_NAME (AWS credentials from the environment).
-        #[arg(long, conflicts_with = "biz_msg_id")]
+        /// Moved: `hookbridge deliveries --table T|--data D|--url U recall <pk>/<sk>` reads the
+        /// delivery where every operator command does and marks it recalled.
+        #[arg(long, conflicts_with = "biz_msg_id", hide = true)]
         delivery: Option<String>,
         /// The bizMsgId of a message sent some other way.
         #[arg(long, required_unless_present = "delivery")]
@@ -161,8 +160,12 @@ async fn run(args: Args) -> ToolResult {
         } => {
             let (biz, msg_type, msg_app, from) = match (delivery, biz_msg_id) {
                 (Some(key), _) => {
-                    let d = stored_delivery(&key).await?;
-                    revoke_params(&d, &connector)?
+                    return Err(format!(
+                        "a delivery hookbridge sent is recalled with `hookbridge deliveries \
+                         --table T (or --data DIR, --url URL) --config C recall '{key}'`: it \
+                         reads the delivery where every operator command does, and marks it recalled"
+                    )
+                    .into());
                 }
                 (None, Some(biz)) => {
                     let bare = Delivery {
@@ -186,24 +189,6 @@ async fn run(args: Args) -> ToolResult {
         }
     }
     Ok(())
-}
-
-/// A delivery `<pk>/<sk>` from the stack's table (TABLE_NAME).
-async fn stored_delivery(key: &str) -> Result<Delivery, String> {
-    use crate::store::HistoryStore;
-    let (pk, sk) = key
-        .rsplit_once('/')
-        .ok_or("--delivery is <pk>/<sk>, e.g. EVT#hap#m1/DLV#govding#000")?;
-    let table = std::env::var("TABLE_NAME").map_err(|_| "set TABLE_NAME to the stack's table")?;
-    // Only read: nothing is written, so no expiry is set.
-    let store = crate::store::dynamodb::DynamoStore::from_env(table, Duration::ZERO).await;
-    store
-        .deliveries_of(pk)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .find(|d| d.sk == sk)
-        .ok_or_else(|| format!("no delivery {key}"))
 }
 
 /// The `eventCallbackFailedId`s of a failed-callbacks listing, wherever the list sits in it.
