@@ -10,7 +10,9 @@ use unicode_width::UnicodeWidthStr;
 use clap::{Args, Subcommand};
 use hookbridge::app::{App, Parts};
 use hookbridge::config::{Config, Secrets, StoreConfig};
-use hookbridge::event::{Delivery, DeliveryFilter, DeliveryKey, Status, beijing_month, now_ms};
+use hookbridge::event::{
+    Delivery, DeliveryFilter, DeliveryKey, Event, EventFilter, Status, beijing_month, now_ms,
+};
 use hookbridge::operator::{self, OperatorError};
 use hookbridge::store::memory::MemoryStore;
 use hookbridge::store::{DeliveryStore, Store, StoreError};
@@ -64,7 +66,8 @@ pub enum Action {
 
 #[derive(Args, Default)]
 pub struct FilterArgs {
-    /// pending, sending, sent, dry_run, skipped, retrying, waiting or dead.
+    /// pending, sending, sent, checking, dry_run, skipped, retrying, waiting, undelivered,
+    /// dead or recalled.
     #[arg(long)]
     status: Option<Status>,
     /// hap, dms, govding…
@@ -223,6 +226,78 @@ pub async fn status(at: Where, month: Option<String>, json: bool, data_dir: Path
     }
     if usage.is_empty() {
         println!("no API calls counted in {month}");
+    }
+    Ok(())
+}
+
+/// `hookbridge events`'s choices.
+#[derive(Args)]
+pub struct EventArgs {
+    /// hap, dms, govding…
+    #[arg(long)]
+    source: Option<String>,
+    /// The source's kind: todo, mention, alert, unreadable…
+    #[arg(long)]
+    kind: Option<String>,
+    /// Received since: 90s, 30m, 12h, 7d ago, or 2026-12-01 / an RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+    /// At most this many, newest first.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// The events as JSON, each body as received.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `hookbridge events`: what came in, newest first, those that made no delivery too (an
+/// unreadable body, an event no route takes), each body's first characters escaped.
+pub async fn events(at: Where, args: EventArgs, data_dir: PathBuf) -> Result<()> {
+    let filter = EventFilter {
+        source: args.source,
+        kind: args.kind,
+        since: args
+            .since
+            .as_deref()
+            .map(|s| operator::since(s, now_ms()))
+            .transpose()?,
+    };
+    let list: Vec<Event> = match open(at, None, data_dir).await? {
+        Deliveries::Stored { store, .. } => store.events(&filter, args.limit).await?,
+        remote @ Deliveries::Remote { .. } => {
+            let mut query = vec![("limit", args.limit.min(1_000_000).to_string())];
+            for (k, v) in [("source", &filter.source), ("kind", &filter.kind)] {
+                if let Some(v) = v {
+                    query.push((k, v.clone()));
+                }
+            }
+            if let Some(t) = filter.since {
+                query.push(("since", t.to_string()));
+            }
+            remote.call(reqwest::Method::GET, "/events", &query).await?
+        }
+    };
+    if args.json {
+        println!("{}", pretty(&list)?);
+        return Ok(());
+    }
+    println!(
+        "{:<19} {:<12} {:<12} {:<40} BODY",
+        "RECEIVED", "SOURCE", "KIND", "KEY"
+    );
+    for e in &list {
+        let body: String = e.raw.chars().take(60).collect();
+        println!(
+            "{} {} {} {} {}",
+            operator::beijing_time(e.received_at),
+            cell(&e.source, 12),
+            cell(&e.kind, 12),
+            cell(&e.key, 40),
+            escape(&body)
+        );
+    }
+    if list.is_empty() {
+        println!("no events match");
     }
     Ok(())
 }

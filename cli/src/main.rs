@@ -50,6 +50,14 @@ enum Command {
         #[command(subcommand)]
         action: Option<deliveries::Action>,
     },
+    /// The events that came in, newest first, those that made no delivery too, from serve's
+    /// data directory, the stack's table (--table) or a running serve (--url).
+    Events {
+        #[command(flatten)]
+        at: deliveries::Where,
+        #[command(flatten)]
+        args: deliveries::EventArgs,
+    },
     /// API calls counted against each quota this month (DingTalk: 5 000 calls a month per
     /// organisation), from serve's data directory, the stack's table (--table) or a running
     /// serve (--url).
@@ -316,6 +324,7 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
         Command::Deliveries { at, action } => deliveries::run(at, action, data_dir()).await,
+        Command::Events { at, args } => deliveries::events(at, args, data_dir()).await,
         Command::Status { at, month, json } => {
             deliveries::status(at, month, json, data_dir()).await
         }

@@ -94,10 +94,25 @@ async fn a_dead_delivery_is_found_and_replayed_in_the_data_directory() {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("config.toml");
-    std::fs::write(&config, config_text(Some(&fake.url), "")).unwrap();
+    let govding = format!(
+        "[sources.govding]\npath_token = \"plain:{}\"\n",
+        hookbridge_tests::GOVDING_PATH_TOKEN
+    );
+    std::fs::write(&config, config_text(Some(&fake.url), &govding)).unwrap();
     let data = dir.join("data");
 
     let (serve, base) = start(&config, &data);
+    // A callback nobody can read makes no delivery: `events` lists it, its bytes escaped.
+    let unreadable = hookbridge_tests::http_client()
+        .post(format!(
+            "{base}/govding/{}",
+            hookbridge_tests::GOVDING_PATH_TOKEN
+        ))
+        .body("\u{1b}[31mnot a callback")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unreadable.status(), 200, "stored and acknowledged");
     let resp = hookbridge_tests::http_client()
         .post(format!("{base}/hap/message"))
         .header("X-Hookbridge-Token", HAP_TOKEN)
@@ -112,7 +127,24 @@ async fn a_dead_delivery_is_found_and_replayed_in_the_data_directory() {
     let id = format!("{}/{}", dead[0].pk, dead[0].sk);
     let (ok, out) = deliveries(&["--data", data.to_str().unwrap(), "list"], &[]).await;
     assert!(ok && out.contains("asking it at http://"), "{out}");
+    let (ok, out) = hookbridge(
+        "events",
+        &["--data", data.to_str().unwrap(), "--kind", "unreadable"],
+        &[],
+    )
+    .await;
+    assert!(
+        ok && out.contains("govding")
+            && out.contains("\\u{1b}[31mnot a callback")
+            && !out.contains('\u{1b}'),
+        "{out}"
+    );
     stop(serve);
+    // Stopped: read from the file, the mention and the unreadable one.
+    let (ok, out) = hookbridge("events", &["--data", data.to_str().unwrap(), "--json"], &[]).await;
+    let events: Vec<hookbridge::event::Event> =
+        serde_json::from_str(&out[out.find('[').unwrap()..]).unwrap_or_default();
+    assert!(ok && events.len() == 2, "{out}");
 
     // Stopped: the CLI reads the file itself.
     let dir_arg = data.to_str().unwrap();

@@ -448,6 +448,25 @@ impl DeliveryFilter {
     }
 }
 
+/// Which events an operator asks for (also those that made no delivery: an unreadable body, an
+/// event no route takes); every field left out matches all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventFilter {
+    pub source: Option<String>,
+    pub kind: Option<String>,
+    /// Received at or after this time.
+    pub since: Option<Millis>,
+}
+
+impl EventFilter {
+    pub fn matches(&self, e: &Event) -> bool {
+        self.source.as_deref().is_none_or(|s| s == e.source)
+            && self.kind.as_deref().is_none_or(|k| k == e.kind)
+            && self.since.is_none_or(|t| e.received_at >= t)
+    }
+}
+
 /// Why a connector call did not succeed, classified by the protocol's own codes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {

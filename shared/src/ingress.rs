@@ -403,6 +403,13 @@ mod tests {
             }
             self.inner.insert(event, deliveries).await
         }
+        async fn events(
+            &self,
+            filter: &crate::event::EventFilter,
+            limit: usize,
+        ) -> Result<Vec<Event>, StoreError> {
+            self.inner.events(filter, limit).await
+        }
     }
 
     fn post(body: &str) -> Request {

@@ -33,7 +33,7 @@ use tracing::{debug, error, info, warn};
 use crate::app::{App, Parts};
 use crate::config::{Config, Secrets, ServerConfig};
 use crate::delivery::{sweep, until_stopped};
-use crate::event::{Delivery, DeliveryFilter, Millis, Status, beijing_month, now_ms};
+use crate::event::{Delivery, DeliveryFilter, EventFilter, Millis, Status, beijing_month, now_ms};
 use crate::ingress::{Request, request_id};
 use crate::logging::LogId;
 use crate::operator::{self, OperatorError};
@@ -85,6 +85,7 @@ pub fn router(
             "/status",
             get(status).fallback(json_405("GET /status?month=YYYY-MM")),
         )
+        .route("/events", get(events).fallback(json_405("GET /events")))
         .route(
             "/deliveries/show",
             get(|s, p, m, h, q| by_id(ById::Show, s, p, m, h, q))
@@ -259,7 +260,7 @@ fn refused(
         None if !peer.ip().is_loopback() => {
             return Some(error_json(
                 StatusCode::FORBIDDEN,
-                "the operator endpoints (/deliveries, /status, /metrics) answer only clients on this machine; set server.operator_token to allow others",
+                "the operator endpoints (/deliveries, /events, /status, /metrics) answer only clients on this machine; set server.operator_token to allow others",
             ));
         }
         None => return cross_site(serve, method, headers),
@@ -356,6 +357,44 @@ async fn deliveries(
         since: q.since,
     };
     match serve.app.store.list(&filter, q.limit.unwrap_or(100)).await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => operated(Err(e.into())),
+    }
+}
+
+/// `GET /events`: what [`EventFilter`] takes, `since` in epoch milliseconds.
+#[derive(Deserialize)]
+struct EventQuery {
+    limit: Option<usize>,
+    source: Option<String>,
+    kind: Option<String>,
+    since: Option<Millis>,
+}
+
+async fn events(
+    State(serve): State<Arc<Serve>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    q: Result<Query<EventQuery>, QueryRejection>,
+) -> Response {
+    if let Some(r) = refused(&serve, &peer, &Method::GET, &headers) {
+        return r;
+    }
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(e),
+    };
+    let filter = EventFilter {
+        source: q.source,
+        kind: q.kind,
+        since: q.since,
+    };
+    match serve
+        .app
+        .store
+        .events(&filter, q.limit.unwrap_or(100))
+        .await
+    {
         Ok(list) => Json(list).into_response(),
         Err(e) => operated(Err(e.into())),
     }

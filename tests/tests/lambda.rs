@@ -214,6 +214,13 @@ impl EventStore for FailsToRecord {
     async fn insert(&self, e: &Event, d: &[Delivery]) -> Result<Inserted, StoreError> {
         self.inner.insert(e, d).await
     }
+    async fn events(
+        &self,
+        f: &hookbridge::event::EventFilter,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.inner.events(f, limit).await
+    }
 }
 
 #[async_trait]

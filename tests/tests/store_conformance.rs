@@ -81,6 +81,7 @@ conformance!(
     receipts_are_noted_on_the_linked_delivery,
     replay_gives_a_dead_delivery_a_new_budget_once,
     a_sent_delivery_is_recalled_once,
+    events_are_listed_with_those_that_made_no_delivery,
     list_filters_and_orders_newest_first,
     usage_is_counted_atomically_per_name_and_month,
     pacing_windows_take_their_limit_fleet_wide,
@@ -662,6 +663,54 @@ async fn a_sent_delivery_is_recalled_once(store: Arc<dyn Store>) {
     assert!(
         store.due(i64::MAX, 10).await.unwrap().is_empty(),
         "a recalled delivery is not followed up"
+    );
+}
+
+async fn events_are_listed_with_those_that_made_no_delivery(store: Arc<dyn Store>) {
+    use hookbridge::event::EventFilter;
+    let mut unreadable = event("u-1");
+    (unreadable.source, unreadable.kind, unreadable.received_at) =
+        ("govding".into(), "unreadable".into(), 3_000);
+    unreadable.raw = "\u{0}<script>not json".into();
+    let mut later = event("todo-2");
+    later.received_at = 2_000;
+    let first = event("todo-1");
+    store.insert(&first, &deliveries(&first, 1)).await.unwrap();
+    store.insert(&later, &[]).await.unwrap();
+    store.insert(&unreadable, &[]).await.unwrap();
+    let all = store.events(&EventFilter::default(), 10).await.unwrap();
+    let keys: Vec<&str> = all.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["u-1", "todo-2", "todo-1"],
+        "newest first, with or without deliveries"
+    );
+    assert_eq!(all[0].raw, unreadable.raw, "the body as received");
+    let only = |f: EventFilter| {
+        let store = store.clone();
+        async move {
+            let found = store.events(&f, 10).await.unwrap();
+            found.into_iter().map(|e| e.key).collect::<Vec<_>>()
+        }
+    };
+    let govding = EventFilter {
+        source: Some("govding".into()),
+        ..Default::default()
+    };
+    assert_eq!(only(govding).await, ["u-1"]);
+    let todo_since = EventFilter {
+        kind: Some("todo".into()),
+        since: Some(1_500),
+        ..Default::default()
+    };
+    assert_eq!(only(todo_since).await, ["todo-2"]);
+    assert_eq!(
+        store
+            .events(&EventFilter::default(), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
     );
 }
 

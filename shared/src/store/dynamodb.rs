@@ -42,7 +42,8 @@ use super::{
     StoreError, TokenRecord, TokenStore, Usage, UsageStore,
 };
 use crate::event::{
-    Action, Delivery, DeliveryFilter, DeliveryKey, Event, Millis, Replay, Settled, Status,
+    Action, Delivery, DeliveryFilter, DeliveryKey, Event, EventFilter, Millis, Replay, Settled,
+    Status,
 };
 
 pub const STATUS_DUE_INDEX: &str = "status-due";
@@ -751,6 +752,47 @@ impl EventStore for DynamoStore {
             tokio::time::sleep(Duration::from_millis(25 * attempt + fastrand::u64(0..25))).await;
         }
         unreachable!("the loop returns on its last attempt")
+    }
+
+    /// A scan of the events (an operator's look, not the pipeline's), filtered in DynamoDB.
+    async fn events(&self, filter: &EventFilter, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let mut conditions = vec!["sk = :evt".to_owned()];
+        let mut scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .expression_attribute_values(":evt", s(EVENT_SK));
+        if let Some(source) = &filter.source {
+            conditions.push("#source = :source".into());
+            scan = scan
+                .expression_attribute_names("#source", "source")
+                .expression_attribute_values(":source", s(source));
+        }
+        if let Some(kind) = &filter.kind {
+            conditions.push("kind = :kind".into());
+            scan = scan.expression_attribute_values(":kind", s(kind));
+        }
+        if let Some(since) = filter.since {
+            conditions.push("received_at >= :since".into());
+            scan = scan.expression_attribute_values(":since", n(since));
+        }
+        let items = all_items!(scan.filter_expression(conditions.join(" AND ")))?;
+        let found = items
+            .into_iter()
+            .map(|item| {
+                let it: EventItem = serde_dynamo::from_item(item)
+                    .map_err(|e| StoreError::Corrupt("event".into(), e.to_string()))?;
+                Ok(Event {
+                    source: it.source,
+                    key: it.key,
+                    kind: it.kind,
+                    received_at: it.received_at,
+                    payload: Value::Null,
+                    raw: it.raw,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(super::newest_events(found, limit))
     }
 }
 

@@ -19,7 +19,9 @@ use super::{
     CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, RateStore, ReceiptStore,
     StoreError, TokenRecord, TokenStore, Usage, UsageStore,
 };
-use crate::event::{Delivery, DeliveryFilter, DeliveryKey, Event, Millis, Settled, Status};
+use crate::event::{
+    Delivery, DeliveryFilter, DeliveryKey, Event, EventFilter, Millis, Settled, Status,
+};
 
 /// How long a cached value or a token is kept past its expiry (as on DynamoDB, where its TTL
 /// is an hour later).
@@ -234,6 +236,20 @@ impl EventStore for MemoryStore {
             self.announce(d.key());
         }
         Ok(Inserted::Created)
+    }
+
+    async fn events(&self, filter: &EventFilter, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let found = self
+            .lock()
+            .events
+            .values()
+            .filter(|e| filter.matches(e))
+            .map(|e| Event {
+                payload: serde_json::Value::Null,
+                ..e.clone()
+            })
+            .collect();
+        Ok(super::newest_events(found, limit))
     }
 }
 

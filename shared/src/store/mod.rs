@@ -11,7 +11,7 @@ mod state;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::event::{Delivery, DeliveryFilter, DeliveryKey, Event, Millis, Settled};
+use crate::event::{Delivery, DeliveryFilter, DeliveryKey, Event, EventFilter, Millis, Settled};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,6 +37,10 @@ pub enum Inserted {
 pub trait EventStore: Send + Sync {
     /// Writes the event and all its deliveries atomically, unless the event exists.
     async fn insert(&self, event: &Event, deliveries: &[Delivery]) -> Result<Inserted, StoreError>;
+
+    /// The events `filter` picks, newest first by arrival (then by key), at most `limit`:
+    /// the body as received, not the payload (the table does not keep it).
+    async fn events(&self, filter: &EventFilter, limit: usize) -> Result<Vec<Event>, StoreError>;
 
     /// Whether it takes writes now (`serve`'s `/healthz`): a store on a file says no while its
     /// disk is full or failing.
@@ -111,6 +115,13 @@ pub trait DeliveryStore: HistoryStore {
         note: &Value,
         now: Millis,
     ) -> Result<Option<Delivery>, StoreError>;
+}
+
+/// Newest first by arrival (then by key), at most `limit`.
+fn newest_events(mut found: Vec<Event>, limit: usize) -> Vec<Event> {
+    found.sort_by(|a, b| b.received_at.cmp(&a.received_at).then(a.key.cmp(&b.key)));
+    found.truncate(limit);
+    found
 }
 
 /// Newest first by last update (then by key, for a stable order), at most `limit`.
