@@ -410,6 +410,9 @@ mod tests {
         ) -> Result<Vec<Event>, StoreError> {
             self.inner.events(filter, limit).await
         }
+        async fn event(&self, pk: &str) -> Result<Option<Event>, StoreError> {
+            self.inner.event(pk).await
+        }
     }
 
     fn post(body: &str) -> Request {

@@ -221,6 +221,9 @@ impl EventStore for FailsToRecord {
     ) -> Result<Vec<Event>, StoreError> {
         self.inner.events(f, limit).await
     }
+    async fn event(&self, pk: &str) -> Result<Option<Event>, StoreError> {
+        self.inner.event(pk).await
+    }
 }
 
 #[async_trait]

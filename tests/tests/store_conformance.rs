@@ -712,6 +712,12 @@ async fn events_are_listed_with_those_that_made_no_delivery(store: Arc<dyn Store
             .len(),
         1
     );
+    let one = store.event(&unreadable.pk()).await.unwrap().unwrap();
+    assert_eq!(
+        (one.kind.as_str(), one.raw.as_str()),
+        ("unreadable", unreadable.raw.as_str())
+    );
+    assert_eq!(store.event("EVT#hap#nothing").await.unwrap(), None);
 }
 
 async fn list_filters_and_orders_newest_first(store: Arc<dyn Store>) {

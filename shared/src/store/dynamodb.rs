@@ -91,6 +91,18 @@ struct EventItem {
     ttl: i64,
 }
 
+/// An event as the table keeps it: the body, not the payload.
+fn event_of(it: EventItem) -> Event {
+    Event {
+        source: it.source,
+        key: it.key,
+        kind: it.kind,
+        received_at: it.received_at,
+        payload: Value::Null,
+        raw: it.raw,
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct DeliveryItem {
     pk: String,
@@ -782,17 +794,19 @@ impl EventStore for DynamoStore {
             .map(|item| {
                 let it: EventItem = serde_dynamo::from_item(item)
                     .map_err(|e| StoreError::Corrupt("event".into(), e.to_string()))?;
-                Ok(Event {
-                    source: it.source,
-                    key: it.key,
-                    kind: it.kind,
-                    received_at: it.received_at,
-                    payload: Value::Null,
-                    raw: it.raw,
-                })
+                Ok(event_of(it))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(super::newest_events(found, limit))
+    }
+
+    async fn event(&self, pk: &str) -> Result<Option<Event>, StoreError> {
+        let Some(item) = self.item(pk, EVENT_SK).await? else {
+            return Ok(None);
+        };
+        let it: EventItem = serde_dynamo::from_item(item)
+            .map_err(|e| StoreError::Corrupt(pk.to_owned(), e.to_string()))?;
+        Ok(Some(event_of(it)))
     }
 }
 

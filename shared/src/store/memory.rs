@@ -251,6 +251,13 @@ impl EventStore for MemoryStore {
             .collect();
         Ok(super::newest_events(found, limit))
     }
+
+    async fn event(&self, pk: &str) -> Result<Option<Event>, StoreError> {
+        Ok(self.lock().events.get(pk).map(|e| Event {
+            payload: serde_json::Value::Null,
+            ..e.clone()
+        }))
+    }
 }
 
 #[async_trait]

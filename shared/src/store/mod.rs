@@ -42,6 +42,9 @@ pub trait EventStore: Send + Sync {
     /// the body as received, not the payload (the table does not keep it).
     async fn events(&self, filter: &EventFilter, limit: usize) -> Result<Vec<Event>, StoreError>;
 
+    /// One event by its key (`EVT#<source>#<key>`), as [`EventStore::events`] gives them.
+    async fn event(&self, pk: &str) -> Result<Option<Event>, StoreError>;
+
     /// Whether it takes writes now (`serve`'s `/healthz`): a store on a file says no while its
     /// disk is full or failing.
     fn writable(&self) -> Result<(), StoreError> {
