@@ -8,6 +8,7 @@
 pub mod app;
 pub mod config;
 pub mod connectors;
+pub mod console;
 pub mod delivery;
 pub mod event;
 pub mod http;

@@ -104,7 +104,15 @@ pub fn router(
         .route("/metrics", get(metrics).fallback(json_405("GET /metrics")))
         .route("/healthz", get(healthz).fallback(json_405("GET /healthz")))
         .fallback(webhook)
-        .with_state(serve)
+        .with_state(serve.clone())
+        .merge(crate::console::router(
+            serve.app.clone(),
+            crate::console::Guard {
+                token: serve.operator_token.clone(),
+                hosts: serve.hosts.clone(),
+            },
+            None,
+        ))
 }
 
 /// `GET /healthz`: 200 while the store takes writes, 503 while it does not (a full disk), so
