@@ -50,6 +50,8 @@ enum Command {
         #[command(subcommand)]
         action: Option<deliveries::Action>,
     },
+    /// The operator console on 127.0.0.1 against the stack's table (--table or --stack).
+    Console(console::ConsoleArgs),
     /// The events that came in, newest first, those that made no delivery too, from serve's
     /// data directory, the stack's table (--table) or a running serve (--url).
     Events {
@@ -109,6 +111,7 @@ enum ConfigCommand {
 }
 
 mod check;
+mod console;
 mod deliveries;
 mod reference;
 mod setup;
@@ -324,6 +327,7 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
         Command::Deliveries { at, action } => deliveries::run(at, action, data_dir()).await,
+        Command::Console(args) => console::run(args).await,
         Command::Events { at, args } => deliveries::events(at, args, data_dir()).await,
         Command::Status { at, month, json } => {
             deliveries::status(at, month, json, data_dir()).await

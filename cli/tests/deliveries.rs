@@ -412,3 +412,94 @@ async fn attacker_text_is_escaped_and_columns_stay_aligned() {
     let shown: Delivery = serde_json::from_str(&out).unwrap();
     assert_eq!(shown.pk, format!("EVT#hap#{hostile}"), "--json is exact");
 }
+
+/// `hookbridge console --table T` serves the console on 127.0.0.1 against the stack's table:
+/// the dead delivery is listed, and its replay (a form with the page's CSRF token) makes it
+/// pending in the table. It listens on this machine only.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_runs_against_the_stacks_table() {
+    let store = dynamo_store().await;
+    let dead = Settled {
+        status: Status::Dead,
+        attempts: 1,
+        result: None,
+        last_error: Some("ZenTao: 该IP不在白名单".into()),
+        next_attempt_at: None,
+    };
+    let (d, env) = settled_in_table(&store, ("dms", "console-1"), "zentao", &["lisi"], dead).await;
+    let table = store.table().to_owned();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookbridge"))
+        .args(["console", "--table", &table, "--listen", "127.0.0.1:0"])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = {
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .next()
+            .unwrap()
+            .unwrap()
+    };
+    let console = first.rsplit(' ').next().unwrap().to_owned();
+    let base = console.trim_end_matches("/console").to_owned();
+    let client = hookbridge_tests::http_client();
+    let page = client
+        .get(format!("{console}/deliveries?status=dead&lang=en"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("该IP不在白名单") && page.contains("zentao"),
+        "{page}"
+    );
+    let shown = client
+        .get(format!(
+            "{console}/delivery?id={}",
+            urlencode(&d.key().to_string())
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = shown
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's form carries the CSRF token");
+    let form = format!("id={}&csrf={csrf}", urlencode(&d.key().to_string()));
+    let replayed = client
+        .post(format!("{console}/replay"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    // Followed from its 303: the delivery's page, saying so.
+    let landed = replayed.text().await.unwrap();
+    assert!(landed.contains("已重放"), "{landed}");
+    let now = store.delivery(&d.key()).await.unwrap().unwrap();
+    assert_eq!(now.status, Status::Pending);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+
+    let (ok, out) = hookbridge(
+        "console",
+        &["--table", &table, "--listen", "0.0.0.0:0"],
+        &env,
+    )
+    .await;
+    assert!(!ok && out.contains("this machine only"), "{out}");
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

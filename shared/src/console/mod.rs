@@ -40,6 +40,20 @@ pub struct Guard {
     pub hosts: Vec<String>,
 }
 
+impl Guard {
+    /// A console on this machine only: no token, the loopback names of `addr` as its hosts.
+    pub fn local(addr: SocketAddr) -> Guard {
+        let port = addr.port();
+        Guard {
+            token: None,
+            hosts: ["localhost", "127.0.0.1", "[::1]"]
+                .iter()
+                .map(|h| format!("{h}:{port}"))
+                .collect(),
+        }
+    }
+}
+
 pub struct Console {
     app: Arc<App>,
     guard: Guard,
