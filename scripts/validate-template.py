@@ -15,6 +15,7 @@ other function ever does, and only functions that can run in it have the network
 permissions."""
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -209,6 +210,28 @@ def check_alarms(output: dict) -> list:
     return problems
 
 
+def check_dashboard(template: dict) -> list:
+    """The dashboard's body is JSON once substituted, and it shows every alarm every stack has
+    (those of one EgressMode, the NAT instance's, cannot be named in it unconditionally)."""
+    resources = template["Resources"]
+    body, variables = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    try:
+        widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
+    except (ValueError, KeyError) as e:
+        return [f"Dashboard: its body is not JSON once substituted: {e}"]
+    shown = set(re.findall(r"\$\{(\w+)\.Arn\}", body))
+    alarms = {
+        n
+        for n, r in resources.items()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and "Condition" not in r
+    }
+    missing = sorted(alarms - shown)
+    problems = [f"Dashboard: alarm {a} is not on it" for a in missing]
+    if not any(w["type"] == "alarm" for w in widgets):
+        problems.append("Dashboard: no alarm widget")
+    return problems
+
+
 def lint(output: dict, mode: str) -> bool:
     """cfn-lint on the translated template, its parameters defaulting to `mode`'s values."""
     output = json.loads(json.dumps(output))
@@ -271,6 +294,12 @@ def main() -> int:
     if problems:
         return 1
     print(f"alarms: every function's errors and throttles, every sender's iterator age, at most {MAX_ALARM_METRICS} metrics an alarm")
+    problems = check_dashboard(template)
+    for p in problems:
+        print(f"dashboard: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    print("dashboard: its body is JSON and it shows every alarm")
     if not all([lint(output, mode) for mode in EGRESS_MODES]):
         return 1
     print(f"template OK: {len(output['Resources'])} CloudFormation resources after the SAM transform, linted in every EgressMode")

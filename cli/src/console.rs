@@ -51,7 +51,7 @@ pub async fn run(args: ConsoleArgs) -> Result<()> {
             };
             let table = output("TableName")
                 .ok_or_else(|| format!("stack {stack} has no TableName output"))?;
-            (table, output("DashboardUrl"))
+            (table, output(crate::setup::DASHBOARD_URL))
         }
         (None, None) => return Err("give --table or --stack".into()),
     };

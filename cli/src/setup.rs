@@ -49,6 +49,7 @@ pub struct StackConfig {
 pub const API_URL: &str = "ApiUrl";
 pub const EGRESS_MODE: &str = "EgressMode";
 pub const EGRESS_IP: &str = "EgressIp";
+pub const DASHBOARD_URL: &str = "DashboardUrl";
 
 pub async fn run(args: Setup) -> Result<()> {
     let config = crate::load(Some(&args.config.config))?;
@@ -62,6 +63,12 @@ pub async fn run(args: Setup) -> Result<()> {
     let out =
         hookbridge::registry::setup(&args.part, &config.sources, &config.connectors, &at).await?;
     print!("{out}");
+    if let (Some(dashboard), Some(stack)) = (at.outputs.get(DASHBOARD_URL), &args.stack) {
+        println!(
+            "\nWatch it: the stack's dashboard {dashboard}\nand the console on this machine: \
+             hookbridge console --stack {stack}"
+        );
+    }
     Ok(())
 }
 

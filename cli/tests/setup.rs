@@ -33,6 +33,11 @@ async fn hap_gets_its_appextensions_json_from_the_stack_outputs() {
     let (ok, out, err) = setup(&["hap", "--stack", STACK], &endpoint);
     assert!(ok, "{err}");
     assert!(out.contains("appextensions.json"), "{out}");
+    assert!(
+        out.contains("dashboard value-of-DashboardUrl")
+            && out.contains(&format!("hookbridge console --stack {STACK}")),
+        "setup points at the dashboard and the console: {out}"
+    );
     assert_eq!(
         json_in(&out),
         serde_json::json!({
