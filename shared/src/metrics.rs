@@ -201,6 +201,21 @@ pub fn flush() {
     }
 }
 
+/// The sum so far of each series of `metric` in this process, with its labels joined by ` · `
+/// (the console's view of what `serve` refused and repeated).
+pub fn sums(metric: &'static Metric) -> Vec<(String, f64)> {
+    let registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    registry
+        .series
+        .iter()
+        .filter(|((name, _), _)| *name == metric.emf)
+        .map(|((_, labels), (_, s))| {
+            let labels: Vec<&str> = labels.iter().map(|(_, v)| v.as_str()).collect();
+            (labels.join(" · "), s.sum)
+        })
+        .collect()
+}
+
 /// Every series so far in Prometheus text format (version 0.0.4).
 pub fn prometheus() -> String {
     let registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());

@@ -110,6 +110,32 @@ impl Browser {
         assert!(errors.is_empty(), "the page logged errors: {errors:?}");
     }
 
+    /// Clicks what `css` finds and waits until the page it leads to (its address holding
+    /// `leads_to`) has loaded, without console errors; its source.
+    async fn click(&self, css: &str, leads_to: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        for _ in 0..100 {
+            let url = self.client.current_url().await.unwrap();
+            let ready = self
+                .client
+                .execute("return document.readyState", vec![])
+                .await
+                .unwrap();
+            if url.as_str().contains(leads_to) && ready == "complete" {
+                self.assert_no_console_errors().await;
+                return self.client.source().await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("clicking {css} did not lead to {leads_to}");
+    }
+
     async fn stop(mut self) {
         let _ = self.client.close().await;
         let _ = self.driver.kill().await;
@@ -153,8 +179,19 @@ async fn an_operator_finds_replays_and_previews_in_the_browser() {
     let (local, base) = serve_with_a_dead_delivery(&fake).await;
     let b = Browser::start().await;
 
+    // A request with a wrong token: refused, stored nowhere, counted for the overview.
+    let refused = http_client()
+        .post(format!("{base}/hap/message"))
+        .header("X-Hookbridge-Token", "wrong")
+        .body(fixture("hap-message-mention.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+
     // Every page loads, in the language asked for (remembered), else the browser's.
     let overview = b.open(&format!("{base}/console?lang=zh")).await;
+    assert!(overview.contains("hap · unauthorized"), "{overview}");
     assert!(
         overview.contains("概览") && overview.contains("需要先处理"),
         "{overview}"
@@ -178,28 +215,16 @@ async fn an_operator_finds_replays_and_previews_in_the_browser() {
         .select_by_value("dead")
         .await
         .unwrap();
-    b.client
-        .find(Locator::Css("form.filter button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click("form.filter button", "status=dead").await;
     let rows = b
         .client
         .find_all(Locator::Css("table.list tbody tr.status-dead"))
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
-    b.client
-        .find(Locator::Css("table.list tbody tr.status-dead a"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.assert_no_console_errors().await;
-    let page = b.client.source().await.unwrap();
+    let page = b
+        .click("table.list tbody tr.status-dead a", "/console/delivery?")
+        .await;
     assert!(
         page.contains("60020") && page.contains("id=\"replay\""),
         "{page}"
@@ -207,15 +232,7 @@ async fn an_operator_finds_replays_and_previews_in_the_browser() {
 
     // Replayed: it is sent again and arrives at the fake.
     let sent_before = fake.calls(SEND).len();
-    b.client
-        .find(Locator::Id("replay"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.assert_no_console_errors().await;
-    let after = b.client.source().await.unwrap();
+    let after = b.click("#replay", "done=replayed").await;
     assert!(after.contains("Replayed: handed to its sender"), "{after}");
     let mut sent = false;
     for _ in 0..100 {
@@ -243,6 +260,11 @@ async fn an_operator_finds_replays_and_previews_in_the_browser() {
         .await
         .unwrap()
         .click()
+        .await
+        .unwrap();
+    b.client
+        .wait()
+        .for_element(Locator::Css("section.would-send"))
         .await
         .unwrap();
     b.assert_no_console_errors().await;
@@ -296,8 +318,15 @@ async fn another_sites_page_cannot_make_the_console_replay() {
 
     let b = Browser::start().await;
     b.client.goto(&evil_url).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let landed = b.client.source().await.unwrap();
+    // The other site's form posts itself; wait for the console's answer to it.
+    let mut landed = String::new();
+    for _ in 0..100 {
+        landed = b.client.source().await.unwrap();
+        if landed.contains("refused") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
         landed.contains("refused: a change must come from a form of this console"),
         "{landed}"

@@ -506,6 +506,19 @@ async fn overview(
         .into_iter()
         .map(|(name, _)| json!({ "name": name }))
         .collect();
+    // What this process answered but stored nothing of: refused requests (by source and
+    // reason) and repeats. Kept in memory by `serve`; on AWS the dashboard has them.
+    let answered: Vec<Value> = [
+        (&crate::metrics::REJECTED, &t["rejected"]),
+        (&crate::metrics::DUPLICATES, &t["duplicates"]),
+    ]
+    .into_iter()
+    .flat_map(|(metric, what)| {
+        crate::metrics::sums(metric)
+            .into_iter()
+            .map(move |(labels, n)| json!({ "what": what, "labels": labels, "n": n as u64 }))
+    })
+    .collect();
     c.page(
         &asked,
         "overview.html",
@@ -513,6 +526,7 @@ async fn overview(
         json!({
             "windows": windows, "rows": rows, "statuses": statuses, "parts": parts,
             "usage": usage, "attention": attention, "month": beijing_month(now),
+            "answered": answered,
             "dashboard": c.dashboard,
         }),
     )

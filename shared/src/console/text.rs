@@ -136,4 +136,16 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("of_quota", "的额度已用", "of the quota used"),
     ("created", "创建（待发送）", "created (pending)"),
     ("replayed", "重放", "replayed"),
+    (
+        "answered",
+        "本进程启动以来拒绝和重复的请求",
+        "Refused and repeated requests since this process started",
+    ),
+    (
+        "answered_none",
+        "没有（在 AWS 上请看仪表盘）。",
+        "None (on AWS, see the dashboard).",
+    ),
+    ("rejected", "拒绝", "Refused"),
+    ("duplicates", "重复", "Repeated"),
 ];
