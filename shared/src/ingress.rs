@@ -78,6 +78,18 @@ impl Ingress {
         body: &[u8],
         now: Millis,
     ) -> Result<(&'static str, Vec<Delivery>), Rejection> {
+        self.preview_to(path, body, now, None)
+    }
+
+    /// [`Ingress::preview`], with the event's recipients replaced by `to` when given (the
+    /// console's test send to one person).
+    pub fn preview_to(
+        &self,
+        path: Option<&str>,
+        body: &[u8],
+        now: Millis,
+        to: Option<&str>,
+    ) -> Result<(&'static str, Vec<Delivery>), Rejection> {
         let path = match path {
             Some(p) => p,
             None => {
@@ -105,7 +117,12 @@ impl Ingress {
             headers: &headers,
             peer: None,
         };
-        let events = source.parse(&head, body, now, Verify::Skip)?;
+        let mut events = source.parse(&head, body, now, Verify::Skip)?;
+        if let Some(to) = to {
+            for notice in events.iter_mut().filter_map(|p| p.notice.as_mut()) {
+                notice.recipients = vec![to.to_owned()];
+            }
+        }
         let deliveries = events
             .iter()
             .flat_map(|p| self.router.plan(p, now))

@@ -113,6 +113,11 @@ impl Browser {
     /// Clicks what `css` finds and waits until the page it leads to (its address holding
     /// `leads_to`) has loaded, without console errors; its source.
     async fn click(&self, css: &str, leads_to: &str) -> String {
+        // Marks this document, so the wait below knows the next one from it.
+        self.client
+            .execute("window.hookbridgeBefore = true", vec![])
+            .await
+            .unwrap();
         self.client
             .find(Locator::Css(css))
             .await
@@ -122,12 +127,16 @@ impl Browser {
             .unwrap();
         for _ in 0..100 {
             let url = self.client.current_url().await.unwrap();
-            let ready = self
+            let state = self
                 .client
-                .execute("return document.readyState", vec![])
+                .execute(
+                    "return [document.readyState, window.hookbridgeBefore === true]",
+                    vec![],
+                )
                 .await
                 .unwrap();
-            if url.as_str().contains(leads_to) && ready == "complete" {
+            let loaded = state[0] == "complete" && state[1] == false;
+            if url.as_str().contains(leads_to) && loaded {
                 self.assert_no_console_errors().await;
                 return self.client.source().await.unwrap();
             }
@@ -274,6 +283,32 @@ async fn an_operator_finds_replays_and_previews_in_the_browser() {
         "{preview}"
     );
     assert_eq!(fake.calls(SEND).len(), sent_before + 1, "nothing sent");
+
+    // A test send to one person: asked once more, then sent to that person only.
+    b.client
+        .find(Locator::Css("section.would-send input[name=to]"))
+        .await
+        .unwrap()
+        .send_keys("ops_test")
+        .await
+        .unwrap();
+    let ask = b
+        .click("section.would-send button.test-send", "/console/test")
+        .await;
+    assert!(
+        ask.contains("ops_test") && ask.contains("id=\"send-test\""),
+        "{ask}"
+    );
+    assert_eq!(
+        fake.calls(SEND).len(),
+        sent_before + 1,
+        "not before it is confirmed"
+    );
+    let done = b.click("#send-test", "/console/test").await;
+    assert!(done.contains("Test sent to ops_test"), "{done}");
+    let calls = fake.calls(SEND);
+    assert_eq!(calls.len(), sent_before + 2);
+    assert_eq!(calls.last().unwrap().body["userid_list"], "ops_test");
 
     b.stop().await;
     local.shutdown().await;

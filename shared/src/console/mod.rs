@@ -85,6 +85,7 @@ fn templates() -> Environment<'static> {
         ("delivery.html", include_str!("templates/delivery.html")),
         ("preview.html", include_str!("templates/preview.html")),
         ("login.html", include_str!("templates/login.html")),
+        ("test.html", include_str!("templates/test.html")),
     ] {
         env.add_template(name, source)
             .expect("the console's templates compile (a test renders each)");
@@ -111,6 +112,7 @@ pub fn router(app: Arc<App>, guard: Guard, dashboard: Option<String>) -> Router 
         .route("/console/replay", axum::routing::post(replay))
         .route("/console/recall", axum::routing::post(recall))
         .route("/console/preview", get(preview_form).post(preview))
+        .route("/console/test", axum::routing::post(test_send))
         .route("/console/login", axum::routing::post(login))
         .route("/console/console.css", get(css))
         .route("/console/console.js", get(js))
@@ -853,6 +855,67 @@ async fn preview(
         Err(rejection) => ctx["problem"] = json!(rejection.to_string()),
     }
     c.page(&asked, "preview.html", "preview", ctx)
+}
+
+/// A test send to one person: the first post shows what would go to whom and asks again; the
+/// second (`confirm`) sends it through the connector, stored nowhere. Only a route that sends to
+/// the event's recipients can be tried: one with fixed users or a group would reach them.
+async fn test_send(
+    State(c): State<Arc<Console>>,
+    peer: Peer,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let asked = c.asked(&headers, q);
+    let form = parse_pairs(&String::from_utf8_lossy(&body));
+    if let Some(r) = c.refuse_change(&peer.0, &headers, &form, asked.lang) {
+        return r;
+    }
+    let field = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let (path, text, connector, to) = (
+        field("path"),
+        field("body"),
+        field("connector"),
+        field("to"),
+    );
+    let planned = c.app.ingress.preview_to(
+        Some(&path).filter(|p| !p.is_empty()).map(String::as_str),
+        text.as_bytes(),
+        now_ms(),
+        Some(to.as_str()),
+    );
+    let d = match planned {
+        Ok((_, planned)) => planned
+            .into_iter()
+            .find(|d| d.connector == connector && d.action == crate::event::Action::Send),
+        Err(e) => return c.plain(StatusCode::BAD_REQUEST, asked.lang, &e.to_string()),
+    };
+    let Some(d) = d.filter(|d| !to.is_empty() && d.recipients.len() == 1) else {
+        return c.plain(
+            StatusCode::CONFLICT,
+            asked.lang,
+            "no route sends this to the one person given: a test goes only through a route that sends to the event's recipients (not fixed users or a group)",
+        );
+    };
+    let request = serde_json::to_string_pretty(&d.message).unwrap_or_default();
+    let mut ctx = json!({
+        "path": path, "body": text, "connector": connector, "to": to,
+        "recipient": d.recipients.join(", "), "request": request,
+    });
+    if form.get("confirm").map(String::as_str) == Some("1") {
+        let Some(sender) = c.app.sender.connector(&connector) else {
+            return c.plain(
+                StatusCode::CONFLICT,
+                asked.lang,
+                "that connector is not configured here",
+            );
+        };
+        let outcome = sender.deliver(&d).await;
+        tracing::info!(connector = %connector, to = %crate::logging::LogId(&to), outcome = ?outcome, "a test send asked by an operator");
+        ctx["outcome"] = json!(format!("{outcome:?}"));
+    }
+    c.page(&asked, "test.html", "test_send", ctx)
 }
 
 // ---- assets, inside the binary ----

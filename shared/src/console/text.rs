@@ -148,4 +148,13 @@ const WORDS: &[(&str, &str, &str)] = &[
     ),
     ("rejected", "拒绝", "Refused"),
     ("duplicates", "重复", "Repeated"),
+    ("test_send", "发送测试", "Send a test"),
+    ("test_to", "只发给", "Only to"),
+    (
+        "test_ask",
+        "这条消息将只发给下面这一个人，确认发送？",
+        "This message goes to this one person only. Send it?",
+    ),
+    ("test_confirm", "确认发送", "Yes, send it"),
+    ("test_done", "测试已发送给", "Test sent to"),
 ];
