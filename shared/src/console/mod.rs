@@ -451,6 +451,7 @@ async fn overview(
         json!({ "name": t["made_no_delivery"], "counts": no_delivery }),
         json!({ "name": t["delivered"], "counts": count(&|d| matches!(d.status, Status::Sent | Status::Checking)) }),
         json!({ "name": t["in_flight"], "counts": count(&|d| !d.status.is_final()) }),
+        json!({ "name": t["dry_run"], "counts": count(&|d| d.status == Status::DryRun) }),
         json!({ "name": t["undelivered"], "counts": count(&|d| d.status == Status::Undelivered) }),
         json!({ "name": t["dead"], "counts": count(&|d| d.status == Status::Dead) }),
         json!({ "name": t["recalled"], "counts": count(&|d| d.status == Status::Recalled) }),
