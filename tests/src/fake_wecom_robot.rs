@@ -112,6 +112,21 @@ async fn send(
                 return Err(err(45002, "content size out of limit"));
             }
         }
+        // A template card: one of the robot's two kinds, with a title; a text notice opens
+        // something when tapped.
+        if msgtype == "template_card" {
+            let card = &body["template_card"];
+            let kind = card["card_type"].as_str().unwrap_or("");
+            let titled = card["main_title"]["title"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty());
+            let action = card["card_action"]["type"]
+                .as_i64()
+                .is_some_and(|t| t == 1 || t == 2);
+            if !["text_notice", "news_notice"].contains(&kind) || !titled || !action {
+                return Err(err(40058, "invalid template_card"));
+            }
+        }
         if msgtype == "news" {
             let n = body["news"]["articles"].as_array().map_or(0, Vec::len);
             if n == 0 || n > 8 {

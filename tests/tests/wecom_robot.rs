@@ -106,6 +106,24 @@ async fn a_link_template_with_a_picture_is_a_news_article() {
     assert_eq!(article["picurl"], "https://hap.example.com/p.png");
 }
 
+/// A card template is a `text_notice` template card that opens the link; it mentions nobody,
+/// and says so.
+#[tokio::test]
+async fn a_card_template_is_a_template_card() {
+    let template = "template = \"t\"\n\n[templates.t]\ntitle = \"{{ appName }}\"\n\
+                    text = \"{{ message }}\"\nmsgtype = \"action_card\"\n";
+    let (fake, mut h) = robot(None, template).await;
+    let got = post(&mut h, &message("w5", &["zhangsan"])).await;
+    assert_eq!(got[0].0, Status::Sent, "{got:?}");
+    let card = &fake.posted()[0]["template_card"];
+    assert_eq!(card["card_type"], "text_notice");
+    assert_eq!(
+        card["card_action"]["url"],
+        "https://hap.example.com/app/1/row/2"
+    );
+    assert!(got[1].1.as_deref().unwrap().contains("zhangsan"), "{got:?}");
+}
+
 #[tokio::test]
 async fn a_wrong_key_is_dead_with_what_to_check_and_the_key_is_never_said() {
     let fake = FakeWeComRobot::start().await;

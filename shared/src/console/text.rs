@@ -122,7 +122,11 @@ const WORDS: &[(&str, &str, &str)] = &[
     ),
     ("delivered", "已送达", "Delivered"),
     ("in_flight", "处理中", "In flight"),
-    ("dry_run", "演练（已记录，未发送）", "Dry-run (recorded, not sent)"),
+    (
+        "dry_run",
+        "演练（已记录，未发送）",
+        "Dry-run (recorded, not sent)",
+    ),
     ("recalled", "已撤回", "Recalled"),
     (
         "dead_ones",

@@ -1,6 +1,7 @@
 //! WeCom robot bodies: `markdown` by default (userids mentioned as `<@userid>`), `text` when the
 //! route's template asks (it mentions by userid, mobile or `@all`), `news` for a link with a
-//! picture. Each within WeCom's byte limits. Pure: no secrets.
+//! picture, a `text_notice` template card for a card template with a link. Each within WeCom's
+//! limits. Pure: no secrets.
 
 use serde_json::{Value, json};
 
@@ -16,6 +17,10 @@ pub const MAX_MARKDOWN_BYTES: usize = 4096;
 /// A news article's title and description, in bytes.
 const MAX_NEWS_TITLE: usize = 128;
 const MAX_NEWS_DESCRIPTION: usize = 512;
+/// A template card's title, its description and its text, in characters (WeCom's guidance).
+const MAX_CARD_TITLE: usize = 26;
+const MAX_CARD_DESC: usize = 30;
+const MAX_CARD_TEXT: usize = 112;
 /// The mention that reaches everyone in the group.
 pub const EVERYONE: &str = "@all";
 
@@ -30,6 +35,8 @@ fn kind(n: &Notice) -> MsgType {
     match n.msgtype {
         Some(MsgType::Text) => MsgType::Text,
         Some(MsgType::Link | MsgType::FeedCard) if n.link.is_some() => MsgType::Link,
+        // A card opens its link when tapped: without one there is nothing to make it of.
+        Some(MsgType::ActionCard | MsgType::Oa) if n.link.is_some() => MsgType::ActionCard,
         _ => MsgType::Markdown,
     }
 }
@@ -61,6 +68,8 @@ impl Render for Style {
         let robot = target.instance.clone().unwrap_or_default();
         let (mentions, unmapped): (Vec<String>, Vec<String>) = match kind(n) {
             MsgType::Markdown => users.into_iter().partition(|u| !is_mobile(u)),
+            // A template card mentions nobody: those it would have are reported.
+            MsgType::ActionCard => (vec![], users),
             _ => (users, vec![]),
         };
         let body = body(n, &mentions);
@@ -68,7 +77,7 @@ impl Render for Style {
     }
 
     fn recipient_noun(&self) -> &'static str {
-        "WeCom userid to mention (mobiles only in text messages)"
+        "WeCom userid to mention (mobiles only in text messages; nobody in a template card)"
     }
 }
 
@@ -92,6 +101,18 @@ fn body(n: &Notice, mentions: &[String]) -> Value {
                 text["mentioned_mobile_list"] = json!(mobiles);
             }
             json!({ "msgtype": "text", "text": text })
+        }
+        MsgType::ActionCard => {
+            let chars = |s: &str, n: usize| s.chars().take(n).collect::<String>();
+            let link = n.link.clone().unwrap_or_default();
+            json!({ "msgtype": "template_card", "template_card": {
+                "card_type": "text_notice",
+                "source": { "desc": chars(n.app.as_deref().unwrap_or(n.from), MAX_CARD_DESC) },
+                "main_title": { "title": chars(&n.title, MAX_CARD_TITLE), "desc": chars(&format!("{time} {}", n.tag), MAX_CARD_DESC) },
+                "sub_title_text": chars(&n.text, MAX_CARD_TEXT),
+                "jump_list": [{ "type": 1, "url": link, "title": details }],
+                "card_action": { "type": 1, "url": link },
+            }})
         }
         MsgType::Link => json!({ "msgtype": "news", "news": { "articles": [{
             "title": fit(&format!("{} {}", n.title, n.tag), MAX_NEWS_TITLE),
@@ -187,6 +208,35 @@ mod tests {
             "markdown cannot mention a mobile"
         );
         assert_eq!(p.calls[0].recipients, ["zhangsan", "@all"]);
+    }
+
+    #[test]
+    fn a_card_template_is_a_text_notice_card_that_opens_the_link() {
+        let long = "很长的正文".repeat(40);
+        let p = plan(&notice(Some(MsgType::ActionCard), &long), &["zhangsan"]);
+        let card = &posted(&p)["template_card"];
+        assert_eq!(card["card_type"], "text_notice");
+        assert_eq!(
+            card["card_action"],
+            json!({ "type": 1, "url": "https://hap/r" })
+        );
+        assert_eq!(card["main_title"]["title"], "待办｜采购管理");
+        assert_eq!(
+            card["sub_title_text"].as_str().unwrap().chars().count(),
+            MAX_CARD_TEXT
+        );
+        assert_eq!(
+            p.unmapped,
+            ["zhangsan"],
+            "a card mentions nobody: said, not dropped"
+        );
+        let mut no_link = notice(Some(MsgType::ActionCard), "x");
+        no_link.link = None;
+        assert_eq!(
+            posted(&plan(&no_link, &[]))["msgtype"],
+            "markdown",
+            "no link: no card"
+        );
     }
 
     #[test]
