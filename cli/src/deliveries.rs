@@ -239,6 +239,9 @@ pub struct EventArgs {
     /// The source's kind: todo, mention, alert, unreadable…
     #[arg(long)]
     kind: Option<String>,
+    /// Part of the source's id of it (HAP's messageId, an alert's fingerprint…).
+    #[arg(long)]
+    key: Option<String>,
     /// Received since: 90s, 30m, 12h, 7d ago, or 2026-12-01 / an RFC 3339 time.
     #[arg(long)]
     since: Option<String>,
@@ -256,6 +259,7 @@ pub async fn events(at: Where, args: EventArgs, data_dir: PathBuf) -> Result<()>
     let filter = EventFilter {
         source: args.source,
         kind: args.kind,
+        key: args.key,
         since: args
             .since
             .as_deref()
@@ -266,7 +270,11 @@ pub async fn events(at: Where, args: EventArgs, data_dir: PathBuf) -> Result<()>
         Deliveries::Stored { store, .. } => store.events(&filter, args.limit).await?,
         remote @ Deliveries::Remote { .. } => {
             let mut query = vec![("limit", args.limit.min(1_000_000).to_string())];
-            for (k, v) in [("source", &filter.source), ("kind", &filter.kind)] {
+            for (k, v) in [
+                ("source", &filter.source),
+                ("kind", &filter.kind),
+                ("key", &filter.key),
+            ] {
                 if let Some(v) = v {
                     query.push((k, v.clone()));
                 }

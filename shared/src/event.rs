@@ -455,6 +455,8 @@ impl DeliveryFilter {
 pub struct EventFilter {
     pub source: Option<String>,
     pub kind: Option<String>,
+    /// Part of the source's id of it (HAP's messageId, an alert's fingerprint…).
+    pub key: Option<String>,
     /// Received at or after this time.
     pub since: Option<Millis>,
 }
@@ -463,6 +465,7 @@ impl EventFilter {
     pub fn matches(&self, e: &Event) -> bool {
         self.source.as_deref().is_none_or(|s| s == e.source)
             && self.kind.as_deref().is_none_or(|k| k == e.kind)
+            && self.key.as_deref().is_none_or(|k| e.key.contains(k))
             && self.since.is_none_or(|t| e.received_at >= t)
     }
 }

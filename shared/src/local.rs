@@ -376,6 +376,7 @@ struct EventQuery {
     limit: Option<usize>,
     source: Option<String>,
     kind: Option<String>,
+    key: Option<String>,
     since: Option<Millis>,
 }
 
@@ -395,6 +396,7 @@ async fn events(
     let filter = EventFilter {
         source: q.source,
         kind: q.kind,
+        key: q.key,
         since: q.since,
     };
     match serve

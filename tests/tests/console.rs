@@ -207,6 +207,13 @@ async fn an_operator_finds_replays_and_previews_in_the_browser() {
     );
     let events = b.open(&format!("{base}/console/events")).await;
     assert!(events.contains("事件"), "the choice is remembered");
+    let found = b
+        .open(&format!("{base}/console/events?key=9f8e7d6c&within=hour"))
+        .await;
+    assert!(
+        found.contains("9f8e7d6c-5b4a") && !found.contains("8d3e6f1a-4c2b"),
+        "searched by id and time: {found}"
+    );
     let english = b.open(&format!("{base}/console?lang=en")).await;
     assert!(english.contains("Needs attention first"));
     let events = b.open(&format!("{base}/console/events")).await;

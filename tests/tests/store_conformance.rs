@@ -704,6 +704,11 @@ async fn events_are_listed_with_those_that_made_no_delivery(store: Arc<dyn Store
         ..Default::default()
     };
     assert_eq!(only(todo_since).await, ["todo-2"]);
+    let by_key = EventFilter {
+        key: Some("odo-".into()),
+        ..Default::default()
+    };
+    assert_eq!(only(by_key).await, ["todo-2", "todo-1"], "part of the key");
     assert_eq!(
         store
             .events(&EventFilter::default(), 1)

@@ -543,10 +543,17 @@ async fn events(
 ) -> Response {
     let asked = guarded!(c, peer, headers, q);
     let page = page_of(&asked);
+    let within = asked.query.get("within").and_then(|w| match w.as_str() {
+        "hour" => Some(3_600_000),
+        "day" => Some(86_400_000),
+        "week" => Some(7 * 86_400_000),
+        _ => None,
+    });
     let filter = EventFilter {
         source: asked.query.get("source").cloned(),
         kind: asked.query.get("kind").cloned(),
-        since: None,
+        key: asked.query.get("key").cloned(),
+        since: within.map(|w: Millis| now_ms() - w),
     };
     let found = match c.app.store.events(&filter, page * PAGE + 1).await {
         Ok(found) => found,
@@ -569,7 +576,10 @@ async fn events(
         &asked,
         "events.html",
         "events",
-        json!({ "list": list, "filter": filter, "page": page, "more": more, "query": query_without_page(&asked) }),
+        json!({
+            "list": list, "filter": filter, "page": page, "more": more,
+            "query": query_without_page(&asked), "within": asked.query.get("within"),
+        }),
     )
 }
 

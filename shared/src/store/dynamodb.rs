@@ -784,6 +784,12 @@ impl EventStore for DynamoStore {
             conditions.push("kind = :kind".into());
             scan = scan.expression_attribute_values(":kind", s(kind));
         }
+        if let Some(key) = &filter.key {
+            conditions.push("contains(#key, :key)".into());
+            scan = scan
+                .expression_attribute_names("#key", "key")
+                .expression_attribute_values(":key", s(key));
+        }
         if let Some(since) = filter.since {
             conditions.push("received_at >= :since".into());
             scan = scan.expression_attribute_values(":since", n(since));
