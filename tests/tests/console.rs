@@ -262,15 +262,20 @@ async fn an_operator_finds_replays_and_previews_in_the_browser() {
     assert!(sent, "the replayed delivery was sent");
     assert_eq!(fake.calls(SEND).len(), sent_before + 1);
 
-    // The preview shows what would go out, and nothing does.
+    // The preview, from a sample body, shows what would go out, and nothing does.
     b.open(&format!("{base}/console/preview")).await;
     b.client
-        .find(Locator::Css("textarea[name=body]"))
+        .find(Locator::Css("select[name=sample]"))
         .await
         .unwrap()
-        .send_keys(&fixture("hap-message-mention.json"))
+        .select_by_value("hap-message-mention")
         .await
         .unwrap();
+    let form = b.click("#use-sample", "sample=hap-message-mention").await;
+    assert!(
+        form.contains("请在周五前补充二期报价"),
+        "the sample fills the form"
+    );
     b.client
         .find(Locator::Id("render"))
         .await

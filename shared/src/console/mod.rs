@@ -813,6 +813,40 @@ async fn login(
 
 // ---- the preview: what each connector would send, with nothing sent ----
 
+/// Sample bodies to start a preview from: each source's own, as the tests post them.
+const SAMPLES: &[(&str, &str, &str)] = &[
+    (
+        "hap-message-todo",
+        "/hap/message",
+        include_str!("../../../tests/fixtures/hap-message-todo.json"),
+    ),
+    (
+        "hap-message-mention",
+        "/hap/message",
+        include_str!("../../../tests/fixtures/hap-message-mention.json"),
+    ),
+    (
+        "hap-finish-todo",
+        "/hap/todo",
+        include_str!("../../../tests/fixtures/hap-finish-todo.json"),
+    ),
+    (
+        "dms-approval-pending",
+        "/dms/webhook",
+        include_str!("../../../tests/fixtures/dms-approval-pending.json"),
+    ),
+    (
+        "alertmanager-firing",
+        "/alertmanager",
+        include_str!("../../../tests/fixtures/alertmanager-firing.json"),
+    ),
+    (
+        "generic-gitlab-push",
+        "/generic/gitlab",
+        include_str!("../../../tests/fixtures/generic-gitlab-push.json"),
+    ),
+];
+
 async fn preview_form(
     State(c): State<Arc<Console>>,
     peer: Peer,
@@ -821,11 +855,21 @@ async fn preview_form(
 ) -> Response {
     let asked = guarded!(c, peer, headers, q);
     let paths = c.app.ingress.paths();
+    let (path, body) = asked
+        .query
+        .get("sample")
+        .and_then(|name| SAMPLES.iter().find(|(n, ..)| n == name))
+        .map_or(("", ""), |(_, path, body)| (*path, *body));
+    let samples: Vec<&str> = SAMPLES
+        .iter()
+        .filter(|(_, path, _)| paths.contains(path))
+        .map(|(name, ..)| *name)
+        .collect();
     c.page(
         &asked,
         "preview.html",
         "preview",
-        json!({ "paths": paths, "path": "", "body": "" }),
+        json!({ "paths": paths, "path": path, "body": body, "samples": samples }),
     )
 }
 

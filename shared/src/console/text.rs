@@ -154,6 +154,8 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("rejected", "拒绝", "Refused"),
     ("duplicates", "重复", "Repeated"),
     ("test_send", "发送测试", "Send a test"),
+    ("sample", "示例请求体", "A sample body"),
+    ("use_sample", "使用", "Use it"),
     ("test_to", "只发给", "Only to"),
     (
         "test_ask",
