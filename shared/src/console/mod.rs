@@ -832,7 +832,7 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ),
     (
         "dms-approval-pending",
-        "/dms/webhook",
+        "/dms",
         include_str!("../../../tests/fixtures/dms-approval-pending.json"),
     ),
     (
