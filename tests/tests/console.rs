@@ -389,3 +389,23 @@ async fn another_sites_page_cannot_make_the_console_replay() {
     b.stop().await;
     local.shutdown().await;
 }
+
+/// Each sample the preview offers is a body its source reads at the path it names, on the
+/// example config: picking one always previews something.
+#[tokio::test]
+async fn every_sample_previews_at_its_path() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/example.toml"
+    ))
+    .unwrap();
+    let config = hookbridge::config::Config::from_toml(&text).unwrap();
+    let h = hookbridge_tests::Harness::new(config).await;
+    for (name, path, body) in hookbridge::console::SAMPLES {
+        let previewed = h
+            .app
+            .ingress
+            .preview(Some(path), body.as_bytes(), 1_800_000_000_000);
+        assert!(previewed.is_ok(), "{name} at {path}: {previewed:?}");
+    }
+}

@@ -813,8 +813,9 @@ async fn login(
 
 // ---- the preview: what each connector would send, with nothing sent ----
 
-/// Sample bodies to start a preview from: each source's own, as the tests post them.
-const SAMPLES: &[(&str, &str, &str)] = &[
+/// Sample bodies to start a preview from: each source's own, as the tests post them (name,
+/// webhook path, body).
+pub const SAMPLES: &[(&str, &str, &str)] = &[
     (
         "hap-message-todo",
         "/hap/message",
@@ -842,7 +843,7 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ),
     (
         "generic-gitlab-push",
-        "/generic/gitlab",
+        "/in/gitlab",
         include_str!("../../../tests/fixtures/generic-gitlab-push.json"),
     ),
 ];
