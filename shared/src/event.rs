@@ -293,6 +293,31 @@ pub struct Delivery {
     /// Each time an operator replayed it after it died: when, and what it had come to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replays: Vec<Replay>,
+    /// Each attempt's answer, in order (waits and throttles spend no attempt and are not here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<Answer>,
+}
+
+/// What one attempt came to: when, the status it left, and what the system said when it was
+/// not a plain success.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    pub at: Millis,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub said: Option<String>,
+}
+
+impl Answer {
+    /// The answer `settled` records for the attempt `claimed` made, unless it was no attempt (a
+    /// wait or a throttle, which give the attempt back).
+    pub fn of(claimed: &Delivery, settled: &Settled, now: Millis) -> Option<Answer> {
+        (settled.attempts >= claimed.attempts).then(|| Answer {
+            at: now,
+            status: settled.status,
+            said: settled.last_error.clone(),
+        })
+    }
 }
 
 /// A dead delivery made pending again by an operator, with a fresh attempt budget and wait
@@ -332,6 +357,7 @@ impl Delivery {
             created_at: now,
             updated_at: now,
             replays: vec![],
+            answers: vec![],
         }
     }
 

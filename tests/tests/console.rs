@@ -242,7 +242,9 @@ async fn an_operator_finds_replays_and_previews_in_the_browser() {
         .click("table.list tbody tr.status-dead a", "/console/delivery?")
         .await;
     assert!(
-        page.contains("60020") && page.contains("id=\"replay\""),
+        page.contains("attempt 1 → dead: DingTalk")
+            && page.contains("60020")
+            && page.contains("id=\"replay\""),
         "{page}"
     );
 

@@ -81,6 +81,7 @@ conformance!(
     receipts_are_noted_on_the_linked_delivery,
     replay_gives_a_dead_delivery_a_new_budget_once,
     a_sent_delivery_is_recalled_once,
+    each_attempt_keeps_its_answer,
     events_are_listed_with_those_that_made_no_delivery,
     list_filters_and_orders_newest_first,
     usage_is_counted_atomically_per_name_and_month,
@@ -663,6 +664,49 @@ async fn a_sent_delivery_is_recalled_once(store: Arc<dyn Store>) {
     assert!(
         store.due(i64::MAX, 10).await.unwrap().is_empty(),
         "a recalled delivery is not followed up"
+    );
+}
+
+async fn each_attempt_keeps_its_answer(store: Arc<dyn Store>) {
+    let e = event("answers");
+    let ds = deliveries(&e, 1);
+    store.insert(&e, &ds).await.unwrap();
+    let key = ds[0].key();
+    let settle = |status, attempts, error: Option<&str>| Settled {
+        status,
+        attempts,
+        result: None,
+        last_error: error.map(str::to_owned),
+        next_attempt_at: Some(0),
+    };
+    // A failure, then a throttle (no attempt spent: not an answer), then the send.
+    let c = store.claim(&key, 10, 100).await.unwrap().unwrap();
+    let failed = settle(Status::Retrying, c.attempts, Some("errcode -1: 系统繁忙"));
+    assert!(store.record(&c, &failed, 20).await.unwrap());
+    assert!(store.requeue(&key, 25).await.unwrap());
+    let c = store.claim(&key, 30, 130).await.unwrap().unwrap();
+    let throttled = settle(Status::Retrying, c.attempts - 1, Some("too fast"));
+    assert!(store.record(&c, &throttled, 40).await.unwrap());
+    assert!(store.requeue(&key, 45).await.unwrap());
+    let c = store.claim(&key, 50, 150).await.unwrap().unwrap();
+    assert!(
+        store
+            .record(&c, &settle(Status::Sent, c.attempts, None), 60)
+            .await
+            .unwrap()
+    );
+    let d = store.delivery(&key).await.unwrap().unwrap();
+    let answers: Vec<(i64, Status, Option<&str>)> = d
+        .answers
+        .iter()
+        .map(|a| (a.at, a.status, a.said.as_deref()))
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            (20, Status::Retrying, Some("errcode -1: 系统繁忙")),
+            (60, Status::Sent, None)
+        ]
     );
 }
 

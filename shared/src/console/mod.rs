@@ -674,18 +674,50 @@ async fn delivery(
     };
     let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
     let t = text::table(asked.lang);
-    let mut timeline = vec![json!({ "at": beijing_time(d.created_at), "what": t["created"] })];
+    // What happened to it, in order: created, each attempt's answer, replays, receipts.
+    let word = |k: &str| t[k].as_str().unwrap_or("").to_owned();
+    let mut steps: Vec<(Millis, String)> = vec![(d.created_at, word("created"))];
+    for (n, a) in d.answers.iter().enumerate() {
+        let said = a
+            .said
+            .as_deref()
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        steps.push((
+            a.at,
+            format!(
+                "{} {} → {}{said}",
+                word("attempt"),
+                n + 1,
+                a.status.as_str()
+            ),
+        ));
+    }
     for r in &d.replays {
-        timeline.push(json!({
-            "at": beijing_time(r.at),
-            "what": format!("{} ({} {}: {})", t["replayed"].as_str().unwrap_or(""), r.attempts, t["attempts"].as_str().unwrap_or(""), r.error.as_deref().unwrap_or("")),
-        }));
+        let error = r.error.as_deref().unwrap_or("");
+        steps.push((
+            r.at,
+            format!(
+                "{} ({} {}: {error})",
+                word("replayed"),
+                r.attempts,
+                word("attempts")
+            ),
+        ));
     }
     for receipt in &d.receipts {
         if let Some(at) = receipt["at"].as_i64() {
-            timeline.push(json!({ "at": beijing_time(at), "what": receipt["status"].as_str().unwrap_or("receipt") }));
+            steps.push((
+                at,
+                receipt["status"].as_str().unwrap_or("receipt").to_owned(),
+            ));
         }
     }
+    steps.sort_by_key(|(at, _)| *at);
+    let mut timeline: Vec<Value> = steps
+        .into_iter()
+        .map(|(at, what)| json!({ "at": beijing_time(at), "what": what }))
+        .collect();
     timeline.push(json!({ "at": beijing_time(d.updated_at), "what": d.status.as_str() }));
     let outcomes: Vec<Value> = d
         .result

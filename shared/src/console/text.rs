@@ -155,6 +155,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("duplicates", "重复", "Repeated"),
     ("test_send", "发送测试", "Send a test"),
     ("sample", "示例请求体", "A sample body"),
+    ("attempt", "尝试", "attempt"),
     ("use_sample", "使用", "Use it"),
     ("test_to", "只发给", "Only to"),
     (

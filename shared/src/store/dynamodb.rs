@@ -42,8 +42,8 @@ use super::{
     StoreError, TokenRecord, TokenStore, Usage, UsageStore,
 };
 use crate::event::{
-    Action, Delivery, DeliveryFilter, DeliveryKey, Event, EventFilter, Millis, Replay, Settled,
-    Status,
+    Action, Answer, Delivery, DeliveryFilter, DeliveryKey, Event, EventFilter, Millis, Replay,
+    Settled, Status,
 };
 
 pub const STATUS_DUE_INDEX: &str = "status-due";
@@ -131,6 +131,9 @@ struct DeliveryItem {
     receipts: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     replays: Vec<Replay>,
+    /// Appended by [`DeliveryStore::record`], one per attempt, each one JSON text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    answers: Vec<String>,
 }
 
 /// What a delivery sends, written once before its state (see the module docs).
@@ -427,6 +430,11 @@ impl DynamoStore {
                 .then(|| d.next_attempt_at.unwrap_or(d.updated_at)),
             receipts: d.receipts.iter().map(ToString::to_string).collect(),
             replays: d.replays.clone(),
+            answers: d
+                .answers
+                .iter()
+                .filter_map(|a| serde_json::to_string(a).ok())
+                .collect(),
         };
         Ok((
             serde_dynamo::to_item(state).map_err(corrupt)?,
@@ -682,6 +690,14 @@ fn decode_delivery(it: DeliveryItem, request: Item) -> Result<Delivery, StoreErr
         created_at: it.created_at,
         updated_at: it.updated_at,
         replays: it.replays,
+        answers: it
+            .answers
+            .iter()
+            .map(|a| {
+                serde_json::from_str(a)
+                    .map_err(|e| StoreError::Corrupt(format!("{}/{}", it.pk, it.sk), e.to_string()))
+            })
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -928,6 +944,14 @@ impl DeliveryStore for DynamoStore {
                 }
                 None => remove.push(alias),
             }
+        }
+        if let Some(answer) = Answer::of(claimed, settled, now) {
+            let text = serde_json::to_string(&answer)
+                .map_err(|e| StoreError::Corrupt(claimed.key().to_string(), e.to_string()))?;
+            set_parts.push("answers = list_append(if_not_exists(answers, :none), :answer)".into());
+            req = req
+                .expression_attribute_values(":none", AttributeValue::L(vec![]))
+                .expression_attribute_values(":answer", AttributeValue::L(vec![s(&text)]));
         }
         let mut expr = format!("SET {}", set_parts.join(", "));
         if !remove.is_empty() {

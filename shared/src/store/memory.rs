@@ -20,7 +20,7 @@ use super::{
     StoreError, TokenRecord, TokenStore, Usage, UsageStore,
 };
 use crate::event::{
-    Delivery, DeliveryFilter, DeliveryKey, Event, EventFilter, Millis, Settled, Status,
+    Answer, Delivery, DeliveryFilter, DeliveryKey, Event, EventFilter, Millis, Settled, Status,
 };
 
 /// How long a cached value or a token is kept past its expiry (as on DynamoDB, where its TTL
@@ -313,6 +313,7 @@ impl DeliveryStore for MemoryStore {
             d.last_error = settled.last_error.clone();
             d.next_attempt_at = settled.next_attempt_at;
             d.updated_at = now;
+            d.answers.extend(Answer::of(claimed, settled, now));
             true
         })?;
         Ok(recorded.is_some())
