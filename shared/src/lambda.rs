@@ -205,6 +205,7 @@ pub async fn stream(
         }
     }
     crate::metrics::flush();
+    crate::connectors::flush_calls().await;
     let mut response = DynamoDbEventResponse::default();
     response.batch_item_failures = failures;
     Ok(response)

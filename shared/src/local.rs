@@ -543,6 +543,7 @@ impl Local {
                 if let Err(e) = sweep(sweeper.store.as_ref(), now, 100).await {
                     error!(error = %e, "sweep failed");
                 }
+                crate::connectors::flush_calls().await;
                 if purged.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
                     purged = Some(Instant::now());
                     match store.purge(now, retention) {
@@ -583,6 +584,7 @@ impl Local {
         {
             let _ = task.await;
         }
+        crate::connectors::flush_calls().await;
         info!("stopped");
     }
 }

@@ -228,14 +228,24 @@ impl Harness {
         self.app.store.deliveries_of(event_pk).await.unwrap()
     }
 
-    /// The calls `account` (`<connector>#<app>`) made this month, as `hookbridge status` shows.
+    /// The calls `account` (`<connector>#<app>`) made this month, as `hookbridge status` shows
+    /// them once they are flushed (another test's flush may be writing them: waited for, 1 s).
     pub async fn calls_counted(&self, account: &str) -> u64 {
         let month = hookbridge::event::beijing_month(now_ms());
-        let usage = self.app.store.usage_in(&month).await.unwrap();
-        usage
-            .iter()
-            .find(|u| u.name == account)
-            .map_or(0, |u| u.calls)
+        let mut calls = 0;
+        for _ in 0..50 {
+            hookbridge::connectors::flush_calls().await;
+            let usage = self.app.store.usage_in(&month).await.unwrap();
+            calls = usage
+                .iter()
+                .find(|u| u.name == account)
+                .map_or(0, |u| u.calls);
+            if calls > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        calls
     }
 }
 

@@ -77,22 +77,43 @@ pub fn route_options<T: serde::de::DeserializeOwned>(
 
 /// Where a connector counts its calls for `hookbridge status`: one account's (`<connector>#<app>`)
 /// answered calls per Beijing month, with no quota (DingTalk keeps its own count, with one).
+/// Counted in memory and written by [`flush_calls`], once per account, at the end of a Lambda
+/// batch and on `serve`'s sweep tick: a count costs no write per call.
 #[derive(Clone)]
 pub struct CallCounter {
     usage: Arc<dyn UsageStore>,
     account: String,
 }
 
+/// The calls counted and not yet written, by store (its address: a process may hold several,
+/// tests do), account and month.
+type PendingCalls = std::collections::BTreeMap<(usize, String, String), (Arc<dyn UsageStore>, u64)>;
+static PENDING_CALLS: std::sync::Mutex<PendingCalls> = std::sync::Mutex::new(PendingCalls::new());
+
 impl CallCounter {
     pub fn new(usage: Arc<dyn UsageStore>, account: String) -> Self {
         CallCounter { usage, account }
     }
 
-    /// Counts one answered call; a store failure costs the count, never the delivery.
-    pub async fn count(&self) {
+    /// Counts one answered call, for the next [`flush_calls`].
+    pub fn count(&self) {
         let month = crate::event::beijing_month(crate::event::now_ms());
-        if let Err(e) = self.usage.add_usage(&self.account, &month, 1, 0).await {
-            tracing::warn!(error = %e, account = %self.account, "this call could not be counted");
+        let mut pending = PENDING_CALLS.lock().unwrap_or_else(|e| e.into_inner());
+        let store = Arc::as_ptr(&self.usage).cast::<()>() as usize;
+        let entry = pending
+            .entry((store, self.account.clone(), month))
+            .or_insert_with(|| (self.usage.clone(), 0));
+        entry.1 += 1;
+    }
+}
+
+/// Writes the calls counted since the last flush: one `ADD` per account and month. A store
+/// failure costs those counts (they are for `hookbridge status`), never a delivery.
+pub async fn flush_calls() {
+    let pending = std::mem::take(&mut *PENDING_CALLS.lock().unwrap_or_else(|e| e.into_inner()));
+    for ((_, account, month), (usage, calls)) in pending {
+        if let Err(e) = usage.add_usage(&account, &month, calls, 0).await {
+            tracing::warn!(error = %e, account = %account, calls, "these calls could not be counted");
         }
     }
 }

@@ -206,7 +206,7 @@ impl<R: Send + Sync> Robots<R> {
             Ok(bytes) => match (self.judge)(status, &bytes) {
                 Ok(()) => {
                     let account = format!("{}#{name}", self.connector);
-                    CallCounter::new(self.usage.clone(), account).count().await;
+                    CallCounter::new(self.usage.clone(), account).count();
                     Outcome::Sent(json!({ "robot": name }))
                 }
                 Err(f) => Outcome::Failed(f),

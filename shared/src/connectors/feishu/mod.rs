@@ -131,7 +131,7 @@ impl Feishu {
         };
         let answer = live.tokens.call(|| self.fetch(live), call).await;
         if answer.is_ok() {
-            self.calls.count().await;
+            self.calls.count();
         }
         answer
     }

@@ -303,7 +303,7 @@ impl Gateway {
             .map_err(|e| Failure::Transient(format!("浙政钉 {path}: {e}")))?;
         let answer = judge(path, status, &body, &self.duplicate_codes);
         if let (Ok(_), Some(calls)) = (&answer, &self.calls) {
-            calls.count().await;
+            calls.count();
         }
         answer
     }

@@ -230,7 +230,7 @@ impl WeCom {
         };
         let answer = live.tokens.call(|| self.fetch(live), call).await;
         if answer.is_ok() {
-            self.calls.count().await;
+            self.calls.count();
         }
         answer
     }

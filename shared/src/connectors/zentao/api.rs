@@ -399,7 +399,7 @@ impl Client {
         })?;
         let answer = judge(status, &bytes);
         if let (Ok(_), Some(calls)) = (&answer, &self.calls) {
-            calls.count().await;
+            calls.count();
         }
         answer
     }
