@@ -436,13 +436,15 @@ async fn overview(
         .iter()
         .map(|(_, from)| events.iter().filter(|e| e.received_at >= *from).count())
         .collect();
+    let with_delivery: std::collections::HashSet<&str> =
+        deliveries.iter().map(|d| d.pk.as_str()).collect();
     let no_delivery: Vec<usize> = windows
         .iter()
         .map(|(_, from)| {
             events
                 .iter()
                 .filter(|e| e.received_at >= *from)
-                .filter(|e| !deliveries.iter().any(|d| d.pk == e.pk()))
+                .filter(|e| !with_delivery.contains(e.pk().as_str()))
                 .count()
         })
         .collect();
