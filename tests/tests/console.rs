@@ -15,6 +15,7 @@ use hookbridge_tests::{HAP_TOKEN, config, fixture, http_client};
 use serde_json::{Value, json};
 
 const SEND: &str = "/topapi/message/corpconversation/asyncsend_v2";
+const RECALL: &str = "/topapi/message/corpconversation/recall";
 
 /// chromedriver on a free port, and a headless Chromium session through it.
 struct Browser {
@@ -263,6 +264,19 @@ async fn an_operator_finds_replays_and_previews_in_the_browser() {
     }
     assert!(sent, "the replayed delivery was sent");
     assert_eq!(fake.calls(SEND).len(), sent_before + 1);
+
+    // Recalled, once asked again on a page of its own: it reads recalled, DingTalk was asked.
+    let shown = b.client.current_url().await.unwrap();
+    b.open(shown.as_str()).await;
+    let page = b.click("#recall", "/console/recall").await;
+    assert!(page.contains("id=\"recall-confirm\""), "{page}");
+    assert!(fake.calls(RECALL).is_empty(), "not before it is confirmed");
+    let recalled = b.click("#recall-confirm", "done=recalled").await;
+    assert!(
+        recalled.contains("Recalled.") && recalled.contains("status-recalled"),
+        "{recalled}"
+    );
+    assert_eq!(fake.calls(RECALL).len(), 1);
 
     // The preview, from a sample body, shows what would go out, and nothing does.
     b.open(&format!("{base}/console/preview")).await;

@@ -1,9 +1,8 @@
-// The console works without this file; with it, a recall asks once more before it goes.
+// The console works without this file; with it, a form's button is disabled once the form is
+// sent, so a second click does not post it twice.
 "use strict";
 document.addEventListener("submit", (e) => {
-  const button = e.submitter;
-  const question = button && button.dataset.confirm;
-  if (question && !window.confirm(question)) {
-    e.preventDefault();
+  if (e.submitter && e.target.method === "post") {
+    setTimeout(() => { e.submitter.disabled = true; }, 0);
   }
 });

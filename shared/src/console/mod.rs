@@ -86,6 +86,7 @@ fn templates() -> Environment<'static> {
         ("preview.html", include_str!("templates/preview.html")),
         ("login.html", include_str!("templates/login.html")),
         ("test.html", include_str!("templates/test.html")),
+        ("recall.html", include_str!("templates/recall.html")),
     ] {
         env.add_template(name, source)
             .expect("the console's templates compile (a test renders each)");
@@ -807,6 +808,10 @@ async fn recall(
         return r;
     }
     let id = form.get("id").cloned().unwrap_or_default();
+    // Asked once more, in a page of its own (no script needed): a recall cannot be undone.
+    if form.get("confirm").map(String::as_str) != Some("1") {
+        return c.page(&asked, "recall.html", "recall", json!({ "id": id }));
+    }
     let done = match operator::parse_id(&id) {
         Ok(key) => operator::recall(&c.app, &key, now_ms()).await.map(|_| ()),
         Err(e) => Err(e),

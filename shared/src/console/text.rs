@@ -79,6 +79,8 @@ const WORDS: &[(&str, &str, &str)] = &[
         "确定撤回这条消息？",
         "Take this message back?",
     ),
+    ("recall_confirm", "确认撤回", "Yes, recall it"),
+    ("cancel", "取消", "Cancel"),
     ("timeline", "时间线", "Timeline"),
     ("request", "发出的请求", "The request that went out"),
     ("result", "结果", "Result"),
