@@ -457,6 +457,55 @@ impl DynamoStore {
     }
 
     /// Every delivery state and request under `pk`, or (without `pk`) in the table, joined.
+    /// The deliveries in an indexed status (dead, and the parked ones), newest first, from
+    /// the status-due index rather than a scan of the table: a page reads what it shows.
+    async fn list_indexed(
+        &self,
+        status: Status,
+        filter: &DeliveryFilter,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut found = vec![];
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(STATUS_DUE_INDEX)
+                .key_condition_expression("due_status = :s")
+                .expression_attribute_values(":s", s(status.as_str()))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in out.items() {
+                let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) =
+                    (item.get("pk"), item.get("sk"))
+                else {
+                    continue;
+                };
+                let key = DeliveryKey {
+                    pk: pk.clone(),
+                    sk: sk.clone(),
+                };
+                if let Some(d) = self.delivery(&key).await?
+                    && filter.matches(&d)
+                {
+                    found.push(d);
+                    if found.len() >= limit {
+                        return Ok(super::newest_first(found, limit));
+                    }
+                }
+            }
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(super::newest_first(found, limit));
+            }
+        }
+    }
+
     async fn deliveries(&self, pk: Option<&str>) -> Result<Vec<Delivery>, StoreError> {
         let mut states = vec![];
         let mut requests = HashMap::new();
@@ -1014,6 +1063,9 @@ impl DeliveryStore for DynamoStore {
         filter: &DeliveryFilter,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
+        if let Some(status) = filter.status.filter(|s| s.is_indexed()) {
+            return self.list_indexed(status, filter, limit).await;
+        }
         let mut found = self.deliveries(None).await?;
         found.retain(|d| filter.matches(d));
         Ok(super::newest_first(found, limit))
