@@ -162,6 +162,50 @@ async fn dingtalk_sender_consumes_stream_batches_once() {
     assert_eq!(fake.count("asyncsend_v2"), 2);
 }
 
+/// A sender's calls are counted for `hookbridge status` once per batch: after the invocation
+/// the count is in the table, with no write per call.
+#[tokio::test]
+async fn a_batch_writes_its_call_counts_when_it_ends() {
+    use hookbridge_tests::fake_zentao::{self, FakeZenTao};
+    let zentao = FakeZenTao::start().await;
+    let store = hookbridge_tests::dynamo_store().await;
+    let table = store.table().to_owned();
+    let extra = format!(
+        "{}\n[recipients.zentao.map]\nmanager4220 = \"zhangsan\"\n",
+        fake_zentao::hap_route(&zentao.url)
+    );
+    let app = app_on(config(None, &extra), Arc::new(store)).await;
+    let req = hookbridge_tests::request(
+        "/hap/message",
+        fixture("hap-message-todo.json"),
+        Some(HAP_TOKEN),
+    );
+    let now = hookbridge::event::now_ms();
+    assert_eq!(app.ingress.handle(req, now).await.status, 200);
+    let pk = "EVT#hap#8d3e6f1a-4c2b-4a9e-b7d5-0f1e2a3b4c5d";
+    let batch = stream_batch(&table, &[("INSERT", pk, "DLV#zentao#000")]).await;
+    let resp = hookbridge::lambda::stream(&app, invocation(batch))
+        .await
+        .unwrap();
+    assert!(resp.batch_item_failures.is_empty());
+    assert_eq!(zentao.calls("sendNotification").len(), 1);
+    let month = hookbridge::event::beijing_month(now);
+    let mut counted = 0;
+    // Another test's flush may be the one writing it: waited for, not flushed here.
+    for _ in 0..50 {
+        let usage = app.store.usage_in(&month).await.unwrap();
+        counted = usage
+            .iter()
+            .find(|u| u.name == "zentao#main")
+            .map_or(0, |u| u.calls);
+        if counted > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(counted, 1);
+}
+
 #[tokio::test]
 async fn retry_sweeper_requeues_due_deliveries_on_schedule() {
     let fake = FakeDingTalk::start().await;
