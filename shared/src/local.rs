@@ -313,6 +313,19 @@ fn cross_site(serve: &Serve, method: &Method, headers: &HeaderMap) -> Option<Res
     }
 }
 
+/// An operator endpoint's query, once the caller may read: or the answer to give instead.
+fn operator_query<T>(
+    serve: &Serve,
+    peer: &SocketAddr,
+    headers: &HeaderMap,
+    q: Result<Query<T>, QueryRejection>,
+) -> Result<T, Box<Response>> {
+    if let Some(r) = refused(serve, peer, &Method::GET, headers) {
+        return Err(Box::new(r));
+    }
+    q.map(|Query(q)| q).map_err(|e| Box::new(bad_query(e)))
+}
+
 /// A query string that does not fit the endpoint: 400 in JSON, like every answer.
 fn bad_query(e: QueryRejection) -> Response {
     error_json(StatusCode::BAD_REQUEST, &e.body_text())
@@ -347,12 +360,9 @@ async fn deliveries(
     headers: HeaderMap,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
-    if let Some(r) = refused(&serve, &peer, &Method::GET, &headers) {
-        return r;
-    }
-    let q = match q {
-        Ok(Query(q)) => q,
-        Err(e) => return bad_query(e),
+    let q = match operator_query(&serve, &peer, &headers, q) {
+        Ok(q) => q,
+        Err(r) => return *r,
     };
     let status = match q.status.as_deref().map(str::parse::<Status>).transpose() {
         Ok(s) => s,
@@ -386,12 +396,9 @@ async fn events(
     headers: HeaderMap,
     q: Result<Query<EventQuery>, QueryRejection>,
 ) -> Response {
-    if let Some(r) = refused(&serve, &peer, &Method::GET, &headers) {
-        return r;
-    }
-    let q = match q {
-        Ok(Query(q)) => q,
-        Err(e) => return bad_query(e),
+    let q = match operator_query(&serve, &peer, &headers, q) {
+        Ok(q) => q,
+        Err(r) => return *r,
     };
     let filter = EventFilter {
         source: q.source,
@@ -422,12 +429,9 @@ async fn status(
     headers: HeaderMap,
     q: Result<Query<MonthQuery>, QueryRejection>,
 ) -> Response {
-    if let Some(r) = refused(&serve, &peer, &Method::GET, &headers) {
-        return r;
-    }
-    let q = match q {
-        Ok(Query(q)) => q,
-        Err(e) => return bad_query(e),
+    let q = match operator_query(&serve, &peer, &headers, q) {
+        Ok(q) => q,
+        Err(r) => return *r,
     };
     let month = q.month.unwrap_or_else(|| beijing_month(now_ms()));
     match serve.app.store.usage_in(&month).await {

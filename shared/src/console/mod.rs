@@ -298,6 +298,20 @@ impl Console {
             .into_response()
     }
 
+    /// After an operator's action on delivery `id`: its page saying `done`, or why not.
+    fn acted(
+        &self,
+        asked: &Asked,
+        id: &str,
+        done: Result<(), OperatorError>,
+        word: &str,
+    ) -> Response {
+        match done {
+            Ok(()) => see(&format!("/console/delivery?id={}&done={word}", encode(id))),
+            Err(e) => self.plain(StatusCode::CONFLICT, asked.lang, &e.to_string()),
+        }
+    }
+
     fn problem(&self, asked: &Asked, e: &dyn std::fmt::Display) -> Response {
         let t = text::table(asked.lang);
         let body = self.render(
@@ -379,6 +393,18 @@ macro_rules! guarded {
             return r;
         }
         asked
+    }};
+}
+
+/// A form post that may change something: who asks and what the form says, or the refusal.
+macro_rules! posted {
+    ($c:ident, $peer:ident, $headers:ident, $q:ident, $body:ident) => {{
+        let asked = $c.asked(&$headers, $q);
+        let form = parse_pairs(&String::from_utf8_lossy(&$body));
+        if let Some(r) = $c.refuse_change(&$peer.0, &$headers, &form, asked.lang) {
+            return r;
+        }
+        (asked, form)
     }};
 }
 
@@ -754,11 +780,7 @@ async fn replay(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    let asked = c.asked(&headers, q);
-    let form = parse_pairs(&String::from_utf8_lossy(&body));
-    if let Some(r) = c.refuse_change(&peer.0, &headers, &form, asked.lang) {
-        return r;
-    }
+    let (asked, form) = posted!(c, peer, headers, q, body);
     let store: &dyn DeliveryStore = c.app.store.as_ref();
     if form.contains_key("all") {
         let filter = DeliveryFilter {
@@ -786,13 +808,7 @@ async fn replay(
         Ok(key) => operator::replay(store, &key, now_ms()).await.map(|_| ()),
         Err(e) => Err(e),
     };
-    match done {
-        Ok(()) => see(&format!(
-            "/console/delivery?id={}&done=replayed",
-            encode(&id)
-        )),
-        Err(e) => c.plain(StatusCode::CONFLICT, asked.lang, &e.to_string()),
-    }
+    c.acted(&asked, &id, done, "replayed")
 }
 
 async fn recall(
@@ -802,11 +818,7 @@ async fn recall(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    let asked = c.asked(&headers, q);
-    let form = parse_pairs(&String::from_utf8_lossy(&body));
-    if let Some(r) = c.refuse_change(&peer.0, &headers, &form, asked.lang) {
-        return r;
-    }
+    let (asked, form) = posted!(c, peer, headers, q, body);
     let id = form.get("id").cloned().unwrap_or_default();
     // Asked once more, in a page of its own (no script needed): a recall cannot be undone.
     if form.get("confirm").map(String::as_str) != Some("1") {
@@ -816,13 +828,7 @@ async fn recall(
         Ok(key) => operator::recall(&c.app, &key, now_ms()).await.map(|_| ()),
         Err(e) => Err(e),
     };
-    match done {
-        Ok(()) => see(&format!(
-            "/console/delivery?id={}&done=recalled",
-            encode(&id)
-        )),
-        Err(e) => c.plain(StatusCode::CONFLICT, asked.lang, &e.to_string()),
-    }
+    c.acted(&asked, &id, done, "recalled")
 }
 
 async fn login(
@@ -920,11 +926,7 @@ async fn preview(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    let asked = c.asked(&headers, q);
-    let form = parse_pairs(&String::from_utf8_lossy(&body));
-    if let Some(r) = c.refuse_change(&peer.0, &headers, &form, asked.lang) {
-        return r;
-    }
+    let (asked, form) = posted!(c, peer, headers, q, body);
     let path = form.get("path").cloned();
     let text = form.get("body").cloned().unwrap_or_default();
     let paths = c.app.ingress.paths();
@@ -962,11 +964,7 @@ async fn test_send(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    let asked = c.asked(&headers, q);
-    let form = parse_pairs(&String::from_utf8_lossy(&body));
-    if let Some(r) = c.refuse_change(&peer.0, &headers, &form, asked.lang) {
-        return r;
-    }
+    let (asked, form) = posted!(c, peer, headers, q, body);
     let field = |k: &str| form.get(k).cloned().unwrap_or_default();
     let (path, text, connector, to) = (
         field("path"),
