@@ -144,7 +144,30 @@ impl FakeFeishu {
     }
 }
 
+/// Feishu's answer to a call over a frequency limit carries how long the limit's window takes
+/// to recover, in seconds (the API call guide's "Rate limits" page): 1 for a per-second limit.
 async fn handle(
+    s: State<Arc<Mutex<Inner>>>,
+    method: Method,
+    path: Path<String>,
+    q: Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (status, answer) = answer(s, method, path, q, headers, body).await;
+    let throttled = answer["code"] == 99991400;
+    let mut response = (status, answer).into_response();
+    if throttled {
+        let reset = axum::http::HeaderValue::from_static("1");
+        response
+            .headers_mut()
+            .insert("x-ogw-ratelimit-reset", reset);
+    }
+    response
+}
+
+async fn answer(
     State(s): State<Arc<Mutex<Inner>>>,
     method: Method,
     Path(path): Path<String>,

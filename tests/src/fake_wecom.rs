@@ -55,8 +55,9 @@ struct Inner {
     codes: HashMap<String, usize>,
     /// The share of message calls answered -1 (系统繁忙) before they do anything.
     fail_ratio: f64,
-    /// Message calls a second beyond which WeCom answers 45009; 0: no limit.
-    qps_limit: usize,
+    /// Message calls a minute beyond which WeCom answers 45009 (its frequency limits are per
+    /// minute and hour, document 90454; none is per second); 0: no limit.
+    per_minute_limit: usize,
     recent: VecDeque<Instant>,
     /// When each person was last shown messages, for WeCom's 30 a minute to one person.
     received: HashMap<String, VecDeque<Instant>>,
@@ -152,8 +153,8 @@ impl FakeWeCom {
         self.inner.lock().unwrap().fail_ratio = ratio;
     }
 
-    pub fn set_qps_limit(&self, qps: usize) {
-        self.inner.lock().unwrap().qps_limit = qps;
+    pub fn set_per_minute_limit(&self, calls: usize) {
+        self.inner.lock().unwrap().per_minute_limit = calls;
     }
 
     /// Makes every unused `response_code` unusable, as after 72 hours.
@@ -195,16 +196,16 @@ async fn handle(
     if inner.fail_ratio > 0.0 && fastrand::f64() < inner.fail_ratio {
         return axum::Json(err(-1, "system busy"));
     }
-    if inner.qps_limit > 0 {
+    if inner.per_minute_limit > 0 {
         let now = Instant::now();
         while inner
             .recent
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
         {
             inner.recent.pop_front();
         }
-        if inner.recent.len() >= inner.qps_limit {
+        if inner.recent.len() >= inner.per_minute_limit {
             return axum::Json(err(45009, "api freq out of limit"));
         }
         inner.recent.push_back(now);

@@ -138,3 +138,22 @@ async fn six_messages_to_one_person_in_a_second_wait_for_their_turn() {
     h.drain().await;
     assert_eq!((fake.shown().len(), fake.refused()), (6, 0));
 }
+
+/// Over Feishu's per-second app limit (99991400), the answer's `x-ogw-ratelimit-reset` says how
+/// long to wait: the throttled card is tried again a second later, not a minute, and spends no
+/// attempt.
+#[tokio::test]
+async fn a_throttled_send_waits_as_long_as_feishu_says() {
+    let (fake, mut h) = feishu("").await;
+    fake.set_qps_limit(1);
+    post(&mut h, "/hap/message", "hap-message-todo.json").await;
+    let all = of(&h, TODO).await;
+    let held: Vec<_> = all
+        .iter()
+        .filter(|d| d.status == Status::Retrying)
+        .collect();
+    assert_eq!((fake.shown().len(), held.len()), (1, 1), "{all:?}");
+    let wait = held[0].next_attempt_at.unwrap() - hookbridge::event::now_ms();
+    assert!(wait <= 2_000, "held {wait} ms, not a minute: {:?}", held[0]);
+    assert_eq!(held[0].attempts, 0, "a throttle is not an attempt");
+}

@@ -207,6 +207,29 @@ async fn the_31st_message_in_a_minute_to_one_person_waits_instead_of_being_dropp
     assert!(why.contains("30 a minute"), "{why}");
 }
 
+/// Past one of WeCom's per-minute frequency limits (45009) the send is held a minute (WeCom says
+/// not how long), plus up to half of it so that held sends do not return together; no attempt
+/// is spent.
+#[tokio::test]
+async fn a_send_over_wecoms_frequency_limit_is_held_a_minute() {
+    let (fake, mut h) = wecom("").await;
+    fake.set_per_minute_limit(1);
+    post(&mut h, "/hap/message", "hap-message-mention.json").await;
+    post(&mut h, "/hap/message", "hap-message-todo.json").await;
+    let held = of(&h, TODO).await;
+    assert_eq!((fake.shown().len(), held[0].status), (1, Status::Retrying));
+    assert_eq!(held[0].attempts, 0, "a throttle spends no attempt");
+    let wait = held[0].next_attempt_at.unwrap() - hookbridge::event::now_ms();
+    assert!((55_000..=90_000).contains(&wait), "held {wait} ms");
+    assert!(
+        held[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("45009")
+    );
+}
+
 /// With `account_limit`, a send that would pass the day's person-messages (× 200) waits for
 /// the next Beijing day; the fleet's count is read once, so a new process holds it too.
 #[tokio::test]

@@ -22,8 +22,8 @@ pub enum ApiError {
     Failed(Failure),
 }
 
-/// How long calls to an API wait after its system says "too many" (WeCom's and Feishu's
-/// minute windows).
+/// How long calls to an API wait after its system says "too many" without saying for how long
+/// (WeCom's minute windows).
 pub const THROTTLE_WAIT: Duration = Duration::from_secs(60);
 
 /// One call to `system`'s `api`, paced: waits for the API's slot (or is throttled when that is
@@ -34,7 +34,7 @@ pub async fn paced(
     system: &str,
     api: &'static str,
     request: reqwest::RequestBuilder,
-    judge: impl FnOnce(u16, &[u8]) -> Result<Value, ApiError>,
+    judge: impl FnOnce(u16, &reqwest::header::HeaderMap, &[u8]) -> Result<Value, ApiError>,
 ) -> Result<Value, ApiError> {
     if let Err(wait) = pacer.wait(api).await {
         return Err(ApiError::Failed(Failure::Throttled {
@@ -46,10 +46,15 @@ pub async fn paced(
         |e: reqwest::Error| ApiError::Failed(Failure::Transient(e.without_url().to_string()));
     let response = request.send().await.map_err(failed)?;
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let bytes = response.bytes().await.map_err(failed)?;
-    let answer = judge(status, &bytes);
+    let answer = judge(status, &headers, &bytes);
     match &answer {
-        Err(ApiError::Failed(Failure::Throttled { .. })) => pacer.throttled(api, THROTTLE_WAIT),
+        // The whole API waits as long as the system said (or THROTTLE_WAIT when it said not).
+        Err(ApiError::Failed(Failure::Throttled { wait, .. })) => pacer.throttled(
+            api,
+            Duration::from_millis(u64::try_from(*wait).unwrap_or(0)),
+        ),
         Ok(_) => pacer.succeeded(api),
         _ => {}
     }

@@ -47,7 +47,7 @@ impl Api {
             "WeCom",
             path,
             request.query(query),
-            |status, bytes| judge(path, status, bytes),
+            |status, _, bytes| judge(path, status, bytes),
         )
         .await
     }
