@@ -18,11 +18,28 @@ pub struct Consumed {
     pub read_units: f64,
     pub write_units: f64,
     pub calls: BTreeMap<String, usize>,
+    /// Calls and write units by operation and the kinds of item it wrote (`UpdateItem DLV`,
+    /// `TransactWriteItems EVT+DLV`), for a table of where the units go.
+    pub writes: BTreeMap<String, (usize, f64)>,
 }
 
 impl Consumed {
     pub fn total_calls(&self) -> usize {
         self.calls.values().sum()
+    }
+
+    /// Adds what `more` consumed.
+    pub fn add(&mut self, more: &Consumed) {
+        self.read_units += more.read_units;
+        self.write_units += more.write_units;
+        for (op, n) in &more.calls {
+            *self.calls.entry(op.clone()).or_default() += n;
+        }
+        for (what, (n, units)) in &more.writes {
+            let w = self.writes.entry(what.clone()).or_default();
+            w.0 += n;
+            w.1 += units;
+        }
     }
 
     /// What was consumed since `before`.
@@ -34,10 +51,19 @@ impl Consumed {
             }
         }
         calls.retain(|_, n| *n > 0);
+        let mut writes = self.writes.clone();
+        for (what, (n, units)) in &before.writes {
+            if let Some(w) = writes.get_mut(what) {
+                w.0 -= n;
+                w.1 -= units;
+            }
+        }
+        writes.retain(|_, (n, _)| *n > 0);
         Consumed {
             read_units: self.read_units - before.read_units,
             write_units: self.write_units - before.write_units,
             calls,
+            writes,
         }
     }
 }
@@ -60,6 +86,72 @@ const READS: &[&str] = &[
     "Scan",
     "TransactGetItems",
 ];
+
+/// The kind of an item by its keys: the key's first part (`RATE`, `USAGE`, `TOKEN`), or for an
+/// event's items the sort key's (`EVT`, `DLV`, `REQ`).
+fn kind(item: &Value) -> String {
+    let part = |k: &str| {
+        let v = item[k]["S"].as_str().unwrap_or("");
+        v.split('#').next().unwrap_or("").to_owned()
+    };
+    match part("pk").as_str() {
+        "EVT" => part("sk"),
+        other => other.to_owned(),
+    }
+}
+
+/// What a write call wrote: the kinds of its items, `+`-joined, each once.
+fn written(request: &Value) -> String {
+    let mut kinds: Vec<String> = vec![];
+    let mut add = |item: &Value| {
+        let k = kind(item);
+        if !kinds.contains(&k) {
+            kinds.push(k);
+        }
+    };
+    for one in [&request["Item"], &request["Key"]] {
+        if one.is_object() {
+            add(one);
+        }
+    }
+    for t in request["TransactItems"].as_array().into_iter().flatten() {
+        for op in ["Put", "Update", "Delete", "ConditionCheck"] {
+            add(if op == "Put" {
+                &t[op]["Item"]
+            } else {
+                &t[op]["Key"]
+            });
+        }
+    }
+    for requests in request["RequestItems"]
+        .as_object()
+        .into_iter()
+        .flat_map(|o| o.values())
+    {
+        for r in requests.as_array().into_iter().flatten() {
+            add(if r["PutRequest"].is_object() {
+                &r["PutRequest"]["Item"]
+            } else {
+                &r["DeleteRequest"]["Key"]
+            });
+        }
+    }
+    kinds.retain(|k| !k.is_empty());
+    kinds.join("+")
+}
+
+/// Write units a refused conditional write is billed: DynamoDB bills it like the write (by the
+/// item's size; at least one unit, two in a transaction) but returns no consumed capacity.
+fn refused_units(request: &Value, answer: &Value) -> f64 {
+    let error = answer["__type"].as_str().unwrap_or("");
+    if error.ends_with("ConditionalCheckFailedException") {
+        1.0
+    } else if error.ends_with("TransactionCanceledException") {
+        2.0 * request["TransactItems"].as_array().map_or(0, Vec::len) as f64
+    } else {
+        0.0
+    }
+}
 
 fn units(consumed: Option<&Value>) -> f64 {
     match consumed {
@@ -110,8 +202,15 @@ async fn forward(
         let spent = units(answer.get("ConsumedCapacity"));
         if READS.contains(&op.as_str()) {
             c.read_units += spent;
-        } else {
+        } else if op != "CreateTable" && op != "DescribeTable" {
+            let spent = spent + refused_units(&request, &answer);
             c.write_units += spent;
+            let w = c
+                .writes
+                .entry(format!("{op} {}", written(&request)))
+                .or_default();
+            w.0 += 1;
+            w.1 += spent;
         }
         *c.calls.entry(op).or_default() += 1;
     }

@@ -5,7 +5,8 @@
 //! beside the floor's, and DynamoDB units per event with the dollars per million events they
 //! make. Asserts nothing about numbers; fails only when a function does not start or answer.
 //!
-//!   bench --bins DIR --floor FILE [--arm64 DIR] [--warm N] [--readme FILE] [--calls FILE]
+//!   bench --bins DIR --floor FILE [--arm64 DIR] [--warm N] [--notifications N] [--only A,B]
+//!         [--readme FILE] [--calls FILE]
 //!
 //! `--calls FILE` writes the DynamoDB operations each function made, as JSON, for
 //! `scripts/validate-template.py --calls FILE` to check against the functions' IAM policies.
@@ -33,6 +34,8 @@ use hookbridge_tests::{
     request,
 };
 use serde_json::Value;
+
+mod notifications;
 
 /// Prices, us-east-1, as published on the AWS pricing pages on 2026-12-02 (DynamoDB on-demand
 /// after the 2024-11-01 reduction; Lambda arm64; API Gateway HTTP APIs, first 300 million;
@@ -78,6 +81,10 @@ struct Options {
     floor: PathBuf,
     arm64: Option<PathBuf>,
     warm: usize,
+    /// Notifications of each case for the writes table.
+    notifications: usize,
+    /// Only these functions (and the floor), to look at a few while changing them.
+    only: Option<Vec<String>>,
     readme: Option<PathBuf>,
     calls: Option<PathBuf>,
 }
@@ -89,6 +96,8 @@ fn options() -> Options {
         floor: "target/release/hookbridge-floor".into(),
         arm64: None,
         warm: 200,
+        notifications: 20,
+        only: None,
         readme: None,
         calls: None,
     };
@@ -99,6 +108,8 @@ fn options() -> Options {
             "--floor" => o.floor = value().into(),
             "--arm64" => o.arm64 = Some(value().into()),
             "--warm" => o.warm = value().parse().expect("--warm N"),
+            "--notifications" => o.notifications = value().parse().expect("--notifications N"),
+            "--only" => o.only = Some(value().split(',').map(str::to_owned).collect()),
             "--readme" => o.readme = Some(value().into()),
             "--calls" => o.calls = Some(value().into()),
             _ => panic!("bench: unknown argument {a}"),
@@ -548,6 +559,13 @@ async fn main() -> std::process::ExitCode {
     let mut failed = false;
     for run in runs {
         let name = run.name;
+        if name != "floor"
+            && o.only
+                .as_ref()
+                .is_some_and(|only| !only.iter().any(|n| n == name))
+        {
+            continue;
+        }
         let binary = if name == "floor" {
             o.floor.clone()
         } else {
@@ -587,6 +605,26 @@ async fn main() -> std::process::ExitCode {
          the whole run).\n",
         fakes.dingtalk.count("asyncsend_v2"),
         fakes.dingtalk.count("gettoken")
+    ));
+    let mut measured = vec![];
+    for case in &notifications::CASES {
+        eprintln!(
+            "bench: writes of {} notifications ({} people, follow-up {})",
+            o.notifications, case.people, case.follow_up
+        );
+        match notifications::measure(&o.bins, &meter, &fakes.dingtalk, case, o.notifications).await
+        {
+            Ok(m) => measured.push((case, m)),
+            Err(e) => {
+                eprintln!("bench: the notifications did not all go through: {e}");
+                failed = true;
+            }
+        }
+    }
+    text.push_str(&format!(
+        "\nDynamoDB writes per delivered DingTalk notification (`scripts/bench`, {} each):\n\n{}",
+        o.notifications,
+        notifications::tables(&measured)
     ));
     println!("{text}");
     if let Some(path) = &o.calls {
