@@ -155,6 +155,36 @@ impl FleetPacer {
     }
 }
 
+/// How one API account's calls are kept under its per-second limit across the senders of a
+/// deployment.
+pub enum Fleet {
+    /// This process is the only sender (the stack runs the function one instance at a time):
+    /// a window of its own per API is the fleet's, and costs no write.
+    Alone(PerRecipient),
+    /// Several senders at once: each call takes a place in a window counted in the store.
+    Shared(FleetPacer),
+}
+
+impl Fleet {
+    /// `senders`: how many processes may call at once (1: this one alone).
+    pub fn new(senders: u32, rates: Arc<dyn RateStore>, name: String, max_qps: u32) -> Self {
+        if senders <= 1 {
+            Fleet::Alone(RateWindow::per_second(max_qps).per_recipient())
+        } else {
+            Fleet::Shared(FleetPacer::new(rates, name, max_qps))
+        }
+    }
+
+    /// Takes a place for a call to `api`, waiting up to [`MAX_SLEEP`]; beyond that, how long
+    /// to hold the call.
+    pub async fn take(&self, api: &str) -> Result<(), Duration> {
+        match self {
+            Fleet::Alone(apis) => apis.wait(&[api.to_owned()]).await,
+            Fleet::Shared(pacer) => pacer.take(api).await,
+        }
+    }
+}
+
 /// Windows of calls per process: at most so many in any minute (and, where the system says
 /// so, in any second or hour), a group robot's limits; its sender runs one instance at a time,
 /// so these are the limits fleet-wide. Each window is a little longer than the system's: a

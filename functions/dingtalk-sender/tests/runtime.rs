@@ -1,4 +1,5 @@
 //! This binary, run as Lambda runs it, against DynamoDB Local and the fake DingTalk.
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hookbridge::store::HistoryStore;
@@ -133,11 +134,11 @@ async fn reads_the_app_secret_from_secrets_manager() {
     );
 }
 
-/// Four sender processes at once, each pacing itself at DingTalk's 20 calls a second, would
-/// send 80 a second; the fleet-wide windows in the table keep them together under 20, so the
-/// fake DingTalk (which answers 90018 above 20 in any second) never says too fast.
-#[tokio::test(flavor = "multi_thread")]
-async fn four_senders_together_stay_under_dingtalks_20_calls_a_second() {
+/// 96 deliveries (two bursts of 48 people) sent by `processes` sender processes at once, each
+/// with `connectors.dingtalk.senders = senders`, against the fake DingTalk, which answers 90018
+/// above 20 calls in any second. Returns the DingTalk sends and the deliveries by status, and
+/// the pacing windows written to the table.
+async fn burst(processes: usize, senders: usize) -> (usize, BTreeMap<String, usize>, usize) {
     let fake = FakeDingTalk::start().await;
     let store = dynamo_store().await;
     let table = store.table().to_owned();
@@ -163,8 +164,8 @@ async fn four_senders_together_stay_under_dingtalks_20_calls_a_second() {
             items.push((format!("EVT#hap#{event}"), format!("DLV#dingtalk#{n:03}")));
         }
     }
-    let env = lambda_env(&table, Some(&fake.url), "");
-    let runs = items.chunks(24).map(|chunk| {
+    let env = lambda_env(&table, Some(&fake.url), &format!("senders = {senders}"));
+    let runs = items.chunks(96 / processes).map(|chunk| {
         let (env, table) = (env.clone(), table.clone());
         let chunk = chunk.to_vec();
         tokio::spawn(async move {
@@ -190,16 +191,37 @@ async fn four_senders_together_stay_under_dingtalks_20_calls_a_second() {
         fake.tasks().len(),
         "every send DingTalk received was accepted: none was answered 90018"
     );
-    let mut statuses = std::collections::BTreeMap::new();
+    let mut statuses = BTreeMap::new();
     for event in ["burst-a", "burst-b"] {
         for d in store
             .deliveries_of(&format!("EVT#hap#{event}"))
             .await
             .unwrap()
         {
-            *statuses.entry(d.status.as_str()).or_insert(0) += 1;
+            *statuses.entry(d.status.as_str().to_owned()).or_insert(0) += 1;
         }
     }
+    let windows = hookbridge_tests::dynamo_client(&hookbridge_tests::dynamodb_endpoint())
+        .scan()
+        .table_name(&table)
+        .filter_expression("begins_with(pk, :rate)")
+        .expression_attribute_values(
+            ":rate",
+            hookbridge::store::dynamodb::sdk::types::AttributeValue::S("RATE#".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .count() as usize;
+    (sends, statuses, windows)
+}
+
+/// Four sender processes at once, each pacing itself at DingTalk's 20 calls a second, would
+/// send 80 a second; with `senders = 4` the fleet-wide windows in the table keep them together
+/// under 20, so the fake DingTalk never says too fast.
+#[tokio::test(flavor = "multi_thread")]
+async fn four_senders_together_stay_under_dingtalks_20_calls_a_second() {
+    let (sends, statuses, windows) = burst(4, 4).await;
     let sent = statuses.get("sent").copied().unwrap_or(0);
     assert_eq!(sent, sends, "{statuses:?}");
     assert!(sent >= 48, "most went out at once: {statuses:?}");
@@ -208,6 +230,17 @@ async fn four_senders_together_stay_under_dingtalks_20_calls_a_second() {
         96,
         "the rest is held back, parked for later: {statuses:?}"
     );
+    assert!(windows > 0, "the windows are counted in the table");
+}
+
+/// The stack's sender runs one instance at a time (`senders = 1`, the default): its own window
+/// keeps it under 20 calls in any second at full speed, and no pacing window is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lone_sender_keeps_to_20_calls_a_second_without_writing_windows() {
+    let (sends, statuses, windows) = burst(1, 1).await;
+    assert_eq!(statuses.get("sent").copied(), Some(sends), "{statuses:?}");
+    assert!(sends >= 40, "it went at full speed: {statuses:?}");
+    assert_eq!(windows, 0, "no window is written");
 }
 
 /// The share of the monthly quota used is a CloudWatch metric (EMF on the function's log), not

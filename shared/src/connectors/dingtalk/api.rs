@@ -9,7 +9,7 @@ use serde_json::Value;
 use tracing::warn;
 
 use crate::event::{Failure, Millis};
-use crate::pacer::{FleetPacer, Pacer};
+use crate::pacer::{Fleet, Pacer};
 
 pub const SEND_PATH: &str = "/topapi/message/corpconversation/asyncsend_v2";
 pub const STATUS_BAR_PATH: &str = "/topapi/message/corpconversation/status_bar/update";
@@ -132,16 +132,11 @@ pub(super) struct Api {
     /// This app's pace per API, shared by every sender task of the process.
     pacer: Pacer,
     /// And by every process of the deployment.
-    fleet: FleetPacer,
+    fleet: Fleet,
 }
 
 impl Api {
-    pub(super) fn new(
-        http: reqwest::Client,
-        base_url: &str,
-        max_qps: u32,
-        fleet: FleetPacer,
-    ) -> Self {
+    pub(super) fn new(http: reqwest::Client, base_url: &str, max_qps: u32, fleet: Fleet) -> Self {
         Api {
             http,
             base: base_url.trim_end_matches('/').to_owned(),

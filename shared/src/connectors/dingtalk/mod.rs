@@ -29,7 +29,7 @@ use super::dingtalk_msg::NoticeFormat;
 use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
 use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status, beijing_month, now_ms};
 use crate::metrics;
-use crate::pacer::FleetPacer;
+use crate::pacer::Fleet;
 use crate::setup::{ConfigError, SecretRef, Secrets};
 use crate::store::{HistoryStore, UsageStore};
 use api::{Api, as_code};
@@ -67,6 +67,12 @@ pub struct DingTalkConfig {
     /// edition). The pace slows by itself when DingTalk answers that it is too fast.
     #[serde(default = "default_qps")]
     pub max_qps: u32,
+    /// How many `dingtalk-sender` instances may call DingTalk at once. 1 (the stack runs the
+    /// function one at a time, and `serve` is one process): the process keeps `max_qps` in a
+    /// window of its own. More: each call also takes a place in a window counted in the
+    /// table, one small write a call, so that together they keep to it.
+    #[serde(default = "default_senders")]
+    pub senders: u32,
     /// Seconds each call to DingTalk may take.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -110,6 +116,10 @@ pub struct DingTalkRoute {
     /// How this route's sends are followed up (`off`, `failures`, `full`); default:
     /// `connectors.dingtalk.follow_up`.
     pub follow_up: Option<FollowUp>,
+}
+
+fn default_senders() -> u32 {
+    1
 }
 
 fn default_follow_up_delay() -> u32 {
@@ -174,7 +184,8 @@ impl DingTalk {
         let mode = match (&config.app_key, app_secret) {
             (Some(key), Some(secret)) => {
                 let http = crate::http::client(Duration::from_secs(config.timeout_secs))?;
-                let fleet = FleetPacer::new(
+                let fleet = Fleet::new(
+                    config.senders,
                     ports.rates.clone(),
                     format!("{CONNECTOR}#{key}"),
                     config.max_qps,
