@@ -75,7 +75,8 @@ pub fn event_pk(source: &str, key: &str) -> String {
     format!("EVT#{source}#{key}")
 }
 
-/// DynamoDB takes at most 100 items in one transaction: the event and 99 deliveries.
+/// The most deliveries one event makes: each is a write before the source is answered, and a
+/// route that fans out further is a mistake to say, not to send.
 pub const MAX_DELIVERIES: usize = 99;
 
 /// The sort key of an event's `n`th delivery through `connector`.

@@ -245,9 +245,8 @@ impl Ingress {
                 )));
             }
             let deliveries = self.router.plan(parsed, now);
-            // An event and its deliveries are written at once, and a store writes at most 100
-            // items at once: an event that needs more would fail on every retry, so it is
-            // refused.
+            // Every delivery is written before the source is answered, within its timeout: an
+            // event that needs more than the bound is refused, with what to change.
             if deliveries.len() > MAX_DELIVERIES {
                 return Err(Rejection::BadRequest(format!(
                     "this event needs {} deliveries but one event carries at most {MAX_DELIVERIES} \

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookbridge::event::{Status, now_ms};
-use hookbridge::store::HistoryStore;
 use hookbridge::store::dynamodb::DynamoStore;
+use hookbridge::store::dynamodb::sdk::types::AttributeValue;
+use hookbridge::store::{EventStore, HistoryStore};
 use hookbridge_tests::fake_zentao::{FakeZenTao, hap_route};
 use hookbridge_tests::meter::Meter;
 use hookbridge_tests::{HAP_TOKEN, app_on, config, dynamo_client, dynamodb_endpoint, request};
@@ -59,14 +60,31 @@ async fn send(kb: usize) -> (f64, f64) {
         .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let ingress = meter.consumed().since(&before);
-    // The event and the states in one transaction, the requests in one batch before it.
+    // Is the event there? The requests in one batch, then the two states (DingTalk's, ZenTao's)
+    // and the event, each if new.
     assert_eq!(
         ingress.calls,
         [
             ("BatchWriteItem".to_owned(), 1),
-            ("TransactWriteItems".to_owned(), 1)
+            ("GetItem".to_owned(), 1),
+            ("PutItem".to_owned(), 3)
         ]
         .into()
+    );
+    // A retry of the webhook is found by that read and writes nothing.
+    let before = meter.consumed();
+    let again = app
+        .ingress
+        .handle(
+            request("/hap/message", message("cap-1", kb), Some(HAP_TOKEN)),
+            now_ms(),
+        )
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    let duplicate = meter.consumed().since(&before);
+    assert_eq!(
+        (duplicate.calls.clone(), duplicate.write_units),
+        ([("GetItem".to_owned(), 1)].into(), 0.0)
     );
 
     let pk = "EVT#hap#cap-1";
@@ -104,7 +122,60 @@ async fn sending_costs_four_write_units_whatever_the_message_size() {
     assert!(large_in >= small_in + 3.0, "{small_in} → {large_in}");
 }
 
-/// The request is written before the transaction that may turn out a duplicate: a retried
+/// An insert cut short after its states and before its event (the function timed out, the
+/// store went away) left deliveries the sender may already have sent; the source's retry is
+/// acknowledged, writes the event, and sends nothing again.
+#[tokio::test]
+async fn a_retry_after_an_insert_cut_short_writes_the_event_and_leaves_the_deliveries() {
+    let meter = Meter::start(&dynamodb_endpoint()).await;
+    let store = metered_store(&meter).await;
+    let zentao = FakeZenTao::start().await;
+    let extra = format!(
+        "{}\n[recipients.zentao.map]\nmanager4220 = \"zhangsan\"\n",
+        hap_route(&zentao.url)
+    );
+    let app = app_on(config(None, &extra), Arc::new(store.clone())).await;
+    let post = || {
+        app.ingress.handle(
+            request("/hap/message", message("cap-3", 0), Some(HAP_TOKEN)),
+            now_ms(),
+        )
+    };
+    assert_eq!(post().await.status, 200);
+    let pk = "EVT#hap#cap-3";
+    dynamo_client(&dynamodb_endpoint())
+        .delete_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(pk.into()))
+        .key("sk", AttributeValue::S("EVT".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(store.event(pk).await.unwrap().is_none(), "cut short");
+    let zentao_delivery = |all: Vec<hookbridge::event::Delivery>| {
+        all.into_iter().find(|d| d.connector == "zentao").unwrap()
+    };
+    let d = zentao_delivery(store.deliveries_of(pk).await.unwrap());
+    assert_eq!(
+        app.sender.process(&d.key()).await.unwrap(),
+        Some(Status::Sent)
+    );
+
+    assert_eq!(post().await.status, 200, "the retry is acknowledged");
+    assert!(
+        store.event(pk).await.unwrap().is_some(),
+        "and its event written"
+    );
+    let after = zentao_delivery(store.deliveries_of(pk).await.unwrap());
+    assert_eq!(
+        (after.status, after.attempts),
+        (Status::Sent, 1),
+        "not sent again"
+    );
+    assert_eq!(zentao.calls("sendNotification").len(), 1);
+}
+
+/// The request is written before the states and event that may turn out a duplicate: a retried
 /// webhook rendered at another time must not change what the first one's delivery sends.
 #[tokio::test]
 async fn a_duplicate_rendered_differently_leaves_the_pending_delivery_as_it_was() {

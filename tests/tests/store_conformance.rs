@@ -67,7 +67,8 @@ macro_rules! conformance {
 }
 
 conformance!(
-    insert_is_all_or_nothing_and_once,
+    insert_is_once_and_a_duplicate_writes_nothing,
+    concurrent_inserts_of_one_event_store_it_once,
     claim_takes_a_pending_delivery_once,
     record_needs_the_current_claim,
     optional_fields_are_set_and_cleared,
@@ -90,7 +91,7 @@ conformance!(
     cached_values_expire_and_can_be_forgotten,
 );
 
-async fn insert_is_all_or_nothing_and_once(store: Arc<dyn Store>) {
+async fn insert_is_once_and_a_duplicate_writes_nothing(store: Arc<dyn Store>) {
     let e = event("m1");
     assert_eq!(
         store.insert(&e, &deliveries(&e, 2)).await.unwrap(),
@@ -111,6 +112,25 @@ async fn insert_is_all_or_nothing_and_once(store: Arc<dyn Store>) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// A source that retries before its first request was answered: the copies race, one is
+/// created, the others are duplicates, and the event has its deliveries once.
+async fn concurrent_inserts_of_one_event_store_it_once(store: Arc<dyn Store>) {
+    let e = event("m-race");
+    let racing = (0..8).map(|_| {
+        let (store, e) = (store.clone(), e.clone());
+        tokio::spawn(async move { store.insert(&e, &deliveries(&e, 3)).await.unwrap() })
+    });
+    let mut created = 0;
+    for r in racing.collect::<Vec<_>>() {
+        created += usize::from(r.await.unwrap() == Inserted::Created);
+    }
+    assert_eq!(created, 1);
+    assert_eq!(
+        store.deliveries_of(&e.pk()).await.unwrap(),
+        deliveries(&e, 3)
     );
 }
 

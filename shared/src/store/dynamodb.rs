@@ -29,13 +29,13 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, Put, PutRequest, ReturnValue, ScalarAttributeType,
-    StreamSpecification, StreamViewType, TransactWriteItem, WriteRequest,
+    KeyType, Projection, ProjectionType, PutRequest, ReturnValue, ScalarAttributeType,
+    StreamSpecification, StreamViewType, WriteRequest,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha1::{Digest, Sha1};
-use tracing::{instrument, warn};
+use tracing::instrument;
 
 use super::{
     CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, RateStore, ReceiptStore,
@@ -85,8 +85,8 @@ struct EventItem {
     kind: String,
     received_at: Millis,
     /// The body exactly as received. The normalized payload is not stored beside it: nothing
-    /// reads it back, it is what the source's parser makes of `raw`, and in the insert
-    /// transaction (billed twice per KB) it doubled the event's cost.
+    /// reads it back, it is what the source's parser makes of `raw`, and it would double the
+    /// event's write.
     raw: String,
     ttl: i64,
 }
@@ -598,6 +598,43 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Whether the item exists, by an eventually consistent read of its key (half a read unit):
+    /// one written a moment ago and not seen yet is caught by the conditional writes after.
+    async fn exists(&self, pk: &str, sk: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(pk, sk)))
+            .projection_expression("pk")
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item.is_some())
+    }
+
+    /// Puts `item` unless its key exists; `false` when it did.
+    async fn put_new(&self, item: Item) -> Result<bool, StoreError> {
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     /// One item, read consistently (a token, link or cache entry just written must be seen).
     async fn item(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
         let out = self
@@ -761,9 +798,18 @@ fn n(v: i64) -> AttributeValue {
 #[async_trait]
 impl EventStore for DynamoStore {
     #[instrument(skip_all, fields(event = %crate::logging::LogId(&event.pk()), deliveries = deliveries.len()))]
+    /// Without a transaction (billed twice per KB): the event is written last and only if it
+    /// is new, each state before it only if it is new. A source's retry, the usual duplicate,
+    /// finds the event and writes nothing. An insert cut short before its event leaves states
+    /// that are sent, unacknowledged; the source's retry then writes none again (each may be
+    /// under way) and writes the event.
     async fn insert(&self, event: &Event, deliveries: &[Delivery]) -> Result<Inserted, StoreError> {
+        let pk = event.pk();
+        if self.exists(&pk, EVENT_SK).await? {
+            return Ok(Inserted::Duplicate);
+        }
         let event_item = serde_dynamo::to_item(EventItem {
-            pk: event.pk(),
+            pk: pk.clone(),
             sk: EVENT_SK.into(),
             source: event.source.clone(),
             key: event.key.clone(),
@@ -772,63 +818,25 @@ impl EventStore for DynamoStore {
             raw: event.raw.clone(),
             ttl: self.ttl(event.received_at),
         })
-        .map_err(|e| StoreError::Corrupt(event.pk(), e.to_string()))?;
-        let put = |item, condition: Option<&str>| {
-            Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .set_condition_expression(condition.map(str::to_owned))
-                .build()
-                .map(|p| TransactWriteItem::builder().put(p).build())
-                .map_err(|e| StoreError::Corrupt(event.pk(), e.to_string()))
-        };
-        let mut items = vec![put(event_item, Some("attribute_not_exists(pk)"))?];
+        .map_err(|e| StoreError::Corrupt(pk.clone(), e.to_string()))?;
+        let mut states = vec![];
         let mut requests = vec![];
         for d in deliveries {
             let (state, request) = self.delivery_items(d)?;
-            items.push(put(state, None)?);
+            states.push(state);
             requests.push(request);
         }
-        // Requests first: a sender woken by a state must find its request. Outside the
-        // transaction, where DynamoDB bills half; the transaction keeps the event and the
-        // states all-or-nothing, and a request left by a failed one is never referenced.
+        // Requests first: a sender woken by a state must find its request. A request left by
+        // an insert that turns out a duplicate is never referenced (its key has its hash).
         self.put_requests(requests).await?;
-        // Concurrent duplicates collide as TransactionConflict while the first is in flight;
-        // once it commits, a retry sees the condition fail and is a plain duplicate.
-        for attempt in 1..=4u64 {
-            let err = match self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await
-            {
-                Ok(_) => return Ok(Inserted::Created),
-                Err(e) => e,
-            };
-            let reasons: Vec<String> = err
-                .as_service_error()
-                .and_then(|se| match se {
-                    sdk::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
-                        Some(c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_owned()).collect())
-                    }
-                    _ => None,
-                })
-                .unwrap_or_default();
-            if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") {
-                return Ok(Inserted::Duplicate);
-            }
-            let conflict = reasons.iter().any(|r| r == "TransactionConflict")
-                || err
-                    .as_service_error()
-                    .is_some_and(|se| se.is_transaction_in_progress_exception());
-            if !conflict || attempt == 4 {
-                return Err(unavailable(err));
-            }
-            warn!(attempt, "transaction conflict on insert, retrying");
-            tokio::time::sleep(Duration::from_millis(25 * attempt + fastrand::u64(0..25))).await;
+        for state in states {
+            self.put_new(state).await?;
         }
-        unreachable!("the loop returns on its last attempt")
+        Ok(if self.put_new(event_item).await? {
+            Inserted::Created
+        } else {
+            Inserted::Duplicate
+        })
     }
 
     /// A scan of the events (an operator's look, not the pipeline's), filtered in DynamoDB.
