@@ -67,16 +67,55 @@ impl Sender {
             debug!("not pending any more; nothing to do");
             return Ok(None);
         };
+        self.attempt(&claimed, &claimed, lease_until).await
+    }
+
+    /// A sent delivery back for its follow-up (a stream record whose state has a result): the
+    /// follow-up only asks the system what became of the send, a question that may be asked
+    /// twice, so it is not claimed (two writes saved); its outcome is recorded only if the
+    /// delivery is still as it was read. Anything else goes through [`Sender::process`].
+    pub async fn follow_up(&self, key: &DeliveryKey) -> Result<Option<Status>, StoreError> {
+        let span = info_span!("deliver", delivery = %key, connector = tracing::field::Empty, attempt = tracing::field::Empty);
+        async {
+            let seen = self.store.delivery(key).await?;
+            match seen {
+                Some(seen) if seen.status == Status::Pending && seen.was_sent() => {
+                    // Settled as a claim would have had it: one more attempt, given back.
+                    let mut asked = seen.clone();
+                    asked.status = Status::Sending;
+                    asked.attempts += 1;
+                    self.attempt(&asked, &seen, now_ms() + RECORD_PATIENCE)
+                        .await
+                }
+                Some(seen) if seen.status == Status::Pending => self.process_inner(key).await,
+                _ => {
+                    debug!("not pending any more; nothing to do");
+                    Ok(None)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Calls the connector for `claimed` and records the outcome, if the delivery is still as
+    /// `held` (the claim, or the state a follow-up read) until `lease_until`.
+    async fn attempt(
+        &self,
+        claimed: &Delivery,
+        held: &Delivery,
+        lease_until: Millis,
+    ) -> Result<Option<Status>, StoreError> {
         let span = tracing::Span::current();
         span.record("connector", claimed.connector.as_str());
         span.record("attempt", claimed.attempts);
         let outcome = match self.connector(&claimed.connector) {
             Some(c) if claimed.action == Action::Revoke => {
-                crate::revoke::revoke(c.as_ref(), self.store.as_ref(), &claimed, now_ms()).await
+                crate::revoke::revoke(c.as_ref(), self.store.as_ref(), claimed, now_ms()).await
             }
             Some(c) => {
                 let started = std::time::Instant::now();
-                let outcome = c.deliver(&claimed).await;
+                let outcome = c.deliver(claimed).await;
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
                 metrics::record(&metrics::SEND_LATENCY, &[("Connector", c.name())], ms);
                 outcome
@@ -86,7 +125,7 @@ impl Sender {
                 claimed.connector
             ))),
         };
-        let settled = settle(&claimed, outcome, &self.policy, now_ms());
+        let settled = settle(claimed, outcome, &self.policy, now_ms());
         let metric = match settled.status {
             Status::Sent | Status::Checking => Some(&metrics::DELIVERED),
             Status::Retrying => Some(&metrics::RETRIED),
@@ -117,7 +156,7 @@ impl Sender {
                 "delivery done"
             ),
         }
-        if !self.record(&claimed, &settled, lease_until).await? {
+        if !self.record(held, &settled, lease_until).await? {
             warn!("the claim lapsed and another sender took over; this outcome is discarded");
         }
         Ok(Some(settled.status))

@@ -311,9 +311,9 @@ pub struct Answer {
 
 impl Answer {
     /// The answer `settled` records for the attempt `claimed` made, unless it was no attempt (a
-    /// wait or a throttle, which give the attempt back).
+    /// wait or a throttle, which give the attempt back; a sent delivery's follow-up).
     pub fn of(claimed: &Delivery, settled: &Settled, now: Millis) -> Option<Answer> {
-        (settled.attempts >= claimed.attempts).then(|| Answer {
+        (!claimed.was_sent() && settled.attempts >= claimed.attempts).then(|| Answer {
             at: now,
             status: settled.status,
             said: settled.last_error.clone(),

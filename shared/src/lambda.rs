@@ -122,6 +122,8 @@ pub async fn http(app: &App, req: HttpRequest) -> Result<HttpResponse<Body>, Err
 struct StreamImage {
     status: Option<Status>,
     connector: Option<String>,
+    /// Present once the delivery was sent: a pending one is back for its follow-up.
+    result: Option<String>,
 }
 
 /// What a sender function is invoked with: a batch of the table's stream, or an operator's
@@ -184,12 +186,13 @@ pub async fn stream(
         let change = record.change;
         // The mapping's filter already passes only this sender's pending deliveries; checking
         // again means a misconfigured filter cannot make one sender claim (and kill) another's.
-        let mine = serde_dynamo::from_item::<_, StreamImage>(change.new_image).is_ok_and(|i| {
-            i.status == Some(Status::Pending) && i.connector.is_some_and(|c| app.sender.handles(&c))
-        });
-        if !mine {
+        let image = serde_dynamo::from_item::<_, StreamImage>(change.new_image).ok();
+        let Some(image) = image.filter(|i| {
+            i.status == Some(Status::Pending)
+                && i.connector.as_ref().is_some_and(|c| app.sender.handles(c))
+        }) else {
             continue;
-        }
+        };
         let key: DeliveryKey = match serde_dynamo::from_item(change.keys) {
             Ok(k) => k,
             Err(e) => {
@@ -197,7 +200,12 @@ pub async fn stream(
                 continue;
             }
         };
-        if let Err(e) = app.sender.process(&key).await {
+        let done = if image.result.is_some() {
+            app.sender.follow_up(&key).await
+        } else {
+            app.sender.process(&key).await
+        };
+        if let Err(e) = done {
             error!(delivery = %key, error = %e, "outcome not recorded; reporting the record as failed");
             let mut failure = DynamoDbBatchItemFailure::default();
             failure.item_identifier = change.sequence_number;

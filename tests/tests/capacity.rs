@@ -212,3 +212,42 @@ async fn a_duplicate_rendered_differently_leaves_the_pending_delivery_as_it_was(
         "the test needs renderings that differ by time"
     );
 }
+
+/// A sent DingTalk delivery back for its follow-up is not claimed: asking DingTalk what became
+/// of a send may happen twice, so the outcome is one conditional write of the small state (no
+/// claim, no index entry); two senders following it up at once record it once.
+#[tokio::test]
+async fn a_follow_up_is_one_write_of_the_state() {
+    use hookbridge::store::DeliveryStore;
+    let meter = Meter::start(&dynamodb_endpoint()).await;
+    let store = metered_store(&meter).await;
+    let dingtalk = hookbridge_tests::fake_dingtalk::FakeDingTalk::start().await;
+    let app = app_on(
+        config(Some(&dingtalk.url), "follow_up = \"failures\"\n"),
+        Arc::new(store.clone()),
+    )
+    .await;
+    let answer = app
+        .ingress
+        .handle(
+            request("/hap/message", message("cap-4", 0), Some(HAP_TOKEN)),
+            now_ms(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let key = store.deliveries_of("EVT#hap#cap-4").await.unwrap()[0].key();
+    assert_eq!(app.sender.process(&key).await.unwrap(), Some(Status::Checking));
+    assert!(store.requeue(&key, now_ms() + 120_000).await.unwrap());
+
+    let before = meter.consumed();
+    let (a, b) = tokio::join!(app.sender.follow_up(&key), app.sender.follow_up(&key));
+    assert_eq!((a.unwrap(), b.unwrap()), (Some(Status::Sent), Some(Status::Sent)));
+    let spent = meter.consumed().since(&before);
+    let state = spent.writes["UpdateItem DLV"];
+    assert_eq!(state.0, 2, "both tried to record: {spent:?}");
+    assert_eq!(state.1, 2.0, "one written, one refused: {spent:?}");
+    let d = store.delivery(&key).await.unwrap().unwrap();
+    assert_eq!((d.status, d.attempts), (Status::Sent, 1), "{d:?}");
+    assert!(d.result.unwrap()["outcomes"].is_object(), "the follow-up's outcome");
+    assert_eq!(app.sender.follow_up(&key).await.unwrap(), None, "done");
+}

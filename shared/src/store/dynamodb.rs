@@ -947,9 +947,9 @@ impl DeliveryStore for DynamoStore {
     ) -> Result<bool, StoreError> {
         let mut req = self
             .update(&claimed.pk, &claimed.sk)
-            .condition_expression("#st = :sending AND attempts = :attempts")
+            .condition_expression("#st = :held AND attempts = :attempts")
             .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":sending", s(Status::Sending.as_str()))
+            .expression_attribute_values(":held", s(claimed.status.as_str()))
             .expression_attribute_values(":attempts", n(i64::from(claimed.attempts)))
             .expression_attribute_values(":spent", n(i64::from(settled.attempts)))
             .expression_attribute_values(":status", s(settled.status.as_str()))

@@ -304,7 +304,7 @@ impl DeliveryStore for MemoryStore {
         now: Millis,
     ) -> Result<bool, StoreError> {
         let recorded = self.update(&claimed.key(), |d| {
-            if d.status != Status::Sending || d.attempts != claimed.attempts {
+            if d.status != claimed.status || d.attempts != claimed.attempts {
                 return false;
             }
             d.status = settled.status;

@@ -1,8 +1,9 @@
 //! What became of a send: DingTalk answers `errcode 0` to a work notification it then drops
 //! (the daily cap, the same content twice a day, a userid it does not know), so a send is
-//! followed up with `getsendprogress` / `getsendresult` for its task id. The follow-up is a
-//! claim of the same delivery, scheduled by the sweeper (status `checking`): no sleeping in a
-//! function, no extra item. Pure: the calls are made by the connector in `mod.rs`.
+//! followed up with `getsendprogress` / `getsendresult` for its task id. The follow-up comes
+//! back through the same delivery, scheduled by the sweeper (status `checking`): no sleeping in
+//! a function, no extra item. It only asks, so a Lambda sender does not claim it (one write
+//! instead of three; `Sender::follow_up`). Pure: the calls are made by the connector in `mod.rs`.
 
 use std::collections::BTreeMap;
 
