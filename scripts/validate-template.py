@@ -177,7 +177,7 @@ MAX_ALARM_METRICS = 10
 
 def check_alarms(output: dict) -> list:
     """Every function's Errors and Throttles, and every stream consumer's IteratorAge, are in
-    an alarm, and no alarm reads more metrics than CloudWatch allows."""
+    an alarm (with full Monitoring), and no alarm reads more metrics than CloudWatch allows."""
     problems = []
     resources = output["Resources"]
     watched = set()
@@ -207,19 +207,25 @@ def check_alarms(output: dict) -> list:
 
 
 def check_dashboard(template: dict) -> list:
-    """The dashboard's body is JSON once substituted, and it shows every alarm every stack has
-    (those of one EgressMode, the NAT instance's, cannot be named in it unconditionally)."""
+    """The dashboard's body is JSON once substituted, in either Monitoring, and it shows every
+    alarm every stack has, and with full Monitoring those it adds (those of one EgressMode, the
+    NAT instance's, cannot be named in it unconditionally)."""
     resources = template["Resources"]
     body, variables = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    full = variables["FullAlarms"]["Fn::If"]
+    extra = full[1]["Fn::Sub"] if full[0] == "FullMonitoring" else ""
     try:
-        widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
+        for alarms in ["", extra]:
+            text = body.replace("${FullAlarms}", alarms)
+            widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", text))["widgets"]
     except (ValueError, KeyError) as e:
         return [f"Dashboard: its body is not JSON once substituted: {e}"]
-    shown = set(re.findall(r"\$\{(\w+)\.Arn\}", body))
+    shown = set(re.findall(r"\$\{(\w+)\.Arn\}", body + extra))
     alarms = {
         n
         for n, r in resources.items()
-        if r["Type"] == "AWS::CloudWatch::Alarm" and "Condition" not in r
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        and r.get("Condition", "FullMonitoring") == "FullMonitoring"
     }
     missing = sorted(alarms - shown)
     problems = [f"Dashboard: alarm {a} is not on it" for a in missing]

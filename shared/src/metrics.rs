@@ -132,16 +132,29 @@ pub fn count(metric: &'static Metric, labels: &[(&'static str, &str)]) {
     record(metric, labels, 1.0);
 }
 
+/// Whether Lambda publishes every series (`HOOKBRIDGE_METRICS=full`, the stack's `Monitoring`)
+/// or only what an alarm watches (`essential`, the default): CloudWatch bills each series a
+/// month, about a dollar for four, so a small deployment keeps one or two.
+fn full() -> bool {
+    std::env::var("HOOKBRIDGE_METRICS").is_ok_and(|m| m == "full")
+}
+
 /// The EMF lines for what was recorded since the last call: one directive per metric and
-/// labels, as few lines as hold them.
-fn take_emf(now: i64) -> Vec<Value> {
+/// labels, as few lines as hold them. Not `full`: only the metrics with a deployment-wide
+/// total (what the alarms watch), as that total alone.
+fn take_emf(now: i64, full: bool) -> Vec<Value> {
     let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
     let mut lines = vec![];
+    let none = Labels::new();
     for ((_, labels), (metric, s)) in registry.series.iter_mut() {
         if s.pending.is_empty() {
             continue;
         }
         let values = std::mem::take(&mut s.pending);
+        if !full && !metric.total {
+            continue;
+        }
+        let labels = if full { labels } else { &none };
         let value = match metric.kind {
             Kind::Counter => json!(values.iter().sum::<f64>()),
             // EMF takes up to 100 values a line.
@@ -195,7 +208,7 @@ pub fn flush() {
         return;
     }
     let mut out = std::io::stdout().lock();
-    for line in take_emf(now_ms()) {
+    for line in take_emf(now_ms(), full()) {
         // A metric is never worth failing an invocation for.
         let _ = writeln!(out, "{line}");
     }
@@ -293,7 +306,7 @@ mod tests {
             .series
             .insert((DEAD.emf, vec![("Connector", "zentao".into())]), (&DEAD, s));
         *REGISTRY.lock().unwrap() = registry;
-        let lines = take_emf(5);
+        let lines = take_emf(5, true);
         assert_eq!(lines.len(), 1);
         let l = &lines[0];
         assert_eq!(l["Dead"], 2.0);
@@ -303,7 +316,10 @@ mod tests {
         assert_eq!(m["Dimensions"], json!([["Connector"], []]));
         assert_eq!(m["Metrics"][0], json!({"Name": "Dead", "Unit": "Count"}));
         assert_eq!(l["_aws"]["Timestamp"], 5);
-        assert!(take_emf(6).is_empty(), "a flushed value is written once");
+        assert!(
+            take_emf(6, true).is_empty(),
+            "a flushed value is written once"
+        );
     }
 
     #[test]
@@ -326,7 +342,7 @@ mod tests {
                 .insert((metric.emf, labels), (metric, pending(v)));
         }
         *REGISTRY.lock().unwrap() = registry;
-        let lines = take_emf(5);
+        let lines = take_emf(5, true);
         // Two connectors' values for one dimension cannot share a line; the rest can.
         assert_eq!(lines.len(), 2, "{lines:#?}");
         let directives: usize = lines
@@ -340,5 +356,36 @@ mod tests {
         assert_eq!(on("SendLatency")["SendLatency"], json!([40.0]));
         assert_eq!(on("Dead")["Connector"], "zentao");
         assert_eq!(on("ApiCalls")["App"], "dingtalk#k");
+    }
+
+    #[test]
+    fn essential_metrics_are_the_alarmed_totals_alone() {
+        let _one = GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
+        let pending = |v: f64| Series {
+            pending: vec![v],
+            ..Series::default()
+        };
+        let mut registry = Registry::default();
+        for (metric, connector, v) in [
+            (&DELIVERED, "dingtalk", 3.0),
+            (&DEAD, "zentao", 1.0),
+            (&DEAD, "dingtalk", 2.0),
+        ] {
+            registry.series.insert(
+                (metric.emf, vec![("Connector", connector.to_owned())]),
+                (metric, pending(v)),
+            );
+        }
+        *REGISTRY.lock().unwrap() = registry;
+        let lines = take_emf(5, false);
+        let dead: Vec<&Value> = lines.iter().map(|l| &l["Dead"]).collect();
+        assert_eq!(dead, [&json!(2.0), &json!(1.0)], "{lines:#?}");
+        for l in &lines {
+            assert!(
+                l.get("Delivered").is_none() && l.get("Connector").is_none(),
+                "{l}"
+            );
+            assert_eq!(l["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
+        }
     }
 }

@@ -324,6 +324,8 @@ pub fn lambda_env(
         ("AWS_ENDPOINT_URL", dynamodb_endpoint()),
         ("AWS_ACCESS_KEY_ID", "x".into()),
         ("AWS_SECRET_ACCESS_KEY", "x".into()),
+        // Every series, for the tests to read; the stack's default (`essential`) is tested apart.
+        ("HOOKBRIDGE_METRICS", "full".into()),
     ]
 }
 

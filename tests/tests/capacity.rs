@@ -236,18 +236,27 @@ async fn a_follow_up_is_one_write_of_the_state() {
         .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let key = store.deliveries_of("EVT#hap#cap-4").await.unwrap()[0].key();
-    assert_eq!(app.sender.process(&key).await.unwrap(), Some(Status::Checking));
+    assert_eq!(
+        app.sender.process(&key).await.unwrap(),
+        Some(Status::Checking)
+    );
     assert!(store.requeue(&key, now_ms() + 120_000).await.unwrap());
 
     let before = meter.consumed();
     let (a, b) = tokio::join!(app.sender.follow_up(&key), app.sender.follow_up(&key));
-    assert_eq!((a.unwrap(), b.unwrap()), (Some(Status::Sent), Some(Status::Sent)));
+    assert_eq!(
+        (a.unwrap(), b.unwrap()),
+        (Some(Status::Sent), Some(Status::Sent))
+    );
     let spent = meter.consumed().since(&before);
     let state = spent.writes["UpdateItem DLV"];
     assert_eq!(state.0, 2, "both tried to record: {spent:?}");
     assert_eq!(state.1, 2.0, "one written, one refused: {spent:?}");
     let d = store.delivery(&key).await.unwrap().unwrap();
     assert_eq!((d.status, d.attempts), (Status::Sent, 1), "{d:?}");
-    assert!(d.result.unwrap()["outcomes"].is_object(), "the follow-up's outcome");
+    assert!(
+        d.result.unwrap()["outcomes"].is_object(),
+        "the follow-up's outcome"
+    );
     assert_eq!(app.sender.follow_up(&key).await.unwrap(), None, "done");
 }

@@ -269,6 +269,35 @@ async fn the_quota_mark_is_an_emf_metric() {
     );
 }
 
+/// With the stack's default `Monitoring=essential`, only what an alarm watches is published,
+/// as one series for the whole deployment: the quota's share, and no per-connector counts.
+#[tokio::test]
+async fn essential_monitoring_publishes_the_quota_share_alone() {
+    let fake = FakeDingTalk::start().await;
+    let store = dynamo_store().await;
+    let table = store.table().to_owned();
+    ingest(
+        &store,
+        config(None, ""),
+        "/hap/message",
+        "hap-message-mention.json",
+    )
+    .await;
+    let pk = "EVT#hap#9f8e7d6c-5b4a-4392-8171-6f5e4d3c2b1a";
+    let items = [("INSERT", pk, "DLV#dingtalk#000")];
+    let mut env = lambda_env(&table, Some(&fake.url), "monthly_quota = 1");
+    env.retain(|(k, _)| *k != "HOOKBRIDGE_METRICS");
+    let logs = run_stream(env!("CARGO_BIN_EXE_dingtalk-sender"), &env, &table, &items).await;
+    assert_eq!(
+        emf(&logs, "DingTalkQuotaUsedPercent"),
+        [(json!(100.0), vec![])],
+        "{logs}"
+    );
+    for unwatched in ["Delivered", "SendLatency", "ApiCalls"] {
+        assert!(emf(&logs, unwatched).is_empty(), "{unwatched}: {logs}");
+    }
+}
+
 /// `hookbridge check --online --from-stack` invokes the function directly with a preflight: it
 /// answers its connector's checks, asked from where the function runs, so an address DingTalk
 /// does not list is named as the function's own.
