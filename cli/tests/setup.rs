@@ -44,13 +44,17 @@ async fn hap_gets_its_appextensions_json_from_the_stack_outputs() {
             "WebhookUrl": format!("{API_URL}/hap/message"),
             "FinishTodoWebhookUrl": format!("{API_URL}/hap/todo"),
             "WebhookHeaders": {
-                "X-Hookbridge-Token": "<the value of secretsmanager:hookbridge/hap-token>"
+                "X-Hookbridge-Token": "<the value of secretsmanager:hookbridge/secrets#hap_token>"
             },
         })
     );
 
     // --reveal fills in the token from Secrets Manager.
-    let secrets = FakeSecrets::start(&[("hookbridge/hap-token", "s3cret-hap-token")]).await;
+    let secrets = FakeSecrets::start(&[(
+        "hookbridge/secrets",
+        r#"{"hap_token":"s3cret-hap-token","dingtalk_app_secret":"x"}"#,
+    )])
+    .await;
     let both = [
         endpoint[0],
         ("AWS_ENDPOINT_URL_SECRETS_MANAGER", secrets.url.as_str()),

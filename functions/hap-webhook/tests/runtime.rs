@@ -131,9 +131,11 @@ async fn loads_the_stack_config_with_5000_users_from_its_file() {
     let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("hookbridge-5000.toml");
     std::fs::write(&file, &text).unwrap();
 
-    let secrets =
-        hookbridge_tests::fake_secrets::FakeSecrets::start(&[("hookbridge/hap-token", HAP_TOKEN)])
-            .await;
+    let secrets = hookbridge_tests::fake_secrets::FakeSecrets::start(&[(
+        "hookbridge/secrets",
+        &format!(r#"{{"hap_token":"{HAP_TOKEN}","dingtalk_app_secret":"x"}}"#),
+    )])
+    .await;
     let store = dynamo_store().await;
     let mut env = lambda_env(store.table(), None, "");
     env.retain(|(k, _)| *k != "HOOKBRIDGE_CONFIG");
@@ -150,7 +152,7 @@ async fn loads_the_stack_config_with_5000_users_from_its_file() {
         panic!("{answer:?}\n{logs}")
     };
     assert_eq!(r["statusCode"], 200, "{r}\n{logs}");
-    assert_eq!(*secrets.requested.lock().unwrap(), ["hookbridge/hap-token"]);
+    assert_eq!(*secrets.requested.lock().unwrap(), ["hookbridge/secrets"]);
     let deliveries = store.deliveries_of("EVT#hap#five-thousand").await.unwrap();
     let recipients: Vec<&str> = deliveries
         .iter()
