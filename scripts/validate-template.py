@@ -207,20 +207,16 @@ def check_alarms(output: dict) -> list:
 
 
 def check_dashboard(template: dict) -> list:
-    """The dashboard's body is JSON once substituted, in either Monitoring, and it shows every
-    alarm every stack has, and with full Monitoring those it adds (those of one EgressMode, the
-    NAT instance's, cannot be named in it unconditionally)."""
+    """The dashboard (full Monitoring's) has a body that is JSON once substituted, and it shows
+    every alarm such a stack has (those of one EgressMode, the NAT instance's, cannot be named
+    in it unconditionally)."""
     resources = template["Resources"]
     body, variables = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
-    full = variables["FullAlarms"]["Fn::If"]
-    extra = full[1]["Fn::Sub"] if full[0] == "FullMonitoring" else ""
     try:
-        for alarms in ["", extra]:
-            text = body.replace("${FullAlarms}", alarms)
-            widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", text))["widgets"]
+        widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
     except (ValueError, KeyError) as e:
         return [f"Dashboard: its body is not JSON once substituted: {e}"]
-    shown = set(re.findall(r"\$\{(\w+)\.Arn\}", body + extra))
+    shown = set(re.findall(r"\$\{(\w+)\.Arn\}", body))
     alarms = {
         n
         for n, r in resources.items()
