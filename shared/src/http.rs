@@ -3,8 +3,18 @@
 //! smaller than aws-lc and free of its jitter-entropy seeding, which costs tens of milliseconds
 //! at the first random number on Lambda-class machines.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
+
+use aws_sdk_dynamodb::config::RuntimeComponents;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpConnector,
+};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::config::{Credentials, Region, SharedCredentialsProvider, SharedHttpClient};
@@ -12,11 +22,34 @@ use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 use tokio::sync::OnceCell;
 
-/// The AWS SDK's HTTPS client (system roots, as the SDK's default).
+/// The AWS SDK's HTTPS client (system roots, as the SDK's default), which reads the system's
+/// CA certificates at the first request rather than when a client is made.
 pub fn aws_client() -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+    SharedHttpClient::new(AtFirstRequest(
+        aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https(),
+    ))
+}
+
+/// The SDK's client as it is, less its `validate_base_client_config`, which builds a connector
+/// when a service client is made so that the certificates load at init, and parses them again
+/// for the first request's connector: most of a function's init, twice the work.
+#[derive(Debug)]
+struct AtFirstRequest(SharedHttpClient);
+
+impl HttpClient for AtFirstRequest {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
 }
 
 /// The AWS configuration, loaded once and shared by the DynamoDB and Secrets Manager clients:
@@ -82,11 +115,133 @@ impl LoadServiceConfig for Endpoints {
 
 /// A reqwest client that gives up after `timeout` (and on connecting after at most 5 s).
 pub fn client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    // reqwest is built without a crypto provider: ring is installed once for the process (a
-    // second install fails harmlessly).
-    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
+        .tls_backend_preconfigured(TLS.clone())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .build()
+}
+
+/// Every connector's TLS: rustls on ring, verified against the system's CA certificates.
+static TLS: LazyLock<rustls::ClientConfig> = LazyLock::new(|| {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports TLS 1.2 and 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(SystemRoots {
+            provider,
+            verifier: OnceLock::new(),
+        }))
+        .with_no_client_auth()
+});
+
+/// A WebPKI verifier of the system's CA certificates (what reqwest's platform verifier is on
+/// Linux), made at the process's first handshake instead of with each client: a cold start
+/// reads and parses the certificates once, and only when a call goes out.
+#[derive(Debug)]
+struct SystemRoots {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    verifier: OnceLock<Result<Arc<WebPkiServerVerifier>, rustls::Error>>,
+}
+
+impl SystemRoots {
+    fn verifier(&self) -> Result<&Arc<WebPkiServerVerifier>, rustls::Error> {
+        self.verifier
+            .get_or_init(|| {
+                let found = rustls_native_certs::load_native_certs();
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add_parsable_certificates(found.certs);
+                if roots.is_empty() {
+                    return Err(rustls::Error::General(format!(
+                        "no CA certificates in the system's store: {:?}",
+                        found.errors
+                    )));
+                }
+                WebPkiServerVerifier::builder_with_provider(roots.into(), self.provider.clone())
+                    .build()
+                    .map_err(|e| rustls::Error::General(e.to_string()))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+impl ServerCertVerifier for SystemRoots {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.verifier()?.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The system's certificates are read at the first verification, not with the verifier,
+    /// and a certificate they do not vouch for is refused.
+    #[test]
+    fn the_system_roots_load_at_the_first_handshake_and_refuse_strangers() {
+        let roots = SystemRoots {
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            verifier: OnceLock::new(),
+        };
+        assert!(!roots.supported_verify_schemes().is_empty());
+        assert!(roots.verifier.get().is_none(), "nothing read yet");
+        let stranger = CertificateDer::from(b"not a certificate".to_vec());
+        let name = ServerName::try_from("oapi.dingtalk.com").unwrap();
+        let refused = roots.verify_server_cert(&stranger, &[], &name, &[], UnixTime::now());
+        assert!(refused.is_err(), "{refused:?}");
+        assert!(
+            matches!(roots.verifier.get(), Some(Ok(_))),
+            "the system's certificates were read once: {:?}",
+            roots.verifier.get()
+        );
+    }
 }
