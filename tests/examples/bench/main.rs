@@ -5,7 +5,7 @@
 //! beside the floor's, and DynamoDB units per event with the dollars per million events they
 //! make. Asserts nothing about numbers; fails only when a function does not start or answer.
 //!
-//!   bench --bins DIR --floor FILE [--arm64 DIR] [--warm N] [--notifications N] [--only A,B]
+//!   bench --bins DIR --floor FILE [--arm64 DIR] [--warm N] [--cold N] [--notifications N] [--only A,B]
 //!         [--readme FILE] [--calls FILE]
 //!
 //! `--calls FILE` writes the DynamoDB operations each function made, as JSON, for
@@ -35,29 +35,8 @@ use hookbridge_tests::{
 };
 use serde_json::Value;
 
+mod bill;
 mod notifications;
-
-/// Prices, us-east-1, as published on the AWS pricing pages on 2026-12-02 (DynamoDB on-demand
-/// after the 2024-11-01 reduction; Lambda arm64; API Gateway HTTP APIs, first 300 million;
-/// CloudWatch Logs standard ingestion). China regions bill in CNY at other rates.
-const PRICES: Prices = Prices {
-    write_unit: 0.625e-6,
-    read_unit: 0.125e-6,
-    lambda_request: 0.20e-6,
-    lambda_gb_second: 0.000_013_333_4,
-    http_api_request: 1.00e-6,
-    log_gb: 0.50,
-};
-const MEMORY_GB: f64 = 128.0 / 1024.0;
-
-struct Prices {
-    write_unit: f64,
-    read_unit: f64,
-    lambda_request: f64,
-    lambda_gb_second: f64,
-    http_api_request: f64,
-    log_gb: f64,
-}
 
 /// One function's figures.
 #[derive(Default)]
@@ -81,6 +60,8 @@ struct Options {
     floor: PathBuf,
     arm64: Option<PathBuf>,
     warm: usize,
+    /// Cold starts of each function (and of the floor), interleaved; their medians are shown.
+    cold: usize,
     /// Notifications of each case for the writes table.
     notifications: usize,
     /// Only these functions (and the floor), to look at a few while changing them.
@@ -96,6 +77,7 @@ fn options() -> Options {
         floor: "target/release/hookbridge-floor".into(),
         arm64: None,
         warm: 200,
+        cold: 7,
         notifications: 20,
         only: None,
         readme: None,
@@ -108,6 +90,7 @@ fn options() -> Options {
             "--floor" => o.floor = value().into(),
             "--arm64" => o.arm64 = Some(value().into()),
             "--warm" => o.warm = value().parse().expect("--warm N"),
+            "--cold" => o.cold = value().parse().expect("--cold N"),
             "--notifications" => o.notifications = value().parse().expect("--notifications N"),
             "--only" => o.only = Some(value().split(',').map(str::to_owned).collect()),
             "--readme" => o.readme = Some(value().into()),
@@ -375,6 +358,28 @@ fn succeeded(answer: &Answer) -> bool {
     }
 }
 
+/// One cold start of `binary`: its init and first response (the Runtime API emulator's clock).
+async fn cold_start(
+    binary: &Path,
+    run: &Run,
+    payload: Value,
+) -> Result<(Duration, Duration), String> {
+    let mut session = Session::start(binary.to_str().expect("a UTF-8 path"), &run.env).await;
+    let answer = tokio::time::timeout(Duration::from_secs(20), session.invoke(payload)).await;
+    let init = session.init().unwrap_or_default();
+    let logs = session.stop().await;
+    match answer {
+        Ok((answer, first)) if succeeded(&answer) => Ok((init, first)),
+        Ok((answer, _)) => Err(format!("{}: {answer:?}\n{logs}", run.name)),
+        Err(_) => Err(format!("{}: no answer in 20 s\n{logs}", run.name)),
+    }
+}
+
+fn median(mut all: Vec<Duration>) -> Duration {
+    all.sort();
+    all.get(all.len() / 2).copied().unwrap_or_default()
+}
+
 async fn measure(binary: &Path, run: Run, meter: &Meter) -> Result<Figures, String> {
     let mut f = Figures {
         size: std::fs::metadata(binary)
@@ -389,7 +394,7 @@ async fn measure(binary: &Path, run: Run, meter: &Meter) -> Result<Figures, Stri
     let n = run.payloads.len();
     for (i, payload) in run.payloads.into_iter().enumerate() {
         let sent = Instant::now();
-        let Ok((answer, since_start)) =
+        let Ok((answer, _)) =
             tokio::time::timeout(Duration::from_secs(20), session.invoke(payload)).await
         else {
             let logs = session.stop().await;
@@ -403,8 +408,7 @@ async fn measure(binary: &Path, run: Run, meter: &Meter) -> Result<Figures, Stri
             return Err(format!("{}: {answer:?}\n{logs}", run.name));
         }
         if i == 0 {
-            f.first = since_start;
-            f.init = session.init().unwrap_or_default();
+            // Init and first response are the medians of the interleaved cold starts.
             cpu_before = session.usage().map(|u| u.1).unwrap_or_default();
         } else {
             warm.push(sent.elapsed());
@@ -476,34 +480,6 @@ fn table(all: &BTreeMap<&'static str, Figures>, order: &[&str]) -> String {
     t
 }
 
-/// Dollars per million HAP messages to one DingTalk recipient list: the webhook's and the
-/// sender's invocations, their DynamoDB units and log bytes, and the API Gateway request.
-fn cost(all: &BTreeMap<&'static str, Figures>) -> String {
-    let (Some(w), Some(s)) = (all.get("hap-webhook"), all.get("dingtalk-sender")) else {
-        return String::new();
-    };
-    let per = |f: &Figures, x: f64| x / f.invocations.max(1) as f64;
-    let writes = per(w, w.consumed.write_units) + per(s, s.consumed.write_units);
-    let reads = per(w, w.consumed.read_units) + per(s, s.consumed.read_units);
-    // Billed duration: each warm invocation's time, rounded up to the millisecond.
-    let billed = |f: &Figures| (f.p50.as_secs_f64() * 1000.0).ceil() / 1000.0;
-    let lambda =
-        2.0 * PRICES.lambda_request + (billed(w) + billed(s)) * MEMORY_GB * PRICES.lambda_gb_second;
-    let logs = (per(w, w.log_bytes as f64) + per(s, s.log_bytes as f64)) / 1e9 * PRICES.log_gb;
-    let dynamodb = writes * PRICES.write_unit + reads * PRICES.read_unit;
-    let total = (lambda + logs + dynamodb + PRICES.http_api_request) * 1e6;
-    format!(
-        "Per million HAP messages to one person, each one DingTalk delivery (warm, 128 MB \
-         arm64, us-east-1 on-demand, `follow_up = \"off\"`): DynamoDB {writes:.1} write + \
-         {reads:.1} read units an event = ${:.2}, Lambda ${:.2}, API Gateway ${:.2}, logs \
-         ${:.2}: **${total:.2} per million events**.\n",
-        dynamodb * 1e6,
-        lambda * 1e6,
-        PRICES.http_api_request * 1e6,
-        logs * 1e6,
-    )
-}
-
 /// The median time of a small DynamoDB Local call (a GetItem of a missing item), to read "first
 /// response ≤ 3× the floor's plus one round trip" against.
 async fn round_trip(endpoint: &str) -> Duration {
@@ -552,28 +528,57 @@ fn write_readme(path: &Path, text: &str) -> std::io::Result<()> {
 async fn main() -> std::process::ExitCode {
     let o = options();
     let meter = Meter::start(&dynamodb_endpoint()).await;
-    // One more than the warm count: the first invocation is the cold one.
-    let (runs, fakes) = runs(&meter, o.warm + 1).await;
+    // The cold starts' payloads, then one more than the warm count (the first warms up).
+    let (runs, fakes) = runs(&meter, o.cold + o.warm + 1).await;
     let order: Vec<&'static str> = runs.iter().map(|r| r.name).collect();
     let mut all = BTreeMap::new();
     let mut failed = false;
-    for run in runs {
-        let name = run.name;
-        if name != "floor"
-            && o.only
-                .as_ref()
-                .is_some_and(|only| !only.iter().any(|n| n == name))
-        {
-            continue;
-        }
-        let binary = if name == "floor" {
+    let binary = |name: &str| {
+        if name == "floor" {
             o.floor.clone()
         } else {
             o.bins.join(name)
-        };
+        }
+    };
+    let mut runs: Vec<Run> = runs
+        .into_iter()
+        .filter(|r| {
+            r.name == "floor"
+                || o.only
+                    .as_ref()
+                    .is_none_or(|only| only.iter().any(|n| n == r.name))
+        })
+        .collect();
+    // Cold starts interleaved, every function and the floor in turn, so that a busy moment of
+    // the machine falls on all of them alike.
+    let mut cold: BTreeMap<&'static str, (Vec<Duration>, Vec<Duration>)> = BTreeMap::new();
+    eprintln!("bench: {} cold starts of each function", o.cold);
+    for _ in 0..o.cold {
+        for run in &mut runs {
+            let payload = run.payloads.remove(0);
+            match cold_start(&binary(run.name), run, payload).await {
+                Ok((init, first)) => {
+                    let c = cold.entry(run.name).or_default();
+                    c.0.push(init);
+                    c.1.push(first);
+                }
+                Err(e) => {
+                    eprintln!("bench: {} did not start or answer: {e}", run.name);
+                    failed = true;
+                }
+            }
+        }
+    }
+    for run in runs {
+        let name = run.name;
+        let binary = binary(name);
         eprintln!("bench: {name} ({} invocations)", run.payloads.len());
         match measure(&binary, run, &meter).await {
             Ok(mut f) => {
+                if let Some((inits, firsts)) = cold.remove(name) {
+                    f.init = median(inits);
+                    f.first = median(firsts);
+                }
                 f.arm64 = o.arm64.as_ref().and_then(|d| {
                     let file = if name == "floor" {
                         d.join("hookbridge-floor/bootstrap")
@@ -599,7 +604,6 @@ async fn main() -> std::process::ExitCode {
         "\nOne DynamoDB Local round trip (p50): {}.\n\n",
         ms(round_trip(&dynamodb_endpoint()).await)
     ));
-    text.push_str(&cost(&all));
     text.push_str(&format!(
         "\nDingTalk API calls by the sender: {} `asyncsend_v2`, {} `gettoken` (one token for \
          the whole run).\n",
@@ -607,13 +611,16 @@ async fn main() -> std::process::ExitCode {
         fakes.dingtalk.count("gettoken")
     ));
     let mut measured = vec![];
-    for case in &notifications::CASES {
+    let mut full = None;
+    let cases = notifications::CASES.iter().chain([&notifications::FULL]);
+    for case in cases.take(if o.notifications > 0 { 5 } else { 0 }) {
         eprintln!(
             "bench: writes of {} notifications ({} people, follow-up {})",
             o.notifications, case.people, case.follow_up
         );
         match notifications::measure(&o.bins, &meter, &fakes.dingtalk, case, o.notifications).await
         {
+            Ok(m) if case.full => full = Some(m),
             Ok(m) => measured.push((case, m)),
             Err(e) => {
                 eprintln!("bench: the notifications did not all go through: {e}");
@@ -622,10 +629,19 @@ async fn main() -> std::process::ExitCode {
         }
     }
     text.push_str(&format!(
-        "\nDynamoDB writes per delivered DingTalk notification (`scripts/bench`, {} each):\n\n{}",
+        "\n### DynamoDB writes per delivered DingTalk notification\n\n{} of each, end to end:\n\n{}",
         o.notifications,
         notifications::tables(&measured)
     ));
+    if let Some((_, default)) = measured.first() {
+        let template = include_str!("../../../template.yaml");
+        text.push_str(&format!(
+            "\n### A small organisation's bill\n\n10,000 events a month, each the default case above (one person, \
+             follow-up on, posted twice), and the stack's fixed costs (`template.yaml`, \
+             `Monitoring=essential`), at us-east-1 list prices (`tests/examples/bench/bill.rs`):\n\n{}",
+            bill::bill(default, full.as_ref(), template)
+        ));
+    }
     println!("{text}");
     if let Some(path) = &o.calls {
         let calls: BTreeMap<&str, Vec<&String>> = all

@@ -4,7 +4,7 @@
 //! sender asks DingTalk), each function run as Lambda runs it behind the meter. For a to-do to
 //! one person and to two, with `follow_up` at its default and off.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,48 +17,104 @@ use hookbridge_tests::{
 };
 use serde_json::Value;
 
-/// One measured case: who the to-do is for and how it is followed up.
+/// One measured case: who the to-do is for and how it is followed up; `full`: the functions
+/// publish every metric series (`Monitoring=full`), for the bill.
 pub struct Case {
     pub people: usize,
     pub follow_up: &'static str,
+    pub full: bool,
 }
 
 pub const CASES: [Case; 4] = [
     Case {
         people: 1,
         follow_up: "failures",
+        full: false,
     },
     Case {
         people: 2,
         follow_up: "failures",
+        full: false,
     },
     Case {
         people: 1,
         follow_up: "off",
+        full: false,
     },
     Case {
         people: 2,
         follow_up: "off",
+        full: false,
     },
 ];
 
-/// What one case consumed, by function, over `notifications` delivered notifications.
+/// The default case with every series published: what `Monitoring=full` adds to the bill.
+pub const FULL: Case = Case {
+    people: 1,
+    follow_up: "failures",
+    full: true,
+};
+
+/// What one function did in a case.
+#[derive(Default)]
+pub struct Work {
+    pub consumed: Consumed,
+    pub invocations: usize,
+    /// Invocations' time, as each was answered.
+    pub time: Duration,
+    pub log_bytes: usize,
+}
+
+/// What one case consumed, by function, over `notifications` delivered notifications, and
+/// the bytes its table holds at the end.
 pub struct Measured {
     pub notifications: usize,
-    pub by_function: BTreeMap<&'static str, Consumed>,
+    pub by_function: BTreeMap<&'static str, Work>,
+    pub stored_bytes: usize,
+    /// The custom metric series the functions published (`Name{dimension values}`).
+    pub series: BTreeSet<String>,
+}
+
+/// The series in a function's log: each EMF directive's metrics by each of its dimension sets.
+fn series(log: &str) -> BTreeSet<String> {
+    let mut all = BTreeSet::new();
+    for line in log.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        for d in v["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            for dims in d["Dimensions"].as_array().into_iter().flatten() {
+                let values: Vec<&str> = dims
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|k| v[k.as_str()?].as_str())
+                    .collect();
+                for m in d["Metrics"].as_array().into_iter().flatten() {
+                    let name = m["Name"].as_str().unwrap_or_default();
+                    all.insert(format!("{name}{{{}}}", values.join(",")));
+                }
+            }
+        }
+    }
+    all
 }
 
 impl Measured {
+    fn per(&self, f: impl Fn(&Work) -> f64) -> f64 {
+        self.by_function.values().map(f).sum::<f64>() / self.notifications as f64
+    }
+
     pub fn write_units(&self) -> f64 {
-        self.by_function
-            .values()
-            .map(|c| c.write_units)
-            .sum::<f64>()
-            / self.notifications as f64
+        self.per(|w| w.consumed.write_units)
     }
 
     pub fn read_units(&self) -> f64 {
-        self.by_function.values().map(|c| c.read_units).sum::<f64>() / self.notifications as f64
+        self.per(|w| w.consumed.read_units)
     }
 }
 
@@ -68,7 +124,8 @@ fn todo(i: usize, case: &Case) -> String {
     m["messageId"] = format!("5e0c2d4b-1a3f-4b6c-9d8e-{i:012}").into();
     // Words of its own: DingTalk shows the same content to one person once a day.
     let text = m["message"].as_str().unwrap_or_default().to_owned();
-    m["message"] = format!("{text}（{} {people} 第 {i} 件）", case.follow_up).into();
+    let full = if case.full { " full" } else { "" };
+    m["message"] = format!("{text}（{}{full} {people} 第 {i} 件）", case.follow_up).into();
     let targets = ["manager4220", "0147282552401293909"];
     m["targets"] = serde_json::json!(targets[..people]);
     m.to_string()
@@ -114,22 +171,47 @@ async fn open(table: &str) -> usize {
     n
 }
 
-/// Invokes `session` with `payload` and adds what it consumed to `into`.
+/// Invokes `session` with `payload` and adds what it did to `into`.
 async fn metered(
     session: &mut Session,
     payload: Value,
     meter: &Meter,
-    into: &mut Consumed,
+    into: &mut Work,
 ) -> Result<(), String> {
     let before = meter.consumed();
+    let started = std::time::Instant::now();
     let (answer, _) = tokio::time::timeout(Duration::from_secs(20), session.invoke(payload))
         .await
         .map_err(|_| "no answer in 20 s".to_owned())?;
     if !super::succeeded(&answer) {
         return Err(format!("{answer:?}"));
     }
-    into.add(&meter.consumed().since(&before));
+    into.time += started.elapsed();
+    into.invocations += 1;
+    into.consumed.add(&meter.consumed().since(&before));
     Ok(())
+}
+
+/// About what DynamoDB bills as the table's size: each item's attribute names and values.
+async fn stored_bytes(table: &str) -> usize {
+    fn size(v: &AttributeValue) -> usize {
+        match v {
+            AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
+            AttributeValue::L(l) => 3 + l.iter().map(size).sum::<usize>(),
+            AttributeValue::M(m) => 3 + m.iter().map(|(k, v)| k.len() + size(v)).sum::<usize>(),
+            _ => 1,
+        }
+    }
+    let out = dynamo_client(&dynamodb_endpoint())
+        .scan()
+        .table_name(table)
+        .send()
+        .await
+        .expect("scan");
+    out.items()
+        .iter()
+        .map(|item| item.iter().map(|(k, v)| k.len() + size(v)).sum::<usize>())
+        .sum()
 }
 
 /// Runs `n` notifications of `case` through the three functions in `bins`.
@@ -149,7 +231,10 @@ pub async fn measure(
             case.follow_up
         ),
     );
-    let env = super::env(&table, meter, config);
+    let mut env = super::env(&table, meter, config);
+    if case.full {
+        env.push(("HOOKBRIDGE_METRICS", "full".into()));
+    }
     let start = |name: &str| {
         let binary = bins.join(name);
         let env = env.clone();
@@ -158,13 +243,13 @@ pub async fn measure(
     let mut webhook = start("hap-webhook").await;
     let mut sender = start("dingtalk-sender").await;
     let mut sweeper = start("retry-sweeper").await;
-    let mut consumed: BTreeMap<&'static str, Consumed> = BTreeMap::new();
+    let mut work: BTreeMap<&'static str, Work> = BTreeMap::new();
     let ran: Result<(), String> = async {
         for i in 0..n {
             for _ in 0..2 {
                 let request =
                     events::apigw_v2("/hap/message", &todo(i, case), Some(HAP_TOKEN), false);
-                let into = consumed.entry("hap-webhook").or_default();
+                let into = work.entry("hap-webhook").or_default();
                 metered(&mut webhook, request, meter, into).await?;
             }
         }
@@ -172,24 +257,31 @@ pub async fn measure(
         for _ in 0..6 {
             for (pk, sk) in in_status(&table, "pending").await {
                 let batch = events::stream_batch(&table, &[("MODIFY", &pk, &sk)]).await;
-                let into = consumed.entry("dingtalk-sender").or_default();
+                let into = work.entry("dingtalk-sender").or_default();
                 metered(&mut sender, batch, meter, into).await?;
             }
             if open(&table).await == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(1_600)).await;
-            let into = consumed.entry("retry-sweeper").or_default();
+            let into = work.entry("retry-sweeper").or_default();
             metered(&mut sweeper, events::schedule(), meter, into).await?;
         }
         Ok(())
     }
     .await;
-    for session in [webhook, sender, sweeper] {
+    let mut published = BTreeSet::new();
+    for (name, session) in [
+        ("hap-webhook", webhook),
+        ("dingtalk-sender", sender),
+        ("retry-sweeper", sweeper),
+    ] {
         let said = session.stop().await;
         if let Err(e) = &ran {
             return Err(format!("{e}\n{said}"));
         }
+        work.entry(name).or_default().log_bytes = said.len();
+        published.extend(series(&said));
     }
     // Every delivery sent (a to-do is a card per person), none left in any other status.
     let (sent, left) = (in_status(&table, "sent").await.len(), open(&table).await);
@@ -200,7 +292,9 @@ pub async fn measure(
     }
     Ok(Measured {
         notifications: n,
-        by_function: consumed,
+        by_function: work,
+        stored_bytes: stored_bytes(&table).await,
+        series: published,
     })
 }
 
@@ -214,7 +308,7 @@ pub fn tables(all: &[(&Case, Measured)]) -> String {
         let per = |f: &str| {
             m.by_function
                 .get(f)
-                .map_or(0.0, |c| c.write_units / m.notifications as f64)
+                .map_or(0.0, |w| w.consumed.write_units / m.notifications as f64)
         };
         t.push_str(&format!(
             "| {} | `{}` | {:.1} | {:.1} | {:.1} | **{:.1}** | {:.1} |\n",
@@ -237,8 +331,8 @@ pub fn tables(all: &[(&Case, Measured)]) -> String {
              | function | call (items written) | calls | write units |\n|---|---|---|---|\n",
             case.people, case.follow_up
         ));
-        for (function, c) in &m.by_function {
-            for (call, (calls, units)) in &c.writes {
+        for (function, w) in &m.by_function {
+            for (call, (calls, units)) in &w.consumed.writes {
                 t.push_str(&format!(
                     "| {function} | {call} | {:.2} | {:.2} |\n",
                     *calls as f64 / m.notifications as f64,
