@@ -38,9 +38,8 @@ fn message(id: &str, kb: usize) -> String {
     .to_string()
 }
 
-/// Sends a HAP message of `kb` KB to ZenTao; returns the write units of the ingress and of the
-/// send.
-async fn send(kb: usize) -> (f64, f64) {
+/// HAP → ZenTao (and the default dry-run DingTalk) on a metered table.
+async fn zentao_app() -> (Meter, DynamoStore, FakeZenTao, Arc<hookbridge::app::App>) {
     let meter = Meter::start(&dynamodb_endpoint()).await;
     let store = metered_store(&meter).await;
     let zentao = FakeZenTao::start().await;
@@ -49,17 +48,27 @@ async fn send(kb: usize) -> (f64, f64) {
         hap_route(&zentao.url)
     );
     let app = app_on(config(None, &extra), Arc::new(store.clone())).await;
+    (meter, store, zentao, app)
+}
 
-    let before = meter.consumed();
-    let answer = app
-        .ingress
-        .handle(
-            request("/hap/message", message("cap-1", kb), Some(HAP_TOKEN)),
-            now_ms(),
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    let ingress = meter.consumed().since(&before);
+/// Sends a HAP message of `kb` KB to ZenTao; returns the write units of the ingress and of the
+/// send.
+async fn send(kb: usize) -> (f64, f64) {
+    let (meter, store, zentao, app) = zentao_app().await;
+    let post = async || {
+        let before = meter.consumed();
+        let answer = app
+            .ingress
+            .handle(
+                request("/hap/message", message("cap-1", kb), Some(HAP_TOKEN)),
+                now_ms(),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        meter.consumed().since(&before)
+    };
+
+    let ingress = post().await;
     // Is the event there? The requests in one batch, then the two states (DingTalk's, ZenTao's)
     // and the event, each if new.
     assert_eq!(
@@ -72,16 +81,7 @@ async fn send(kb: usize) -> (f64, f64) {
         .into()
     );
     // A retry of the webhook is found by that read and writes nothing.
-    let before = meter.consumed();
-    let again = app
-        .ingress
-        .handle(
-            request("/hap/message", message("cap-1", kb), Some(HAP_TOKEN)),
-            now_ms(),
-        )
-        .await;
-    assert_eq!(again.status, 200, "{}", again.body);
-    let duplicate = meter.consumed().since(&before);
+    let duplicate = post().await;
     assert_eq!(
         (duplicate.calls.clone(), duplicate.write_units),
         ([("GetItem".to_owned(), 1)].into(), 0.0)
@@ -127,14 +127,7 @@ async fn sending_costs_four_write_units_whatever_the_message_size() {
 /// acknowledged, writes the event, and sends nothing again.
 #[tokio::test]
 async fn a_retry_after_an_insert_cut_short_writes_the_event_and_leaves_the_deliveries() {
-    let meter = Meter::start(&dynamodb_endpoint()).await;
-    let store = metered_store(&meter).await;
-    let zentao = FakeZenTao::start().await;
-    let extra = format!(
-        "{}\n[recipients.zentao.map]\nmanager4220 = \"zhangsan\"\n",
-        hap_route(&zentao.url)
-    );
-    let app = app_on(config(None, &extra), Arc::new(store.clone())).await;
+    let (_meter, store, zentao, app) = zentao_app().await;
     let post = || {
         app.ingress.handle(
             request("/hap/message", message("cap-3", 0), Some(HAP_TOKEN)),

@@ -243,36 +243,9 @@ async fn a_lone_sender_keeps_to_20_calls_a_second_without_writing_windows() {
     assert_eq!(windows, 0, "no window is written");
 }
 
-/// The share of the monthly quota used is a CloudWatch metric (EMF on the function's log), not
-/// only a log line at its marks: what the stack's alarm watches.
-#[tokio::test]
-async fn the_quota_mark_is_an_emf_metric() {
-    let fake = FakeDingTalk::start().await;
-    let store = dynamo_store().await;
-    let table = store.table().to_owned();
-    ingest(
-        &store,
-        config(None, ""),
-        "/hap/message",
-        "hap-message-mention.json",
-    )
-    .await;
-    let pk = "EVT#hap#9f8e7d6c-5b4a-4392-8171-6f5e4d3c2b1a";
-    let items = [("INSERT", pk, "DLV#dingtalk#000")];
-    let env = lambda_env(&table, Some(&fake.url), "monthly_quota = 1");
-    let logs = run_stream(env!("CARGO_BIN_EXE_dingtalk-sender"), &env, &table, &items).await;
-    let app = vec![("App".to_owned(), "dingtalk#ding-fake-key".to_owned())];
-    assert_eq!(
-        emf(&logs, "DingTalkQuotaUsedPercent"),
-        [(json!(100.0), app)],
-        "{logs}"
-    );
-}
-
-/// With the stack's default `Monitoring=essential`, only what an alarm watches is published,
-/// as one series for the whole deployment: the quota's share, and no per-connector counts.
-#[tokio::test]
-async fn essential_monitoring_publishes_the_quota_share_alone() {
+/// The log of a send that uses up a monthly quota of 1, with `HOOKBRIDGE_METRICS` at `metrics`
+/// (unset: the stack's default, `essential`).
+async fn quota_used_up(metrics: Option<&str>) -> String {
     let fake = FakeDingTalk::start().await;
     let store = dynamo_store().await;
     let table = store.table().to_owned();
@@ -287,7 +260,28 @@ async fn essential_monitoring_publishes_the_quota_share_alone() {
     let items = [("INSERT", pk, "DLV#dingtalk#000")];
     let mut env = lambda_env(&table, Some(&fake.url), "monthly_quota = 1");
     env.retain(|(k, _)| *k != "HOOKBRIDGE_METRICS");
-    let logs = run_stream(env!("CARGO_BIN_EXE_dingtalk-sender"), &env, &table, &items).await;
+    env.extend(metrics.map(|m| ("HOOKBRIDGE_METRICS", m.to_owned())));
+    run_stream(env!("CARGO_BIN_EXE_dingtalk-sender"), &env, &table, &items).await
+}
+
+/// The share of the monthly quota used is a CloudWatch metric (EMF on the function's log), not
+/// only a log line at its marks: what the stack's alarm watches.
+#[tokio::test]
+async fn the_quota_mark_is_an_emf_metric() {
+    let logs = quota_used_up(Some("full")).await;
+    let app = vec![("App".to_owned(), "dingtalk#ding-fake-key".to_owned())];
+    assert_eq!(
+        emf(&logs, "DingTalkQuotaUsedPercent"),
+        [(json!(100.0), app)],
+        "{logs}"
+    );
+}
+
+/// With the stack's default `Monitoring=essential`, only what an alarm watches is published,
+/// as one series for the whole deployment: the quota's share, and no per-connector counts.
+#[tokio::test]
+async fn essential_monitoring_publishes_the_quota_share_alone() {
+    let logs = quota_used_up(None).await;
     assert_eq!(
         emf(&logs, "DingTalkQuotaUsedPercent"),
         [(json!(100.0), vec![])],
