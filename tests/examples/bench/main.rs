@@ -605,7 +605,7 @@ async fn main() -> std::process::ExitCode {
         ms(round_trip(&dynamodb_endpoint()).await)
     ));
     text.push_str(&format!(
-        "\nDingTalk API calls by the sender: {} `asyncsend_v2`, {} `gettoken` (one token for \
+        "DingTalk API calls by the sender: {} `asyncsend_v2`, {} `gettoken` (one token for \
          the whole run).\n",
         fakes.dingtalk.count("asyncsend_v2"),
         fakes.dingtalk.count("gettoken")
