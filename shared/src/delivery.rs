@@ -56,8 +56,7 @@ impl Sender {
     /// Processes one delivery. `Ok(None)`: it was not pending (a stale or repeated record).
     /// `Err`: the store failed, so the outcome may not be recorded and the caller must retry.
     pub async fn process(&self, key: &DeliveryKey) -> Result<Option<Status>, StoreError> {
-        let span = info_span!("deliver", delivery = %key, connector = tracing::field::Empty, attempt = tracing::field::Empty);
-        self.process_inner(key).instrument(span).await
+        self.process_inner(key).instrument(deliver_span(key)).await
     }
 
     async fn process_inner(&self, key: &DeliveryKey) -> Result<Option<Status>, StoreError> {
@@ -75,7 +74,6 @@ impl Sender {
     /// twice, so it is not claimed (two writes saved); its outcome is recorded only if the
     /// delivery is still as it was read. Anything else goes through [`Sender::process`].
     pub async fn follow_up(&self, key: &DeliveryKey) -> Result<Option<Status>, StoreError> {
-        let span = info_span!("deliver", delivery = %key, connector = tracing::field::Empty, attempt = tracing::field::Empty);
         async {
             let seen = self.store.delivery(key).await?;
             match seen {
@@ -94,7 +92,7 @@ impl Sender {
                 }
             }
         }
-        .instrument(span)
+        .instrument(deliver_span(key))
         .await
     }
 
@@ -254,6 +252,11 @@ impl Sender {
             }
         }
     }
+}
+
+/// The span of one delivery's attempt; the connector and attempt are recorded once known.
+fn deliver_span(key: &DeliveryKey) -> tracing::Span {
+    info_span!("deliver", delivery = %key, connector = tracing::field::Empty, attempt = tracing::field::Empty)
 }
 
 /// How soon a delivery whose claim or outcome could not be written is tried again in `serve`.

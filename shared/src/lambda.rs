@@ -131,8 +131,9 @@ pub async fn http(app: &App, req: HttpRequest) -> Result<HttpResponse<Body>, Err
 struct StreamImage {
     status: Option<Status>,
     connector: Option<String>,
-    /// Present once the delivery was sent: a pending one is back for its follow-up.
-    result: Option<String>,
+    /// Present once the delivery was sent: a pending one is back for its follow-up. Whatever
+    /// its type: only whether it is there decides.
+    result: Option<serde::de::IgnoredAny>,
 }
 
 /// What a sender function is invoked with: a batch of the table's stream, or an operator's

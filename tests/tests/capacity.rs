@@ -208,7 +208,7 @@ async fn a_duplicate_rendered_differently_leaves_the_pending_delivery_as_it_was(
 
 /// A sent DingTalk delivery back for its follow-up is not claimed: asking DingTalk what became
 /// of a send may happen twice, so the outcome is one conditional write of the small state (no
-/// claim, no index entry); two senders following it up at once record it once.
+/// claim, no index entry); its stream record and a second sender at once record it once.
 #[tokio::test]
 async fn a_follow_up_is_one_write_of_the_state() {
     use hookbridge::store::DeliveryStore;
@@ -235,12 +235,20 @@ async fn a_follow_up_is_one_write_of_the_state() {
     );
     assert!(store.requeue(&key, now_ms() + 120_000).await.unwrap());
 
+    // The stream record of the re-queued state (it has a result) and a second sender at once.
+    let item = [("MODIFY", key.pk.as_str(), key.sk.as_str())];
+    let record = hookbridge_tests::events::stream_batch(store.table(), &item).await;
+    let record = serde_json::from_value(record).unwrap();
     let before = meter.consumed();
-    let (a, b) = tokio::join!(app.sender.follow_up(&key), app.sender.follow_up(&key));
-    assert_eq!(
-        (a.unwrap(), b.unwrap()),
-        (Some(Status::Sent), Some(Status::Sent))
+    let (a, b) = tokio::join!(
+        hookbridge::lambda::stream(
+            &app,
+            lambda_runtime::LambdaEvent::new(record, lambda_runtime::Context::default())
+        ),
+        app.sender.follow_up(&key)
     );
+    assert!(a.unwrap().batch_item_failures.is_empty());
+    assert_eq!(b.unwrap(), Some(Status::Sent));
     let spent = meter.consumed().since(&before);
     let state = spent.writes["UpdateItem DLV"];
     assert_eq!(state.0, 2, "both tried to record: {spent:?}");

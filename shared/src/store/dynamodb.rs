@@ -25,7 +25,6 @@ use async_trait::async_trait;
 pub use aws_sdk_dynamodb as sdk;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
@@ -615,24 +614,13 @@ impl DynamoStore {
 
     /// Puts `item` unless its key exists; `false` when it did.
     async fn put_new(&self, item: Item) -> Result<bool, StoreError> {
-        match self
+        let put = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+            .condition_expression("attribute_not_exists(pk)");
+        applied(put.send().await)
     }
 
     /// One item, read consistently (a token, link or cache entry just written must be seen).
@@ -733,15 +721,18 @@ where
     })
 }
 
-fn is_condition_failed<R>(e: &SdkError<UpdateItemError, R>) -> bool {
-    e.as_service_error()
-        .is_some_and(|se| se.is_conditional_check_failed_exception())
+/// Whether a conditional write (any operation's) was refused for its condition.
+fn is_condition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error().and_then(ProvideErrorMetadata::code)
+        == Some("ConditionalCheckFailedException")
 }
 
 /// A conditional write: `true` if it was applied, `false` if its condition did not hold.
-fn applied<T, R: std::fmt::Debug>(
-    res: Result<T, SdkError<UpdateItemError, R>>,
-) -> Result<bool, StoreError> {
+fn applied<T, E, R>(res: Result<T, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
     match res {
         Ok(_) => Ok(true),
         Err(e) if is_condition_failed(&e) => Ok(false),
