@@ -745,14 +745,23 @@ async fn a_follow_up_that_keeps_failing_leaves_the_send_sent() {
 
 #[tokio::test]
 async fn follow_ups_stop_at_80_percent_of_the_monthly_quota() {
-    // A quota of 2 calls: the first send and its check reach 80 %.
-    let (fake, mut h) = live("follow_up = \"failures\"\nmonthly_quota = 2").await;
-    assert_eq!(h.post("/hap/message", &notice("q1", 1)).await.status, 200);
-    assert_eq!(h.drain().await, [Status::Checking]);
-    assert_eq!(h.sweep_after(61).await, [Status::Sent]);
-    assert_eq!(h.post("/hap/message", &notice("q2", 1)).await.status, 200);
+    // A quota of 5 calls: two sends, each counted with its check, reach 80 %.
+    let (fake, mut h) = live("follow_up = \"failures\"\nmonthly_quota = 5").await;
+    let month = hookbridge::event::beijing_month(hookbridge::event::now_ms());
+    for (q, counted) in [("q1", 2), ("q2", 4)] {
+        assert_eq!(h.post("/hap/message", &notice(q, 1)).await.status, 200);
+        assert_eq!(h.drain().await, [Status::Checking]);
+        // The check's call is counted with its send (one write), before it is made.
+        let usage = h.app.store.usage_in(&month).await.unwrap();
+        assert_eq!(usage[0].calls, counted, "{usage:?}");
+        assert_eq!(h.sweep_after(61).await, [Status::Sent]);
+    }
+    assert_eq!(h.post("/hap/message", &notice("q3", 1)).await.status, 200);
     assert_eq!(h.drain().await, [Status::Sent], "no follow-up any more");
-    assert_eq!((fake.count(SEND), fake.count(RESULT)), (2, 1));
+    assert_eq!((fake.count(SEND), fake.count(RESULT)), (3, 2));
+    // Every call made counted once: the checks with their sends, the last send alone.
+    let usage = h.app.store.usage_in(&month).await.unwrap();
+    assert_eq!(usage[0].calls, 5, "{usage:?}");
 }
 
 #[tokio::test]

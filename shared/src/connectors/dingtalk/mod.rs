@@ -82,8 +82,8 @@ pub struct DingTalkConfig {
     #[serde(default)]
     pub notice_format: NoticeFormat,
     /// API calls a month the organisation may make (standard edition: 5 000, for all its apps
-    /// together). Calls are counted per app and month; the log warns at 80 % and at 100 %.
-    /// 0: count without warning.
+    /// together). Calls are counted per app and month, a send with its follow-up's
+    /// `getsendresult` (one write); the log warns at 80 % and at 100 %. 0: count without warning.
     #[serde(default = "default_monthly_quota")]
     pub monthly_quota: u64,
     /// After a send, ask DingTalk what became of it: `off`, `failures` (one `getsendresult`)
@@ -210,28 +210,28 @@ impl DingTalk {
         })
     }
 
-    /// Counts a call DingTalk answered without error (failed calls are not counted against
-    /// the quota), and warns when the month's count reaches 80 % and 100 % of it. A store
-    /// failure here costs the count, never the delivery.
-    async fn count(&self) {
+    /// Counts `calls` answered without error (failed calls are not counted against the quota),
+    /// and warns when the month's count reaches 80 % and 100 % of it. A store failure here
+    /// costs the count, never the delivery.
+    async fn count(&self, calls: u64) {
         let period = beijing_month(now_ms());
         let quota = self.monthly_quota;
         match self
             .usage
-            .add_usage(&self.usage_name, &period, 1, quota)
+            .add_usage(&self.usage_name, &period, calls, quota)
             .await
         {
-            Ok(calls) => {
-                self.seen_usage.store(calls, Ordering::Relaxed);
+            Ok(total) => {
+                self.seen_usage.store(total, Ordering::Relaxed);
                 let app = [("App", self.usage_name.as_str())];
-                metrics::count(&metrics::API_CALLS, &app);
+                metrics::record(&metrics::API_CALLS, &app, calls as f64);
                 // A quota of 0 is none: nothing to be a share of.
                 if quota > 0 {
-                    let percent = calls as f64 * 100.0 / quota as f64;
+                    let percent = total as f64 * 100.0 / quota as f64;
                     metrics::record(&QUOTA_USED, &app, percent);
                 }
-                if let Some(said) = quota_warning(calls, 1, quota) {
-                    warn!(calls, quota, app = %self.usage_name, "{said}");
+                if let Some(said) = quota_warning(total, calls, quota) {
+                    warn!(calls = total, quota, app = %self.usage_name, "{said}");
                 }
             }
             Err(e) => warn!(error = %e, "this call could not be counted against the monthly quota"),
@@ -240,12 +240,23 @@ impl DingTalk {
 
     /// Calls an API with the shared token; on a token error, refreshes once and retries at once.
     async fn call(&self, path: &'static str, body: &Value) -> Result<Value, Failure> {
+        self.call_counting(path, body, 1).await
+    }
+
+    /// [`DingTalk::call`], counting `calls` against the quota when it is answered: a send
+    /// counts the `getsendresult` of its follow-up with it (one write to the count, not two).
+    async fn call_counting(
+        &self,
+        path: &'static str,
+        body: &Value,
+        calls: u64,
+    ) -> Result<Value, Failure> {
         let Mode::Live { api, tokens } = &self.mode else {
             unreachable!("dry-run never calls DingTalk");
         };
         let answer = tokens.call(api, path, body).await;
-        if answer.is_ok() {
-            self.count().await;
+        if answer.is_ok() && calls > 0 {
+            self.count(calls).await;
         }
         answer
     }
@@ -255,12 +266,16 @@ impl DingTalk {
     fn follow_up(&self, d: &Delivery) -> FollowUp {
         let quota = self.monthly_quota;
         let near = quota > 0 && self.seen_usage.load(Ordering::Relaxed) >= (quota * 4).div_ceil(5);
-        let route = serde_json::from_value(d.message[FOLLOW_UP_KEY].clone()).ok();
         if near {
             FollowUp::Off
         } else {
-            route.unwrap_or(self.follow_up)
+            self.configured_follow_up(d)
         }
+    }
+
+    /// The follow-up `d`'s route or the config asks for, whatever the quota.
+    fn configured_follow_up(&self, d: &Delivery) -> FollowUp {
+        serde_json::from_value(d.message[FOLLOW_UP_KEY].clone()).unwrap_or(self.follow_up)
     }
 
     async fn send(&self, d: &Delivery) -> Outcome {
@@ -274,11 +289,13 @@ impl DingTalk {
         if self.dry_run() {
             return Outcome::DryRun(json!({ "requests": [{ "path": SEND_PATH, "body": body }] }));
         }
-        match self.call(SEND_PATH, &body).await {
+        let follow_up = self.follow_up(d);
+        let calls = 1 + u64::from(follow_up != FollowUp::Off);
+        match self.call_counting(SEND_PATH, &body, calls).await {
             Ok(v) => match v.get("task_id").and_then(as_code) {
                 Some(task_id) => {
                     let result = json!({ "task_id": task_id });
-                    match self.follow_up(d) {
+                    match follow_up {
                         FollowUp::Off => Outcome::Sent(result),
                         _ => Outcome::Check {
                             result,
@@ -301,11 +318,15 @@ impl DingTalk {
         let Some(task_id) = result.get("task_id").and_then(as_code) else {
             return Outcome::Sent(result);
         };
-        let mode = self.follow_up(d);
-        if mode == FollowUp::Off || now_ms() - d.created_at > follow_up::CHECK_WINDOW {
+        if self.configured_follow_up(d) == FollowUp::Off
+            || now_ms() - d.created_at > follow_up::CHECK_WINDOW
+        {
             result["not_checked"] = json!("follow-ups are off or the send is older than a day");
             return Outcome::Sent(result);
         }
+        // Near the quota only the progress polls stop: the result's call was counted with
+        // the send, and is made.
+        let mode = self.follow_up(d);
         let body = json!({ "agent_id": self.agent_id, "task_id": task_id });
         let polls = result["progress_polls"].as_u64().unwrap_or(0);
         if mode == FollowUp::Full && !follow_up::finished(&result["progress"]) {
@@ -325,7 +346,8 @@ impl DingTalk {
                 Err(f) => return self.check_failed(result, f),
             }
         }
-        match self.call(RESULT_PATH, &body).await {
+        // Counted with the send.
+        match self.call_counting(RESULT_PATH, &body, 0).await {
             Ok(v) => {
                 let verdict = follow_up::verdict(result, &v["send_result"], &d.recipients);
                 if let Outcome::Undelivered { reason, .. } = &verdict {
