@@ -26,11 +26,16 @@ async fn metered_store(meter: &Meter) -> DynamoStore {
     )
 }
 
-/// A HAP message to one person, about `kb` kilobytes of text.
+/// A HAP message to one person, about `kb` kilobytes of text that does not compress away
+/// (CJK characters drawn at random, 3 bytes each).
 fn message(id: &str, kb: usize) -> String {
+    let mut rng = fastrand::Rng::with_seed(kb as u64);
+    let text: String = (0..kb * 1024 / 3)
+        .map(|_| char::from_u32(rng.u32(0x4E00..0x9FA6)).unwrap_or('通'))
+        .collect();
     json!({
         "messageId": id,
-        "message": "通知".repeat(kb * 1024 / 6),
+        "message": text,
         "messageTypeV2": 11,
         "appName": "容量",
         "targets": ["manager4220"],
@@ -120,6 +125,112 @@ async fn sending_costs_four_write_units_whatever_the_message_size() {
     assert_eq!((small, large), (4.0, 4.0));
     // The request is written once, at the ingress, and billed by its size there.
     assert!(large_in >= small_in + 3.0, "{small_in} → {large_in}");
+}
+
+/// What a HAP to-do for one person costs at the webhook: its DingTalk card (over a kilobyte of
+/// JSON) is stored deflated, one write unit, beside the state's and the event's.
+#[tokio::test]
+async fn a_todo_card_for_one_person_is_three_write_units_at_the_webhook() {
+    let meter = Meter::start(&dynamodb_endpoint()).await;
+    let store = metered_store(&meter).await;
+    let app = app_on(config(None, ""), Arc::new(store.clone())).await;
+    let mut todo: serde_json::Value =
+        serde_json::from_str(&hookbridge_tests::fixture("hap-message-todo.json")).unwrap();
+    todo["targets"] = json!(["manager4220"]);
+    let body = todo.to_string();
+    let at = now_ms();
+    let before = meter.consumed();
+    let answer = app
+        .ingress
+        .handle(request("/hap/message", body.clone(), Some(HAP_TOKEN)), at)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let spent = meter.consumed().since(&before);
+
+    let rendered = app
+        .ingress
+        .preview(Some("/hap/message"), body.as_bytes(), at)
+        .unwrap()
+        .1;
+    assert_eq!(rendered.len(), 1);
+    // Stored as text, with its keys, ttl and attribute names (at least 60 bytes), the item
+    // would be over 1 KB: two write units.
+    let pk = todo_pk(&todo);
+    let text = serde_json::to_string(&(&rendered[0].recipients, &rendered[0].message)).unwrap();
+    assert!(
+        text.len() + pk.len() + 60 > 1024,
+        "the test needs a larger card: {}",
+        text.len()
+    );
+    assert_eq!(spent.writes["BatchWriteItem REQ"], (1, 1.0), "{spent:?}");
+    assert_eq!(spent.write_units, 3.0, "{spent:?}");
+    // Read back as it was rendered.
+    let stored = store.deliveries_of(&pk).await.unwrap();
+    assert_eq!(
+        (&stored[0].recipients, &stored[0].message),
+        (&rendered[0].recipients, &rendered[0].message)
+    );
+}
+
+fn todo_pk(todo: &serde_json::Value) -> String {
+    format!("EVT#hap#{}", todo["messageId"].as_str().unwrap())
+}
+
+/// A request item written before requests were deflated (`recipients` and `message` as they
+/// are) is still read: a stack updated with deliveries in flight sends them as rendered.
+#[tokio::test]
+async fn a_request_item_of_the_earlier_layout_is_read_as_it_is() {
+    let meter = Meter::start(&dynamodb_endpoint()).await;
+    let store = metered_store(&meter).await;
+    let app = app_on(config(None, ""), Arc::new(store.clone())).await;
+    let answer = app
+        .ingress
+        .handle(
+            request("/hap/message", message("cap-5", 1), Some(HAP_TOKEN)),
+            now_ms(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let d = store
+        .deliveries_of("EVT#hap#cap-5")
+        .await
+        .unwrap()
+        .remove(0);
+    let client = dynamo_client(&dynamodb_endpoint());
+    let state = client
+        .get_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(d.pk.clone()))
+        .key("sk", AttributeValue::S(d.sk.clone()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let Some(AttributeValue::S(request_sk)) = state.get("request") else {
+        panic!("no request key: {state:?}")
+    };
+    client
+        .put_item()
+        .table_name(store.table())
+        .item("pk", AttributeValue::S(d.pk.clone()))
+        .item("sk", AttributeValue::S(request_sk.clone()))
+        .item(
+            "recipients",
+            AttributeValue::L(
+                d.recipients
+                    .iter()
+                    .map(|r| AttributeValue::S(r.clone()))
+                    .collect(),
+            ),
+        )
+        .item("message", AttributeValue::S(d.message.to_string()))
+        .item("ttl", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .unwrap();
+    let again = store.delivery(&d.key()).await.unwrap().unwrap();
+    assert_eq!((again.recipients, again.message), (d.recipients, d.message));
 }
 
 /// An insert cut short after its states and before its event (the function timed out, the
