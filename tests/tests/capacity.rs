@@ -317,6 +317,62 @@ async fn a_duplicate_rendered_differently_leaves_the_pending_delivery_as_it_was(
     );
 }
 
+/// A DingTalk send to be followed up keeps the index entry its claim made: its outcome is one
+/// write of the state, and the sweeper finds it when the claim lapses (five minutes with the
+/// defaults), not at the follow-up's own time (a minute); operators find it as `checking`.
+#[tokio::test]
+async fn a_send_to_be_followed_up_keeps_its_claims_index_entry() {
+    use hookbridge::event::DeliveryFilter;
+    use hookbridge::store::DeliveryStore;
+    let meter = Meter::start(&dynamodb_endpoint()).await;
+    let store = metered_store(&meter).await;
+    let dingtalk = hookbridge_tests::fake_dingtalk::FakeDingTalk::start().await;
+    let app = app_on(
+        config(Some(&dingtalk.url), "follow_up = \"failures\"\n"),
+        Arc::new(store.clone()),
+    )
+    .await;
+    let sent_at = now_ms();
+    let answer = app
+        .ingress
+        .handle(
+            request("/hap/message", message("cap-6", 0), Some(HAP_TOKEN)),
+            sent_at,
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let key = store.deliveries_of("EVT#hap#cap-6").await.unwrap()[0].key();
+    let before = meter.consumed();
+    assert_eq!(
+        app.sender.process(&key).await.unwrap(),
+        Some(Status::Checking)
+    );
+    let spent = meter.consumed().since(&before);
+    // The claim: the state and its new index entry; the outcome: the state alone.
+    assert_eq!(spent.writes["UpdateItem DLV"], (2, 3.0), "{spent:?}");
+
+    let checking = DeliveryFilter {
+        status: Some(Status::Checking),
+        ..Default::default()
+    };
+    assert_eq!(store.list(&checking, 10).await.unwrap().len(), 1);
+    let sending = DeliveryFilter {
+        status: Some(Status::Sending),
+        ..Default::default()
+    };
+    assert!(store.list(&sending, 10).await.unwrap().is_empty());
+    assert!(store.due(sent_at + 120_000, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.due(sent_at + 301_000, 10).await.unwrap(),
+        std::slice::from_ref(&key)
+    );
+    assert!(store.requeue(&key, sent_at + 301_000).await.unwrap());
+    assert_eq!(
+        app.sender.follow_up(&key).await.unwrap(),
+        Some(Status::Sent)
+    );
+}
+
 /// A sent DingTalk delivery back for its follow-up is not claimed: asking DingTalk what became
 /// of a send may happen twice, so the outcome is one conditional write of the small state (no
 /// claim, no index entry); its stream record and a second sender at once record it once.

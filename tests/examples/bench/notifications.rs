@@ -227,7 +227,9 @@ pub async fn measure(
     let config = config_text(
         Some(&dingtalk.url),
         &format!(
-            "follow_up = \"{}\"\nfollow_up_delay_secs = 1\n",
+            // A claim lapses after 2 s, its follow-up a second after the send: on its claim's
+            // index entry, as with the defaults (1 and 5 minutes).
+            "follow_up = \"{}\"\nfollow_up_delay_secs = 1\n\n[delivery]\nclaim_lease_secs = 2\n",
             case.follow_up
         ),
     );
