@@ -8,8 +8,10 @@ use std::fmt;
 use std::io::IsTerminal;
 
 use sha1::{Digest, Sha1};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Ids longer than this are cut in log lines.
 pub const MAX_ID_CHARS: usize = 128;
@@ -55,6 +57,18 @@ pub fn escape(text: &str) -> String {
 /// their headers, paths and bodies, which carry the sources' secrets.
 const RAW_EVENTS: &str = "lambda_runtime::layers::api_response";
 
+/// `RUST_LOG`'s `target=level` directives (`hookbridge=debug,info`), at `level` where they say
+/// nothing. A filter of targets rather than tracing's `EnvFilter`: that one's span and field
+/// directives bring a regex engine, a fifth of a webhook's code, for what nobody here asks.
+/// An unreadable `RUST_LOG` is ignored.
+fn targets(level: LevelFilter) -> Targets {
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|d| d.parse::<Targets>().ok())
+        .unwrap_or_default()
+        .with_default(level)
+}
+
 /// The log of a Lambda function, as the runtime's default one (stdout; `AWS_LAMBDA_LOG_LEVEL`,
 /// else `RUST_LOG`, else INFO; JSON when `AWS_LAMBDA_LOG_FORMAT` says so) but never the raw
 /// events, whatever level is asked for.
@@ -62,31 +76,25 @@ pub fn init_lambda() {
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok()
-        .and_then(|l| l.parse::<tracing_subscriber::filter::LevelFilter>().ok())
-        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
-    let no_raw = format!("{RAW_EVENTS}=debug")
-        .parse()
-        .expect("a valid directive");
-    let filter = EnvFilter::builder()
-        .with_default_directive(level.into())
-        .from_env_lossy()
-        .add_directive(no_raw);
+        .and_then(|l| l.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    let filter = targets(level).with_target(RAW_EVENTS, LevelFilter::DEBUG);
+    // The builder's own filter (INFO unless told) would cap what `filter` lets through.
     let log = tracing_subscriber::fmt()
+        .with_max_level(LevelFilter::TRACE)
         .with_target(false)
-        .without_time()
-        .with_env_filter(filter);
+        .without_time();
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     if json {
-        log.json().init();
+        log.json().finish().with(filter).init();
     } else {
-        log.init();
+        log.finish().with(filter).init();
     }
 }
 
 /// The text log of `serve` and the CLI, on stderr: fields escaped, colours only when stderr is
 /// a terminal, `RUST_LOG` to filter (default `info`).
 pub fn init_text() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
         let value = escape(&format!("{value:?}"));
         match field.name() {
@@ -96,10 +104,12 @@ pub fn init_text() {
     })
     .delimited(" ");
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(LevelFilter::TRACE)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .fmt_fields(fields)
+        .finish()
+        .with(targets(LevelFilter::INFO))
         .init();
 }
 

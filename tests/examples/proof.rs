@@ -1053,7 +1053,7 @@ async fn main() -> std::process::ExitCode {
     };
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter("debug")
+        .with_max_level(tracing_subscriber::filter::LevelFilter::DEBUG)
         .with_writer(writer)
         .init();
     let all = [

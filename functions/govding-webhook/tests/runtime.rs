@@ -46,6 +46,9 @@ async fn callbacks_in_either_encoding_are_acknowledged_once() {
         (Some(200), Some(OK)),
         "{logs}"
     );
+    // At TRACE, but never the runtime's raw event (its path holds the token).
+    assert!(logs.contains("TRACE"), "{logs}");
+    assert!(!logs.contains("raw JSON event"), "{logs}");
     assert!(
         store.recent(10).await.unwrap().is_empty(),
         "the check delivers nothing"
