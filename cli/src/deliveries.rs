@@ -50,9 +50,11 @@ pub enum Action {
         #[arg(long)]
         json: bool,
     },
-    /// Dead deliveries sent again with a fresh attempt budget (the record keeps why they died).
+    /// Dead deliveries sent again with a fresh attempt budget (the record keeps why they died);
+    /// also pending ones left behind for 15 minutes (their stream record ended in the stack's
+    /// failure queue).
     Replay {
-        /// `<pk>/<sk>`; or leave it out and give --status dead with other filters.
+        /// `<pk>/<sk>`; or leave it out and give --status dead (or pending) with other filters.
         id: Option<String>,
         #[command(flatten)]
         filter: FilterArgs,
@@ -162,9 +164,9 @@ pub async fn run(at: Where, action: Option<Action>, data_dir: PathBuf) -> Result
             );
         }
         Action::Replay { id: None, filter } => {
-            if filter.status != Some(Status::Dead) {
-                return Err("give a delivery id, or --status dead (with any other filter) to replay every dead delivery that matches".into());
-            }
+            let Some(status @ (Status::Dead | Status::Pending)) = filter.status else {
+                return Err("give a delivery id, or --status dead or pending (with any other filter) to replay every dead delivery, or every one left behind pending, that matches".into());
+            };
             let found = deliveries.list(&filter.filter()?, usize::MAX).await?;
             let mut replayed = 0;
             for d in &found {
@@ -174,7 +176,11 @@ pub async fn run(at: Where, action: Option<Action>, data_dir: PathBuf) -> Result
                     Err(e) => eprintln!("hookbridge: {}: {}", escape(&id), escape(&e.to_string())),
                 }
             }
-            println!("replayed {replayed} of {} dead deliveries", found.len());
+            println!(
+                "replayed {replayed} of {} {} deliveries",
+                found.len(),
+                status.as_str()
+            );
         }
         Action::Recall { id } => {
             let d = deliveries.recall(&id).await?;

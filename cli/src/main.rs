@@ -42,7 +42,7 @@ enum Command {
         #[arg(long)]
         memory: bool,
     },
-    /// Deliveries: list, show, replay (dead ones) or recall (sent ones), in serve's data
+    /// Deliveries: list, show, replay (dead ones, and pending ones left behind) or recall (sent ones), in serve's data
     /// directory (the default), the stack's DynamoDB table (--table) or a running serve (--url).
     Deliveries {
         #[command(flatten)]

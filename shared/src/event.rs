@@ -437,8 +437,11 @@ impl Delivery {
         Some(d)
     }
 
+    /// The delivery sent again with a fresh attempt budget, if it is dead or was left behind
+    /// pending ([`LEFT_BEHIND`]).
     pub fn replayed(&self, now: Millis) -> Option<Delivery> {
-        if self.status != Status::Dead {
+        let left_behind = self.status == Status::Pending && now - self.updated_at >= LEFT_BEHIND;
+        if self.status != Status::Dead && !left_behind {
             return None;
         }
         let mut d = self.clone();
@@ -454,6 +457,13 @@ impl Delivery {
         Some(d)
     }
 }
+
+/// How long a delivery stays pending before an operator may replay it as left behind. A sender
+/// takes a pending delivery within seconds; on AWS one stays pending when its stream record
+/// ended in the failure queue (the store down through every retry, a sender an hour behind),
+/// which the sweeper does not look at. Replaying one that was only slow is harmless: one claim
+/// wins.
+pub const LEFT_BEHIND: Millis = 15 * 60_000;
 
 /// Which deliveries an operator asks for; every field left out matches all.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -893,7 +903,7 @@ mod tests {
         assert_eq!(s.status, Status::Retrying);
         assert!(
             claimed(1).replayed(5_000).is_none(),
-            "only dead ones replay"
+            "only dead ones replay, and pending ones left behind"
         );
     }
 

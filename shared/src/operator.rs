@@ -45,8 +45,8 @@ pub async fn show(store: &dyn DeliveryStore, key: &DeliveryKey) -> Result<Delive
         .ok_or_else(|| OperatorError::NotFound(key.to_string()))
 }
 
-/// Gives a dead delivery a fresh attempt budget and hands it to its sender; the record keeps
-/// what it had come to ([`crate::event::Replay`]).
+/// Gives a dead delivery, or one left behind pending, a fresh attempt budget and hands it to its
+/// sender; the record keeps what it had come to ([`crate::event::Replay`]).
 pub async fn replay(
     store: &dyn DeliveryStore,
     key: &DeliveryKey,
@@ -57,8 +57,9 @@ pub async fn replay(
     }
     let d = show(store, key).await?;
     Err(OperatorError::Refused(format!(
-        "{key} is {}: only dead deliveries are replayed",
-        d.status.as_str()
+        "{key} is {}: only dead deliveries are replayed, and pending ones left behind for {} minutes",
+        d.status.as_str(),
+        crate::event::LEFT_BEHIND / 60_000
     )))
 }
 

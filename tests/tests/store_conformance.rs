@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use hookbridge::event::{Action, Delivery, DeliveryFilter, Event, Replay, Settled, Status};
+use hookbridge::event::{
+    Action, Delivery, DeliveryFilter, Event, LEFT_BEHIND, Replay, Settled, Status,
+};
 use hookbridge::store::memory::MemoryStore;
 use hookbridge::store::{EventStore, Inserted, Store, TokenRecord};
 use serde_json::json;
@@ -640,6 +642,25 @@ async fn replay_gives_a_dead_delivery_a_new_budget_once(store: Arc<dyn Store>) {
     };
     assert_eq!(store.delivery(&missing).await.unwrap(), None);
     assert_eq!(store.replay(&missing, 80).await.unwrap(), None);
+
+    // A delivery pending 15 minutes was left behind (its stream record went to the failure
+    // queue): replayed, once.
+    let behind = LEFT_BEHIND + ds[1].updated_at;
+    assert_eq!(store.replay(&ds[1].key(), behind - 1).await.unwrap(), None);
+    let replayed = store.replay(&ds[1].key(), behind).await.unwrap().unwrap();
+    assert_eq!(
+        (replayed.status, replayed.updated_at),
+        (Status::Pending, behind)
+    );
+    assert_eq!(
+        store.replay(&ds[1].key(), behind + 1).await.unwrap(),
+        None,
+        "once"
+    );
+    assert_eq!(
+        store.delivery(&ds[1].key()).await.unwrap().unwrap(),
+        replayed
+    );
 }
 
 async fn a_sent_delivery_is_recalled_once(store: Arc<dyn Store>) {

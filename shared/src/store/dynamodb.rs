@@ -1131,7 +1131,9 @@ impl DeliveryStore for DynamoStore {
             .map_err(|e| StoreError::Corrupt(key.to_string(), e.to_string()))?;
         let res = self
             .update(&key.pk, &key.sk)
-            .condition_expression("#st = :dead AND attempts = :was AND updated_at = :then")
+            .condition_expression(
+                "(#st = :dead OR #st = :pending) AND attempts = :was AND updated_at = :then",
+            )
             .update_expression(
                 "SET #st = :pending, attempts = :zero, updated_at = :now, replays = :replays \
                  REMOVE last_error, next_attempt_at, due_status, due_at",
