@@ -159,6 +159,12 @@ async fn a_dead_delivery_is_found_and_replayed_in_the_data_directory() {
     assert!(!ok && out.contains("--status dead"), "{out}");
     let (ok, out) = deliveries(&["--data", dir_arg, "replay", "--status", "dead"], &[]).await;
     assert!(ok && out.contains("replayed 1 of 1"), "{out}");
+    // Pending again, and just now: not left behind.
+    let (ok, out) = deliveries(&["--data", dir_arg, "replay", "--status", "pending"], &[]).await;
+    assert!(
+        ok && out.contains("replayed 0 of 1 pending") && out.contains("left behind for 15 minutes"),
+        "{out}"
+    );
     let (ok, out) = deliveries(&["--data", dir_arg, "replay", &id], &[]).await;
     assert!(!ok && out.contains("only dead deliveries"), "{out}");
 
