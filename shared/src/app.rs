@@ -100,6 +100,7 @@ impl App {
                 out.extend(c.preflight(&scope).await);
             }
         }
+        crate::connectors::flush_calls().await;
         out
     }
 }

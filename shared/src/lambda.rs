@@ -222,8 +222,9 @@ pub async fn stream(
             failures.push(failure);
         }
     }
-    crate::metrics::flush();
+    // Counts first: writing them publishes DingTalk's share of its quota.
     crate::connectors::flush_calls().await;
+    crate::metrics::flush();
     let mut response = DynamoDbEventResponse::default();
     response.batch_item_failures = failures;
     Ok(response)

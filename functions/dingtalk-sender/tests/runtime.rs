@@ -40,18 +40,21 @@ async fn sends_the_pending_deliveries_of_a_stream_batch() {
         ],
     )
     .await;
-    let (answer, logs) = invoke(
-        env!("CARGO_BIN_EXE_dingtalk-sender"),
-        &lambda_env(&table, Some(&fake.url), ""),
-        batch,
-    )
-    .await;
+    // Behind the meter: what the function writes.
+    let meter = hookbridge_tests::meter::Meter::start(&hookbridge_tests::dynamodb_endpoint()).await;
+    let mut env = lambda_env(&table, Some(&fake.url), "");
+    env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
+    env.push(("AWS_ENDPOINT_URL", meter.url.clone()));
+    let (answer, logs) = invoke(env!("CARGO_BIN_EXE_dingtalk-sender"), &env, batch).await;
     assert_eq!(
         answer,
         Answer::Response(serde_json::json!({"batchItemFailures": []})),
         "{logs}"
     );
     assert_eq!(fake.count("asyncsend_v2"), 2);
+    // Both calls counted against the month's quota in one write, at the batch's end.
+    let writes = meter.consumed().writes;
+    assert_eq!(writes["UpdateItem QUOTA"].0, 1, "{writes:?}");
     let sent = store.deliveries_of(pk).await.unwrap();
     assert!(
         sent.iter()

@@ -76,44 +76,91 @@ pub fn route_options<T: serde::de::DeserializeOwned>(
 }
 
 /// Where a connector counts its calls for `hookbridge status`: one account's (`<connector>#<app>`)
-/// answered calls per Beijing month, with no quota (DingTalk keeps its own count, with one).
+/// answered calls per Beijing month, against a quota when it has one (DingTalk's month).
 /// Counted in memory and written by [`flush_calls`], once per account, at the end of a Lambda
-/// batch and on `serve`'s sweep tick: a count costs no write per call.
+/// batch, of an operator's preflight and on `serve`'s sweep tick: a count costs no write per
+/// call.
 #[derive(Clone)]
 pub struct CallCounter {
     usage: Arc<dyn UsageStore>,
     account: String,
+    quota: u64,
+    on_total: Option<OnTotal>,
+}
+
+/// Hears each written count's new total for the month and how many calls it added.
+pub type OnTotal = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// Calls counted and not yet written, with what to write them against.
+struct Pending {
+    usage: Arc<dyn UsageStore>,
+    calls: u64,
+    quota: u64,
+    on_total: Option<OnTotal>,
 }
 
 /// The calls counted and not yet written, by store (its address: a process may hold several,
 /// tests do), account and month.
-type PendingCalls = std::collections::BTreeMap<(usize, String, String), (Arc<dyn UsageStore>, u64)>;
+type PendingCalls = std::collections::BTreeMap<(usize, String, String), Pending>;
 static PENDING_CALLS: std::sync::Mutex<PendingCalls> = std::sync::Mutex::new(PendingCalls::new());
 
 impl CallCounter {
     pub fn new(usage: Arc<dyn UsageStore>, account: String) -> Self {
-        CallCounter { usage, account }
+        CallCounter {
+            usage,
+            account,
+            quota: 0,
+            on_total: None,
+        }
+    }
+
+    /// Counted against `quota`, with `on_total` told each new total.
+    pub fn with_quota(self, quota: u64, on_total: OnTotal) -> Self {
+        CallCounter {
+            quota,
+            on_total: Some(on_total),
+            ..self
+        }
     }
 
     /// Counts one answered call, for the next [`flush_calls`].
     pub fn count(&self) {
+        self.count_n(1);
+    }
+
+    /// Counts `n` answered calls, for the next [`flush_calls`].
+    pub fn count_n(&self, n: u64) {
         let month = crate::event::beijing_month(crate::event::now_ms());
         let mut pending = PENDING_CALLS.lock().unwrap_or_else(|e| e.into_inner());
         let store = Arc::as_ptr(&self.usage).cast::<()>() as usize;
         let entry = pending
             .entry((store, self.account.clone(), month))
-            .or_insert_with(|| (self.usage.clone(), 0));
-        entry.1 += 1;
+            .or_insert_with(|| Pending {
+                usage: self.usage.clone(),
+                calls: 0,
+                quota: self.quota,
+                on_total: self.on_total.clone(),
+            });
+        entry.calls += n;
     }
 }
 
 /// Writes the calls counted since the last flush: one `ADD` per account and month. A store
-/// failure costs those counts (they are for `hookbridge status`), never a delivery.
+/// failure costs those counts (they are for `hookbridge status` and the quota's warnings),
+/// never a delivery.
 pub async fn flush_calls() {
     let pending = std::mem::take(&mut *PENDING_CALLS.lock().unwrap_or_else(|e| e.into_inner()));
-    for ((_, account, month), (usage, calls)) in pending {
-        if let Err(e) = usage.add_usage(&account, &month, calls, 0).await {
-            tracing::warn!(error = %e, account = %account, calls, "these calls could not be counted");
+    for ((_, account, month), p) in pending {
+        match p.usage.add_usage(&account, &month, p.calls, p.quota).await {
+            Ok(total) => {
+                if let Some(on_total) = &p.on_total {
+                    on_total(total, p.calls);
+                }
+            }
+            Err(e) => {
+                let calls = p.calls;
+                tracing::warn!(error = %e, account = %account, calls, "these calls could not be counted");
+            }
         }
     }
 }

@@ -26,12 +26,12 @@ pub use render::*;
 pub use token::DingTalkTokens;
 
 use super::dingtalk_msg::NoticeFormat;
-use super::{Connector, ConnectorPart, Ports, Render, default_timeout};
-use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status, beijing_month, now_ms};
+use super::{CallCounter, Connector, ConnectorPart, OnTotal, Ports, Render, default_timeout};
+use crate::event::{Action, Delivery, Failure, Millis, Outcome, Status, now_ms};
 use crate::metrics;
 use crate::pacer::Fleet;
 use crate::setup::{ConfigError, SecretRef, Secrets};
-use crate::store::{HistoryStore, UsageStore};
+use crate::store::HistoryStore;
 use api::{Api, as_code};
 
 pub const CONNECTOR: &str = "dingtalk";
@@ -83,7 +83,8 @@ pub struct DingTalkConfig {
     pub notice_format: NoticeFormat,
     /// API calls a month the organisation may make (standard edition: 5 000, for all its apps
     /// together). Calls are counted per app and month, a send with its follow-up's
-    /// `getsendresult` (one write); the log warns at 80 % and at 100 %. 0: count without warning.
+    /// `getsendresult`, and written once per batch; the log warns at 80 % and at 100 %. 0:
+    /// count without warning.
     #[serde(default = "default_monthly_quota")]
     pub monthly_quota: u64,
     /// After a send, ask DingTalk what became of it: `off`, `failures` (one `getsendresult`)
@@ -166,12 +167,12 @@ pub struct DingTalk {
     /// Where the cards of a to-do are found when its status bar changes.
     history: Arc<dyn HistoryStore>,
     /// Where calls are counted against the monthly quota, as `dingtalk#<app_key>`.
-    usage: Arc<dyn UsageStore>,
+    calls: CallCounter,
     usage_name: String,
     monthly_quota: u64,
-    /// The month's count as this process last saw it, so that follow-ups stop near the quota
+    /// The month's count as this process last wrote it, so that follow-ups stop near the quota
     /// without a read of the store per send.
-    seen_usage: AtomicU64,
+    seen_usage: Arc<AtomicU64>,
     follow_up: FollowUp,
     follow_up_delay: Millis,
 }
@@ -199,45 +200,37 @@ impl DingTalk {
             }
             _ => Mode::DryRun,
         };
+        let usage_name = format!("{CONNECTOR}#{}", config.app_key.as_deref().unwrap_or(""));
+        let seen_usage = Arc::new(AtomicU64::new(0));
+        let quota = config.monthly_quota;
+        let on_total: OnTotal = {
+            let (seen, app) = (seen_usage.clone(), usage_name.clone());
+            Arc::new(move |total, added| quota_total(&seen, &app, quota, total, added))
+        };
         Ok(DingTalk {
             agent_id: config.agent_id,
             mode,
             history: ports.history.clone(),
-            usage: ports.usage.clone(),
-            usage_name: format!("{CONNECTOR}#{}", config.app_key.as_deref().unwrap_or("")),
-            monthly_quota: config.monthly_quota,
-            seen_usage: AtomicU64::new(0),
+            calls: CallCounter::new(ports.usage.clone(), usage_name.clone())
+                .with_quota(quota, on_total),
+            usage_name,
+            monthly_quota: quota,
+            seen_usage,
             follow_up: config.follow_up,
             follow_up_delay: Millis::from(config.follow_up_delay_secs) * 1000,
         })
     }
 
     /// Counts `calls` answered without error (failed calls are not counted against the quota),
-    /// and warns when the month's count reaches 80 % and 100 % of it. A store failure here
-    /// costs the count, never the delivery.
-    async fn count(&self, calls: u64) {
-        let period = beijing_month(now_ms());
-        let quota = self.monthly_quota;
-        match self
-            .usage
-            .add_usage(&self.usage_name, &period, calls, quota)
-            .await
-        {
-            Ok(total) => {
-                self.seen_usage.store(total, Ordering::Relaxed);
-                let app = [("App", self.usage_name.as_str())];
-                metrics::record(&metrics::API_CALLS, &app, calls as f64);
-                // A quota of 0 is none: nothing to be a share of.
-                if quota > 0 {
-                    let percent = total as f64 * 100.0 / quota as f64;
-                    metrics::record(&QUOTA_USED, &app, percent);
-                }
-                if let Some(said) = quota_warning(total, calls, quota) {
-                    warn!(calls = total, quota, app = %self.usage_name, "{said}");
-                }
-            }
-            Err(e) => warn!(error = %e, "this call could not be counted against the monthly quota"),
-        }
+    /// written with the others at the end of the batch ([`super::flush_calls`]): one write a
+    /// batch, which then warns at 80 % and 100 % ([`quota_total`]).
+    fn count(&self, calls: u64) {
+        self.calls.count_n(calls);
+        metrics::record(
+            &metrics::API_CALLS,
+            &[("App", self.usage_name.as_str())],
+            calls as f64,
+        );
     }
 
     /// Calls an API with the shared token; on a token error, refreshes once and retries at once.
@@ -258,7 +251,7 @@ impl DingTalk {
         };
         let answer = tokens.call(api, path, body).await;
         if answer.is_ok() && calls > 0 {
-            self.count(calls).await;
+            self.count(calls);
         }
         answer
     }
@@ -581,6 +574,20 @@ impl Connector for DingTalk {
         }
         self.call(RECALL_PATH, &body).await?;
         Ok(json!({ "recalled_task_id": task_id }))
+    }
+}
+
+/// A written count's new total for `app`'s month: kept for the follow-ups' 80 % rule,
+/// published as the share of the quota used, and warned about at 80 % and 100 %.
+fn quota_total(seen: &AtomicU64, app: &str, quota: u64, total: u64, added: u64) {
+    seen.store(total, Ordering::Relaxed);
+    // A quota of 0 is none: nothing to be a share of.
+    if quota > 0 {
+        let percent = total as f64 * 100.0 / quota as f64;
+        metrics::record(&QUOTA_USED, &[("App", app)], percent);
+    }
+    if let Some(said) = quota_warning(total, added, quota) {
+        warn!(calls = total, quota, app = %app, "{said}");
     }
 }
 
