@@ -317,13 +317,18 @@ async fn a_duplicate_rendered_differently_leaves_the_pending_delivery_as_it_was(
     );
 }
 
-/// A DingTalk send to be followed up keeps the index entry its claim made: its outcome is one
-/// write of the state, and the sweeper finds it when the claim lapses (five minutes with the
-/// defaults), not at the follow-up's own time (a minute); operators find it as `checking`.
-#[tokio::test]
-async fn a_send_to_be_followed_up_keeps_its_claims_index_entry() {
-    use hookbridge::event::DeliveryFilter;
-    use hookbridge::store::DeliveryStore;
+/// A HAP message `id` to one person stored at `at` on a metered table, for DingTalk with its
+/// sends followed up: the meter, the table, the fake DingTalk, the app and the delivery.
+async fn followed_up(
+    id: &str,
+    at: hookbridge::event::Millis,
+) -> (
+    Meter,
+    DynamoStore,
+    hookbridge_tests::fake_dingtalk::FakeDingTalk,
+    Arc<hookbridge::app::App>,
+    hookbridge::event::DeliveryKey,
+) {
     let meter = Meter::start(&dynamodb_endpoint()).await;
     let store = metered_store(&meter).await;
     let dingtalk = hookbridge_tests::fake_dingtalk::FakeDingTalk::start().await;
@@ -332,16 +337,24 @@ async fn a_send_to_be_followed_up_keeps_its_claims_index_entry() {
         Arc::new(store.clone()),
     )
     .await;
-    let sent_at = now_ms();
     let answer = app
         .ingress
-        .handle(
-            request("/hap/message", message("cap-6", 0), Some(HAP_TOKEN)),
-            sent_at,
-        )
+        .handle(request("/hap/message", message(id, 0), Some(HAP_TOKEN)), at)
         .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    let key = store.deliveries_of("EVT#hap#cap-6").await.unwrap()[0].key();
+    let key = store.deliveries_of(&format!("EVT#hap#{id}")).await.unwrap()[0].key();
+    (meter, store, dingtalk, app, key)
+}
+
+/// A DingTalk send to be followed up keeps the index entry its claim made: its outcome is one
+/// write of the state, and the sweeper finds it when the claim lapses (five minutes with the
+/// defaults), not at the follow-up's own time (a minute); operators find it as `checking`.
+#[tokio::test]
+async fn a_send_to_be_followed_up_keeps_its_claims_index_entry() {
+    use hookbridge::event::DeliveryFilter;
+    use hookbridge::store::DeliveryStore;
+    let sent_at = now_ms();
+    let (meter, store, _dingtalk, app, key) = followed_up("cap-6", sent_at).await;
     let before = meter.consumed();
     assert_eq!(
         app.sender.process(&key).await.unwrap(),
@@ -379,23 +392,7 @@ async fn a_send_to_be_followed_up_keeps_its_claims_index_entry() {
 #[tokio::test]
 async fn a_follow_up_is_one_write_of_the_state() {
     use hookbridge::store::DeliveryStore;
-    let meter = Meter::start(&dynamodb_endpoint()).await;
-    let store = metered_store(&meter).await;
-    let dingtalk = hookbridge_tests::fake_dingtalk::FakeDingTalk::start().await;
-    let app = app_on(
-        config(Some(&dingtalk.url), "follow_up = \"failures\"\n"),
-        Arc::new(store.clone()),
-    )
-    .await;
-    let answer = app
-        .ingress
-        .handle(
-            request("/hap/message", message("cap-4", 0), Some(HAP_TOKEN)),
-            now_ms(),
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    let key = store.deliveries_of("EVT#hap#cap-4").await.unwrap()[0].key();
+    let (meter, store, _dingtalk, app, key) = followed_up("cap-4", now_ms()).await;
     assert_eq!(
         app.sender.process(&key).await.unwrap(),
         Some(Status::Checking)
