@@ -173,15 +173,26 @@ async fn a_dead_delivery_is_found_and_replayed_in_the_data_directory() {
     let sent = listed(&data, &["--status", "sent"], 1).await;
     assert_eq!((sent[0].attempts, sent[0].replays.len()), (1, 1));
     assert_eq!(fake.calls(SEND).len(), 2);
-    // One call counted against the monthly quota: the refused one is not.
+    // One call counted against the monthly quota: the refused one is not. serve writes its
+    // counts on its sweep tick (every second here): waited for, 5 s at most.
     let month = hookbridge::event::beijing_month(hookbridge::event::now_ms());
-    let (ok, out) = status(&["--data", dir_arg]).await;
-    assert!(ok && out.contains("asking it at"), "{out}");
-    let row = out
-        .lines()
-        .find(|l| l.starts_with("dingtalk#ding-fake-key"))
-        .unwrap_or_default();
-    let cols: Vec<&str> = row.split_whitespace().collect();
+    let (mut out, mut cols) = (String::new(), vec![]);
+    for _ in 0..25 {
+        let (ok, said) = status(&["--data", dir_arg]).await;
+        assert!(ok && said.contains("asking it at"), "{said}");
+        out = said;
+        cols = out
+            .lines()
+            .find(|l| l.starts_with("dingtalk#ding-fake-key"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        if !cols.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     assert_eq!(
         cols,
         [
