@@ -42,8 +42,12 @@ fn fill(path: &Path) {
 }
 
 async fn post(client: &reqwest::Client, local: &Local, id: &str) -> u16 {
+    // Events of some kilobytes: the data file's free pages, which small commits reuse, cannot
+    // hold many of them, so a full disk is met within a few posts (with a few hundred bytes
+    // each, a CI run once took 500 without needing a new page).
+    let text = format!("磁盘{}", "已满".repeat(1_000));
     let body = serde_json::json!({
-        "messageId": id, "message": "磁盘", "messageTypeV2": 11, "appName": "运维", "targets": ["u1"],
+        "messageId": id, "message": text, "messageTypeV2": 11, "appName": "运维", "targets": ["u1"],
     });
     client
         .post(format!("http://{}/hap/message", local.addr))
