@@ -5,20 +5,22 @@
 //! |---|---|---|
 //! | event | `EVT#<source>#<key>` | `EVT` |
 //! | delivery (its state) | the event's pk | `DLV#<connector>#<n>` |
-//! | delivery (its request) | the event's pk | `REQ#<connector>#<n>#<hash>` |
+//! | delivery (its request, when the event cannot hold it) | the event's pk | `REQ#<connector>#<n>#<hash>` |
 //! | token | `TOKEN#<name>` | `TOKEN` |
 //!
-//! A delivery is two items because DynamoDB bills a write by the whole item: the rendered
-//! request (recipients and message, often 1–3 KB) is written once, and the state the sender
-//! changes on every claim and outcome stays under 1 KB, one write unit each. The request's key
-//! ends in a hash of its content, so a duplicate webhook's re-rendering never overwrites what a
-//! delivery sends (it leaves an unreferenced item that TTL removes).
+//! DynamoDB bills a write by the whole item, so what is written once and what changes are
+//! apart: the event holds its body and its deliveries' rendered requests (recipients and
+//! message), deflated together (a card repeats much of the body it came from), written once;
+//! each delivery's state, which the sender changes on every claim and outcome, stays under
+//! 1 KB, one write unit each. Requests that would make the event more than one read unit go to
+//! items of their own instead, whose key ends in a hash of their content, so a racing
+//! duplicate's re-rendering never overwrites what a delivery sends.
 //!
 //! Deliveries in `sending`, `retrying` or `dead` carry `due_status`/`due_at`, the keys of the
 //! sparse GSI `status-due` the sweeper queries. `ttl` (epoch seconds) expires old items; DynamoDB
 //! Local does not delete them, and nothing here relies on deletion.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -84,23 +86,78 @@ struct EventItem {
     key: String,
     kind: String,
     received_at: Millis,
-    /// The body exactly as received. The normalized payload is not stored beside it: nothing
-    /// reads it back, it is what the source's parser makes of `raw`, and it would double the
-    /// event's write.
-    raw: String,
+    /// The body, in events written before it moved into the packed [`EventBody`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    raw: Option<String>,
     ttl: i64,
 }
 
-/// An event as the table keeps it: the body, not the payload.
-fn event_of(it: EventItem) -> Event {
-    Event {
+/// What an event packs into `z`: the body exactly as received and its deliveries' requests.
+/// The normalized payload is not stored: nothing reads it back, it is what the source's parser
+/// makes of `raw`, and it would double the event's write.
+struct EventBody {
+    raw: String,
+    /// Each delivery's request, by the delivery's sort key (read back by an insert that
+    /// finds the event and some of its states missing).
+    requests: BTreeMap<String, Request>,
+}
+
+impl EventBody {
+    /// The requests as one line of JSON, then the body as it came: not escaped into a JSON
+    /// string, the body deflates against the cards made from it (a HAP to-do and its card in
+    /// under 1 KB, one write unit).
+    fn pack(&self) -> Vec<u8> {
+        let mut text = serde_json::to_vec(&self.requests).unwrap_or_default();
+        text.push(b'\n');
+        text.extend_from_slice(self.raw.as_bytes());
+        miniz_oxide::deflate::compress_to_vec(&text, 10)
+    }
+
+    fn unpack(packed: &[u8]) -> Result<Self, String> {
+        let text = miniz_oxide::inflate::decompress_to_vec_with_limit(packed, PACKED_LIMIT)
+            .map_err(|e| format!("does not inflate: {e}"))?;
+        // Compact JSON holds no raw line break: the first one ends it.
+        let split = text.iter().position(|&b| b == b'\n').unwrap_or(text.len());
+        let requests = serde_json::from_slice(&text[..split])
+            .map_err(|e| format!("requests do not parse: {e}"))?;
+        let raw = String::from_utf8(text.get(split + 1..).unwrap_or_default().to_vec())
+            .map_err(|e| format!("body is not UTF-8: {e}"))?;
+        Ok(Self { raw, requests })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Request {
+    /// Recipients and message, here.
+    Here(Vec<String>, Value),
+    /// The sort key of the delivery's own request item.
+    Item(String),
+}
+
+/// The event an item holds, with its body unpacked.
+fn decode_event(mut item: Item) -> Result<(Event, EventBody), StoreError> {
+    let packed = item.remove(PACKED);
+    let it: EventItem = serde_dynamo::from_item(item)
+        .map_err(|e| StoreError::Corrupt("event".into(), e.to_string()))?;
+    let corrupt = |e: String| StoreError::Corrupt(it.pk.clone(), e);
+    let body = match (packed, &it.raw) {
+        (Some(AttributeValue::B(z)), _) => EventBody::unpack(z.as_ref()).map_err(corrupt)?,
+        (None, Some(raw)) => EventBody {
+            raw: raw.clone(),
+            requests: BTreeMap::new(),
+        },
+        _ => return Err(corrupt("no body".into())),
+    };
+    let event = Event {
         source: it.source,
         key: it.key,
         kind: it.kind,
         received_at: it.received_at,
         payload: Value::Null,
-        raw: it.raw,
-    }
+        raw: body.raw.clone(),
+    };
+    Ok((event, body))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -111,7 +168,7 @@ struct DeliveryItem {
     action: Action,
     status: Status,
     attempts: u32,
-    /// The sort key of the [`RequestItem`].
+    /// Where the request is: `EVT` (packed in the event), or the sort key of a [`RequestItem`].
     request: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     result: Option<String>,
@@ -136,10 +193,10 @@ struct DeliveryItem {
     answers: Vec<String>,
 }
 
-/// What a delivery sends, written once before its state (see the module docs): its
-/// recipients and message as one deflated JSON array in `z` (binary), two thirds of the text
-/// or less, so that a typical 1–1.5 KB card is one write unit instead of two. Items written
-/// before that hold them as `recipients` and `message`, and are read as they are.
+/// What a delivery sends when the event cannot hold it (see the module docs), written once
+/// before its state: recipients and message as one deflated JSON array in `z` (binary). Items
+/// written before requests were packed hold them as `recipients` and `message`, and are read
+/// as they are.
 #[derive(Serialize, Deserialize)]
 struct RequestItem {
     pk: String,
@@ -151,22 +208,27 @@ struct RequestItem {
     ttl: i64,
 }
 
-/// The attribute that holds a request's deflated `[recipients, message]`.
+/// The attribute that holds an event's [`EventBody`] or a request's `[recipients, message]`,
+/// deflated JSON.
 const PACKED: &str = "z";
 
-/// The most a packed request may inflate to: far above DynamoDB's 400 KB item, far below
+/// The most a packed attribute may inflate to: far above DynamoDB's 400 KB item, far below
 /// what a corrupt item could make a sender allocate.
 const PACKED_LIMIT: usize = 4 << 20;
 
-fn pack(recipients: &[String], message: &Value) -> AttributeValue {
-    let text = serde_json::to_vec(&(recipients, message)).unwrap_or_default();
-    AttributeValue::B(Blob::new(miniz_oxide::deflate::compress_to_vec(&text, 6)))
+/// The largest packed event body that also holds its requests: every sender of the event
+/// reads the event, and up to 4 KB that is one read unit.
+const EVENT_BODY_LIMIT: usize = 4 << 10;
+
+fn deflate(value: &impl Serialize) -> Vec<u8> {
+    let text = serde_json::to_vec(value).unwrap_or_default();
+    miniz_oxide::deflate::compress_to_vec(&text, 6)
 }
 
-fn unpack(packed: &[u8]) -> Result<(Vec<String>, Value), String> {
+fn inflate<T: serde::de::DeserializeOwned>(packed: &[u8]) -> Result<T, String> {
     let text = miniz_oxide::inflate::decompress_to_vec_with_limit(packed, PACKED_LIMIT)
-        .map_err(|e| format!("request does not inflate: {e}"))?;
-    serde_json::from_slice(&text).map_err(|e| format!("request does not parse: {e}"))
+        .map_err(|e| format!("does not inflate: {e}"))?;
+    serde_json::from_slice(&text).map_err(|e| format!("does not parse: {e}"))
 }
 
 #[async_trait]
@@ -410,10 +472,8 @@ impl DynamoStore {
         now / 1000 + self.retention.as_secs() as i64
     }
 
-    /// A delivery's two items: (state, request).
-    fn delivery_items(&self, d: &Delivery) -> Result<(Item, Item), StoreError> {
-        let corrupt =
-            |e: serde_dynamo::Error| StoreError::Corrupt(d.key().to_string(), e.to_string());
+    /// A delivery's own request item, for an event that cannot hold it: (its key, the item).
+    fn request_item(&self, d: &Delivery) -> Result<(String, Item), StoreError> {
         let message = d.message.to_string();
         let mut hash = Sha1::new();
         for r in &d.recipients {
@@ -432,6 +492,16 @@ impl DynamoStore {
             message: None,
             ttl: self.ttl(d.created_at),
         };
+        let sk = request.sk.clone();
+        let mut item: Item = serde_dynamo::to_item(request)
+            .map_err(|e| StoreError::Corrupt(d.key().to_string(), e.to_string()))?;
+        let packed = deflate(&(&d.recipients, &d.message));
+        item.insert(PACKED.into(), AttributeValue::B(Blob::new(packed)));
+        Ok((sk, item))
+    }
+
+    /// A delivery's state item, its request at `request` (see [`DeliveryItem::request`]).
+    fn state_item(&self, d: &Delivery, request: &str) -> Result<Item, StoreError> {
         let state = DeliveryItem {
             pk: d.pk.clone(),
             sk: d.sk.clone(),
@@ -439,7 +509,7 @@ impl DynamoStore {
             action: d.action.clone(),
             status: d.status,
             attempts: d.attempts,
-            request: request.sk.clone(),
+            request: request.to_owned(),
             result: d.result.as_ref().map(ToString::to_string),
             last_error: d.last_error.clone(),
             next_attempt_at: d.next_attempt_at,
@@ -459,9 +529,8 @@ impl DynamoStore {
                 .filter_map(|a| serde_json::to_string(a).ok())
                 .collect(),
         };
-        let mut request: Item = serde_dynamo::to_item(request).map_err(corrupt)?;
-        request.insert(PACKED.into(), pack(&d.recipients, &d.message));
-        Ok((serde_dynamo::to_item(state).map_err(corrupt)?, request))
+        serde_dynamo::to_item(state)
+            .map_err(|e| StoreError::Corrupt(d.key().to_string(), e.to_string()))
     }
 
     /// The delivery whose state is `state`, with its request read (consistently: it was
@@ -469,12 +538,7 @@ impl DynamoStore {
     async fn with_request(&self, state: Item) -> Result<Delivery, StoreError> {
         let it: DeliveryItem = serde_dynamo::from_item(state)
             .map_err(|e| StoreError::Corrupt("delivery".into(), e.to_string()))?;
-        let request = self.item(&it.pk, &it.request).await?.ok_or_else(|| {
-            StoreError::Corrupt(
-                format!("{}/{}", it.pk, it.sk),
-                format!("no request item {}", it.request),
-            )
-        })?;
+        let request = self.item(&it.pk, &it.request).await?;
         decode_delivery(it, request)
     }
 
@@ -532,7 +596,7 @@ impl DynamoStore {
     async fn deliveries(&self, pk: Option<&str>) -> Result<Vec<Delivery>, StoreError> {
         let mut states = vec![];
         let mut requests = HashMap::new();
-        for prefix in [DELIVERY_PREFIX, REQUEST_PREFIX] {
+        for prefix in [DELIVERY_PREFIX, REQUEST_PREFIX, EVENT_SK] {
             let items = match pk {
                 Some(pk) => all_items!(
                     self.client
@@ -567,14 +631,7 @@ impl DynamoStore {
         states
             .into_iter()
             .map(|it| {
-                let request = requests
-                    .remove(&(it.pk.clone(), it.request.clone()))
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(
-                            format!("{}/{}", it.pk, it.sk),
-                            format!("no request item {}", it.request),
-                        )
-                    })?;
+                let request = requests.get(&(it.pk.clone(), it.request.clone())).cloned();
                 decode_delivery(it, request)
             })
             .collect()
@@ -621,19 +678,56 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Whether the item exists, by an eventually consistent read of its key (half a read unit):
-    /// one written a moment ago and not seen yet is caught by the conditional writes after.
-    async fn exists(&self, pk: &str, sk: &str) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(pk, sk)))
-            .projection_expression("pk")
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(out.item.is_some())
+    /// The event item under `pk`, if any, and the sort keys of the delivery states beside it:
+    /// one query (the states sort before `EVT`, the request items after it). Eventually
+    /// consistent unless `consistent`: an event or state written a moment ago and not seen is
+    /// caught by the conditional writes after.
+    async fn stored_event(
+        &self,
+        pk: &str,
+        consistent: bool,
+    ) -> Result<(Option<Item>, HashSet<String>), StoreError> {
+        let items = all_items!(
+            self.client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(consistent)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :event")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":first", s(DELIVERY_PREFIX))
+                .expression_attribute_values(":event", s(EVENT_SK))
+        )?;
+        let mut event = None;
+        let mut states = HashSet::new();
+        for item in items {
+            match item.get("sk") {
+                Some(AttributeValue::S(sk)) if sk == EVENT_SK => event = Some(item),
+                Some(AttributeValue::S(sk)) => {
+                    states.insert(sk.clone());
+                }
+                _ => {}
+            }
+        }
+        Ok((event, states))
+    }
+
+    /// Puts the state of each delivery that is not in `stored` and whose request `body` holds
+    /// (in it, or as the key of its own item), unless it exists by then.
+    async fn put_states(
+        &self,
+        deliveries: &[Delivery],
+        body: &EventBody,
+        stored: &HashSet<String>,
+    ) -> Result<(), StoreError> {
+        for d in deliveries.iter().filter(|d| !stored.contains(&d.sk)) {
+            let request = match body.requests.get(&d.sk) {
+                Some(Request::Here(..)) => EVENT_SK,
+                Some(Request::Item(sk)) => sk,
+                None => continue,
+            };
+            self.put_new(self.state_item(d, request)?).await?;
+        }
+        Ok(())
     }
 
     /// Puts `item` unless its key exists; `false` when it did.
@@ -779,19 +873,36 @@ fn keeps_claim_entry(claimed: &Delivery, settled: &Settled) -> bool {
             .is_some_and(|(at, lapse)| at <= lapse)
 }
 
-fn decode_delivery(it: DeliveryItem, mut request: Item) -> Result<Delivery, StoreError> {
+/// The delivery `it` is, its request read from `request`, the item `it.request` names (the
+/// event, or the delivery's own request item).
+fn decode_delivery(it: DeliveryItem, request: Option<Item>) -> Result<Delivery, StoreError> {
     let corrupt_request = |e: String| StoreError::Corrupt(format!("{}/{}", it.pk, it.request), e);
-    let packed = request.remove(PACKED);
-    let request: RequestItem =
-        serde_dynamo::from_item(request).map_err(|e| corrupt_request(e.to_string()))?;
     let json = |s: &str| {
         serde_json::from_str(s)
             .map_err(|e| StoreError::Corrupt(format!("{}/{}", it.pk, it.sk), e.to_string()))
     };
-    let (recipients, message) = match (packed, request.message) {
-        (Some(AttributeValue::B(z)), _) => unpack(z.as_ref()).map_err(corrupt_request)?,
-        (None, Some(message)) => (request.recipients, json(&message)?),
-        _ => return Err(corrupt_request("no message".into())),
+    let Some(mut request) = request else {
+        return Err(corrupt_request("no such item".into()));
+    };
+    let (recipients, message) = if it.request == EVENT_SK {
+        match decode_event(request)?.1.requests.remove(&it.sk) {
+            Some(Request::Here(recipients, message)) => (recipients, message),
+            _ => {
+                return Err(corrupt_request(format!(
+                    "the event holds no request for {}",
+                    it.sk
+                )));
+            }
+        }
+    } else {
+        let packed = request.remove(PACKED);
+        let request: RequestItem =
+            serde_dynamo::from_item(request).map_err(|e| corrupt_request(e.to_string()))?;
+        match (packed, request.message) {
+            (Some(AttributeValue::B(z)), _) => inflate(z.as_ref()).map_err(corrupt_request)?,
+            (None, Some(message)) => (request.recipients, json(&message)?),
+            _ => return Err(corrupt_request("no message".into())),
+        }
     };
     Ok(Delivery {
         message,
@@ -834,46 +945,64 @@ fn n(v: i64) -> AttributeValue {
 
 #[async_trait]
 impl EventStore for DynamoStore {
+    /// Without a transaction (billed twice per KB): the event first, only if it is new, with
+    /// the requests (or, when they do not fit, after their own items); then each state, only if
+    /// it is new (a sender woken by a state finds its request). A source's retry, the usual
+    /// duplicate, finds the event and its states and writes nothing. An insert cut short after
+    /// its event leaves states unwritten, and nothing acknowledged: the source's retry writes
+    /// those the event has requests for, as the first arrival rendered them, and leaves the
+    /// others (each may be under way).
     #[instrument(skip_all, fields(event = %crate::logging::LogId(&event.pk()), deliveries = deliveries.len()))]
-    /// Without a transaction (billed twice per KB): the event is written last and only if it
-    /// is new, each state before it only if it is new. A source's retry, the usual duplicate,
-    /// finds the event and writes nothing. An insert cut short before its event leaves states
-    /// that are sent, unacknowledged; the source's retry then writes none again (each may be
-    /// under way) and writes the event.
     async fn insert(&self, event: &Event, deliveries: &[Delivery]) -> Result<Inserted, StoreError> {
         let pk = event.pk();
-        if self.exists(&pk, EVENT_SK).await? {
-            return Ok(Inserted::Duplicate);
+        let mut stored = self.stored_event(&pk, false).await?;
+        if stored.0.is_none() {
+            let mut requests = BTreeMap::new();
+            for d in deliveries {
+                requests.insert(
+                    d.sk.clone(),
+                    Request::Here(d.recipients.clone(), d.message.clone()),
+                );
+            }
+            let mut body = EventBody {
+                raw: event.raw.clone(),
+                requests,
+            };
+            let mut packed = body.pack();
+            let mut own = vec![];
+            if packed.len() > EVENT_BODY_LIMIT {
+                for d in deliveries {
+                    let (sk, item) = self.request_item(d)?;
+                    body.requests.insert(d.sk.clone(), Request::Item(sk));
+                    own.push(item);
+                }
+                packed = body.pack();
+            }
+            let mut event_item: Item = serde_dynamo::to_item(EventItem {
+                pk: pk.clone(),
+                sk: EVENT_SK.into(),
+                source: event.source.clone(),
+                key: event.key.clone(),
+                kind: event.kind.clone(),
+                received_at: event.received_at,
+                raw: None,
+                ttl: self.ttl(event.received_at),
+            })
+            .map_err(|e| StoreError::Corrupt(pk.clone(), e.to_string()))?;
+            event_item.insert(PACKED.into(), AttributeValue::B(Blob::new(packed)));
+            self.put_requests(own).await?;
+            if self.put_new(event_item).await? {
+                self.put_states(deliveries, &body, &HashSet::new()).await?;
+                return Ok(Inserted::Created);
+            }
+            // Another copy of the request got there first.
+            stored = self.stored_event(&pk, true).await?;
         }
-        let event_item = serde_dynamo::to_item(EventItem {
-            pk: pk.clone(),
-            sk: EVENT_SK.into(),
-            source: event.source.clone(),
-            key: event.key.clone(),
-            kind: event.kind.clone(),
-            received_at: event.received_at,
-            raw: event.raw.clone(),
-            ttl: self.ttl(event.received_at),
-        })
-        .map_err(|e| StoreError::Corrupt(pk.clone(), e.to_string()))?;
-        let mut states = vec![];
-        let mut requests = vec![];
-        for d in deliveries {
-            let (state, request) = self.delivery_items(d)?;
-            states.push(state);
-            requests.push(request);
+        if let (Some(item), states) = stored {
+            self.put_states(deliveries, &decode_event(item)?.1, &states)
+                .await?;
         }
-        // Requests first: a sender woken by a state must find its request. A request left by
-        // an insert that turns out a duplicate is never referenced (its key has its hash).
-        self.put_requests(requests).await?;
-        for state in states {
-            self.put_new(state).await?;
-        }
-        Ok(if self.put_new(event_item).await? {
-            Inserted::Created
-        } else {
-            Inserted::Duplicate
-        })
+        Ok(Inserted::Duplicate)
     }
 
     /// A scan of the events (an operator's look, not the pipeline's), filtered in DynamoDB.
@@ -907,11 +1036,7 @@ impl EventStore for DynamoStore {
         let items = all_items!(scan.filter_expression(conditions.join(" AND ")))?;
         let found = items
             .into_iter()
-            .map(|item| {
-                let it: EventItem = serde_dynamo::from_item(item)
-                    .map_err(|e| StoreError::Corrupt("event".into(), e.to_string()))?;
-                Ok(event_of(it))
-            })
+            .map(|item| Ok(decode_event(item)?.0))
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(super::newest_events(found, limit))
     }
@@ -920,9 +1045,7 @@ impl EventStore for DynamoStore {
         let Some(item) = self.item(pk, EVENT_SK).await? else {
             return Ok(None);
         };
-        let it: EventItem = serde_dynamo::from_item(item)
-            .map_err(|e| StoreError::Corrupt(pk.to_owned(), e.to_string()))?;
-        Ok(Some(event_of(it)))
+        Ok(Some(decode_event(item)?.0))
     }
 }
 
