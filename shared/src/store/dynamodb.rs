@@ -82,8 +82,12 @@ pub struct DynamoStore {
 struct EventItem {
     pk: String,
     sk: String,
-    source: String,
-    key: String,
+    /// Source and key, in events written before they were read from `pk` (`EVT#<source>#<key>`):
+    /// every byte counts towards the one write unit of an event and its card.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
     kind: String,
     received_at: Millis,
     /// The body, in events written before it moved into the packed [`EventBody`].
@@ -149,9 +153,18 @@ fn decode_event(mut item: Item) -> Result<(Event, EventBody), StoreError> {
         },
         _ => return Err(corrupt("no body".into())),
     };
+    let (source, key) = match (it.source, it.key) {
+        (Some(source), Some(key)) => (source, key),
+        _ => it
+            .pk
+            .strip_prefix("EVT#")
+            .and_then(|rest| rest.split_once('#'))
+            .map(|(source, key)| (source.to_owned(), key.to_owned()))
+            .ok_or_else(|| corrupt("no source and key".into()))?,
+    };
     let event = Event {
-        source: it.source,
-        key: it.key,
+        source,
+        key,
         kind: it.kind,
         received_at: it.received_at,
         payload: Value::Null,
@@ -981,8 +994,8 @@ impl EventStore for DynamoStore {
             let mut event_item: Item = serde_dynamo::to_item(EventItem {
                 pk: pk.clone(),
                 sk: EVENT_SK.into(),
-                source: event.source.clone(),
-                key: event.key.clone(),
+                source: None,
+                key: None,
                 kind: event.kind.clone(),
                 received_at: event.received_at,
                 raw: None,
@@ -1005,7 +1018,8 @@ impl EventStore for DynamoStore {
         Ok(Inserted::Duplicate)
     }
 
-    /// A scan of the events (an operator's look, not the pipeline's), filtered in DynamoDB.
+    /// A scan of the events (an operator's look, not the pipeline's), filtered in DynamoDB
+    /// as far as its attributes allow, then by [`EventFilter::matches`] (the key is in `pk`).
     async fn events(&self, filter: &EventFilter, limit: usize) -> Result<Vec<Event>, StoreError> {
         let mut conditions = vec!["sk = :evt".to_owned()];
         let mut scan = self
@@ -1014,30 +1028,25 @@ impl EventStore for DynamoStore {
             .table_name(&self.table)
             .expression_attribute_values(":evt", s(EVENT_SK));
         if let Some(source) = &filter.source {
-            conditions.push("#source = :source".into());
-            scan = scan
-                .expression_attribute_names("#source", "source")
-                .expression_attribute_values(":source", s(source));
+            conditions.push("begins_with(pk, :source)".into());
+            scan = scan.expression_attribute_values(":source", s(&format!("EVT#{source}#")));
         }
         if let Some(kind) = &filter.kind {
             conditions.push("kind = :kind".into());
             scan = scan.expression_attribute_values(":kind", s(kind));
-        }
-        if let Some(key) = &filter.key {
-            conditions.push("contains(#key, :key)".into());
-            scan = scan
-                .expression_attribute_names("#key", "key")
-                .expression_attribute_values(":key", s(key));
         }
         if let Some(since) = filter.since {
             conditions.push("received_at >= :since".into());
             scan = scan.expression_attribute_values(":since", n(since));
         }
         let items = all_items!(scan.filter_expression(conditions.join(" AND ")))?;
-        let found = items
-            .into_iter()
-            .map(|item| Ok(decode_event(item)?.0))
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut found = vec![];
+        for item in items {
+            let event = decode_event(item)?.0;
+            if filter.matches(&event) {
+                found.push(event);
+            }
+        }
         Ok(super::newest_events(found, limit))
     }
 
