@@ -116,12 +116,13 @@ async fn send(kb: usize) -> (f64, f64) {
 }
 
 #[tokio::test]
-async fn sending_costs_four_write_units_whatever_the_message_size() {
+async fn sending_costs_three_write_units_whatever_the_message_size() {
     let (small_in, small) = send(0).await;
     let (large_in, large) = send(3).await;
-    // Claim and outcome, each one unit for the state item and one for the sweeper's index
-    // entry (put at the claim, removed with the outcome): the 3 KB request is not rewritten.
-    assert_eq!((small, large), (4.0, 4.0));
+    // The claim, one unit for the state item and one for the sweeper's index entry, and the
+    // outcome, one unit (the entry stays, passed over by the sweep): the 3 KB request is not
+    // rewritten.
+    assert_eq!((small, large), (3.0, 3.0));
     // The text is written once, at the ingress, and billed by its size there: deflated with
     // the body it came from, not once more for each of the two deliveries that send it.
     assert!(
@@ -430,11 +431,55 @@ async fn a_send_to_be_followed_up_keeps_its_claims_index_entry() {
         store.due(sent_at + 301_000, 10).await.unwrap(),
         std::slice::from_ref(&key)
     );
+    // Back to pending, one write: the entry stays, and the sweep passes over it from now on.
+    let before = meter.consumed();
     assert!(store.requeue(&key, sent_at + 301_000).await.unwrap());
+    let spent = meter.consumed().since(&before);
+    assert_eq!(spent.writes["UpdateItem DLV"], (1, 1.0), "{spent:?}");
     assert_eq!(
         app.sender.follow_up(&key).await.unwrap(),
         Some(Status::Sent)
     );
+    assert!(store.due(sent_at + 900_000, 10).await.unwrap().is_empty());
+    assert!(store.list(&checking, 10).await.unwrap().is_empty());
+}
+
+/// The sweep's cursors outlive a sweeper: a cold one starts where the last one wrote them,
+/// which is never past a delivery still parked.
+#[tokio::test]
+async fn a_cold_sweeper_starts_at_the_cursors_written_and_finds_what_was_held_back() {
+    use hookbridge::store::DeliveryStore;
+    let at = now_ms();
+    let (meter, store, _dingtalk, _app, key) = followed_up("cap-7", at).await;
+    store.claim(&key, at, at + 300_000).await.unwrap().unwrap();
+    assert_eq!(store.due(at + 301_000, 10).await.unwrap(), std::slice::from_ref(&key));
+    let cursors = dynamo_client(&dynamodb_endpoint())
+        .get_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S("SWEEP".into()))
+        .key("sk", AttributeValue::S("SWEEP".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the cursors written");
+    let Some(AttributeValue::N(sending)) = cursors.get("sending") else {
+        panic!("{cursors:?}")
+    };
+    let sending: i64 = sending.parse().unwrap();
+    assert!(
+        (at..=at + 300_000).contains(&sending),
+        "moved, and not past the lapsed claim: {sending} for {at}"
+    );
+
+    let cold = DynamoStore::new(
+        dynamo_client(&meter.url),
+        store.table(),
+        Duration::from_secs(86_400),
+    );
+    assert_eq!(cold.due(at + 302_000, 10).await.unwrap(), std::slice::from_ref(&key));
+    assert!(cold.requeue(&key, at + 302_000).await.unwrap());
+    assert!(cold.due(at + 303_000, 10).await.unwrap().is_empty());
 }
 
 /// A sent DingTalk delivery back for its follow-up is not claimed: asking DingTalk what became

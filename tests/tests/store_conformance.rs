@@ -75,6 +75,7 @@ conformance!(
     record_needs_the_current_claim,
     optional_fields_are_set_and_cleared,
     due_lists_retries_and_lapsed_claims,
+    only_a_delivery_still_parked_is_ever_due,
     requeue_happens_once,
     recent_is_newest_first,
     token_lease_is_exclusive_until_it_lapses,
@@ -92,6 +93,60 @@ conformance!(
     marks_only_ever_rise_and_each_is_taken_once,
     cached_values_expire_and_can_be_forgotten,
 );
+
+/// Deliveries that left a parked status (sent after a claim, sent after a retry) are never
+/// due again, whatever their index entries; one cut short is due once its claim lapses, and
+/// again at every sweep until it is re-queued.
+async fn only_a_delivery_still_parked_is_ever_due(store: Arc<dyn Store>) {
+    let e = event("m-parked");
+    let ds = deliveries(&e, 3);
+    store.insert(&e, &ds).await.unwrap();
+    let settle = |c: &Delivery, status, next_attempt_at| Settled {
+        status,
+        attempts: c.attempts,
+        result: None,
+        last_error: None,
+        next_attempt_at,
+    };
+    let mut claimed = vec![];
+    for d in &ds {
+        claimed.push(store.claim(&d.key(), 1_000, 61_000).await.unwrap().unwrap());
+    }
+    let sent = settle(&claimed[0], Status::Sent, None);
+    assert!(store.record(&claimed[0], &sent, 2_000).await.unwrap());
+    let retry = settle(&claimed[2], Status::Retrying, Some(30_000));
+    assert!(store.record(&claimed[2], &retry, 2_000).await.unwrap());
+    assert_eq!(store.due(31_000, 10).await.unwrap(), vec![ds[2].key()]);
+    assert!(store.requeue(&ds[2].key(), 31_000).await.unwrap());
+    let again = store
+        .claim(&ds[2].key(), 32_000, 92_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let sent = settle(&again, Status::Sent, None);
+    assert!(store.record(&again, &sent, 33_000).await.unwrap());
+
+    // Sweeps minutes apart: each may move past what it saw, never past a parked delivery.
+    for now in [62_000, 200_000, 400_000] {
+        assert_eq!(
+            store.due(now, 10).await.unwrap(),
+            vec![ds[1].key()],
+            "the claim cut short, at {now}"
+        );
+    }
+    assert!(store.requeue(&ds[1].key(), 400_000).await.unwrap());
+    assert!(store.due(600_000, 10).await.unwrap().is_empty());
+    for status in Status::PARKED {
+        let filter = DeliveryFilter {
+            status: Some(status),
+            ..Default::default()
+        };
+        assert!(
+            store.list(&filter, 10).await.unwrap().is_empty(),
+            "{status:?}"
+        );
+    }
+}
 
 async fn insert_is_once_and_a_duplicate_writes_nothing(store: Arc<dyn Store>) {
     let e = event("m1");

@@ -17,10 +17,14 @@
 //! duplicate's re-rendering never overwrites what a delivery sends.
 //!
 //! Deliveries in `sending`, `retrying` or `dead` carry `due_status`/`due_at`, the keys of the
-//! sparse GSI `status-due` the sweeper queries. `ttl` (epoch seconds) expires old items; DynamoDB
+//! sparse GSI `status-due` the sweeper queries; a parked delivery's entry stays when it leaves
+//! that status, and the sweeper reads the index from a cursor ([`sweep`]). `ttl` (epoch seconds) expires old items; DynamoDB
 //! Local does not delete them, and nothing here relies on deletion.
 
+mod sweep;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -76,6 +80,8 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     retention: Duration,
+    /// The sweep's cursors, kept between sweeps of a warm sweeper.
+    cursors: Arc<Mutex<Option<sweep::Cursors>>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -474,6 +480,7 @@ impl DynamoStore {
             client,
             table: table.into(),
             retention,
+            cursors: Arc::default(),
         }
     }
 
@@ -569,6 +576,7 @@ impl DynamoStore {
             Status::Checking => &[Status::Checking, Status::Sending],
             _ => &[status],
         };
+        let cursors = self.cursors().await?;
         let mut found = vec![];
         for key in keys {
             let mut start = None;
@@ -579,8 +587,11 @@ impl DynamoStore {
                     .query()
                     .table_name(&self.table)
                     .index_name(STATUS_DUE_INDEX)
-                    .key_condition_expression("due_status = :s")
+                    // A parked delivery's entry is at or after its status's cursor; those
+                    // before it are left behind by deliveries that moved on.
+                    .key_condition_expression("due_status = :s AND due_at >= :from")
                     .expression_attribute_values(":s", s(key.as_str()))
+                    .expression_attribute_values(":from", n(cursors.from(*key)))
                     .scan_index_forward(false)
                     .set_exclusive_start_key(start)
                     .send()
@@ -1153,7 +1164,9 @@ impl DeliveryStore for DynamoStore {
                     .then(|| n(settled.next_attempt_at.unwrap_or(now))),
             ),
         ];
-        if keeps_claim_entry(claimed, settled) {
+        // An outcome that parks the delivery again re-keys its entry; any other leaves it,
+        // to be passed over by the sweep (see `sweep`).
+        if keeps_claim_entry(claimed, settled) || !settled.status.is_indexed() {
             fields.truncate(3);
         }
         let mut set_parts = vec![
@@ -1190,28 +1203,7 @@ impl DeliveryStore for DynamoStore {
     }
 
     async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError> {
-        let mut keys = vec![];
-        for status in Status::PARKED {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(STATUS_DUE_INDEX)
-                .key_condition_expression("due_status = :s AND due_at <= :now")
-                .expression_attribute_values(":s", s(status.as_str()))
-                .expression_attribute_values(":now", n(now))
-                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in out.items() {
-                let key: DeliveryKey = serde_dynamo::from_item(item.clone())
-                    .map_err(|e| StoreError::Corrupt("status-due entry".into(), e.to_string()))?;
-                keys.push(key);
-            }
-        }
-        keys.truncate(limit);
-        Ok(keys)
+        self.due_from_cursors(now, limit).await
     }
 
     async fn requeue(&self, key: &DeliveryKey, now: Millis) -> Result<bool, StoreError> {
@@ -1224,9 +1216,8 @@ impl DeliveryStore for DynamoStore {
                 "({}) AND next_attempt_at <= :now",
                 parked.join(" OR ")
             ))
-            .update_expression(
-                "SET #st = :pending, updated_at = :now REMOVE next_attempt_at, due_status, due_at",
-            )
+            // The index entry stays (see `sweep`).
+            .update_expression("SET #st = :pending, updated_at = :now REMOVE next_attempt_at")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":pending", s(Status::Pending.as_str()))
             .expression_attribute_values(":now", n(now));
