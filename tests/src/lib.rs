@@ -229,8 +229,9 @@ impl Harness {
     }
 
     /// The calls `account` (`<connector>#<app>`) made this month, as `hookbridge status` shows
-    /// them once they are flushed (another test's flush may be writing them: waited for, 1 s).
-    pub async fn calls_counted(&self, account: &str) -> u64 {
+    /// them once they are flushed: once `want` of them are written (another test's flush may
+    /// be the one writing them: waited for, 1 s), or the last count seen.
+    pub async fn calls_counted(&self, account: &str, want: u64) -> u64 {
         let month = hookbridge::event::beijing_month(now_ms());
         let mut calls = 0;
         for _ in 0..50 {
@@ -240,7 +241,7 @@ impl Harness {
                 .iter()
                 .find(|u| u.name == account)
                 .map_or(0, |u| u.calls);
-            if calls > 0 {
+            if calls == want {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -452,7 +452,10 @@ async fn a_cold_sweeper_starts_at_the_cursors_written_and_finds_what_was_held_ba
     let at = now_ms();
     let (meter, store, _dingtalk, _app, key) = followed_up("cap-7", at).await;
     store.claim(&key, at, at + 300_000).await.unwrap().unwrap();
-    assert_eq!(store.due(at + 301_000, 10).await.unwrap(), std::slice::from_ref(&key));
+    assert_eq!(
+        store.due(at + 301_000, 10).await.unwrap(),
+        std::slice::from_ref(&key)
+    );
     let cursors = dynamo_client(&dynamodb_endpoint())
         .get_item()
         .table_name(store.table())
@@ -477,7 +480,10 @@ async fn a_cold_sweeper_starts_at_the_cursors_written_and_finds_what_was_held_ba
         store.table(),
         Duration::from_secs(86_400),
     );
-    assert_eq!(cold.due(at + 302_000, 10).await.unwrap(), std::slice::from_ref(&key));
+    assert_eq!(
+        cold.due(at + 302_000, 10).await.unwrap(),
+        std::slice::from_ref(&key)
+    );
     assert!(cold.requeue(&key, at + 302_000).await.unwrap());
     assert!(cold.due(at + 303_000, 10).await.unwrap().is_empty());
 }

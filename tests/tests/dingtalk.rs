@@ -84,7 +84,7 @@ async fn one_token_serves_many_sends_and_goes_only_in_the_query() {
             .all(|c| c.query.get("access_token").map(String::as_str) == Some("fake-token-1"))
     );
     // Counted against the monthly quota: the 10 sends, not the token.
-    assert_eq!(counted(&h, 10).await, 10);
+    assert_eq!(h.calls_counted("dingtalk#ding-fake-key", 10).await, 10);
     let month = hookbridge::event::beijing_month(hookbridge::event::now_ms());
     let usage = h.app.store.usage_in(&month).await.unwrap();
     let counted: Vec<(&str, u64, u64)> = usage
@@ -752,34 +752,14 @@ async fn follow_ups_stop_at_80_percent_of_the_monthly_quota() {
         assert_eq!(h.post("/hap/message", &notice(q, 1)).await.status, 200);
         assert_eq!(h.drain().await, [Status::Checking]);
         // The check's call is counted with its send (one write), before it is made.
-        assert_eq!(counted(&h, want).await, want);
+        assert_eq!(h.calls_counted("dingtalk#ding-fake-key", want).await, want);
         assert_eq!(h.sweep_after(61).await, [Status::Sent]);
     }
     assert_eq!(h.post("/hap/message", &notice("q3", 1)).await.status, 200);
     assert_eq!(h.drain().await, [Status::Sent], "no follow-up any more");
     assert_eq!((fake.count(SEND), fake.count(RESULT)), (3, 2));
     // Every call made counted once: the checks with their sends, the last send alone.
-    assert_eq!(counted(&h, 5).await, 5);
-}
-
-/// The month's DingTalk calls once `want` of them are written (another test's flush may be the
-/// one writing them: waited for, 1 s), or the last count seen.
-async fn counted(h: &Harness, want: u64) -> u64 {
-    let month = hookbridge::event::beijing_month(hookbridge::event::now_ms());
-    let mut calls = 0;
-    for _ in 0..50 {
-        hookbridge::connectors::flush_calls().await;
-        let usage = h.app.store.usage_in(&month).await.unwrap();
-        calls = usage
-            .iter()
-            .find(|u| u.name == "dingtalk#ding-fake-key")
-            .map_or(0, |u| u.calls);
-        if calls == want {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    calls
+    assert_eq!(h.calls_counted("dingtalk#ding-fake-key", 5).await, 5);
 }
 
 #[tokio::test]

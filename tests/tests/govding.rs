@@ -69,7 +69,7 @@ async fn a_hap_mention_becomes_a_signed_work_notification() {
     );
     let account = format!("govding#{}", hookbridge_tests::fake_govding::APP_KEY);
     assert_eq!(
-        h.calls_counted(&account).await,
+        h.calls_counted(&account, 1).await,
         1,
         "hookbridge status counts it"
     );

@@ -88,7 +88,7 @@ async fn a_todo_is_a_notification_to_mapped_accounts() {
     h.drain().await;
     assert_eq!(fake.calls("sendNotification").len(), 1);
     assert_eq!(
-        h.calls_counted("zentao#main").await,
+        h.calls_counted("zentao#main", 1).await,
         1,
         "hookbridge status counts it"
     );
