@@ -82,6 +82,11 @@ impl DynamoStore {
         let mut due = vec![];
         for status in Status::PARKED {
             let from = cursors.from(status);
+            if from > now {
+                // This clock is behind the sweep that moved the cursor: nothing is due to it
+                // (and DynamoDB refuses a range that ends before it starts).
+                continue;
+            }
             let out = self
                 .client
                 .query()
