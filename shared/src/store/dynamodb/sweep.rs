@@ -9,7 +9,8 @@
 //!
 //! Nothing is written with a due time before the cursor: a claim's is its lapse, a retry's
 //! its next attempt, and the cursor stays [`MARGIN`] behind the sweep (an entry written just
-//! before a sweep, not yet in the index, is seen by the next one). A warm sweeper keeps its
+//! before a sweep, not yet in the index, is seen by the next one; the writers' and sweepers'
+//! clocks must agree within it, as Amazon Time Sync keeps Lambda's). A warm sweeper keeps its
 //! cursors in memory and writes them to the table every [`SAVE_EVERY`] they advance; a cold
 //! one reads them back and looks again at no more than that.
 
