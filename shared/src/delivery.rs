@@ -69,15 +69,23 @@ impl Sender {
         self.attempt(&claimed, &claimed, lease_until).await
     }
 
-    /// A sent delivery back for its follow-up (a stream record whose state has a result): the
+    /// A sent delivery back for its follow-up: re-queued (a stream record whose state has a
+    /// result), or `checking` and due (handed on by the sweeper, see [`FollowUps`]). The
     /// follow-up only asks the system what became of the send, a question that may be asked
     /// twice, so it is not claimed (two writes saved); its outcome is recorded only if the
-    /// delivery is still as it was read. Anything else goes through [`Sender::process`].
+    /// delivery is still as it was read. A pending delivery without a result goes through
+    /// [`Sender::process`]; anything else is left as it is.
     pub async fn follow_up(&self, key: &DeliveryKey) -> Result<Option<Status>, StoreError> {
         async {
             let seen = self.store.delivery(key).await?;
+            let now = now_ms();
+            let to_check = |d: &Delivery| match d.status {
+                Status::Pending => true,
+                Status::Checking => d.next_attempt_at.is_some_and(|at| at <= now),
+                _ => false,
+            };
             match seen {
-                Some(seen) if seen.status == Status::Pending && seen.was_sent() => {
+                Some(seen) if to_check(&seen) && seen.was_sent() => {
                     // Settled as a claim would have had it: one more attempt, given back.
                     let mut asked = seen.clone();
                     asked.status = Status::Sending;
@@ -87,7 +95,7 @@ impl Sender {
                 }
                 Some(seen) if seen.status == Status::Pending => self.process_inner(key).await,
                 _ => {
-                    debug!("not pending any more; nothing to do");
+                    debug!("neither pending nor due to be checked; nothing to do");
                     Ok(None)
                 }
             }
@@ -267,24 +275,69 @@ pub async fn until_stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Re-queues due deliveries; returns how many. Several sweepers may run at once: each
-/// re-queue is conditional, so a delivery is re-queued once.
+/// Where due follow-ups go without a re-queue. On Lambda: the connector's sender function,
+/// invoked with their keys, which spares the re-queue's write (and the stream's record) of
+/// every followed-up send.
+#[async_trait::async_trait]
+pub trait FollowUps: Send + Sync {
+    /// Hands `keys`, `connector`'s deliveries due to be checked, to what checks them. `false`
+    /// when they could not be handed on: they are re-queued instead.
+    async fn hand_off(&self, connector: &str, keys: &[DeliveryKey]) -> bool;
+}
+
+/// What one sweep did with the due deliveries it found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Swept {
+    pub requeued: usize,
+    pub handed_off: usize,
+}
+
+/// Re-queues due deliveries, or hands due follow-ups to `follow_ups`. Several sweepers may
+/// run at once: each re-queue is conditional, so a delivery is re-queued once, and a
+/// follow-up's outcome is recorded once (the delivery must still be `checking`).
 pub async fn sweep(
     store: &dyn DeliveryStore,
     now: Millis,
     limit: usize,
-) -> Result<usize, StoreError> {
-    let mut requeued = 0;
-    for key in store.due(now, limit).await? {
-        if store.requeue(&key, now).await? {
-            debug!(delivery = %key, "re-queued");
-            requeued += 1;
+    follow_ups: Option<&dyn FollowUps>,
+) -> Result<Swept, StoreError> {
+    let mut swept = Swept::default();
+    let mut to_check: HashMap<String, Vec<DeliveryKey>> = HashMap::new();
+    let mut to_requeue = vec![];
+    for due in store.due(now, limit).await? {
+        match due.key.connector() {
+            Some(connector) if follow_ups.is_some() && due.status == Status::Checking => {
+                to_check
+                    .entry(connector.to_owned())
+                    .or_default()
+                    .push(due.key);
+            }
+            _ => to_requeue.push(due.key),
         }
     }
-    if requeued > 0 {
-        info!(requeued, "sweep re-queued due deliveries");
+    if let Some(follow_ups) = follow_ups {
+        for (connector, keys) in to_check {
+            if follow_ups.hand_off(&connector, &keys).await {
+                swept.handed_off += keys.len();
+            } else {
+                to_requeue.extend(keys);
+            }
+        }
     }
-    Ok(requeued)
+    for key in to_requeue {
+        if store.requeue(&key, now).await? {
+            debug!(delivery = %key, "re-queued");
+            swept.requeued += 1;
+        }
+    }
+    if swept != Swept::default() {
+        info!(
+            requeued = swept.requeued,
+            handed_off = swept.handed_off,
+            "sweep re-queued or handed on due deliveries"
+        );
+    }
+    Ok(swept)
 }
 
 #[cfg(test)]
@@ -294,7 +347,7 @@ mod tests {
     use super::*;
     use crate::event::{Action, Delivery, Event};
     use crate::store::memory::MemoryStore;
-    use crate::store::{EventStore, HistoryStore};
+    use crate::store::{Due, EventStore, HistoryStore};
 
     /// A connector that answers from a script, one outcome per call.
     struct Scripted(std::sync::Mutex<Vec<Outcome>>);
@@ -361,18 +414,131 @@ mod tests {
             "retrying is not pending"
         );
         assert_eq!(
-            sweep(store.as_ref(), now_ms(), 10).await.unwrap(),
-            0,
+            sweep(store.as_ref(), now_ms(), 10, None).await.unwrap(),
+            Swept::default(),
             "not due yet"
         );
         let later = now_ms() + 3_600_000;
-        assert_eq!(sweep(store.as_ref(), later, 10).await.unwrap(), 1);
+        assert_eq!(
+            sweep(store.as_ref(), later, 10, None)
+                .await
+                .unwrap()
+                .requeued,
+            1
+        );
         assert_eq!(sender.process(&key).await.unwrap(), Some(Status::Sent));
         let d = &store.deliveries_of(&key.pk).await.unwrap()[0];
         assert_eq!(
             (d.attempts, d.result.clone()),
             (2, Some(json!({"task_id": 1})))
         );
+    }
+
+    /// Takes follow-ups for one connector (and says whether it could), noting each hand-off.
+    struct Handed(&'static str, bool, std::sync::Mutex<Vec<Vec<DeliveryKey>>>);
+
+    #[async_trait::async_trait]
+    impl FollowUps for Handed {
+        async fn hand_off(&self, connector: &str, keys: &[DeliveryKey]) -> bool {
+            if connector != self.0 || !self.1 {
+                return false;
+            }
+            self.2.lock().unwrap().push(keys.to_vec());
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn a_due_follow_up_is_handed_on_unwritten_and_checked_by_its_sender() {
+        let check = Outcome::Check {
+            result: json!({"task_id": 7}),
+            after: 0,
+        };
+        let (store, sender, key) = setup(
+            vec![check, Outcome::Sent(json!({"task_id": 7}))],
+            "scripted",
+        )
+        .await;
+        assert_eq!(sender.process(&key).await.unwrap(), Some(Status::Checking));
+        let later = now_ms() + 60_000;
+        let handed = Handed("scripted", true, Default::default());
+        let swept = sweep(store.as_ref(), later, 10, Some(&handed))
+            .await
+            .unwrap();
+        assert_eq!(
+            swept,
+            Swept {
+                requeued: 0,
+                handed_off: 1
+            }
+        );
+        assert_eq!(*handed.2.lock().unwrap(), [vec![key.clone()]]);
+        let d = &store.deliveries_of(&key.pk).await.unwrap()[0];
+        assert_eq!(d.status, Status::Checking, "not re-queued: nothing written");
+        // What the sender function does with the keys it is handed.
+        assert_eq!(sender.follow_up(&key).await.unwrap(), Some(Status::Sent));
+        assert_eq!(
+            sender.follow_up(&key).await.unwrap(),
+            None,
+            "handed on twice (a slow sender, the next sweep): checked once"
+        );
+        assert!(store.due(later, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_follow_up_that_cannot_be_handed_on_is_re_queued() {
+        for handed in [
+            Handed("scripted", false, Default::default()),
+            Handed("another", true, Default::default()),
+        ] {
+            let check = Outcome::Check {
+                result: json!({"task_id": 7}),
+                after: 1_000,
+            };
+            let (store, sender, key) = setup(vec![check], "scripted").await;
+            assert_eq!(sender.process(&key).await.unwrap(), Some(Status::Checking));
+            let swept = sweep(store.as_ref(), now_ms() + 60_000, 10, Some(&handed))
+                .await
+                .unwrap();
+            assert_eq!(
+                swept,
+                Swept {
+                    requeued: 1,
+                    handed_off: 0
+                }
+            );
+            let d = &store.deliveries_of(&key.pk).await.unwrap()[0];
+            assert_eq!(d.status, Status::Pending);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_is_re_queued_not_handed_on() {
+        let (store, sender, key) = setup(
+            vec![Outcome::Failed(Failure::Transient("busy".into()))],
+            "scripted",
+        )
+        .await;
+        assert_eq!(sender.process(&key).await.unwrap(), Some(Status::Retrying));
+        let handed = Handed("scripted", true, Default::default());
+        let swept = sweep(store.as_ref(), now_ms() + 3_600_000, 10, Some(&handed))
+            .await
+            .unwrap();
+        assert_eq!(swept.requeued, 1);
+        assert!(handed.2.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_follow_up_handed_on_before_it_is_due_checks_nothing() {
+        let check = Outcome::Check {
+            result: json!({"task_id": 7}),
+            after: 600_000,
+        };
+        let (store, sender, key) = setup(vec![check], "scripted").await;
+        assert_eq!(sender.process(&key).await.unwrap(), Some(Status::Checking));
+        assert_eq!(sender.follow_up(&key).await.unwrap(), None);
+        let d = &store.deliveries_of(&key.pk).await.unwrap()[0];
+        assert_eq!((d.status, d.attempts), (Status::Checking, 1));
     }
 
     /// A store whose first `n` records fail, as during a short outage.
@@ -407,7 +573,7 @@ mod tests {
             }
             self.0.record(c, s, now).await
         }
-        async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError> {
+        async fn due(&self, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
             self.0.due(now, limit).await
         }
         async fn requeue(&self, key: &DeliveryKey, now: Millis) -> Result<bool, StoreError> {
@@ -501,7 +667,7 @@ mod tests {
         ) -> Result<bool, StoreError> {
             self.inner.record(claimed, settled, now).await
         }
-        async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError> {
+        async fn due(&self, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
             self.inner.due(now, limit).await
         }
         async fn requeue(&self, key: &DeliveryKey, now: Millis) -> Result<bool, StoreError> {

@@ -10,12 +10,12 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request as HttpRequest, RequestExt, Response as HttpResponse};
 use lambda_runtime::LambdaEvent;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::{error, warn};
 
 use crate::app::{App, Parts};
 use crate::config::{Config, Secrets};
-use crate::delivery::sweep;
+use crate::delivery::{FollowUps, sweep};
 use crate::event::{DeliveryKey, Status, now_ms};
 use crate::ingress::{Request, request_id};
 use crate::preflight::Check;
@@ -142,7 +142,13 @@ struct StreamImage {
 #[derive(Deserialize)]
 #[serde(untagged)]
 pub enum SenderEvent {
-    Preflight { preflight: PreflightAsk },
+    Preflight {
+        preflight: PreflightAsk,
+    },
+    /// Deliveries due to be checked, handed on by the sweeper (`SweeperInvoke`).
+    FollowUp {
+        follow_up: Vec<DeliveryKey>,
+    },
     Stream(StreamEvent),
 }
 
@@ -159,6 +165,7 @@ pub struct PreflightAsk {
 pub enum SenderAnswer {
     Stream(DynamoDbEventResponse),
     Preflight { checks: Vec<Check> },
+    FollowUp { checked: usize },
 }
 
 /// A sender function for one connector: every stream batch through the sender loop, and the
@@ -180,6 +187,26 @@ pub async fn sender(app: &App, event: LambdaEvent<SenderEvent>) -> Result<Sender
         SenderEvent::Preflight { preflight: ask } => {
             let checks = app.preflight(ask.send_test, ask.max_users).await;
             Ok(SenderAnswer::Preflight { checks })
+        }
+        SenderEvent::FollowUp { follow_up: keys } => {
+            let (mut checked, mut unrecorded) = (0, 0);
+            for key in &keys {
+                match app.sender.follow_up(key).await {
+                    Ok(done) => checked += usize::from(done.is_some()),
+                    Err(e) => {
+                        error!(delivery = %key, error = %e, "follow-up's outcome not recorded; the next sweep hands it on again");
+                        unrecorded += 1;
+                    }
+                }
+            }
+            crate::connectors::flush_calls().await;
+            crate::metrics::flush();
+            if unrecorded > 0 {
+                return Err(
+                    format!("{unrecorded} of {} follow-ups not recorded", keys.len()).into(),
+                );
+            }
+            Ok(SenderAnswer::FollowUp { checked })
         }
     }
 }
@@ -230,12 +257,86 @@ pub async fn stream(
     Ok(response)
 }
 
-/// `retry-sweeper`: re-queues due deliveries. A store failure fails the invocation; the next
-/// scheduled run picks up where it left off.
+/// `retry-sweeper`: every scheduled run, due deliveries re-queued, and due follow-ups handed to
+/// their sender functions.
+#[cfg(feature = "sweeper")]
+pub async fn run_sweeper() -> Result<(), Error> {
+    crate::logging::init_lambda();
+    let (_, store) = store_from_env().await?;
+    let invoke = SweeperInvoke::from_env(|name| std::env::var(name).ok());
+    lambda_runtime::run(lambda_runtime::service_fn(|event| {
+        sweeper(&store, invoke.as_ref().map(|i| i as _), event)
+    }))
+    .await
+}
+
+/// One sweep. A store failure fails the invocation; the next scheduled run picks up where it
+/// left off.
 pub async fn sweeper(
     store: &dyn DeliveryStore,
+    follow_ups: Option<&dyn FollowUps>,
     _event: LambdaEvent<Value>,
 ) -> Result<Value, Error> {
-    let requeued = sweep(store, now_ms(), 500).await?;
-    Ok(json!({ "requeued": requeued }))
+    let swept = sweep(store, now_ms(), 500, follow_ups).await?;
+    Ok(serde_json::to_value(swept)?)
+}
+
+#[cfg(feature = "sweeper")]
+/// The variable naming each connector's sender function that checks its follow-ups
+/// (`dingtalk=<function>`, space-separated); the stack sets it.
+pub const FOLLOW_UP_FUNCTIONS_VAR: &str = "HOOKBRIDGE_FOLLOW_UP_FUNCTIONS";
+
+#[cfg(feature = "sweeper")]
+/// Due follow-ups to the connector's sender function, invoked asynchronously with their keys:
+/// no re-queue written, no stream record. A failed invoke leaves them to be re-queued.
+pub struct SweeperInvoke {
+    client: aws_sdk_lambda::Client,
+    functions: std::collections::HashMap<String, String>,
+}
+
+#[cfg(feature = "sweeper")]
+impl SweeperInvoke {
+    /// From [`FOLLOW_UP_FUNCTIONS_VAR`] and the AWS settings `var` looks up (the environment,
+    /// as [`crate::http::env_config`] reads it); `None` when it names no function.
+    pub fn from_env(
+        var: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Option<SweeperInvoke> {
+        let functions: std::collections::HashMap<String, String> = var(FOLLOW_UP_FUNCTIONS_VAR)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(c, f)| (c.to_owned(), f.to_owned()))
+            .collect();
+        if functions.is_empty() {
+            return None;
+        }
+        let client = aws_sdk_lambda::Client::new(&crate::http::env_config(var));
+        Some(SweeperInvoke { client, functions })
+    }
+}
+
+#[cfg(feature = "sweeper")]
+#[async_trait::async_trait]
+impl FollowUps for SweeperInvoke {
+    async fn hand_off(&self, connector: &str, keys: &[DeliveryKey]) -> bool {
+        let Some(function) = self.functions.get(connector) else {
+            return false;
+        };
+        let payload = serde_json::json!({ "follow_up": keys }).to_string();
+        let sent = self
+            .client
+            .invoke()
+            .function_name(function)
+            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => true,
+            Err(e) => {
+                warn!(function = %function, error = %aws_sdk_lambda::error::DisplayErrorContext(e), "could not hand follow-ups on; re-queueing them");
+                false
+            }
+        }
+    }
 }

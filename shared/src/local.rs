@@ -544,7 +544,7 @@ impl Local {
             loop {
                 tick.tick().await;
                 let now = now_ms();
-                if let Err(e) = sweep(sweeper.store.as_ref(), now, 100).await {
+                if let Err(e) = sweep(sweeper.store.as_ref(), now, 100, None).await {
                     error!(error = %e, "sweep failed");
                 }
                 crate::connectors::flush_calls().await;

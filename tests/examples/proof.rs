@@ -929,6 +929,7 @@ async fn through_lambda(o: &Options, outage: bool, load: Load, said: &Said) -> b
                 while running.join_next().await.is_some() {}
                 let _ = hookbridge::lambda::sweeper(
                     store.as_ref(),
+                    None,
                     LambdaEvent::new(events::schedule(), Context::default()),
                 )
                 .await;

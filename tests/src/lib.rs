@@ -205,7 +205,7 @@ impl Harness {
 
     /// Runs the sweeper as if `secs` had passed, then drains.
     pub async fn sweep_after(&mut self, secs: i64) -> Vec<Status> {
-        sweep(self.app.store.as_ref(), now_ms() + secs * 1000, 1000)
+        sweep(self.app.store.as_ref(), now_ms() + secs * 1000, 1000, None)
             .await
             .unwrap();
         self.drain().await

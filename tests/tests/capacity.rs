@@ -8,7 +8,7 @@ use std::time::Duration;
 use hookbridge::event::{Status, now_ms};
 use hookbridge::store::dynamodb::DynamoStore;
 use hookbridge::store::dynamodb::sdk::types::AttributeValue;
-use hookbridge::store::{EventStore, HistoryStore};
+use hookbridge::store::{Due, EventStore, HistoryStore};
 use hookbridge_tests::fake_zentao::{FakeZenTao, hap_route};
 use hookbridge_tests::meter::Meter;
 use hookbridge_tests::{HAP_TOKEN, app_on, config, dynamo_client, dynamodb_endpoint, request};
@@ -429,7 +429,10 @@ async fn a_send_to_be_followed_up_keeps_its_claims_index_entry() {
     assert!(store.due(sent_at + 120_000, 10).await.unwrap().is_empty());
     assert_eq!(
         store.due(sent_at + 301_000, 10).await.unwrap(),
-        std::slice::from_ref(&key)
+        [Due {
+            key: key.clone(),
+            status: Status::Checking
+        }]
     );
     // Back to pending, one write: the entry stays, and the sweep passes over it from now on.
     let before = meter.consumed();
@@ -444,6 +447,73 @@ async fn a_send_to_be_followed_up_keeps_its_claims_index_entry() {
     assert!(store.list(&checking, 10).await.unwrap().is_empty());
 }
 
+/// On Lambda the sweeper hands a due follow-up to DingTalk's sender function (an asynchronous
+/// Invoke with its key) instead of re-queueing it: the sweep writes nothing for it, and the
+/// follow-up is its sender's one write.
+#[tokio::test]
+async fn a_follow_up_handed_to_the_sender_function_is_one_write() {
+    use hookbridge::lambda::SweeperInvoke;
+    use hookbridge::store::DeliveryStore;
+    use hookbridge_tests::fake_lambda::FakeLambda;
+    use lambda_runtime::{Context, LambdaEvent};
+    let meter = Meter::start(&dynamodb_endpoint()).await;
+    let store = metered_store(&meter).await;
+    let dingtalk = hookbridge_tests::fake_dingtalk::FakeDingTalk::start().await;
+    // Due at once, on its claim's entry (lapsing a second after the claim).
+    let app = app_on(
+        config(
+            Some(&dingtalk.url),
+            "follow_up = \"failures\"\nfollow_up_delay_secs = 0\n\n[delivery]\nclaim_lease_secs = 1\n",
+        ),
+        Arc::new(store.clone()),
+    )
+    .await;
+    let answer = app
+        .ingress
+        .handle(
+            request("/hap/message", message("cap-8", 0), Some(HAP_TOKEN)),
+            now_ms(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let key = store.deliveries_of("EVT#hap#cap-8").await.unwrap()[0].key();
+    assert_eq!(
+        app.sender.process(&key).await.unwrap(),
+        Some(Status::Checking)
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+
+    let lambda = FakeLambda::start(vec![("hb-DingTalkSender".into(), app.clone())]).await;
+    let url = lambda.url.clone();
+    let invoke = SweeperInvoke::from_env(move |name| match name {
+        "HOOKBRIDGE_FOLLOW_UP_FUNCTIONS" => Some("dingtalk=hb-DingTalkSender".into()),
+        "AWS_ENDPOINT_URL_LAMBDA" => Some(url.clone()),
+        "AWS_REGION" => Some("cn-north-1".into()),
+        "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => Some("x".into()),
+        _ => None,
+    })
+    .expect("a function named");
+    let before = meter.consumed();
+    let swept = hookbridge::lambda::sweeper(
+        &store,
+        Some(&invoke),
+        LambdaEvent::new(hookbridge_tests::events::schedule(), Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(swept, json!({"requeued": 0, "handed_off": 1}));
+    assert_eq!(lambda.invoked(), ["hb-DingTalkSender"]);
+    assert_eq!(dingtalk.count("getsendresult"), 1);
+    assert_eq!(
+        store.delivery(&key).await.unwrap().unwrap().status,
+        Status::Sent
+    );
+    let spent = meter.consumed().since(&before);
+    // The follow-up's outcome, and nothing else on the delivery: no re-queue.
+    assert_eq!(spent.writes["UpdateItem DLV"], (1, 1.0), "{spent:?}");
+    assert!(store.due(now_ms() + 600_000, 10).await.unwrap().is_empty());
+}
+
 /// The sweep's cursors outlive a sweeper: a cold one starts where the last one wrote them,
 /// which is never past a delivery still parked.
 #[tokio::test]
@@ -454,7 +524,10 @@ async fn a_cold_sweeper_starts_at_the_cursors_written_and_finds_what_was_held_ba
     store.claim(&key, at, at + 300_000).await.unwrap().unwrap();
     assert_eq!(
         store.due(at + 301_000, 10).await.unwrap(),
-        std::slice::from_ref(&key)
+        [Due {
+            key: key.clone(),
+            status: Status::Sending
+        }]
     );
     let cursors = dynamo_client(&dynamodb_endpoint())
         .get_item()
@@ -482,7 +555,10 @@ async fn a_cold_sweeper_starts_at_the_cursors_written_and_finds_what_was_held_ba
     );
     assert_eq!(
         cold.due(at + 302_000, 10).await.unwrap(),
-        std::slice::from_ref(&key)
+        [Due {
+            key: key.clone(),
+            status: Status::Sending
+        }]
     );
     assert!(cold.requeue(&key, at + 302_000).await.unwrap());
     assert!(cold.due(at + 303_000, 10).await.unwrap().is_empty());

@@ -10,8 +10,8 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use hookbridge::event::{Delivery, DeliveryFilter, DeliveryKey, Event, Millis, Settled, Status};
 use hookbridge::store::memory::MemoryStore;
 use hookbridge::store::{
-    CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, RateStore, ReceiptStore, Store,
-    StoreError, TokenRecord, TokenStore, Usage, UsageStore,
+    CacheStore, DeliveryStore, Due, EventStore, HistoryStore, Inserted, RateStore, ReceiptStore,
+    Store, StoreError, TokenRecord, TokenStore, Usage, UsageStore,
 };
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
 use hookbridge_tests::{HAP_TOKEN, app_on, config, events, fixture};
@@ -231,20 +231,20 @@ async fn retry_sweeper_requeues_due_deliveries_on_schedule() {
         Some(Status::Retrying)
     );
     let schedule = events::schedule();
-    let out = hookbridge::lambda::sweeper(app.store.as_ref(), invocation(schedule.clone()))
+    let out = hookbridge::lambda::sweeper(app.store.as_ref(), None, invocation(schedule.clone()))
         .await
         .unwrap();
-    assert_eq!(out, json!({"requeued": 1}));
+    assert_eq!(out, json!({"requeued": 1, "handed_off": 0}));
     assert_eq!(
         feed.try_recv().unwrap(),
         key,
         "re-queued deliveries go back to the senders"
     );
     assert_eq!(app.sender.process(&key).await.unwrap(), Some(Status::Sent));
-    let out = hookbridge::lambda::sweeper(app.store.as_ref(), invocation(schedule))
+    let out = hookbridge::lambda::sweeper(app.store.as_ref(), None, invocation(schedule))
         .await
         .unwrap();
-    assert_eq!(out, json!({"requeued": 0}));
+    assert_eq!(out, json!({"requeued": 0, "handed_off": 0}));
 }
 
 /// A store whose `record` fails for one delivery, as when DynamoDB throttles that write.
@@ -341,7 +341,7 @@ impl DeliveryStore for FailsToRecord {
         }
         self.inner.record(c, s, now).await
     }
-    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError> {
+    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
         self.inner.due(now, limit).await
     }
     async fn requeue(&self, k: &DeliveryKey, now: Millis) -> Result<bool, StoreError> {

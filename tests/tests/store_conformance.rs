@@ -7,7 +7,7 @@ use hookbridge::event::{
     Action, Delivery, DeliveryFilter, Event, LEFT_BEHIND, Replay, Settled, Status,
 };
 use hookbridge::store::memory::MemoryStore;
-use hookbridge::store::{EventStore, Inserted, Store, TokenRecord};
+use hookbridge::store::{Due, EventStore, Inserted, Store, TokenRecord};
 use serde_json::json;
 
 /// A durable store on a fresh file, with its feed.
@@ -116,7 +116,13 @@ async fn only_a_delivery_still_parked_is_ever_due(store: Arc<dyn Store>) {
     assert!(store.record(&claimed[0], &sent, 2_000).await.unwrap());
     let retry = settle(&claimed[2], Status::Retrying, Some(30_000));
     assert!(store.record(&claimed[2], &retry, 2_000).await.unwrap());
-    assert_eq!(store.due(31_000, 10).await.unwrap(), vec![ds[2].key()]);
+    assert_eq!(
+        store.due(31_000, 10).await.unwrap(),
+        [Due {
+            key: ds[2].key(),
+            status: Status::Retrying
+        }]
+    );
     assert!(store.requeue(&ds[2].key(), 31_000).await.unwrap());
     let again = store
         .claim(&ds[2].key(), 32_000, 92_000)
@@ -130,7 +136,10 @@ async fn only_a_delivery_still_parked_is_ever_due(store: Arc<dyn Store>) {
     for now in [62_000, 200_000, 400_000] {
         assert_eq!(
             store.due(now, 10).await.unwrap(),
-            vec![ds[1].key()],
+            [Due {
+                key: ds[1].key(),
+                status: Status::Sending
+            }],
             "the claim cut short, at {now}"
         );
     }
@@ -338,8 +347,8 @@ async fn due_lists_retries_and_lapsed_claims(store: Arc<dyn Store>) {
         .find(|d| d.sk == ds[4].sk)
         .unwrap();
     assert_eq!((waiting.status, waiting.attempts), (Status::Waiting, 0));
-    let keys = |v: Vec<hookbridge::event::DeliveryKey>| {
-        let mut s: Vec<String> = v.into_iter().map(|k| k.sk).collect();
+    let keys = |v: Vec<Due>| {
+        let mut s: Vec<String> = v.into_iter().map(|d| d.key.sk).collect();
         s.sort();
         s
     };

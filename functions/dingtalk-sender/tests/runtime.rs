@@ -334,3 +334,57 @@ async fn answers_a_preflight_from_where_it_runs() {
         "{v}"
     );
 }
+
+/// The sweeper's hand-off (`{"follow_up": [keys]}`, invoked asynchronously): each send due to
+/// be checked is asked after with `getsendresult` and its outcome recorded; one not due yet, or
+/// handed on twice, is left as it is.
+#[tokio::test]
+async fn checks_the_follow_ups_the_sweeper_hands_on() {
+    use hookbridge::event::Status;
+    let fake = FakeDingTalk::start().await;
+    let store = dynamo_store().await;
+    let extra = "follow_up = \"failures\"\nfollow_up_delay_secs = 0\n";
+    let app = app_on(config(Some(&fake.url), extra), Arc::new(store.clone())).await;
+    let req = request(
+        "/hap/message",
+        fixture("hap-message-todo.json"),
+        Some(HAP_TOKEN),
+    );
+    assert_eq!(
+        app.ingress
+            .handle(req, hookbridge::event::now_ms())
+            .await
+            .status,
+        200
+    );
+    let pk = "EVT#hap#8d3e6f1a-4c2b-4a9e-b7d5-0f1e2a3b4c5d";
+    let keys: Vec<_> = store
+        .deliveries_of(pk)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.key())
+        .collect();
+    for key in &keys {
+        assert_eq!(
+            app.sender.process(key).await.unwrap(),
+            Some(Status::Checking)
+        );
+    }
+    let payload = json!({ "follow_up": keys });
+    let env = lambda_env(store.table(), Some(&fake.url), extra);
+    for checked in [2, 0] {
+        let (answer, logs) =
+            invoke(env!("CARGO_BIN_EXE_dingtalk-sender"), &env, payload.clone()).await;
+        assert_eq!(
+            answer,
+            Answer::Response(json!({ "checked": checked })),
+            "{logs}"
+        );
+    }
+    assert_eq!(fake.count("getsendresult"), 2, "each send asked after once");
+    for key in &keys {
+        let d = store.delivery(key).await.unwrap().unwrap();
+        assert_eq!(d.status, Status::Sent, "{key}");
+    }
+}

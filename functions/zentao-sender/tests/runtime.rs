@@ -92,7 +92,7 @@ async fn fifty_notifications_from_four_senders_with_time_tokens_all_arrive_once(
             run.await.unwrap();
         }
         // The retry sweeper: parked deliveries back to pending.
-        hookbridge::delivery::sweep(&store, now_ms() + 5_000, 1_000)
+        hookbridge::delivery::sweep(&store, now_ms() + 5_000, 1_000, None)
             .await
             .unwrap();
     }

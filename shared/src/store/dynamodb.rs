@@ -44,7 +44,7 @@ use sha1::{Digest, Sha1};
 use tracing::instrument;
 
 use super::{
-    CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, RateStore, ReceiptStore,
+    CacheStore, DeliveryStore, Due, EventStore, HistoryStore, Inserted, RateStore, ReceiptStore,
     StoreError, TokenRecord, TokenStore, Usage, UsageStore,
 };
 use crate::event::{
@@ -1202,7 +1202,7 @@ impl DeliveryStore for DynamoStore {
         applied(req.update_expression(expr).send().await)
     }
 
-    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError> {
+    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
         self.due_from_cursors(now, limit).await
     }
 

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use super::file::FileJournal;
 use super::state::{Change, State, TokenSlot};
 use super::{
-    CacheStore, DeliveryStore, EventStore, HistoryStore, Inserted, RateStore, ReceiptStore,
+    CacheStore, DeliveryStore, Due, EventStore, HistoryStore, Inserted, RateStore, ReceiptStore,
     StoreError, TokenRecord, TokenStore, Usage, UsageStore,
 };
 use crate::event::{
@@ -319,14 +319,17 @@ impl DeliveryStore for MemoryStore {
         Ok(recorded.is_some())
     }
 
-    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError> {
+    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
         Ok(self
             .lock()
             .deliveries
             .values()
             .filter(|d| is_due(d, now))
             .take(limit)
-            .map(Delivery::key)
+            .map(|d| Due {
+                key: d.key(),
+                status: d.status,
+            })
             .collect())
     }
 

@@ -11,7 +11,9 @@ mod state;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::event::{Delivery, DeliveryFilter, DeliveryKey, Event, EventFilter, Millis, Settled};
+use crate::event::{
+    Delivery, DeliveryFilter, DeliveryKey, Event, EventFilter, Millis, Settled, Status,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -24,6 +26,13 @@ pub enum StoreError {
     /// An item read back from storage does not decode (a bug or a hand-edited item).
     #[error("corrupt item {0}: {1}")]
     Corrupt(String, String),
+}
+
+/// A delivery the sweeper found parked and due, and the status it was parked in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub key: DeliveryKey,
+    pub status: Status,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,8 +97,9 @@ pub trait DeliveryStore: HistoryStore {
         now: Millis,
     ) -> Result<bool, StoreError>;
 
-    /// Deliveries that are `retrying` and due, or `sending` with a lapsed claim.
-    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<DeliveryKey>, StoreError>;
+    /// Deliveries parked and due: `retrying` or `waiting` at their next attempt, `sending`
+    /// with a lapsed claim, `checking` at their follow-up.
+    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError>;
 
     /// Makes a due delivery `pending` again (which hands it to a sender). `false` if it was no
     /// longer due (another sweeper got there first).

@@ -1,7 +1,8 @@
 //! DynamoDB writes per delivered DingTalk notification, end to end: a HAP to-do posted twice
 //! (sources retry) to `hap-webhook`, its delivery sent by `dingtalk-sender` from the stream
-//! record, followed up when the follow-up is on (`retry-sweeper` re-queues it once due, the
-//! sender asks DingTalk), each function run as Lambda runs it behind the meter. For a to-do to
+//! record, followed up when the follow-up is on (`retry-sweeper` hands it to the sender
+//! function once due, which asks DingTalk), each function run as Lambda runs it behind the
+//! meter. For a to-do to
 //! one person and to two, with `follow_up` at its default and off.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use hookbridge::store::dynamodb::sdk::types::AttributeValue;
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
+use hookbridge_tests::fake_lambda::FakeLambda;
 use hookbridge_tests::fake_runtime::Session;
 use hookbridge_tests::meter::{Consumed, Meter};
 use hookbridge_tests::{
@@ -237,14 +239,23 @@ pub async fn measure(
     if case.full {
         env.push(("HOOKBRIDGE_METRICS", "full".into()));
     }
-    let start = |name: &str| {
+    // The sweeper hands due follow-ups to the sender function, as the stack has it: the
+    // invocations are held here and run through the sender's own binary.
+    let lambda = FakeLambda::holding(&["dingtalk-sender"]).await;
+    let mut sweeper_env = env.clone();
+    sweeper_env.push((
+        "HOOKBRIDGE_FOLLOW_UP_FUNCTIONS",
+        "dingtalk=dingtalk-sender".into(),
+    ));
+    sweeper_env.push(("AWS_ENDPOINT_URL_LAMBDA", lambda.url.clone()));
+    let start = |name: &str, env: &Vec<(&'static str, String)>| {
         let binary = bins.join(name);
         let env = env.clone();
         async move { Session::start(binary.to_str().expect("UTF-8 path"), &env).await }
     };
-    let mut webhook = start("hap-webhook").await;
-    let mut sender = start("dingtalk-sender").await;
-    let mut sweeper = start("retry-sweeper").await;
+    let mut webhook = start("hap-webhook", &env).await;
+    let mut sender = start("dingtalk-sender", &env).await;
+    let mut sweeper = start("retry-sweeper", &sweeper_env).await;
     let mut work: BTreeMap<&'static str, Work> = BTreeMap::new();
     let ran: Result<(), String> = async {
         for i in 0..n {
@@ -268,6 +279,10 @@ pub async fn measure(
             tokio::time::sleep(Duration::from_millis(1_600)).await;
             let into = work.entry("retry-sweeper").or_default();
             metered(&mut sweeper, events::schedule(), meter, into).await?;
+            for handed in lambda.take("dingtalk-sender") {
+                let into = work.entry("dingtalk-sender").or_default();
+                metered(&mut sender, handed, meter, into).await?;
+            }
         }
         Ok(())
     }

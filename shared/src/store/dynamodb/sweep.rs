@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::{DynamoStore, Item, STATUS_DUE_INDEX, n, s, unavailable};
 use crate::event::{DeliveryKey, Millis, Status};
-use crate::store::StoreError;
+use crate::store::{Due, StoreError};
 
 /// The item holding the cursors, one number attribute per parked status.
 const CURSORS_PK: &str = "SWEEP";
@@ -78,7 +78,7 @@ impl DynamoStore {
         &self,
         now: Millis,
         limit: usize,
-    ) -> Result<Vec<DeliveryKey>, StoreError> {
+    ) -> Result<Vec<Due>, StoreError> {
         let mut cursors = self.cursors().await?;
         let mut due = vec![];
         for status in Status::PARKED {
@@ -117,12 +117,12 @@ impl DynamoStore {
             }
             for (key, at) in entries {
                 // Gone (expired) or no longer parked: an entry left behind, passed over.
-                let Some(next) = parked.get(&key) else {
+                let Some(&(status, next)) = parked.get(&key) else {
                     continue;
                 };
                 to = to.min(at);
                 if next.is_some_and(|t| t <= now) {
-                    due.push(key);
+                    due.push(Due { key, status });
                 }
             }
             cursors.at.insert(status, to.max(from));
@@ -132,11 +132,11 @@ impl DynamoStore {
         Ok(due)
     }
 
-    /// Of `keys`, the deliveries that are parked, with their next attempt's time.
+    /// Of `keys`, the deliveries that are parked, with their status and next attempt's time.
     async fn parked(
         &self,
         keys: Vec<DeliveryKey>,
-    ) -> Result<BTreeMap<DeliveryKey, Option<Millis>>, StoreError> {
+    ) -> Result<BTreeMap<DeliveryKey, (Status, Option<Millis>)>, StoreError> {
         let mut found = BTreeMap::new();
         for chunk in keys.chunks(100) {
             let mut wanted = Some(
@@ -176,7 +176,7 @@ impl DynamoStore {
                                 pk: it.pk,
                                 sk: it.sk,
                             },
-                            it.next_attempt_at,
+                            (it.status, it.next_attempt_at),
                         );
                     }
                 }
