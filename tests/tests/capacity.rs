@@ -515,12 +515,43 @@ async fn a_follow_up_handed_to_the_sender_function_is_one_write() {
 }
 
 /// The sweep's cursors outlive a sweeper: a cold one starts where the last one wrote them,
-/// which is never past a delivery still parked.
+/// which is never past a delivery still parked. They are written once they have moved past an
+/// entry, never for sweeps that find nothing (an idle month).
 #[tokio::test]
 async fn a_cold_sweeper_starts_at_the_cursors_written_and_finds_what_was_held_back() {
     use hookbridge::store::DeliveryStore;
     let at = now_ms();
-    let (meter, store, _dingtalk, _app, key) = followed_up("cap-7", at).await;
+    let (meter, store, _dingtalk, app, key) = followed_up("cap-7", at).await;
+    let before = meter.consumed();
+    // Sweeps of the ten minutes before (nothing is written due before a sweep's time).
+    for minute in 0..10 {
+        let then = at - 600_000 + minute * 60_000;
+        assert!(store.due(then, 10).await.unwrap().is_empty());
+    }
+    let idle = meter.consumed().since(&before);
+    assert!(
+        idle.writes.is_empty(),
+        "idle sweeps write nothing: {idle:?}"
+    );
+    // An entry the sweep passes over: a send whose claim lapses before the one cut short.
+    let answer = app
+        .ingress
+        .handle(
+            request("/hap/message", message("cap-7b", 0), Some(HAP_TOKEN)),
+            at,
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let sent = store.deliveries_of("EVT#hap#cap-7b").await.unwrap()[0].key();
+    let claimed = store.claim(&sent, at, at + 100_000).await.unwrap().unwrap();
+    let done = hookbridge::event::Settled {
+        status: Status::Sent,
+        attempts: claimed.attempts,
+        result: Some(json!({"task_id": 1})),
+        last_error: None,
+        next_attempt_at: None,
+    };
+    assert!(store.record(&claimed, &done, at).await.unwrap());
     store.claim(&key, at, at + 300_000).await.unwrap().unwrap();
     assert_eq!(
         store.due(at + 301_000, 10).await.unwrap(),

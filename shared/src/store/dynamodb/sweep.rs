@@ -11,8 +11,9 @@
 //! its next attempt, and the cursor stays [`MARGIN`] behind the sweep (an entry written just
 //! before a sweep, not yet in the index, is seen by the next one; the writers' and sweepers'
 //! clocks must agree within it, as Amazon Time Sync keeps Lambda's). A warm sweeper keeps its
-//! cursors in memory and writes them to the table every [`SAVE_EVERY`] they advance; a cold
-//! one reads them back and looks again at no more than that.
+//! cursors in memory and writes them to the table every [`SAVE_EVERY`] they advance past an
+//! entry (an idle table costs no writes); a cold one reads them back and looks again at no
+//! more than that.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -35,6 +36,9 @@ const SAVE_EVERY: Millis = 300_000;
 pub(super) struct Cursors {
     at: BTreeMap<Status, Millis>,
     saved: BTreeMap<Status, Millis>,
+    /// Whether they have moved past an entry since last written: if not, a cold sweeper that
+    /// starts from the written ones reads no more than this one did.
+    passed: bool,
 }
 
 impl Cursors {
@@ -69,6 +73,7 @@ impl DynamoStore {
         Ok(Cursors {
             saved: at.clone(),
             at,
+            passed: false,
         })
     }
 
@@ -109,6 +114,7 @@ impl DynamoStore {
             let parked = self
                 .parked(entries.iter().map(|(key, _)| key.clone()).collect())
                 .await?;
+            let read: Vec<Millis> = entries.iter().map(|(_, at)| *at).collect();
             let mut to = now - MARGIN;
             if out.last_evaluated_key().is_some()
                 && let Some((_, at)) = entries.last()
@@ -125,7 +131,9 @@ impl DynamoStore {
                     due.push(Due { key, status });
                 }
             }
-            cursors.at.insert(status, to.max(from));
+            let to = to.max(from);
+            cursors.passed |= read.iter().any(|at| *at < to);
+            cursors.at.insert(status, to);
         }
         self.keep(cursors).await?;
         due.truncate(limit);
@@ -197,12 +205,13 @@ impl DynamoStore {
     /// Keeps `cursors` for the next sweep, and writes them when one has moved
     /// [`SAVE_EVERY`] since last written.
     async fn keep(&self, mut cursors: Cursors) -> Result<(), StoreError> {
-        let moved = cursors.at.iter().any(|(status, at)| {
-            cursors
-                .saved
-                .get(status)
-                .is_none_or(|saved| at - saved >= SAVE_EVERY)
-        });
+        let moved = cursors.passed
+            && cursors.at.iter().any(|(status, at)| {
+                cursors
+                    .saved
+                    .get(status)
+                    .is_none_or(|saved| at - saved >= SAVE_EVERY)
+            });
         if moved {
             let mut update = self.update(CURSORS_PK, CURSORS_PK);
             let mut set = vec![];
@@ -218,6 +227,7 @@ impl DynamoStore {
                 .await
                 .map_err(unavailable)?;
             cursors.saved = cursors.at.clone();
+            cursors.passed = false;
         }
         *self.cursors.lock().map_err(|_| poisoned())? = Some(cursors);
         Ok(())
