@@ -30,10 +30,12 @@ use std::time::{Duration, Instant};
 
 use hookbridge::app::{App, Parts};
 use hookbridge::config::{Config, Secrets};
+use hookbridge::lambda::SweeperInvoke;
 use hookbridge::store::dynamodb::{DynamoStore, sdk};
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
 use hookbridge_tests::fake_feishu::FakeFeishu;
 use hookbridge_tests::fake_feishu_robot::FakeFeishuRobot;
+use hookbridge_tests::fake_lambda::FakeLambda;
 use hookbridge_tests::fake_wecom::FakeWeCom;
 use hookbridge_tests::fake_wecom_robot::FakeWeComRobot;
 use hookbridge_tests::fake_zentao::{FakeZenTao, hap_route};
@@ -886,7 +888,11 @@ async fn through_lambda(o: &Options, outage: bool, load: Load, said: &Said) -> b
         table,
         Duration::from_secs(30 * 86_400),
     ));
-    let text = config(&f);
+    // DingTalk's sends followed up, as by default: the sweeper hands them to the sender.
+    let text = config(&f).replace(
+        "follow_up = \"off\"",
+        "follow_up = \"failures\"\nfollow_up_delay_secs = 1",
+    );
     let source = if load == Load::Alerts {
         "alertmanager"
     } else {
@@ -905,7 +911,26 @@ async fn through_lambda(o: &Options, outage: bool, load: Load, said: &Said) -> b
         let sender = app(&text, store.clone(), Parts::Connector(connector)).await;
         senders.push((connector, sender));
     }
-    // The stream and the schedule: pending deliveries to their sender, due retries re-queued.
+    // The sweeper hands due DingTalk follow-ups to its sender function, as the stack has it:
+    // through the Lambda Invoke API (a fake one, running the sender's handler).
+    let dingtalk_sender = senders
+        .iter()
+        .find(|(c, _)| *c == "dingtalk")
+        .unwrap()
+        .1
+        .clone();
+    let lambda = FakeLambda::start(vec![("dingtalk-sender".into(), dingtalk_sender)]).await;
+    let lambda_url = lambda.url.clone();
+    let invoke = SweeperInvoke::from_env(move |name| match name {
+        "HOOKBRIDGE_FOLLOW_UP_FUNCTIONS" => Some("dingtalk=dingtalk-sender".into()),
+        "AWS_ENDPOINT_URL_LAMBDA" => Some(lambda_url.clone()),
+        "AWS_REGION" => Some("cn-north-1".into()),
+        "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => Some("x".into()),
+        _ => None,
+    })
+    .expect("a function named");
+    // The stream and the schedule: pending deliveries to their sender, due retries re-queued,
+    // due follow-ups handed on.
     let pump = {
         let (client, store) = (client.clone(), store.clone());
         tokio::spawn(async move {
@@ -929,7 +954,7 @@ async fn through_lambda(o: &Options, outage: bool, load: Load, said: &Said) -> b
                 while running.join_next().await.is_some() {}
                 let _ = hookbridge::lambda::sweeper(
                     store.as_ref(),
-                    None,
+                    Some(&invoke),
                     LambdaEvent::new(events::schedule(), Context::default()),
                 )
                 .await;
@@ -963,7 +988,7 @@ async fn through_lambda(o: &Options, outage: bool, load: Load, said: &Said) -> b
     let posting = post_load(name, &send, load, o, said, Arc::new(AtomicUsize::new(0)));
     let posted = if outage {
         let stopper = async {
-            while store_events(&client, table).await < events_n / 3 {
+            while count(&client, table, "sk", "EVT").await < events_n / 3 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             {
@@ -992,20 +1017,46 @@ async fn through_lambda(o: &Options, outage: bool, load: Load, said: &Said) -> b
         (said, said_from),
     )
     .await
-        & bars(name, &f, load, events_n, o.settle).await;
+        & bars(name, &f, load, events_n, o.settle).await
+        & followed_up(name, &f, &lambda, &client, table, o.settle).await;
     pump.abort();
     let _ = ddb.lock().unwrap().kill();
     let _ = std::fs::remove_dir_all(&dir);
     ok
 }
 
-/// Events stored so far (0 while the store is down).
-async fn store_events(client: &sdk::Client, table: &str) -> usize {
+/// Every DingTalk send is asked after once due, by the sender the sweeper hands it to: none is
+/// left `checking` (the claim lease, 15 s, is when they come due).
+async fn followed_up(
+    name: &str,
+    f: &Fakes,
+    lambda: &FakeLambda,
+    client: &sdk::Client,
+    table: &str,
+    settle: Duration,
+) -> bool {
+    let waiting = Instant::now();
+    let mut left = count(client, table, "status", "checking").await;
+    while left > 0 && waiting.elapsed() < settle + Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        left = count(client, table, "status", "checking").await;
+    }
+    let handed = lambda.invoked().len();
+    println!(
+        "{name:<7} follow-ups: {} getsendresult calls, made by dingtalk-sender in {handed} invocations by the sweeper; {left} sends left unchecked",
+        f.dingtalk.count("getsendresult")
+    );
+    left == 0 && handed > 0
+}
+
+/// Items whose `attribute` is `value` (0 while the store is down).
+async fn count(client: &sdk::Client, table: &str, attribute: &str, value: &str) -> usize {
     let pages: Result<Vec<_>, _> = client
         .scan()
         .table_name(table)
-        .filter_expression("sk = :evt")
-        .expression_attribute_values(":evt", sdk::types::AttributeValue::S("EVT".into()))
+        .filter_expression("#a = :v")
+        .expression_attribute_names("#a", attribute)
+        .expression_attribute_values(":v", sdk::types::AttributeValue::S(value.into()))
         .select(sdk::types::Select::Count)
         .into_paginator()
         .send()
