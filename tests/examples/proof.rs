@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 
 use hookbridge::app::{App, Parts};
 use hookbridge::config::{Config, Secrets};
-use hookbridge::lambda::SweeperInvoke;
 use hookbridge::store::dynamodb::{DynamoStore, sdk};
 use hookbridge_tests::fake_dingtalk::FakeDingTalk;
 use hookbridge_tests::fake_feishu::FakeFeishu;
@@ -920,15 +919,7 @@ async fn through_lambda(o: &Options, outage: bool, load: Load, said: &Said) -> b
         .1
         .clone();
     let lambda = FakeLambda::start(vec![("dingtalk-sender".into(), dingtalk_sender)]).await;
-    let lambda_url = lambda.url.clone();
-    let invoke = SweeperInvoke::from_env(move |name| match name {
-        "HOOKBRIDGE_FOLLOW_UP_FUNCTIONS" => Some("dingtalk=dingtalk-sender".into()),
-        "AWS_ENDPOINT_URL_LAMBDA" => Some(lambda_url.clone()),
-        "AWS_REGION" => Some("cn-north-1".into()),
-        "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => Some("x".into()),
-        _ => None,
-    })
-    .expect("a function named");
+    let invoke = hookbridge_tests::fake_lambda::sweeper_invoke(&lambda.url, "dingtalk-sender");
     // The stream and the schedule: pending deliveries to their sender, due retries re-queued,
     // due follow-ups handed on.
     let pump = {

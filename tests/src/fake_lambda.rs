@@ -134,3 +134,17 @@ async fn run(s: &Inner, name: &str, body: Bytes) -> Response {
         }
     }
 }
+
+/// The sweeper's hand-off of DingTalk's follow-ups to `function` on the fake Lambda at `url`, as
+/// the stack's variables name it.
+pub fn sweeper_invoke(url: &str, function: &str) -> hookbridge::lambda::SweeperInvoke {
+    let (url, functions) = (url.to_owned(), format!("dingtalk={function}"));
+    hookbridge::lambda::SweeperInvoke::from_env(move |name| match name {
+        hookbridge::lambda::FOLLOW_UP_FUNCTIONS_VAR => Some(functions.clone()),
+        "AWS_ENDPOINT_URL_LAMBDA" => Some(url.clone()),
+        "AWS_REGION" => Some("cn-north-1".into()),
+        "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => Some("x".into()),
+        _ => None,
+    })
+    .expect("a function named")
+}

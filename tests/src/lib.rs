@@ -339,6 +339,40 @@ pub async fn ingest(store: &DynamoStore, config: Config, path: &str, fixture_nam
     assert_eq!(answer.status, 200, "{}", answer.body);
 }
 
+/// The HAP to-do fixture (a card for each of two people) stored on `store` and sent to the fake
+/// DingTalk at `dingtalk_url` with `extra` config (a follow-up on): both sends left `checking`.
+/// Returns the app that sent them and the two deliveries' keys.
+pub async fn sent_to_be_checked(
+    store: &DynamoStore,
+    dingtalk_url: &str,
+    extra: &str,
+) -> (Arc<App>, Vec<DeliveryKey>) {
+    let app = app_on(config(Some(dingtalk_url), extra), Arc::new(store.clone())).await;
+    let req = request(
+        "/hap/message",
+        fixture("hap-message-todo.json"),
+        Some(HAP_TOKEN),
+    );
+    let answer = app.ingress.handle(req, now_ms()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let pk = "EVT#hap#8d3e6f1a-4c2b-4a9e-b7d5-0f1e2a3b4c5d";
+    let keys: Vec<DeliveryKey> = store
+        .deliveries_of(pk)
+        .await
+        .unwrap()
+        .iter()
+        .map(Delivery::key)
+        .collect();
+    assert_eq!(keys.len(), 2, "a card for each of two people");
+    for key in &keys {
+        assert_eq!(
+            app.sender.process(key).await.unwrap(),
+            Some(Status::Checking)
+        );
+    }
+    (app, keys)
+}
+
 /// Runs the function `binary` as Lambda runs it on a stream batch of `items` (event name, pk,
 /// sk) of `table`, and fails unless every record succeeded; returns its log.
 pub async fn run_stream(

@@ -452,7 +452,6 @@ async fn a_send_to_be_followed_up_keeps_its_claims_index_entry() {
 /// follow-up is its sender's one write.
 #[tokio::test]
 async fn a_follow_up_handed_to_the_sender_function_is_one_write() {
-    use hookbridge::lambda::SweeperInvoke;
     use hookbridge::store::DeliveryStore;
     use hookbridge_tests::fake_lambda::FakeLambda;
     use lambda_runtime::{Context, LambdaEvent};
@@ -484,15 +483,7 @@ async fn a_follow_up_handed_to_the_sender_function_is_one_write() {
     tokio::time::sleep(Duration::from_millis(1_100)).await;
 
     let lambda = FakeLambda::start(vec![("hb-DingTalkSender".into(), app.clone())]).await;
-    let url = lambda.url.clone();
-    let invoke = SweeperInvoke::from_env(move |name| match name {
-        "HOOKBRIDGE_FOLLOW_UP_FUNCTIONS" => Some("dingtalk=hb-DingTalkSender".into()),
-        "AWS_ENDPOINT_URL_LAMBDA" => Some(url.clone()),
-        "AWS_REGION" => Some("cn-north-1".into()),
-        "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => Some("x".into()),
-        _ => None,
-    })
-    .expect("a function named");
+    let invoke = hookbridge_tests::fake_lambda::sweeper_invoke(&lambda.url, "hb-DingTalkSender");
     let before = meter.consumed();
     let swept = hookbridge::lambda::sweeper(
         &store,

@@ -8,7 +8,7 @@ use hookbridge_tests::fake_runtime::{Answer, invoke};
 use hookbridge_tests::fake_secrets::FakeSecrets;
 use hookbridge_tests::{
     HAP_TOKEN, app_on, config, dynamo_store, emf, events, fixture, ingest, lambda_env, request,
-    run_stream,
+    run_stream, sent_to_be_checked,
 };
 use serde_json::json;
 
@@ -344,33 +344,7 @@ async fn checks_the_follow_ups_the_sweeper_hands_on() {
     let fake = FakeDingTalk::start().await;
     let store = dynamo_store().await;
     let extra = "follow_up = \"failures\"\nfollow_up_delay_secs = 0\n";
-    let app = app_on(config(Some(&fake.url), extra), Arc::new(store.clone())).await;
-    let req = request(
-        "/hap/message",
-        fixture("hap-message-todo.json"),
-        Some(HAP_TOKEN),
-    );
-    assert_eq!(
-        app.ingress
-            .handle(req, hookbridge::event::now_ms())
-            .await
-            .status,
-        200
-    );
-    let pk = "EVT#hap#8d3e6f1a-4c2b-4a9e-b7d5-0f1e2a3b4c5d";
-    let keys: Vec<_> = store
-        .deliveries_of(pk)
-        .await
-        .unwrap()
-        .iter()
-        .map(|d| d.key())
-        .collect();
-    for key in &keys {
-        assert_eq!(
-            app.sender.process(key).await.unwrap(),
-            Some(Status::Checking)
-        );
-    }
+    let (_, keys) = sent_to_be_checked(&store, &fake.url, extra).await;
     let payload = json!({ "follow_up": keys });
     let env = lambda_env(store.table(), Some(&fake.url), extra);
     for checked in [2, 0] {
