@@ -124,8 +124,7 @@ impl EventBody {
     }
 
     fn unpack(packed: &[u8]) -> Result<Self, String> {
-        let text = miniz_oxide::inflate::decompress_to_vec_with_limit(packed, PACKED_LIMIT)
-            .map_err(|e| format!("does not inflate: {e}"))?;
+        let text = inflate_bytes(packed)?;
         // Compact JSON holds no raw line break: the first one ends it.
         let split = text.iter().position(|&b| b == b'\n').unwrap_or(text.len());
         let requests = serde_json::from_slice(&text[..split])
@@ -245,9 +244,44 @@ fn deflate(value: &impl Serialize) -> Vec<u8> {
 }
 
 fn inflate<T: serde::de::DeserializeOwned>(packed: &[u8]) -> Result<T, String> {
-    let text = miniz_oxide::inflate::decompress_to_vec_with_limit(packed, PACKED_LIMIT)
-        .map_err(|e| format!("does not inflate: {e}"))?;
-    serde_json::from_slice(&text).map_err(|e| format!("does not parse: {e}"))
+    serde_json::from_slice(&inflate_bytes(packed)?).map_err(|e| format!("does not parse: {e}"))
+}
+
+/// What `packed` deflated, refused past [`PACKED_LIMIT`] (a hand-made item that inflates
+/// without end).
+fn inflate_bytes(packed: &[u8]) -> Result<Vec<u8>, String> {
+    miniz_oxide::inflate::decompress_to_vec_with_limit(packed, PACKED_LIMIT)
+        .map_err(|e| format!("does not inflate: {e}"))
+}
+
+/// Calls `call` with `batch` until it leaves nothing unprocessed (DynamoDB's batch calls hand
+/// back what they throttled), pausing 100 ms, 200 ms… between tries as AWS advises; at most 8
+/// tries. Returns each call's answer.
+async fn until_processed<B, R, Fut>(
+    batch: B,
+    what: &str,
+    call: impl Fn(B) -> Fut,
+) -> Result<Vec<R>, StoreError>
+where
+    Fut: Future<Output = Result<(R, Option<B>), StoreError>>,
+{
+    let mut answers = vec![];
+    let mut left = Some(batch);
+    for attempt in 0..8u64 {
+        let Some(batch) = left.take() else { break };
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+        }
+        let (answer, unprocessed) = call(batch).await?;
+        answers.push(answer);
+        left = unprocessed;
+    }
+    match left {
+        Some(_) => Err(StoreError::Unavailable(format!(
+            "DynamoDB left {what} unprocessed after 8 tries"
+        ))),
+        None => Ok(answers),
+    }
 }
 
 #[async_trait]
@@ -664,7 +698,7 @@ impl DynamoStore {
     /// Writes request items, 25 to a call, until DynamoDB has taken them all.
     async fn put_requests(&self, requests: Vec<Item>) -> Result<(), StoreError> {
         for chunk in requests.chunks(25) {
-            let mut pending: Vec<WriteRequest> = chunk
+            let puts: Vec<WriteRequest> = chunk
                 .iter()
                 .map(|item| {
                     PutRequest::builder()
@@ -674,30 +708,21 @@ impl DynamoStore {
                         .map_err(|e| StoreError::Corrupt("request".into(), e.to_string()))
                 })
                 .collect::<Result<_, _>>()?;
-            // Unprocessed items (throttling) are retried with a growing pause, as AWS advises.
-            for attempt in 0..8u64 {
+            until_processed(puts, "request items", |puts| async move {
                 let out = self
                     .client
                     .batch_write_item()
-                    .request_items(&self.table, pending)
+                    .request_items(&self.table, puts)
                     .send()
                     .await
                     .map_err(unavailable)?;
-                pending = out
+                let left = out
                     .unprocessed_items
                     .and_then(|mut u| u.remove(&self.table))
-                    .unwrap_or_default();
-                if pending.is_empty() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-            }
-            if !pending.is_empty() {
-                return Err(StoreError::Unavailable(format!(
-                    "DynamoDB left {} request items unwritten after 8 tries",
-                    pending.len()
-                )));
-            }
+                    .filter(|left| !left.is_empty());
+                Ok(((), left))
+            })
+            .await?;
         }
         Ok(())
     }
@@ -1396,5 +1421,42 @@ impl TokenStore for DynamoStore {
             .send()
             .await;
         applied(res).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_is_sent_again_until_nothing_is_left_unprocessed() {
+        let calls = AtomicUsize::new(0);
+        // 5 items: 3 throttled, then 1, then none.
+        let answers = until_processed(5usize, "items", |n| {
+            let call = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let left = [3, 1, 0][call];
+                Ok((n - left, (left > 0).then_some(left)))
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(answers, [2, 2, 1], "each call's share, all of it taken");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_still_throttled_after_8_tries_is_an_outage() {
+        let started = tokio::time::Instant::now();
+        let err = until_processed(1usize, "items", |n| async move { Ok(((), Some(n))) })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Unavailable(ref m) if m.contains("items")),
+            "{err}"
+        );
+        // 100 ms doubling: 12.7 s of pauses between the 8 tries.
+        assert_eq!(started.elapsed(), Duration::from_millis(12_700));
     }
 }

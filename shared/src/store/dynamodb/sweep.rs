@@ -16,12 +16,11 @@
 //! more than that.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use serde::Deserialize;
 
-use super::{DynamoStore, Item, STATUS_DUE_INDEX, n, s, unavailable};
+use super::{DynamoStore, Item, STATUS_DUE_INDEX, n, s, unavailable, until_processed};
 use crate::event::{DeliveryKey, Millis, Status};
 use crate::store::{Due, StoreError};
 
@@ -147,22 +146,15 @@ impl DynamoStore {
     ) -> Result<BTreeMap<DeliveryKey, (Status, Option<Millis>)>, StoreError> {
         let mut found = BTreeMap::new();
         for chunk in keys.chunks(100) {
-            let mut wanted = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(
-                        chunk.iter().map(|k| Self::key(&k.pk, &k.sk)).collect(),
-                    ))
-                    .projection_expression("pk, sk, #st, next_attempt_at")
-                    .expression_attribute_names("#st", "status")
-                    .build()
-                    .map_err(|e| StoreError::Corrupt("keys".into(), e.to_string()))?,
-            );
-            // Unprocessed keys (throttling) are asked again with a growing pause.
-            for attempt in 0..8u64 {
-                let Some(keys) = wanted.take() else { break };
-                if attempt > 0 {
-                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-                }
+            let wanted = KeysAndAttributes::builder()
+                .set_keys(Some(
+                    chunk.iter().map(|k| Self::key(&k.pk, &k.sk)).collect(),
+                ))
+                .projection_expression("pk, sk, #st, next_attempt_at")
+                .expression_attribute_names("#st", "status")
+                .build()
+                .map_err(|e| StoreError::Corrupt("keys".into(), e.to_string()))?;
+            let read = until_processed(wanted, "deliveries", |keys| async move {
                 let out = self
                     .client
                     .batch_get_item()
@@ -170,33 +162,29 @@ impl DynamoStore {
                     .send()
                     .await
                     .map_err(unavailable)?;
-                for item in out
+                let items = out
                     .responses
                     .and_then(|mut r| r.remove(&self.table))
-                    .into_iter()
-                    .flatten()
-                {
-                    let it: Parked = serde_dynamo::from_item(item)
-                        .map_err(|e| StoreError::Corrupt("delivery".into(), e.to_string()))?;
-                    if it.status.is_parked() {
-                        found.insert(
-                            DeliveryKey {
-                                pk: it.pk,
-                                sk: it.sk,
-                            },
-                            (it.status, it.next_attempt_at),
-                        );
-                    }
-                }
-                wanted = out
+                    .unwrap_or_default();
+                let left = out
                     .unprocessed_keys
                     .and_then(|mut u| u.remove(&self.table))
                     .filter(|k| !k.keys().is_empty());
-            }
-            if wanted.is_some() {
-                return Err(StoreError::Unavailable(
-                    "DynamoDB left deliveries unread after 8 tries".into(),
-                ));
+                Ok((items, left))
+            })
+            .await?;
+            for item in read.into_iter().flatten() {
+                let it: Parked = serde_dynamo::from_item(item)
+                    .map_err(|e| StoreError::Corrupt("delivery".into(), e.to_string()))?;
+                if it.status.is_parked() {
+                    found.insert(
+                        DeliveryKey {
+                            pk: it.pk,
+                            sk: it.sk,
+                        },
+                        (it.status, it.next_attempt_at),
+                    );
+                }
             }
         }
         Ok(found)
