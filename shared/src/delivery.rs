@@ -1,6 +1,6 @@
 //! The one sender loop every connector shares (docs/how-it-works.md): claim a pending delivery, call its
 //! connector, record the outcome through [`settle`]. And the sweeper that brings due retries
-//! (and claims whose sender died) back to `pending`.
+//! (and claims whose sender died) back to `pending`, and hands due follow-ups on ([`FollowUps`]).
 //!
 //! A Lambda stream batch, the local change feed and tests all go through [`Sender::process`].
 

@@ -281,14 +281,14 @@ pub async fn sweeper(
     Ok(serde_json::to_value(swept)?)
 }
 
-#[cfg(feature = "sweeper")]
 /// The variable naming each connector's sender function that checks its follow-ups
 /// (`dingtalk=<function>`, space-separated); the stack sets it.
+#[cfg(feature = "sweeper")]
 pub const FOLLOW_UP_FUNCTIONS_VAR: &str = "HOOKBRIDGE_FOLLOW_UP_FUNCTIONS";
 
-#[cfg(feature = "sweeper")]
 /// Due follow-ups to the connector's sender function, invoked asynchronously with their keys:
 /// no re-queue written, no stream record. A failed invoke leaves them to be re-queued.
+#[cfg(feature = "sweeper")]
 pub struct SweeperInvoke {
     client: aws_sdk_lambda::Client,
     functions: std::collections::HashMap<String, String>,

@@ -87,9 +87,9 @@ pub trait DeliveryStore: HistoryStore {
     ) -> Result<Option<Delivery>, StoreError>;
 
     /// Writes the outcome of the attempt `claimed` holds, if the delivery still has its status
-    /// and attempts (a claim's `sending`; a follow-up's `pending`, read unclaimed). `false` when
-    /// it changed (the sweeper re-queued it and another sender took it, or another sender
-    /// followed it up first): the outcome is then discarded.
+    /// and attempts (a claim's `sending`; a follow-up's `pending` or `checking`, read unclaimed).
+    /// `false` when it changed (the sweeper re-queued it and another sender took it, or another
+    /// sender followed it up first): the outcome is then discarded.
     async fn record(
         &self,
         claimed: &Delivery,
