@@ -18,7 +18,7 @@
 //!
 //! Deliveries in `sending`, `retrying` or `dead` carry `due_status`/`due_at`, the keys of the
 //! sparse GSI `status-due` the sweeper queries; a parked delivery's entry stays when it leaves
-//! that status, and the sweeper reads the index from a cursor ([`sweep`]). `ttl` (epoch seconds) expires old items; DynamoDB
+//! that status, and the sweeper reads the index from a cursor (`sweep.rs`). `ttl` (epoch seconds) expires old items; DynamoDB
 //! Local does not delete them, and nothing here relies on deletion.
 
 mod sweep;

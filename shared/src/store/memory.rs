@@ -3,7 +3,7 @@
 //! delivery that becomes `pending` is sent on the channel of [`MemoryStore::with_feed`]).
 //!
 //! Opened on a file ([`MemoryStore::durable`]), every change is first committed to it with
-//! fsync ([`super::file`]), and only then applied and acknowledged: a crash loses nothing that
+//! fsync (`file.rs`), and only then applied and acknowledged: a crash loses nothing that
 //! was answered 200, and a restart reloads everything and announces what is pending.
 
 use std::collections::HashSet;

@@ -156,7 +156,7 @@ impl Render for Style {
         Ok(target)
     }
 
-    /// A to-do: OA cards with a status bar ([`todo_groups`]); its finish: one status update of
+    /// A to-do: OA cards with a status bar (`todo_groups`); its finish: one status update of
     /// those cards; anything else: notices to at most 100 users each.
     fn plan(&self, n: &Notice, target: &Target, users: Vec<String>) -> Result<Plan, RenderError> {
         let kind = self.kind(n);
