@@ -1,16 +1,21 @@
-//! The HTTPS clients: the AWS SDK's configuration, loaded once per process, and the
-//! connectors' reqwest clients. Both use rustls on ring: one crypto library in every binary,
-//! smaller than aws-lc and free of its jitter-entropy seeding, which costs tens of milliseconds
-//! at the first random number on Lambda-class machines.
+//! The HTTPS clients: the AWS SDK's configuration, loaded once per process, and reqwest, which
+//! carries both the connectors' calls and the SDK's. One TLS configuration, rustls on ring: one
+//! crypto library in every binary, smaller than aws-lc and free of its jitter-entropy seeding,
+//! which costs tens of milliseconds at the first random number on Lambda-class machines, and
+//! the system's CA certificates read once a process, at its first handshake.
 
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::config::RuntimeComponents;
-use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnectorSettings, SharedHttpConnector,
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
 };
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::body::SdkBody;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -18,37 +23,96 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::config::{Credentials, Region, SharedCredentialsProvider, SharedHttpClient};
-use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 use tokio::sync::OnceCell;
 
-/// The AWS SDK's HTTPS client (system roots, as the SDK's default), which reads the system's
-/// CA certificates at the first request rather than when a client is made.
+/// The AWS SDK's HTTP client: reqwest with the connectors' TLS, so that a process reads the
+/// system's CA certificates once, at its first handshake, whichever client makes it (the SDK's
+/// own client read them again for itself, at its first request even over plain HTTP: 5–8 ms
+/// of a cold start on a machine whose certificate directory holds 300 files).
 pub fn aws_client() -> SharedHttpClient {
-    SharedHttpClient::new(AtFirstRequest(
-        aws_smithy_http_client::Builder::new()
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build_https(),
-    ))
+    SharedHttpClient::new(AwsHttp::default())
 }
 
-/// The SDK's client as it is, less its `validate_base_client_config`, which builds a connector
-/// when a service client is made so that the certificates load at init, and parses them again
-/// for the first request's connector: most of a function's init, twice the work.
-#[derive(Debug)]
-struct AtFirstRequest(SharedHttpClient);
+/// One reqwest client per timeout pair the SDK asks for (in practice one), cached as the
+/// SDK's own client caches its connectors.
+#[derive(Debug, Default)]
+struct AwsHttp(Mutex<HashMap<Timeouts, SharedHttpConnector>>);
 
-impl HttpClient for AtFirstRequest {
+/// Connect and read timeouts.
+type Timeouts = (Option<Duration>, Option<Duration>);
+
+impl HttpClient for AwsHttp {
     fn http_connector(
         &self,
         settings: &HttpConnectorSettings,
-        components: &RuntimeComponents,
+        _: &RuntimeComponents,
     ) -> SharedHttpConnector {
-        self.0.http_connector(settings, components)
+        let key = (settings.connect_timeout(), settings.read_timeout());
+        let mut made = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        made.entry(key)
+            .or_insert_with(|| {
+                // AWS's endpoints are reached directly, as the SDK's own client does: a proxy
+                // in the environment is for the connectors' calls.
+                let mut client = reqwest::Client::builder()
+                    .tls_backend_preconfigured(TLS.clone())
+                    .no_proxy();
+                if let Some(t) = key.0 {
+                    client = client.connect_timeout(t);
+                }
+                if let Some(t) = key.1 {
+                    client = client.read_timeout(t);
+                }
+                // Building fails only on a TLS backend reqwest was built without.
+                let client = client
+                    .build()
+                    .expect("reqwest takes a preconfigured rustls");
+                SharedHttpConnector::new(AwsConnector(client))
+            })
+            .clone()
     }
+}
 
-    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
-        self.0.connector_metadata()
+#[derive(Debug)]
+struct AwsConnector(reqwest::Client);
+
+impl HttpConnector for AwsConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let client = self.0.clone();
+        HttpConnectorFuture::new(async move {
+            let request = request
+                .try_into_http1x()
+                .map_err(|e| ConnectorError::user(e.into()))?;
+            let (parts, body) = request.into_parts();
+            // Every call this project makes has its body in memory (JSON).
+            let body = body
+                .bytes()
+                .map(bytes::Bytes::copy_from_slice)
+                .ok_or_else(|| ConnectorError::user("a streaming request body".into()))?;
+            let request = reqwest::Request::try_from(http::Request::from_parts(parts, body))
+                .map_err(|e| ConnectorError::user(e.into()))?;
+            let response = client.execute(request).await.map_err(connector_error)?;
+            let mut answer = http::Response::builder().status(response.status());
+            if let Some(headers) = answer.headers_mut() {
+                *headers = response.headers().clone();
+            }
+            let body = response.bytes().await.map_err(connector_error)?;
+            let answer = answer
+                .body(SdkBody::from(body))
+                .map_err(|e| ConnectorError::other(e.into(), None))?;
+            HttpResponse::try_from(answer).map_err(|e| ConnectorError::other(e.into(), None))
+        })
+    }
+}
+
+/// A failed call as the SDK's retry classifier reads it: timeouts and I/O are retried.
+fn connector_error(e: reqwest::Error) -> ConnectorError {
+    if e.is_timeout() {
+        ConnectorError::timeout(e.into())
+    } else if e.is_connect() || e.is_request() || e.is_body() {
+        ConnectorError::io(e.into())
+    } else {
+        ConnectorError::other(e.into(), None)
     }
 }
 
@@ -122,7 +186,8 @@ pub fn client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
-/// Every connector's TLS: rustls on ring, verified against the system's CA certificates.
+/// Every HTTPS call's TLS (the connectors' and AWS's): rustls on ring, verified against the
+/// system's CA certificates.
 static TLS: LazyLock<rustls::ClientConfig> = LazyLock::new(|| {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     rustls::ClientConfig::builder_with_provider(provider.clone())

@@ -76,3 +76,39 @@ async fn the_environment_alone_configures_dynamodb() {
     let store = DynamoStore::new(client, table, Duration::from_secs(60));
     assert_eq!(store.deliveries_of("EVT#x").await.unwrap(), vec![]);
 }
+
+/// A connection dropped before its answer is an I/O error to the SDK, which it retries (as
+/// it did with its own client): the second connection's answer is the store's.
+#[tokio::test]
+async fn the_aws_client_retries_a_dropped_connection() {
+    use tokio::io::AsyncWriteExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let mut requests = 0;
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0; 64 * 1024];
+            let _ = socket.read(&mut buf).await.unwrap();
+            requests += 1;
+            if requests == 1 {
+                continue; // dropped unanswered
+            }
+            let body = "{}";
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\n\
+                 content-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            return requests;
+        }
+    });
+    let store = DynamoStore::new(dynamo_client(&url), "t", Duration::from_secs(60));
+    let key = hookbridge::event::DeliveryKey {
+        pk: "EVT#x".into(),
+        sk: "DLV#dingtalk#0".into(),
+    };
+    assert_eq!(store.delivery(&key).await.unwrap(), None);
+    assert_eq!(server.await.unwrap(), 2, "asked once more after the drop");
+}
