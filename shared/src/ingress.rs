@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use http::{HeaderMap, StatusCode};
 use tracing::{Span, error, info, instrument, warn};
 
@@ -16,7 +17,7 @@ use crate::logging::LogId;
 use crate::metrics;
 use crate::routing::Router;
 use crate::sources::{Accepted, Head, Rejection, Source, Verify};
-use crate::store::{EventStore, Inserted};
+use crate::store::{EventStore, Inserted, StoreError};
 
 /// An HTTP request as the pipeline sees it, whatever server or Lambda event carried it.
 #[derive(Debug, Clone)]
@@ -265,22 +266,35 @@ impl Ingress {
             duplicate: true,
             deliveries: 0,
         };
-        for (event, deliveries) in planned {
-            match self.store.insert(event, &deliveries).await {
-                Ok(Inserted::Created) => {
-                    accepted.duplicate = false;
-                    accepted.deliveries += deliveries.len();
+        // The events of one request (an Alertmanager group) are stored side by side.
+        let inserts: Vec<_> = planned
+            .iter()
+            .map(|(event, deliveries)| async move {
+                let inserted = self.store.insert(event, deliveries).await?;
+                Ok::<_, StoreError>((inserted, deliveries.len()))
+            })
+            .collect();
+        let stored = stream::iter(inserts)
+            .buffer_unordered(EVENTS_AT_ONCE)
+            .try_collect::<Vec<_>>()
+            .await;
+        match stored {
+            Ok(stored) => {
+                for (inserted, deliveries) in stored {
+                    if inserted == Inserted::Created {
+                        accepted.duplicate = false;
+                        accepted.deliveries += deliveries;
+                    }
                 }
-                Ok(Inserted::Duplicate) => {}
-                Err(e) => {
-                    error!(request = %req.id, error = %e, "the store failed; answering 503 so the source retries");
-                    return Err(Rejection::Unavailable {
-                        request_id: req.id.clone(),
-                    });
-                }
+                Ok(accepted)
+            }
+            Err(e) => {
+                error!(request = %req.id, error = %e, "the store failed; answering 503 so the source retries");
+                Err(Rejection::Unavailable {
+                    request_id: req.id.clone(),
+                })
             }
         }
-        Ok(accepted)
     }
 }
 
@@ -299,6 +313,9 @@ fn count(source: &'static str, outcome: &Result<Accepted, Rejection>) {
 /// The longest event id (a source's dedupe key) taken: with its prefix it stays within
 /// DynamoDB's 2 KB partition key, and no source's real ids come near it.
 pub const MAX_EVENT_KEY_BYTES: usize = 1024;
+
+/// Events of one request stored at once; each puts its own states a few at a time too.
+const EVENTS_AT_ONCE: usize = 4;
 
 fn answer(source: &dyn Source, outcome: Result<Accepted, Rejection>) -> Response {
     Response {

@@ -72,6 +72,18 @@ struct Shared {
     upstream: String,
     client: reqwest::Client,
     consumed: Mutex<Consumed>,
+    /// What [`Meter::hold_together`] holds, and how many of those calls are in flight now
+    /// and were at most.
+    held: Mutex<Held>,
+    arrived: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct Held {
+    calls: Vec<String>,
+    together: usize,
+    now: usize,
+    most: usize,
 }
 
 pub struct Meter {
@@ -173,6 +185,7 @@ async fn forward(
         .unwrap_or("")
         .to_owned();
     let mut request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let _held = InFlight::enter(&s, &format!("{op} {}", written(&request))).await;
     if let Some(o) = request.as_object_mut()
         && op != "CreateTable"
         && op != "DescribeTable"
@@ -217,6 +230,46 @@ async fn forward(
     (status, out, bytes)
 }
 
+/// A held call in flight through the meter, counted until it is answered.
+struct InFlight<'a>(Option<&'a Shared>);
+
+impl<'a> InFlight<'a> {
+    /// A call `what` (`PutItem DLV`, `GetItem EVT`) of those [`Meter::hold_together`] names
+    /// waits (at most 2 s) until that many of them are in flight, so that calls made one
+    /// after another never meet here.
+    async fn enter(s: &'a Shared, what: &str) -> InFlight<'a> {
+        let together = {
+            let mut h = s.held.lock().unwrap();
+            if !h.calls.iter().any(|c| c == what) {
+                return InFlight(None);
+            }
+            h.now += 1;
+            h.most = h.most.max(h.now);
+            h.together
+        };
+        s.arrived.notify_waiters();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            loop {
+                let arrived = s.arrived.notified();
+                if s.held.lock().unwrap().now >= together {
+                    break;
+                }
+                arrived.await;
+            }
+        })
+        .await;
+        InFlight(Some(s))
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0 {
+            s.held.lock().unwrap().now -= 1;
+        }
+    }
+}
+
 impl Meter {
     /// A meter in front of `upstream` (DynamoDB Local's endpoint).
     pub async fn start(upstream: &str) -> Meter {
@@ -224,6 +277,8 @@ impl Meter {
             upstream: upstream.to_owned(),
             client: crate::http_client(),
             consumed: Mutex::default(),
+            held: Mutex::default(),
+            arrived: Default::default(),
         });
         let app = Router::new()
             .fallback(axum::routing::post(forward))
@@ -232,6 +287,22 @@ impl Meter {
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Meter { url, shared }
+    }
+
+    /// From now on each call of `calls` (`PutItem DLV`: the operation and the kinds of item,
+    /// as in [`Consumed::writes`]) waits, at most 2 s, until `together` of them are in flight;
+    /// [`Meter::most_at_once`] then says whether they went out together or one by one.
+    pub fn hold_together(&self, calls: &[&str], together: usize) {
+        *self.shared.held.lock().unwrap() = Held {
+            calls: calls.iter().map(|c| (*c).to_owned()).collect(),
+            together,
+            ..Held::default()
+        };
+    }
+
+    /// The most calls [`Meter::hold_together`] named in flight at once since it was set.
+    pub fn most_at_once(&self) -> usize {
+        self.shared.held.lock().unwrap().most
     }
 
     /// Everything consumed through this meter so far.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use hookbridge::event::{Status, now_ms};
 use hookbridge::store::dynamodb::DynamoStore;
 use hookbridge::store::dynamodb::sdk::types::AttributeValue;
-use hookbridge::store::{Due, EventStore, HistoryStore};
+use hookbridge::store::{DeliveryStore, Due, EventStore, HistoryStore};
 use hookbridge_tests::fake_zentao::{FakeZenTao, hap_route};
 use hookbridge_tests::meter::Meter;
 use hookbridge_tests::{HAP_TOKEN, app_on, config, dynamo_client, dynamodb_endpoint, request};
@@ -174,6 +174,99 @@ async fn a_todo_card_for_one_person_is_two_write_units_at_the_webhook() {
     assert_eq!(
         (&stored[0].recipients, &stored[0].message),
         (&rendered[0].recipients, &rendered[0].message)
+    );
+}
+
+/// A webhook answers one round trip after its event is stored, however many people it goes
+/// to: the states' conditional puts go out together (the meter holds each until the other
+/// comes, and would let one alone through only after 2 s).
+#[tokio::test]
+async fn an_events_states_are_written_together() {
+    let meter = Meter::start(&dynamodb_endpoint()).await;
+    let store = metered_store(&meter).await;
+    let app = app_on(config(None, ""), Arc::new(store.clone())).await;
+    let mut todo: serde_json::Value =
+        serde_json::from_str(&hookbridge_tests::fixture("hap-message-todo.json")).unwrap();
+    todo["targets"] = json!(["manager4220", "lisi"]);
+    meter.hold_together(&["PutItem DLV"], 2);
+    let started = std::time::Instant::now();
+    let answer = app
+        .ingress
+        .handle(
+            request("/hap/message", todo.to_string(), Some(HAP_TOKEN)),
+            now_ms(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        meter.most_at_once(),
+        2,
+        "the two states' puts went out together"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "no put waited alone"
+    );
+    assert_eq!(store.deliveries_of(&todo_pk(&todo)).await.unwrap().len(), 2);
+}
+
+/// The events of one request (an Alertmanager group of two alerts) are stored side by side.
+#[tokio::test]
+async fn a_groups_events_are_stored_together() {
+    let meter = Meter::start(&dynamodb_endpoint()).await;
+    let store = metered_store(&meter).await;
+    let extra = "[sources.alertmanager]\nbearer_tokens = [\"plain:am-token\"]\n\
+                 [[routes]]\nsource = \"alertmanager\"\nconnector = \"dingtalk\"\nusers = [\"ops1\"]\n";
+    let app = app_on(config(None, extra), Arc::new(store.clone())).await;
+    let mut req = request(
+        "/alertmanager",
+        hookbridge_tests::alerts_now("alertmanager-firing.json"),
+        None,
+    );
+    req.headers
+        .insert("authorization", "Bearer am-token".parse().unwrap());
+    meter.hold_together(&["PutItem EVT"], 2);
+    let answer = app.ingress.handle(req, now_ms()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // The alerts' two events and the group's own, which says what the group holds.
+    assert!(answer.body.contains("\"events\":3"), "{}", answer.body);
+    assert!(meter.most_at_once() >= 2, "the events went out together");
+}
+
+/// A claim reads the event, where the request is, alongside its own write: a send waits one
+/// round trip less before its call.
+#[tokio::test]
+async fn a_claim_reads_the_request_alongside() {
+    let meter = Meter::start(&dynamodb_endpoint()).await;
+    let store = metered_store(&meter).await;
+    let app = app_on(config(None, ""), Arc::new(store.clone())).await;
+    let mut todo: serde_json::Value =
+        serde_json::from_str(&hookbridge_tests::fixture("hap-message-todo.json")).unwrap();
+    todo["targets"] = json!(["manager4220"]);
+    let answer = app
+        .ingress
+        .handle(
+            request("/hap/message", todo.to_string(), Some(HAP_TOKEN)),
+            now_ms(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let stored = store.deliveries_of(&todo_pk(&todo)).await.unwrap();
+    meter.hold_together(&["UpdateItem DLV", "GetItem EVT"], 2);
+    let now = now_ms();
+    let claimed = store
+        .claim(&stored[0].key(), now, now + 60_000)
+        .await
+        .unwrap()
+        .expect("pending, so claimed");
+    assert_eq!(
+        meter.most_at_once(),
+        2,
+        "the claim and the read went out together"
+    );
+    assert_eq!(
+        (claimed.status, &claimed.message),
+        (Status::Sending, &stored[0].message)
     );
 }
 
@@ -404,7 +497,6 @@ async fn followed_up(
 #[tokio::test]
 async fn a_send_to_be_followed_up_keeps_its_claims_index_entry() {
     use hookbridge::event::DeliveryFilter;
-    use hookbridge::store::DeliveryStore;
     let sent_at = now_ms();
     let (meter, store, _dingtalk, app, key) = followed_up("cap-6", sent_at).await;
     let before = meter.consumed();
@@ -452,7 +544,6 @@ async fn a_send_to_be_followed_up_keeps_its_claims_index_entry() {
 /// follow-up is its sender's one write.
 #[tokio::test]
 async fn a_follow_up_handed_to_the_sender_function_is_one_write() {
-    use hookbridge::store::DeliveryStore;
     use hookbridge_tests::fake_lambda::FakeLambda;
     use lambda_runtime::{Context, LambdaEvent};
     let meter = Meter::start(&dynamodb_endpoint()).await;
@@ -510,7 +601,6 @@ async fn a_follow_up_handed_to_the_sender_function_is_one_write() {
 /// entry, never for sweeps that find nothing (an idle month).
 #[tokio::test]
 async fn a_cold_sweeper_starts_at_the_cursors_written_and_finds_what_was_held_back() {
-    use hookbridge::store::DeliveryStore;
     let at = now_ms();
     let (meter, store, _dingtalk, app, key) = followed_up("cap-7", at).await;
     let before = meter.consumed();
@@ -591,7 +681,6 @@ async fn a_cold_sweeper_starts_at_the_cursors_written_and_finds_what_was_held_ba
 /// claim, no index entry); its stream record and a second sender at once record it once.
 #[tokio::test]
 async fn a_follow_up_is_one_write_of_the_state() {
-    use hookbridge::store::DeliveryStore;
     let (meter, store, _dingtalk, app, key) = followed_up("cap-4", now_ms()).await;
     assert_eq!(
         app.sender.process(&key).await.unwrap(),
