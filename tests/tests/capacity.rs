@@ -177,19 +177,17 @@ async fn a_todo_card_for_one_person_is_two_write_units_at_the_webhook() {
     );
 }
 
-/// A webhook answers one round trip after its event is stored, however many people it goes
-/// to: the states' conditional puts go out together (the meter holds each until the other
-/// comes, and would let one alone through only after 2 s).
-#[tokio::test]
-async fn an_events_states_are_written_together() {
+/// HAP's to-do for `targets` through the default config on a metered table, `hold` set on
+/// the meter first (calls held until two meet, see [`Meter::hold_together`]): the meter, the
+/// store and the event's key.
+async fn post_todo(targets: serde_json::Value, hold: &[&str]) -> (Meter, DynamoStore, String) {
     let meter = Meter::start(&dynamodb_endpoint()).await;
     let store = metered_store(&meter).await;
     let app = app_on(config(None, ""), Arc::new(store.clone())).await;
     let mut todo: serde_json::Value =
         serde_json::from_str(&hookbridge_tests::fixture("hap-message-todo.json")).unwrap();
-    todo["targets"] = json!(["manager4220", "lisi"]);
-    meter.hold_together(&["PutItem DLV"], 2);
-    let started = std::time::Instant::now();
+    todo["targets"] = targets;
+    meter.hold_together(hold, 2);
     let answer = app
         .ingress
         .handle(
@@ -198,16 +196,21 @@ async fn an_events_states_are_written_together() {
         )
         .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
+    (meter, store, todo_pk(&todo))
+}
+
+/// A webhook answers one round trip after its event is stored, however many people it goes
+/// to: the states' conditional puts go out together (the meter holds each until the other
+/// comes, and would let one alone through only after 2 s).
+#[tokio::test]
+async fn an_events_states_are_written_together() {
+    let (meter, store, pk) = post_todo(json!(["manager4220", "lisi"]), &["PutItem DLV"]).await;
     assert_eq!(
         meter.most_at_once(),
         2,
         "the two states' puts went out together"
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "no put waited alone"
-    );
-    assert_eq!(store.deliveries_of(&todo_pk(&todo)).await.unwrap().len(), 2);
+    assert_eq!(store.deliveries_of(&pk).await.unwrap().len(), 2);
 }
 
 /// The events of one request (an Alertmanager group of two alerts) are stored side by side.
@@ -237,21 +240,8 @@ async fn a_groups_events_are_stored_together() {
 /// round trip less before its call.
 #[tokio::test]
 async fn a_claim_reads_the_request_alongside() {
-    let meter = Meter::start(&dynamodb_endpoint()).await;
-    let store = metered_store(&meter).await;
-    let app = app_on(config(None, ""), Arc::new(store.clone())).await;
-    let mut todo: serde_json::Value =
-        serde_json::from_str(&hookbridge_tests::fixture("hap-message-todo.json")).unwrap();
-    todo["targets"] = json!(["manager4220"]);
-    let answer = app
-        .ingress
-        .handle(
-            request("/hap/message", todo.to_string(), Some(HAP_TOKEN)),
-            now_ms(),
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    let stored = store.deliveries_of(&todo_pk(&todo)).await.unwrap();
+    let (meter, store, pk) = post_todo(json!(["manager4220"]), &[]).await;
+    let stored = store.deliveries_of(&pk).await.unwrap();
     meter.hold_together(&["UpdateItem DLV", "GetItem EVT"], 2);
     let now = now_ms();
     let claimed = store
